@@ -1,0 +1,71 @@
+"""Builders of valid messages, so each test states only what it changes."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from treatyflow.schemas.messages import InboundMessage, parse_inbound
+
+TREATY = "sco-2010"
+_counter = itertools.count(1)
+
+
+def new_request_id() -> str:
+    return f"RQ-{uuid.uuid4().hex[:10].upper()}"
+
+
+def new_message_id() -> str:
+    return str(uuid.uuid4())
+
+
+def request_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "purpose": "Investigation of a fraud scheme; the suspect's accounts are abroad.",
+        "assistance_requested": "Bank statements of account 123 for 2025.",
+        "facts": "Between March and June 2025 funds were moved through account 123.",
+        "confidentiality": "confidential",
+        "form_of_cooperation": "information_exchange",
+        "crime_category": "economic_money_laundering_terrorist_financing",
+        "language": "ru",
+        "urgent": False,
+        "oral": False,
+        "signed_by": {"name": "A. Head", "position": "head"},
+        "domestic_case": "KZ-2025-000123",
+    }
+    body.update(overrides)
+    return {k: v for k, v in body.items() if v is not ...}
+
+
+def envelope(
+    kind: str,
+    *,
+    request_id: str,
+    sender: str,
+    recipient: str,
+    body: dict[str, Any] | None = None,
+    message_id: str | None = None,
+    in_reply_to: str | None = None,
+    sent_at: datetime | None = None,
+    treaty_id: str = TREATY,
+) -> dict[str, Any]:
+    return {
+        "schema_version": "1",
+        "message_id": message_id or new_message_id(),
+        "kind": kind,
+        "request_id": request_id,
+        "treaty_id": treaty_id,
+        "sender": sender,
+        "recipient": recipient,
+        "sent_at": (sent_at or datetime.now(UTC)).isoformat(),
+        "in_reply_to": in_reply_to,
+        "body": request_body() if body is None and kind == "request" else (body or {}),
+    }
+
+
+def message(kind: str, **kwargs: Any) -> InboundMessage:
+    import json
+
+    return parse_inbound(json.dumps(envelope(kind, **kwargs)))

@@ -1,0 +1,1 @@
+"""treatyflow: requests for assistance between competent authorities, under their treaty."""

@@ -1,0 +1,70 @@
+"""Every name shared between processes: task queues, workflow ids, exchanges, queues.
+
+Agencies build against these names (see README, "For agencies"); change them only
+with a new schema version.
+"""
+
+from __future__ import annotations
+
+# --- Temporal -----------------------------------------------------------------
+TASK_QUEUE = "treatyflow-requests"
+NAMESPACE = "default"
+# Workflow ids an operator can read and type: "<treaty>.<request id>".
+WORKFLOW_ID_SEPARATOR = "."
+
+
+def workflow_id(treaty_id: str, request_id: str) -> str:
+    """The workflow id of one request: stable, human-readable, derived from its ids."""
+    return f"{treaty_id}{WORKFLOW_ID_SEPARATOR}{request_id}"
+
+
+# Custom search attributes (codes only, never names or facts of a case).
+SA_TREATY = "TreatyId"
+SA_STATUS = "RequestStatus"
+SA_REQUESTING_AUTHORITY = "RequestingAuthority"
+SA_REQUESTED_AUTHORITY = "RequestedAuthority"
+SA_REQUESTING_STATE = "RequestingState"
+SA_REQUESTED_STATE = "RequestedState"
+SA_DEADLINE = "Deadline"
+SA_OVERDUE = "Overdue"
+SA_URGENT = "Urgent"
+SA_DOMESTIC_CASE = "DomesticCase"
+
+SEARCH_ATTRIBUTE_TYPES: dict[str, str] = {
+    SA_TREATY: "Keyword",
+    SA_STATUS: "Keyword",
+    SA_REQUESTING_AUTHORITY: "Keyword",
+    SA_REQUESTED_AUTHORITY: "Keyword",
+    SA_REQUESTING_STATE: "Keyword",
+    SA_REQUESTED_STATE: "Keyword",
+    SA_DEADLINE: "Datetime",
+    SA_OVERDUE: "Bool",
+    SA_URGENT: "Bool",
+    SA_DOMESTIC_CASE: "Keyword",
+}
+
+# --- RabbitMQ -----------------------------------------------------------------
+VHOST = "treatyflow"
+HUB_USER = "treatyflow-hub"
+# Authorities publish here only; it routes to the hub's inbound queue.
+EXCHANGE_HUB = "treatyflow.hub"
+# Only the hub writes here; routing key = recipient authority id.
+EXCHANGE_DELIVER = "treatyflow.deliver"
+# Every rejected message ends here, with its reason.
+EXCHANGE_DLX = "treatyflow.dlx"
+QUEUE_INBOUND = "hub.inbound"
+QUEUE_DEAD_LETTER = "hub.dead-letter"
+# How often a message may be redelivered before the broker dead-letters it.
+DELIVERY_LIMIT = 3
+# Header set on every message the hub puts in the dead-letter queue.
+HEADER_REASON = "x-treatyflow-reason"
+HEADER_PROBLEM = "x-treatyflow-problem"
+# The hub's own sender id in envelopes.
+HUB_SENDER = "HUB"
+# Largest message body the gateway reads (bytes).
+MAX_BODY_BYTES = 256 * 1024
+
+
+def inbox_queue(authority_id: str) -> str:
+    """The inbox queue of one authority: only that authority may read it."""
+    return f"authority.{authority_id}.inbox"

@@ -1,0 +1,116 @@
+"""Hand one inbound message to its request's workflow, exactly once in effect.
+
+The update id is the message id: the server answers a redelivered message with its
+first result and changes nothing. A new request is an update-with-start whose id reuse
+policy refuses a second run for the same request id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from treatyflow.constants import TASK_QUEUE, workflow_id
+from treatyflow.schemas.messages import InboundMessage, RequestMessage, Submission
+from treatyflow.schemas.treaty import load_profile
+from treatyflow.workflows.request import Accepted, RequestForAssistance, RequestInput
+
+
+@dataclass
+class Refusal(Exception):
+    """The hub refuses a message: ``problem`` is a code, ``reasons`` say why."""
+
+    problem: str
+    reasons: list[str]
+
+    def __str__(self) -> str:
+        return f"{self.problem}: {'; '.join(self.reasons)}"
+
+
+TRANSIENT = frozenset(
+    {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED}
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Temporal is unreachable or overloaded: retry later, the message is not at fault."""
+    return isinstance(error, RPCError) and error.status in TRANSIENT
+
+
+async def submit(
+    client: Client,
+    message: InboundMessage,
+    *,
+    time_scale: float = 1.0,
+    task_queue: str = TASK_QUEUE,
+) -> Accepted:
+    """Apply ``message`` to its request; raises ``Refusal`` naming every problem."""
+    try:
+        profile = load_profile(message.treaty_id)
+    except KeyError:
+        raise Refusal("unknown_treaty", [f"treaty {message.treaty_id!r} is not carried here"])
+    wf_id = workflow_id(message.treaty_id, message.request_id)
+    submission = Submission(message=message)
+    try:
+        if isinstance(message, RequestMessage):
+            start = WithStartWorkflowOperation(
+                RequestForAssistance.run,
+                RequestInput(profile=profile, time_scale=time_scale),
+                id=wf_id,
+                task_queue=task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                static_summary=_summary(message),
+            )
+            return await client.execute_update_with_start_workflow(
+                RequestForAssistance.submit,
+                submission,
+                start_workflow_operation=start,
+                id=message.message_id,
+            )
+        handle = client.get_workflow_handle_for(RequestForAssistance.run, wf_id)
+        return await handle.execute_update(
+            RequestForAssistance.submit, submission, id=message.message_id
+        )
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError):
+            details = cause.details[0] if cause.details else None
+            reasons = [str(r) for r in details] if isinstance(details, list) else [cause.message]
+            raise Refusal("not_allowed_now", reasons) from err
+        raise
+    except WorkflowAlreadyStartedError as err:
+        raise Refusal(
+            "request_closed",
+            [f"request {message.request_id} is closed; a new request needs a new request id"],
+        ) from err
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            if isinstance(message, RequestMessage):
+                raise
+            raise Refusal(
+                "unknown_request",
+                [f"no open request {message.request_id} under {message.treaty_id}"],
+            ) from err
+        if err.status == RPCStatusCode.FAILED_PRECONDITION or "completed" in str(err):
+            raise Refusal(
+                "request_closed", [f"request {message.request_id} is closed: {err.message}"]
+            ) from err
+        raise
+
+
+def _summary(message: RequestMessage) -> str:
+    """Codes only: no names or facts of a case in what the UI shows unencrypted."""
+    urgent = " (urgent, oral)" if message.body.oral else (" (urgent)" if message.body.urgent else "")
+    return (
+        f"{message.treaty_id} request {message.request_id}: {message.body.form_of_cooperation}, "
+        f"{message.sender} → {message.recipient}{urgent}"
+    )

@@ -1,0 +1,331 @@
+"""The wire contract: one envelope, a body per message kind.
+
+These models are the single source of the contract agencies build against: they
+validate input at the gateway, carry messages through Temporal, and produce the JSON
+Schema published in ``docs/``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+
+from treatyflow.schemas.treaty import AUTHORITY_ID_PATTERN
+
+SCHEMA_VERSION = "1"
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+# Art. 6.9: a refusal or deferral is notified in writing with its reason: a real sentence.
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=10, max_length=20_000)]
+MessageId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$")]
+RequestId = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9-]{2,63}$")]
+AuthorityId = Annotated[str, StringConstraints(pattern=AUTHORITY_ID_PATTERN)]
+PartyId = Annotated[str, StringConstraints(pattern=AUTHORITY_ID_PATTERN + r"|^HUB$")]
+
+_strict = ConfigDict(extra="forbid", frozen=True)
+
+
+class Confidentiality(StrEnum):
+    """Art. 5.4 / 7.1: the degree of closure, set by the transmitting side."""
+
+    NONE = "none"
+    RESTRICTED = "restricted"
+    CONFIDENTIAL = "confidential"
+    SECRET = "secret"
+
+
+class Signatory(BaseModel):
+    """Art. 5.5: the head of the requesting authority or a deputy."""
+
+    model_config = _strict
+    name: ShortText
+    position: ShortText = Field(description="'head' or 'deputy' (art. 5.5).", examples=["head"])
+
+
+class RequestBody(BaseModel):
+    """A request for assistance (art. 5.4: required content; art. 5.2: oral when urgent)."""
+
+    model_config = _strict
+    purpose: Text = Field(description="Purpose and justification (art. 5.4).")
+    assistance_requested: Text = Field(description="What assistance is requested (art. 5.4).")
+    facts: Text = Field(description="The merits of the case (art. 5.4).")
+    confidentiality: Confidentiality = Field(description="Art. 5.4, 7.1.")
+    form_of_cooperation: ShortText = Field(description="Art. 3; a code from the treaty profile.")
+    crime_category: ShortText | None = Field(None, description="Art. 1; a code from the profile.")
+    language: ShortText = Field(description="ISO 639-1; a working language (art. 11).")
+    urgent: bool = False
+    oral: bool = Field(False, description="Transmitted orally (art. 5.2); urgent cases only.")
+    signed_by: Signatory | None = Field(None, description="Required in writing (art. 5.5).")
+    domestic_case: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9/-]{1,40}$")] | None = (
+        Field(None, description="The requester's own case number (a code, never facts).")
+    )
+
+
+class ConfirmationBody(BaseModel):
+    """Written confirmation of an oral request within 72 hours (art. 5.2)."""
+
+    model_config = _strict
+    request: RequestBody
+
+
+class ReceiptBody(BaseModel):
+    """The requested authority has received the request: the 30-day clock starts (art. 6.1)."""
+
+    model_config = _strict
+    note: ShortText | None = None
+
+
+class ClarificationRequestBody(BaseModel):
+    """Confirmation or additional information asked of the requester (art. 5.3, 6.4)."""
+
+    model_config = _strict
+    topic: Literal["authenticity", "additional_information"]
+    questions: Text
+
+
+class ClarificationBody(BaseModel):
+    """The requester's answer to a clarification request (reply to it)."""
+
+    model_config = _strict
+    answer: Text
+
+
+class DelayBody(BaseModel):
+    """Circumstances preventing or delaying execution (art. 6.2)."""
+
+    model_config = _strict
+    reason: Reason
+
+
+class ForwardBody(BaseModel):
+    """Sent on to the competent authority of the same state (art. 6.3)."""
+
+    model_config = _strict
+    to_authority: AuthorityId
+    reason: ShortText
+
+
+class DeferralBody(BaseModel):
+    """Execution postponed on an art. 6.7 ground, with the reason in writing (art. 6.9)."""
+
+    model_config = _strict
+    grounds: Annotated[list[ShortText], Field(min_length=1)]
+    reason: Reason
+
+
+class ResumptionBody(BaseModel):
+    """Execution resumes after a deferral."""
+
+    model_config = _strict
+    note: ShortText | None = None
+
+
+class RefusalBody(BaseModel):
+    """Refusal in whole or in part (art. 6.7, 6.8) with the reason in writing (art. 6.9)."""
+
+    model_config = _strict
+    extent: Literal["whole", "part"]
+    grounds: Annotated[list[ShortText], Field(min_length=1)]
+    reason: Reason
+    refused_part: ShortText | None = Field(None, description="Which part, when extent is 'part'.")
+
+
+class ExecutionReportBody(BaseModel):
+    """The result of execution, full or partial (art. 6.1)."""
+
+    model_config = _strict
+    extent: Literal["full", "partial"]
+    summary: Text
+    confidentiality: Confidentiality = Field(description="Set by the transmitting side (art. 7.1).")
+
+
+class WithdrawalBody(BaseModel):
+    """The requester withdraws its request."""
+
+    model_config = _strict
+    reason: ShortText
+
+
+class NoticeBody(BaseModel):
+    """What the hub tells a party: a state change, a reminder, an overdue notice."""
+
+    model_config = _strict
+    event: str = Field(description="What happened, e.g. 'request_delivered', 'overdue'.")
+    status: str = Field(description="The request's state after it.")
+    overdue: bool = False
+    deadline: AwareDatetime | None = None
+    requesting: AuthorityId
+    requested: AuthorityId
+    about_message_id: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorBody(BaseModel):
+    """The hub refused a message: nothing was applied; it sits in the dead-letter queue."""
+
+    model_config = _strict
+    problem: str = Field(description="A code, e.g. 'malformed', 'not_allowed_now'.")
+    reasons: list[str]
+    refused_message_id: str | None = None
+
+
+class _EnvelopeBase(BaseModel):
+    model_config = _strict
+    schema_version: Literal["1"] = SCHEMA_VERSION
+    message_id: MessageId
+    request_id: RequestId
+    treaty_id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{3,40}$")]
+    sender: PartyId
+    recipient: PartyId
+    sent_at: AwareDatetime
+    in_reply_to: MessageId | None = None
+    signature: str | None = Field(None, description="Ed25519 over the canonical envelope.")
+
+
+
+class RequestMessage(_EnvelopeBase):
+    """Requesting authority → hub: a new request (art. 5)."""
+
+    kind: Literal["request"]
+    body: RequestBody
+
+
+class ConfirmationMessage(_EnvelopeBase):
+    """Requesting authority → hub: written confirmation of an oral request (art. 5.2)."""
+
+    kind: Literal["confirmation"]
+    body: ConfirmationBody
+
+
+class ReceiptMessage(_EnvelopeBase):
+    """Requested authority → hub: receipt (art. 6.1)."""
+
+    kind: Literal["receipt"]
+    body: ReceiptBody
+
+
+class ClarificationRequestMessage(_EnvelopeBase):
+    """Requested authority → hub: asks confirmation or more information (art. 5.3, 6.4)."""
+
+    kind: Literal["clarification_request"]
+    body: ClarificationRequestBody
+
+
+class ClarificationMessage(_EnvelopeBase):
+    """Requesting authority → hub: answers a clarification request."""
+
+    kind: Literal["clarification"]
+    body: ClarificationBody
+
+
+class DelayMessage(_EnvelopeBase):
+    """Requested authority → hub: delay notice (art. 6.2)."""
+
+    kind: Literal["delay"]
+    body: DelayBody
+
+
+class ForwardMessage(_EnvelopeBase):
+    """Requested authority → hub: forwarded within its state (art. 6.3)."""
+
+    kind: Literal["forward"]
+    body: ForwardBody
+
+
+class DeferralMessage(_EnvelopeBase):
+    """Requested authority → hub: execution deferred (art. 6.7, 6.9)."""
+
+    kind: Literal["deferral"]
+    body: DeferralBody
+
+
+class ResumptionMessage(_EnvelopeBase):
+    """Requested authority → hub: execution resumes after deferral."""
+
+    kind: Literal["resumption"]
+    body: ResumptionBody
+
+
+class RefusalMessage(_EnvelopeBase):
+    """Requested authority → hub: refusal in whole or in part (art. 6.7–6.9)."""
+
+    kind: Literal["refusal"]
+    body: RefusalBody
+
+
+class ExecutionReportMessage(_EnvelopeBase):
+    """Requested authority → hub: execution report (art. 6.1)."""
+
+    kind: Literal["execution_report"]
+    body: ExecutionReportBody
+
+
+class WithdrawalMessage(_EnvelopeBase):
+    """Requesting authority → hub: withdraws the request."""
+
+    kind: Literal["withdrawal"]
+    body: WithdrawalBody
+
+
+class NoticeMessage(_EnvelopeBase):
+    """Hub → authority: something happened to a request."""
+
+    kind: Literal["notice"]
+    body: NoticeBody
+
+
+class ErrorMessage(_EnvelopeBase):
+    """Hub → authority: a message was refused, with every reason."""
+
+    kind: Literal["error"]
+    body: ErrorBody
+
+
+InboundMessage = Annotated[
+    RequestMessage
+    | ConfirmationMessage
+    | ReceiptMessage
+    | ClarificationRequestMessage
+    | ClarificationMessage
+    | DelayMessage
+    | ForwardMessage
+    | DeferralMessage
+    | ResumptionMessage
+    | RefusalMessage
+    | ExecutionReportMessage
+    | WithdrawalMessage,
+    Field(discriminator="kind"),
+]
+"""Everything an authority may send to the hub."""
+
+OutboundMessage = Annotated[NoticeMessage | ErrorMessage, Field(discriminator="kind")]
+"""Everything the hub sends to an authority."""
+
+INBOUND: TypeAdapter[InboundMessage] = TypeAdapter(InboundMessage)
+OUTBOUND: TypeAdapter[OutboundMessage] = TypeAdapter(OutboundMessage)
+
+# Which side of a request may send each kind.
+REQUESTER_KINDS = frozenset({"request", "confirmation", "clarification", "withdrawal"})
+REQUESTED_KINDS = frozenset(
+    {"receipt", "clarification_request", "delay", "forward", "deferral", "resumption",
+     "refusal", "execution_report"}
+)
+
+
+class Submission(BaseModel):
+    """One inbound message handed to a request's workflow (a Temporal update)."""
+
+    model_config = ConfigDict(frozen=True)
+    message: InboundMessage
+
+
+def parse_inbound(raw: bytes | str) -> InboundMessage:
+    """Parse one message from an authority; raises pydantic.ValidationError naming each problem."""
+    return INBOUND.validate_json(raw)
+
+
+def parse_outbound(raw: bytes | str) -> OutboundMessage:
+    return OUTBOUND.validate_json(raw)

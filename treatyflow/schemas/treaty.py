@@ -1,0 +1,108 @@
+"""Treaty profiles: the parties, their competent authorities and the procedure's rules, as data.
+
+A new treaty of the same procedure type needs a profile file in ``treaties/``, not code.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+from functools import cache
+from importlib import resources
+
+from pydantic import BaseModel, ConfigDict, Field
+
+AUTHORITY_ID_PATTERN = r"^[A-Z]{2}-[A-Z0-9]{2,12}$"
+
+
+class ClockRule(StrEnum):
+    """What the execution clock does while the request waits on something."""
+
+    RUNS = "runs"
+    PAUSED = "paused"
+
+
+class Authority(BaseModel):
+    """A competent authority of one party (SCO 2010 art. 2; annex for Kazakhstan)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(pattern=AUTHORITY_ID_PATTERN, description="Code: ISO country + short name.")
+    state: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 of its state.")
+    name: str
+    source: str = Field(description="Where the designation comes from.")
+
+
+class Ground(BaseModel):
+    """A ground on which execution may be deferred or refused, with its article."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    article: str
+    text: str
+    allows_deferral: bool = True
+
+
+class Deadlines(BaseModel):
+    """Treaty durations, in treaty time (scaled by the workflow's time scale)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    execution_days: int = Field(30, description="Art. 6.1: as a rule within 30 days of receipt.")
+    oral_confirmation_hours: int = Field(72, description="Art. 5.2: oral request confirmed in writing.")
+    reminder_days_before: tuple[int, ...] = Field((7, 1), description="Reminders before the deadline.")
+    clock_during_clarification: ClockRule = ClockRule.PAUSED
+    clock_during_deferral: ClockRule = ClockRule.PAUSED
+
+
+class TreatyProfile(BaseModel):
+    """One treaty as the hub applies it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(pattern=r"^[a-z0-9-]{3,40}$")
+    title: str
+    procedure: str = Field(description="The workflow type that carries it.")
+    entry_into_force: date
+    termination_notice_date: date | None = None
+    working_languages: tuple[str, ...] = Field(description="Art. 11: ISO 639-1 codes.")
+    parties: tuple[str, ...]
+    authorities: tuple[Authority, ...]
+    deadlines: Deadlines = Deadlines()
+    refusal_grounds: tuple[Ground, ...]
+    forms_of_cooperation: tuple[str, ...]
+    crime_categories: tuple[str, ...]
+    signatory_positions: tuple[str, ...] = Field(
+        ("head", "deputy"), description="Art. 5.5: who may sign a written request."
+    )
+
+    def authority(self, authority_id: str) -> Authority | None:
+        return next((a for a in self.authorities if a.id == authority_id), None)
+
+    def ground(self, code: str) -> Ground | None:
+        return next((g for g in self.refusal_grounds if g.code == code), None)
+
+
+@cache
+def load_profile(treaty_id: str) -> TreatyProfile:
+    """The profile shipped in ``treatyflow/schemas/treaties/<treaty_id>.json``."""
+    name = f"{treaty_id}.json"
+    folder = resources.files("treatyflow.schemas") / "treaties"
+    if not treaty_id.replace("-", "").isalnum() or not (folder / name).is_file():
+        raise KeyError(f"unknown treaty {treaty_id!r}")
+    return TreatyProfile.model_validate_json((folder / name).read_text(encoding="utf-8"))
+
+
+def known_treaties() -> list[str]:
+    folder = resources.files("treatyflow.schemas") / "treaties"
+    return sorted(p.name.removesuffix(".json") for p in folder.iterdir() if p.name.endswith(".json"))
+
+
+def all_authorities() -> dict[str, Authority]:
+    """Every authority of every shipped treaty, by id (the broker's user registry)."""
+    found: dict[str, Authority] = {}
+    for treaty_id in known_treaties():
+        for authority in load_profile(treaty_id).authorities:
+            found[authority.id] = authority
+    return found

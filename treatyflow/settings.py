@@ -1,0 +1,94 @@
+"""Configuration from the environment, with defaults for the embedded local stack.
+
+Loaded once per process (`Settings.from_env()`) and passed down; nothing else reads
+the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+SECONDS_PER_DAY = 86_400.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the stack lives and how to reach it."""
+
+    state_dir: Path = Path(".state")
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+    amqp_port: int = 5672
+    amqp_dist_port: int = 25672
+    amqp_host: str = "127.0.0.1"
+    temporal_host: str = "127.0.0.1"
+    # Treaty time runs this many real seconds per treaty day. 86400 is real time;
+    # the demo runs faster. Passed into each workflow's input, never read there.
+    seconds_per_day: float = SECONDS_PER_DAY
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        base = cls()
+        return cls(
+            state_dir=Path(env.get("TREATYFLOW_STATE_DIR", str(base.state_dir))).resolve(),
+            temporal_port=int(env.get("TREATYFLOW_TEMPORAL_PORT", base.temporal_port)),
+            temporal_ui_port=int(env.get("TREATYFLOW_TEMPORAL_UI_PORT", base.temporal_ui_port)),
+            amqp_port=int(env.get("TREATYFLOW_AMQP_PORT", base.amqp_port)),
+            amqp_dist_port=int(env.get("TREATYFLOW_AMQP_DIST_PORT", base.amqp_dist_port)),
+            amqp_host=env.get("TREATYFLOW_AMQP_HOST", base.amqp_host),
+            temporal_host=env.get("TREATYFLOW_TEMPORAL_HOST", base.temporal_host),
+            seconds_per_day=float(env.get("TREATYFLOW_SECONDS_PER_DAY", base.seconds_per_day)),
+            log_level=env.get("TREATYFLOW_LOG_LEVEL", base.log_level),
+        )
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that reproduces these settings in a child process."""
+        return {
+            "TREATYFLOW_STATE_DIR": str(self.state_dir),
+            "TREATYFLOW_TEMPORAL_PORT": str(self.temporal_port),
+            "TREATYFLOW_TEMPORAL_UI_PORT": str(self.temporal_ui_port),
+            "TREATYFLOW_AMQP_PORT": str(self.amqp_port),
+            "TREATYFLOW_AMQP_DIST_PORT": str(self.amqp_dist_port),
+            "TREATYFLOW_AMQP_HOST": self.amqp_host,
+            "TREATYFLOW_TEMPORAL_HOST": self.temporal_host,
+            "TREATYFLOW_SECONDS_PER_DAY": repr(self.seconds_per_day),
+            "TREATYFLOW_LOG_LEVEL": self.log_level,
+        }
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def temporal_address(self) -> str:
+        return f"{self.temporal_host}:{self.temporal_port}"
+
+    @property
+    def temporal_ui_url(self) -> str:
+        return f"http://{self.temporal_host}:{self.temporal_ui_port}"
+
+    @property
+    def time_scale(self) -> float:
+        """Real seconds per treaty second (1.0 in production)."""
+        return self.seconds_per_day / SECONDS_PER_DAY
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.state_dir / "secrets"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    def amqp_url(self, user: str, password: str) -> str:
+        from urllib.parse import quote
+
+        from treatyflow.constants import VHOST
+
+        return (
+            f"amqp://{quote(user, safe='')}:{quote(password, safe='')}"
+            f"@{self.amqp_host}:{self.amqp_port}/{quote(VHOST, safe='')}"
+        )

@@ -1,0 +1,586 @@
+"""The request-for-assistance lifecycle as a pure state machine (SCO 2010, art. 5–7).
+
+No Temporal, no I/O, no clock: every function takes the state, the treaty profile, a
+message or the current time, and returns the new state and the notices to send. The
+Temporal workflow in ``request.py`` is a thin shell that feeds it messages and timers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from treatyflow.constants import HUB_SENDER
+from treatyflow.schemas.messages import (
+    REQUESTED_KINDS,
+    REQUESTER_KINDS,
+    ConfirmationMessage,
+    DeferralMessage,
+    ExecutionReportMessage,
+    ForwardMessage,
+    InboundMessage,
+    NoticeBody,
+    NoticeMessage,
+    RefusalMessage,
+    RequestBody,
+    RequestMessage,
+)
+from treatyflow.schemas.treaty import ClockRule, TreatyProfile
+
+_IDS = uuid.UUID("6f1d2c1e-9a51-4d38-9f0c-3a1f0b7f5e21")
+
+
+class Status(StrEnum):
+    """The states a user sees (DESIGN.md); ``overdue`` is a flag beside them."""
+
+    SENT = "sent"
+    RECEIVED = "received"
+    CLARIFICATION_REQUESTED = "clarification_requested"
+    FORWARDED = "forwarded"
+    DEFERRED = "deferred"
+    IN_EXECUTION = "in_execution"
+    EXECUTED = "executed"
+    REFUSED = "refused"
+    WITHDRAWN = "withdrawn"
+    LAPSED = "lapsed"
+
+
+FINAL = frozenset({Status.EXECUTED, Status.REFUSED, Status.WITHDRAWN, Status.LAPSED})
+
+
+class Notice(BaseModel):
+    """A message the hub must send to one party; its id is fixed here, so a retried
+    publish is a duplicate the receiver can drop."""
+
+    message_id: str
+    recipient: str
+    event: str
+    about_message_id: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class TimelineEntry(BaseModel):
+    """One line of a request's history: a message applied or a deadline reached."""
+
+    at: datetime
+    event: str
+    actor: str
+    status: Status
+    message_id: str | None = None
+    note: str | None = None
+
+
+class RequestState(BaseModel):
+    """Everything the lifecycle knows about one request."""
+
+    treaty_id: str
+    request_id: str
+    requesting: str
+    requested: str
+    status: Status
+    request: RequestBody
+    time_scale: float = Field(1.0, gt=0, description="Real seconds per treaty second.")
+    opened_at: datetime
+    oral_unconfirmed: bool = False
+    confirm_by: datetime | None = None
+    received_at: datetime | None = None
+    deadline: datetime | None = None
+    paused_at: datetime | None = None
+    overdue: bool = False
+    reminders_done: list[int] = Field(default_factory=list)
+    open_clarification: str | None = None
+    refused_part: str | None = None
+    grounds: list[str] = Field(default_factory=list)
+    outcome: str | None = Field(None, description="full/partial or whole for final states.")
+    forwarded_from: list[str] = Field(default_factory=list)
+    last_message_id: str | None = None
+    applied: list[str] = Field(default_factory=list)
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL
+
+    @property
+    def clock_running(self) -> bool:
+        return (
+            not self.final
+            and self.deadline is not None
+            and self.paused_at is None
+        )
+
+
+class Transition(BaseModel):
+    """The result of applying a message or the passing of time."""
+
+    state: RequestState
+    notices: list[Notice] = Field(default_factory=list)
+
+
+class Rejected(ValueError):
+    """A message the lifecycle does not allow now; ``problems`` names every reason."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def _day(state: RequestState) -> timedelta:
+    return timedelta(days=1) * state.time_scale
+
+
+def _notice_id(*parts: object) -> str:
+    return str(uuid.uuid5(_IDS, "|".join(str(p) for p in parts)))
+
+
+def _notify(
+    state: RequestState,
+    event: str,
+    recipients: Iterable[str],
+    *,
+    about: str | None,
+    key: object = "",
+    **detail: Any,
+) -> list[Notice]:
+    return [
+        Notice(
+            message_id=_notice_id(state.request_id, about or key, event, recipient),
+            recipient=recipient,
+            event=event,
+            about_message_id=about,
+            detail={k: v for k, v in detail.items() if v is not None},
+        )
+        for recipient in recipients
+    ]
+
+
+def _record(
+    state: RequestState, at: datetime, event: str, actor: str, *, message_id: str | None = None,
+    note: str | None = None,
+) -> None:
+    state.timeline.append(
+        TimelineEntry(
+            at=at, event=event, actor=actor, status=state.status, message_id=message_id, note=note
+        )
+    )
+
+
+def _pause(state: RequestState, rule: ClockRule, now: datetime) -> None:
+    if rule is ClockRule.PAUSED and state.deadline is not None and state.paused_at is None:
+        state.paused_at = now
+
+
+def _resume(state: RequestState, now: datetime) -> None:
+    if state.paused_at is not None and state.deadline is not None:
+        state.deadline += now - state.paused_at
+    state.paused_at = None
+
+
+def _start_clock(state: RequestState, profile: TreatyProfile, now: datetime) -> None:
+    """Art. 6.1: executed, as a rule, within 30 days from the date of receipt."""
+    state.received_at = now
+    state.deadline = now + _day(state) * profile.deadlines.execution_days
+    state.paused_at = None
+    state.overdue = False
+    state.reminders_done = []
+
+
+# --- sending ------------------------------------------------------------------------
+
+
+def check_request_content(profile: TreatyProfile, body: RequestBody, *, written: bool) -> list[str]:
+    """What the treaty requires of a request's content; every problem, each with its article."""
+    problems: list[str] = []
+    if body.language not in profile.working_languages:
+        problems.append(
+            f"art. 11: language {body.language!r} is not a working language of {profile.id} "
+            f"({', '.join(profile.working_languages)})"
+        )
+    if body.oral and not body.urgent:
+        problems.append("art. 5.2: a request may be transmitted orally only in urgent cases")
+    if written and body.oral:
+        problems.append("art. 5.2: a written confirmation must not itself be marked oral")
+    if written or not body.oral:
+        if body.signed_by is None:
+            problems.append(
+                "art. 5.5: a written request must be signed by the head of the requesting "
+                "authority or a deputy (signed_by is missing)"
+            )
+        elif body.signed_by.position not in profile.signatory_positions:
+            problems.append(
+                f"art. 5.5: signed by a {body.signed_by.position!r}; only "
+                f"{' or '.join(profile.signatory_positions)} may sign"
+            )
+    if body.form_of_cooperation not in profile.forms_of_cooperation:
+        problems.append(
+            f"art. 3: form of cooperation {body.form_of_cooperation!r} is not one of "
+            f"{', '.join(profile.forms_of_cooperation)}"
+        )
+    if body.crime_category is not None and body.crime_category not in profile.crime_categories:
+        problems.append(f"art. 1: crime category {body.crime_category!r} is not in the profile")
+    return problems
+
+
+def check_new_request(profile: TreatyProfile, message: RequestMessage) -> list[str]:
+    """Every reason a new request cannot be sent under this treaty (art. 2, 5, 11, 13)."""
+    problems: list[str] = []
+    if message.treaty_id != profile.id:
+        problems.append(f"treaty {message.treaty_id!r} does not match profile {profile.id!r}")
+    sender = profile.authority(message.sender)
+    recipient = profile.authority(message.recipient)
+    if sender is None:
+        problems.append(
+            f"art. 2: {message.sender} is not a competent authority under {profile.id}"
+        )
+    if recipient is None:
+        problems.append(
+            f"art. 2: {message.recipient} is not a competent authority under {profile.id}"
+        )
+    if sender and recipient and sender.state == recipient.state:
+        problems.append(
+            f"art. 2, 5.1: both authorities belong to {sender.state}; a request goes between "
+            "the competent authorities of two different parties"
+        )
+    sent_on = message.sent_at.date()
+    if sent_on < profile.entry_into_force:
+        problems.append(f"art. 12: {profile.id} was not in force on {sent_on.isoformat()}")
+    if profile.termination_notice_date is not None and sent_on >= profile.termination_notice_date:
+        problems.append(
+            f"art. 13: {profile.id} was terminated on {profile.termination_notice_date}; "
+            "only requests begun before it run on (art. 13.3)"
+        )
+    problems += check_request_content(profile, message.body, written=False)
+    return problems
+
+
+def open_request(
+    profile: TreatyProfile, message: RequestMessage, now: datetime, time_scale: float = 1.0
+) -> Transition:
+    """A new request accepted by the hub: delivered to the requested authority (art. 5)."""
+    problems = check_new_request(profile, message)
+    if problems:
+        raise Rejected(problems)
+    body = message.body
+    state = RequestState(
+        treaty_id=profile.id,
+        request_id=message.request_id,
+        requesting=message.sender,
+        requested=message.recipient,
+        status=Status.SENT,
+        request=body,
+        time_scale=time_scale,
+        opened_at=now,
+        oral_unconfirmed=body.oral,
+        last_message_id=message.message_id,
+        applied=[message.message_id],
+    )
+    if body.oral:
+        # Art. 5.2: an oral request must be confirmed in writing within 72 hours.
+        state.confirm_by = now + timedelta(hours=profile.deadlines.oral_confirmation_hours) * (
+            time_scale
+        )
+    _record(state, now, "request_sent", message.sender, message_id=message.message_id,
+            note="oral, urgent" if body.oral else ("urgent" if body.urgent else None))
+    notices = _notify(
+        state, "request_delivered", [state.requested], about=message.message_id,
+        request=body.model_dump(mode="json"), confirm_by=_iso(state.confirm_by),
+    ) + _notify(state, "request_accepted", [state.requesting], about=message.message_id,
+                confirm_by=_iso(state.confirm_by))
+    return Transition(state=state, notices=notices)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+# --- messages on an open request ----------------------------------------------------
+
+_ALLOWED_FROM: dict[str, frozenset[Status]] = {
+    "confirmation": frozenset(Status) - FINAL,
+    "receipt": frozenset({Status.SENT, Status.FORWARDED}),
+    "clarification_request": frozenset({Status.RECEIVED, Status.IN_EXECUTION}),
+    "clarification": frozenset({Status.CLARIFICATION_REQUESTED}),
+    "delay": frozenset({Status.RECEIVED, Status.IN_EXECUTION}),
+    "forward": frozenset({Status.SENT, Status.FORWARDED, Status.RECEIVED, Status.IN_EXECUTION}),
+    "deferral": frozenset({Status.RECEIVED, Status.IN_EXECUTION}),
+    "resumption": frozenset({Status.DEFERRED}),
+    "refusal": frozenset(
+        {Status.RECEIVED, Status.IN_EXECUTION, Status.DEFERRED, Status.CLARIFICATION_REQUESTED}
+    ),
+    "execution_report": frozenset({Status.RECEIVED, Status.IN_EXECUTION}),
+    "withdrawal": frozenset(Status) - FINAL,
+}
+
+
+def check(state: RequestState, profile: TreatyProfile, message: InboundMessage) -> list[str]:
+    """Every reason this message cannot be applied to this request now (empty: it can)."""
+    kind = message.kind
+    if message.request_id != state.request_id or message.treaty_id != state.treaty_id:
+        return [f"message is about {message.treaty_id}/{message.request_id}, "
+                f"not {state.treaty_id}/{state.request_id}"]
+    if message.message_id in state.applied:
+        return [f"duplicate: message {message.message_id} was already applied"]
+    if kind == "request":
+        return [f"request {state.request_id} already exists (state {state.status})"]
+    if message.sender not in (state.requesting, state.requested):
+        return [f"{message.sender} is not a party to request {state.request_id}"]
+    if kind in REQUESTER_KINDS and message.sender != state.requesting:
+        return [f"only the requesting authority {state.requesting} may send a {kind}"]
+    if kind in REQUESTED_KINDS and message.sender != state.requested:
+        return [f"only the requested authority {state.requested} may send a {kind}"]
+    counterpart = state.requested if message.sender == state.requesting else state.requesting
+    problems: list[str] = []
+    if message.recipient != counterpart:
+        problems.append(f"recipient must be {counterpart}, not {message.recipient}")
+    if state.final:
+        return [f"request {state.request_id} is already {state.status}; nothing more is accepted"]
+    if state.status not in _ALLOWED_FROM[kind]:
+        problems.append(
+            f"a {kind} is not allowed while the request is {state.status} "
+            f"(allowed when {', '.join(sorted(_ALLOWED_FROM[kind]))})"
+        )
+    match message:
+        case ConfirmationMessage():
+            if not state.oral_unconfirmed:
+                problems.append("art. 5.2: there is no unconfirmed oral request to confirm")
+            problems += check_request_content(profile, message.body.request, written=True)
+        case ForwardMessage():
+            target = profile.authority(message.body.to_authority)
+            current = profile.authority(state.requested)
+            if target is None:
+                problems.append(
+                    f"art. 6.3: {message.body.to_authority} is not a competent authority "
+                    f"under {profile.id}"
+                )
+            elif current is not None and target.state != current.state:
+                problems.append(
+                    f"art. 6.3: a request is forwarded within the same state ({current.state}), "
+                    f"not to {target.state}"
+                )
+            elif target.id == state.requested or target.id in state.forwarded_from:
+                problems.append(f"art. 6.3: {target.id} already had this request")
+        case DeferralMessage():
+            problems += _check_grounds(profile, message.body.grounds, deferral=True)
+        case RefusalMessage():
+            problems += _check_grounds(profile, message.body.grounds, deferral=False)
+            if message.body.extent == "part":
+                if not message.body.refused_part:
+                    problems.append("art. 6.9: a refusal in part must say which part")
+                if state.refused_part:
+                    problems.append("a part of this request was already refused")
+        case ExecutionReportMessage():
+            if state.refused_part and message.body.extent == "full":
+                problems.append(
+                    f"part of the request was refused ({state.refused_part}); "
+                    "the execution report must be partial"
+                )
+        case _:
+            pass
+    if kind == "clarification" and message.in_reply_to != state.open_clarification:
+        problems.append(
+            f"a clarification must reply to the open clarification request "
+            f"{state.open_clarification} (in_reply_to is {message.in_reply_to})"
+        )
+    return problems
+
+
+def _check_grounds(profile: TreatyProfile, codes: list[str], *, deferral: bool) -> list[str]:
+    problems = []
+    for code in codes:
+        ground = profile.ground(code)
+        if ground is None:
+            known = ", ".join(g.code for g in profile.refusal_grounds)
+            problems.append(f"art. 6.7/6.8: unknown ground {code!r} (known: {known})")
+        elif deferral and not ground.allows_deferral:
+            problems.append(f"art. {ground.article}: {code!r} allows refusal, not deferral")
+    return problems
+
+
+def apply(
+    state: RequestState, profile: TreatyProfile, message: InboundMessage, now: datetime
+) -> Transition:
+    """Apply one message; raises ``Rejected`` with every reason if it is not allowed now."""
+    problems = check(state, profile, message)
+    if problems:
+        raise Rejected(problems)
+    s = state.model_copy(deep=True)
+    s.applied.append(message.message_id)
+    s.last_message_id = message.message_id
+    mid = message.message_id
+    rules = profile.deadlines
+    notices: list[Notice] = []
+    note: str | None = None
+    match message.kind:
+        case "confirmation":
+            assert isinstance(message, ConfirmationMessage)
+            s.request = message.body.request
+            s.oral_unconfirmed = False
+            s.confirm_by = None
+            notices += _notify(s, "request_confirmed", [s.requested], about=mid,
+                               request=s.request.model_dump(mode="json"))
+        case "receipt":
+            s.status = Status.RECEIVED
+            _start_clock(s, profile, now)
+            notices += _notify(s, "received", [s.requesting], about=mid)
+        case "clarification_request":
+            s.status = Status.CLARIFICATION_REQUESTED
+            s.open_clarification = mid
+            _pause(s, rules.clock_during_clarification, now)
+            body = message.body.model_dump(mode="json")
+            notices += _notify(s, "clarification_requested", [s.requesting], about=mid, **body)
+        case "clarification":
+            s.status = Status.IN_EXECUTION
+            s.open_clarification = None
+            _resume(s, now)
+            notices += _notify(s, "clarification_provided", [s.requested], about=mid,
+                               answer=message.body.answer)  # type: ignore[union-attr]
+        case "delay":
+            s.status = Status.IN_EXECUTION
+            note = message.body.reason  # type: ignore[union-attr]
+            notices += _notify(s, "delayed", [s.requesting], about=mid, reason=note)
+        case "forward":
+            assert isinstance(message, ForwardMessage)
+            s.forwarded_from.append(s.requested)
+            s.requested = message.body.to_authority
+            s.status = Status.FORWARDED
+            # Art. 6.1: the clock runs from receipt by the authority that executes it.
+            s.received_at = s.deadline = s.paused_at = None
+            s.overdue = False
+            s.reminders_done = []
+            note = f"to {s.requested}: {message.body.reason}"
+            notices += _notify(s, "forwarded", [s.requesting], about=mid,
+                               to_authority=s.requested, reason=message.body.reason)
+            notices += _notify(s, "request_delivered", [s.requested], about=mid,
+                               request=s.request.model_dump(mode="json"),
+                               forwarded_by=s.forwarded_from[-1])
+        case "deferral":
+            assert isinstance(message, DeferralMessage)
+            s.status = Status.DEFERRED
+            s.grounds = list(message.body.grounds)
+            _pause(s, rules.clock_during_deferral, now)
+            note = message.body.reason
+            notices += _notify(s, "deferred", [s.requesting], about=mid,
+                               grounds=s.grounds, reason=note)
+        case "resumption":
+            s.status = Status.IN_EXECUTION
+            _resume(s, now)
+            notices += _notify(s, "resumed", [s.requesting], about=mid)
+        case "refusal":
+            assert isinstance(message, RefusalMessage)
+            b = message.body
+            s.grounds = list(b.grounds)
+            note = b.reason
+            if b.extent == "whole":
+                s.status = Status.REFUSED
+                s.outcome = "whole"
+                notices += _notify(s, "refused", [s.requesting], about=mid,
+                                   grounds=s.grounds, reason=b.reason)
+            else:
+                s.refused_part = b.refused_part
+                if s.status is not Status.DEFERRED:
+                    _resume(s, now)
+                    s.status = Status.IN_EXECUTION
+                notices += _notify(s, "refused_in_part", [s.requesting], about=mid,
+                                   grounds=s.grounds, reason=b.reason, refused_part=b.refused_part)
+        case "execution_report":
+            assert isinstance(message, ExecutionReportMessage)
+            s.status = Status.EXECUTED
+            s.outcome = message.body.extent
+            notices += _notify(s, "executed", [s.requesting], about=mid,
+                               **message.body.model_dump(mode="json"))
+        case "withdrawal":
+            s.status = Status.WITHDRAWN
+            note = message.body.reason  # type: ignore[union-attr]
+            notices += _notify(s, "withdrawn", [s.requested], about=mid, reason=note)
+        case _:  # pragma: no cover - check() refuses every other kind
+            raise Rejected([f"unknown kind {message.kind}"])
+    _record(s, now, message.kind, message.sender, message_id=mid, note=note)
+    return Transition(state=s, notices=notices)
+
+
+# --- the passing of time ------------------------------------------------------------
+
+
+def _due_events(state: RequestState, profile: TreatyProfile) -> list[tuple[datetime, str, int]]:
+    """Timer events still to come: (when, event, days-before for reminders)."""
+    if state.final:
+        return []
+    events: list[tuple[datetime, str, int]] = []
+    if state.oral_unconfirmed and state.confirm_by is not None:
+        events.append((state.confirm_by, "lapsed", 0))
+    if state.clock_running:
+        assert state.deadline is not None
+        for days in profile.deadlines.reminder_days_before:
+            at = state.deadline - _day(state) * days
+            if days not in state.reminders_done and state.received_at and at > state.received_at:
+                events.append((at, "deadline_reminder", days))
+        if not state.overdue:
+            events.append((state.deadline, "overdue", 0))
+    return sorted(events)
+
+
+def next_due(state: RequestState, profile: TreatyProfile) -> datetime | None:
+    """When the workflow must next wake for this request, if ever."""
+    events = _due_events(state, profile)
+    return events[0][0] if events else None
+
+
+def advance(state: RequestState, profile: TreatyProfile, now: datetime) -> Transition:
+    """Apply every deadline that has fallen due by ``now``."""
+    s = state.model_copy(deep=True)
+    notices: list[Notice] = []
+    both = [s.requesting, s.requested]
+    for at, event, days in _due_events(state, profile):
+        if at > now or s.final:
+            break
+        if event == "lapsed":
+            # Art. 5.2: not confirmed in writing within 72 hours.
+            s.status = Status.LAPSED
+            s.oral_unconfirmed = False
+            _record(s, at, "lapsed", HUB_SENDER,
+                    note="art. 5.2: oral request not confirmed in writing in time")
+            notices += _notify(s, "lapsed", both, about=None, key="lapsed")
+        elif event == "deadline_reminder":
+            s.reminders_done.append(days)
+            if now >= (s.deadline or now):
+                continue  # already due: the overdue notice says it all
+            _record(s, at, "deadline_reminder", HUB_SENDER, note=f"{days} day(s) left")
+            notices += _notify(s, "deadline_reminder", both, about=None,
+                               key=f"reminder-{days}-{_iso(s.deadline)}", days_left=days)
+        elif event == "overdue":
+            s.overdue = True
+            _record(s, at, "overdue", HUB_SENDER, note="art. 6.1: 30 days from receipt passed")
+            notices += _notify(s, "overdue", both, about=None, key=f"overdue-{_iso(s.deadline)}")
+    return Transition(state=s, notices=notices)
+
+
+def envelope_for(state: RequestState, notice: Notice, now: datetime) -> NoticeMessage:
+    """The hub's message to one party for one notice, stamped with the request's state."""
+    return NoticeMessage(
+        kind="notice",
+        message_id=notice.message_id,
+        request_id=state.request_id,
+        treaty_id=state.treaty_id,
+        sender=HUB_SENDER,
+        recipient=notice.recipient,
+        sent_at=now,
+        in_reply_to=notice.about_message_id,
+        body=NoticeBody(
+            event=notice.event,
+            status=state.status.value,
+            overdue=state.overdue,
+            deadline=state.deadline,
+            requesting=state.requesting,
+            requested=state.requested,
+            about_message_id=notice.about_message_id,
+            detail=notice.detail,
+        ),
+    )

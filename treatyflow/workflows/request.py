@@ -1,0 +1,230 @@
+"""The Temporal workflow that carries one request for assistance (SCO 2010, art. 5–7).
+
+A thin shell: inbound messages arrive as updates (update id = message id), deadlines
+as timers; the treaty logic is in ``lifecycle``. Notices leave through the delivery
+activity with message ids fixed by the lifecycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from pydantic import BaseModel, Field
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from treatyflow import constants as c
+    from treatyflow.activities.delivery import UNROUTABLE, Deliver, Delivery
+    from treatyflow.schemas.messages import NoticeMessage, RequestMessage, Submission
+    from treatyflow.schemas.treaty import TreatyProfile
+    from treatyflow.workflows import lifecycle
+    from treatyflow.workflows.lifecycle import RequestState, Transition
+
+NOT_ALLOWED = "NotAllowedNow"
+DELIVERY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=[UNROUTABLE],
+)
+# A workflow started for a request whose first message was refused ends after this.
+OPENING_GRACE = timedelta(minutes=10)
+
+SA_STATUS = SearchAttributeKey.for_keyword(c.SA_STATUS)
+SA_TREATY = SearchAttributeKey.for_keyword(c.SA_TREATY)
+SA_REQUESTING = SearchAttributeKey.for_keyword(c.SA_REQUESTING_AUTHORITY)
+SA_REQUESTED = SearchAttributeKey.for_keyword(c.SA_REQUESTED_AUTHORITY)
+SA_REQUESTING_STATE = SearchAttributeKey.for_keyword(c.SA_REQUESTING_STATE)
+SA_REQUESTED_STATE = SearchAttributeKey.for_keyword(c.SA_REQUESTED_STATE)
+SA_DEADLINE = SearchAttributeKey.for_datetime(c.SA_DEADLINE)
+SA_OVERDUE = SearchAttributeKey.for_bool(c.SA_OVERDUE)
+SA_URGENT = SearchAttributeKey.for_bool(c.SA_URGENT)
+SA_DOMESTIC_CASE = SearchAttributeKey.for_keyword(c.SA_DOMESTIC_CASE)
+
+
+class RequestInput(BaseModel):
+    """Start (or continue-as-new) input: the treaty as it stood when the request began."""
+
+    profile: TreatyProfile
+    time_scale: float = Field(1.0, gt=0, description="Real seconds per treaty second.")
+    state: RequestState | None = None
+    outbox: list[NoticeMessage] = Field(default_factory=list)
+
+
+class Accepted(BaseModel):
+    """The answer to an accepted message."""
+
+    message_id: str
+    status: lifecycle.Status
+    overdue: bool
+    deadline: str | None
+
+
+class RequestOutcome(BaseModel):
+    """How a request ended."""
+
+    request_id: str | None
+    status: str
+    outcome: str | None = None
+    overdue: bool = False
+
+
+@workflow.defn(name="RequestForAssistance")
+class RequestForAssistance:
+    """One request for assistance, from sending to its final state."""
+
+    @workflow.init
+    def __init__(self, start: RequestInput) -> None:
+        self._profile = start.profile
+        self._scale = start.time_scale
+        self._state: RequestState | None = start.state
+        self._outbox: list[NoticeMessage] = list(start.outbox)
+        self._version = 0
+        self._search: dict[str, object] = {}
+
+    @workflow.run
+    async def run(self, start: RequestInput) -> RequestOutcome:
+        if self._state is None:
+            try:
+                await workflow.wait_condition(lambda: self._state is not None,
+                                              timeout=OPENING_GRACE)
+            except TimeoutError:
+                return RequestOutcome(request_id=None, status="never_opened")
+        while True:
+            await self._deliver_outbox()
+            state = self._require_state()
+            if state.final:
+                break
+            if workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(
+                    RequestInput(profile=self._profile, time_scale=self._scale,
+                                 state=self._state, outbox=self._outbox)
+                )
+            due = lifecycle.next_due(state, self._profile)
+            wait = None if due is None else due - workflow.now()
+            if wait is not None and wait <= timedelta(0):
+                self._step(lifecycle.advance(state, self._profile, workflow.now()))
+                continue
+            seen = self._version
+            try:
+                await workflow.wait_condition(
+                    lambda: self._version != seen or bool(self._outbox), timeout=wait
+                )
+            except (TimeoutError, asyncio.TimeoutError):
+                self._step(lifecycle.advance(self._require_state(), self._profile, workflow.now()))
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._deliver_outbox()
+        state = self._require_state()
+        return RequestOutcome(request_id=state.request_id, status=state.status.value,
+                              outcome=state.outcome, overdue=state.overdue)
+
+    @workflow.update
+    async def submit(self, submission: Submission) -> Accepted:
+        """Apply one message from an authority; the update id is its message id."""
+        message = submission.message
+        now = workflow.now()
+        if self._state is None:
+            assert isinstance(message, RequestMessage)
+            transition = lifecycle.open_request(self._profile, message, now, self._scale)
+        else:
+            transition = lifecycle.apply(self._state, self._profile, message, now)
+        self._step(transition)
+        workflow.logger.info(
+            "message applied",
+            extra={"message_id": message.message_id, "request_id": message.request_id,
+                   "kind": message.kind, "status": transition.state.status.value},
+        )
+        state = transition.state
+        return Accepted(message_id=message.message_id, status=state.status, overdue=state.overdue,
+                        deadline=state.deadline.isoformat() if state.deadline else None)
+
+    @submit.validator
+    def _validate(self, submission: Submission) -> None:
+        message = submission.message
+        if self._state is None:
+            if isinstance(message, RequestMessage):
+                problems = lifecycle.check_new_request(self._profile, message)
+            else:
+                problems = [f"request {message.request_id} has not been sent"]
+        else:
+            problems = lifecycle.check(self._state, self._profile, message)
+        if problems:
+            raise ApplicationError("; ".join(problems), problems, type=NOT_ALLOWED,
+                                   non_retryable=True)
+
+    @workflow.query
+    def status(self) -> RequestState:
+        """The request as it stands, with its timeline."""
+        return self._require_state()
+
+    # --- internals ------------------------------------------------------------------
+
+    def _require_state(self) -> RequestState:
+        if self._state is None:
+            raise ApplicationError("request not opened yet", type="NotOpened")
+        return self._state
+
+    def _step(self, transition: Transition) -> None:
+        self._state = transition.state
+        self._version += 1
+        now = workflow.now()
+        self._outbox += [lifecycle.envelope_for(self._state, n, now) for n in transition.notices]
+        self._publish_search_attributes()
+
+    def _publish_search_attributes(self) -> None:
+        s = self._require_state()
+        requesting = self._profile.authority(s.requesting)
+        requested = self._profile.authority(s.requested)
+        wanted: dict[str, object] = {
+            c.SA_STATUS: s.status.value,
+            c.SA_TREATY: s.treaty_id,
+            c.SA_REQUESTING_AUTHORITY: s.requesting,
+            c.SA_REQUESTED_AUTHORITY: s.requested,
+            c.SA_REQUESTING_STATE: requesting.state if requesting else None,
+            c.SA_REQUESTED_STATE: requested.state if requested else None,
+            c.SA_DEADLINE: s.deadline,
+            c.SA_OVERDUE: s.overdue,
+            c.SA_URGENT: s.request.urgent,
+            c.SA_DOMESTIC_CASE: s.request.domestic_case,
+        }
+        keys = {
+            c.SA_STATUS: SA_STATUS, c.SA_TREATY: SA_TREATY,
+            c.SA_REQUESTING_AUTHORITY: SA_REQUESTING, c.SA_REQUESTED_AUTHORITY: SA_REQUESTED,
+            c.SA_REQUESTING_STATE: SA_REQUESTING_STATE, c.SA_REQUESTED_STATE: SA_REQUESTED_STATE,
+            c.SA_DEADLINE: SA_DEADLINE, c.SA_OVERDUE: SA_OVERDUE, c.SA_URGENT: SA_URGENT,
+            c.SA_DOMESTIC_CASE: SA_DOMESTIC_CASE,
+        }
+        updates = []
+        for name, value in wanted.items():
+            if self._search.get(name, ...) == value:
+                continue
+            self._search[name] = value
+            key = keys[name]
+            updates.append(key.value_unset() if value is None else key.value_set(value))  # type: ignore[attr-defined]
+        if updates:
+            workflow.upsert_search_attributes(updates)
+
+    async def _deliver_outbox(self) -> None:
+        while self._outbox:
+            message = self._outbox[0]
+            try:
+                await workflow.execute_activity_method(
+                    Delivery.deliver,
+                    Deliver(message=message),
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=DELIVERY_RETRY,
+                )
+            except ActivityError as err:
+                # Only an unroutable notice ends here: no inbox exists for the recipient.
+                workflow.logger.error(
+                    "notice undeliverable",
+                    extra={"message_id": message.message_id, "recipient": message.recipient,
+                           "error": str(err.cause)},
+                )
+            self._outbox.pop(0)
+
+
