@@ -1,0 +1,1 @@
+"""The processes: Temporal worker, gateway, simulated authorities, local stack, CLI."""

@@ -1,0 +1,208 @@
+"""The gateway: takes authorities' messages off ``hub.inbound`` and hands each to its
+request's workflow; acks only after Temporal accepted it.
+
+A message that cannot be applied is copied to the dead-letter queue with its reason,
+the sender gets an ``error`` naming every problem, and only then is it acked. A message
+that makes the gateway fail unexpectedly is requeued, and after the delivery limit the
+broker dead-letters it: nothing is silently dropped, nothing loops forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import signal
+import uuid
+from datetime import UTC, datetime
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from pydantic import ValidationError
+from temporalio.client import Client
+
+from treatyflow import constants as c
+from treatyflow import logs
+from treatyflow.agency.client import to_amqp
+from treatyflow.hub import Refusal, is_transient, submit
+from treatyflow.schemas.messages import ErrorBody, ErrorMessage, InboundMessage, parse_inbound
+from treatyflow.schemas.treaty import all_authorities
+from treatyflow.settings import Settings
+from treatyflow.temporal import connect
+from treatyflow.topology import read_passwords
+
+_ERROR_IDS = uuid.UUID("0b8f6a52-3d0e-4f43-8f7c-9f3a7e0c2d11")
+MAX_REASONS = 20
+
+
+def describe(error: ValidationError) -> list[str]:
+    """Pydantic's errors as sentences naming the field: 'body.reason: String should…'."""
+    out = []
+    for item in error.errors(include_url=False)[:MAX_REASONS]:
+        where = ".".join(str(p) for p in item["loc"]) or "message"
+        out.append(f"{where}: {item['msg']}")
+    return out
+
+
+class Gateway:
+    """Applies inbound messages to workflows; refuses the rest with a reason."""
+
+    def __init__(
+        self,
+        client: Client,
+        channel: AbstractChannel,
+        *,
+        time_scale: float = 1.0,
+        task_queue: str = c.TASK_QUEUE,
+    ) -> None:
+        self._client = client
+        self._channel = channel
+        self._time_scale = time_scale
+        self._task_queue = task_queue
+        self._authorities = set(all_authorities())
+        self._log = logs.get("treatyflow.gateway")
+        self.stopping = asyncio.Event()
+
+    async def handle(self, incoming: AbstractIncomingMessage) -> None:
+        """Process one delivery: ack on success or refusal, requeue on our own failure."""
+        log = self._log.bind(message_id=incoming.message_id, user_id=incoming.user_id)
+        message: InboundMessage | None = None
+        try:
+            message = self.parse(incoming)
+            log = log.bind(request_id=message.request_id, kind=message.kind,
+                           workflow_id=c.workflow_id(message.treaty_id, message.request_id))
+            accepted = await self._submit(message)
+            if accepted is None:  # stopping while Temporal was unreachable
+                await incoming.nack(requeue=True)
+                return
+            log.info("message accepted", status=accepted.status.value)
+        except Refusal as refusal:
+            log.warning("message refused", problem=refusal.problem, reasons=refusal.reasons)
+            await self._dead_letter(incoming, refusal)
+            await self._reply_error(incoming, refusal, message)
+        except Exception:
+            log.exception("gateway failed on message; requeued (dead-lettered at the limit)")
+            await incoming.nack(requeue=True)
+            return
+        await incoming.ack()
+
+    def parse(self, incoming: AbstractIncomingMessage) -> InboundMessage:
+        """The envelope, authenticated against the connection's validated user id."""
+        if len(incoming.body) > c.MAX_BODY_BYTES:
+            raise Refusal("oversize", [f"body is {len(incoming.body)} bytes; the limit is "
+                                       f"{c.MAX_BODY_BYTES}"])
+        if incoming.content_type not in ("application/json", None):
+            raise Refusal("wrong_content_type", [f"content type {incoming.content_type!r}; "
+                                                 "only application/json is accepted"])
+        try:
+            message = parse_inbound(incoming.body)
+        except ValidationError as err:
+            raise Refusal("malformed", describe(err)) from err
+        if not incoming.user_id:
+            raise Refusal("unauthenticated", ["the AMQP user_id property is missing; publish "
+                                              "with user_id set to your authority id"])
+        if incoming.user_id != message.sender:
+            raise Refusal("sender_mismatch", [f"envelope sender {message.sender} is not the "
+                                              f"connected authority {incoming.user_id}"])
+        return message
+
+    async def _submit(self, message: InboundMessage):  # type: ignore[no-untyped-def]
+        delay = 0.5
+        while True:
+            try:
+                return await submit(self._client, message, time_scale=self._time_scale,
+                                    task_queue=self._task_queue)
+            except Exception as err:
+                if not is_transient(err):
+                    raise
+                if self.stopping.is_set():
+                    return None
+                self._log.warning("Temporal unavailable; retrying", error=str(err),
+                                  message_id=message.message_id)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+
+    async def _dead_letter(self, incoming: AbstractIncomingMessage, refusal: Refusal) -> None:
+        headers = dict(incoming.headers or {})
+        headers |= {
+            c.HEADER_PROBLEM: refusal.problem,
+            c.HEADER_REASON: "; ".join(refusal.reasons)[:4000],
+            "x-original-user-id": incoming.user_id or "",
+            "x-original-message-id": incoming.message_id or "",
+            "x-refused-at": datetime.now(UTC).isoformat(),
+        }
+        exchange = await self._channel.get_exchange(c.EXCHANGE_DLX, ensure=False)
+        await exchange.publish(
+            aio_pika.Message(
+                body=incoming.body, headers=headers, content_type=incoming.content_type,
+                message_id=incoming.message_id, type=incoming.type,
+                correlation_id=incoming.correlation_id, user_id=c.HUB_USER,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            ),
+            routing_key=refusal.problem,
+            mandatory=True,
+        )
+
+    async def _reply_error(
+        self, incoming: AbstractIncomingMessage, refusal: Refusal, message: InboundMessage | None
+    ) -> None:
+        recipient = incoming.user_id
+        if recipient not in self._authorities:
+            return  # no inbox to answer; the dead-letter queue keeps it with its reason
+        refused_id = message.message_id if message else incoming.message_id
+        key = refused_id or hashlib.sha256(incoming.body).hexdigest()
+        error = ErrorMessage(
+            kind="error",
+            message_id=str(uuid.uuid5(_ERROR_IDS, f"{recipient}|{key}")),
+            request_id=message.request_id if message else "UNKNOWN",
+            treaty_id=message.treaty_id if message else "unknown",
+            sender=c.HUB_SENDER,
+            recipient=recipient,
+            sent_at=datetime.now(UTC),
+            in_reply_to=message.message_id if message else None,
+            body=ErrorBody(problem=refusal.problem, reasons=refusal.reasons,
+                           refused_message_id=refused_id),
+        )
+        exchange = await self._channel.get_exchange(c.EXCHANGE_DELIVER, ensure=False)
+        await exchange.publish(to_amqp(error, user_id=c.HUB_USER), routing_key=recipient,
+                               mandatory=True)
+
+
+async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_QUEUE) -> None:
+    log = logs.get("treatyflow.gateway")
+    client = await connect(settings)
+    password = read_passwords(settings.secrets_dir)[c.HUB_USER]
+    connection = await aio_pika.connect_robust(
+        settings.amqp_url(c.HUB_USER, password),
+        client_properties={"connection_name": "treatyflow-gateway"},
+    )
+    async with connection:
+        publish = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        consume = await connection.channel()
+        await consume.set_qos(prefetch_count=32)
+        gateway = Gateway(client, publish, time_scale=settings.time_scale, task_queue=task_queue)
+        queue = await consume.get_queue(c.QUEUE_INBOUND, ensure=False)
+        tag = await queue.consume(gateway.handle)
+        log.info("gateway ready", queue=c.QUEUE_INBOUND, time_scale=settings.time_scale)
+        (settings.state_dir / "run" / "gateway.ready").touch()
+        await stop.wait()
+        gateway.stopping.set()
+        await queue.cancel(tag)
+        log.info("gateway stopped")
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    logs.configure(settings.log_level)
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run(settings, stop)
+
+    asyncio.run(_main())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""The Temporal worker: hosts the request workflows and the delivery activity."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import aio_pika
+from temporalio.worker import Worker
+
+from treatyflow import logs
+from treatyflow.activities.delivery import Delivery
+from treatyflow.constants import HUB_USER, TASK_QUEUE
+from treatyflow.settings import Settings
+from treatyflow.temporal import connect
+from treatyflow.topology import read_passwords
+from treatyflow.workflows.request import RequestForAssistance
+
+
+async def run(settings: Settings, stop: asyncio.Event, task_queue: str = TASK_QUEUE) -> None:
+    log = logs.get("treatyflow.worker")
+    client = await connect(settings)
+    password = read_passwords(settings.secrets_dir)[HUB_USER]
+    connection = await aio_pika.connect_robust(
+        settings.amqp_url(HUB_USER, password),
+        client_properties={"connection_name": "treatyflow-worker"},
+    )
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        delivery = Delivery(channel)
+        async with Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[RequestForAssistance],
+            activities=[delivery.deliver],
+        ):
+            log.info("worker ready", task_queue=task_queue)
+            (settings.state_dir / "run" / "worker.ready").touch()
+            await stop.wait()
+            log.info("worker stopping")
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    logs.configure(settings.log_level)
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run(settings, stop)
+
+    asyncio.run(_main())
+
+
+if __name__ == "__main__":
+    main()
