@@ -7,11 +7,13 @@ policy refuses a second run for the same request id.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -21,6 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from treatyflow.constants import TASK_QUEUE, workflow_id
 from treatyflow.schemas.messages import InboundMessage, RequestMessage, Submission
 from treatyflow.schemas.treaty import load_profile
+from treatyflow.workflows.lifecycle import check_new_request
 from treatyflow.workflows.request import Accepted, RequestForAssistance, RequestInput
 
 
@@ -59,8 +62,13 @@ async def submit(
         raise Refusal("unknown_treaty", [f"treaty {message.treaty_id!r} is not carried here"])
     wf_id = workflow_id(message.treaty_id, message.request_id)
     submission = Submission(message=message)
+    start: WithStartWorkflowOperation | None = None
     try:
         if isinstance(message, RequestMessage):
+            # Check before starting: a refused request must leave no workflow behind.
+            problems = check_new_request(profile, message)
+            if problems:
+                raise Refusal("invalid_request", problems)
             start = WithStartWorkflowOperation(
                 RequestForAssistance.run,
                 RequestInput(profile=profile, time_scale=time_scale),
@@ -88,6 +96,9 @@ async def submit(
             raise Refusal("not_allowed_now", reasons) from err
         raise
     except WorkflowAlreadyStartedError as err:
+        if start is not None:
+            with contextlib.suppress(WorkflowAlreadyStartedError):
+                await start.workflow_handle()  # retrieve the same error: no stray warning
         raise Refusal(
             "request_closed",
             [f"request {message.request_id} is closed; a new request needs a new request id"],
@@ -96,6 +107,13 @@ async def submit(
         if err.status == RPCStatusCode.NOT_FOUND:
             if isinstance(message, RequestMessage):
                 raise
+            closed = await _closed_status(client, wf_id)
+            if closed:
+                raise Refusal(
+                    "request_closed",
+                    [f"request {message.request_id} is closed ({closed}); nothing more is "
+                     "accepted"],
+                ) from err
             raise Refusal(
                 "unknown_request",
                 [f"no open request {message.request_id} under {message.treaty_id}"],
@@ -105,6 +123,24 @@ async def submit(
                 "request_closed", [f"request {message.request_id} is closed: {err.message}"]
             ) from err
         raise
+
+
+async def _closed_status(client: Client, wf_id: str) -> str | None:
+    """The final status of a closed request workflow, or None if there is none."""
+    from treatyflow.workflows.lifecycle import RequestState
+
+    try:
+        handle = client.get_workflow_handle(wf_id)
+        description = await handle.describe()
+    except RPCError:
+        return None
+    if description.status == WorkflowExecutionStatus.RUNNING:
+        return None
+    try:
+        state = await handle.query(RequestForAssistance.status, result_type=RequestState)
+        return state.status.value
+    except Exception:  # noqa: BLE001 - no worker to answer: the Temporal status will do
+        return description.status.name.lower() if description.status else "closed"
 
 
 def _summary(message: RequestMessage) -> str:

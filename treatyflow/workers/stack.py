@@ -283,6 +283,21 @@ def start_process(settings: Settings, paths: Paths, name: str, timeout: float = 
     _say(f"{name} ready (log {paths.logs / (name + '.log')})")
 
 
+def ensure_clock(settings: Settings) -> None:
+    """Restart the gateway if it runs on another clock scale than ``settings`` declares
+    (the scale is stamped into each new request's workflow input)."""
+    paths = Paths(settings.state_dir)
+    try:
+        running = float(paths.ready("gateway").read_text() or "nan")
+    except (FileNotFoundError, ValueError):
+        return
+    if running != settings.seconds_per_day:
+        _say(f"gateway runs at {running:g} s per treaty day; restarting it at "
+             f"{settings.seconds_per_day:g}")
+        stop_pid(paths.pid("gateway"))
+        start_process(settings, paths, "gateway")
+
+
 def up(settings: Settings) -> None:
     """Start whatever part of the stack is not running yet."""
     paths = Paths(settings.state_dir)
@@ -291,6 +306,7 @@ def up(settings: Settings) -> None:
     start_temporal(settings, paths)
     for name in PROCESSES:
         start_process(settings, paths, name)
+    ensure_clock(settings)
     _say(f"up. Temporal UI: {settings.temporal_ui_url}  state: {settings.state_dir}")
 
 

@@ -1,0 +1,166 @@
+"""The demo: simulated competent authorities of the SCO parties exchange requests through
+RabbitMQ on the local stack; every scenario must reach the state it should.
+
+    python -m treatyflow.workers.demo [--copies N]
+
+Exits 0 only when every request reached its expected state and each side received the
+notices that say so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from temporalio.client import Client
+
+from treatyflow import logs
+from treatyflow.constants import workflow_id
+from treatyflow.settings import Settings
+from treatyflow.temporal import connect
+from treatyflow.workers import stack
+from treatyflow.workers.simulator import (
+    TREATY,
+    Run,
+    Simulation,
+    demo_scenarios,
+    scenario_authorities,
+)
+from treatyflow.workflows.lifecycle import RequestState
+from treatyflow.workflows.request import RequestForAssistance
+
+# What each side must have received when a request ends in a given way.
+EVIDENCE = {
+    "executed": ("requester", "executed"),
+    "refused": ("requester", "refused"),
+    "lapsed": ("requested", "lapsed"),
+    "withdrawn": ("requested", "withdrawn"),
+    "overdue": ("requester", "overdue"),
+}
+
+
+async def _state(client: Client, run: Run) -> RequestState | None:
+    handle = client.get_workflow_handle_for(RequestForAssistance.run,
+                                            workflow_id(TREATY, run.request_id))
+    try:
+        return await handle.query(RequestForAssistance.status)
+    except Exception:  # noqa: BLE001 - not started yet, or refused at the gateway
+        return None
+
+
+def _settled(run: Run, state: RequestState | None) -> bool:
+    expect = run.scenario.expect
+    if expect.error:
+        return any(e.body.problem == expect.error for e in run.errors)
+    return (
+        state is not None
+        and state.status.value == expect.status
+        and state.overdue == expect.overdue
+        and (expect.outcome is None or state.outcome == expect.outcome)
+    )
+
+
+def _evidence_ok(run: Run, state: RequestState | None) -> bool:
+    """The authorities' side: the notice that tells the outcome reached the right inbox."""
+    expect = run.scenario.expect
+    if expect.error:
+        return bool(run.errors) and all(e.body.reasons for e in run.errors)
+    key = "overdue" if expect.overdue else (expect.status or "")
+    if key not in EVIDENCE:
+        return True
+    side, event = EVIDENCE[key]
+    who = run.scenario.requester if side == "requester" else (state.requested if state else "")
+    return any(getattr(m.body, "event", None) == event and m.recipient == who
+               for m in run.received)
+
+
+def _label(state: RequestState | None) -> str:
+    if state is None:
+        return "returned"
+    label = state.status.value + (f" ({state.outcome})" if state.outcome else "")
+    return label + (" + overdue" if state.overdue else "")
+
+
+async def run_demo(settings: Settings, copies: int, console: Console) -> bool:
+    scenarios = demo_scenarios()
+    sim = Simulation(settings, settings.seconds_per_day)
+    await sim.connect(scenario_authorities(scenarios))
+    client = await connect(settings)
+    stamp = datetime.now(UTC).strftime("%y%m%d%H%M%S")
+    runs: list[Run] = []
+    for n in range(copies):
+        for i, scenario in enumerate(scenarios):
+            runs.append(await sim.start(scenario, f"DEMO-{stamp}-{i:02d}{n:02d}"))
+    longest_days = 45
+    timeout = longest_days * settings.seconds_per_day + 60
+    states: dict[str, RequestState | None] = {}
+    started = time.monotonic()
+    with Progress(TextColumn("[bold]requests settled"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console, transient=False) as bar:
+        task = bar.add_task("", total=len(runs))
+        while True:
+            for run in runs:
+                states[run.request_id] = await _state(client, run)
+            done = [r for r in runs if _settled(r, states[r.request_id])]
+            live = Counter(_label(s) for s in states.values() if s is not None)
+            bar.update(task, completed=len(done),
+                       description=", ".join(f"{k}: {v}" for k, v in sorted(live.items())))
+            if len(done) == len(runs) or time.monotonic() - started > timeout:
+                break
+            await asyncio.sleep(0.5)
+    # Let the last notices land in the inboxes before checking each side's evidence.
+    await asyncio.sleep(min(2.0, 2 * settings.seconds_per_day))
+    await sim.close()
+
+    table = Table(title="treatyflow demo: requests for assistance under the SCO 2010 agreement")
+    for col in ("scenario", "expected", "reached", "requests", "notices", "ok"):
+        table.add_column(col, justify="right" if col in ("requests", "notices") else "left")
+    all_ok = True
+    for scenario in scenarios:
+        mine = [r for r in runs if r.scenario is scenario]
+        reached = Counter(_label(states[r.request_id]) for r in mine)
+        ok = all(_settled(r, states[r.request_id]) and _evidence_ok(r, states[r.request_id])
+                 for r in mine)
+        all_ok &= ok
+        e = scenario.expect
+        expected = (f"error: {e.error}" if e.error else
+                    f"{e.status}" + (f" ({e.outcome})" if e.outcome else "")
+                    + (" + overdue" if e.overdue else ""))
+        table.add_row(scenario.name, expected, ", ".join(f"{k} ×{v}" for k, v in reached.items()),
+                      str(len(mine)), str(sum(len(r.received) for r in mine)),
+                      "[green]yes[/]" if ok else "[red]NO[/]")
+    console.print(table)
+    console.print(f"{sum(1 for r in runs if _settled(r, states[r.request_id]))}/{len(runs)} "
+                  f"requests reached their expected state in {time.monotonic() - started:.0f} s "
+                  f"(one treaty day = {settings.seconds_per_day:g} s)")
+    console.print(f"Temporal UI: {settings.temporal_ui_url}/namespaces/default/workflows")
+    return all_ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--copies", type=int, default=2, help="requests per scenario")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    logs.configure("warning")
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    try:
+        stack.up(settings)
+    except stack.StackError as err:
+        console.print(f"[red]treatyflow: {err}[/]")
+        return 1
+    ok = asyncio.run(run_demo(settings, args.copies, console))
+    console.print("[green]demo passed[/]" if ok else "[red]demo FAILED[/]")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,404 @@
+"""Simulated competent authorities: each connects with its own credentials through the
+agency client, reads its own inbox and answers as its behaviour says.
+
+Behaviours are chosen per scenario (answer after N days, ask clarification, forward,
+defer, refuse on a ground, stay silent…). Treaty days run at the declared clock scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from treatyflow import logs
+from treatyflow.agency import AgencyClient
+from treatyflow.schemas.messages import INBOUND, ErrorMessage, NoticeMessage, OutboundMessage
+from treatyflow.settings import Settings
+from treatyflow.topology import read_passwords
+
+TREATY = "sco-2010"
+
+
+def request_content(**overrides: Any) -> dict[str, Any]:
+    """A complete written request (art. 5.4, 5.5, 11) for scenarios to vary."""
+    body: dict[str, Any] = {
+        "purpose": "Pre-trial investigation of a cross-border fraud; the suspect's accounts "
+                   "are held abroad (art. 5.4: purpose and justification).",
+        "assistance_requested": "Statements of the accounts named in the annex for 2025.",
+        "facts": "Between March and June 2025 funds obtained by deception were moved "
+                 "through the named accounts.",
+        "confidentiality": "confidential",
+        "form_of_cooperation": "information_exchange",
+        "crime_category": "economic_money_laundering_terrorist_financing",
+        "language": "ru",
+        "urgent": False,
+        "oral": False,
+        "signed_by": {"name": "Head of the requesting authority", "position": "head"},
+        "domestic_case": "CASE-2025-0001",
+    }
+    body.update(overrides)
+    return body
+
+
+class Context:
+    """One simulated authority's view of one request."""
+
+    def __init__(self, sim: Simulation, authority: str, request_id: str, counterpart: str) -> None:
+        self.sim = sim
+        self.authority = authority
+        self.request_id = request_id
+        self.counterpart = counterpart
+        self.events: asyncio.Queue[NoticeMessage] = asyncio.Queue()
+
+    async def days(self, n: float) -> None:
+        await asyncio.sleep(n * self.sim.seconds_per_day)
+
+    async def send(self, kind: str, body: dict[str, Any], *, in_reply_to: str | None = None,
+                   recipient: str | None = None) -> str:
+        return await self.sim.send(self.authority, kind, self.request_id,
+                                   recipient or self.counterpart, body, in_reply_to=in_reply_to)
+
+    async def wait_for(self, event: str, timeout_days: float = 60) -> NoticeMessage:
+        deadline = asyncio.get_running_loop().time() + timeout_days * self.sim.seconds_per_day
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            notice = await asyncio.wait_for(self.events.get(), max(left, 0.01))
+            if notice.body.event == event:
+                return notice
+
+
+Behaviour = Callable[[Context], Awaitable[None]]
+
+
+# --- requested-side behaviours (art. 6) ------------------------------------------------
+
+
+def execute(days: float = 5, extent: str = "full") -> Behaviour:
+    async def run(ctx: Context) -> None:
+        await ctx.send("receipt", {})
+        await ctx.days(days)
+        await ctx.send("execution_report", {"extent": extent, "confidentiality": "confidential",
+                                            "summary": "Account statements attached."})
+    return run
+
+
+def refuse(ground: str = "security") -> Behaviour:
+    async def run(ctx: Context) -> None:
+        await ctx.send("receipt", {})
+        await ctx.days(3)
+        await ctx.send("refusal", {"extent": "whole", "grounds": [ground],
+                                   "reason": "Execution would prejudice the security of the "
+                                             "requested state (art. 6.7, 6.9)."})
+    return run
+
+
+def refuse_part_then_execute() -> Behaviour:
+    async def run(ctx: Context) -> None:
+        await ctx.send("receipt", {})
+        await ctx.days(2)
+        await ctx.send("refusal", {"extent": "part", "grounds": ["contrary_to_law"],
+                                   "refused_part": "statements of account 2",
+                                   "reason": "Banking secrecy law bars disclosure of account 2 "
+                                             "without a court order (art. 6.7)."})
+        await ctx.days(4)
+        await ctx.send("execution_report", {"extent": "partial", "confidentiality": "restricted",
+                                            "summary": "Statements of account 1 attached."})
+    return run
+
+
+def defer_then_execute() -> Behaviour:
+    async def run(ctx: Context) -> None:
+        await ctx.send("receipt", {})
+        await ctx.days(2)
+        await ctx.send("deferral", {"grounds": ["essential_interests"],
+                                    "reason": "A domestic investigation on the same accounts "
+                                              "must conclude first (art. 6.7)."})
+        await ctx.days(5)
+        await ctx.send("resumption", {"note": "Domestic investigation concluded."})
+        await ctx.days(3)
+        await ctx.send("execution_report", {"extent": "full", "confidentiality": "confidential",
+                                            "summary": "Account statements attached."})
+    return run
+
+
+def clarify_then_execute() -> Behaviour:
+    async def run(ctx: Context) -> None:
+        await ctx.send("receipt", {})
+        await ctx.days(2)
+        await ctx.send("clarification_request", {
+            "topic": "additional_information",
+            "questions": "Which period of the statements is needed (art. 6.4)?"})
+        await ctx.wait_for("clarification_provided")
+        await ctx.days(3)
+        await ctx.send("execution_report", {"extent": "full", "confidentiality": "confidential",
+                                            "summary": "Account statements attached."})
+    return run
+
+
+def delay_then_execute() -> Behaviour:
+    async def run(ctx: Context) -> None:
+        await ctx.send("receipt", {})
+        await ctx.days(3)
+        await ctx.send("delay", {"reason": "The bank holding the records needs ten more days "
+                                           "to retrieve archived statements (art. 6.2)."})
+        await ctx.days(8)
+        await ctx.send("execution_report", {"extent": "full", "confidentiality": "confidential",
+                                            "summary": "Account statements attached."})
+    return run
+
+
+def forward_to(target: str) -> Behaviour:
+    async def run(ctx: Context) -> None:
+        await ctx.days(1)
+        await ctx.send("forward", {"to_authority": target,
+                                   "reason": "Corruption offences are the competence of "
+                                             "the anti-corruption agency (art. 6.3)."})
+    return run
+
+
+def silent() -> Behaviour:
+    async def run(ctx: Context) -> None:
+        await ctx.send("receipt", {})
+    return run
+
+
+# --- scenarios -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expectation:
+    status: str | None
+    outcome: str | None = None
+    overdue: bool = False
+    error: str | None = None  # a refused request: the error problem the requester gets
+
+
+@dataclass
+class Scenario:
+    """One kind of request run end to end, with the state it must reach."""
+
+    name: str
+    requester: str
+    requested: str
+    behaviours: dict[str, Behaviour]
+    expect: Expectation
+    content: dict[str, Any] = field(default_factory=dict)
+    confirm_after_days: float | None = None
+    answer_after_days: float = 1
+    withdraw_after_days: float | None = None
+
+
+def demo_scenarios() -> list[Scenario]:
+    """Every final state of the request for assistance, one scenario each."""
+    return [
+        Scenario("executed", "KZ-GPO", "RU-MIA", {"RU-MIA": execute(5)},
+                 Expectation("executed", "full")),
+        Scenario("executed in part", "KZ-MIA", "CN-MPS",
+                 {"CN-MPS": refuse_part_then_execute()}, Expectation("executed", "partial")),
+        Scenario("refused", "RU-GPO", "KZ-GPO", {"KZ-GPO": refuse("security")},
+                 Expectation("refused", "whole")),
+        Scenario("deferred then executed", "CN-MPS", "KZ-NSC",
+                 {"KZ-NSC": defer_then_execute()}, Expectation("executed", "full")),
+        Scenario("clarification then executed", "KG-MIA", "KZ-MIA",
+                 {"KZ-MIA": clarify_then_execute()}, Expectation("executed", "full")),
+        Scenario("forwarded then executed", "UZ-MIA", "KZ-MIA",
+                 {"KZ-MIA": forward_to("KZ-ACA"), "KZ-ACA": execute(4)},
+                 Expectation("executed", "full"), content={"crime_category": "corruption"}),
+        Scenario("delayed then executed", "TJ-MIA", "RU-MIA", {"RU-MIA": delay_then_execute()},
+                 Expectation("executed", "full")),
+        Scenario("urgent oral, confirmed, executed", "KZ-NSC", "UZ-MIA",
+                 {"UZ-MIA": execute(2)}, Expectation("executed", "full"),
+                 content={"urgent": True, "oral": True, "signed_by": None},
+                 confirm_after_days=1),
+        Scenario("lapsed (oral, never confirmed)", "KZ-SRC", "KG-GPO", {"KG-GPO": silent()},
+                 Expectation("lapsed"),
+                 content={"urgent": True, "oral": True, "signed_by": None}),
+        Scenario("overdue (no answer in 30 days)", "RU-MIA", "KZ-GPO", {"KZ-GPO": silent()},
+                 Expectation("received", overdue=True)),
+        Scenario("withdrawn", "CN-SPP", "KZ-GPO", {"KZ-GPO": silent()}, Expectation("withdrawn"),
+                 withdraw_after_days=3),
+        Scenario("returned to sender (invalid)", "KZ-GPO", "KZ-MIA", {},
+                 Expectation(None, error="invalid_request"),
+                 content={"language": "en", "signed_by": {"name": "Clerk", "position": "clerk"}}),
+    ]
+
+
+@dataclass
+class Run:
+    """One request of one scenario, as the simulation saw it."""
+
+    scenario: Scenario
+    request_id: str
+    received: list[OutboundMessage] = field(default_factory=list)
+    errors: list[ErrorMessage] = field(default_factory=list)
+
+
+class Simulation:
+    """Runs simulated authorities, each with its own connection and inbox."""
+
+    def __init__(self, settings: Settings, seconds_per_day: float,
+                 default_behaviour: Behaviour | None = None) -> None:
+        self.settings = settings
+        self.default_behaviour = default_behaviour
+        self.seconds_per_day = seconds_per_day
+        self._passwords = read_passwords(settings.secrets_dir)
+        self._clients: dict[str, AgencyClient] = {}
+        self._contexts: dict[tuple[str, str], Context] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.runs: dict[str, Run] = {}
+        self.inbox: dict[str, list[OutboundMessage]] = defaultdict(list)
+        self._log = logs.get("treatyflow.simulator")
+
+    async def connect(self, authorities: set[str]) -> None:
+        for authority in sorted(authorities):
+            client = AgencyClient(authority,
+                                  self.settings.amqp_url(authority, self._passwords[authority]))
+            await client.connect()
+            self._clients[authority] = client
+            self._tasks.add(asyncio.create_task(self._consume(authority)))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for client in self._clients.values():
+            await client.close()
+
+    async def _consume(self, authority: str) -> None:
+        async with self._clients[authority].inbox() as inbox:
+            while True:
+                message = await inbox.get()
+                if isinstance(message, bytes):
+                    self._log.error("unparseable message in inbox", authority=authority)
+                    continue
+                self.inbox[authority].append(message)
+                run = self.runs.get(message.request_id) or self._adopt(authority, message)
+                if run is None:
+                    continue
+                run.received.append(message)
+                if isinstance(message, ErrorMessage):
+                    run.errors.append(message)
+                    continue
+                self._on_notice(authority, run, message)
+
+    def _adopt(self, authority: str, message: OutboundMessage) -> Run | None:
+        """A request this simulation did not start: answer it with the default behaviour."""
+        if (self.default_behaviour is None or not isinstance(message, NoticeMessage)
+                or message.body.event != "request_delivered"):
+            return None
+        scenario = Scenario("served", message.body.requesting, authority,
+                            {authority: self.default_behaviour}, Expectation(None))
+        run = self.runs[message.request_id] = Run(scenario, message.request_id)
+        return run
+
+    def _on_notice(self, authority: str, run: Run, notice: NoticeMessage) -> None:
+        scenario, event = run.scenario, notice.body.event
+        key = (authority, run.request_id)
+        if event == "request_delivered" and authority in scenario.behaviours:
+            ctx = Context(self, authority, run.request_id, notice.body.requesting)
+            self._contexts[key] = ctx
+            self._spawn(scenario.behaviours[authority](ctx))
+            return
+        if key in self._contexts:
+            self._contexts[key].events.put_nowait(notice)
+        if authority == scenario.requester and event == "clarification_requested":
+            self._spawn(self._answer(run, notice))
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Future[None]) -> None:
+        self._tasks.discard(task)  # type: ignore[arg-type]
+        if not task.cancelled() and task.exception():
+            self._log.error("behaviour failed", error=repr(task.exception()))
+
+    async def send(self, sender: str, kind: str, request_id: str, recipient: str,
+                   body: dict[str, Any], *, in_reply_to: str | None = None) -> str:
+        message_id = str(uuid.uuid4())
+        envelope = INBOUND.validate_python({
+            "schema_version": "1", "message_id": message_id, "kind": kind,
+            "request_id": request_id, "treaty_id": TREATY, "sender": sender,
+            "recipient": recipient, "sent_at": datetime.now(UTC), "in_reply_to": in_reply_to,
+            "body": body,
+        })
+        await self._clients[sender].publish(envelope)
+        self._log.info("sent", authority=sender, kind=kind, request_id=request_id,
+                       message_id=message_id)
+        return message_id
+
+    async def _answer(self, run: Run, notice: NoticeMessage) -> None:
+        await asyncio.sleep(run.scenario.answer_after_days * self.seconds_per_day)
+        await self.send(run.scenario.requester, "clarification", run.request_id,
+                        notice.body.requested, {"answer": "Statements for March–June 2025."},
+                        in_reply_to=notice.body.about_message_id)
+
+    async def start(self, scenario: Scenario, request_id: str) -> Run:
+        """Send the scenario's request and schedule the requester's own later moves."""
+        run = Run(scenario, request_id)
+        self.runs[request_id] = run
+        content = request_content(**scenario.content)
+        await self.send(scenario.requester, "request", request_id, scenario.requested, content)
+        if scenario.confirm_after_days is not None:
+            confirmed = request_content(**{**scenario.content, "oral": False,
+                                           "signed_by": request_content()["signed_by"]})
+            self._spawn(self._later(scenario.confirm_after_days, scenario.requester,
+                                    "confirmation", run, {"request": confirmed}))
+        if scenario.withdraw_after_days is not None:
+            self._spawn(self._later(scenario.withdraw_after_days, scenario.requester,
+                                    "withdrawal", run,
+                                    {"reason": "The suspect was arrested at home."}))
+        return run
+
+    async def _later(self, days: float, sender: str, kind: str, run: Run,
+                     body: dict[str, Any]) -> None:
+        await asyncio.sleep(days * self.seconds_per_day)
+        await self.send(sender, kind, run.request_id, run.scenario.requested, body)
+
+
+def scenario_authorities(scenarios: list[Scenario]) -> set[str]:
+    found: set[str] = set()
+    for s in scenarios:
+        found |= {s.requester, s.requested, *s.behaviours}
+    return found
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    """Long-running mode: every registered authority executes what it receives in 5 days."""
+    from treatyflow.schemas.treaty import all_authorities
+
+    sim = Simulation(settings, settings.seconds_per_day, default_behaviour=execute(5))
+    await sim.connect(set(all_authorities()))
+    (settings.state_dir / "run").mkdir(parents=True, exist_ok=True)
+    (settings.state_dir / "run" / "simulator.ready").touch()
+    await stop.wait()
+    await sim.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--serve", action="store_true", help="run until stopped")
+    parser.parse_args()
+    settings = Settings.from_env()
+    logs.configure(settings.log_level)
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, stop)
+
+    asyncio.run(_main())
+
+
+if __name__ == "__main__":
+    main()
