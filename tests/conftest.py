@@ -3,9 +3,11 @@ and (for tests marked ``stack``) the real local stack on free ports."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,11 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from treatyflow.activities.delivery import Deliver, Delivered
+from treatyflow.agency import AgencyClient, Inbox
+from treatyflow.schemas.messages import OutboundMessage
+from treatyflow.settings import Settings
+from treatyflow.temporal import connect
+from treatyflow.topology import read_passwords
 from treatyflow.temporal import register_search_attributes
 from treatyflow.workflows.request import RequestForAssistance
 
@@ -81,3 +88,97 @@ async def skipping(time_env: WorkflowEnvironment, task_queue: str) -> AsyncItera
         activities=[outbox.deliver],
     ):
         yield time_env.client, outbox
+
+
+# --- the real local stack ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """RabbitMQ, the Temporal dev server, worker and gateway as real processes, on free
+    ports under a temporary state folder (one treaty day = 1 s)."""
+    from treatyflow.workers import stack
+
+    state = tmp_path_factory.mktemp("stack")
+    settings = Settings(
+        state_dir=state,
+        temporal_port=stack.free_port(),
+        temporal_ui_port=stack.free_port(),
+        amqp_port=stack.free_port(),
+        amqp_dist_port=stack.free_port(),
+        seconds_per_day=1.0,
+    )
+    try:
+        stack.up(settings)
+    except stack.StackError as err:
+        stack.down(settings)
+        pytest.fail(f"local stack did not start: {err}")
+    yield settings
+    stack.down(settings)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def stack_client(stack_settings: Settings) -> Client:
+    return await connect(stack_settings)
+
+
+class Mailbox:
+    """Everything one authority's inbox receives while a test runs."""
+
+    def __init__(self, inbox: Inbox) -> None:
+        self._inbox = inbox
+        self.messages: list[OutboundMessage | bytes] = []
+
+    async def expect(
+        self, match: Callable[[OutboundMessage], bool], timeout: float = 15
+    ) -> OutboundMessage:
+        """The first message (already received or arriving within ``timeout``) that matches."""
+        for message in self.messages:
+            if not isinstance(message, bytes) and match(message):
+                return message
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise AssertionError(f"no matching message within {timeout} s; got "
+                                     f"{[getattr(m, 'kind', m) for m in self.messages]}")
+            try:
+                message = await self._inbox.get(timeout=left)
+            except TimeoutError:
+                continue
+            self.messages.append(message)
+            if not isinstance(message, bytes) and match(message):
+                return message
+
+    async def settle(self, seconds: float = 1.0) -> None:
+        """Collect whatever else arrives within ``seconds``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while (left := deadline - loop.time()) > 0:
+            try:
+                self.messages.append(await self._inbox.get(timeout=left))
+            except TimeoutError:
+                return
+
+
+@pytest_asyncio.fixture
+async def authorities(stack_settings: Settings) -> AsyncIterator[
+    Callable[[str], Awaitable[tuple[AgencyClient, Mailbox]]]
+]:
+    """Open an authority's connection and inbox with its own generated credentials."""
+    passwords = read_passwords(stack_settings.secrets_dir)
+    opened: list[AsyncExitStack] = []
+
+    async def open_as(authority: str) -> tuple[AgencyClient, Mailbox]:
+        exits = AsyncExitStack()
+        opened.append(exits)
+        client = await exits.enter_async_context(
+            AgencyClient(authority, stack_settings.amqp_url(authority, passwords[authority]))
+        )
+        inbox = await exits.enter_async_context(client.inbox())
+        return client, Mailbox(inbox)
+
+    yield open_as
+    for exits in reversed(opened):
+        await exits.aclose()

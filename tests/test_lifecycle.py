@@ -20,7 +20,6 @@ from treatyflow.schemas.messages import (
 from treatyflow.schemas.treaty import ClockRule, Deadlines, load_profile
 from treatyflow.workflows import lifecycle
 from treatyflow.workflows.lifecycle import (
-    _ALLOWED_FROM,
     FINAL,
     Rejected,
     RequestState,
@@ -41,10 +40,27 @@ DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
 
 RU, KZ = "RU-MIA", "KZ-GPO"  # requesting, requested
-KZ2, KZ3 = "KZ-MIA", "KZ-NSC"  # other competent authorities of the requested state
+KZ2, KZ3 = "KZ-MIA", "KZ-SPS"  # other competent authorities of the requested state
 CN = "CN-MPS"  # a competent authority that is no party to the request
 
-MESSAGE_KINDS = sorted(_ALLOWED_FROM)
+OPEN = frozenset(Status) - FINAL
+WORKING = frozenset({Status.RECEIVED, Status.IN_EXECUTION})
+# The transition table as specified (DESIGN.md; art. 5.2, 5.3, 6.1–6.9), written out here
+# rather than read from lifecycle._ALLOWED_FROM, so a change to the table fails a test.
+ALLOWED_FROM: dict[str, frozenset[Status]] = {
+    "confirmation": OPEN,
+    "receipt": frozenset({Status.SENT, Status.FORWARDED}),
+    "clarification_request": WORKING,
+    "clarification": frozenset({Status.CLARIFICATION_REQUESTED}),
+    "delay": WORKING,
+    "forward": WORKING | {Status.SENT, Status.FORWARDED},
+    "deferral": WORKING,
+    "resumption": frozenset({Status.DEFERRED}),
+    "refusal": WORKING | {Status.DEFERRED, Status.CLARIFICATION_REQUESTED},
+    "execution_report": WORKING,
+    "withdrawal": OPEN,
+}
+MESSAGE_KINDS = sorted(ALLOWED_FROM)
 
 
 def default_body(kind: str, state: RequestState) -> dict[str, Any]:
@@ -181,18 +197,18 @@ def test_valid_request_opens_sent_and_notifies_both_sides() -> None:
         pytest.param(RU, "KZ-FBI", {}, None, "art. 2: KZ-FBI", id="unknown-recipient"),
         pytest.param(KZ, KZ2, {}, None, "art. 2, 5.1: both authorities belong to KZ",
                      id="same-state"),
-        pytest.param(RU, KZ, {"language": "en"}, None, "art. 11", id="language-en"),
-        pytest.param(RU, KZ, {"language": "kk"}, None, "art. 11", id="language-kk"),
+        pytest.param(RU, KZ, {"language": "en"}, None, "art. 11:", id="language-en"),
+        pytest.param(RU, KZ, {"language": "kk"}, None, "art. 11:", id="language-kk"),
         pytest.param(RU, KZ, {"oral": True, "urgent": False, "signed_by": ...}, None,
-                     "art. 5.2", id="oral-not-urgent"),
-        pytest.param(RU, KZ, {"signed_by": ...}, None, "art. 5.5", id="unsigned"),
+                     "art. 5.2:", id="oral-not-urgent"),
+        pytest.param(RU, KZ, {"signed_by": ...}, None, "art. 5.5:", id="unsigned"),
         pytest.param(RU, KZ, {"signed_by": {"name": "B. Clerk", "position": "clerk"}}, None,
                      "art. 5.5: signed by a 'clerk'", id="signed-by-clerk"),
-        pytest.param(RU, KZ, {"form_of_cooperation": "extradition"}, None, "art. 3",
+        pytest.param(RU, KZ, {"form_of_cooperation": "extradition"}, None, "art. 3:",
                      id="unknown-form"),
-        pytest.param(RU, KZ, {"crime_category": "jaywalking"}, None, "art. 1",
+        pytest.param(RU, KZ, {"crime_category": "jaywalking"}, None, "art. 1:",
                      id="unknown-crime"),
-        pytest.param(RU, KZ, {}, datetime(2011, 6, 16, 23, 0, tzinfo=UTC), "art. 12",
+        pytest.param(RU, KZ, {}, datetime(2011, 6, 16, 23, 0, tzinfo=UTC), "art. 12:",
                      id="before-entry-into-force"),
     ],
 )
@@ -240,17 +256,17 @@ def test_new_request_accepted_at_the_edges(
             {"language": "en", "form_of_cooperation": "extradition",
              "crime_category": "jaywalking",
              "signed_by": {"name": "B. Clerk", "position": "clerk"}},
-            None, ["art. 2, 5.1", "art. 11", "art. 5.5", "art. 3", "art. 1"],
+            None, ["art. 2, 5.1", "art. 11:", "art. 5.5:", "art. 3:", "art. 1:"],
             id="five-faults",
         ),
         pytest.param("KZ-XXX", "RU-YYY", {}, None, ["art. 2: KZ-XXX", "art. 2: RU-YYY"],
                      id="both-authorities-unknown"),
         pytest.param(RU, KZ, {"oral": True, "urgent": False, "signed_by": ...,
                               "language": "de"},
-                     datetime(2010, 6, 11, tzinfo=UTC), ["art. 12", "art. 11", "art. 5.2"],
+                     datetime(2010, 6, 11, tzinfo=UTC), ["art. 12:", "art. 11:", "art. 5.2:"],
                      id="oral-german-before-force"),
         pytest.param(RU, KZ, {"signed_by": ..., "form_of_cooperation": "x"}, None,
-                     ["art. 5.5", "art. 3"], id="unsigned-unknown-form"),
+                     ["art. 5.5:", "art. 3:"], id="unsigned-unknown-form"),
     ],
 )
 def test_request_with_several_faults_lists_each(
@@ -313,7 +329,7 @@ def test_transition_grid(kind: str, status: Status) -> None:
     state = state_in(status, oral=kind == "confirmation")
     m = msg(state, kind)
     problems = check(state, PROFILE, m)
-    allowed = status in _ALLOWED_FROM[kind]
+    allowed = status in ALLOWED_FROM[kind]
     assert (problems == []) is allowed, problems
     if not allowed:
         expected = "already" if status in FINAL else f"not allowed while the request is {status}"
@@ -687,9 +703,9 @@ def test_confirmation_replaces_request_and_tells_requested() -> None:
 @pytest.mark.parametrize(
     ("overrides", "article"),
     [
-        pytest.param({"signed_by": ...}, "art. 5.5", id="unsigned"),
+        pytest.param({"signed_by": ...}, "art. 5.5:", id="unsigned"),
         pytest.param({"oral": True}, "art. 5.2: a written confirmation", id="still-oral"),
-        pytest.param({"language": "en"}, "art. 11", id="english"),
+        pytest.param({"language": "en"}, "art. 11:", id="english"),
     ],
 )
 def test_confirmation_content_checked(overrides: dict[str, Any], article: str) -> None:
@@ -799,7 +815,7 @@ def test_oral_request_lapses_after_72_hours() -> None:
     tr = advance(s, PROFILE, T0 + 72 * HOUR)
     assert tr.state.status is Status.LAPSED and tr.state.final
     assert events(tr.notices) == [("lapsed", RU), ("lapsed", KZ)]
-    assert tr.state.timeline[-1].note.startswith("art. 5.2")
+    assert tr.state.timeline[-1].note.startswith("art. 5.2:")
     assert next_due(tr.state, PROFILE) is None
     assert advance(tr.state, PROFILE, T0 + 90 * DAY).notices == []
 
@@ -881,9 +897,11 @@ def test_notice_ids_unique_over_a_long_history() -> None:
     tr = step(s, "receipt", T0 + 33 * DAY)
     s = tr.state
     seen += [n.message_id for n in tr.notices]
-    tr = advance(s, PROFILE, T0 + 70 * DAY)
-    seen += [n.message_id for n in tr.notices]
-    assert len(seen) == 2 + 3 + 4 + 2 + 2 + 1 + 6
+    for at in (T0 + 62 * DAY + HOUR, T0 + 70 * DAY):
+        tr = advance(s, PROFILE, at)
+        s = tr.state
+        seen += [n.message_id for n in tr.notices]
+    assert len(seen) == 2 + 3 + 4 + 2 + 1 + 6
     assert len(set(seen)) == len(seen)
 
 

@@ -485,7 +485,9 @@ def apply(
                                    grounds=s.grounds, reason=b.reason)
             else:
                 s.refused_part = b.refused_part
-                if s.status is not Status.DEFERRED:
+                # Still deferred, or still waiting on the requester's answer: the rest
+                # stays paused until the resumption or the clarification arrives.
+                if s.status not in (Status.DEFERRED, Status.CLARIFICATION_REQUESTED):
                     _resume(s, now)
                     s.status = Status.IN_EXECUTION
                 notices += _notify(s, "refused_in_part", [s.requesting], about=mid,

@@ -1,0 +1,50 @@
+# treatyflow: `make demo` and `make test` set up everything they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export TREATYFLOW_STATE_DIR ?= $(CURDIR)/.state
+# The local stack runs on a declared demo clock: one treaty day = 1 s (30 days = 30 s).
+# Real time: make up TREATYFLOW_SECONDS_PER_DAY=86400
+export TREATYFLOW_SECONDS_PER_DAY ?= 1
+
+.PHONY: help setup system demo test up down status lint clean
+
+help:
+	@echo "make demo   - set up, start the local stack, run the scenario demo"
+	@echo "make test   - set up and run the test suite"
+	@echo "make up / make down / make status - the local stack for longer use"
+	@echo "make lint   - ruff and mypy"
+
+setup: system $(BIN)/.installed
+
+system:
+	@bash scripts/ensure-system.sh
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+demo: setup
+	$(BIN)/python -m treatyflow.workers.demo
+
+test: setup
+	$(BIN)/pytest
+
+up: setup
+	$(BIN)/python -m treatyflow.workers.stack up
+
+down:
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m treatyflow.workers.stack down; fi
+
+status: setup
+	$(BIN)/python -m treatyflow.workers.stack status
+
+lint: setup
+	$(BIN)/ruff check treatyflow tests scripts
+	$(BIN)/mypy treatyflow
+
+clean: down
+	rm -rf $(VENV) $(TREATYFLOW_STATE_DIR)

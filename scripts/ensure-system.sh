@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian packages treatyflow needs when they are missing:
+# rabbitmq-server (the local broker) and docker-compose (validates docker-compose.yml).
+set -euo pipefail
+need=()
+[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+[ ${#need[@]} -eq 0 ] && exit 0
+echo "[setup] installing Debian packages: ${need[*]}"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+    echo "[setup] need root to install ${need[*]}: run as root or install them first" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+# Do not let the package start a system-wide broker: ours runs under the state folder.
+policy=/usr/sbin/policy-rc.d
+created_policy=""
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+  $sudo chmod +x "$policy"
+  created_policy=1
+fi
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+[ -n "$created_policy" ] && $sudo rm -f "$policy"
+echo "[setup] installed ${need[*]}"

@@ -1,0 +1,37 @@
+"""Record demo workflow histories for the replay test (tests/test_replay.py).
+
+    TREATYFLOW_STATE_DIR=... python scripts/record_histories.py DEMO-PREFIX
+
+Run after `make demo`; writes one history per demo scenario into tests/histories/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from pathlib import Path
+
+from treatyflow.settings import Settings
+from treatyflow.temporal import connect
+from treatyflow.workers.simulator import demo_scenarios
+
+OUT = Path(__file__).resolve().parent.parent / "tests" / "histories"
+
+
+async def main(prefix: str) -> None:
+    client = await connect(Settings.from_env())
+    names = [s.name for s in demo_scenarios()]
+    async for wf in client.list_workflows(f"WorkflowId STARTS_WITH 'sco-2010.{prefix}'"):
+        match = re.search(r"-(\d{2})00$", wf.id)
+        if not match or wf.status is None or wf.status.name != "COMPLETED" and "overdue" not in \
+                names[int(match.group(1))]:
+            continue
+        name = re.sub(r"[^a-z0-9]+", "-", names[int(match.group(1))].lower()).strip("-")
+        history = await client.get_workflow_handle(wf.id).fetch_history()
+        (OUT / f"{name}.json").write_text(history.to_json())
+        print("recorded", name, len(history.events), "events")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1]))

@@ -1,0 +1,290 @@
+"""docker-compose.yml stays valid and true to the code: service names, the variables the
+settings read, the search attributes, the modules it starts, and no literal passwords."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from treatyflow.constants import NAMESPACE, SEARCH_ATTRIBUTE_TYPES
+from treatyflow.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+RABBITMQ_CONF = ROOT / "deploy" / "rabbitmq" / "rabbitmq.conf"
+
+TEMPORAL_SERVICE = "temporal"
+RABBITMQ_SERVICE = "rabbitmq"
+ADMIN_TOOLS_SERVICE = "temporal-admin-tools"
+# Each treatyflow service and the module its command must run.
+APP_MODULES = {
+    "worker": "treatyflow.workers.worker",
+    "gateway": "treatyflow.workers.gateway",
+    "simulator": "treatyflow.workers.simulator",
+}
+# The variables DESIGN/deploy promise the treatyflow containers set.
+REQUIRED_ENV = {
+    "TREATYFLOW_STATE_DIR",
+    "TREATYFLOW_TEMPORAL_HOST",
+    "TREATYFLOW_TEMPORAL_PORT",
+    "TREATYFLOW_AMQP_HOST",
+    "TREATYFLOW_AMQP_PORT",
+    "TREATYFLOW_SECONDS_PER_DAY",
+    "TREATYFLOW_LOG_LEVEL",
+}
+# Custom search attribute slots per namespace in Temporal's SQL (PostgreSQL) visibility
+# store: one column per slot in its custom_search_attributes table.
+SQL_VISIBILITY_SLOTS = {
+    "Bool": 3, "Datetime": 3, "Double": 3, "Int": 3, "Keyword": 10, "Text": 3, "KeywordList": 3,
+}
+PASSWORD_KEY = re.compile(r"PASSWORD|PASSWD|PWD", re.IGNORECASE)
+# ${VAR}, ${VAR:?message} or ${VAR?message}: never ${VAR:-default}, a literal in disguise.
+REFERENCE_WITHOUT_DEFAULT = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::?\?[^}]*)?\}")
+INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+
+
+# --- helpers ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE_FILE.read_text())
+    assert isinstance(data, dict) and isinstance(data.get("services"), dict)
+    return data
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]  # type: ignore[no-any-return]
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    """A service's environment, whichever of the two compose forms it uses."""
+    env = service.get("environment") or {}
+    if isinstance(env, dict):
+        return {str(k): "" if v is None else str(v) for k, v in env.items()}
+    pairs = (str(item).partition("=") for item in env)
+    return {key: value for key, _, value in pairs}
+
+
+def interpolate(value: str) -> str:
+    """What compose substitutes when the variable is unset: its default, or a stand-in
+    for a required (``:?``) variable."""
+    def substitute(m: re.Match[str]) -> str:
+        op, default = m.group(2), m.group(3)
+        return default if op in ("-", ":-") else "set-by-user"
+    return INTERPOLATION.sub(substitute, value)
+
+
+def command_words(service: dict[str, Any], key: str = "command") -> list[str]:
+    value = service.get(key) or []
+    return shlex.split(value) if isinstance(value, str) else [str(v) for v in value]
+
+
+def mounts(service: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """(source, target, read_only) of every volume, short or long syntax."""
+    found = []
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, dict):
+            found.append((str(volume.get("source", "")), str(volume["target"]),
+                          bool(volume.get("read_only", False))))
+        else:
+            parts = str(volume).split(":")
+            modes = parts[2].split(",") if len(parts) > 2 else []
+            found.append((parts[0], parts[1], "ro" in modes))
+    return found
+
+
+def container_ports(service: dict[str, Any]) -> set[int]:
+    ports = set()
+    for port in service.get("ports") or []:
+        spec = str(port["target"]) if isinstance(port, dict) else interpolate(str(port))
+        ports.add(int(spec.rsplit(":", 1)[-1].split("/")[0]))
+    return ports
+
+
+def registered_search_attributes(admin: dict[str, Any]) -> tuple[dict[str, str], set[str]]:
+    """Name -> type of every `temporal operator search-attribute create` in the job's
+    script, and the namespaces they target."""
+    script = " ".join(command_words(admin, "entrypoint")) + "\n" + "\n".join(
+        str(part) for part in (admin.get("command") or []))
+    found: dict[str, str] = {}
+    namespaces: set[str] = set()
+    for line in script.splitlines():
+        if "search-attribute create" not in line:
+            continue
+        create, _, fallback = line.partition("||")
+        words = shlex.split(create)
+        names = [words[i + 1] for i, w in enumerate(words) if w == "--name"]
+        types = [words[i + 1] for i, w in enumerate(words) if w == "--type"]
+        assert len(names) == len(types), f"unpaired --name/--type in: {line.strip()}"
+        namespaces |= {words[i + 1] for i, w in enumerate(words) if w == "--namespace"}
+        if "--namespace" not in words:
+            namespaces.add("default")  # the CLI's own default
+        for name, kind in zip(names, types, strict=True):
+            assert name not in found, f"{name} registered twice"
+            found[name] = kind
+        if fallback.strip().startswith("has "):
+            # The "already there" check must accept only the same name and type.
+            assert shlex.split(fallback)[1:] == [names[0], types[0]], line.strip()
+    return found, namespaces
+
+
+# --- (a) docker-compose accepts the file ----------------------------------------------
+
+
+def _docker_compose() -> str:
+    found = shutil.which("docker-compose")
+    if found:
+        return found
+    if Path("/usr/bin/docker-compose").exists():
+        return "/usr/bin/docker-compose"
+    pytest.skip("docker-compose is not installed (`make test` installs Debian's "
+                "docker-compose via scripts/ensure-system.sh)")
+
+
+def _run_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [_docker_compose(), "-f", str(COMPOSE_FILE), "config", "-q"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+def test_docker_compose_validates_the_file() -> None:
+    done = _run_config({**os.environ, "POSTGRES_PASSWORD": "compose-config-check"})
+    assert done.returncode == 0, done.stderr + done.stdout
+
+
+def test_docker_compose_refuses_to_run_without_the_postgres_password() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "POSTGRES_PASSWORD"}
+    done = _run_config(env)
+    assert done.returncode != 0
+    assert "POSTGRES_PASSWORD" in done.stderr + done.stdout
+
+
+# --- (b) the file is true to the code ---------------------------------------------------
+
+
+def test_every_search_attribute_is_registered_with_its_type(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    found, namespaces = registered_search_attributes(services[ADMIN_TOOLS_SERVICE])
+    assert found == SEARCH_ATTRIBUTE_TYPES
+    assert namespaces == {NAMESPACE}
+
+
+def test_search_attributes_fit_the_postgres_visibility_store() -> None:
+    used = Counter(SEARCH_ATTRIBUTE_TYPES.values())
+    unknown = set(used) - set(SQL_VISIBILITY_SLOTS)
+    assert not unknown, f"not a Temporal search attribute type: {unknown}"
+    over = {t: n for t, n in used.items() if n > SQL_VISIBILITY_SLOTS[t]}
+    assert not over, f"more custom attributes than PostgreSQL visibility slots: {over}"
+
+
+def test_treatyflow_variables_are_the_ones_settings_read(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    read = set(Settings().to_env().keys())
+    assert REQUIRED_ENV <= read, f"settings no longer read {REQUIRED_ENV - read}"
+    for name, service in services.items():
+        unread = {k for k in environment(service) if k.startswith("TREATYFLOW_")} - read
+        assert not unread, f"{name} sets variables the settings never read: {unread}"
+    for name in APP_MODULES:
+        missing = REQUIRED_ENV - set(environment(services[name]))
+        assert not missing, f"{name} does not set {missing}"
+
+
+@pytest.mark.parametrize("name", sorted(APP_MODULES))
+def test_services_reach_temporal_and_rabbitmq_by_service_name(
+    services: dict[str, dict[str, Any]], name: str,
+) -> None:
+    env = environment(services[name])
+    assert TEMPORAL_SERVICE in services and RABBITMQ_SERVICE in services
+    assert env["TREATYFLOW_TEMPORAL_HOST"] == TEMPORAL_SERVICE
+    assert env["TREATYFLOW_AMQP_HOST"] == RABBITMQ_SERVICE
+    settings = Settings.from_env({k: interpolate(v) for k, v in env.items()})
+    assert settings.temporal_port in container_ports(services[TEMPORAL_SERVICE])
+    assert settings.amqp_port in container_ports(services[RABBITMQ_SERVICE])
+    assert settings.seconds_per_day > 0
+
+
+def test_the_three_services_share_one_clock(services: dict[str, dict[str, Any]]) -> None:
+    clocks = {environment(services[n])["TREATYFLOW_SECONDS_PER_DAY"] for n in APP_MODULES}
+    assert len(clocks) == 1, f"gateway and simulator would disagree on treaty time: {clocks}"
+
+
+@pytest.mark.parametrize("name", sorted(APP_MODULES))
+def test_secrets_are_mounted_read_only_at_the_state_dirs_secrets_path(
+    services: dict[str, dict[str, Any]], name: str,
+) -> None:
+    state_dir = Path(environment(services[name])["TREATYFLOW_STATE_DIR"])
+    assert state_dir.is_absolute()
+    secrets = str(Settings(state_dir=state_dir).secrets_dir)
+    at_secrets = [m for m in mounts(services[name]) if m[1] == secrets]
+    assert at_secrets, f"{name} mounts nothing at {secrets}"
+    assert all(read_only for _, _, read_only in at_secrets), f"{name}: {secrets} is writable"
+
+
+@pytest.mark.parametrize("name", sorted(APP_MODULES))
+def test_commands_run_modules_of_the_package(
+    services: dict[str, dict[str, Any]], name: str,
+) -> None:
+    words = command_words(services[name])
+    assert words[:2] == ["python", "-m"], words
+    module = words[2]
+    assert module == APP_MODULES[name]
+    spec = importlib.util.find_spec(module)
+    assert spec is not None and spec.origin, f"{module} does not exist in the package"
+    source = Path(spec.origin).read_text()
+    for flag in (w for w in words[3:] if w.startswith("--")):
+        assert f'"{flag}"' in source, f"{module} has no option {flag}"
+
+
+@pytest.mark.parametrize("name", ["worker", "gateway"])
+def test_workflow_processes_wait_for_the_search_attributes(
+    services: dict[str, dict[str, Any]], name: str,
+) -> None:
+    depends = services[name].get("depends_on") or {}
+    assert isinstance(depends, dict), "use the long depends_on form with conditions"
+    job = depends.get(ADMIN_TOOLS_SERVICE) or {}
+    assert job.get("condition") == "service_completed_successfully"
+
+
+def test_no_service_holds_a_literal_password(services: dict[str, dict[str, Any]]) -> None:
+    checked = 0
+    for name, service in services.items():
+        for key, value in environment(service).items():
+            if PASSWORD_KEY.search(key):
+                checked += 1
+                assert REFERENCE_WITHOUT_DEFAULT.fullmatch(value), (
+                    f"{name}.{key} must be a ${{VAR}} or ${{VAR:?message}} reference, "
+                    f"not {value!r}")
+    assert checked, "no password variables found: is the PostgreSQL service still there?"
+
+
+def test_rabbitmq_loads_the_mounted_definitions(services: dict[str, dict[str, Any]]) -> None:
+    conf = dict(
+        (key.strip(), value.strip())
+        for key, _, value in (
+            line.partition("=") for line in RABBITMQ_CONF.read_text().splitlines()
+            if line.strip() and not line.lstrip().startswith("#")
+        )
+    )
+    assert conf.get("loopback_users") == "none"
+    rabbit = {target: (source, ro) for source, target, ro in mounts(services[RABBITMQ_SERVICE])}
+    assert rabbit.get("/etc/rabbitmq/rabbitmq.conf") == ("./deploy/rabbitmq/rabbitmq.conf", True)
+    definitions = conf["load_definitions"]
+    assert rabbit.get(definitions) == ("./deploy/rabbitmq/definitions.json", True)
+    # The generated file carries password hashes: it must stay out of git.
+    ignored = (ROOT / "deploy" / "rabbitmq" / ".gitignore").read_text().split()
+    assert "definitions.json" in ignored

@@ -1,0 +1,251 @@
+"""Integration: authorities, the real RabbitMQ and the real Temporal dev server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aio_pika
+import aiormq
+import pytest
+from temporalio.client import Client
+
+from tests.conftest import Mailbox
+from tests.factories import envelope, message, new_message_id, new_request_id, request_body
+from treatyflow import constants as c
+from treatyflow.schemas.messages import ErrorMessage, NoticeMessage, OutboundMessage
+from treatyflow.settings import Settings
+from treatyflow.topology import read_passwords
+from treatyflow.workflows.request import RequestForAssistance
+
+pytestmark = pytest.mark.stack
+
+KZ, RU, RU2 = "KZ-GPO", "RU-MIA", "RU-GPO"
+REPORT = {"extent": "full", "summary": "Statements attached.", "confidentiality": "restricted"}
+
+
+def event(request_id: str, name: str):  # type: ignore[no-untyped-def]
+    def match(m: OutboundMessage) -> bool:
+        return isinstance(m, NoticeMessage) and m.request_id == request_id and \
+            m.body.event == name
+    return match
+
+
+def error_about(message_id: str):  # type: ignore[no-untyped-def]
+    def match(m: OutboundMessage) -> bool:
+        return isinstance(m, ErrorMessage) and m.body.refused_message_id == message_id
+    return match
+
+
+async def dead_letter(settings: Settings, message_id: str, timeout: float = 10) -> aio_pika.IncomingMessage:
+    """Find one message in the hub's dead-letter queue by its message id."""
+    password = read_passwords(settings.secrets_dir)[c.HUB_USER]
+    connection = await aio_pika.connect(settings.amqp_url(c.HUB_USER, password))
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.get_queue(c.QUEUE_DEAD_LETTER, ensure=False)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            got = await queue.get(fail=False, no_ack=False)
+            if got is None:
+                await asyncio.sleep(0.2)
+                continue
+            if got.message_id == message_id:
+                await got.ack()
+                return got  # type: ignore[return-value]
+            await got.nack(requeue=True)
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"{message_id} not in {c.QUEUE_DEAD_LETTER}")
+
+
+async def status(client: Client, request_id: str):  # type: ignore[no-untyped-def]
+    handle = client.get_workflow_handle_for(RequestForAssistance.run,
+                                            c.workflow_id("sco-2010", request_id))
+    return await handle.query(RequestForAssistance.status)
+
+
+async def open_request(kz, kz_box: Mailbox, ru_box: Mailbox, **body: object) -> str:  # type: ignore[no-untyped-def]
+    rid = new_request_id()
+    await kz.publish(message("request", request_id=rid, sender=KZ, recipient=RU,
+                             body=request_body(**body)))
+    await ru_box.expect(event(rid, "request_delivered"))
+    await kz_box.expect(event(rid, "request_accepted"))
+    return rid
+
+
+async def test_request_reaches_requested_inbox_and_report_comes_back(
+    authorities, stack_client: Client
+) -> None:
+    kz, kz_box = await authorities(KZ)
+    ru, ru_box = await authorities(RU)
+    rid = new_request_id()
+    await kz.publish(message("request", request_id=rid, sender=KZ, recipient=RU))
+    delivered = await ru_box.expect(event(rid, "request_delivered"))
+    assert delivered.body.detail["request"]["assistance_requested"].startswith("Bank statements")
+    await ru.publish(message("receipt", request_id=rid, sender=RU, recipient=KZ, body={}))
+    received = await kz_box.expect(event(rid, "received"))
+    assert received.body.deadline is not None
+    await ru.publish(message("execution_report", request_id=rid, sender=RU, recipient=KZ,
+                             body=REPORT))
+    executed = await kz_box.expect(event(rid, "executed"))
+    assert executed.body.status == "executed"
+    assert executed.body.detail["summary"] == "Statements attached."
+    assert (await status(stack_client, rid)).outcome == "full"
+
+
+async def test_malformed_message_is_dead_lettered_and_sender_told(
+    authorities, stack_settings: Settings
+) -> None:
+    kz, kz_box = await authorities(KZ)
+    mid = new_message_id()
+    bad = envelope("request", request_id=new_request_id(), sender=KZ, recipient=RU,
+                   message_id=mid)
+    del bad["body"]["facts"]
+    await kz.publish_raw(json.dumps(bad).encode(), content_type="application/json",
+                         message_id=mid)
+    error = await kz_box.expect(error_about(mid))
+    assert error.body.problem == "malformed"
+    assert any("body.facts" in r and "Field required" in r for r in error.body.reasons)
+    kept = await dead_letter(stack_settings, mid)
+    assert kept.headers[c.HEADER_PROBLEM] == "malformed"
+    assert "body.facts" in str(kept.headers[c.HEADER_REASON])
+    assert json.loads(kept.body)["message_id"] == mid  # the original, byte for byte
+
+
+async def test_invalid_request_lists_every_reason_and_starts_nothing(
+    authorities, stack_client: Client, stack_settings: Settings
+) -> None:
+    kz, kz_box = await authorities(KZ)
+    rid = new_request_id()
+    bad = message("request", request_id=rid, sender=KZ, recipient="KZ-MIA",
+                  body=request_body(language="en", signed_by=None))
+    await kz.publish(bad)
+    error = await kz_box.expect(error_about(bad.message_id))
+    assert error.body.problem == "invalid_request"
+    text = " | ".join(error.body.reasons)
+    assert "art. 11" in text and "art. 5.5" in text and "art. 2" in text
+    await dead_letter(stack_settings, bad.message_id)
+    with pytest.raises(Exception, match="not found|NotFound|workflow"):
+        await stack_client.get_workflow_handle(c.workflow_id("sco-2010", rid)).describe()
+
+
+async def test_message_delivered_twice_changes_the_request_once(
+    authorities, stack_client: Client
+) -> None:
+    kz, kz_box = await authorities(KZ)
+    ru, ru_box = await authorities(RU)
+    rid = await open_request(kz, kz_box, ru_box)
+    receipt = message("receipt", request_id=rid, sender=RU, recipient=KZ, body={})
+    await ru.publish(receipt)
+    await ru.publish(receipt)  # the same message id again (a redelivery)
+    await kz_box.expect(event(rid, "received"))
+    await kz_box.settle(1.5)
+    state = await status(stack_client, rid)
+    assert [e.event for e in state.timeline].count("receipt") == 1
+    assert sum(1 for m in kz_box.messages
+               if isinstance(m, NoticeMessage) and m.request_id == rid
+               and m.body.event == "received") == 1
+    assert not any(isinstance(m, ErrorMessage) for m in ru_box.messages
+                   if not isinstance(m, bytes) and m.request_id == rid)
+
+
+async def test_transition_not_allowed_now_is_refused_and_changes_nothing(
+    authorities, stack_client: Client, stack_settings: Settings
+) -> None:
+    kz, kz_box = await authorities(KZ)
+    ru, ru_box = await authorities(RU)
+    rid = await open_request(kz, kz_box, ru_box)
+    early = message("execution_report", request_id=rid, sender=RU, recipient=KZ, body=REPORT)
+    await ru.publish(early)
+    error = await ru_box.expect(error_about(early.message_id))
+    assert error.body.problem == "not_allowed_now"
+    assert "while the request is sent" in error.body.reasons[0]
+    assert (await status(stack_client, rid)).status == "sent"
+    kept = await dead_letter(stack_settings, early.message_id)
+    assert kept.headers[c.HEADER_PROBLEM] == "not_allowed_now"
+
+
+async def test_message_about_another_authoritys_request_is_refused(
+    authorities, stack_client: Client
+) -> None:
+    kz, kz_box = await authorities(KZ)
+    _, ru_box = await authorities(RU)
+    other, other_box = await authorities(RU2)
+    rid = await open_request(kz, kz_box, ru_box)
+    meddling = message("refusal", request_id=rid, sender=RU2, recipient=KZ, body={
+        "extent": "whole", "grounds": ["security"], "reason": "Not ours to refuse, really."})
+    await other.publish(meddling)
+    error = await other_box.expect(error_about(meddling.message_id))
+    assert "not a party" in error.body.reasons[0]
+    assert (await status(stack_client, rid)).status == "sent"
+
+
+async def test_sender_must_be_the_connected_authority(
+    authorities, stack_settings: Settings
+) -> None:
+    ru, ru_box = await authorities(RU)
+    forged = message("request", request_id=new_request_id(), sender=KZ, recipient=RU)
+    # Published over RU-MIA's connection (validated user_id RU-MIA) but claiming KZ-GPO.
+    await ru.publish_raw(forged.model_dump_json().encode(), content_type="application/json",
+                         message_id=forged.message_id)
+    error = await ru_box.expect(error_about(forged.message_id))
+    assert error.body.problem == "sender_mismatch"
+    await dead_letter(stack_settings, forged.message_id)
+
+
+async def test_unknown_request_and_closed_request_are_refused(
+    authorities, stack_settings: Settings
+) -> None:
+    kz, kz_box = await authorities(KZ)
+    ru, ru_box = await authorities(RU)
+    stray = message("receipt", request_id=new_request_id(), sender=RU, recipient=KZ, body={})
+    await ru.publish(stray)
+    assert (await ru_box.expect(error_about(stray.message_id))).body.problem == "unknown_request"
+    rid = await open_request(kz, kz_box, ru_box)
+    await kz.publish(message("withdrawal", request_id=rid, sender=KZ, recipient=RU,
+                             body={"reason": "Case closed at home."}))
+    await ru_box.expect(event(rid, "withdrawn"))
+    late = message("receipt", request_id=rid, sender=RU, recipient=KZ, body={})
+    await asyncio.sleep(1)  # let the workflow finish
+    await ru.publish(late)
+    error = await ru_box.expect(error_about(late.message_id))
+    assert error.body.problem in {"request_closed", "not_allowed_now"}
+    assert "withdrawn" in error.body.reasons[0]
+
+
+async def test_authority_cannot_read_another_inbox(stack_settings: Settings) -> None:
+    password = read_passwords(stack_settings.secrets_dir)[KZ]
+    connection = await aio_pika.connect(stack_settings.amqp_url(KZ, password))
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.get_queue(c.inbox_queue(RU), ensure=False)
+        with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
+            await queue.get(fail=False)
+
+
+async def test_authority_cannot_publish_into_the_delivery_exchange(
+    stack_settings: Settings
+) -> None:
+    password = read_passwords(stack_settings.secrets_dir)[KZ]
+    connection = await aio_pika.connect(stack_settings.amqp_url(KZ, password))
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(c.EXCHANGE_DELIVER, ensure=False)
+        with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
+            await exchange.publish(aio_pika.Message(b"{}", user_id=KZ), routing_key=RU)
+
+
+async def test_broker_refuses_a_user_id_other_than_the_login(stack_settings: Settings) -> None:
+    password = read_passwords(stack_settings.secrets_dir)[KZ]
+    connection = await aio_pika.connect(stack_settings.amqp_url(KZ, password))
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(c.EXCHANGE_HUB, ensure=False)
+        with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed):
+            await exchange.publish(aio_pika.Message(b"{}", user_id=RU), routing_key="")
+
+
+async def test_no_guest_account(stack_settings: Settings) -> None:
+    with pytest.raises(aiormq.exceptions.ProbableAuthenticationError):
+        await aio_pika.connect(stack_settings.amqp_url("guest", "guest"))
