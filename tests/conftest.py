@@ -22,9 +22,8 @@ from treatyflow.activities.delivery import Deliver, Delivered
 from treatyflow.agency import AgencyClient, Inbox
 from treatyflow.schemas.messages import OutboundMessage
 from treatyflow.settings import Settings
-from treatyflow.temporal import connect
+from treatyflow.temporal import connect, register_search_attributes
 from treatyflow.topology import read_passwords
-from treatyflow.temporal import register_search_attributes
 from treatyflow.workflows.request import RequestForAssistance
 
 

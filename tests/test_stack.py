@@ -37,7 +37,9 @@ def error_about(message_id: str):  # type: ignore[no-untyped-def]
     return match
 
 
-async def dead_letter(settings: Settings, message_id: str, timeout: float = 10) -> aio_pika.IncomingMessage:
+async def dead_letter(
+    settings: Settings, message_id: str, timeout: float = 10
+) -> aio_pika.IncomingMessage:
     """Find one message in the hub's dead-letter queue by its message id."""
     password = read_passwords(settings.secrets_dir)[c.HUB_USER]
     connection = await aio_pika.connect(settings.amqp_url(c.HUB_USER, password))

@@ -43,3 +43,72 @@ async def test_overdue_after_thirty_days_with_reminders(
     state = await _status(time_env, rid)
     assert state.overdue and state.status == "received"
     assert "overdue" in outbox.events(KZ) and "overdue" in outbox.events(RU)
+
+
+async def test_oral_request_lapses_after_72_hours_unconfirmed(
+    time_env: WorkflowEnvironment, skipping: tuple[object, Outbox], task_queue: str
+) -> None:
+    _, outbox = skipping
+    rid = await _open(time_env, task_queue, urgent=True, oral=True, signed_by=None)
+    await time_env.sleep(timedelta(hours=71))
+    assert (await _status(time_env, rid)).status == "sent"
+    await time_env.sleep(timedelta(hours=2))
+    state = await _status(time_env, rid)
+    assert state.status == "lapsed"
+    assert "lapsed" in outbox.events(RU) and "lapsed" in outbox.events(KZ)
+
+
+async def test_written_confirmation_within_72_hours_keeps_the_request_alive(
+    time_env: WorkflowEnvironment, skipping: tuple[object, Outbox], task_queue: str
+) -> None:
+    _, outbox = skipping
+    rid = await _open(time_env, task_queue, urgent=True, oral=True, signed_by=None)
+    await time_env.sleep(timedelta(hours=48))
+    await submit(time_env.client, message("confirmation", request_id=rid, sender=KZ,
+                                          recipient=RU, body={"request": request_body(urgent=True)}),
+                 task_queue=task_queue)
+    await time_env.sleep(timedelta(days=5))
+    state = await _status(time_env, rid)
+    assert state.status == "sent" and not state.oral_unconfirmed
+    assert "request_confirmed" in outbox.events(RU) and "lapsed" not in outbox.events()
+
+
+async def test_clock_stops_while_clarification_is_awaited(
+    time_env: WorkflowEnvironment, skipping: tuple[object, Outbox], task_queue: str
+) -> None:
+    _, outbox = skipping
+    rid = await _open(time_env, task_queue)
+    await submit(time_env.client, message("receipt", request_id=rid, sender=RU, recipient=KZ),
+                 task_queue=task_queue)
+    await time_env.sleep(timedelta(days=10))
+    ask = message("clarification_request", request_id=rid, sender=RU, recipient=KZ,
+                  body={"topic": "additional_information", "questions": "Which period?"})
+    await submit(time_env.client, ask, task_queue=task_queue)
+    await time_env.sleep(timedelta(days=25))  # waiting on the requester: clock paused
+    state = await _status(time_env, rid)
+    assert not state.overdue and "overdue" not in outbox.events()
+    await submit(time_env.client, message("clarification", request_id=rid, sender=KZ,
+                                          recipient=RU, in_reply_to=ask.message_id,
+                                          body={"answer": "March to June 2025."}),
+                 task_queue=task_queue)
+    await time_env.sleep(timedelta(days=19))
+    assert not (await _status(time_env, rid)).overdue
+    await time_env.sleep(timedelta(days=2))  # 10 + 20 days of running clock: overdue
+    assert (await _status(time_env, rid)).overdue
+
+
+async def test_final_state_ends_the_workflow_with_its_outcome(
+    time_env: WorkflowEnvironment, skipping: tuple[object, Outbox], task_queue: str
+) -> None:
+    rid = await _open(time_env, task_queue)
+    await submit(time_env.client, message("receipt", request_id=rid, sender=RU, recipient=KZ),
+                 task_queue=task_queue)
+    await submit(time_env.client, message(
+        "refusal", request_id=rid, sender=RU, recipient=KZ,
+        body={"extent": "whole", "grounds": ["no_offence"],
+              "reason": "The act is not an offence under the law of the requested state."}),
+        task_queue=task_queue)
+    handle = time_env.client.get_workflow_handle_for(RequestForAssistance.run,
+                                                     workflow_id("sco-2010", rid))
+    outcome = await handle.result()
+    assert (outcome.status, outcome.outcome) == ("refused", "whole")

@@ -58,8 +58,10 @@ async def submit(
     """Apply ``message`` to its request; raises ``Refusal`` naming every problem."""
     try:
         profile = load_profile(message.treaty_id)
-    except KeyError:
-        raise Refusal("unknown_treaty", [f"treaty {message.treaty_id!r} is not carried here"])
+    except KeyError as err:
+        raise Refusal(
+            "unknown_treaty", [f"treaty {message.treaty_id!r} is not carried here"]
+        ) from err
     wf_id = workflow_id(message.treaty_id, message.request_id)
     submission = Submission(message=message)
     start: WithStartWorkflowOperation | None = None
@@ -137,7 +139,7 @@ async def _closed_status(client: Client, wf_id: str) -> str | None:
     if description.status == WorkflowExecutionStatus.RUNNING:
         return None
     try:
-        state = await handle.query(RequestForAssistance.status, result_type=RequestState)
+        state = await handle.query("status", result_type=RequestState)
         return state.status.value
     except Exception:  # noqa: BLE001 - no worker to answer: the Temporal status will do
         return description.status.name.lower() if description.status else "closed"
@@ -145,7 +147,8 @@ async def _closed_status(client: Client, wf_id: str) -> str | None:
 
 def _summary(message: RequestMessage) -> str:
     """Codes only: no names or facts of a case in what the UI shows unencrypted."""
-    urgent = " (urgent, oral)" if message.body.oral else (" (urgent)" if message.body.urgent else "")
+    body = message.body
+    urgent = " (urgent, oral)" if body.oral else (" (urgent)" if body.urgent else "")
     return (
         f"{message.treaty_id} request {message.request_id}: {message.body.form_of_cooperation}, "
         f"{message.sender} → {message.recipient}{urgent}"

@@ -174,7 +174,7 @@ class ErrorBody(BaseModel):
 
 class _EnvelopeBase(BaseModel):
     model_config = _strict
-    schema_version: Literal["1"] = SCHEMA_VERSION
+    schema_version: Literal["1"] = "1"
     message_id: MessageId
     request_id: RequestId
     treaty_id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{3,40}$")]

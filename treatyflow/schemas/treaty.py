@@ -50,8 +50,12 @@ class Deadlines(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     execution_days: int = Field(30, description="Art. 6.1: as a rule within 30 days of receipt.")
-    oral_confirmation_hours: int = Field(72, description="Art. 5.2: oral request confirmed in writing.")
-    reminder_days_before: tuple[int, ...] = Field((7, 1), description="Reminders before the deadline.")
+    oral_confirmation_hours: int = Field(
+        72, description="Art. 5.2: an oral request is confirmed in writing within 72 hours."
+    )
+    reminder_days_before: tuple[int, ...] = Field(
+        (7, 1), description="Reminders go to both sides this many days before the deadline."
+    )
     clock_during_clarification: ClockRule = ClockRule.PAUSED
     clock_during_deferral: ClockRule = ClockRule.PAUSED
 
@@ -96,7 +100,8 @@ def load_profile(treaty_id: str) -> TreatyProfile:
 
 def known_treaties() -> list[str]:
     folder = resources.files("treatyflow.schemas") / "treaties"
-    return sorted(p.name.removesuffix(".json") for p in folder.iterdir() if p.name.endswith(".json"))
+    names = (p.name for p in folder.iterdir())
+    return sorted(n.removesuffix(".json") for n in names if n.endswith(".json"))
 
 
 def all_authorities() -> dict[str, Authority]:

@@ -81,10 +81,21 @@ def free_port() -> int:
 
 
 def _alive(pid_file: Path) -> int | None:
+    """The pid in ``pid_file`` if that process runs (an exited child is reaped, not alive)."""
     try:
         pid = int(pid_file.read_text().strip())
         os.kill(pid, 0)
     except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        return None
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return None  # our own child, just exited
+    except ChildProcessError:
+        pass  # started by another `up`: not ours to reap
+    try:
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return None
+    except (FileNotFoundError, IndexError):
         return None
     return pid
 
@@ -96,7 +107,9 @@ def _tail(path: Path, lines: int = 25) -> str:
         return f"(no log at {path})"
 
 
-def _spawn(name: str, argv: list[str], paths: Paths, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _spawn(
+    name: str, argv: list[str], paths: Paths, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
     paths.logs.mkdir(parents=True, exist_ok=True)
     paths.run.mkdir(parents=True, exist_ok=True)
     log = open(paths.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
@@ -141,7 +154,9 @@ def _rabbit_env(settings: Settings, paths: Paths) -> dict[str, str]:
     }
 
 
-def rabbitmqctl(settings: Settings, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def rabbitmqctl(
+    settings: Settings, *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     paths = Paths(settings.state_dir)
     return subprocess.run(
         [str(RABBITMQ_BIN / "rabbitmqctl"), "-n", rabbit_node(settings), *args],
@@ -243,6 +258,8 @@ def start_temporal(settings: Settings, paths: Paths) -> None:
 
 
 async def _await_temporal(settings: Settings, paths: Paths, timeout: float = 60) -> None:
+    from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+
     from treatyflow.temporal import connect
 
     deadline = time.monotonic() + timeout
@@ -254,9 +271,7 @@ async def _await_temporal(settings: Settings, paths: Paths, timeout: float = 60)
             )
         try:
             client = await connect(settings)
-            await client.workflow_service.get_system_info(
-                __import__("temporalio.api.workflowservice.v1", fromlist=["x"]).GetSystemInfoRequest()
-            )
+            await client.workflow_service.get_system_info(GetSystemInfoRequest())
             return
         except Exception:  # noqa: BLE001 - not up yet
             await asyncio.sleep(0.5)

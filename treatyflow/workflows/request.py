@@ -7,7 +7,7 @@ activity with message ids fixed by the lifecycle.
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 
 from pydantic import BaseModel, Field
@@ -109,12 +109,9 @@ class RequestForAssistance:
             if wait is not None and wait <= timedelta(0):
                 self._step(lifecycle.advance(state, self._profile, workflow.now()))
                 continue
-            seen = self._version
             try:
-                await workflow.wait_condition(
-                    lambda: self._version != seen or bool(self._outbox), timeout=wait
-                )
-            except (TimeoutError, asyncio.TimeoutError):
+                await workflow.wait_condition(self._changed_since(self._version), timeout=wait)
+            except TimeoutError:
                 self._step(lifecycle.advance(self._require_state(), self._profile, workflow.now()))
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._deliver_outbox()
@@ -162,6 +159,10 @@ class RequestForAssistance:
         return self._require_state()
 
     # --- internals ------------------------------------------------------------------
+
+    def _changed_since(self, version: int) -> Callable[[], bool]:
+        """True once a message moved the request on, or a notice waits to go out."""
+        return lambda: self._version != version or bool(self._outbox)
 
     def _require_state(self) -> RequestState:
         if self._state is None:

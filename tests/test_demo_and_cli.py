@@ -1,0 +1,73 @@
+"""The demo's scenarios, the CLI and the stack supervisor's errors, on the real stack."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+from rich.console import Console
+
+from treatyflow.settings import Settings
+from treatyflow.workers import stack
+from treatyflow.workers.demo import run_demo
+
+pytestmark = pytest.mark.stack
+
+
+async def test_demo_reaches_every_final_state(stack_settings: Settings) -> None:
+    out = io.StringIO()
+    ok = await run_demo(stack_settings, copies=1, console=Console(file=out, width=200))
+    table = out.getvalue()
+    assert ok, table
+    for row in ("executed in part", "deferred then executed", "clarification then executed",
+                "forwarded then executed", "lapsed", "overdue", "withdrawn", "refused",
+                "returned to sender"):
+        assert row in table
+    assert "NO" not in table
+
+
+def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "treatyflow.workers.cli", *args],
+                          env={**settings.to_env(), "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_cli_shows_a_request_and_its_timeline(stack_settings: Settings) -> None:
+    listed = subprocess.run(
+        [sys.executable, "-c",
+         "import asyncio\nfrom treatyflow.settings import Settings\n"
+         "from treatyflow.temporal import connect\n"
+         "async def m():\n c=await connect(Settings.from_env())\n"
+         " async for w in c.list_workflows(\"WorkflowId STARTS_WITH 'sco-2010.DEMO-'\"):\n"
+         "  print(w.id.split('.',1)[1]); return\nasyncio.run(m())"],
+        env={**stack_settings.to_env()}, capture_output=True, text=True, timeout=60, check=True)
+    request_id = listed.stdout.strip()
+    assert request_id, "the demo test leaves requests behind to look at"
+    shown = _cli(stack_settings, "status", request_id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    state = json.loads(shown.stdout)
+    assert state["request_id"] == request_id
+    assert state["timeline"][0]["event"] == "request_sent"
+    table = _cli(stack_settings, "status", request_id)
+    assert "request_sent" in table.stdout and request_id in table.stdout
+
+
+def test_cli_unknown_request_is_a_clear_error(stack_settings: Settings) -> None:
+    result = _cli(stack_settings, "status", "RQ-DOES-NOT-EXIST")
+    assert result.returncode == 2
+    assert "no request RQ-DOES-NOT-EXIST" in result.stderr
+
+
+def test_taken_port_is_named_not_hung(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = Settings(state_dir=tmp_path, temporal_port=port,
+                            temporal_ui_port=stack.free_port())
+        with pytest.raises(stack.StackError, match=f"port {port} \\(Temporal frontend\\)"):
+            stack.start_temporal(settings, stack.Paths(tmp_path))
