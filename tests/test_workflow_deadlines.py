@@ -64,9 +64,9 @@ async def test_written_confirmation_within_72_hours_keeps_the_request_alive(
     _, outbox = skipping
     rid = await _open(time_env, task_queue, urgent=True, oral=True, signed_by=None)
     await time_env.sleep(timedelta(hours=48))
-    await submit(time_env.client, message("confirmation", request_id=rid, sender=KZ,
-                                          recipient=RU, body={"request": request_body(urgent=True)}),
-                 task_queue=task_queue)
+    confirmation = message("confirmation", request_id=rid, sender=KZ, recipient=RU,
+                           body={"request": request_body(urgent=True)})
+    await submit(time_env.client, confirmation, task_queue=task_queue)
     await time_env.sleep(timedelta(days=5))
     state = await _status(time_env, rid)
     assert state.status == "sent" and not state.oral_unconfirmed

@@ -183,6 +183,7 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_
         queue = await consume.get_queue(c.QUEUE_INBOUND, ensure=False)
         tag = await queue.consume(gateway.handle)
         log.info("gateway ready", queue=c.QUEUE_INBOUND, time_scale=settings.time_scale)
+        (settings.state_dir / "run").mkdir(parents=True, exist_ok=True)
         (settings.state_dir / "run" / "gateway.ready").write_text(repr(settings.seconds_per_day))
         await stop.wait()
         gateway.stopping.set()

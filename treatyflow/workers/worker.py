@@ -35,6 +35,7 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = TASK_QU
             activities=[delivery.deliver],
         ):
             log.info("worker ready", task_queue=task_queue)
+            (settings.state_dir / "run").mkdir(parents=True, exist_ok=True)
             (settings.state_dir / "run" / "worker.ready").touch()
             await stop.wait()
             log.info("worker stopping")
