@@ -16,6 +16,7 @@ from rich.table import Table
 from temporalio.service import RPCError
 
 from treatyflow.constants import workflow_id
+from treatyflow.process import finish
 from treatyflow.settings import Settings
 from treatyflow.temporal import connect
 from treatyflow.workers import demo, stack
@@ -23,11 +24,20 @@ from treatyflow.workflows.lifecycle import RequestState
 from treatyflow.workflows.request import RequestForAssistance
 
 
-async def _status(settings: Settings, treaty: str, request_id: str) -> RequestState:
-    client = await connect(settings)
+async def _status(settings: Settings, treaty: str, request_id: str) -> RequestState | str:
+    """The request's state, or the error to print (no exception outlives the loop: the
+    Temporal runtime must not be finalised while one holds its objects)."""
+    try:
+        client = await connect(settings)
+    except RuntimeError as err:
+        return (f"cannot reach Temporal at {settings.temporal_address}: {err}; "
+                "is the stack up (make up)?")
     handle = client.get_workflow_handle_for(RequestForAssistance.run,
                                             workflow_id(treaty, request_id))
-    return await handle.query(RequestForAssistance.status)
+    try:
+        return await handle.query(RequestForAssistance.status)
+    except RPCError as err:
+        return f"no request {request_id} under {treaty} ({err.message})"
 
 
 def show(state: RequestState, console: Console) -> None:
@@ -64,15 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         return demo.main([])
     if args.command in ("up", "down", "stack"):
         return stack.main(["status" if args.command == "stack" else args.command])
-    try:
-        state = asyncio.run(_status(settings, args.treaty, args.request_id))
-    except RPCError as err:
-        print(f"treatyflow: no request {args.request_id} under {args.treaty} "
-              f"({err.message})", file=sys.stderr)
-        return 2
-    except RuntimeError as err:
-        print(f"treatyflow: cannot reach Temporal at {settings.temporal_address}: {err}; "
-              "is the stack up (make up)?", file=sys.stderr)
+    state = asyncio.run(_status(settings, args.treaty, args.request_id))
+    if isinstance(state, str):
+        print(f"treatyflow: {state}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(state.model_dump(mode="json"), indent=2, ensure_ascii=False))
@@ -81,5 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def entry() -> None:
+    """The `treatyflow` console script."""
+    finish(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -23,6 +23,7 @@ from temporalio.client import Client
 
 from treatyflow import logs
 from treatyflow.constants import workflow_id
+from treatyflow.process import finish
 from treatyflow.settings import Settings
 from treatyflow.temporal import connect
 from treatyflow.workers import stack
@@ -163,4 +164,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    finish(main())

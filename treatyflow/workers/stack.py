@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from treatyflow import constants as c
+from treatyflow.process import finish
 from treatyflow.settings import Settings
 from treatyflow.topology import definitions, load_or_create_passwords
 
@@ -395,4 +396,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    finish(main())
