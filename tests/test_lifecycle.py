@@ -931,3 +931,27 @@ def test_envelope_for_message_notice_replies_to_the_message() -> None:
     assert env.body.deadline == T0 + 30 * DAY
     sent = envelope_for(state, opened().notices[0], T0)
     assert sent.body.deadline is None and sent.body.status == "sent"
+
+
+def test_sealed_request_without_signatory_satisfies_art_5_5() -> None:
+    from datetime import UTC, datetime
+
+    from tests.factories import message as build
+    from tests.factories import new_request_id as rid
+    from tests.factories import request_body as body
+    from treatyflow.schemas.treaty import load_profile
+    from treatyflow.workflows import lifecycle
+
+    sealed = build("request", request_id=rid(), sender="KZ-GPO", recipient="RU-MIA",
+                   body=body(signed_by=None, sealed=True))
+    neither = build("request", request_id=rid(), sender="KZ-GPO", recipient="RU-MIA",
+                    body=body(signed_by=None))
+    profile = load_profile("sco-2010")
+    assert lifecycle.check_new_request(profile, sealed) == []
+    assert any("art. 5.5" in p for p in lifecycle.check_new_request(profile, neither))
+    opened = lifecycle.open_request(profile, sealed, datetime(2026, 1, 1, tzinfo=UTC))
+    stranger = build("request", request_id=sealed.request_id, sender="CN-MPS",
+                     recipient="KZ-GPO")
+    # A third authority learns nothing about someone else's request.
+    assert lifecycle.check(opened.state, profile, stranger) == [
+        f"CN-MPS is not a party to request {sealed.request_id}"]

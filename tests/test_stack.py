@@ -251,3 +251,19 @@ async def test_broker_refuses_a_user_id_other_than_the_login(stack_settings: Set
 async def test_no_guest_account(stack_settings: Settings) -> None:
     with pytest.raises(aiormq.exceptions.ProbableAuthenticationError):
         await aio_pika.connect(stack_settings.amqp_url("guest", "guest"))
+
+
+async def test_messages_of_one_request_are_applied_in_the_order_sent(
+    authorities, stack_client: Client
+) -> None:
+    kz, kz_box = await authorities(KZ)
+    ru, ru_box = await authorities(RU)
+    rid = await open_request(kz, kz_box, ru_box)
+    # Back to back: the gateway must not let the report overtake the receipt.
+    await ru.publish(message("receipt", request_id=rid, sender=RU, recipient=KZ, body={}))
+    await ru.publish(message("execution_report", request_id=rid, sender=RU, recipient=KZ,
+                             body=REPORT))
+    await kz_box.expect(event(rid, "executed"))
+    assert not any(isinstance(m, ErrorMessage) for m in ru_box.messages)
+    assert [e.event for e in (await status(stack_client, rid)).timeline] == [
+        "request_sent", "receipt", "execution_report"]

@@ -112,3 +112,4 @@ async def test_final_state_ends_the_workflow_with_its_outcome(
                                                      workflow_id("sco-2010", rid))
     outcome = await handle.result()
     assert (outcome.status, outcome.outcome) == ("refused", "whole")
+

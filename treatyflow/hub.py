@@ -15,6 +15,7 @@ from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowExecutionStatus,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
@@ -45,6 +46,8 @@ TRANSIENT = frozenset(
 
 def is_transient(error: BaseException) -> bool:
     """Temporal is unreachable or overloaded: retry later, the message is not at fault."""
+    if isinstance(error, WorkflowUpdateRPCTimeoutOrCancelledError):
+        return True
     return isinstance(error, RPCError) and error.status in TRANSIENT
 
 
@@ -109,7 +112,7 @@ async def submit(
         if err.status == RPCStatusCode.NOT_FOUND:
             if isinstance(message, RequestMessage):
                 raise
-            closed = await _closed_status(client, wf_id)
+            closed = await _closed_status(client, wf_id, message.sender)
             if closed:
                 raise Refusal(
                     "request_closed",
@@ -127,8 +130,9 @@ async def submit(
         raise
 
 
-async def _closed_status(client: Client, wf_id: str) -> str | None:
-    """The final status of a closed request workflow, or None if there is none."""
+async def _closed_status(client: Client, wf_id: str, asker: str) -> str | None:
+    """The final status of a closed request workflow, or None if there is none; only a
+    party to the request learns which final status it was."""
     from treatyflow.workflows.lifecycle import RequestState
 
     try:
@@ -140,7 +144,8 @@ async def _closed_status(client: Client, wf_id: str) -> str | None:
         return None
     try:
         state = await handle.query("status", result_type=RequestState)
-        return state.status.value
+        parties = {state.requesting, state.requested, *state.forwarded_from}
+        return state.status.value if asker in parties else "closed"
     except Exception:  # noqa: BLE001 - no worker to answer: the Temporal status will do
         return description.status.name.lower() if description.status else "closed"
 

@@ -58,7 +58,10 @@ class RequestBody(BaseModel):
     language: ShortText = Field(description="ISO 639-1; a working language (art. 11).")
     urgent: bool = False
     oral: bool = Field(False, description="Transmitted orally (art. 5.2); urgent cases only.")
-    signed_by: Signatory | None = Field(None, description="Required in writing (art. 5.5).")
+    signed_by: Signatory | None = Field(
+        None, description="Head or deputy who signed (art. 5.5); or set `sealed`."
+    )
+    sealed: bool = Field(False, description="Sealed by the requesting authority (art. 5.5).")
     domestic_case: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9/-]{1,40}$")] | None = (
         Field(None, description="The requester's own case number (a code, never facts).")
     )

@@ -10,9 +10,11 @@ broker dead-letters it: nothing is silently dropped, nothing loops forever.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import signal
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import aio_pika
@@ -43,6 +45,30 @@ def describe(error: ValidationError) -> list[str]:
     return out
 
 
+class KeyedLock:
+    """One FIFO lock per key, forgotten when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
 class Gateway:
     """Applies inbound messages to workflows; refuses the rest with a reason."""
 
@@ -60,29 +86,45 @@ class Gateway:
         self._task_queue = task_queue
         self._authorities = set(all_authorities())
         self._log = logs.get("treatyflow.gateway")
+        self._order = KeyedLock()
         self.stopping = asyncio.Event()
 
     async def handle(self, incoming: AbstractIncomingMessage) -> None:
-        """Process one delivery: ack on success or refusal, requeue on our own failure."""
+        """Process one delivery: ack on success or refusal, requeue on our own failure.
+
+        Deliveries run concurrently, but those of one request go to Temporal in the order
+        the broker delivered them (a receipt before the report that follows it)."""
         log = self._log.bind(message_id=incoming.message_id, user_id=incoming.user_id)
         message: InboundMessage | None = None
+        refusal: Refusal | None = None
         try:
             message = self.parse(incoming)
-            log = log.bind(request_id=message.request_id, kind=message.kind,
-                           workflow_id=c.workflow_id(message.treaty_id, message.request_id))
-            accepted = await self._submit(message)
+            wf_id = c.workflow_id(message.treaty_id, message.request_id)
+            log = log.bind(request_id=message.request_id, kind=message.kind, workflow_id=wf_id)
+            async with self._order.hold(wf_id):
+                accepted = await self._submit(message)
             if accepted is None:  # stopping while Temporal was unreachable
                 await incoming.nack(requeue=True)
                 return
             log.info("message accepted", status=accepted.status.value)
-        except Refusal as refusal:
-            log.warning("message refused", problem=refusal.problem, reasons=refusal.reasons)
-            await self._dead_letter(incoming, refusal)
-            await self._reply_error(incoming, refusal, message)
+        except Refusal as refused:
+            refusal = refused
         except Exception:
             log.exception("gateway failed on message; requeued (dead-lettered at the limit)")
             await incoming.nack(requeue=True)
             return
+        if refusal is not None:
+            log.warning("message refused", problem=refusal.problem, reasons=refusal.reasons)
+            try:
+                await self._dead_letter(incoming, refusal)
+            except Exception:
+                log.exception("could not dead-letter a refused message; requeued")
+                await incoming.nack(requeue=True)
+                return
+            try:
+                await self._reply_error(incoming, refusal, message)
+            except Exception:  # the dead-letter queue keeps it with its reason
+                log.exception("could not send the error reply")
         await incoming.ack()
 
     def parse(self, incoming: AbstractIncomingMessage) -> InboundMessage:

@@ -214,6 +214,7 @@ def start_rabbitmq(settings: Settings, paths: Paths) -> None:
             break
         time.sleep(0.5)
     else:
+        stop_pid(paths.pid("rabbitmq"))
         raise StackError(f"RabbitMQ did not start within 90 s; see {paths.logs / 'rabbitmq.log'}")
     # Definitions create only our users; remove any default account a package left behind.
     for user in ("guest", "treatyflow-bootstrap-disabled"):
@@ -276,6 +277,7 @@ async def _await_temporal(settings: Settings, paths: Paths, timeout: float = 60)
             return
         except Exception:  # noqa: BLE001 - not up yet
             await asyncio.sleep(0.5)
+    stop_pid(paths.pid("temporal"))
     raise StackError(f"Temporal did not answer within {timeout:.0f} s; see {paths.logs}")
 
 
@@ -291,6 +293,7 @@ def start_process(settings: Settings, paths: Paths, name: str, timeout: float = 
     deadline = time.monotonic() + timeout
     while not paths.ready(name).exists():
         if not _alive(paths.pid(name)) or time.monotonic() > deadline:
+            stop_pid(paths.pid(name))  # a half-started process must not pass for running
             raise StackError(
                 f"{name} failed to start; log {paths.logs / (name + '.log')}:\n"
                 + _tail(paths.logs / f"{name}.log")
@@ -359,7 +362,10 @@ def down(settings: Settings) -> None:
         paths.ready(name).unlink(missing_ok=True)
     stop_pid(paths.pid("temporal"))
     if _alive(paths.pid("rabbitmq")):
-        rabbitmqctl(settings, "stop", timeout=60)
+        try:
+            rabbitmqctl(settings, "stop", timeout=60)
+        except subprocess.TimeoutExpired:
+            _say("RabbitMQ did not stop within 60 s; killing it")
     stop_pid(paths.pid("rabbitmq"))
     _say("down")
 

@@ -209,12 +209,14 @@ def check_request_content(profile: TreatyProfile, body: RequestBody, *, written:
     if written and body.oral:
         problems.append("art. 5.2: a written confirmation must not itself be marked oral")
     if written or not body.oral:
-        if body.signed_by is None:
+        if body.signed_by is None and not body.sealed:
             problems.append(
                 "art. 5.5: a written request must be signed by the head of the requesting "
-                "authority or a deputy (signed_by is missing)"
+                "authority or a deputy, and/or sealed (neither signed_by nor sealed)"
             )
-        elif body.signed_by.position not in profile.signatory_positions:
+        elif body.signed_by is not None and body.signed_by.position not in (
+            profile.signatory_positions
+        ):
             problems.append(
                 f"art. 5.5: signed by a {body.signed_by.position!r}; only "
                 f"{' or '.join(profile.signatory_positions)} may sign"
@@ -326,12 +328,13 @@ def check(state: RequestState, profile: TreatyProfile, message: InboundMessage) 
     if message.request_id != state.request_id or message.treaty_id != state.treaty_id:
         return [f"message is about {message.treaty_id}/{message.request_id}, "
                 f"not {state.treaty_id}/{state.request_id}"]
+    # Who asks comes first: a stranger learns nothing about the request.
+    if message.sender not in (state.requesting, state.requested):
+        return [f"{message.sender} is not a party to request {state.request_id}"]
     if message.message_id in state.applied:
         return [f"duplicate: message {message.message_id} was already applied"]
     if kind == "request":
         return [f"request {state.request_id} already exists (state {state.status})"]
-    if message.sender not in (state.requesting, state.requested):
-        return [f"{message.sender} is not a party to request {state.request_id}"]
     if kind in REQUESTER_KINDS and message.sender != state.requesting:
         return [f"only the requesting authority {state.requesting} may send a {kind}"]
     if kind in REQUESTED_KINDS and message.sender != state.requested:

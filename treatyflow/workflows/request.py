@@ -127,17 +127,21 @@ class RequestForAssistance:
         if self._state is None:
             assert isinstance(message, RequestMessage)
             transition = lifecycle.open_request(self._profile, message, now, self._scale)
+        elif message.message_id in self._state.applied:
+            # Applied before a continue-as-new (update ids are deduplicated per run only).
+            return self._accepted(message.message_id)
         else:
-            transition = lifecycle.apply(self._state, self._profile, message, now)
+            # Deadlines that fell due before this message count first (a confirmation
+            # after 72 hours finds the request lapsed; a late report finds it overdue).
+            self._step(lifecycle.advance(self._state, self._profile, now))
+            transition = lifecycle.apply(self._require_state(), self._profile, message, now)
         self._step(transition)
         workflow.logger.info(
             "message applied",
             extra={"message_id": message.message_id, "request_id": message.request_id,
                    "kind": message.kind, "status": transition.state.status.value},
         )
-        state = transition.state
-        return Accepted(message_id=message.message_id, status=state.status, overdue=state.overdue,
-                        deadline=state.deadline.isoformat() if state.deadline else None)
+        return self._accepted(message.message_id)
 
     @submit.validator
     def _validate(self, submission: Submission) -> None:
@@ -147,8 +151,11 @@ class RequestForAssistance:
                 problems = lifecycle.check_new_request(self._profile, message)
             else:
                 problems = [f"request {message.request_id} has not been sent"]
+        elif message.message_id in self._state.applied:
+            problems = []  # a redelivery: answered with the current state, not applied again
         else:
-            problems = lifecycle.check(self._state, self._profile, message)
+            now_state = lifecycle.advance(self._state, self._profile, workflow.now()).state
+            problems = lifecycle.check(now_state, self._profile, message)
         if problems:
             raise ApplicationError("; ".join(problems), problems, type=NOT_ALLOWED,
                                    non_retryable=True)
@@ -160,6 +167,11 @@ class RequestForAssistance:
 
     # --- internals ------------------------------------------------------------------
 
+    def _accepted(self, message_id: str) -> Accepted:
+        state = self._require_state()
+        return Accepted(message_id=message_id, status=state.status, overdue=state.overdue,
+                        deadline=state.deadline.isoformat() if state.deadline else None)
+
     def _changed_since(self, version: int) -> Callable[[], bool]:
         """True once a message moved the request on, or a notice waits to go out."""
         return lambda: self._version != version or bool(self._outbox)
@@ -170,6 +182,8 @@ class RequestForAssistance:
         return self._state
 
     def _step(self, transition: Transition) -> None:
+        if transition.state == self._state and not transition.notices:
+            return
         self._state = transition.state
         self._version += 1
         now = workflow.now()
