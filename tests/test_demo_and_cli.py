@@ -71,3 +71,21 @@ def test_taken_port_is_named_not_hung(tmp_path) -> None:  # type: ignore[no-unty
                             temporal_ui_port=stack.free_port())
         with pytest.raises(stack.StackError, match=f"port {port} \\(Temporal frontend\\)"):
             stack.start_temporal(settings, stack.Paths(tmp_path))
+
+
+def test_cli_lists_requests_by_search_attribute(stack_settings: Settings) -> None:
+    overdue = _cli(stack_settings, "list", "--overdue", "--json")
+    assert overdue.returncode == 0, overdue.stderr
+    rows = json.loads(overdue.stdout)
+    assert rows and all(r["overdue"] and r["status"] == "received" for r in rows)
+    lapsed = json.loads(_cli(stack_settings, "list", "--state", "lapsed", "--json").stdout)
+    assert lapsed and {r["status"] for r in lapsed} == {"lapsed"}
+    mine = json.loads(_cli(stack_settings, "list", "--authority", "KG-GPO", "--json").stdout)
+    assert mine and all("KG-GPO" in (r["requesting"], r["requested"]) for r in mine)
+    table = _cli(stack_settings, "list", "--overdue")
+    assert "OVERDUE" in table.stdout and f"{len(rows)} request(s)" in table.stdout
+
+
+def test_cli_refuses_a_filter_that_is_not_a_code(stack_settings: Settings) -> None:
+    result = _cli(stack_settings, "list", "--state", "x' OR '1'='1")
+    assert result.returncode != 0 and "is not a code" in result.stderr

@@ -955,3 +955,24 @@ def test_sealed_request_without_signatory_satisfies_art_5_5() -> None:
     # A third authority learns nothing about someone else's request.
     assert lifecycle.check(opened.state, profile, stranger) == [
         f"CN-MPS is not a party to request {sealed.request_id}"]
+
+
+def test_current_details_say_whose_move_and_days_left() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tests.factories import message as build
+    from tests.factories import new_request_id as rid
+    from treatyflow.schemas.treaty import load_profile
+    from treatyflow.workflows import lifecycle
+
+    profile = load_profile("sco-2010")
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    req = build("request", request_id=rid(), sender="KZ-GPO", recipient="RU-MIA")
+    state = lifecycle.open_request(profile, req, t0).state
+    assert "next: RU-MIA to acknowledge receipt" in lifecycle.describe(state, t0)
+    receipt = build("receipt", request_id=req.request_id, sender="RU-MIA", recipient="KZ-GPO",
+                    body={})
+    state = lifecycle.apply(state, profile, receipt, t0).state
+    text = lifecycle.describe(state, t0 + timedelta(days=20))
+    assert "**received**" in text and "10.0 treaty days left" in text
+    assert "last: receipt by RU-MIA" in text

@@ -2,6 +2,7 @@
 
     treatyflow up | down | stack | demo
     treatyflow status REQUEST_ID [--treaty sco-2010] [--json]
+    treatyflow list [--state S] [--treaty T] [--authority A] [--overdue] [--due-within DAYS]
 """
 
 from __future__ import annotations
@@ -9,19 +10,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import sys
+from datetime import UTC, datetime, timedelta
 
 from rich.console import Console
 from rich.table import Table
 from temporalio.service import RPCError
 
+from treatyflow import constants as c
 from treatyflow.constants import workflow_id
 from treatyflow.process import finish
 from treatyflow.settings import Settings
 from treatyflow.temporal import connect
 from treatyflow.workers import demo, stack
 from treatyflow.workflows.lifecycle import RequestState
-from treatyflow.workflows.request import RequestForAssistance
+from treatyflow.workflows.request import (
+    SA_DEADLINE,
+    SA_OVERDUE,
+    SA_REQUESTED,
+    SA_REQUESTING,
+    SA_STATUS,
+    RequestForAssistance,
+)
 
 
 async def _status(settings: Settings, treaty: str, request_id: str) -> RequestState | str:
@@ -38,6 +49,62 @@ async def _status(settings: Settings, treaty: str, request_id: str) -> RequestSt
         return await handle.query(RequestForAssistance.status)
     except RPCError as err:
         return f"no request {request_id} under {treaty} ({err.message})"
+
+
+def list_query(
+    *, state: str | None, treaty: str | None, authority: str | None, overdue: bool,
+    due_within_days: float | None, open_only: bool, seconds_per_day: float,
+    now: datetime | None = None,
+) -> str:
+    """The Temporal visibility query for the ``list`` filters (search attributes only)."""
+    clauses = [f"WorkflowType = '{RequestForAssistance.__name__}'"]
+    if state:
+        clauses.append(f"{c.SA_STATUS} = '{_code(state)}'")
+    if treaty:
+        clauses.append(f"{c.SA_TREATY} = '{_code(treaty)}'")
+    if authority:
+        a = _code(authority)
+        clauses.append(f"({c.SA_REQUESTING_AUTHORITY} = '{a}' OR "
+                       f"{c.SA_REQUESTED_AUTHORITY} = '{a}')")
+    if overdue:
+        clauses.append(f"{c.SA_OVERDUE} = true")
+    if open_only or due_within_days is not None:
+        clauses.append("ExecutionStatus = 'Running'")
+    if due_within_days is not None:
+        limit = (now or datetime.now(UTC)) + timedelta(seconds=due_within_days * seconds_per_day)
+        clauses.append(f"{c.SA_DEADLINE} <= '{limit.isoformat(timespec='seconds')}'")
+    return " AND ".join(clauses)
+
+
+def _code(value: str) -> str:
+    """Filter values are codes: refuse anything that could change the query."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
+        raise SystemExit(f"treatyflow: {value!r} is not a code (letters, digits, _ . -)")
+    return value
+
+
+async def _list(settings: Settings, query: str) -> list[dict[str, object]] | str:
+    try:
+        client = await connect(settings)
+    except RuntimeError as err:
+        return f"cannot reach Temporal at {settings.temporal_address}: {err}; is the stack up?"
+    rows: list[dict[str, object]] = []
+    try:
+        async for wf in client.list_workflows(query):
+            sa = wf.typed_search_attributes
+            deadline = sa.get(SA_DEADLINE)
+            rows.append({
+                "workflow_id": wf.id,
+                "status": sa.get(SA_STATUS),
+                "requesting": sa.get(SA_REQUESTING),
+                "requested": sa.get(SA_REQUESTED),
+                "deadline": deadline.isoformat(timespec="seconds") if deadline else None,
+                "overdue": bool(sa.get(SA_OVERDUE)),
+                "open": wf.status is not None and wf.status.name == "RUNNING",
+            })
+    except RPCError as err:
+        return f"query refused: {err.message}"
+    return rows
 
 
 def show(state: RequestState, console: Console) -> None:
@@ -67,6 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("request_id")
     st.add_argument("--treaty", default="sco-2010")
     st.add_argument("--json", action="store_true", help="machine-readable output")
+    ls = sub.add_parser("list", help="requests matching filters (search attributes)")
+    ls.add_argument("--state", help="e.g. received, executed, lapsed")
+    ls.add_argument("--treaty")
+    ls.add_argument("--authority", help="requesting or requested authority id")
+    ls.add_argument("--overdue", action="store_true")
+    ls.add_argument("--due-within", type=float, metavar="DAYS",
+                    help="open requests whose deadline falls within DAYS treaty days")
+    ls.add_argument("--open", action="store_true", help="open requests only")
+    ls.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     console = Console()
@@ -74,6 +150,25 @@ def main(argv: list[str] | None = None) -> int:
         return demo.main([])
     if args.command in ("up", "down", "stack"):
         return stack.main(["status" if args.command == "stack" else args.command])
+    if args.command == "list":
+        query = list_query(state=args.state, treaty=args.treaty, authority=args.authority,
+                           overdue=args.overdue, due_within_days=args.due_within,
+                           open_only=args.open, seconds_per_day=settings.seconds_per_day)
+        rows = asyncio.run(_list(settings, query))
+        if isinstance(rows, str):
+            print(f"treatyflow: {rows}", file=sys.stderr)
+            return 2
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        table = Table("workflow id", "status", "requesting", "requested", "deadline",
+                      "overdue", title=f"{len(rows)} request(s)")
+        for row in rows:
+            table.add_row(*(str(row[k] or "") for k in ("workflow_id", "status", "requesting",
+                                                         "requested", "deadline")),
+                          "OVERDUE" if row["overdue"] else "")
+        console.print(table)
+        return 0
     state = asyncio.run(_status(settings, args.treaty, args.request_id))
     if isinstance(state, str):
         print(f"treatyflow: {state}", file=sys.stderr)

@@ -589,3 +589,44 @@ def envelope_for(state: RequestState, notice: Notice, now: datetime) -> NoticeMe
             detail=notice.detail,
         ),
     )
+
+
+_NEXT_MOVE: dict[Status, tuple[str, str]] = {
+    Status.SENT: ("requested", "acknowledge receipt (art. 6.1), forward (art. 6.3) or refuse"),
+    Status.FORWARDED: ("requested", "acknowledge receipt (art. 6.1)"),
+    Status.RECEIVED: ("requested", "execute, or notify delay, deferral or refusal (art. 6)"),
+    Status.IN_EXECUTION: ("requested", "report execution (art. 6.1)"),
+    Status.CLARIFICATION_REQUESTED: ("requesting", "answer the clarification (art. 5.3, 6.4)"),
+    Status.DEFERRED: ("requested", "resume execution or refuse (art. 6.7)"),
+}
+
+
+def next_move(state: RequestState) -> tuple[str, str] | None:
+    """Whose move it is (authority id) and what is expected of it; None once final."""
+    if state.final:
+        return None
+    if state.oral_unconfirmed:
+        return state.requesting, "confirm the oral request in writing (art. 5.2)"
+    side, what = _NEXT_MOVE[state.status]
+    return (state.requesting if side == "requesting" else state.requested), what
+
+
+def describe(state: RequestState, now: datetime) -> str:
+    """The current details an operator sees in the Temporal UI (markdown; codes only)."""
+    lines = [f"**{state.status.value}**" + (f" ({state.outcome})" if state.outcome else "")
+             + (" · **OVERDUE**" if state.overdue else ""),
+             f"- {state.requesting} → {state.requested}"]
+    move = next_move(state)
+    if move:
+        lines.append(f"- next: {move[0]} to {move[1]}")
+    due = state.confirm_by if state.oral_unconfirmed else state.deadline
+    if due is not None and not state.final:
+        days = (due - now).total_seconds() / (86_400 * state.time_scale)
+        paused = " (clock paused)" if state.paused_at else ""
+        lines.append(f"- deadline {due.isoformat(timespec='seconds')}: "
+                     f"{days:.1f} treaty days left{paused}")
+    if state.timeline:
+        last = state.timeline[-1]
+        lines.append(f"- last: {last.event} by {last.actor} at "
+                     f"{last.at.isoformat(timespec='seconds')}")
+    return "\n".join(lines)

@@ -189,6 +189,7 @@ class RequestForAssistance:
         now = workflow.now()
         self._outbox += [lifecycle.envelope_for(self._state, n, now) for n in transition.notices]
         self._publish_search_attributes()
+        workflow.set_current_details(lifecycle.describe(self._state, now))
 
     def _publish_search_attributes(self) -> None:
         s = self._require_state()
