@@ -4,6 +4,7 @@ and (for tests marked ``stack``) the real local stack on free ports."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -51,10 +52,12 @@ class Outbox:
 
     def __init__(self) -> None:
         self.sent: list[Deliver] = []
+        self.workflow_ids: set[str] = set()
 
     @activity.defn(name="deliver")
     async def deliver(self, request: Deliver) -> Delivered:
         self.sent.append(request)
+        self.workflow_ids.add(activity.info().workflow_id or "")
         return Delivered(
             message_id=request.message.message_id,
             recipient=request.message.recipient,
@@ -87,6 +90,11 @@ async def skipping(time_env: WorkflowEnvironment, task_queue: str) -> AsyncItera
         activities=[outbox.deliver],
     ):
         yield time_env.client, outbox
+        # Left running, a test's timers would fire with no worker on its task queue and
+        # hold up time skipping for the tests after it.
+        for wf_id in outbox.workflow_ids - {""}:
+            with contextlib.suppress(Exception):
+                await time_env.client.get_workflow_handle(wf_id).terminate("test over")
 
 
 # --- the real local stack ---------------------------------------------------------------

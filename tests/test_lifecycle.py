@@ -187,7 +187,8 @@ def test_valid_request_opens_sent_and_notifies_both_sides() -> None:
     delivered = tr.notices[0]
     assert delivered.detail["request"]["purpose"].startswith("Investigation")
     assert delivered.about_message_id == s.applied[0] == s.last_message_id
-    assert next_due(s, PROFILE) is None
+    # Unacknowledged, receipt is deemed 5 days after delivery (profile policy, art. 6.1).
+    assert next_due(s, PROFILE) == s.opened_at + timedelta(days=5)
 
 
 @pytest.mark.parametrize(
@@ -655,7 +656,8 @@ def test_forward_within_state_hands_over_and_restarts_clock() -> None:
     s = fwd.state
     assert s.status is Status.FORWARDED and s.requested == KZ2 and s.forwarded_from == [KZ]
     assert s.deadline is None and s.received_at is None and not s.overdue
-    assert next_due(s, PROFILE) is None
+    # The new authority's receipt is deemed 5 days after delivery if it does not answer.
+    assert next_due(s, PROFILE) == T0 + 36 * DAY
     assert events(fwd.notices) == [("forwarded", RU), ("request_delivered", KZ2)]
     assert fwd.notices[0].detail == {"to_authority": KZ2, "reason": "Police matter"}
     assert fwd.notices[1].detail["forwarded_by"] == KZ
@@ -832,9 +834,12 @@ def test_oral_request_received_but_unconfirmed_still_lapses_without_overdue() ->
 def test_confirmation_cancels_the_lapse() -> None:
     s = opened(oral=True, urgent=True, signed_by=...).state
     s = step(s, "confirmation", T0 + 71 * HOUR).state
-    assert next_due(s, PROFILE) is None
-    tr = advance(s, PROFILE, T0 + 10 * DAY)
+    assert next_due(s, PROFILE) == T0 + 5 * DAY  # deemed receipt, no lapse any more
+    tr = advance(s, PROFILE, T0 + 4 * DAY)
     assert tr.notices == [] and tr.state.status is Status.SENT
+    tr = advance(s, PROFILE, T0 + 10 * DAY)
+    assert "lapsed" not in [e for e, _ in events(tr.notices)]
+    assert tr.state.status is Status.RECEIVED
 
 
 def test_lapse_scaled_by_time_scale() -> None:

@@ -67,7 +67,7 @@ async def test_written_confirmation_within_72_hours_keeps_the_request_alive(
     confirmation = message("confirmation", request_id=rid, sender=KZ, recipient=RU,
                            body={"request": request_body(urgent=True)})
     await submit(time_env.client, confirmation, task_queue=task_queue)
-    await time_env.sleep(timedelta(days=5))
+    await time_env.sleep(timedelta(days=2))
     state = await _status(time_env, rid)
     assert state.status == "sent" and not state.oral_unconfirmed
     assert "request_confirmed" in outbox.events(RU) and "lapsed" not in outbox.events()
@@ -113,3 +113,18 @@ async def test_final_state_ends_the_workflow_with_its_outcome(
     outcome = await handle.result()
     assert (outcome.status, outcome.outcome) == ("refused", "whole")
 
+
+
+async def test_silent_requested_authority_is_deemed_to_have_received_and_goes_overdue(
+    time_env: WorkflowEnvironment, skipping: tuple[object, Outbox], task_queue: str
+) -> None:
+    _, outbox = skipping
+    rid = await _open(time_env, task_queue)
+    await time_env.sleep(timedelta(days=4))
+    assert (await _status(time_env, rid)).status == "sent"
+    await time_env.sleep(timedelta(days=2))
+    state = await _status(time_env, rid)
+    assert state.status == "received" and state.received_at == state.opened_at
+    assert "receipt_deemed" in outbox.events(RU) and "receipt_deemed" in outbox.events(KZ)
+    await time_env.sleep(timedelta(days=25))  # 31 days after delivery
+    assert (await _status(time_env, rid)).overdue

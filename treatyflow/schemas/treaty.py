@@ -56,6 +56,12 @@ class Deadlines(BaseModel):
     reminder_days_before: tuple[int, ...] = Field(
         (7, 1), description="Reminders go to both sides this many days before the deadline."
     )
+    receipt_deemed_after_days: int | None = Field(
+        5,
+        description="Hub policy, not treaty text: a requested authority that has not "
+        "acknowledged receipt this many days after delivery is taken to have received the "
+        "request on delivery, so the art. 6.1 clock runs (None: wait for the acknowledgement).",
+    )
     clock_during_clarification: ClockRule = ClockRule.PAUSED
     clock_during_deferral: ClockRule = ClockRule.PAUSED
 

@@ -164,8 +164,9 @@ def forward_to(target: str) -> Behaviour:
 
 
 def silent() -> Behaviour:
+    """Never answers, not even a receipt: the hub deems receipt at delivery (art. 6.1)."""
     async def run(ctx: Context) -> None:
-        await ctx.send("receipt", {})
+        return None
     return run
 
 

@@ -88,6 +88,9 @@ class RequestState(BaseModel):
     opened_at: datetime
     oral_unconfirmed: bool = False
     confirm_by: datetime | None = None
+    delivered_at: datetime | None = Field(
+        None, description="When the current requested authority was handed the request."
+    )
     received_at: datetime | None = None
     deadline: datetime | None = None
     paused_at: datetime | None = None
@@ -186,6 +189,8 @@ def _resume(state: RequestState, now: datetime) -> None:
 
 def _start_clock(state: RequestState, profile: TreatyProfile, now: datetime) -> None:
     """Art. 6.1: executed, as a rule, within 30 days from the date of receipt."""
+    if state.received_at is not None:
+        return  # receipt was already deemed at delivery: the date of receipt stands
     state.received_at = now
     state.deadline = now + _day(state) * profile.deadlines.execution_days
     state.paused_at = None
@@ -280,6 +285,7 @@ def open_request(
         request=body,
         time_scale=time_scale,
         opened_at=now,
+        delivered_at=now,
         oral_unconfirmed=body.oral,
         last_message_id=message.message_id,
         applied=[message.message_id],
@@ -456,6 +462,7 @@ def apply(
             s.status = Status.FORWARDED
             # Art. 6.1: the clock runs from receipt by the authority that executes it.
             s.received_at = s.deadline = s.paused_at = None
+            s.delivered_at = now
             s.overdue = False
             s.reminders_done = []
             note = f"to {s.requested}: {message.body.reason}"
@@ -521,6 +528,10 @@ def _due_events(state: RequestState, profile: TreatyProfile) -> list[tuple[datet
     events: list[tuple[datetime, str, int]] = []
     if state.oral_unconfirmed and state.confirm_by is not None:
         events.append((state.confirm_by, "lapsed", 0))
+    deemed = profile.deadlines.receipt_deemed_after_days
+    if (state.status in (Status.SENT, Status.FORWARDED) and state.received_at is None
+            and state.delivered_at is not None and deemed is not None):
+        events.append((state.delivered_at + _day(state) * deemed, "receipt_deemed", 0))
     if state.clock_running:
         assert state.deadline is not None
         for days in profile.deadlines.reminder_days_before:
@@ -545,6 +556,20 @@ def advance(state: RequestState, profile: TreatyProfile, now: datetime) -> Trans
     both = [s.requesting, s.requested]
     for at, event, days in _due_events(state, profile):
         if at > now or s.final:
+            break
+        if event == "receipt_deemed":
+            # Art. 6.1 counts from receipt; unacknowledged, the hub's delivery fixes it.
+            assert s.delivered_at is not None
+            s.status = Status.RECEIVED
+            _start_clock(s, profile, s.delivered_at)
+            _record(s, at, "receipt_deemed", HUB_SENDER,
+                    note="no acknowledgement: received as of delivery (art. 6.1)")
+            notices += _notify(s, "receipt_deemed", both, about=None,
+                               key=f"deemed-{_iso(s.delivered_at)}")
+            # Reminders or the deadline may already be due: look again from here.
+            later = advance(s, profile, now)
+            s = later.state
+            notices += later.notices
             break
         if event == "lapsed":
             # Art. 5.2: not confirmed in writing within 72 hours.
