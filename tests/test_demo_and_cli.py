@@ -89,3 +89,24 @@ def test_cli_lists_requests_by_search_attribute(stack_settings: Settings) -> Non
 def test_cli_refuses_a_filter_that_is_not_a_code(stack_settings: Settings) -> None:
     result = _cli(stack_settings, "list", "--state", "x' OR '1'='1")
     assert result.returncode != 0 and "is not a code" in result.stderr
+
+
+def test_cli_operator_actions_and_their_refusals(stack_settings: Settings) -> None:
+    rows = json.loads(_cli(stack_settings, "list", "--overdue", "--open", "--json").stdout)
+    assert rows, "the demo test leaves overdue requests behind"
+    request_id = rows[0]["workflow_id"].split(".", 1)[1]
+    who = ["--operator", "A. Operator", "--reason", "Requested side asked for time in writing."]
+    extended = _cli(stack_settings, "extend", request_id, "--days", "100", *who)
+    assert extended.returncode == 0, extended.stderr
+    assert "(overdue)" not in extended.stdout and "received" in extended.stdout
+    state = json.loads(_cli(stack_settings, "status", request_id, "--json").stdout)
+    assert not state["overdue"]
+    assert state["timeline"][-1]["actor"] == "operator:A. Operator"
+    resend = _cli(stack_settings, "resend", request_id, "--to", "CN-MPS", *who)
+    assert resend.returncode == 1 and "party must be one of" in resend.stderr
+    closed = _cli(stack_settings, "close", request_id, *who)
+    assert closed.returncode == 0 and "closed" in closed.stdout
+    again = _cli(stack_settings, "withdraw", request_id, *who)
+    assert again.returncode == 1 and "already closed" in again.stderr
+    short = _cli(stack_settings, "close", request_id, "--operator", "A", "--reason", "no")
+    assert short.returncode == 2 and "reason" in short.stderr

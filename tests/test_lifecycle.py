@@ -162,10 +162,15 @@ def state_in(status: Status, *, oral: bool = False) -> RequestState:
         Status.REFUSED: ("receipt", "refusal"),
         Status.WITHDRAWN: ("withdrawal",),
         Status.LAPSED: (),
+        Status.CLOSED: ("receipt",),
     }
     state = run(fresh, *paths[status])
     if status is Status.LAPSED:
         state = advance(state, PROFILE, T0 + 72 * HOUR).state
+    if status is Status.CLOSED:
+        state = lifecycle.apply_operator(state, PROFILE, lifecycle.OperatorAction(
+            action="close", operator="ops", reason="Requesting side stopped answering."),
+            T0).state
     assert state.status is status
     return state
 

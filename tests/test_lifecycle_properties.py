@@ -269,6 +269,7 @@ def test_random_histories_reach_every_status() -> None:
         _run(oral, scale, history)
 
     sample()
-    assert REACHED == set(Status)
+    # Every status a message or a deadline can reach (closed is an operator's act).
+    assert REACHED == set(Status) - {Status.CLOSED}
     assert OUTCOMES["accepted"] > 100 and OUTCOMES["rejected"] > 100
     assert set(BODIES) == REQUESTER_KINDS | REQUESTED_KINDS  # every kind is drawn

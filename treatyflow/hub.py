@@ -24,7 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from treatyflow.constants import TASK_QUEUE, workflow_id
 from treatyflow.schemas.messages import InboundMessage, RequestMessage, Submission
 from treatyflow.schemas.treaty import load_profile
-from treatyflow.workflows.lifecycle import check_new_request
+from treatyflow.workflows.lifecycle import OperatorAction, check_new_request
 from treatyflow.workflows.request import Accepted, RequestForAssistance, RequestInput
 
 
@@ -130,7 +130,7 @@ async def submit(
         raise
 
 
-async def _closed_status(client: Client, wf_id: str, asker: str) -> str | None:
+async def _closed_status(client: Client, wf_id: str, asker: str | None) -> str | None:
     """The final status of a closed request workflow, or None if there is none; only a
     party to the request learns which final status it was."""
     from treatyflow.workflows.lifecycle import RequestState
@@ -145,7 +145,7 @@ async def _closed_status(client: Client, wf_id: str, asker: str) -> str | None:
     try:
         state = await handle.query("status", result_type=RequestState)
         parties = {state.requesting, state.requested, *state.forwarded_from}
-        return state.status.value if asker in parties else "closed"
+        return state.status.value if asker is None or asker in parties else "closed"
     except Exception:  # noqa: BLE001 - no worker to answer: the Temporal status will do
         return description.status.name.lower() if description.status else "closed"
 
@@ -158,3 +158,30 @@ def _summary(message: RequestMessage) -> str:
         f"{message.treaty_id} request {message.request_id}: {message.body.form_of_cooperation}, "
         f"{message.sender} → {message.recipient}{urgent}"
     )
+
+
+async def operate(
+    client: Client, treaty_id: str, request_id: str, action: OperatorAction
+) -> Accepted:
+    """Apply an operator action to a request; raises ``Refusal`` naming every problem."""
+    handle = client.get_workflow_handle_for(RequestForAssistance.run,
+                                            workflow_id(treaty_id, request_id))
+    try:
+        return await handle.execute_update(RequestForAssistance.operate, action)
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        if isinstance(cause, ApplicationError):
+            details = cause.details[0] if cause.details else None
+            reasons = [str(r) for r in details] if isinstance(details, list) else [cause.message]
+            raise Refusal("not_allowed_now", reasons) from err
+        raise
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            closed = await _closed_status(client, workflow_id(treaty_id, request_id), None)
+            if closed:
+                raise Refusal("request_closed", [
+                    f"request {request_id} is already {closed}; nothing more can be done"
+                ]) from err
+            raise Refusal("unknown_request", [
+                f"no open request {request_id} under {treaty_id} ({err.message})"]) from err
+        raise

@@ -2,6 +2,7 @@
 
     treatyflow up | down | stack | demo
     treatyflow status REQUEST_ID [--treaty sco-2010] [--json]
+    treatyflow extend|resend|withdraw|close REQUEST_ID --operator NAME --reason TEXT
     treatyflow list [--state S] [--treaty T] [--authority A] [--overdue] [--due-within DAYS]
 """
 
@@ -14,23 +15,27 @@ import re
 import sys
 from datetime import UTC, datetime, timedelta
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from temporalio.service import RPCError
 
 from treatyflow import constants as c
 from treatyflow.constants import workflow_id
+from treatyflow.hub import Refusal, operate
 from treatyflow.process import finish
 from treatyflow.settings import Settings
 from treatyflow.temporal import connect
 from treatyflow.workers import demo, stack
-from treatyflow.workflows.lifecycle import RequestState
+from treatyflow.workers.gateway import describe
+from treatyflow.workflows.lifecycle import OperatorAction, RequestState
 from treatyflow.workflows.request import (
     SA_DEADLINE,
     SA_OVERDUE,
     SA_REQUESTED,
     SA_REQUESTING,
     SA_STATUS,
+    Accepted,
     RequestForAssistance,
 )
 
@@ -107,6 +112,23 @@ async def _list(settings: Settings, query: str) -> list[dict[str, object]] | str
     return rows
 
 
+OPERATOR_ACTIONS = {"extend": "extend_deadline", "resend": "resend_last_notice",
+                    "withdraw": "withdraw", "close": "close"}
+
+
+async def _operate(
+    settings: Settings, treaty: str, request_id: str, action: OperatorAction
+) -> Accepted | str:
+    try:
+        client = await connect(settings)
+    except RuntimeError as err:
+        return f"cannot reach Temporal at {settings.temporal_address}: {err}; is the stack up?"
+    try:
+        return await operate(client, treaty, request_id, action)
+    except Refusal as refusal:
+        return "; ".join(refusal.reasons)
+
+
 def show(state: RequestState, console: Console) -> None:
     console.print(
         f"[bold]{state.treaty_id} {state.request_id}[/]  {state.requesting} → {state.requested}"
@@ -143,6 +165,19 @@ def main(argv: list[str] | None = None) -> int:
                     help="open requests whose deadline falls within DAYS treaty days")
     ls.add_argument("--open", action="store_true", help="open requests only")
     ls.add_argument("--json", action="store_true")
+    for name, what in (("extend", "extend the execution deadline"),
+                       ("resend", "resend the last notice to a party"),
+                       ("withdraw", "withdraw on the requester's written instruction"),
+                       ("close", "close a request a party has abandoned")):
+        op = sub.add_parser(name, help=f"operator: {what}")
+        op.add_argument("request_id")
+        op.add_argument("--treaty", default="sco-2010")
+        op.add_argument("--operator", required=True, help="your name, for the timeline")
+        op.add_argument("--reason", required=True, help="why, in writing (10+ characters)")
+        if name == "extend":
+            op.add_argument("--days", type=int, required=True, help="treaty days to add")
+        if name == "resend":
+            op.add_argument("--to", required=True, help="the authority id")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     console = Console()
@@ -168,6 +203,23 @@ def main(argv: list[str] | None = None) -> int:
                                                          "requested", "deadline")),
                           "OVERDUE" if row["overdue"] else "")
         console.print(table)
+        return 0
+    if args.command in OPERATOR_ACTIONS:
+        try:
+            action = OperatorAction(
+                action=OPERATOR_ACTIONS[args.command], operator=args.operator,
+                reason=args.reason, days=getattr(args, "days", None),
+                party=getattr(args, "to", None))
+        except ValidationError as err:
+            print(f"treatyflow: {'; '.join(describe(err))}", file=sys.stderr)
+            return 2
+        done = asyncio.run(_operate(settings, args.treaty, args.request_id, action))
+        if isinstance(done, str):
+            print(f"treatyflow: refused: {done}", file=sys.stderr)
+            return 1
+        console.print(f"{args.command}: done; request is {done.status.value}"
+                      + (" (overdue)" if done.overdue else "")
+                      + (f", deadline {done.deadline}" if done.deadline else ""))
         return 0
     state = asyncio.run(_status(settings, args.treaty, args.request_id))
     if isinstance(state, str):

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -48,9 +48,12 @@ class Status(StrEnum):
     REFUSED = "refused"
     WITHDRAWN = "withdrawn"
     LAPSED = "lapsed"
+    CLOSED = "closed"  # by an operator: a party abandoned the request
 
 
-FINAL = frozenset({Status.EXECUTED, Status.REFUSED, Status.WITHDRAWN, Status.LAPSED})
+FINAL = frozenset(
+    {Status.EXECUTED, Status.REFUSED, Status.WITHDRAWN, Status.LAPSED, Status.CLOSED}
+)
 
 
 class Notice(BaseModel):
@@ -655,3 +658,68 @@ def describe(state: RequestState, now: datetime) -> str:
         lines.append(f"- last: {last.event} by {last.actor} at "
                      f"{last.at.isoformat(timespec='seconds')}")
     return "\n".join(lines)
+
+
+# --- operator actions ---------------------------------------------------------------
+
+
+class OperatorAction(BaseModel):
+    """An operator's step on a request, recorded in its timeline with name and reason."""
+
+    action: Literal["extend_deadline", "resend_last_notice", "withdraw", "close"]
+    operator: str = Field(min_length=1, max_length=200)
+    reason: str = Field(min_length=10, max_length=2000, description="Why, in writing.")
+    days: int | None = Field(None, ge=1, le=365, description="extend_deadline: treaty days.")
+    party: str | None = Field(None, description="resend_last_notice: the authority.")
+
+
+def check_operator(state: RequestState, action: OperatorAction) -> list[str]:
+    """Every reason this operator action is not allowed now (empty: it is)."""
+    if state.final:
+        return [f"request {state.request_id} is already {state.status}; nothing more can be done"]
+    problems: list[str] = []
+    if action.action == "extend_deadline":
+        if action.days is None:
+            problems.append("extend_deadline needs the number of days")
+        if state.deadline is None:
+            problems.append(f"no execution deadline runs yet (request is {state.status}): "
+                            "it starts on receipt (art. 6.1)")
+    if action.action == "resend_last_notice":
+        parties = {state.requesting, state.requested}
+        if action.party not in parties:
+            problems.append(f"party must be one of {', '.join(sorted(parties))}")
+    return problems
+
+
+def apply_operator(
+    state: RequestState, profile: TreatyProfile, action: OperatorAction, now: datetime
+) -> Transition:
+    """Apply an operator action; raises ``Rejected`` with every reason if not allowed now.
+    ``resend_last_notice`` changes nothing here: the workflow resends what it sent."""
+    problems = check_operator(state, action)
+    if problems:
+        raise Rejected(problems)
+    s = state.model_copy(deep=True)
+    both = [s.requesting, s.requested]
+    key = f"operator-{len(s.timeline)}-{action.action}"
+    notices: list[Notice] = []
+    note = f"{action.operator}: {action.reason}"
+    if action.action == "extend_deadline":
+        assert s.deadline is not None and action.days is not None
+        s.deadline += _day(s) * action.days
+        s.overdue = s.paused_at is None and now >= s.deadline
+        # Reminders whose moment has passed under the new deadline are not sent late.
+        s.reminders_done = [d for d in profile.deadlines.reminder_days_before
+                            if s.deadline - _day(s) * d <= now]
+        note += f" (+{action.days} days)"
+        notices += _notify(s, "deadline_extended", both, about=None, key=key,
+                           days=action.days, reason=action.reason)
+    elif action.action == "withdraw":
+        s.status = Status.WITHDRAWN
+        notices += _notify(s, "withdrawn", both, about=None, key=key, reason=action.reason)
+    elif action.action == "close":
+        s.status = Status.CLOSED
+        notices += _notify(s, "closed", both, about=None, key=key, reason=action.reason)
+    _record(s, now, f"operator_{action.action}", f"operator:{action.operator}", note=note)
+    return Transition(state=s, notices=notices)
+

@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from treatyflow.schemas.messages import NoticeMessage, RequestMessage, Submission
     from treatyflow.schemas.treaty import TreatyProfile
     from treatyflow.workflows import lifecycle
-    from treatyflow.workflows.lifecycle import RequestState, Transition
+    from treatyflow.workflows.lifecycle import OperatorAction, RequestState, Transition
 
 NOT_ALLOWED = "NotAllowedNow"
 DELIVERY_RETRY = RetryPolicy(
@@ -52,6 +52,7 @@ class RequestInput(BaseModel):
     time_scale: float = Field(1.0, gt=0, description="Real seconds per treaty second.")
     state: RequestState | None = None
     outbox: list[NoticeMessage] = Field(default_factory=list)
+    last_sent: dict[str, NoticeMessage] = Field(default_factory=dict)
 
 
 class Accepted(BaseModel):
@@ -82,6 +83,7 @@ class RequestForAssistance:
         self._scale = start.time_scale
         self._state: RequestState | None = start.state
         self._outbox: list[NoticeMessage] = list(start.outbox)
+        self._last_sent: dict[str, NoticeMessage] = dict(start.last_sent)
         self._version = 0
         self._search: dict[str, object] = {}
 
@@ -102,7 +104,8 @@ class RequestForAssistance:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(
                     RequestInput(profile=self._profile, time_scale=self._scale,
-                                 state=self._state, outbox=self._outbox)
+                                 state=self._state, outbox=self._outbox,
+                                 last_sent=self._last_sent)
                 )
             due = lifecycle.next_due(state, self._profile)
             wait = None if due is None else due - workflow.now()
@@ -156,6 +159,32 @@ class RequestForAssistance:
         else:
             now_state = lifecycle.advance(self._state, self._profile, workflow.now()).state
             problems = lifecycle.check(now_state, self._profile, message)
+        if problems:
+            raise ApplicationError("; ".join(problems), problems, type=NOT_ALLOWED,
+                                   non_retryable=True)
+
+    @workflow.update
+    async def operate(self, action: OperatorAction) -> Accepted:
+        """An operator's action, recorded in the timeline with name and reason."""
+        now = workflow.now()
+        self._step(lifecycle.advance(self._require_state(), self._profile, now))
+        self._step(lifecycle.apply_operator(self._require_state(), self._profile, action, now))
+        if action.action == "resend_last_notice" and action.party:
+            self._outbox.append(self._last_sent[action.party])
+        workflow.logger.info("operator action", extra={"action": action.action,
+                                                        "operator": action.operator})
+        return self._accepted(f"operator:{action.action}")
+
+    @operate.validator
+    def _validate_operate(self, action: OperatorAction) -> None:
+        if self._state is None:
+            problems = ["request not opened yet"]
+        else:
+            now_state = lifecycle.advance(self._state, self._profile, workflow.now()).state
+            problems = lifecycle.check_operator(now_state, action)
+            if (action.action == "resend_last_notice" and not problems
+                    and action.party not in self._last_sent):
+                problems.append(f"nothing has been sent to {action.party} yet")
         if problems:
             raise ApplicationError("; ".join(problems), problems, type=NOT_ALLOWED,
                                    non_retryable=True)
@@ -241,6 +270,8 @@ class RequestForAssistance:
                     extra={"message_id": message.message_id, "recipient": message.recipient,
                            "error": str(err.cause)},
                 )
+            else:
+                self._last_sent[message.recipient] = message
             self._outbox.pop(0)
 
 
