@@ -8,13 +8,14 @@ export TREATYFLOW_STATE_DIR ?= $(CURDIR)/.state
 # Real time: make up TREATYFLOW_SECONDS_PER_DAY=86400
 export TREATYFLOW_SECONDS_PER_DAY ?= 1
 
-.PHONY: help setup system demo test up down status lint clean
+.PHONY: help setup system demo test up down status lint clean ui-check
 
 help:
 	@echo "make demo   - set up, start the local stack, run the scenario demo"
 	@echo "make test   - set up and run the test suite"
 	@echo "make up / make down / make status - the local stack for longer use"
 	@echo "make lint   - ruff and mypy"
+	@echo "make ui-check - the Temporal UI, filtered on overdue requests, in headless Chromium"
 
 setup: system $(BIN)/.installed
 
@@ -41,6 +42,12 @@ down:
 
 status: setup
 	$(BIN)/python -m treatyflow.workers.stack status
+
+# The Temporal UI in headless Chromium (Debian's), filtered on the Overdue attribute.
+ui-check: setup
+	@bash scripts/ensure-system.sh chromium
+	@$(BIN)/python -c "import playwright" 2>/dev/null || $(BIN)/pip install --quiet playwright
+	$(BIN)/python -m treatyflow.workers.uicheck
 
 lint: setup
 	$(BIN)/ruff check treatyflow tests scripts

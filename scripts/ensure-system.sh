@@ -5,6 +5,10 @@ set -euo pipefail
 need=()
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+# Optional extras named on the command line (e.g. chromium for make ui-check).
+for extra in "$@"; do
+  [ -x "/usr/bin/$extra" ] || need+=("$extra")
+done
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "[setup] installing Debian packages: ${need[*]}"
 sudo=""

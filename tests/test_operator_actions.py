@@ -11,7 +11,7 @@ from temporalio.testing import WorkflowEnvironment
 from tests.conftest import Outbox
 from tests.factories import message, new_request_id, request_body
 from treatyflow.constants import workflow_id
-from treatyflow.hub import Refusal, operate, submit
+from treatyflow.hub import operate, submit
 from treatyflow.workflows.lifecycle import OperatorAction
 from treatyflow.workflows.request import RequestForAssistance
 
@@ -80,35 +80,6 @@ async def test_withdraw_and_close_end_the_request_and_tell_both_sides(
                                                      workflow_id("sco-2010", rid))
     assert (await handle.result()).status == final
     assert final in outbox.events(KZ) and final in outbox.events(RU)
-
-
-@pytest.mark.parametrize(
-    ("before", "action", "expected"),
-    [
-        ("sent", act("extend_deadline", days=5), "no execution deadline runs yet"),
-        ("received", act("extend_deadline"), "needs the number of days"),
-        ("received", act("resend_last_notice", party="CN-MPS"), "party must be one of"),
-        ("closed", act("withdraw"), "already closed"),
-        ("closed", act("extend_deadline", days=3), "already closed"),
-    ],
-)
-async def test_refused_operator_actions_change_nothing(
-    time_env: WorkflowEnvironment, skipping: tuple[object, Outbox], task_queue: str,
-    before: str, action: OperatorAction, expected: str,
-) -> None:
-    rid = new_request_id()
-    await submit(time_env.client, message("request", request_id=rid, sender=KZ, recipient=RU),
-                 task_queue=task_queue)
-    if before != "sent":
-        await submit(time_env.client, message("receipt", request_id=rid, sender=RU,
-                                              recipient=KZ), task_queue=task_queue)
-    if before == "closed":
-        await operate(time_env.client, "sco-2010", rid, act("close"))
-    timeline = len((await _state(time_env, rid)).timeline)
-    with pytest.raises(Refusal) as refused:
-        await operate(time_env.client, "sco-2010", rid, action)
-    assert expected in " ".join(refused.value.reasons)
-    assert len((await _state(time_env, rid)).timeline) == timeline
 
 
 def test_an_action_needs_a_written_reason_and_a_name() -> None:
