@@ -94,12 +94,7 @@ async def submit(
             RequestForAssistance.submit, submission, id=message.message_id
         )
     except WorkflowUpdateFailedError as err:
-        cause = err.cause
-        if isinstance(cause, ApplicationError):
-            details = cause.details[0] if cause.details else None
-            reasons = [str(r) for r in details] if isinstance(details, list) else [cause.message]
-            raise Refusal("not_allowed_now", reasons) from err
-        raise
+        raise _refused_by_validator(err) from err
     except WorkflowAlreadyStartedError as err:
         if start is not None:
             with contextlib.suppress(WorkflowAlreadyStartedError):
@@ -128,6 +123,16 @@ async def submit(
                 "request_closed", [f"request {message.request_id} is closed: {err.message}"]
             ) from err
         raise
+
+
+def _refused_by_validator(err: WorkflowUpdateFailedError) -> Exception:
+    """The validator's ApplicationError as a Refusal with its reasons; anything else as is."""
+    cause = err.cause
+    if not isinstance(cause, ApplicationError):
+        return err
+    details = cause.details[0] if cause.details else None
+    reasons = [str(r) for r in details] if isinstance(details, list) else [cause.message]
+    return Refusal("not_allowed_now", reasons)
 
 
 async def _closed_status(client: Client, wf_id: str, asker: str | None) -> str | None:
@@ -169,12 +174,7 @@ async def operate(
     try:
         return await handle.execute_update(RequestForAssistance.operate, action)
     except WorkflowUpdateFailedError as err:
-        cause = err.cause
-        if isinstance(cause, ApplicationError):
-            details = cause.details[0] if cause.details else None
-            reasons = [str(r) for r in details] if isinstance(details, list) else [cause.message]
-            raise Refusal("not_allowed_now", reasons) from err
-        raise
+        raise _refused_by_validator(err) from err
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             closed = await _closed_status(client, workflow_id(treaty_id, request_id), None)

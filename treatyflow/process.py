@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import sys
+from collections.abc import Awaitable, Callable
 from typing import NoReturn
+
+from treatyflow import logs
+from treatyflow.settings import Settings
 
 
 def finish(code: int) -> NoReturn:
@@ -17,3 +23,18 @@ def finish(code: int) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def serve(run: Callable[[Settings, asyncio.Event], Awaitable[None]]) -> None:
+    """Run a long-lived process until SIGTERM or SIGINT: settings loaded once, logging set."""
+    settings = Settings.from_env()
+    logs.configure(settings.log_level)
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run(settings, stop)
+
+    asyncio.run(_main())

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import signal
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -23,7 +22,7 @@ from pydantic import ValidationError
 from temporalio.client import Client
 
 from treatyflow import constants as c
-from treatyflow import logs
+from treatyflow import logs, process
 from treatyflow.agency.client import to_amqp
 from treatyflow.hub import Refusal, is_transient, submit
 from treatyflow.schemas.messages import ErrorBody, ErrorMessage, InboundMessage, parse_inbound
@@ -234,17 +233,7 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_
 
 
 def main() -> None:
-    settings = Settings.from_env()
-    logs.configure(settings.log_level)
-
-    async def _main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await run(settings, stop)
-
-    asyncio.run(_main())
+    process.serve(run)
 
 
 if __name__ == "__main__":

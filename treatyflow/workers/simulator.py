@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -17,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from treatyflow import logs
+from treatyflow import logs, process
 from treatyflow.agency import AgencyClient
 from treatyflow.schemas.messages import INBOUND, ErrorMessage, NoticeMessage, OutboundMessage
 from treatyflow.settings import Settings
@@ -388,17 +387,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--serve", action="store_true", help="run until stopped")
     parser.parse_args()
-    settings = Settings.from_env()
-    logs.configure(settings.log_level)
-
-    async def _main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(settings, stop)
-
-    asyncio.run(_main())
+    process.serve(serve)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 
 import aio_pika
 from temporalio.worker import Worker
 
-from treatyflow import logs
+from treatyflow import logs, process
 from treatyflow.activities.delivery import Delivery
 from treatyflow.constants import HUB_USER, TASK_QUEUE
 from treatyflow.settings import Settings
@@ -42,17 +41,7 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = TASK_QU
 
 
 def main() -> None:
-    settings = Settings.from_env()
-    logs.configure(settings.log_level)
-
-    async def _main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await run(settings, stop)
-
-    asyncio.run(_main())
+    process.serve(run)
 
 
 if __name__ == "__main__":
