@@ -110,3 +110,29 @@ def test_cli_operator_actions_and_their_refusals(stack_settings: Settings) -> No
     assert again.returncode == 1 and "already closed" in again.stderr
     short = _cli(stack_settings, "close", request_id, "--operator", "A", "--reason", "no")
     assert short.returncode == 2 and "reason" in short.stderr
+
+
+def test_cli_send_publishes_as_the_authority_through_rabbitmq(
+    stack_settings: Settings, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from tests.factories import envelope, new_request_id
+
+    rid = new_request_id()
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps(envelope("request", request_id=rid, sender="KZ-GPO",
+                                        recipient="RU-MIA")))
+    sent = _cli(stack_settings, "send", str(path), "--as", "KZ-GPO")
+    assert sent.returncode == 0, sent.stderr
+    for _ in range(50):  # the gateway applies it within moments
+        shown = _cli(stack_settings, "timeline", rid, "--json")
+        if shown.returncode == 0:
+            break
+    assert [e["event"] for e in json.loads(shown.stdout)] == ["request_sent"]
+    path.write_text(json.dumps(envelope("request", request_id=rid, sender="KZ-GPO",
+                                        recipient="RU-MIA", body={"facts": "x"})))
+    bad = _cli(stack_settings, "send", str(path), "--as", "KZ-GPO")
+    assert bad.returncode == 2 and "body.purpose" in bad.stderr
+    path.write_text(json.dumps(envelope("request", request_id=new_request_id(),
+                                        sender="KZ-GPO", recipient="RU-MIA")))
+    stranger = _cli(stack_settings, "send", str(path), "--as", "XX-NOBODY")
+    assert stranger.returncode == 2 and "no broker credentials" in stranger.stderr

@@ -14,6 +14,7 @@ import json
 import re
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from pydantic import ValidationError
 from rich.console import Console
@@ -21,11 +22,14 @@ from rich.table import Table
 from temporalio.service import RPCError
 
 from treatyflow import constants as c
+from treatyflow.agency import AgencyClient
 from treatyflow.constants import workflow_id
 from treatyflow.hub import Refusal, operate
 from treatyflow.process import finish
+from treatyflow.schemas.messages import INBOUND
 from treatyflow.settings import Settings
 from treatyflow.temporal import connect
+from treatyflow.topology import read_passwords
 from treatyflow.workers import demo, stack
 from treatyflow.workers.gateway import describe
 from treatyflow.workflows.lifecycle import OperatorAction, RequestState
@@ -129,6 +133,42 @@ async def _operate(
         return "; ".join(refusal.reasons)
 
 
+def send(settings: Settings, authority: str, file: Path) -> int:
+    """Publish as an agency would: the authority's own credentials, the hub exchange, the
+    broker's confirm. Never a back door into Temporal."""
+    try:
+        envelope = INBOUND.validate_json(file.read_bytes())
+    except OSError as err:
+        print(f"treatyflow: cannot read {file}: {err}", file=sys.stderr)
+        return 2
+    except ValidationError as err:
+        print(f"treatyflow: {file} is not a valid message: {'; '.join(describe(err))}",
+              file=sys.stderr)
+        return 2
+    try:
+        password = read_passwords(settings.secrets_dir)[authority]
+    except (FileNotFoundError, KeyError):
+        print(f"treatyflow: no broker credentials for {authority!r} in "
+              f"{settings.secrets_dir}", file=sys.stderr)
+        return 2
+
+    async def _send() -> str | None:
+        try:
+            async with AgencyClient(authority, settings.amqp_url(authority, password)) as client:
+                await client.publish(envelope)
+        except Exception as err:  # noqa: BLE001 - reported to the user
+            return f"{type(err).__name__}: {err}"
+        return None
+
+    failed = asyncio.run(_send())
+    if failed:
+        print(f"treatyflow: publish failed: {failed}", file=sys.stderr)
+        return 1
+    print(f"sent {envelope.kind} {envelope.message_id} for {envelope.request_id} as {authority}; "
+          f"the answer arrives in authority.{authority}.inbox")
+    return 0
+
+
 def show(state: RequestState, console: Console) -> None:
     console.print(
         f"[bold]{state.treaty_id} {state.request_id}[/]  {state.requesting} → {state.requested}"
@@ -178,6 +218,13 @@ def main(argv: list[str] | None = None) -> int:
             op.add_argument("--days", type=int, required=True, help="treaty days to add")
         if name == "resend":
             op.add_argument("--to", required=True, help="the authority id")
+    tl = sub.add_parser("timeline", help="one request's messages and decisions")
+    tl.add_argument("request_id")
+    tl.add_argument("--treaty", default="sco-2010")
+    tl.add_argument("--json", action="store_true")
+    sd = sub.add_parser("send", help="publish an envelope through RabbitMQ as an authority")
+    sd.add_argument("file", type=Path, help="a JSON envelope (see README, For agencies)")
+    sd.add_argument("--as", dest="authority", required=True, help="the authority id")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     console = Console()
@@ -204,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
                           "OVERDUE" if row["overdue"] else "")
         console.print(table)
         return 0
+    if args.command == "send":
+        return send(settings, args.authority, args.file)
     if args.command in OPERATOR_ACTIONS:
         try:
             action = OperatorAction(
@@ -225,6 +274,13 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(state, str):
         print(f"treatyflow: {state}", file=sys.stderr)
         return 2
+    if args.command == "timeline":
+        entries = [e.model_dump(mode="json") for e in state.timeline]
+        if args.json:
+            print(json.dumps(entries, indent=2, ensure_ascii=False))
+        else:
+            show(state, console)
+        return 0
     if args.json:
         print(json.dumps(state.model_dump(mode="json"), indent=2, ensure_ascii=False))
     else:

@@ -64,6 +64,13 @@ class Accepted(BaseModel):
     deadline: str | None
 
 
+class Timeline(BaseModel):
+    """A request's messages and decisions, oldest first."""
+
+    request_id: str
+    entries: list[lifecycle.TimelineEntry]
+
+
 class RequestOutcome(BaseModel):
     """How a request ended."""
 
@@ -188,6 +195,12 @@ class RequestForAssistance:
         if problems:
             raise ApplicationError("; ".join(problems), problems, type=NOT_ALLOWED,
                                    non_retryable=True)
+
+    @workflow.query
+    def timeline(self) -> Timeline:
+        """Every message applied and every deadline reached, with who and when."""
+        state = self._require_state()
+        return Timeline(request_id=state.request_id, entries=state.timeline)
 
     @workflow.query
     def status(self) -> RequestState:
