@@ -11,7 +11,7 @@ from temporalio.testing import WorkflowEnvironment
 from tests.conftest import Outbox
 from tests.factories import message, new_request_id, request_body
 from treatyflow.constants import workflow_id
-from treatyflow.hub import operate, submit
+from treatyflow.hub import operate, request_state, submit
 from treatyflow.workflows.lifecycle import OperatorAction
 from treatyflow.workflows.request import RequestForAssistance
 
@@ -33,9 +33,7 @@ async def _received(env: WorkflowEnvironment, tq: str) -> str:
 
 
 async def _state(env: WorkflowEnvironment, rid: str):  # type: ignore[no-untyped-def]
-    handle = env.client.get_workflow_handle_for(RequestForAssistance.run,
-                                                workflow_id("sco-2010", rid))
-    return await handle.query(RequestForAssistance.status)
+    return await request_state(env.client, "sco-2010", rid)
 
 
 async def test_extending_the_deadline_moves_overdue_and_is_in_the_timeline(

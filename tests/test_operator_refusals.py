@@ -9,18 +9,14 @@ from temporalio.client import Client
 
 from tests.factories import message, new_request_id
 from tests.test_operator_actions import KZ, RU, act
-from treatyflow.constants import workflow_id
-from treatyflow.hub import Refusal, operate, submit
+from treatyflow.hub import Refusal, operate, request_state, submit
 from treatyflow.workflows.lifecycle import OperatorAction
-from treatyflow.workflows.request import RequestForAssistance
 
 pytestmark = pytest.mark.stack
 
 
 async def _state(client: Client, rid: str):  # type: ignore[no-untyped-def]
-    handle = client.get_workflow_handle_for(RequestForAssistance.run,
-                                            workflow_id("sco-2010", rid))
-    return await handle.query(RequestForAssistance.status)
+    return await request_state(client, "sco-2010", rid)
 
 
 @pytest.mark.parametrize(

@@ -13,10 +13,10 @@ from temporalio.client import Client
 from tests.conftest import Mailbox
 from tests.factories import envelope, message, new_message_id, new_request_id, request_body
 from treatyflow import constants as c
+from treatyflow.hub import request_state
 from treatyflow.schemas.messages import ErrorMessage, NoticeMessage, OutboundMessage
 from treatyflow.settings import Settings
 from treatyflow.topology import read_passwords
-from treatyflow.workflows.request import RequestForAssistance
 
 pytestmark = pytest.mark.stack
 
@@ -62,9 +62,7 @@ async def dead_letter(
 
 
 async def status(client: Client, request_id: str):  # type: ignore[no-untyped-def]
-    handle = client.get_workflow_handle_for(RequestForAssistance.run,
-                                            c.workflow_id("sco-2010", request_id))
-    return await handle.query(RequestForAssistance.status)
+    return await request_state(client, "sco-2010", request_id)
 
 
 async def open_request(kz, kz_box: Mailbox, ru_box: Mailbox, **body: object) -> str:  # type: ignore[no-untyped-def]

@@ -9,7 +9,7 @@ from temporalio.testing import WorkflowEnvironment
 from tests.conftest import Outbox
 from tests.factories import message, new_request_id, request_body
 from treatyflow.constants import workflow_id
-from treatyflow.hub import submit
+from treatyflow.hub import request_state, submit
 from treatyflow.workflows.request import RequestForAssistance
 
 KZ, RU = "KZ-GPO", "RU-MIA"
@@ -23,9 +23,7 @@ async def _open(env: WorkflowEnvironment, tq: str, **body: object) -> str:
 
 
 async def _status(env: WorkflowEnvironment, rid: str):  # type: ignore[no-untyped-def]
-    handle = env.client.get_workflow_handle_for(RequestForAssistance.run,
-                                                workflow_id("sco-2010", rid))
-    return await handle.query(RequestForAssistance.status)
+    return await request_state(env.client, "sco-2010", rid)
 
 
 async def test_overdue_after_thirty_days_with_reminders(

@@ -24,7 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from treatyflow.constants import TASK_QUEUE, workflow_id
 from treatyflow.schemas.messages import InboundMessage, RequestMessage, Submission
 from treatyflow.schemas.treaty import load_profile
-from treatyflow.workflows.lifecycle import OperatorAction, check_new_request
+from treatyflow.workflows.lifecycle import OperatorAction, RequestState, check_new_request
 from treatyflow.workflows.request import Accepted, RequestForAssistance, RequestInput
 
 
@@ -138,8 +138,6 @@ def _refused_by_validator(err: WorkflowUpdateFailedError) -> Exception:
 async def _closed_status(client: Client, wf_id: str, asker: str | None) -> str | None:
     """The final status of a closed request workflow, or None if there is none; only a
     party to the request learns which final status it was."""
-    from treatyflow.workflows.lifecycle import RequestState
-
     try:
         handle = client.get_workflow_handle(wf_id)
         description = await handle.describe()
@@ -185,3 +183,10 @@ async def operate(
             raise Refusal("unknown_request", [
                 f"no open request {request_id} under {treaty_id} ({err.message})"]) from err
         raise
+
+
+async def request_state(client: Client, treaty_id: str, request_id: str) -> RequestState:
+    """The request as it stands, with its timeline (raises RPCError if there is none)."""
+    handle = client.get_workflow_handle_for(RequestForAssistance.run,
+                                            workflow_id(treaty_id, request_id))
+    return await handle.query(RequestForAssistance.status)

@@ -19,12 +19,12 @@ from pathlib import Path
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from temporalio.client import Client
 from temporalio.service import RPCError
 
 from treatyflow import constants as c
 from treatyflow.agency import AgencyClient
-from treatyflow.constants import workflow_id
-from treatyflow.hub import Refusal, operate
+from treatyflow.hub import Refusal, operate, request_state
 from treatyflow.process import finish
 from treatyflow.schemas.messages import INBOUND
 from treatyflow.settings import Settings
@@ -44,18 +44,24 @@ from treatyflow.workflows.request import (
 )
 
 
-async def _status(settings: Settings, treaty: str, request_id: str) -> RequestState | str:
-    """The request's state, or the error to print (no exception outlives the loop: the
-    Temporal runtime must not be finalised while one holds its objects)."""
+async def _connect(settings: Settings) -> Client | str:
+    """A client, or the error to print. Commands return errors as text: no exception may
+    outlive the loop, the Temporal runtime must not be finalised while one holds its
+    objects."""
     try:
-        client = await connect(settings)
+        return await connect(settings)
     except RuntimeError as err:
         return (f"cannot reach Temporal at {settings.temporal_address}: {err}; "
                 "is the stack up (make up)?")
-    handle = client.get_workflow_handle_for(RequestForAssistance.run,
-                                            workflow_id(treaty, request_id))
+
+
+async def _status(settings: Settings, treaty: str, request_id: str) -> RequestState | str:
+    """The request's state, or the error to print."""
+    client = await _connect(settings)
+    if isinstance(client, str):
+        return client
     try:
-        return await handle.query(RequestForAssistance.status)
+        return await request_state(client, treaty, request_id)
     except RPCError as err:
         return f"no request {request_id} under {treaty} ({err.message})"
 
@@ -93,10 +99,9 @@ def _code(value: str) -> str:
 
 
 async def _list(settings: Settings, query: str) -> list[dict[str, object]] | str:
-    try:
-        client = await connect(settings)
-    except RuntimeError as err:
-        return f"cannot reach Temporal at {settings.temporal_address}: {err}; is the stack up?"
+    client = await _connect(settings)
+    if isinstance(client, str):
+        return client
     rows: list[dict[str, object]] = []
     try:
         async for wf in client.list_workflows(query):
@@ -123,10 +128,9 @@ OPERATOR_ACTIONS = {"extend": "extend_deadline", "resend": "resend_last_notice",
 async def _operate(
     settings: Settings, treaty: str, request_id: str, action: OperatorAction
 ) -> Accepted | str:
-    try:
-        client = await connect(settings)
-    except RuntimeError as err:
-        return f"cannot reach Temporal at {settings.temporal_address}: {err}; is the stack up?"
+    client = await _connect(settings)
+    if isinstance(client, str):
+        return client
     try:
         return await operate(client, treaty, request_id, action)
     except Refusal as refusal:

@@ -22,7 +22,7 @@ from rich.table import Table
 from temporalio.client import Client
 
 from treatyflow import logs
-from treatyflow.constants import workflow_id
+from treatyflow.hub import request_state
 from treatyflow.process import finish
 from treatyflow.settings import Settings
 from treatyflow.temporal import connect
@@ -35,7 +35,6 @@ from treatyflow.workers.simulator import (
     scenario_authorities,
 )
 from treatyflow.workflows.lifecycle import RequestState
-from treatyflow.workflows.request import RequestForAssistance
 
 # What each side must have received when a request ends in a given way.
 EVIDENCE = {
@@ -48,10 +47,8 @@ EVIDENCE = {
 
 
 async def _state(client: Client, run: Run) -> RequestState | None:
-    handle = client.get_workflow_handle_for(RequestForAssistance.run,
-                                            workflow_id(TREATY, run.request_id))
     try:
-        return await handle.query(RequestForAssistance.status)
+        return await request_state(client, TREATY, run.request_id)
     except Exception:  # noqa: BLE001 - not started yet, or refused at the gateway
         return None
 
