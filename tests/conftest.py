@@ -113,6 +113,9 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
         temporal_ui_port=stack.free_port(),
         amqp_port=stack.free_port(),
         amqp_dist_port=stack.free_port(),
+        gateway_metrics_port=stack.free_port(),
+        worker_metrics_port=stack.free_port(),
+        sdk_metrics_port=stack.free_port(),
         seconds_per_day=1.0,
     )
     try:

@@ -37,15 +37,11 @@ def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_shows_a_request_and_its_timeline(stack_settings: Settings) -> None:
-    listed = subprocess.run(
-        [sys.executable, "-c",
-         "import asyncio\nfrom treatyflow.settings import Settings\n"
-         "from treatyflow.temporal import connect\n"
-         "async def m():\n c=await connect(Settings.from_env())\n"
-         " async for w in c.list_workflows(\"WorkflowId STARTS_WITH 'sco-2010.DEMO-'\"):\n"
-         "  print(w.id.split('.',1)[1]); return\nasyncio.run(m())"],
-        env={**stack_settings.to_env()}, capture_output=True, text=True, timeout=60, check=True)
-    request_id = listed.stdout.strip()
+    listed = _cli(stack_settings, "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    demo_ids = [r["workflow_id"].split(".", 1)[1] for r in json.loads(listed.stdout)
+                if r["workflow_id"].startswith("sco-2010.DEMO-")]
+    request_id = demo_ids[0] if demo_ids else ""
     assert request_id, "the demo test leaves requests behind to look at"
     shown = _cli(stack_settings, "status", request_id, "--json")
     assert shown.returncode == 0, shown.stderr

@@ -1,4 +1,9 @@
-"""structlog set-up: JSON off a terminal, readable on one. Call once per process."""
+"""structlog set-up: JSON off a terminal, readable on one. Call once per process.
+
+Every line about a request carries ``request_id``, ``workflow_id`` and, where a message
+is concerned, ``message_id``, whichever process wrote it (gateway, worker, simulated
+authorities), so one grep follows a request across them.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,30 @@ import logging
 import sys
 
 import structlog
+from structlog.types import EventDict, WrappedLogger
+from temporalio import activity, workflow
+
+from treatyflow.constants import WORKFLOW_ID_SEPARATOR
+
+
+def correlate(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    """Lift Temporal's workflow/activity details into flat fields and derive the ids a
+    reader greps for: the workflow id, the request id in it, the update id (= the id of
+    the message an update applies)."""
+    for key in ("temporal_workflow", "temporal_activity"):
+        details = event.pop(key, None)
+        if not isinstance(details, dict):
+            continue
+        event.setdefault("workflow_id", details.get("workflow_id"))
+        if details.get("update_name") == "submit" and details.get("update_id"):
+            event.setdefault("message_id", details["update_id"])
+        for name in ("activity_type", "attempt", "update_name"):
+            if details.get(name) is not None:
+                event.setdefault(name, details[name])
+    wf_id = event.get("workflow_id")
+    if "request_id" not in event and isinstance(wf_id, str) and WORKFLOW_ID_SEPARATOR in wf_id:
+        event["request_id"] = wf_id.split(WORKFLOW_ID_SEPARATOR, 1)[1]
+    return event
 
 
 def configure(level: str = "info", *, stream: object = None) -> None:
@@ -21,8 +50,11 @@ def configure(level: str = "info", *, stream: object = None) -> None:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    # Temporal's loggers put their details in ``extra``, not in the message text.
+    workflow.logger.workflow_info_on_message = False
+    activity.logger.activity_info_on_message = False
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[*shared, correlate, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
@@ -30,14 +62,14 @@ def configure(level: str = "info", *, stream: object = None) -> None:
     handler = logging.StreamHandler(out)  # type: ignore[arg-type]
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared,
+            foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), correlate],
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiormq", "aio_pika", "temporalio.activity"):
+    for noisy in ("aiormq", "aio_pika"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 

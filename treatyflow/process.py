@@ -26,7 +26,8 @@ def finish(code: int) -> NoReturn:
 
 
 def serve(run: Callable[[Settings, asyncio.Event], Awaitable[None]]) -> None:
-    """Run a long-lived process until SIGTERM or SIGINT: settings loaded once, logging set."""
+    """Run a long-lived process until SIGTERM or SIGINT: settings loaded once, logging set;
+    exits through ``finish``."""
     settings = Settings.from_env()
     logs.configure(settings.log_level)
 
@@ -38,3 +39,4 @@ def serve(run: Callable[[Settings, asyncio.Event], Awaitable[None]]) -> None:
         await run(settings, stop)
 
     asyncio.run(_main())
+    finish(0)

@@ -28,6 +28,12 @@ class Settings:
     # the demo runs faster. Passed into each workflow's input, never read there.
     seconds_per_day: float = SECONDS_PER_DAY
     log_level: str = "info"
+    # Prometheus endpoints (GET /metrics): the gateway's, the worker's, and the Temporal
+    # SDK's own in the worker process (task latencies, workflow metrics). 0 turns one off.
+    metrics_host: str = "127.0.0.1"
+    gateway_metrics_port: int = 9464
+    worker_metrics_port: int = 9465
+    sdk_metrics_port: int = 9466
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -43,6 +49,12 @@ class Settings:
             temporal_host=env.get("TREATYFLOW_TEMPORAL_HOST", base.temporal_host),
             seconds_per_day=float(env.get("TREATYFLOW_SECONDS_PER_DAY", base.seconds_per_day)),
             log_level=env.get("TREATYFLOW_LOG_LEVEL", base.log_level),
+            metrics_host=env.get("TREATYFLOW_METRICS_HOST", base.metrics_host),
+            gateway_metrics_port=int(
+                env.get("TREATYFLOW_GATEWAY_METRICS_PORT", base.gateway_metrics_port)),
+            worker_metrics_port=int(
+                env.get("TREATYFLOW_WORKER_METRICS_PORT", base.worker_metrics_port)),
+            sdk_metrics_port=int(env.get("TREATYFLOW_SDK_METRICS_PORT", base.sdk_metrics_port)),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -57,6 +69,10 @@ class Settings:
             "TREATYFLOW_TEMPORAL_HOST": self.temporal_host,
             "TREATYFLOW_SECONDS_PER_DAY": repr(self.seconds_per_day),
             "TREATYFLOW_LOG_LEVEL": self.log_level,
+            "TREATYFLOW_METRICS_HOST": self.metrics_host,
+            "TREATYFLOW_GATEWAY_METRICS_PORT": str(self.gateway_metrics_port),
+            "TREATYFLOW_WORKER_METRICS_PORT": str(self.worker_metrics_port),
+            "TREATYFLOW_SDK_METRICS_PORT": str(self.sdk_metrics_port),
         }
 
     def with_(self, **changes: object) -> Settings:

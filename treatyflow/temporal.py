@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 
 from treatyflow.constants import NAMESPACE
 from treatyflow.settings import Settings
 
 
-async def connect(settings: Settings) -> Client:
-    """A client for the configured Temporal server."""
+async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
+    """A client for the configured Temporal server (``runtime``: e.g. one exporting the
+    SDK's metrics; the process default otherwise)."""
     return await Client.connect(
-        settings.temporal_address, namespace=NAMESPACE, data_converter=pydantic_data_converter
+        settings.temporal_address, namespace=NAMESPACE, data_converter=pydantic_data_converter,
+        runtime=runtime,
     )
 
 

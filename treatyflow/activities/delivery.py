@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from treatyflow import metrics
 from treatyflow.agency.client import to_amqp
 from treatyflow.constants import EXCHANGE_DELIVER, HUB_USER
 from treatyflow.schemas.messages import NoticeMessage
@@ -46,12 +47,15 @@ class Delivery:
                 to_amqp(message, user_id=HUB_USER), routing_key=message.recipient, mandatory=True
             )
         except PublishError as exc:
+            metrics.NOTICES_UNROUTABLE.labels(event=message.body.event).inc()
             raise ApplicationError(
                 f"no inbox for {message.recipient}: {exc}", type=UNROUTABLE, non_retryable=True
             ) from exc
+        metrics.MESSAGES_SENT.labels(kind="notice", event=message.body.event).inc()
         activity.logger.info(
             "notice delivered",
-            extra={"message_id": message.message_id, "request_id": message.request_id},
+            extra={"message_id": message.message_id, "request_id": message.request_id,
+                   "notice": message.body.event, "recipient": message.recipient},
         )
         return Delivered(
             message_id=message.message_id,

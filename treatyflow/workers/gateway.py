@@ -17,22 +17,32 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import aio_pika
+import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from pydantic import ValidationError
 from temporalio.client import Client
 
 from treatyflow import constants as c
-from treatyflow import logs, process
+from treatyflow import logs, metrics, process
 from treatyflow.agency.client import to_amqp
 from treatyflow.hub import Refusal, is_transient, submit
-from treatyflow.schemas.messages import ErrorBody, ErrorMessage, InboundMessage, parse_inbound
+from treatyflow.schemas.messages import (
+    REQUESTED_KINDS,
+    REQUESTER_KINDS,
+    ErrorBody,
+    ErrorMessage,
+    InboundMessage,
+    parse_inbound,
+)
 from treatyflow.schemas.treaty import all_authorities
 from treatyflow.settings import Settings
 from treatyflow.temporal import connect
 from treatyflow.topology import read_passwords
+from treatyflow.workflows.request import Accepted
 
 _ERROR_IDS = uuid.UUID("0b8f6a52-3d0e-4f43-8f7c-9f3a7e0c2d11")
 MAX_REASONS = 20
+KINDS = REQUESTER_KINDS | REQUESTED_KINDS
 
 
 def describe(error: ValidationError) -> list[str]:
@@ -42,6 +52,11 @@ def describe(error: ValidationError) -> list[str]:
         where = ".".join(str(p) for p in item["loc"]) or "message"
         out.append(f"{where}: {item['msg']}")
     return out
+
+
+def _label(kind: str | None) -> str:
+    """A metric label from the AMQP ``type`` property: a known kind, else 'other'."""
+    return kind if kind in KINDS else "other"
 
 
 class KeyedLock:
@@ -94,32 +109,41 @@ class Gateway:
         Deliveries run concurrently, but those of one request go to Temporal in the order
         the broker delivered them (a receipt before the report that follows it)."""
         log = self._log.bind(message_id=incoming.message_id, user_id=incoming.user_id)
+        metrics.MESSAGES_RECEIVED.labels(kind=_label(incoming.type)).inc()
         message: InboundMessage | None = None
         refusal: Refusal | None = None
         try:
             message = self.parse(incoming)
             wf_id = c.workflow_id(message.treaty_id, message.request_id)
-            log = log.bind(request_id=message.request_id, kind=message.kind, workflow_id=wf_id)
-            async with self._order.hold(wf_id):
-                accepted = await self._submit(message)
+            log = log.bind(request_id=message.request_id, kind=message.kind, workflow_id=wf_id,
+                           message_id=message.message_id)
+            with metrics.SUBMIT_SECONDS.time():
+                async with self._order.hold(wf_id):
+                    accepted = await self._submit(message, log)
             if accepted is None:  # stopping while Temporal was unreachable
+                metrics.MESSAGES_REQUEUED.inc()
                 await incoming.nack(requeue=True)
                 return
+            metrics.MESSAGES_ACCEPTED.labels(kind=message.kind, treaty=message.treaty_id).inc()
             log.info("message accepted", status=accepted.status.value)
         except Refusal as refused:
             refusal = refused
         except Exception:
             log.exception("gateway failed on message; requeued (dead-lettered at the limit)")
+            metrics.MESSAGES_REQUEUED.inc()
             await incoming.nack(requeue=True)
             return
         if refusal is not None:
+            metrics.MESSAGES_REJECTED.labels(problem=refusal.problem).inc()
             log.warning("message refused", problem=refusal.problem, reasons=refusal.reasons)
             try:
                 await self._dead_letter(incoming, refusal)
             except Exception:
                 log.exception("could not dead-letter a refused message; requeued")
+                metrics.MESSAGES_REQUEUED.inc()
                 await incoming.nack(requeue=True)
                 return
+            metrics.MESSAGES_DEAD_LETTERED.labels(problem=refusal.problem).inc()
             try:
                 await self._reply_error(incoming, refusal, message)
             except Exception:  # the dead-letter queue keeps it with its reason
@@ -146,7 +170,8 @@ class Gateway:
                                               f"connected authority {incoming.user_id}"])
         return message
 
-    async def _submit(self, message: InboundMessage):  # type: ignore[no-untyped-def]
+    async def _submit(self, message: InboundMessage, log: structlog.stdlib.BoundLogger
+                      ) -> Accepted | None:
         delay = 0.5
         while True:
             try:
@@ -157,8 +182,7 @@ class Gateway:
                     raise
                 if self.stopping.is_set():
                     return None
-                self._log.warning("Temporal unavailable; retrying", error=str(err),
-                                  message_id=message.message_id)
+                log.warning("Temporal unavailable; retrying", error=str(err))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
 
@@ -206,24 +230,27 @@ class Gateway:
         exchange = await self._channel.get_exchange(c.EXCHANGE_DELIVER, ensure=False)
         await exchange.publish(to_amqp(error, user_id=c.HUB_USER), routing_key=recipient,
                                mandatory=True)
+        metrics.MESSAGES_SENT.labels(kind="error", event=refusal.problem).inc()
 
 
 async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_QUEUE) -> None:
     log = logs.get("treatyflow.gateway")
     client = await connect(settings)
+    metrics.serve(settings.metrics_host, settings.gateway_metrics_port)
     password = read_passwords(settings.secrets_dir)[c.HUB_USER]
     connection = await aio_pika.connect_robust(
         settings.amqp_url(c.HUB_USER, password),
         client_properties={"connection_name": "treatyflow-gateway"},
     )
-    async with connection:
+    async with connection, metrics.watching(client):
         publish = await connection.channel(publisher_confirms=True, on_return_raises=True)
         consume = await connection.channel()
         await consume.set_qos(prefetch_count=32)
         gateway = Gateway(client, publish, time_scale=settings.time_scale, task_queue=task_queue)
         queue = await consume.get_queue(c.QUEUE_INBOUND, ensure=False)
         tag = await queue.consume(gateway.handle)
-        log.info("gateway ready", queue=c.QUEUE_INBOUND, time_scale=settings.time_scale)
+        log.info("gateway ready", queue=c.QUEUE_INBOUND, time_scale=settings.time_scale,
+                 metrics=f"{settings.metrics_host}:{settings.gateway_metrics_port}")
         (settings.state_dir / "run").mkdir(parents=True, exist_ok=True)
         (settings.state_dir / "run" / "gateway.ready").write_text(repr(settings.seconds_per_day))
         await stop.wait()

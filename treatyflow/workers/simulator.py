@@ -18,6 +18,7 @@ from typing import Any
 
 from treatyflow import logs, process
 from treatyflow.agency import AgencyClient
+from treatyflow.constants import workflow_id
 from treatyflow.schemas.messages import INBOUND, ErrorMessage, NoticeMessage, OutboundMessage
 from treatyflow.settings import Settings
 from treatyflow.topology import read_passwords
@@ -279,6 +280,12 @@ class Simulation:
                     self._log.error("unparseable message in inbox", authority=authority)
                     continue
                 self.inbox[authority].append(message)
+                self._log.info(
+                    "received", authority=authority, kind=message.kind,
+                    notice=(message.body.event if isinstance(message, NoticeMessage)
+                            else message.body.problem),
+                    request_id=message.request_id, message_id=message.message_id,
+                    workflow_id=workflow_id(message.treaty_id, message.request_id))
                 run = self.runs.get(message.request_id) or self._adopt(authority, message)
                 if run is None:
                     continue
@@ -332,7 +339,7 @@ class Simulation:
         })
         await self._clients[sender].publish(envelope)
         self._log.info("sent", authority=sender, kind=kind, request_id=request_id,
-                       message_id=message_id)
+                       message_id=message_id, workflow_id=workflow_id(TREATY, request_id))
         return message_id
 
     async def _answer(self, run: Run, notice: NoticeMessage) -> None:

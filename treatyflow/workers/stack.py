@@ -284,10 +284,22 @@ async def _await_temporal(settings: Settings, paths: Paths, timeout: float = 60)
 # --- our processes ----------------------------------------------------------------
 
 
+def metrics_ports(settings: Settings, name: str) -> list[tuple[int, str, str]]:
+    """The Prometheus ports one of our processes binds: (port, what, variable)."""
+    if name == "gateway":
+        return [(settings.gateway_metrics_port, "gateway metrics",
+                 "TREATYFLOW_GATEWAY_METRICS_PORT")]
+    return [(settings.worker_metrics_port, "worker metrics", "TREATYFLOW_WORKER_METRICS_PORT"),
+            (settings.sdk_metrics_port, "Temporal SDK metrics", "TREATYFLOW_SDK_METRICS_PORT")]
+
+
 def start_process(settings: Settings, paths: Paths, name: str, timeout: float = 60) -> None:
     if _alive(paths.pid(name)):
         _say(f"{name} already running")
         return
+    for port, what, variable in metrics_ports(settings, name):
+        if port:
+            _check_port(port, what, variable)
     paths.ready(name).unlink(missing_ok=True)
     _spawn(name, [sys.executable, "-m", f"treatyflow.workers.{name}"], paths, settings.to_env())
     deadline = time.monotonic() + timeout
@@ -326,7 +338,12 @@ def up(settings: Settings) -> None:
     for name in PROCESSES:
         start_process(settings, paths, name)
     ensure_clock(settings)
+    scrape = ", ".join(f"http://{settings.metrics_host}:{port}/metrics"
+                       for name in PROCESSES for port, _, _ in metrics_ports(settings, name)
+                       if port)
     _say(f"up. Temporal UI: {settings.temporal_ui_url}  state: {settings.state_dir}")
+    if scrape:
+        _say(f"metrics: {scrape}")
 
 
 def is_up(settings: Settings) -> bool:

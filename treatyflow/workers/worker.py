@@ -7,7 +7,7 @@ import asyncio
 import aio_pika
 from temporalio.worker import Worker
 
-from treatyflow import logs, process
+from treatyflow import logs, metrics, process
 from treatyflow.activities.delivery import Delivery
 from treatyflow.constants import HUB_USER, TASK_QUEUE
 from treatyflow.settings import Settings
@@ -18,7 +18,9 @@ from treatyflow.workflows.request import RequestForAssistance
 
 async def run(settings: Settings, stop: asyncio.Event, task_queue: str = TASK_QUEUE) -> None:
     log = logs.get("treatyflow.worker")
-    client = await connect(settings)
+    client = await connect(settings, runtime=metrics.sdk_runtime(settings.metrics_host,
+                                                                 settings.sdk_metrics_port))
+    metrics.serve(settings.metrics_host, settings.worker_metrics_port)
     password = read_passwords(settings.secrets_dir)[HUB_USER]
     connection = await aio_pika.connect_robust(
         settings.amqp_url(HUB_USER, password),
@@ -33,7 +35,9 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = TASK_QU
             workflows=[RequestForAssistance],
             activities=[delivery.deliver],
         ):
-            log.info("worker ready", task_queue=task_queue)
+            log.info("worker ready", task_queue=task_queue,
+                     metrics=f"{settings.metrics_host}:{settings.worker_metrics_port}",
+                     sdk_metrics=f"{settings.metrics_host}:{settings.sdk_metrics_port}")
             (settings.state_dir / "run").mkdir(parents=True, exist_ok=True)
             (settings.state_dir / "run" / "worker.ready").touch()
             await stop.wait()

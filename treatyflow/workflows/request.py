@@ -18,6 +18,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from treatyflow import constants as c
     from treatyflow.activities.delivery import UNROUTABLE, Deliver, Delivery
+    from treatyflow.metrics import RECEIPT_TO_FINAL
     from treatyflow.schemas.messages import NoticeMessage, RequestMessage, Submission
     from treatyflow.schemas.treaty import TreatyProfile
     from treatyflow.workflows import lifecycle
@@ -178,8 +179,9 @@ class RequestForAssistance:
         self._step(lifecycle.apply_operator(self._require_state(), self._profile, action, now))
         if action.action == "resend_last_notice" and action.party:
             self._outbox.append(self._last_sent[action.party])
-        workflow.logger.info("operator action", extra={"action": action.action,
-                                                        "operator": action.operator})
+        workflow.logger.info("operator action", extra={
+            "action": action.action, "operator": action.operator,
+            "request_id": self._require_state().request_id})
         return self._accepted(f"operator:{action.action}")
 
     @operate.validator
@@ -226,12 +228,28 @@ class RequestForAssistance:
     def _step(self, transition: Transition) -> None:
         if transition.state == self._state and not transition.notices:
             return
+        was_final = self._state is not None and self._state.final
         self._state = transition.state
+        if self._state.final and not was_final:
+            self._record_outcome(self._state)
         self._version += 1
         now = workflow.now()
         self._outbox += [lifecycle.envelope_for(self._state, n, now) for n in transition.notices]
         self._publish_search_attributes()
         workflow.set_current_details(lifecycle.describe(self._state, now))
+
+    def _record_outcome(self, state: RequestState) -> None:
+        """Time from receipt to the final state, in treaty days, by treaty and requested
+        state (the SDK's metric meter records nothing during replay)."""
+        if state.received_at is None:
+            return
+        requested = self._profile.authority(state.requested)
+        days = (workflow.now() - state.received_at).total_seconds() / (86_400 * self._scale)
+        workflow.metric_meter().create_histogram_float(
+            RECEIPT_TO_FINAL, "From receipt (art. 6.1) to the final state.", "d",
+        ).record(days, {"treaty": state.treaty_id,
+                        "requested_state": requested.state if requested else "unknown",
+                        "status": state.status.value})
 
     def _publish_search_attributes(self) -> None:
         s = self._require_state()
@@ -281,7 +299,7 @@ class RequestForAssistance:
                 workflow.logger.error(
                     "notice undeliverable",
                     extra={"message_id": message.message_id, "recipient": message.recipient,
-                           "error": str(err.cause)},
+                           "request_id": message.request_id, "error": str(err.cause)},
                 )
             else:
                 self._last_sent[message.recipient] = message

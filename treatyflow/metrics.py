@@ -1,0 +1,106 @@
+"""What the hub's processes expose to Prometheus (``GET /metrics``).
+
+The gateway and the worker each serve their own prometheus-client registry; the worker
+also runs the Temporal SDK's endpoint (task latencies, polls, and the workflow metric
+below, recorded through the replay-safe ``workflow.metric_meter()``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+from treatyflow import constants as c
+from treatyflow import logs
+from treatyflow.workflows.lifecycle import FINAL, Status
+
+# --- gateway ------------------------------------------------------------------------
+MESSAGES_RECEIVED = Counter(
+    "treatyflow_messages_received", "Messages taken off hub.inbound, by declared kind.",
+    ["kind"])
+MESSAGES_ACCEPTED = Counter(
+    "treatyflow_messages_accepted", "Messages applied to their request, by kind and treaty.",
+    ["kind", "treaty"])
+MESSAGES_REJECTED = Counter(
+    "treatyflow_messages_rejected", "Messages refused, by problem code.", ["problem"])
+MESSAGES_DEAD_LETTERED = Counter(
+    "treatyflow_messages_dead_lettered",
+    "Refused messages copied to hub.dead-letter with their reason, by problem code.",
+    ["problem"])
+MESSAGES_REQUEUED = Counter(
+    "treatyflow_messages_requeued",
+    "Deliveries handed back to the broker after a failure of the gateway itself.")
+SUBMIT_SECONDS = Histogram(
+    "treatyflow_gateway_submit_seconds",
+    "From taking a message off the queue to Temporal's answer.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+OPEN_REQUESTS = Gauge(
+    "treatyflow_open_requests", "Open requests by state (from Temporal visibility).", ["state"])
+OVERDUE_REQUESTS = Gauge(
+    "treatyflow_overdue_requests", "Open requests past their deadline (art. 6.1).")
+
+# --- both: what the hub publishes into authorities' inboxes ---------------------------
+MESSAGES_SENT = Counter(
+    "treatyflow_messages_sent",
+    "Messages confirmed into an authority's inbox: notices by event, errors by problem.",
+    ["kind", "event"])
+NOTICES_UNROUTABLE = Counter(
+    "treatyflow_notices_unroutable", "Notices with no inbox to go to, by event.", ["event"])
+
+# --- workflows (Temporal SDK endpoint) -------------------------------------------------
+RECEIPT_TO_FINAL = "treatyflow_request_receipt_to_final_days"
+RECEIPT_TO_FINAL_BUCKETS = (1, 2, 5, 10, 15, 20, 25, 30, 45, 60, 90, 180, 365)
+
+
+def serve(host: str, port: int) -> None:
+    """Serve this process's registry on ``host:port`` (0: not at all)."""
+    if port:
+        start_http_server(port, addr=host)
+
+
+def sdk_runtime(host: str, port: int) -> Runtime | None:
+    """A Temporal runtime exporting the SDK's metrics on ``host:port`` (0: none)."""
+    if not port:
+        return None
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(
+        bind_address=f"{host}:{port}",
+        counters_total_suffix=True,
+        durations_as_seconds=True,
+        histogram_bucket_overrides={RECEIPT_TO_FINAL: RECEIPT_TO_FINAL_BUCKETS},
+    )))
+
+
+OPEN_STATES = [s for s in Status if s not in FINAL]
+
+
+async def watch_requests(client: Client, interval: float = 5.0) -> None:
+    """Keep the open-request gauges current from Temporal visibility (codes only)."""
+    log = logs.get("treatyflow.metrics")
+    base = "WorkflowType = 'RequestForAssistance' AND ExecutionStatus = 'Running'"
+    while True:
+        try:
+            for state in OPEN_STATES:
+                counted = await client.count_workflows(f"{base} AND {c.SA_STATUS} = '{state}'")
+                OPEN_REQUESTS.labels(state=state.value).set(counted.count)
+            counted = await client.count_workflows(f"{base} AND {c.SA_OVERDUE} = true")
+            OVERDUE_REQUESTS.set(counted.count)
+        except Exception as err:  # noqa: BLE001 - Temporal away: keep the last figures
+            log.warning("could not count open requests", error=str(err))
+        await asyncio.sleep(interval)
+
+
+@contextlib.asynccontextmanager
+async def watching(client: Client, interval: float = 5.0) -> AsyncIterator[None]:
+    """Run ``watch_requests`` for the duration of the block."""
+    task = asyncio.create_task(watch_requests(client, interval))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
