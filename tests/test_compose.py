@@ -288,3 +288,17 @@ def test_rabbitmq_loads_the_mounted_definitions(services: dict[str, dict[str, An
     # The generated file carries password hashes: it must stay out of git.
     ignored = (ROOT / "deploy" / "rabbitmq" / ".gitignore").read_text().split()
     assert "definitions.json" in ignored
+
+
+def test_metrics_endpoints_are_reachable_from_outside_their_containers(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """Prometheus must reach each endpoint: bound beyond loopback, the port published."""
+    from treatyflow.workers.stack import metrics_ports
+
+    for name in ("worker", "gateway"):
+        settings = Settings.from_env(
+            {k: interpolate(v) for k, v in environment(services[name]).items()})
+        assert settings.metrics_host == "0.0.0.0", f"{name} binds its metrics to loopback"
+        wanted = {port for port, _, _ in metrics_ports(settings, name)}
+        assert wanted <= container_ports(services[name]), f"{name} does not publish {wanted}"

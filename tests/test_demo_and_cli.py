@@ -37,7 +37,7 @@ def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_shows_a_request_and_its_timeline(stack_settings: Settings) -> None:
-    listed = _cli(stack_settings, "list", "--json")
+    listed = _cli(stack_settings, "list", "--json", "--limit", "0")
     assert listed.returncode == 0, listed.stderr
     demo_ids = [r["workflow_id"].split(".", 1)[1] for r in json.loads(listed.stdout)
                 if r["workflow_id"].startswith("sco-2010.DEMO-")]
@@ -80,6 +80,17 @@ def test_cli_lists_requests_by_search_attribute(stack_settings: Settings) -> Non
     assert mine and all("KG-GPO" in (r["requesting"], r["requested"]) for r in mine)
     table = _cli(stack_settings, "list", "--overdue")
     assert "OVERDUE" in table.stdout and f"{len(rows)} request(s)" in table.stdout
+
+
+def test_cli_list_shows_a_page_and_says_what_it_left_out(stack_settings: Settings) -> None:
+    everything = _cli(stack_settings, "list", "--json", "--limit", "0")
+    assert everything.returncode == 0 and "showing" not in everything.stderr
+    total = len(json.loads(everything.stdout))
+    assert total >= 2, "the demo test leaves requests behind"
+    page = _cli(stack_settings, "list", "--json", "--limit", "1")
+    assert page.returncode == 0
+    assert len(json.loads(page.stdout)) == 1
+    assert f"showing 1 of {total} matching requests" in page.stderr
 
 
 def test_cli_refuses_a_filter_that_is_not_a_code(stack_settings: Settings) -> None:

@@ -985,4 +985,6 @@ def test_current_details_say_whose_move_and_days_left() -> None:
     state = lifecycle.apply(state, profile, receipt, t0).state
     text = lifecycle.describe(state, t0 + timedelta(days=20))
     assert "**received**" in text and "10.0 treaty days left" in text
+    late = lifecycle.describe(state, t0 + timedelta(days=32))
+    assert "passed 2.0 treaty days ago" in late and "left" not in late
     assert "last: receipt by RU-MIA" in text

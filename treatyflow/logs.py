@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import structlog
 from structlog.types import EventDict, WrappedLogger
@@ -37,13 +38,12 @@ def correlate(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     return event
 
 
-def configure(level: str = "info", *, stream: object = None) -> None:
-    """Route stdlib and structlog output through one renderer."""
+def configure(level: str = "info", *, stream: object = None, file: Path | None = None,
+              file_level: str = "info") -> None:
+    """Route stdlib and structlog output through one renderer: to ``stream`` (stderr) at
+    ``level``, and, with ``file``, also as JSON lines to that file at ``file_level``."""
     out = stream or sys.stderr
     tty = hasattr(out, "isatty") and out.isatty()  # type: ignore[union-attr]
-    renderer: structlog.types.Processor = (
-        structlog.dev.ConsoleRenderer() if tty else structlog.processors.JSONRenderer()
-    )
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -59,16 +59,27 @@ def configure(level: str = "info", *, stream: object = None) -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(out)  # type: ignore[arg-type]
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
+
+    def formatter(renderer: structlog.types.Processor) -> logging.Formatter:
+        return structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), correlate],
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
-    )
+
+    handler = logging.StreamHandler(out)  # type: ignore[arg-type]
+    handler.setFormatter(formatter(
+        structlog.dev.ConsoleRenderer() if tty else structlog.processors.JSONRenderer()))
+    handler.setLevel(level.upper())
+    handlers: list[logging.Handler] = [handler]
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        to_file = logging.FileHandler(file, encoding="utf-8")
+        to_file.setFormatter(formatter(structlog.processors.JSONRenderer()))
+        to_file.setLevel(file_level.upper())
+        handlers.append(to_file)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.handlers[:] = handlers
+    root.setLevel(min(h.level for h in handlers))
     for noisy in ("aiormq", "aio_pika"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 

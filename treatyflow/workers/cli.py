@@ -18,8 +18,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecution
 from temporalio.service import RPCError
 
 from treatyflow import constants as c
@@ -98,28 +99,50 @@ def _code(value: str) -> str:
     return value
 
 
-async def _list(settings: Settings, query: str) -> list[dict[str, object]] | str:
+Rows = list[dict[str, object]]
+
+
+async def _list(settings: Settings, query: str, limit: int, progress: Console
+                ) -> tuple[Rows, int] | str:
+    """The first ``limit`` matching requests (0: all) and how many match in all; a
+    progress bar on ``progress`` while pages arrive, when it is a terminal."""
     client = await _connect(settings)
     if isinstance(client, str):
         return client
-    rows: list[dict[str, object]] = []
+    rows: Rows = []
     try:
-        async for wf in client.list_workflows(query):
-            sa = wf.typed_search_attributes
-            deadline = sa.get(SA_DEADLINE)
-            rows.append({
-                "workflow_id": wf.id,
-                "status": sa.get(SA_STATUS),
-                "requesting": sa.get(SA_REQUESTING),
-                "requested": sa.get(SA_REQUESTED),
-                "deadline": deadline.isoformat(timespec="seconds") if deadline else None,
-                "overdue": bool(sa.get(SA_OVERDUE)),
-                "open": wf.status is not None and wf.status.name == "RUNNING",
-            })
+        total = (await client.count_workflows(query)).count
+        wanted = min(total, limit) if limit else total
+        bar = Progress(TextColumn("listing"), BarColumn(), MofNCompleteColumn(),
+                       console=progress, transient=True, disable=not progress.is_terminal)
+        with bar:
+            task = bar.add_task("listing", total=wanted)
+            async for wf in client.list_workflows(query, limit=wanted or None,
+                                                  page_size=PAGE_SIZE):
+                bar.advance(task)
+                rows.append(_row(wf))
     except RPCError as err:
         return f"query refused: {err.message}"
-    return rows
+    return rows, total
 
+
+def _row(wf: WorkflowExecution) -> dict[str, object]:
+    """One listed request: search attributes only (codes, never facts of a case)."""
+    sa = wf.typed_search_attributes
+    deadline = sa.get(SA_DEADLINE)
+    return {
+        "workflow_id": wf.id,
+        "status": sa.get(SA_STATUS),
+        "requesting": sa.get(SA_REQUESTING),
+        "requested": sa.get(SA_REQUESTED),
+        "deadline": deadline.isoformat(timespec="seconds") if deadline else None,
+        "overdue": bool(sa.get(SA_OVERDUE)),
+        "open": wf.status is not None and wf.status.name == "RUNNING",
+    }
+
+
+DEFAULT_LIMIT = 200
+PAGE_SIZE = 200
 
 OPERATOR_ACTIONS = {"extend": "extend_deadline", "resend": "resend_last_notice",
                     "withdraw": "withdraw", "close": "close"}
@@ -208,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     ls.add_argument("--due-within", type=float, metavar="DAYS",
                     help="open requests whose deadline falls within DAYS treaty days")
     ls.add_argument("--open", action="store_true", help="open requests only")
+    ls.add_argument("--limit", type=int, default=DEFAULT_LIMIT, metavar="N",
+                    help=f"show at most N requests, newest first (default {DEFAULT_LIMIT}; "
+                    "0: all)")
     ls.add_argument("--json", action="store_true")
     for name, what in (("extend", "extend the execution deadline"),
                        ("resend", "resend the last notice to a party"),
@@ -240,19 +266,28 @@ def main(argv: list[str] | None = None) -> int:
         query = list_query(state=args.state, treaty=args.treaty, authority=args.authority,
                            overdue=args.overdue, due_within_days=args.due_within,
                            open_only=args.open, seconds_per_day=settings.seconds_per_day)
-        rows = asyncio.run(_list(settings, query))
-        if isinstance(rows, str):
-            print(f"treatyflow: {rows}", file=sys.stderr)
+        listed = asyncio.run(_list(settings, query, args.limit, Console(stderr=True)))
+        if isinstance(listed, str):
+            print(f"treatyflow: {listed}", file=sys.stderr)
             return 2
+        rows, total = listed
+        if len(rows) < total:
+            print(f"treatyflow: showing {len(rows)} of {total} matching requests; "
+                  "--limit N shows more, --limit 0 all", file=sys.stderr)
         if args.json:
             print(json.dumps(rows, indent=2))
             return 0
-        table = Table("workflow id", "status", "requesting", "requested", "deadline",
-                      "overdue", title=f"{len(rows)} request(s)")
+        table = Table(title=f"{len(rows)} of {total} request(s)")
+        table.add_column("workflow id", overflow="fold", min_width=20)  # never cut: typed
+        for name in ("status", "from", "to"):
+            table.add_column(name, overflow="fold")
+        table.add_column("deadline (UTC)", overflow="fold")
+        table.add_column("overdue")
         for row in rows:
+            deadline = str(row["deadline"] or "")
             table.add_row(*(str(row[k] or "") for k in ("workflow_id", "status", "requesting",
-                                                         "requested", "deadline")),
-                          "OVERDUE" if row["overdue"] else "")
+                                                         "requested")),
+                          deadline[:16].replace("T", " "), "OVERDUE" if row["overdue"] else "")
         console.print(table)
         return 0
     if args.command == "send":

@@ -148,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--copies", type=int, default=2, help="requests per scenario")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
-    logs.configure("warning")
+    # The simulated authorities' lines go to demo.log, beside the gateway's and the
+    # worker's: one grep for a request id follows it across all of them.
+    logs.configure("warning", file=settings.logs_dir / "demo.log")
     console = Console(width=None if sys.stdout.isatty() else 120)
     try:
         stack.up(settings)
@@ -157,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     ok = asyncio.run(run_demo(settings, args.copies, console))
     console.print("[green]demo passed[/]" if ok else "[red]demo FAILED[/]")
+    console.print(f"logs (JSON lines; grep a request id): {settings.logs_dir}/*.log")
     return 0 if ok else 1
 
 

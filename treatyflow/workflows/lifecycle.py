@@ -651,8 +651,9 @@ def describe(state: RequestState, now: datetime) -> str:
     if due is not None and not state.final:
         days = (due - now).total_seconds() / (86_400 * state.time_scale)
         paused = " (clock paused)" if state.paused_at else ""
-        lines.append(f"- deadline {due.isoformat(timespec='seconds')}: "
-                     f"{days:.1f} treaty days left{paused}")
+        left = (f"{days:.1f} treaty days left" if days >= 0
+                else f"passed {-days:.1f} treaty days ago")
+        lines.append(f"- deadline {due.isoformat(timespec='seconds')}: {left}{paused}")
     if state.timeline:
         last = state.timeline[-1]
         lines.append(f"- last: {last.event} by {last.actor} at "
