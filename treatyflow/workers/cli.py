@@ -45,15 +45,20 @@ from treatyflow.workflows.request import (
 )
 
 
-async def _connect(settings: Settings) -> Client | str:
+class Unreachable(str):
+    """The error text when Temporal cannot be reached (exit 2, whatever the command)."""
+
+
+async def _connect(settings: Settings) -> Client | Unreachable:
     """A client, or the error to print. Commands return errors as text: no exception may
     outlive the loop, the Temporal runtime must not be finalised while one holds its
     objects."""
     try:
         return await connect(settings)
     except RuntimeError as err:
-        return (f"cannot reach Temporal at {settings.temporal_address}: {err}; "
-                "is the stack up (make up)?")
+        why = "connection refused" if "refused" in str(err).lower() else str(err)
+        return Unreachable(f"cannot reach Temporal at {settings.temporal_address} ({why}); "
+                           "is the stack up (make up)?")
 
 
 async def _status(settings: Settings, treaty: str, request_id: str) -> RequestState | str:
@@ -302,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"treatyflow: {'; '.join(describe(err))}", file=sys.stderr)
             return 2
         done = asyncio.run(_operate(settings, args.treaty, args.request_id, action))
+        if isinstance(done, Unreachable):
+            print(f"treatyflow: {done}", file=sys.stderr)
+            return 2
         if isinstance(done, str):
             print(f"treatyflow: refused: {done}", file=sys.stderr)
             return 1

@@ -1,0 +1,28 @@
+"""The CLI without a stack: what an operator sees when nothing answers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from treatyflow.settings import Settings
+from treatyflow.workers import stack
+
+WHO = ["--operator", "A. Operator", "--reason", "Both parties abandoned the request."]
+
+
+@pytest.mark.parametrize("command", [
+    ["status", "RQ-1"], ["timeline", "RQ-1"], ["list"], ["list", "--overdue", "--json"],
+    ["close", "RQ-1", *WHO], ["extend", "RQ-1", "--days", "5", *WHO],
+])
+def test_every_command_says_the_stack_is_not_running(tmp_path, command: list[str]) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings(state_dir=tmp_path, temporal_port=stack.free_port())  # nothing there
+    done = subprocess.run([sys.executable, "-m", "treatyflow.workers.cli", *command],
+                          env=settings.to_env(), capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 2, done.stderr
+    assert f"cannot reach Temporal at 127.0.0.1:{settings.temporal_port}" in done.stderr
+    assert "is the stack up (make up)?" in done.stderr
+    assert done.stdout == ""
