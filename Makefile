@@ -8,7 +8,7 @@ export TREATYFLOW_STATE_DIR ?= $(CURDIR)/.state
 # Real time: make up TREATYFLOW_SECONDS_PER_DAY=86400
 export TREATYFLOW_SECONDS_PER_DAY ?= 1
 
-.PHONY: help setup system demo test up down status lint clean ui-check
+.PHONY: help setup system demo test up down status lint clean ui-check bench
 
 help:
 	@echo "make demo   - set up, start the local stack, run the scenario demo"
@@ -16,6 +16,7 @@ help:
 	@echo "make up / make down / make status - the local stack for longer use"
 	@echo "make lint   - ruff and mypy"
 	@echo "make ui-check - the Temporal UI, filtered on overdue requests, in headless Chromium"
+	@echo "make bench  - treatyflow against bare Temporal on a fresh stack (figures in docs/benchmarks)"
 
 setup: system $(BIN)/.installed
 
@@ -55,3 +56,8 @@ lint: setup
 
 clean: down
 	rm -rf $(VENV) $(TREATYFLOW_STATE_DIR)
+
+# Figures, not assertions: floor vs treatyflow, latency at offered loads, chart.
+bench: setup
+	@$(BIN)/python -c "import matplotlib" 2>/dev/null || $(BIN)/pip install --quiet matplotlib
+	$(BIN)/python -m treatyflow.bench.run $(BENCH_ARGS)

@@ -255,6 +255,8 @@ class Simulation:
         self._tasks: set[asyncio.Task[None]] = set()
         self.runs: dict[str, Run] = {}
         self.inbox: dict[str, list[OutboundMessage]] = defaultdict(list)
+        # Called with (authority, message) as each message arrives (the bench times them).
+        self.listeners: list[Callable[[str, OutboundMessage], None]] = []
         self._log = logs.get("treatyflow.simulator")
 
     async def connect(self, authorities: set[str]) -> None:
@@ -280,6 +282,8 @@ class Simulation:
                     self._log.error("unparseable message in inbox", authority=authority)
                     continue
                 self.inbox[authority].append(message)
+                for listen in self.listeners:
+                    listen(authority, message)
                 self._log.info(
                     "received", authority=authority, kind=message.kind,
                     notice=(message.body.event if isinstance(message, NoticeMessage)

@@ -1,0 +1,1 @@
+"""Benchmarks: treatyflow measured against bare Temporal (``make bench``)."""

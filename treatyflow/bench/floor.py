@@ -1,0 +1,125 @@
+"""The floor: bare Temporal doing what one typical request lifecycle does (three updates,
+the first an update-with-start, and four notice activities), with no RabbitMQ, no
+validation, no treaty logic. Its worker runs as its own process, like treatyflow's.
+
+    python -m treatyflow.bench.floor --task-queue Q   # the floor's worker
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from datetime import timedelta
+
+from pydantic import BaseModel, Field
+from temporalio import activity, workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from temporalio.worker import Worker
+
+    from treatyflow import process
+    from treatyflow.settings import Settings
+
+# Notices per step of a typical lifecycle (request: delivered + accepted; receipt:
+# received; execution report: executed), as the lifecycle sends them.
+STEPS: tuple[tuple[str, int], ...] = (("request", 2), ("receipt", 1), ("execution_report", 1))
+
+
+class FloorStart(BaseModel):
+    """The floor workflow's input."""
+
+    request_id: str
+
+
+class FloorStep(BaseModel):
+    """One inbound message of the floor: how many notices it causes, whether it ends it."""
+
+    kind: str
+    notices: int = Field(ge=0)
+    final: bool = False
+
+
+class FloorNotice(BaseModel):
+    """One notice the floor 'delivers'."""
+
+    request_id: str
+    kind: str
+    index: int
+
+
+class FloorDelivered(BaseModel):
+    """The floor's delivery answer."""
+
+    request_id: str
+
+
+class FloorAccepted(BaseModel):
+    """The answer to one floor update, once its notices are delivered."""
+
+    kind: str
+
+
+class FloorDone(BaseModel):
+    """How a floor lifecycle ended."""
+
+    request_id: str
+    steps: int
+
+
+@activity.defn(name="floor_notify")
+async def notify(notice: FloorNotice) -> FloorDelivered:
+    """Delivers nothing: the floor measures Temporal alone."""
+    return FloorDelivered(request_id=notice.request_id)
+
+
+@workflow.defn(name="FloorLifecycle")
+class FloorLifecycle:
+    """One lifecycle's worth of Temporal work."""
+
+    @workflow.init
+    def __init__(self, start: FloorStart) -> None:
+        self._request_id = start.request_id
+        self._steps = 0
+        self._final = False
+
+    @workflow.run
+    async def run(self, start: FloorStart) -> FloorDone:
+        await workflow.wait_condition(lambda: self._final)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return FloorDone(request_id=self._request_id, steps=self._steps)
+
+    @workflow.update
+    async def submit(self, step: FloorStep) -> FloorAccepted:
+        self._steps += 1
+        for index in range(step.notices):
+            await workflow.execute_activity(
+                notify, FloorNotice(request_id=self._request_id, kind=step.kind, index=index),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=5)),
+            )
+        self._final = self._final or step.final
+        return FloorAccepted(kind=step.kind)
+
+
+async def run(settings: Settings, stop: asyncio.Event, task_queue: str) -> None:
+    from treatyflow.temporal import connect
+
+    client = await connect(settings)
+    async with Worker(client, task_queue=task_queue, workflows=[FloorLifecycle],
+                      activities=[notify]):
+        ready = settings.state_dir / "run" / f"floor-{task_queue}.ready"
+        ready.parent.mkdir(parents=True, exist_ok=True)
+        ready.touch()
+        await stop.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--task-queue", required=True)
+    args = parser.parse_args()
+    process.serve(lambda settings, stop: run(settings, stop, args.task_queue))
+
+
+if __name__ == "__main__":
+    main()

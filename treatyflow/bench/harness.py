@@ -1,0 +1,216 @@
+"""The phases of ``make bench``, each measured on the same Temporal server in one run.
+
+- floor: bare Temporal lifecycles (``floor.py``): three updates and four activities each;
+- treatyflow: full lifecycles (request, receipt, execution report; four notices) published
+  by simulated authorities through RabbitMQ, the gateway and the worker;
+- offered load: lifecycles started at a fixed rate (open loop), timing each authority's
+  publish to the resulting notice in the recipient's inbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from temporalio.client import Client, WithStartWorkflowOperation
+from temporalio.common import WorkflowIDConflictPolicy
+
+from treatyflow.bench.floor import STEPS, FloorLifecycle, FloorStart, FloorStep
+from treatyflow.schemas.messages import NoticeMessage, OutboundMessage
+from treatyflow.settings import Settings
+from treatyflow.workers import stack
+from treatyflow.workers.simulator import Simulation, request_content
+
+# Requesting → requested authority, across parties, taken in turn.
+PAIRS = (("KZ-GPO", "RU-MIA"), ("CN-MPS", "KZ-NSC"), ("RU-GPO", "KZ-GPO"),
+         ("KG-MIA", "KZ-MIA"), ("UZ-MIA", "CN-MPS"), ("TJ-MIA", "RU-GPO"))
+MESSAGES_PER_LIFECYCLE = len(STEPS) + sum(n for _, n in STEPS)  # 3 in + 4 notices
+REPORT = {"extent": "full", "confidentiality": "restricted",
+          "summary": "Account statements attached."}
+
+
+@dataclass
+class Phase:
+    """What one phase measured."""
+
+    name: str
+    lifecycles: int
+    seconds: float
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
+    offered_per_s: float | None = None
+
+    @property
+    def lifecycles_per_s(self) -> float:
+        return self.lifecycles / self.seconds if self.seconds else 0.0
+
+    @property
+    def messages_per_s(self) -> float:
+        return self.lifecycles_per_s * MESSAGES_PER_LIFECYCLE
+
+    def percentile(self, p: int) -> float | None:
+        if len(self.latencies_ms) < 2:
+            return self.latencies_ms[0] if self.latencies_ms else None
+        return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[p - 1]
+
+    def summary(self) -> dict[str, object]:
+        out = {k: v for k, v in asdict(self).items() if k != "latencies_ms"}
+        out |= {"lifecycles_per_s": round(self.lifecycles_per_s, 2),
+                "messages_per_s": round(self.messages_per_s, 2)}
+        if self.latencies_ms:
+            out |= {f"p{p}_ms": round(self.percentile(p) or 0, 1) for p in (50, 95, 99)}
+        return out
+
+
+async def _bounded(n: int, concurrency: int, one: Callable[[int], Awaitable[None]]) -> float:
+    """Run ``one(i)`` for i < n, at most ``concurrency`` at once; the seconds it took."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def gated(i: int) -> None:
+        async with gate:
+            await one(i)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(gated(i) for i in range(n)))
+    return time.perf_counter() - started
+
+
+# --- floor --------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def floor_worker(settings: Settings, task_queue: str) -> AsyncIterator[None]:
+    """The floor's worker as its own process, like treatyflow's worker."""
+    paths = stack.Paths(settings.state_dir)
+    ready = paths.run / f"floor-{task_queue}.ready"
+    ready.unlink(missing_ok=True)
+    name = f"floor-{task_queue}"
+    stack._spawn(name, [sys.executable, "-m", "treatyflow.bench.floor",
+                        "--task-queue", task_queue], paths, settings.to_env())
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            if time.monotonic() > deadline or not stack._alive(paths.pid(name)):
+                raise RuntimeError(f"floor worker did not start; see {paths.logs}/{name}.log")
+            await asyncio.sleep(0.1)
+        yield
+    finally:
+        stack.stop_pid(paths.pid(name))
+
+
+async def floor_phase(client: Client, task_queue: str, n: int, concurrency: int) -> Phase:
+    """``n`` bare lifecycles, at most ``concurrency`` at once."""
+    run = uuid.uuid4().hex[:8]
+
+    async def one(i: int) -> None:
+        wf_id = f"floor-{run}-{i}"
+        start = WithStartWorkflowOperation(
+            FloorLifecycle.run, FloorStart(request_id=wf_id), id=wf_id, task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+        (first, notices), *rest = STEPS
+        await client.execute_update_with_start_workflow(
+            FloorLifecycle.submit, FloorStep(kind=first, notices=notices),
+            start_workflow_operation=start)
+        handle = await start.workflow_handle()
+        for index, (kind, notices) in enumerate(rest):
+            await handle.execute_update(FloorLifecycle.submit, FloorStep(
+                kind=kind, notices=notices, final=index == len(rest) - 1))
+
+    return Phase("floor", n, await _bounded(n, concurrency, one))
+
+
+# --- treatyflow -----------------------------------------------------------------------
+
+
+class Authorities:
+    """Simulated authorities that run bench lifecycles and time what reaches their inboxes."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.sim = Simulation(settings, settings.seconds_per_day)
+        self._waiting: dict[tuple[str, str], asyncio.Future[float]] = {}
+        self.sim.listeners.append(self._arrived)
+        self.run = uuid.uuid4().hex[:6].upper()
+        self._numbers = itertools.count()
+
+    async def __aenter__(self) -> Authorities:
+        await self.sim.connect({a for pair in PAIRS for a in pair})
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.sim.close()
+
+    def _arrived(self, authority: str, message: OutboundMessage) -> None:
+        if isinstance(message, NoticeMessage):
+            waiter = self._waiting.pop((message.request_id, message.body.event), None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(time.perf_counter())
+
+    def _expect(self, request_id: str, event: str) -> asyncio.Future[float]:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting[(request_id, event)] = waiter
+        return waiter
+
+    async def lifecycle(self, timeout: float = 120) -> list[float]:
+        """One request from sending to execution; the publish-to-notice latencies (ms)."""
+        number = next(self._numbers)
+        requester, requested = PAIRS[number % len(PAIRS)]
+        rid = f"BENCH-{self.run}-{number:06d}"
+        delivered = self._expect(rid, "request_delivered")
+        received = self._expect(rid, "received")
+        executed = self._expect(rid, "executed")
+        sent = time.perf_counter()
+        await self.sim.send(requester, "request", rid, requested, request_content())
+        first = await asyncio.wait_for(delivered, timeout) - sent
+        await self.sim.send(requested, "receipt", rid, requester, {})
+        await asyncio.wait_for(received, timeout)
+        sent = time.perf_counter()
+        await self.sim.send(requested, "execution_report", rid, requester, REPORT)
+        last = await asyncio.wait_for(executed, timeout) - sent
+        return [first * 1000, last * 1000]
+
+
+async def treatyflow_phase(authorities: Authorities, n: int, concurrency: int) -> Phase:
+    """``n`` full lifecycles through the hub, at most ``concurrency`` at once."""
+    phase = Phase("treatyflow", n, 0.0)
+
+    async def one(_: int) -> None:
+        phase.latencies_ms += await authorities.lifecycle()
+
+    phase.seconds = await _bounded(n, concurrency, one)
+    return phase
+
+
+async def offered_phase(authorities: Authorities, rate: float, n: int) -> Phase:
+    """``n`` lifecycles started at ``rate`` per second whatever the hub's pace (open loop):
+    latency at a known load."""
+    phase = Phase(f"offered {rate:.1f}/s", n, 0.0, offered_per_s=rate)
+
+    async def one() -> None:
+        phase.latencies_ms += await authorities.lifecycle()
+
+    started = time.perf_counter()
+    tasks = []
+    for i in range(n):
+        tasks.append(asyncio.create_task(one()))
+        await asyncio.sleep(max(0.0, started + (i + 1) / rate - time.perf_counter()))
+    await asyncio.gather(*tasks)
+    phase.seconds = time.perf_counter() - started
+    return phase
+
+
+def rss_mb(settings: Settings, name: str) -> float | None:
+    """Resident memory of one of the stack's processes, in MiB."""
+    pid = stack._alive(stack.Paths(settings.state_dir).pid(name))
+    if pid is None:
+        return None
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return None
