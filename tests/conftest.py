@@ -159,16 +159,25 @@ class Mailbox:
             if not isinstance(message, Unverified) and match(message):
                 return message
 
-    async def expect_unverified(self, timeout: float = 15) -> Unverified:
-        """The first delivery that failed verification (already received or arriving)."""
+    async def expect_unverified(
+        self, match: Callable[[Unverified], bool] = lambda u: True, timeout: float = 15
+    ) -> Unverified:
+        """The first delivery that failed verification and matches (already received or
+        arriving within ``timeout``)."""
         for message in self.messages:
-            if isinstance(message, Unverified):
+            if isinstance(message, Unverified) and match(message):
                 return message
-        while True:
-            message = await self._inbox.get(timeout=timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (left := deadline - loop.time()) > 0:
+            try:
+                message = await self._inbox.get(timeout=left)
+            except TimeoutError:
+                break
             self.messages.append(message)
-            if isinstance(message, Unverified):
+            if isinstance(message, Unverified) and match(message):
                 return message
+        raise AssertionError(f"nothing unverified within {timeout} s")
 
     async def settle(self, seconds: float = 1.0) -> None:
         """Collect whatever else arrives within ``seconds``."""
