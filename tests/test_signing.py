@@ -283,3 +283,13 @@ def test_inbox_refuses_a_message_signed_by_an_authority_not_the_hub(kz_key: Sign
                          KeyRing(keys=[registered(kz_key, KZ)]))
     assert isinstance(read, Unverified) and read.problem == "unknown_key"
     assert "not the hub" in read.reason
+
+
+def test_client_without_keys_refuses_to_sign_or_read() -> None:
+    from treatyflow.agency import AgencyClient
+
+    client = AgencyClient(KZ, "amqp://unused")
+    with pytest.raises(RuntimeError, match="no signing key"):
+        client.sign(request())
+    signer = AgencyClient(KZ, "amqp://unused", signing_key=SigningKey.generate("KZ-GPO-2026-1"))
+    assert signer.sign(request()).signature is not None

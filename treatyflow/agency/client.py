@@ -160,13 +160,13 @@ class AgencyClient:
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             async with message.process():
-                if message.message_id and message.message_id in self._seen:
-                    return  # a retried publish of a notice already handled
                 read = read_delivery(message.body, hub_keys)
-                # Only a verified message marks its id as seen: a forgery must not make
-                # the genuine message with the same id look like a duplicate.
-                if not isinstance(read, Unverified) and message.message_id:
-                    self._seen.add(message.message_id)
+                if not isinstance(read, Unverified):
+                    if read.message_id in self._seen:
+                        return  # a retried publish of a notice already handled
+                    # Only a verified message marks its id as seen: a forgery must not
+                    # make the genuine message with the same id look like a duplicate.
+                    self._seen.add(read.message_id)
                 await received.put(read)
 
         tag = await queue.consume(on_message)
