@@ -20,7 +20,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from treatyflow.activities.delivery import Deliver, Delivered
-from treatyflow.agency import AgencyClient, Inbox
+from treatyflow.agency import AgencyClient, Inbox, SigningKey, Unverified
+from treatyflow.keys import RegistryFile, signing_key
 from treatyflow.schemas.messages import OutboundMessage
 from treatyflow.settings import Settings
 from treatyflow.temporal import connect, register_search_attributes
@@ -137,14 +138,14 @@ class Mailbox:
 
     def __init__(self, inbox: Inbox) -> None:
         self._inbox = inbox
-        self.messages: list[OutboundMessage | bytes] = []
+        self.messages: list[OutboundMessage | Unverified] = []
 
     async def expect(
         self, match: Callable[[OutboundMessage], bool], timeout: float = 15
     ) -> OutboundMessage:
         """The first message (already received or arriving within ``timeout``) that matches."""
         for message in self.messages:
-            if not isinstance(message, bytes) and match(message):
+            if not isinstance(message, Unverified) and match(message):
                 return message
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -158,8 +159,28 @@ class Mailbox:
             except TimeoutError:
                 continue
             self.messages.append(message)
-            if not isinstance(message, bytes) and match(message):
+            if not isinstance(message, Unverified) and match(message):
                 return message
+
+    async def expect_unverified(
+        self, match: Callable[[Unverified], bool] = lambda u: True, timeout: float = 15
+    ) -> Unverified:
+        """The first delivery that failed verification and matches (already received or
+        arriving within ``timeout``)."""
+        for message in self.messages:
+            if isinstance(message, Unverified) and match(message):
+                return message
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (left := deadline - loop.time()) > 0:
+            try:
+                message = await self._inbox.get(timeout=left)
+            except TimeoutError:
+                break
+            self.messages.append(message)
+            if isinstance(message, Unverified) and match(message):
+                return message
+        raise AssertionError(f"nothing unverified within {timeout} s")
 
     async def settle(self, seconds: float = 1.0) -> None:
         """Collect whatever else arrives within ``seconds``."""
@@ -174,17 +195,23 @@ class Mailbox:
 
 @pytest_asyncio.fixture
 async def authorities(stack_settings: Settings) -> AsyncIterator[
-    Callable[[str], Awaitable[tuple[AgencyClient, Mailbox]]]
+    Callable[..., Awaitable[tuple[AgencyClient, Mailbox]]]
 ]:
-    """Open an authority's connection and inbox with its own generated credentials."""
+    """Open an authority's connection and inbox with its own generated credentials, its
+    current signing key (or ``key``) and the hub's public keys."""
     passwords = read_passwords(stack_settings.secrets_dir)
+    hub_keys = RegistryFile(stack_settings.secrets_dir)
     opened: list[AsyncExitStack] = []
 
-    async def open_as(authority: str) -> tuple[AgencyClient, Mailbox]:
+    async def open_as(
+        authority: str, key: SigningKey | None = None
+    ) -> tuple[AgencyClient, Mailbox]:
         exits = AsyncExitStack()
         opened.append(exits)
         client = await exits.enter_async_context(
-            AgencyClient(authority, stack_settings.amqp_url(authority, passwords[authority]))
+            AgencyClient(authority, stack_settings.amqp_url(authority, passwords[authority]),
+                         signing_key=key or signing_key(stack_settings.secrets_dir, authority),
+                         hub_keys=hub_keys)
         )
         inbox = await exits.enter_async_context(client.inbox())
         return client, Mailbox(inbox)

@@ -13,6 +13,7 @@ from temporalio.client import Client
 from tests.conftest import Mailbox
 from tests.factories import envelope, message, new_message_id, new_request_id, request_body
 from treatyflow import constants as c
+from treatyflow.agency import Unverified
 from treatyflow.hub import request_state
 from treatyflow.schemas.messages import ErrorMessage, NoticeMessage, OutboundMessage
 from treatyflow.settings import Settings
@@ -147,7 +148,7 @@ async def test_message_delivered_twice_changes_the_request_once(
                if isinstance(m, NoticeMessage) and m.request_id == rid
                and m.body.event == "received") == 1
     assert not any(isinstance(m, ErrorMessage) for m in ru_box.messages
-                   if not isinstance(m, bytes) and m.request_id == rid)
+                   if not isinstance(m, Unverified) and m.request_id == rid)
 
 
 async def test_transition_not_allowed_now_is_refused_and_changes_nothing(
@@ -187,7 +188,8 @@ async def test_sender_must_be_the_connected_authority(
     ru, ru_box = await authorities(RU)
     forged = message("request", request_id=new_request_id(), sender=KZ, recipient=RU)
     # Published over RU-MIA's connection (validated user_id RU-MIA) but claiming KZ-GPO.
-    await ru.publish_raw(forged.model_dump_json().encode(), content_type="application/json",
+    signed = ru.sign(forged)
+    await ru.publish_raw(signed.model_dump_json().encode(), content_type="application/json",
                          message_id=forged.message_id)
     error = await ru_box.expect(error_about(forged.message_id))
     assert error.body.problem == "sender_mismatch"

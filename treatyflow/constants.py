@@ -6,6 +6,8 @@ with a new schema version.
 
 from __future__ import annotations
 
+from typing import Final
+
 # --- Temporal -----------------------------------------------------------------
 TASK_QUEUE = "treatyflow-requests"
 NAMESPACE = "default"
@@ -61,6 +63,12 @@ HEADER_REASON = "x-treatyflow-reason"
 HEADER_PROBLEM = "x-treatyflow-problem"
 # The hub's own sender id in envelopes.
 HUB_SENDER = "HUB"
+# Signatures (art. 5.5): the only algorithm, and where the keys live under the secrets dir.
+SIGNATURE_ALG: Final = "ed25519"
+# The public key registry (every authority's keys and the hub's), read by the gateway.
+KEY_REGISTRY_FILE = "public-keys.json"
+# Private keys: <secrets>/signing/<owner>/<key id>.pem, one file per key, mode 0600.
+SIGNING_KEYS_DIR = "signing"
 # Largest message body the gateway reads (bytes).
 MAX_BODY_BYTES = 256 * 1024
 

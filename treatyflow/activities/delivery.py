@@ -1,7 +1,14 @@
-"""Delivery of the hub's notices into authorities' inboxes."""
+"""Delivery of the hub's notices into authorities' inboxes, signed with the hub's key.
+
+Signing happens here, at publish time, not in the workflow: the private key stays out of
+Temporal's history, and since the notice (message id, ``sent_at``) is fixed by the
+workflow and Ed25519 is deterministic, a retried publish is the same bytes with the same
+signature (unless the hub's key was rotated in between; the message id is still the same).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from aio_pika.abc import AbstractChannel
@@ -12,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 
 from treatyflow import metrics
 from treatyflow.agency.client import to_amqp
+from treatyflow.agency.signing import SigningKey, sign
 from treatyflow.constants import EXCHANGE_DELIVER, HUB_USER
 from treatyflow.schemas.messages import NoticeMessage
 
@@ -35,12 +43,13 @@ class Delivered(BaseModel):
 class Delivery:
     """Publishes with confirms, persistent, mandatory: a notice is in an inbox or raises."""
 
-    def __init__(self, channel: AbstractChannel) -> None:
+    def __init__(self, channel: AbstractChannel, signing_key: Callable[[], SigningKey]) -> None:
         self._channel = channel
+        self._key = signing_key  # the hub's current key (keys.CurrentKey)
 
     @activity.defn(name="deliver")
     async def deliver(self, request: Deliver) -> Delivered:
-        message = request.message
+        message = sign(request.message, self._key())  # art. 5.5: the hub signs what it sends
         exchange = await self._channel.get_exchange(EXCHANGE_DELIVER, ensure=False)
         try:
             await exchange.publish(

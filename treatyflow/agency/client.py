@@ -1,18 +1,23 @@
-"""Connect as one authority, publish to the hub, read the authority's own inbox."""
+"""Connect as one authority, publish signed envelopes to the hub, read the authority's own
+inbox and verify the hub's signature on everything in it (art. 5.5)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustConnection
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from treatyflow.constants import EXCHANGE_HUB, inbox_queue
+from treatyflow.agency.signing import KeySource, SignatureError, SigningKey, sign, verify
+from treatyflow.constants import EXCHANGE_HUB, HUB_SENDER, inbox_queue
 from treatyflow.schemas.messages import OutboundMessage, parse_outbound
+
+Envelope = TypeVar("Envelope", bound=BaseModel)
 
 
 def to_amqp(envelope: BaseModel, *, user_id: str) -> aio_pika.Message:
@@ -30,23 +35,65 @@ def to_amqp(envelope: BaseModel, *, user_id: str) -> aio_pika.Message:
     )
 
 
-class Inbox:
-    """What arrived in one authority's inbox, parsed; duplicates (same message id) dropped."""
+@dataclass(frozen=True)
+class Unverified:
+    """Something in the inbox that is not a message signed by the hub: never act on it.
 
-    def __init__(self, queue: asyncio.Queue[OutboundMessage | bytes]) -> None:
+    ``problem`` is ``malformed`` (not a hub message at all), ``unsigned``, ``unknown_key``
+    (a key the hub does not hold, or a sender other than the hub) or ``bad_signature``
+    (altered after signing, or forged); ``message`` is the parsed envelope if it parsed."""
+
+    problem: str
+    reason: str
+    body: bytes
+    message: OutboundMessage | None = None
+
+
+def read_delivery(body: bytes, hub_keys: KeySource) -> OutboundMessage | Unverified:
+    """One delivery from the inbox: the hub's message if it parses and carries a valid
+    signature of one of the hub's keys, else what is wrong with it."""
+    try:
+        message = parse_outbound(body)
+    except ValueError as err:
+        reason = "; ".join(e["msg"] for e in err.errors()[:5]) if isinstance(
+            err, ValidationError) else str(err)
+        return Unverified("malformed", reason, body)
+    if message.sender != HUB_SENDER:
+        return Unverified("unknown_key", f"sender {message.sender} is not the hub", body, message)
+    try:
+        verify(message, hub_keys)
+    except SignatureError as err:
+        return Unverified(err.problem, str(err), body, message)
+    return message
+
+
+class Inbox:
+    """What arrived in one authority's inbox: the hub's verified messages, duplicates
+    (same message id) dropped, and ``Unverified`` for anything that failed verification."""
+
+    def __init__(self, queue: asyncio.Queue[OutboundMessage | Unverified]) -> None:
         self._queue = queue
 
-    async def get(self, timeout: float | None = None) -> OutboundMessage | bytes:
-        """The next message: a parsed envelope, or the raw body of one that did not parse."""
+    async def get(self, timeout: float | None = None) -> OutboundMessage | Unverified:
+        """The next message: a verified envelope, or an ``Unverified`` naming the problem."""
         return await asyncio.wait_for(self._queue.get(), timeout)
 
 
 class AgencyClient:
-    """One competent authority's connection to the hub."""
+    """One competent authority's connection to the hub.
 
-    def __init__(self, authority_id: str, url: str) -> None:
+    ``signing_key`` is the authority's private key (every published envelope is signed
+    with it); ``hub_keys`` are the hub's public keys (every message in the inbox is
+    verified against them)."""
+
+    def __init__(
+        self, authority_id: str, url: str, *, signing_key: SigningKey | None = None,
+        hub_keys: KeySource | None = None,
+    ) -> None:
         self.authority_id = authority_id
         self._url = url
+        self.signing_key = signing_key
+        self._hub_keys = hub_keys
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
         self._seen: set[str] = set()
@@ -76,10 +123,21 @@ class AgencyClient:
             raise RuntimeError("not connected: call connect() first")
         return self._channel
 
-    async def publish(self, envelope: BaseModel) -> None:
-        """Publish one envelope to the hub, waiting for the broker's confirm."""
+    def sign(self, envelope: Envelope) -> Envelope:
+        """``envelope`` signed with this authority's key (art. 5.5)."""
+        if self.signing_key is None:
+            raise RuntimeError(f"{self.authority_id}: no signing key; pass signing_key=")
+        return sign(envelope, self.signing_key)
+
+    async def publish(self, envelope: Envelope) -> Envelope:
+        """Publish one envelope to the hub, waiting for the broker's confirm; returns it as
+        sent. An unsigned envelope is signed with this authority's key; one that already
+        carries a signature (signed elsewhere) is sent as it is."""
+        if getattr(envelope, "signature", None) is None:
+            envelope = self.sign(envelope)
         exchange = await self.channel.get_exchange(EXCHANGE_HUB, ensure=False)
         await exchange.publish(to_amqp(envelope, user_id=self.authority_id), routing_key="")
+        return envelope
 
     async def publish_raw(self, body: bytes, **properties: Any) -> None:
         """Publish bytes as they are (for testing what the hub does with bad input)."""
@@ -91,22 +149,25 @@ class AgencyClient:
     @asynccontextmanager
     async def inbox(self, prefetch: int = 50) -> AsyncIterator[Inbox]:
         """Consume this authority's inbox for the duration of the block."""
+        hub_keys = self._hub_keys
+        if hub_keys is None:
+            raise RuntimeError(f"{self.authority_id}: cannot verify the hub's messages; "
+                               "pass hub_keys=")
         channel = await self._connection.channel()  # type: ignore[union-attr]
         await channel.set_qos(prefetch_count=prefetch)
         queue = await channel.get_queue(inbox_queue(self.authority_id), ensure=False)
-        received: asyncio.Queue[OutboundMessage | bytes] = asyncio.Queue()
+        received: asyncio.Queue[OutboundMessage | Unverified] = asyncio.Queue()
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             async with message.process():
-                if message.message_id and message.message_id in self._seen:
-                    return  # a retried publish of a notice already handled
-                try:
-                    parsed: OutboundMessage | bytes = parse_outbound(message.body)
-                except ValueError:
-                    parsed = message.body
-                if message.message_id:
-                    self._seen.add(message.message_id)
-                await received.put(parsed)
+                read = read_delivery(message.body, hub_keys)
+                if not isinstance(read, Unverified):
+                    if read.message_id in self._seen:
+                        return  # a retried publish of a notice already handled
+                    # Only a verified message marks its id as seen: a forgery must not
+                    # make the genuine message with the same id look like a duplicate.
+                    self._seen.add(read.message_id)
+                await received.put(read)
 
         tag = await queue.consume(on_message)
         try:

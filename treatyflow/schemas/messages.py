@@ -24,6 +24,7 @@ MessageId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:
 RequestId = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9-]{2,63}$")]
 AuthorityId = Annotated[str, StringConstraints(pattern=AUTHORITY_ID_PATTERN)]
 PartyId = Annotated[str, StringConstraints(pattern=AUTHORITY_ID_PATTERN + r"|^HUB$")]
+KeyId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{2,63}$")]
 
 _strict = ConfigDict(extra="forbid", frozen=True)
 
@@ -175,6 +176,19 @@ class ErrorBody(BaseModel):
     refused_message_id: str | None = None
 
 
+class Signature(BaseModel):
+    """Art. 5.5 on the wire: the sender's Ed25519 signature over the canonical envelope
+    (README, "Signing"; ``treatyflow.agency.signing``)."""
+
+    model_config = _strict
+    key_id: KeyId = Field(description="The registered key that signed: one of the sender's.",
+                          examples=["KZ-GPO-2026-1"])
+    alg: Literal["ed25519"] = Field(description="Always 'ed25519'.")
+    value: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{86}$")] = Field(
+        description="The 64-byte signature, base64url without padding."
+    )
+
+
 class _EnvelopeBase(BaseModel):
     model_config = _strict
     schema_version: Literal["1"] = "1"
@@ -185,8 +199,10 @@ class _EnvelopeBase(BaseModel):
     recipient: PartyId
     sent_at: AwareDatetime
     in_reply_to: MessageId | None = None
-    signature: str | None = Field(None, description="Ed25519 over the canonical envelope.")
-
+    signature: Signature | None = Field(
+        None, description="The sender's Ed25519 signature over the canonical envelope "
+                          "(everything but this field); required on every message (art. 5.5)."
+    )
 
 
 class RequestMessage(_EnvelopeBase):

@@ -4,6 +4,8 @@
     treatyflow status REQUEST_ID [--treaty sco-2010] [--json]
     treatyflow extend|resend|withdraw|close REQUEST_ID --operator NAME --reason TEXT
     treatyflow list [--state S] [--treaty T] [--authority A] [--overdue] [--due-within DAYS]
+    treatyflow send FILE --as AUTHORITY
+    treatyflow keys list [--owner ID] [--json] | rotate OWNER [--public-key B64URL] | revoke KEY_ID
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from temporalio.service import RPCError
 from treatyflow import constants as c
 from treatyflow.agency import AgencyClient
 from treatyflow.hub import Refusal, operate, request_state
+from treatyflow.keys import KeyStoreError, read_registry, revoke, rotate, signing_key
 from treatyflow.process import finish
 from treatyflow.schemas.messages import INBOUND
 from treatyflow.settings import Settings
@@ -167,7 +170,11 @@ async def _operate(
 
 def send(settings: Settings, authority: str, file: Path) -> int:
     """Publish as an agency would: the authority's own credentials, the hub exchange, the
-    broker's confirm. Never a back door into Temporal."""
+    broker's confirm. Never a back door into Temporal.
+
+    An envelope without a signature is signed with the authority's current key from the
+    state folder; one that carries a signature (signed by the agency's own system) is sent
+    as it is, and the gateway verifies it like any other."""
     try:
         envelope = INBOUND.validate_json(file.read_bytes())
     except OSError as err:
@@ -183,10 +190,18 @@ def send(settings: Settings, authority: str, file: Path) -> int:
         print(f"treatyflow: no broker credentials for {authority!r} in "
               f"{settings.secrets_dir}", file=sys.stderr)
         return 2
+    key = None
+    if envelope.signature is None:
+        try:
+            key = signing_key(settings.secrets_dir, authority)
+        except (FileNotFoundError, KeyStoreError) as err:
+            print(f"treatyflow: cannot sign as {authority}: {err}", file=sys.stderr)
+            return 2
 
     async def _send() -> str | None:
         try:
-            async with AgencyClient(authority, settings.amqp_url(authority, password)) as client:
+            async with AgencyClient(authority, settings.amqp_url(authority, password),
+                                    signing_key=key) as client:
                 await client.publish(envelope)
         except Exception as err:  # noqa: BLE001 - reported to the user
             return f"{type(err).__name__}: {err}"
@@ -196,8 +211,45 @@ def send(settings: Settings, authority: str, file: Path) -> int:
     if failed:
         print(f"treatyflow: publish failed: {failed}", file=sys.stderr)
         return 1
-    print(f"sent {envelope.kind} {envelope.message_id} for {envelope.request_id} as {authority}; "
-          f"the answer arrives in authority.{authority}.inbox")
+    signed = f"signed with {key.key_id}" if key else "with its own signature"
+    print(f"sent {envelope.kind} {envelope.message_id} for {envelope.request_id} as {authority} "
+          f"({signed}); the answer arrives in authority.{authority}.inbox")
+    return 0
+
+
+def keys_command(settings: Settings, args: argparse.Namespace, console: Console) -> int:
+    """``treatyflow keys list | rotate | revoke``: the public key registry (art. 5.5)."""
+    secrets = settings.secrets_dir
+    try:
+        if args.keys_command == "rotate":
+            new = rotate(secrets, args.owner, public_key=args.public_key)
+            print(f"{new.owner}: new key {new.key_id} registered; its earlier keys are retired "
+                  "(they still verify until revoked)")
+            return 0
+        if args.keys_command == "revoke":
+            gone = revoke(secrets, args.key_id)
+            print(f"{gone.owner}: key {gone.key_id} revoked; nothing signed with it verifies")
+            return 0
+        ring = read_registry(secrets)
+    except FileNotFoundError:
+        print(f"treatyflow: no key registry in {secrets}; `make up` generates one",
+              file=sys.stderr)
+        return 2
+    except KeyStoreError as err:
+        print(f"treatyflow: {err}", file=sys.stderr)
+        return 2
+    keys = [k for k in ring.keys if args.owner is None or k.owner == args.owner]
+    if args.json:
+        print(json.dumps([k.model_dump(mode="json") for k in keys], indent=2))
+        return 0
+    table = Table("owner", "key id", "valid from", "retired", "revoked", "state",
+                  title=f"{len(keys)} key(s)")
+    for k in keys:
+        state = "revoked" if k.revoked_at else ("retired" if k.retired_at else "current")
+        table.add_row(k.owner, k.key_id, f"{k.valid_from:%Y-%m-%d %H:%M:%S}",
+                      f"{k.retired_at:%Y-%m-%d %H:%M:%S}" if k.retired_at else "",
+                      f"{k.revoked_at:%Y-%m-%d %H:%M:%S}" if k.revoked_at else "", state)
+    console.print(table)
     return 0
 
 
@@ -260,9 +312,27 @@ def main(argv: list[str] | None = None) -> int:
     sd = sub.add_parser("send", help="publish an envelope through RabbitMQ as an authority")
     sd.add_argument("file", type=Path, help="a JSON envelope (see README, For agencies)")
     sd.add_argument("--as", dest="authority", required=True, help="the authority id")
+    ks = sub.add_parser("keys", help="signing keys: list, rotate, revoke (art. 5.5)")
+    keys_sub = ks.add_subparsers(dest="keys_command", required=True)
+    kl = keys_sub.add_parser("list", help="the registered public keys")
+    kl.add_argument("--owner", help="one authority id, or HUB")
+    kl.add_argument("--json", action="store_true")
+    kr = keys_sub.add_parser("rotate", help="register a new key; the old one is retired "
+                                            "(still verifies until revoked)")
+    kr.add_argument("owner", help="an authority id, or HUB")
+    kr.add_argument("--public-key", metavar="B64URL",
+                    help="the authority's own new Ed25519 public key (raw 32 bytes, base64url);"
+                         " without it a key pair is generated in the state folder")
+    kv = keys_sub.add_parser("revoke", help="revoke a key: nothing signed with it verifies")
+    kv.add_argument("key_id")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     console = Console()
+    if args.command == "keys":
+        args.owner = getattr(args, "owner", None)
+        args.json = getattr(args, "json", False)
+        args.public_key = getattr(args, "public_key", None)
+        return keys_command(settings, args, console)
     if args.command == "demo":
         return demo.main([])
     if args.command in ("up", "down", "stack"):

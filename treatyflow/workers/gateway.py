@@ -1,6 +1,9 @@
 """The gateway: takes authorities' messages off ``hub.inbound`` and hands each to its
 request's workflow; acks only after Temporal accepted it.
 
+Every message must carry its sender's Ed25519 signature under a key registered to the
+sender and not revoked (art. 5.5); the hub signs the errors it sends back.
+
 A message that cannot be applied is copied to the dead-letter queue with its reason,
 the sender gets an ``error`` naming every problem, and only then is it acked. A message
 that makes the gateway fail unexpectedly is requeued, and after the delivery limit the
@@ -13,7 +16,7 @@ import asyncio
 import contextlib
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import aio_pika
@@ -25,7 +28,17 @@ from temporalio.client import Client
 from treatyflow import constants as c
 from treatyflow import logs, metrics, process
 from treatyflow.agency.client import to_amqp
+from treatyflow.agency.signing import (
+    BadSignature,
+    KeySource,
+    SigningKey,
+    UnknownKey,
+    Unsigned,
+    sign,
+    verify,
+)
 from treatyflow.hub import Refusal, is_transient, submit
+from treatyflow.keys import CurrentKey, RegistryFile
 from treatyflow.schemas.messages import (
     REQUESTED_KINDS,
     REQUESTER_KINDS,
@@ -91,11 +104,15 @@ class Gateway:
         client: Client,
         channel: AbstractChannel,
         *,
+        keys: KeySource,
+        signing_key: Callable[[], SigningKey],
         time_scale: float = 1.0,
         task_queue: str = c.TASK_QUEUE,
     ) -> None:
         self._client = client
         self._channel = channel
+        self._keys = keys  # the registry of authorities' public keys
+        self._signing_key = signing_key  # the hub's current key, for the errors it sends
         self._time_scale = time_scale
         self._task_queue = task_queue
         self._authorities = set(all_authorities())
@@ -151,7 +168,8 @@ class Gateway:
         await incoming.ack()
 
     def parse(self, incoming: AbstractIncomingMessage) -> InboundMessage:
-        """The envelope, authenticated against the connection's validated user id."""
+        """The envelope, authenticated against the connection's validated user id and
+        the sender's signature (art. 5.5)."""
         if len(incoming.body) > c.MAX_BODY_BYTES:
             raise Refusal("oversize", [f"body is {len(incoming.body)} bytes; the limit is "
                                        f"{c.MAX_BODY_BYTES}"])
@@ -168,6 +186,14 @@ class Gateway:
         if incoming.user_id != message.sender:
             raise Refusal("sender_mismatch", [f"envelope sender {message.sender} is not the "
                                               f"connected authority {incoming.user_id}"])
+        try:
+            verify(message, self._keys)
+        except Unsigned as err:
+            raise Refusal("unsigned", [str(err)]) from err
+        except UnknownKey as err:
+            raise Refusal("unknown_key", [str(err)]) from err
+        except BadSignature as err:
+            raise Refusal("bad_signature", [str(err)]) from err
         return message
 
     async def _submit(self, message: InboundMessage, log: structlog.stdlib.BoundLogger
@@ -227,8 +253,9 @@ class Gateway:
             body=ErrorBody(problem=refusal.problem, reasons=refusal.reasons,
                            refused_message_id=refused_id),
         )
+        signed = sign(error, self._signing_key())  # the hub signs what it sends (art. 5.5)
         exchange = await self._channel.get_exchange(c.EXCHANGE_DELIVER, ensure=False)
-        await exchange.publish(to_amqp(error, user_id=c.HUB_USER), routing_key=recipient,
+        await exchange.publish(to_amqp(signed, user_id=c.HUB_USER), routing_key=recipient,
                                mandatory=True)
         metrics.MESSAGES_SENT.labels(kind="error", event=refusal.problem).inc()
 
@@ -238,6 +265,8 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_
     client = await connect(settings)
     metrics.serve(settings.metrics_host, settings.gateway_metrics_port)
     password = read_passwords(settings.secrets_dir)[c.HUB_USER]
+    registry = RegistryFile(settings.secrets_dir)  # re-read when `treatyflow keys` changes it
+    hub_key = CurrentKey(settings.secrets_dir, c.HUB_SENDER)
     connection = await aio_pika.connect_robust(
         settings.amqp_url(c.HUB_USER, password),
         client_properties={"connection_name": "treatyflow-gateway"},
@@ -246,11 +275,13 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_
         publish = await connection.channel(publisher_confirms=True, on_return_raises=True)
         consume = await connection.channel()
         await consume.set_qos(prefetch_count=32)
-        gateway = Gateway(client, publish, time_scale=settings.time_scale, task_queue=task_queue)
+        gateway = Gateway(client, publish, keys=registry, signing_key=hub_key,
+                          time_scale=settings.time_scale, task_queue=task_queue)
         queue = await consume.get_queue(c.QUEUE_INBOUND, ensure=False)
         tag = await queue.consume(gateway.handle)
         log.info("gateway ready", queue=c.QUEUE_INBOUND, time_scale=settings.time_scale,
-                 metrics=f"{settings.metrics_host}:{settings.gateway_metrics_port}")
+                 metrics=f"{settings.metrics_host}:{settings.gateway_metrics_port}",
+                 keys=len(registry.ring.keys), hub_key=hub_key().key_id)
         (settings.state_dir / "run").mkdir(parents=True, exist_ok=True)
         (settings.state_dir / "run" / "gateway.ready").write_text(repr(settings.seconds_per_day))
         await stop.wait()

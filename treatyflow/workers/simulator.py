@@ -1,5 +1,6 @@
 """Simulated competent authorities: each connects with its own credentials through the
-agency client, reads its own inbox and answers as its behaviour says.
+agency client, signs what it sends with its own key, reads its own inbox (verifying the
+hub's signatures) and answers as its behaviour says.
 
 Behaviours are chosen per scenario (answer after N days, ask clarification, forward,
 defer, refuse on a ground, stay silent…). Treaty days run at the declared clock scale.
@@ -17,8 +18,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from treatyflow import logs, process
-from treatyflow.agency import AgencyClient
+from treatyflow.agency import AgencyClient, Unverified
 from treatyflow.constants import workflow_id
+from treatyflow.keys import RegistryFile, signing_key
 from treatyflow.schemas.messages import INBOUND, ErrorMessage, NoticeMessage, OutboundMessage
 from treatyflow.settings import Settings
 from treatyflow.topology import read_passwords
@@ -250,6 +252,7 @@ class Simulation:
         self.default_behaviour = default_behaviour
         self.seconds_per_day = seconds_per_day
         self._passwords = read_passwords(settings.secrets_dir)
+        self._hub_keys = RegistryFile(settings.secrets_dir)
         self._clients: dict[str, AgencyClient] = {}
         self._contexts: dict[tuple[str, str], Context] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -261,8 +264,11 @@ class Simulation:
 
     async def connect(self, authorities: set[str]) -> None:
         for authority in sorted(authorities):
-            client = AgencyClient(authority,
-                                  self.settings.amqp_url(authority, self._passwords[authority]))
+            client = AgencyClient(
+                authority, self.settings.amqp_url(authority, self._passwords[authority]),
+                signing_key=signing_key(self.settings.secrets_dir, authority),
+                hub_keys=self._hub_keys,
+            )
             await client.connect()
             self._clients[authority] = client
             self._tasks.add(asyncio.create_task(self._consume(authority)))
@@ -278,8 +284,10 @@ class Simulation:
         async with self._clients[authority].inbox() as inbox:
             while True:
                 message = await inbox.get()
-                if isinstance(message, bytes):
-                    self._log.error("unparseable message in inbox", authority=authority)
+                if isinstance(message, Unverified):
+                    self._log.error("message in inbox failed verification; ignored",
+                                    authority=authority, problem=message.problem,
+                                    reason=message.reason)
                     continue
                 self.inbox[authority].append(message)
                 for listen in self.listeners:

@@ -3,7 +3,8 @@
 
     python -m treatyflow.workers.stack up | down | status | definitions --out FILE
 
-Everything lives under the state folder: data, logs, pid files, generated secrets.
+Everything lives under the state folder: data, logs, pid files, generated secrets (broker
+passwords, and an Ed25519 key pair per authority and for the hub: ``treatyflow.keys``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from treatyflow import constants as c
+from treatyflow.keys import load_or_create_keys
 from treatyflow.process import finish
 from treatyflow.settings import Settings
 from treatyflow.topology import definitions, load_or_create_passwords
@@ -167,7 +169,10 @@ def rabbitmqctl(
 
 
 def write_definitions(settings: Settings, out: Path) -> Path:
+    """The broker definitions file; the broker passwords and the signing keys they go
+    with are generated on first use (docker-compose mounts both, deploy/README.md)."""
     passwords = load_or_create_passwords(settings.secrets_dir)
+    load_or_create_keys(settings.secrets_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.touch(mode=0o600)
     out.write_text(json.dumps(definitions(passwords), indent=2))
@@ -333,6 +338,7 @@ def up(settings: Settings) -> None:
     """Start whatever part of the stack is not running yet."""
     paths = Paths(settings.state_dir)
     paths.run.mkdir(parents=True, exist_ok=True)
+    load_or_create_keys(settings.secrets_dir)  # a state folder from before signing gets keys
     start_rabbitmq(settings, paths)
     start_temporal(settings, paths)
     for name in PROCESSES:

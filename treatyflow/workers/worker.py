@@ -9,7 +9,8 @@ from temporalio.worker import Worker
 
 from treatyflow import logs, metrics, process
 from treatyflow.activities.delivery import Delivery
-from treatyflow.constants import HUB_USER, TASK_QUEUE
+from treatyflow.constants import HUB_SENDER, HUB_USER, TASK_QUEUE
+from treatyflow.keys import CurrentKey
 from treatyflow.settings import Settings
 from treatyflow.temporal import connect
 from treatyflow.topology import read_passwords
@@ -22,20 +23,21 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = TASK_QU
                                                                  settings.sdk_metrics_port))
     metrics.serve(settings.metrics_host, settings.worker_metrics_port)
     password = read_passwords(settings.secrets_dir)[HUB_USER]
+    hub_key = CurrentKey(settings.secrets_dir, HUB_SENDER)
     connection = await aio_pika.connect_robust(
         settings.amqp_url(HUB_USER, password),
         client_properties={"connection_name": "treatyflow-worker"},
     )
     async with connection:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        delivery = Delivery(channel)
+        delivery = Delivery(channel, hub_key)
         async with Worker(
             client,
             task_queue=task_queue,
             workflows=[RequestForAssistance],
             activities=[delivery.deliver],
         ):
-            log.info("worker ready", task_queue=task_queue,
+            log.info("worker ready", task_queue=task_queue, hub_key=hub_key().key_id,
                      metrics=f"{settings.metrics_host}:{settings.worker_metrics_port}",
                      sdk_metrics=f"{settings.metrics_host}:{settings.sdk_metrics_port}")
             (settings.state_dir / "run").mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,239 @@
+"""The hub's key registry and the local stack's key files (art. 5.5: signed messages).
+
+Under the secrets dir (mode 0700, like the broker passwords)::
+
+    public-keys.json                  the registry: every public key of every authority
+                                      and of the hub, with valid_from / retired_at /
+                                      revoked_at (mode 0600; public data, kept beside
+                                      the secrets so that one read-only mount carries both)
+    signing/<OWNER>/<KEY ID>.pem      one private key (PKCS#8 PEM), mode 0600, dir 0700
+
+The local stack generates a key pair per authority and one for the hub. In production an
+authority keeps its private key and registers only the public one
+(``treatyflow keys rotate AUTHORITY --public-key B64URL``).
+
+Rotation registers a new key and retires the current one: the retired key still
+verifies, so messages signed before the switch (or by a client not yet switched) keep
+passing; revoking a key makes every message signed with it fail. The gateway re-reads
+the registry whenever the file changes, so neither needs a restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from treatyflow.agency.signing import KeyRing, PublicKey, SigningKey
+from treatyflow.constants import HUB_SENDER, KEY_REGISTRY_FILE, SIGNING_KEYS_DIR
+from treatyflow.schemas.treaty import all_authorities
+
+_LOCK_FILE = "keys.lock"
+
+
+class KeyStoreError(RuntimeError):
+    """A key operation that cannot be done; the message says why."""
+
+
+def registry_path(secrets_dir: Path) -> Path:
+    return secrets_dir / KEY_REGISTRY_FILE
+
+
+def private_key_path(secrets_dir: Path, owner: str, key_id: str) -> Path:
+    return secrets_dir / SIGNING_KEYS_DIR / owner / f"{key_id}.pem"
+
+
+def owners() -> list[str]:
+    """Who signs: the hub and every registered authority."""
+    return [HUB_SENDER, *sorted(all_authorities())]
+
+
+def read_registry(secrets_dir: Path) -> KeyRing:
+    """The registry; raises FileNotFoundError if the stack never generated one."""
+    return KeyRing.model_validate_json(registry_path(secrets_dir).read_bytes())
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+
+
+@contextlib.contextmanager
+def _locked(secrets_dir: Path) -> Iterator[None]:
+    """One writer of the registry at a time (``make up`` and ``keys rotate`` may race)."""
+    _private_dir(secrets_dir)
+    fd = os.open(secrets_dir / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def _write_registry(secrets_dir: Path, ring: KeyRing) -> None:
+    path = registry_path(secrets_dir)
+    tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.touch(mode=0o600)
+    tmp.write_text(ring.model_dump_json(indent=2) + "\n")
+    tmp.replace(path)  # atomic: a reader sees the old file or the new one
+
+
+def _write_private(secrets_dir: Path, owner: str, key: SigningKey) -> Path:
+    _private_dir(secrets_dir / SIGNING_KEYS_DIR)
+    _private_dir(secrets_dir / SIGNING_KEYS_DIR / owner)
+    path = private_key_path(secrets_dir, owner, key.key_id)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(key.to_pem())
+    return path
+
+
+def _next_key_id(ring: KeyRing, owner: str, now: datetime) -> str:
+    taken = {k.key_id for k in ring.keys}
+    n = len(ring.of(owner)) + 1
+    while f"{owner}-{now.year}-{n}" in taken:
+        n += 1
+    return f"{owner}-{now.year}-{n}"
+
+
+def _load(secrets_dir: Path) -> KeyRing:
+    try:
+        return read_registry(secrets_dir)
+    except FileNotFoundError:
+        return KeyRing()
+
+
+def load_or_create_keys(secrets_dir: Path, who: Iterable[str] | None = None) -> KeyRing:
+    """A key pair for each owner (the hub, every authority) that has no key yet."""
+    with _locked(secrets_dir):
+        ring = _load(secrets_dir)
+        now = datetime.now(UTC)
+        added: list[PublicKey] = []
+        for owner in who or owners():
+            if ring.of(owner):
+                continue
+            key = SigningKey.generate(_next_key_id(ring, owner, now))
+            _write_private(secrets_dir, owner, key)
+            added.append(PublicKey(key_id=key.key_id, owner=owner, public_key=key.public_key,
+                                   valid_from=now))
+        if added or not registry_path(secrets_dir).exists():
+            ring = KeyRing(keys=[*ring.keys, *added])
+            _write_registry(secrets_dir, ring)
+        return ring
+
+
+def rotate(
+    secrets_dir: Path, owner: str, *, public_key: str | None = None,
+    now: datetime | None = None,
+) -> PublicKey:
+    """Register a new key for ``owner`` and retire its current ones (they still verify).
+
+    Without ``public_key`` a key pair is generated here (the local stack); with it, the
+    authority's own public key is registered and no private key is kept."""
+    if owner not in owners():
+        raise KeyStoreError(f"{owner!r} is neither an authority of a carried treaty nor the hub")
+    at = now or datetime.now(UTC)
+    with _locked(secrets_dir):
+        ring = _load(secrets_dir)
+        key_id = _next_key_id(ring, owner, at)
+        if public_key is None:
+            key = SigningKey.generate(key_id)
+            _write_private(secrets_dir, owner, key)
+            public_key = key.public_key
+        new = PublicKey(key_id=key_id, owner=owner, public_key=public_key, valid_from=at)
+        if any(k.public_key == new.public_key for k in ring.keys):
+            raise KeyStoreError("that public key is already registered")
+        keys = [k.model_copy(update={"retired_at": at}) if k.owner == owner and k.current
+                else k for k in ring.keys]
+        _write_registry(secrets_dir, KeyRing(keys=[*keys, new]))
+        return new
+
+
+def revoke(secrets_dir: Path, key_id: str, *, now: datetime | None = None) -> PublicKey:
+    """Revoke one key: nothing signed with it verifies any more."""
+    at = now or datetime.now(UTC)
+    with _locked(secrets_dir):
+        ring = _load(secrets_dir)
+        found = ring.lookup(key_id)
+        if found is None:
+            raise KeyStoreError(f"no key {key_id!r} in the registry")
+        if found.revoked_at is not None:
+            return found
+        revoked = found.model_copy(update={"revoked_at": at})
+        _write_registry(secrets_dir, KeyRing(
+            keys=[revoked if k.key_id == key_id else k for k in ring.keys]))
+        return revoked
+
+
+def signing_key(secrets_dir: Path, owner: str, key_id: str | None = None) -> SigningKey:
+    """The private key ``owner`` signs with: its current key, or ``key_id``."""
+    ring = read_registry(secrets_dir)
+    if key_id is None:
+        current = [k for k in ring.of(owner) if k.current]
+        if not current:
+            raise KeyStoreError(f"{owner} has no current signing key in "
+                                f"{registry_path(secrets_dir)}; `treatyflow keys rotate {owner}`")
+        key_id = current[-1].key_id
+    elif (found := ring.lookup(key_id)) is None or found.owner != owner:
+        raise KeyStoreError(f"no key {key_id!r} of {owner} in the registry")
+    path = private_key_path(secrets_dir, owner, key_id)
+    try:
+        return SigningKey.from_pem(key_id, path.read_bytes())
+    except FileNotFoundError as err:
+        raise KeyStoreError(f"no private key for {key_id} at {path} (an authority that "
+                            "registered its own public key keeps its private key)") from err
+
+
+class RegistryFile:
+    """The registry file as a key source: re-read whenever the file changes (a rotation
+    or a revocation by ``treatyflow keys``), so a running gateway needs no restart."""
+
+    def __init__(self, secrets_dir: Path) -> None:
+        self._path = registry_path(secrets_dir)
+        self._stamp: tuple[int, int, int] | None = None
+        self._ring = KeyRing()
+        self.refresh()  # fail at start, not on the first message, if the file is missing
+
+    def refresh(self) -> KeyRing:
+        stat = self._path.stat()
+        stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if stamp != self._stamp:
+            self._ring = KeyRing.model_validate_json(self._path.read_bytes())
+            self._stamp = stamp
+        return self._ring
+
+    def lookup(self, key_id: str) -> PublicKey | None:
+        try:
+            ring = self.refresh()
+        except (OSError, ValueError):
+            ring = self._ring  # mid-replace or unreadable for a moment: the last good copy
+        return ring.lookup(key_id)
+
+    @property
+    def ring(self) -> KeyRing:
+        return self.refresh()
+
+
+class CurrentKey:
+    """An owner's current signing key, switched when the registry says it was rotated: the
+    hub's worker and gateway sign with the new key without a restart."""
+
+    def __init__(self, secrets_dir: Path, owner: str) -> None:
+        self._secrets_dir = secrets_dir
+        self._owner = owner
+        self._registry = RegistryFile(secrets_dir)
+        self._key = signing_key(secrets_dir, owner)
+
+    def __call__(self) -> SigningKey:
+        try:
+            current = [k for k in self._registry.ring.of(self._owner) if k.current]
+        except (OSError, ValueError):
+            return self._key
+        if current and current[-1].key_id != self._key.key_id:
+            self._key = signing_key(self._secrets_dir, self._owner, current[-1].key_id)
+        return self._key
