@@ -24,6 +24,7 @@ from temporalio.service import RPCError
 
 from treatyflow import constants as c
 from treatyflow.agency import AgencyClient
+from treatyflow.codec import PayloadKeyError
 from treatyflow.hub import Refusal, operate, request_state
 from treatyflow.process import finish
 from treatyflow.schemas.messages import INBOUND
@@ -50,6 +51,8 @@ async def _connect(settings: Settings) -> Client | str:
     objects."""
     try:
         return await connect(settings)
+    except PayloadKeyError as err:
+        return str(err)
     except RuntimeError as err:
         return (f"cannot reach Temporal at {settings.temporal_address}: {err}; "
                 "is the stack up (make up)?")

