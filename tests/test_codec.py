@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -225,3 +226,16 @@ def test_ui_origins_accept_both_loopback_spellings_only() -> None:
                                                    "http://localhost:8233"}
     assert ui_origins("https://temporal.ops.example/") == {"https://temporal.ops.example"}
 
+
+
+def test_taken_codec_port_is_named_with_its_variable(tmp_path: Path) -> None:
+    from treatyflow.workers import stack
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = Settings(state_dir=tmp_path, codec_port=port)
+        with pytest.raises(stack.StackError,
+                           match=f"port {port} \\(codec endpoint\\).*TREATYFLOW_CODEC_PORT"):
+            stack.start_process(settings, stack.Paths(tmp_path), stack.CODEC)
