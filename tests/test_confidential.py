@@ -32,11 +32,12 @@ def _temporal() -> str:
     return shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
 
 
-async def _show(settings: Settings, wf_id: str) -> str:
-    """`temporal workflow show` as an operator runs it, without the codec endpoint."""
+async def _show(settings: Settings, wf_id: str, *options: str) -> str:
+    """`temporal workflow show` as an operator runs it (without the codec endpoint unless
+    ``options`` name it)."""
     proc = await asyncio.create_subprocess_exec(
         _temporal(), "workflow", "show", "--workflow-id", wf_id, "--output", "json",
-        "--address", settings.temporal_address,
+        "--address", settings.temporal_address, *options,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
     assert proc.returncode == 0, err.decode()
@@ -95,6 +96,11 @@ async def test_history_shows_ciphertext_and_the_codec_endpoint_shows_the_request
     assert any(PHRASE in t for t in texts)
     summary = f"sco-2010 request {rid}: information_exchange, {KZ} → {RU}"
     assert summary in [json.loads(t) for t in texts]  # the UI summary, decoded: codes only
+
+    # An operator's CLI reads it in clear through the same endpoint (no Origin: not a browser).
+    decoded_show = await _show(stack_settings, c.workflow_id("sco-2010", rid),
+                               "--codec-endpoint", stack_settings.codec_url)
+    assert any(PHRASE.encode() in _data(p) for _, p in _payloads(json.loads(decoded_show)))
 
 
 async def test_codec_endpoint_answers_the_ui_origin_only(stack_settings: Settings) -> None:

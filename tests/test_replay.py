@@ -19,7 +19,7 @@ from temporalio.worker import Replayer
 
 from tests.conftest import Outbox
 from tests.factories import message, new_request_id, request_body
-from treatyflow.codec import PayloadKeys, generate_keys
+from treatyflow.codec import EncryptionCodec, PayloadKeys, decrypted_history, generate_keys
 from treatyflow.constants import workflow_id
 from treatyflow.hub import submit
 from treatyflow.temporal import data_converter
@@ -72,6 +72,12 @@ async def test_encrypted_history_replays_with_its_keys_only(
     rotated = await replayer(payload_keys.rotated()).replay_workflow(
         history, raise_on_replay_failure=False)
     assert rotated.replay_failure is None, rotated.replay_failure
+
+    # Recorded in clear (as scripts/record_histories.py does), it replays with any key.
+    plain = decrypted_history(history, EncryptionCodec(payload_keys))
+    assert any(b"Replayev" in e.SerializeToString() for e in plain.events)
+    again = await replayer(generate_keys()).replay_workflow(plain, raise_on_replay_failure=False)
+    assert again.replay_failure is None, again.replay_failure
 
     # Without its key it does not replay; the worker's log names the missing key id, the
     # workflow task failure only the error type (its message is encrypted like any other).

@@ -17,17 +17,21 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import json
 import os
 import re
 import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from google.protobuf import json_format
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from temporalio.api.common.v1 import Payload
+from temporalio.client import WorkflowHistory
 from temporalio.converter import PayloadCodec
 
 from treatyflow.settings import Settings
@@ -229,3 +233,23 @@ class EncryptionCodec(PayloadCodec):
                 f"payload under key id {key_id!r} failed authentication: it was altered, "
                 "or encrypted with another key of the same id") from None
         return Payload.FromString(plain)
+
+
+def decrypted_history(history: WorkflowHistory, codec: EncryptionCodec) -> WorkflowHistory:
+    """``history`` with every encrypted payload in clear: for recording test histories
+    that replay without the stack's key (scripts/record_histories.py)."""
+    encrypted = base64.b64encode(ENCODING).decode()
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            meta = node.get("metadata")
+            if isinstance(meta, dict) and meta.get("encoding") == encrypted:
+                sealed = json_format.ParseDict(node, Payload())
+                return json_format.MessageToDict(codec.decrypt(sealed))
+            return {key: walk(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [walk(value) for value in node]
+        return node
+
+    plain = walk(json.loads(history.to_json()))
+    return WorkflowHistory.from_json(history.workflow_id, plain)
