@@ -1,6 +1,7 @@
 """The operator's view, checked in a real browser: bring up the stack, leave some requests
 overdue, open the Temporal UI filtered on the ``Overdue`` search attribute in headless
-Chromium (Debian's), check the workflows and their summaries are listed, screenshot it.
+Chromium (Debian's), check the workflows are listed and that a request's summary (an
+encrypted payload) shows in clear through the codec endpoint, screenshot it.
 
     python -m treatyflow.workers.uicheck   # prints screenshot=PATH; exit 0 only if it passed
 """
@@ -87,6 +88,17 @@ def _browse(settings: Settings, expected: list[str], screenshot: Path) -> list[s
             except Exception:  # noqa: BLE001 - reported below
                 missing.append(wf_id)
         page.screenshot(path=str(screenshot), full_page=True)
+        # The summary is encrypted like every payload: the UI shows it only by asking the
+        # codec endpoint, from the browser (CORS).
+        page.goto(f"{settings.temporal_ui_url}/namespaces/default/workflows/{expected[0]}")
+        page.get_by_text("User Metadata").first.click()
+        try:
+            # UI 2.54 renders the summary in an iframe (/render?content=<the decoded text>).
+            page.frame_locator('iframe[title="output"]').first.get_by_text(
+                "information_exchange", exact=False).first.wait_for(timeout=30_000)
+        except Exception:  # noqa: BLE001 - reported below
+            missing.append(f"summary of {expected[0]} decoded in the UI")
+        page.screenshot(path=str(screenshot.with_name(f"{screenshot.stem}-summary.png")))
         browser.close()
     return missing
 
@@ -125,7 +137,7 @@ def main() -> int:
         print(f"[ui-check] FAILED: not shown: {', '.join(missing)}", file=sys.stderr)
         return 1
     print(f"[ui-check] passed: {len(expected)} overdue requests listed in the UI filtered on "
-          f"{SA_OVERDUE}=true, each with its summary")
+          f"{SA_OVERDUE}=true, each with its summary, shown decoded in the UI")
     return 0
 
 
