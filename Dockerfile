@@ -2,7 +2,8 @@
 #   python -m treatyflow.workers.worker            Temporal worker (workflows + delivery)
 #   python -m treatyflow.workers.gateway           RabbitMQ hub.inbound -> Temporal
 #   python -m treatyflow.workers.simulator --serve simulated competent authorities
-# Broker passwords and signing keys are not baked in: they are generated on the host
+#   python -m treatyflow.workers.codec             codec endpoint for the Temporal UI
+# Broker passwords, signing keys and payload keys are not baked in: they are generated on the host
 # (deploy/README.md) and mounted read-only at $TREATYFLOW_STATE_DIR/secrets.
 FROM python:3.11-slim
 

@@ -2,7 +2,8 @@
 
     TREATYFLOW_STATE_DIR=... python scripts/record_histories.py DEMO-PREFIX
 
-Run after `make demo`; writes one history per demo scenario into tests/histories/.
+Run after `make demo`; writes one history per demo scenario into tests/histories/, with
+the payloads decrypted (the tests replay them without the stack's payload key).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 import sys
 from pathlib import Path
 
+from treatyflow.codec import EncryptionCodec, decrypted_history, load_keys
 from treatyflow.settings import Settings
 from treatyflow.temporal import connect
 from treatyflow.workers.simulator import demo_scenarios
@@ -20,7 +22,9 @@ OUT = Path(__file__).resolve().parent.parent / "tests" / "histories"
 
 
 async def main(prefix: str) -> None:
-    client = await connect(Settings.from_env())
+    settings = Settings.from_env()
+    client = await connect(settings)
+    codec = EncryptionCodec(load_keys(settings))
     names = [s.name for s in demo_scenarios()]
     async for wf in client.list_workflows(f"WorkflowId STARTS_WITH 'sco-2010.{prefix}'"):
         match = re.search(r"-(\d{2})00$", wf.id)
@@ -28,7 +32,8 @@ async def main(prefix: str) -> None:
                 names[int(match.group(1))]:
             continue
         name = re.sub(r"[^a-z0-9]+", "-", names[int(match.group(1))].lower()).strip("-")
-        history = await client.get_workflow_handle(wf.id).fetch_history()
+        history = decrypted_history(
+            await client.get_workflow_handle(wf.id).fetch_history(), codec)
         (OUT / f"{name}.json").write_text(history.to_json())
         print("recorded", name, len(history.events), "events")
 

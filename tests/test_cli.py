@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from treatyflow.codec import load_or_create_keys
 from treatyflow.settings import Settings
 from treatyflow.workers import stack
 
@@ -19,10 +20,22 @@ WHO = ["--operator", "A. Operator", "--reason", "Both parties abandoned the requ
 ])
 def test_every_command_says_the_stack_is_not_running(tmp_path, command: list[str]) -> None:  # type: ignore[no-untyped-def]
     settings = Settings(state_dir=tmp_path, temporal_port=stack.free_port())  # nothing there
-    done = subprocess.run([sys.executable, "-m", "treatyflow.workers.cli", *command],
-                          env=settings.to_env(), capture_output=True, text=True, timeout=60,
-                          check=False)
+    load_or_create_keys(settings)
+    done = _cli(settings, command)
     assert done.returncode == 2, done.stderr
     assert f"cannot reach Temporal at 127.0.0.1:{settings.temporal_port}" in done.stderr
     assert "is the stack up (make up)?" in done.stderr
     assert done.stdout == ""
+
+
+def test_missing_payload_keys_are_named(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings(state_dir=tmp_path, temporal_port=stack.free_port())
+    done = _cli(settings, ["status", "RQ-1"])
+    assert done.returncode == 2
+    assert "no payload keys" in done.stderr and "TREATYFLOW_PAYLOAD_KEYS" in done.stderr
+
+
+def _cli(settings: Settings, command: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "treatyflow.workers.cli", *command],
+                          env=settings.to_env(), capture_output=True, text=True, timeout=60,
+                          check=False)

@@ -26,11 +26,14 @@ RABBITMQ_CONF = ROOT / "deploy" / "rabbitmq" / "rabbitmq.conf"
 TEMPORAL_SERVICE = "temporal"
 RABBITMQ_SERVICE = "rabbitmq"
 ADMIN_TOOLS_SERVICE = "temporal-admin-tools"
+UI_SERVICE = "temporal-ui"
+CODEC_SERVICE = "codec"
 # Each treatyflow service and the module its command must run.
 APP_MODULES = {
     "worker": "treatyflow.workers.worker",
     "gateway": "treatyflow.workers.gateway",
     "simulator": "treatyflow.workers.simulator",
+    CODEC_SERVICE: "treatyflow.workers.codec",
 }
 # The variables DESIGN/deploy promise the treatyflow containers set.
 REQUIRED_ENV = {
@@ -111,6 +114,15 @@ def container_ports(service: dict[str, Any]) -> set[int]:
         spec = str(port["target"]) if isinstance(port, dict) else interpolate(str(port))
         ports.add(int(spec.rsplit(":", 1)[-1].split("/")[0]))
     return ports
+
+
+def published_ports(service: dict[str, Any]) -> dict[int, tuple[str, int]]:
+    """Container port -> (host address, host port) of every published short-syntax port."""
+    found = {}
+    for port in service.get("ports") or []:
+        host, host_port, target = interpolate(str(port)).split("/")[0].rsplit(":", 2)
+        found[int(target)] = (host, int(host_port))
+    return found
 
 
 def registered_search_attributes(admin: dict[str, Any]) -> tuple[dict[str, str], set[str]]:
@@ -260,6 +272,27 @@ def test_workflow_processes_wait_for_the_search_attributes(
     assert job.get("condition") == "service_completed_successfully"
 
 
+def test_the_ui_reaches_the_codec_endpoint_which_answers_that_ui_only(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    from urllib.parse import urlsplit
+
+    from treatyflow.workers.codec import ui_origins
+
+    codec = Settings.from_env(
+        {k: interpolate(v) for k, v in environment(services[CODEC_SERVICE]).items()})
+    published = published_ports(services[CODEC_SERVICE])
+    assert codec.codec_port in published, "the codec endpoint listens on no published port"
+    host, host_port = published[codec.codec_port]
+    assert host == "127.0.0.1", "whoever reaches the codec endpoint can decrypt"
+    # The browser calls the endpoint the UI container is given, from the UI's origin.
+    endpoint = urlsplit(interpolate(environment(services[UI_SERVICE])["TEMPORAL_CODEC_ENDPOINT"]))
+    assert endpoint.hostname in ("localhost", "127.0.0.1") and endpoint.port == host_port
+    ui_host, ui_port = published_ports(services[UI_SERVICE])[8080]
+    assert f"http://localhost:{ui_port}" in ui_origins(codec.temporal_ui_url)
+    assert f"http://{ui_host}:{ui_port}" in ui_origins(codec.temporal_ui_url)
+
+
 def test_no_service_holds_a_literal_password(services: dict[str, dict[str, Any]]) -> None:
     checked = 0
     for name, service in services.items():
@@ -294,11 +327,11 @@ def test_metrics_endpoints_are_reachable_from_outside_their_containers(
     services: dict[str, dict[str, Any]],
 ) -> None:
     """Prometheus must reach each endpoint: bound beyond loopback, the port published."""
-    from treatyflow.workers.stack import metrics_ports
+    from treatyflow.workers.stack import listening_ports
 
     for name in ("worker", "gateway"):
         settings = Settings.from_env(
             {k: interpolate(v) for k, v in environment(services[name]).items()})
         assert settings.metrics_host == "0.0.0.0", f"{name} binds its metrics to loopback"
-        wanted = {port for port, _, _ in metrics_ports(settings, name)}
+        wanted = {port for port, _, _ in listening_ports(settings, name)}
         assert wanted <= container_ports(services[name]), f"{name} does not publish {wanted}"

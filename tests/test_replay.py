@@ -1,18 +1,37 @@
 """Recorded histories from the demo replay against today's workflow code: a change that
-breaks determinism for requests already in flight fails here."""
+breaks determinism for requests already in flight fails here.
+
+The recorded histories predate payload encryption: their payloads are plain JSON. They
+replay through the production converter, whose codec passes through payloads that are
+not ``binary/encrypted`` (as it must for requests in flight when encryption was switched
+on). An encrypted history is recorded fresh on the time-skipping server below, since a
+committed one would need a committed key.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.client import Client, WorkflowHistory
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from tests.conftest import Outbox
+from tests.factories import message, new_request_id, request_body
+from treatyflow.codec import EncryptionCodec, PayloadKeys, decrypted_history, generate_keys
+from treatyflow.constants import workflow_id
+from treatyflow.hub import submit
+from treatyflow.temporal import data_converter
 from treatyflow.workflows.request import RequestForAssistance
 
+KZ, RU = "KZ-GPO", "RU-MIA"
+REPORT = {"extent": "full", "summary": "Statements attached.", "confidentiality": "restricted"}
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def replayer(keys: PayloadKeys) -> Replayer:
+    return Replayer(workflows=[RequestForAssistance], data_converter=data_converter(keys))
 
 
 def test_histories_cover_every_demo_outcome() -> None:
@@ -24,6 +43,43 @@ def test_histories_cover_every_demo_outcome() -> None:
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(f"wf-{path.stem}", path.read_text())
-    replayer = Replayer(workflows=[RequestForAssistance], data_converter=pydantic_data_converter)
-    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    result = await replayer(generate_keys()).replay_workflow(
+        history, raise_on_replay_failure=False)
     assert result.replay_failure is None, result.replay_failure
+
+
+async def test_encrypted_history_replays_with_its_keys_only(
+    time_env: WorkflowEnvironment, skipping: tuple[Client, Outbox], task_queue: str,
+    payload_keys: PayloadKeys,
+) -> None:
+    rid = new_request_id()
+    facts = "The suspect Zhanybek Replayev wired the funds through Almaty."
+    await submit(time_env.client, message("request", request_id=rid, sender=KZ, recipient=RU,
+                                          body=request_body(facts=facts)), task_queue=task_queue)
+    for kind, body in (("receipt", {}), ("execution_report", REPORT)):
+        await submit(time_env.client, message(kind, request_id=rid, sender=RU, recipient=KZ,
+                                              body=body), task_queue=task_queue)
+    handle = time_env.client.get_workflow_handle(workflow_id("sco-2010", rid))
+    await handle.result()
+    history = await handle.fetch_history()
+    assert "Replayev" not in history.to_json()
+    assert b"Replayev" not in b"".join(e.SerializeToString() for e in history.events)
+
+    replayed = await replayer(payload_keys).replay_workflow(
+        history, raise_on_replay_failure=False)
+    assert replayed.replay_failure is None, replayed.replay_failure
+    # Rotated keys still read it: the old key decrypts, only new payloads use the new one.
+    rotated = await replayer(payload_keys.rotated()).replay_workflow(
+        history, raise_on_replay_failure=False)
+    assert rotated.replay_failure is None, rotated.replay_failure
+
+    # Recorded in clear (as scripts/record_histories.py does), it replays with any key.
+    plain = decrypted_history(history, EncryptionCodec(payload_keys))
+    assert any(b"Replayev" in e.SerializeToString() for e in plain.events)
+    again = await replayer(generate_keys()).replay_workflow(plain, raise_on_replay_failure=False)
+    assert again.replay_failure is None, again.replay_failure
+
+    # Without its key it does not replay; the worker's log names the missing key id, the
+    # workflow task failure only the error type (its message is encrypted like any other).
+    with pytest.raises(Exception, match="PayloadDecodeError"):
+        await replayer(generate_keys()).replay_workflow(history)

@@ -7,7 +7,7 @@ the environment.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 SECONDS_PER_DAY = 86_400.0
@@ -24,6 +24,15 @@ class Settings:
     amqp_dist_port: int = 25672
     amqp_host: str = "127.0.0.1"
     temporal_host: str = "127.0.0.1"
+    # The codec endpoint (POST /encode, /decode) the Temporal UI calls to show payloads.
+    codec_port: int = 8234
+    codec_host: str = "127.0.0.1"
+    # The address a browser uses for the Temporal UI (the codec endpoint's only allowed
+    # CORS origin); empty: derived from the Temporal host and UI port.
+    ui_url: str = ""
+    # Payload encryption keys "ID=BASE64KEY,OLDID=BASE64KEY" (the first encrypts, all
+    # decrypt); empty: the keys generated into the secrets folder. Never printed.
+    payload_keys: str = field(default="", repr=False)
     # Treaty time runs this many real seconds per treaty day. 86400 is real time;
     # the demo runs faster. Passed into each workflow's input, never read there.
     seconds_per_day: float = SECONDS_PER_DAY
@@ -47,6 +56,10 @@ class Settings:
             amqp_dist_port=int(env.get("TREATYFLOW_AMQP_DIST_PORT", base.amqp_dist_port)),
             amqp_host=env.get("TREATYFLOW_AMQP_HOST", base.amqp_host),
             temporal_host=env.get("TREATYFLOW_TEMPORAL_HOST", base.temporal_host),
+            codec_port=int(env.get("TREATYFLOW_CODEC_PORT", base.codec_port)),
+            codec_host=env.get("TREATYFLOW_CODEC_HOST", base.codec_host),
+            ui_url=env.get("TREATYFLOW_TEMPORAL_UI_URL", base.ui_url),
+            payload_keys=env.get("TREATYFLOW_PAYLOAD_KEYS", base.payload_keys),
             seconds_per_day=float(env.get("TREATYFLOW_SECONDS_PER_DAY", base.seconds_per_day)),
             log_level=env.get("TREATYFLOW_LOG_LEVEL", base.log_level),
             metrics_host=env.get("TREATYFLOW_METRICS_HOST", base.metrics_host),
@@ -67,6 +80,10 @@ class Settings:
             "TREATYFLOW_AMQP_DIST_PORT": str(self.amqp_dist_port),
             "TREATYFLOW_AMQP_HOST": self.amqp_host,
             "TREATYFLOW_TEMPORAL_HOST": self.temporal_host,
+            "TREATYFLOW_CODEC_PORT": str(self.codec_port),
+            "TREATYFLOW_CODEC_HOST": self.codec_host,
+            "TREATYFLOW_TEMPORAL_UI_URL": self.ui_url,
+            "TREATYFLOW_PAYLOAD_KEYS": self.payload_keys,
             "TREATYFLOW_SECONDS_PER_DAY": repr(self.seconds_per_day),
             "TREATYFLOW_LOG_LEVEL": self.log_level,
             "TREATYFLOW_METRICS_HOST": self.metrics_host,
@@ -84,7 +101,12 @@ class Settings:
 
     @property
     def temporal_ui_url(self) -> str:
-        return f"http://{self.temporal_host}:{self.temporal_ui_port}"
+        return self.ui_url or f"http://{self.temporal_host}:{self.temporal_ui_port}"
+
+    @property
+    def codec_url(self) -> str:
+        """Where the local stack's Temporal UI reaches the codec endpoint."""
+        return f"http://{self.codec_host}:{self.codec_port}"
 
     @property
     def time_scale(self) -> float:

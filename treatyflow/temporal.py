@@ -1,20 +1,37 @@
-"""The one factory for Temporal clients: every client uses the pydantic data converter."""
+"""The one factory for Temporal clients and their data converter: pydantic models in,
+AES-GCM ciphertext out (``treatyflow.codec``). Workers inherit the client's converter."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.runtime import Runtime
 
+from treatyflow.codec import EncryptionCodec, PayloadKeys, load_keys
 from treatyflow.constants import NAMESPACE
 from treatyflow.settings import Settings
 
 
+def data_converter(keys: PayloadKeys) -> DataConverter:
+    """The pydantic converter with every payload encrypted under ``keys``; failure
+    messages and stack traces move into an encoded attribute, so they are encrypted too."""
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=EncryptionCodec(keys),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
+
+
 async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
-    """A client for the configured Temporal server (``runtime``: e.g. one exporting the
-    SDK's metrics; the process default otherwise)."""
+    """A client for the configured Temporal server, with the configured payload keys
+    (``runtime``: e.g. one exporting the SDK's metrics; the process default otherwise)."""
     return await Client.connect(
-        settings.temporal_address, namespace=NAMESPACE, data_converter=pydantic_data_converter,
+        settings.temporal_address,
+        namespace=NAMESPACE,
+        data_converter=data_converter(load_keys(settings)),
         runtime=runtime,
     )
 

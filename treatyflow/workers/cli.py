@@ -27,6 +27,7 @@ from temporalio.service import RPCError
 
 from treatyflow import constants as c
 from treatyflow.agency import AgencyClient
+from treatyflow.codec import PayloadKeyError
 from treatyflow.hub import Refusal, operate, request_state
 from treatyflow.keys import KeyStoreError, read_registry, revoke, rotate, signing_key
 from treatyflow.process import finish
@@ -49,7 +50,8 @@ from treatyflow.workflows.request import (
 
 
 class Unreachable(str):
-    """The error text when Temporal cannot be reached (exit 2, whatever the command)."""
+    """The error text when Temporal cannot be reached, or its payloads not read for want of
+    keys (exit 2, whatever the command)."""
 
 
 async def _connect(settings: Settings) -> Client | Unreachable:
@@ -58,6 +60,8 @@ async def _connect(settings: Settings) -> Client | Unreachable:
     objects."""
     try:
         return await connect(settings)
+    except PayloadKeyError as err:
+        return Unreachable(str(err))
     except RuntimeError as err:
         why = "connection refused" if "refused" in str(err).lower() else str(err)
         return Unreachable(f"cannot reach Temporal at {settings.temporal_address} ({why}); "

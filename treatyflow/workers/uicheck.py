@@ -2,7 +2,8 @@
 overdue, open the Temporal UI filtered on the ``Overdue`` search attribute in headless
 Chromium (Debian's), check the workflows are listed and that each one's page shows its
 summary and current details (what is requested between whom; state, whose move,
-deadline), screenshot both.
+deadline). Both are encrypted payloads: the UI shows them only through the codec endpoint.
+Screenshots of the list and of one request.
 
     python -m treatyflow.workers.uicheck   # prints screenshot=PATH; exit 0 only if it passed
 """
