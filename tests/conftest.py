@@ -115,18 +115,7 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
     from treatyflow.workers import stack
 
     state = tmp_path_factory.mktemp("stack")
-    settings = Settings(
-        state_dir=state,
-        temporal_port=stack.free_port(),
-        temporal_ui_port=stack.free_port(),
-        amqp_port=stack.free_port(),
-        amqp_dist_port=stack.free_port(),
-        gateway_metrics_port=stack.free_port(),
-        worker_metrics_port=stack.free_port(),
-        sdk_metrics_port=stack.free_port(),
-        codec_port=stack.free_port(),
-        seconds_per_day=1.0,
-    )
+    settings = stack.on_free_ports(Settings(state_dir=state, seconds_per_day=1.0))
     try:
         stack.up(settings)
     except stack.StackError as err:

@@ -39,3 +39,14 @@ def _cli(settings: Settings, command: list[str]) -> subprocess.CompletedProcess[
     return subprocess.run([sys.executable, "-m", "treatyflow.workers.cli", *command],
                           env=settings.to_env(), capture_output=True, text=True, timeout=60,
                           check=False)
+
+
+def test_a_second_stack_moves_every_port_the_stack_listens_on() -> None:
+    """Tests and the benchmark run a stack beside the operator's: a port added to the
+    settings and not moved would collide with it."""
+    from dataclasses import fields
+
+    ports = {f.name for f in fields(Settings) if f.name.endswith("_port")}
+    assert ports == set(stack.PORT_FIELDS)
+    moved = stack.on_free_ports(Settings())
+    assert all(getattr(moved, name) != getattr(Settings(), name) for name in ports)

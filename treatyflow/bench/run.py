@@ -49,17 +49,15 @@ def bench_settings(base: Settings) -> Settings:
     if state.exists():
         stack.down(base.with_(state_dir=state))
         shutil.rmtree(state)
-    return base.with_(
-        state_dir=state, seconds_per_day=SECONDS_PER_DAY, log_level="warning",
-        temporal_port=stack.free_port(), temporal_ui_port=stack.free_port(),
-        amqp_port=stack.free_port(), amqp_dist_port=stack.free_port(),
-        gateway_metrics_port=stack.free_port(), worker_metrics_port=stack.free_port(),
-        sdk_metrics_port=stack.free_port())
+    return stack.on_free_ports(base.with_(state_dir=state, seconds_per_day=SECONDS_PER_DAY,
+                                          log_level="warning"))
 
 
 async def measure(settings: Settings, lifecycles: int, concurrency: int,
-                  say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Every phase against a running stack; the figures as one dict."""
+                  say: Callable[[str], None] = print, *, loads: tuple[float, ...] = LOADS,
+                  seconds_per_load: float = 15.0, least_per_load: int = 20) -> dict[str, Any]:
+    """Every phase against a running stack; the figures as one dict. ``loads`` are shares
+    of the measured maximum and must include 0.5 (the latency figures)."""
     def note(text: str) -> None:
         say(f"[bench] {text}")
 
@@ -74,14 +72,14 @@ async def measure(settings: Settings, lifecycles: int, concurrency: int,
         ours = await treatyflow_phase(authorities, lifecycles, concurrency)
         note(f"treatyflow: {ours.lifecycles_per_s:.1f} lifecycles/s")
         memory = {name: rss_mb(settings, name) for name in ("worker", "gateway")}
-        loads: list[Phase] = []
-        for share in LOADS:
+        offered: list[Phase] = []
+        for share in loads:
             rate = share * ours.lifecycles_per_s
-            n = max(20, round(rate * 15))  # about 15 s at each load
-            loads.append(await offered_phase(authorities, rate, n))
-            note(f"offered {rate:.1f}/s: achieved {loads[-1].lifecycles_per_s:.1f}/s, "
-                 f"p99 {loads[-1].percentile(99):.0f} ms")
-    half = loads[LOADS.index(0.5)]
+            n = max(least_per_load, round(rate * seconds_per_load))
+            offered.append(await offered_phase(authorities, rate, n))
+            note(f"offered {rate:.1f}/s: achieved {offered[-1].lifecycles_per_s:.1f}/s, "
+                 f"p99 {offered[-1].percentile(99):.0f} ms")
+    half = offered[loads.index(0.5)]
     return {
         "ratio_vs_floor": round(ours.lifecycles_per_s / floor.lifecycles_per_s, 3),
         "lifecycles_per_s": round(ours.lifecycles_per_s, 2),
@@ -100,7 +98,7 @@ async def measure(settings: Settings, lifecycles: int, concurrency: int,
         "lifecycles": lifecycles,
         "concurrency": concurrency,
         "messages_per_lifecycle": MESSAGES_PER_LIFECYCLE,
-        "phases": [p.summary() for p in (floor, ours, *loads)],
+        "phases": [p.summary() for p in (floor, ours, *offered)],
     }
 
 

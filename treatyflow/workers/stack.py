@@ -88,6 +88,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+PORT_FIELDS = ("temporal_port", "temporal_ui_port", "amqp_port", "amqp_dist_port", "codec_port",
+               "gateway_metrics_port", "worker_metrics_port", "sdk_metrics_port")
+
+
+def on_free_ports(settings: Settings) -> Settings:
+    """``settings`` with every port the stack listens on moved to a free one (a second
+    stack beside the first: tests, the benchmark)."""
+    return settings.with_(**{name: free_port() for name in PORT_FIELDS})
+
+
 def _alive(pid_file: Path) -> int | None:
     """The pid in ``pid_file`` if that process runs (an exited child is reaped, not alive)."""
     try:
