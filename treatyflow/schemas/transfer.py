@@ -90,6 +90,9 @@ class DocumentRule(BaseModel):
         description="'on_request': only when the other state asks for it (art. 7.1(d) "
         "'if necessary')."
     )
+    carries: Literal["sentence", "consent", "executing_state_provision"] | None = Field(
+        None, description="The structured data that comes with this document."
+    )
     text: str
 
 

@@ -396,12 +396,6 @@ _DATA_OF: dict[str, tuple[str, Role]] = {
     "written_consent": ("consent", Role.SENTENCING),
     "dual_criminality": ("executing_state_provision", Role.EXECUTING),
 }
-# Which document carries which data (art. 7.1(b), 7.1(e), 7.2(b) in the KZ–UAE profile).
-_DOCUMENT_DATA: dict[str, str] = {
-    "sentence_information": "sentence",
-    "consent": "consent",
-    "dual_criminality_extract": "executing_state_provision",
-}
 
 
 def _check_items(
@@ -424,9 +418,9 @@ def _check_items(
                                    f"(art. {rule.article})", language=item.language,
                                    translation=item.translation, signed=item.signed,
                                    stamped=item.stamped)
-        field = _DOCUMENT_DATA.get(item.code)
-        if field and data.get(field) is None and known.get(field) is None:
-            problems.append(f"art. {rule.article}: {item.code} comes with its data ({field})")
+        carried = rule.carries
+        if carried and data.get(carried) is None and known.get(carried) is None:
+            problems.append(f"art. {rule.article}: {item.code} comes with its data ({carried})")
     for field, value in data.items():
         owner = next((r for f, r in _DATA_OF.values() if f == field), None)
         if value is not None and owner is not None and owner is not state_role:
@@ -694,7 +688,7 @@ def check(state: TransferState, profile: TransferProfile, message: TransferInbou
             cond = profile.condition("written_consent")
             doc = message.body.document
             found = profile.document(doc.code)
-            if found is None or _DOCUMENT_DATA.get(doc.code) != "consent":
+            if found is None or found[1].carries != "consent":
                 problems.append(f"art. {cond.article if cond else '8.5'}: the consent comes "
                                 f"with the consent document, not {doc.code!r}")
             problems += check_language(profile, sender_state, other_state,
