@@ -24,7 +24,12 @@ from treatyflow.codec import PayloadKeys, generate_keys
 from treatyflow.keys import RegistryFile, signing_key
 from treatyflow.schemas.messages import OutboundMessage
 from treatyflow.settings import Settings
-from treatyflow.temporal import connect, data_converter, register_search_attributes
+from treatyflow.temporal import (
+    connect,
+    data_converter,
+    register_search_attributes,
+    workflow_runner,
+)
 from treatyflow.topology import read_passwords
 from treatyflow.workflows.request import RequestForAssistance
 
@@ -96,6 +101,7 @@ async def skipping(time_env: WorkflowEnvironment, task_queue: str) -> AsyncItera
         task_queue=task_queue,
         workflows=[RequestForAssistance],
         activities=[outbox.deliver],
+        workflow_runner=workflow_runner(),
     ):
         yield time_env.client, outbox
         # Left running, a test's timers would fire with no worker on its task queue and

@@ -22,7 +22,7 @@ from tests.factories import message, new_request_id, request_body
 from treatyflow.codec import EncryptionCodec, PayloadKeys, decrypted_history, generate_keys
 from treatyflow.constants import workflow_id
 from treatyflow.hub import submit
-from treatyflow.temporal import data_converter
+from treatyflow.temporal import data_converter, workflow_runner
 from treatyflow.workflows.request import RequestForAssistance
 
 KZ, RU = "KZ-GPO", "RU-MIA"
@@ -31,7 +31,8 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 
 def replayer(keys: PayloadKeys) -> Replayer:
-    return Replayer(workflows=[RequestForAssistance], data_converter=data_converter(keys))
+    return Replayer(workflows=[RequestForAssistance], data_converter=data_converter(keys),
+                    workflow_runner=workflow_runner())
 
 
 def test_histories_cover_every_demo_outcome() -> None:

@@ -103,11 +103,15 @@ class FloorLifecycle:
 
 
 async def run(settings: Settings, stop: asyncio.Event, task_queue: str) -> None:
-    from treatyflow.temporal import connect
+    # Registered from the module by its name, even when this file runs as __main__.
+    from treatyflow.bench import floor
+    from treatyflow.temporal import connect, workflow_runner
 
     client = await connect(settings)
-    async with Worker(client, task_queue=task_queue, workflows=[FloorLifecycle],
-                      activities=[notify]):
+    # The same sandbox settings as treatyflow's worker; the floor's models live in this
+    # module, so it is shared too (the floor is bare Temporal used well).
+    async with Worker(client, task_queue=task_queue, workflows=[floor.FloorLifecycle],
+                      activities=[floor.notify], workflow_runner=workflow_runner(floor.__name__)):
         ready = settings.state_dir / "run" / f"floor-{task_queue}.ready"
         ready.parent.mkdir(parents=True, exist_ok=True)
         ready.touch()

@@ -12,7 +12,7 @@ from treatyflow.activities.delivery import Delivery
 from treatyflow.constants import HUB_SENDER, HUB_USER, TASK_QUEUE
 from treatyflow.keys import CurrentKey
 from treatyflow.settings import Settings
-from treatyflow.temporal import connect
+from treatyflow.temporal import connect, workflow_runner
 from treatyflow.topology import read_passwords
 from treatyflow.workflows.request import RequestForAssistance
 
@@ -36,6 +36,7 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = TASK_QU
             task_queue=task_queue,
             workflows=[RequestForAssistance],
             activities=[delivery.deliver],
+            workflow_runner=workflow_runner(),
         ):
             log.info("worker ready", task_queue=task_queue, hub_key=hub_key().key_id,
                      metrics=f"{settings.metrics_host}:{settings.worker_metrics_port}",

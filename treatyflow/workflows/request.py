@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -20,9 +19,11 @@ with workflow.unsafe.imports_passed_through():
     from treatyflow.activities.delivery import UNROUTABLE, Deliver, Delivery
     from treatyflow.metrics import RECEIPT_TO_FINAL
     from treatyflow.schemas.messages import NoticeMessage, RequestMessage, Submission
-    from treatyflow.schemas.treaty import TreatyProfile
     from treatyflow.workflows import lifecycle
+    from treatyflow.workflows.contract import Accepted, RequestInput, RequestOutcome, Timeline
     from treatyflow.workflows.lifecycle import OperatorAction, RequestState, Transition
+
+__all__ = ["Accepted", "RequestForAssistance", "RequestInput", "RequestOutcome", "Timeline"]
 
 NOT_ALLOWED = "NotAllowedNow"
 DELIVERY_RETRY = RetryPolicy(
@@ -44,41 +45,6 @@ SA_DEADLINE = SearchAttributeKey.for_datetime(c.SA_DEADLINE)
 SA_OVERDUE = SearchAttributeKey.for_bool(c.SA_OVERDUE)
 SA_URGENT = SearchAttributeKey.for_bool(c.SA_URGENT)
 SA_DOMESTIC_CASE = SearchAttributeKey.for_keyword(c.SA_DOMESTIC_CASE)
-
-
-class RequestInput(BaseModel):
-    """Start (or continue-as-new) input: the treaty as it stood when the request began."""
-
-    profile: TreatyProfile
-    time_scale: float = Field(1.0, gt=0, description="Real seconds per treaty second.")
-    state: RequestState | None = None
-    outbox: list[NoticeMessage] = Field(default_factory=list)
-    last_sent: dict[str, NoticeMessage] = Field(default_factory=dict)
-
-
-class Accepted(BaseModel):
-    """The answer to an accepted message."""
-
-    message_id: str
-    status: lifecycle.Status
-    overdue: bool
-    deadline: str | None
-
-
-class Timeline(BaseModel):
-    """A request's messages and decisions, oldest first."""
-
-    request_id: str
-    entries: list[lifecycle.TimelineEntry]
-
-
-class RequestOutcome(BaseModel):
-    """How a request ended."""
-
-    request_id: str | None
-    status: str
-    outcome: str | None = None
-    overdue: bool = False
 
 
 @workflow.defn(name="RequestForAssistance")

@@ -1,0 +1,50 @@
+"""What goes in and out of the request workflow: its start input and its answers.
+
+Kept apart from ``request.py`` so that the workflow sandbox passes these models through
+instead of rebuilding their pydantic schemas for every new request (see
+``treatyflow.temporal.workflow_runner``).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from treatyflow.schemas.messages import NoticeMessage
+from treatyflow.schemas.treaty import TreatyProfile
+from treatyflow.workflows import lifecycle
+from treatyflow.workflows.lifecycle import RequestState
+
+
+class RequestInput(BaseModel):
+    """Start (or continue-as-new) input: the treaty as it stood when the request began."""
+
+    profile: TreatyProfile
+    time_scale: float = Field(1.0, gt=0, description="Real seconds per treaty second.")
+    state: RequestState | None = None
+    outbox: list[NoticeMessage] = Field(default_factory=list)
+    last_sent: dict[str, NoticeMessage] = Field(default_factory=dict)
+
+
+class Accepted(BaseModel):
+    """The answer to an accepted message."""
+
+    message_id: str
+    status: lifecycle.Status
+    overdue: bool
+    deadline: str | None
+
+
+class Timeline(BaseModel):
+    """A request's messages and decisions, oldest first."""
+
+    request_id: str
+    entries: list[lifecycle.TimelineEntry]
+
+
+class RequestOutcome(BaseModel):
+    """How a request ended."""
+
+    request_id: str | None
+    status: str
+    outcome: str | None = None
+    overdue: bool = False
