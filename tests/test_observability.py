@@ -51,12 +51,8 @@ async def eventually(check, timeout: float = 20.0) -> None:  # type: ignore[no-u
         await asyncio.sleep(0.5)
 
 
-async def test_metrics_count_messages_in_out_refused_and_time_to_final(
-    authorities, stack_settings: Settings
-) -> None:
-    gw, wk, sdk = (stack_settings.gateway_metrics_port, stack_settings.worker_metrics_port,
-                   stack_settings.sdk_metrics_port)
-    before = {p: scrape(stack_settings, p) for p in (gw, wk, sdk)}
+async def received_request(authorities):  # type: ignore[no-untyped-def]
+    """KZ-GPO's request, delivered to RU-MIA and acknowledged: both sides and the id."""
     kz, kz_box = await authorities(KZ)
     ru, ru_box = await authorities(RU)
     rid = new_request_id()
@@ -64,6 +60,16 @@ async def test_metrics_count_messages_in_out_refused_and_time_to_final(
     await ru_box.expect(event(rid, "request_delivered"))
     await ru.publish(message("receipt", request_id=rid, sender=RU, recipient=KZ, body={}))
     await kz_box.expect(event(rid, "received"))
+    return kz, kz_box, ru, ru_box, rid
+
+
+async def test_metrics_count_messages_in_out_refused_and_time_to_final(
+    authorities, stack_settings: Settings
+) -> None:
+    gw, wk, sdk = (stack_settings.gateway_metrics_port, stack_settings.worker_metrics_port,
+                   stack_settings.sdk_metrics_port)
+    before = {p: scrape(stack_settings, p) for p in (gw, wk, sdk)}
+    kz, kz_box, ru, ru_box, rid = await received_request(authorities)
     await ru.publish(message("execution_report", request_id=rid, sender=RU, recipient=KZ,
                              body=REPORT))
     await kz_box.expect(event(rid, "executed"))
@@ -129,13 +135,7 @@ async def test_open_requests_and_overdue_are_gauges_from_visibility(
 async def test_one_request_followed_across_processes_with_one_grep(
     authorities, stack_settings: Settings
 ) -> None:
-    kz, kz_box = await authorities(KZ)
-    ru, ru_box = await authorities(RU)
-    rid = new_request_id()
-    await kz.publish(message("request", request_id=rid, sender=KZ, recipient=RU))
-    await ru_box.expect(event(rid, "request_delivered"))
-    await ru.publish(message("receipt", request_id=rid, sender=RU, recipient=KZ, body={}))
-    await kz_box.expect(event(rid, "received"))
+    kz, kz_box, ru, ru_box, rid = await received_request(authorities)
     await asyncio.sleep(1)  # the worker's last log lines
     lines = [
         (name, json.loads(line))
