@@ -4,12 +4,15 @@ queue with ``consent_required``."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from temporalio.client import Client
 
 from tests.factories import message
 from tests.test_stack import REPORT, dead_letter, error_about, event, open_request, status
 from treatyflow import constants as c
+from treatyflow.metrics import OPEN_QUERY
 from treatyflow.schemas.messages import NoticeMessage
 from treatyflow.settings import Settings
 
@@ -60,6 +63,19 @@ async def test_results_transferred_to_a_third_party_with_consent(
     assert isinstance(told, NoticeMessage) and told.body.detail["to_authority"] == CN
     state = await status(stack_client, rid)
     assert state.status == "executed"
+    # the workflow runs on through the consent phase, but the request is no longer open
+    wf = c.workflow_id("sco-2010", rid)
+    described = await stack_client.get_workflow_handle(wf).describe()
+    assert described.status is not None and described.status.name == "RUNNING"
+    for _ in range(20):  # visibility is eventually consistent
+        running = await stack_client.count_workflows(
+            f"WorkflowId = '{wf}' AND ExecutionStatus = 'Running'")
+        if running.count == 1:
+            break
+        await asyncio.sleep(0.5)
+    assert running.count == 1
+    assert (await stack_client.count_workflows(
+        f"{OPEN_QUERY} AND WorkflowId = '{wf}'")).count == 0
     assert [e.event for e in state.timeline][-3:] == [
         "consent_request", "consent_decision", "results_transfer"]
 
