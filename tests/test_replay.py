@@ -38,7 +38,8 @@ def replayer(keys: PayloadKeys) -> Replayer:
 def test_histories_cover_every_demo_outcome() -> None:
     names = {p.stem for p in HISTORIES}
     assert {"executed", "refused", "lapsed-oral-never-confirmed", "withdrawn",
-            "forwarded-then-executed", "overdue-no-answer-in-30-days"} <= names
+            "forwarded-then-executed", "overdue-no-answer-in-30-days",
+            "results-transferred-with-consent"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
