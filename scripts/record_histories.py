@@ -2,7 +2,9 @@
 
     TREATYFLOW_STATE_DIR=... python scripts/record_histories.py DEMO-PREFIX
 
-Run after `make demo`; writes one history per demo scenario into tests/histories/, with
+Run after `make demo`, once executed requests have left their art. 7 consent phase
+(`consent_window_days` treaty days: 90 s on the local stack), since only completed
+workflows are recorded; writes one history per demo scenario into tests/histories/, with
 the payloads decrypted (the tests replay them without the stack's payload key).
 """
 

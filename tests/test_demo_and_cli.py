@@ -25,7 +25,7 @@ async def test_demo_reaches_every_final_state(stack_settings: Settings) -> None:
     assert ok, table
     for row in ("executed in part", "deferred then executed", "clarification then executed",
                 "forwarded then executed", "lapsed", "overdue", "withdrawn", "refused",
-                "returned to sender"):
+                "returned to sender", "results transferred with consent"):
         assert row in table
     assert "NO" not in table
 

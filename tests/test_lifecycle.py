@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from tests.factories import message, new_request_id, request_body
 from treatyflow.constants import HUB_SENDER
 from treatyflow.schemas.messages import (
+    CONSENT_KINDS,
     REQUESTED_KINDS,
     REQUESTER_KINDS,
     InboundMessage,
@@ -348,14 +349,16 @@ def test_transition_grid(kind: str, status: Status) -> None:
     assert after.applied[-1] == m.message_id and after.timeline[-1].event == kind
 
 
-def test_grid_covers_every_kind_but_request() -> None:
-    assert set(MESSAGE_KINDS) == (REQUESTER_KINDS | REQUESTED_KINDS) - {"request"}
+def test_grid_covers_every_kind_but_request_and_the_art_7_kinds() -> None:
+    # consent messages and transfers concern results: section 8 tests them
+    assert set(MESSAGE_KINDS) == (REQUESTER_KINDS | REQUESTED_KINDS) - {"request"} - (
+        CONSENT_KINDS)
 
 
 # --- 3. who may send what ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", sorted(REQUESTER_KINDS - {"request"}))
+@pytest.mark.parametrize("kind", sorted(REQUESTER_KINDS - {"request"} - CONSENT_KINDS))
 def test_requester_kinds_refused_from_requested(kind: str) -> None:
     state = state_in(Status.CLARIFICATION_REQUESTED, oral=True)
     assert check(state, PROFILE, msg(state, kind)) == []
@@ -363,7 +366,7 @@ def test_requester_kinds_refused_from_requested(kind: str) -> None:
     assert problems == [f"only the requesting authority {RU} may send a {kind}"]
 
 
-@pytest.mark.parametrize("kind", sorted(REQUESTED_KINDS))
+@pytest.mark.parametrize("kind", sorted(REQUESTED_KINDS - CONSENT_KINDS))
 def test_requested_kinds_refused_from_requester(kind: str) -> None:
     state = state_in(Status.SENT if kind in ("receipt", "forward") else Status.RECEIVED)
     if kind == "resumption":
@@ -789,7 +792,9 @@ def test_overdue_while_in_execution_keeps_status() -> None:
     assert s.overdue and s.status is Status.IN_EXECUTION
     # a late report still closes it
     done = step(s, "execution_report", T0 + 31 * DAY).state
-    assert done.status is Status.EXECUTED and next_due(done, PROFILE) is None
+    assert done.status is Status.EXECUTED
+    # only the end of the art. 7 consent phase is still to come
+    assert next_due(done, PROFILE) == T0 + (31 + 90) * DAY
 
 
 def test_scaled_reminders_and_overdue() -> None:
@@ -856,6 +861,10 @@ def test_lapse_scaled_by_time_scale() -> None:
 @pytest.mark.parametrize("status", sorted(FINAL), ids=str)
 def test_no_timers_once_final(status: Status) -> None:
     s = state_in(status, oral=True)
+    if status is Status.EXECUTED:  # the art. 7 consent phase ends, then nothing more
+        assert next_due(s, PROFILE) == T0 + 90 * DAY
+        s = advance(s, PROFILE, T0 + 90 * DAY).state
+        assert not s.consent_open and s.timeline[-1].event == "consent_window_closed"
     assert next_due(s, PROFILE) is None
     tr = advance(s, PROFILE, T0 + 365 * DAY)
     assert tr.notices == [] and tr.state == s

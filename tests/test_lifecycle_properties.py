@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from tests.factories import message, request_body
 from treatyflow.constants import HUB_SENDER
-from treatyflow.schemas.messages import REQUESTED_KINDS, REQUESTER_KINDS
+from treatyflow.schemas.messages import CONSENT_KINDS, REQUESTED_KINDS, REQUESTER_KINDS
 from treatyflow.schemas.treaty import load_profile
 from treatyflow.workflows.lifecycle import (
     _ALLOWED_FROM,
@@ -77,6 +77,19 @@ BODIES: dict[str, list[dict[str, Any]]] = {
         {"extent": "partial", "summary": "Some statements.", "confidentiality": "none"},
     ],
     "withdrawal": [{"reason": "The case was closed"}],
+    "consent_request": [
+        {"scope": "third_party_transfer", "purpose": "Joint investigation.",
+         "third_party": "CN-MPS", "reason": "The money went on to Urumqi."},
+        {"scope": "other_purpose", "purpose": "Tax assessment.", "reason": "Tax fraud too."},
+        {"scope": "third_party_transfer", "purpose": "Joint investigation.",
+         "third_party": "KZ-MIA", "reason": "A party's own authority, not a third."},
+    ],
+    "consent_decision": [
+        {"granted": True, "conditions": "No onward transfer."},
+        {"granted": False, "reason": "An operation is under way."},
+    ],
+    # the consent is filled in by _run: the last decision on record, or a made-up id
+    "results_transfer": [{"consent": "made-up-consent", "content": "Statements attached."}],
 }
 
 # Mostly well-formed envelopes, so histories go somewhere; the rest probe every refusal.
@@ -145,7 +158,10 @@ def _sender(kind: str, step: Send, state: RequestState) -> str:
     }[role]
 
 
-def _recipient(step: Send, state: RequestState, sender: str) -> str:
+def _recipient(step: Send, state: RequestState, sender: str, kind: str) -> str:
+    if kind == "results_transfer" and step.kind == "*":
+        decided = [c for c in state.results.consents if c.third_party] if state.results else []
+        return decided[-1].third_party if decided else THIRD  # type: ignore[return-value]
     if step.recipient == "counterpart" or step.kind == "*":
         return state.requested if sender == state.requesting else state.requesting
     return {
@@ -158,6 +174,9 @@ def _recipient(step: Send, state: RequestState, sender: str) -> str:
 
 def _reply(kind: str, step: Send, state: RequestState) -> str | None:
     role = "auto" if step.kind == "*" else step.reply
+    if role == "auto" and kind == "consent_decision" and state.results is not None:
+        undecided = [c for c in state.results.consents if c.granted is None]
+        return undecided[-1].request_message_id if undecided else None
     if role == "auto":
         role = "open" if kind == "clarification" else "none"
     return {
@@ -170,6 +189,8 @@ def _reply(kind: str, step: Send, state: RequestState) -> str | None:
 
 def _check_notices(state: RequestState, notices: list[Any], seen: set[str]) -> None:
     parties = {state.requesting, state.requested, *state.forwarded_from}
+    if state.results is not None:  # art. 7.3: results go to a third party under consent
+        parties |= {t.to_authority for t in state.results.transfers}
     for notice in notices:
         assert notice.recipient in parties, notice
         assert notice.message_id not in seen, f"notice id repeated: {notice}"
@@ -206,9 +227,13 @@ def _run(oral: bool, scale: float, history: list[Send | Wait]) -> None:
             reuse = step.duplicate and step.kind != "*"
             mid = state.applied[step.variant % len(state.applied)] if reuse else next(ids)
             variants = BODIES[kind]
+            body = variants[step.variant % len(variants)]
+            if kind == "results_transfer" and state.results and state.results.consents:
+                decided = [c.decision_message_id for c in state.results.consents]
+                body = {**body, "consent": decided[-1] or "made-up-consent"}
             m = message(kind, request_id=state.request_id, sender=sender,
-                        recipient=_recipient(step, state, sender),
-                        body=variants[step.variant % len(variants)],
+                        recipient=_recipient(step, state, sender, kind),
+                        body=body,
                         in_reply_to=_reply(kind, step, state), message_id=mid, sent_at=now)
             problems = check(state, PROFILE, m)
             if problems:
@@ -224,19 +249,23 @@ def _run(oral: bool, scale: float, history: list[Send | Wait]) -> None:
                 state = tr.state
                 assert state.applied[-1] == m.message_id
                 assert not (state.overdue and not before.overdue), "a message set overdue"
-            if before.final:
+            if before.final and not (before.consent_open and kind in CONSENT_KINDS):
                 assert problems, f"{kind} accepted on a {before.status} request"
 
         if tr is not None:
             _check_notices(state, tr.notices, seen)
         assert len(state.applied) == len(set(state.applied))
         assert not state.overdue or state.deadline is not None
-        # the entry that made the request final is the last thing that ever happens to it
+        # after the entry that made the request final, only art. 7 consent messages and the
+        # end of the consent phase happen to it, and its status never changes again
         ends = [i for i, e in enumerate(state.timeline) if e.status in FINAL]
-        assert not ends or ends[0] == len(state.timeline) - 1, state.timeline[-2:]
+        after = [e.event for e in state.timeline[ends[0] + 1:]] if ends else []
+        assert set(after) <= CONSENT_KINDS | {"consent_window_closed"}, after
         if frozen is not None:
-            assert state == frozen, "a final request changed"
-            assert tr is None or tr.notices == []
+            assert (state.status, state.outcome) == (frozen.status, frozen.outcome)
+            if not before.consent_open:
+                assert state == before, "a final request changed"
+                assert tr is None or tr.notices == []
         elif state.final:
             frozen = state
         REACHED.add(state.status)

@@ -14,7 +14,7 @@ from temporalio.client import Client
 from tests.factories import envelope, message, new_message_id, new_request_id
 from tests.test_stack import KZ, REPORT, RU, error_about, event
 from treatyflow import constants as c
-from treatyflow.metrics import OPEN_STATES
+from treatyflow.metrics import OPEN_QUERY, OPEN_STATES
 from treatyflow.settings import Settings
 
 pytestmark = pytest.mark.stack
@@ -110,7 +110,7 @@ async def test_open_requests_and_overdue_are_gauges_from_visibility(
     rid = new_request_id()
     await kz.publish(message("request", request_id=rid, sender=KZ, recipient=RU))
     await kz_box.expect(event(rid, "request_accepted"))
-    base = "WorkflowType = 'RequestForAssistance' AND ExecutionStatus = 'Running'"
+    base = OPEN_QUERY
 
     async def matches() -> bool:
         """Every open state's gauge equals Temporal's count at one moment (requests move

@@ -10,6 +10,7 @@ committed one would need a committed key.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,8 @@ def replayer(keys: PayloadKeys) -> Replayer:
 def test_histories_cover_every_demo_outcome() -> None:
     names = {p.stem for p in HISTORIES}
     assert {"executed", "refused", "lapsed-oral-never-confirmed", "withdrawn",
-            "forwarded-then-executed", "overdue-no-answer-in-30-days"} <= names
+            "forwarded-then-executed", "overdue-no-answer-in-30-days",
+            "results-transferred-with-consent"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
@@ -61,6 +63,7 @@ async def test_encrypted_history_replays_with_its_keys_only(
         await submit(time_env.client, message(kind, request_id=rid, sender=RU, recipient=KZ,
                                               body=body), task_queue=task_queue)
     handle = time_env.client.get_workflow_handle(workflow_id("sco-2010", rid))
+    await time_env.sleep(timedelta(days=91))  # past the art. 7 consent phase
     await handle.result()
     history = await handle.fetch_history()
     assert "Replayev" not in history.to_json()

@@ -25,7 +25,12 @@ from treatyflow.constants import TASK_QUEUE, workflow_id
 from treatyflow.schemas.messages import InboundMessage, RequestMessage, Submission
 from treatyflow.schemas.treaty import load_profile
 from treatyflow.workflows.lifecycle import OperatorAction, RequestState, check_new_request
-from treatyflow.workflows.request import Accepted, RequestForAssistance, RequestInput
+from treatyflow.workflows.request import (
+    CONSENT_REQUIRED,
+    Accepted,
+    RequestForAssistance,
+    RequestInput,
+)
 
 
 @dataclass
@@ -132,6 +137,8 @@ def _refused_by_validator(err: WorkflowUpdateFailedError) -> Exception:
         return err
     details = cause.details[0] if cause.details else None
     reasons = [str(r) for r in details] if isinstance(details, list) else [cause.message]
+    if cause.type == CONSENT_REQUIRED:
+        return Refusal("consent_required", reasons)
     return Refusal("not_allowed_now", reasons)
 
 

@@ -10,7 +10,15 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    model_validator,
+)
 
 from treatyflow.schemas.treaty import AUTHORITY_ID_PATTERN
 
@@ -144,6 +152,48 @@ class ExecutionReportBody(BaseModel):
     extent: Literal["full", "partial"]
     summary: Text
     confidentiality: Confidentiality = Field(description="Set by the transmitting side (art. 7.1).")
+
+
+class ConsentRequestBody(BaseModel):
+    """The requesting authority asks the providing authority's written consent to use the
+    results for another purpose (art. 7.2) or to transmit them to a third party (art. 7.3)."""
+
+    model_config = _strict
+    scope: Literal["other_purpose", "third_party_transfer"] = Field(
+        description="'other_purpose' (art. 7.2) or 'third_party_transfer' (art. 7.3).")
+    purpose: Text = Field(description="The purpose the results would serve under the consent.")
+    third_party: AuthorityId | None = Field(
+        None, description="For a transfer: the competent authority of a third state that "
+                          "would receive the results (art. 7.3); absent otherwise.",
+        examples=["CN-MPS"])
+    reason: Reason = Field(description="Why the consent is asked, in writing.")
+
+    @model_validator(mode="after")
+    def _third_party_with_transfer(self) -> ConsentRequestBody:
+        if (self.scope == "third_party_transfer") != (self.third_party is not None):
+            raise ValueError("third_party is required for a third_party_transfer and only then")
+        return self
+
+
+class ConsentDecisionBody(BaseModel):
+    """The providing authority's written answer to a consent request (art. 7.2, 7.3)."""
+
+    model_config = _strict
+    granted: bool = Field(description="True: written consent given; false: refused.")
+    conditions: Text | None = Field(
+        None, description="Conditions attached to a consent (e.g. no onward transfer).")
+    reason: Text | None = Field(None, description="Why, in writing (usual for a refusal).")
+
+
+class ResultsTransferBody(BaseModel):
+    """The requesting authority transmits results to a third party's authority through the
+    hub, under a consent on record (art. 7.3)."""
+
+    model_config = _strict
+    consent: MessageId = Field(
+        description="The message id of the granted consent decision this transfer relies on.")
+    content: Text = Field(description="What is transmitted: the results, or the part of them "
+                                      "the consent covers.")
 
 
 class WithdrawalBody(BaseModel):
@@ -282,6 +332,29 @@ class ExecutionReportMessage(_EnvelopeBase):
     body: ExecutionReportBody
 
 
+class ConsentRequestMessage(_EnvelopeBase):
+    """Requesting authority → hub → providing authority: asks written consent (art. 7)."""
+
+    kind: Literal["consent_request"]
+    body: ConsentRequestBody
+
+
+class ConsentDecisionMessage(_EnvelopeBase):
+    """Providing authority → hub → requesting authority: consent given or refused (art. 7);
+    ``in_reply_to`` is the consent request."""
+
+    kind: Literal["consent_decision"]
+    body: ConsentDecisionBody
+
+
+class ResultsTransferMessage(_EnvelopeBase):
+    """Requesting authority → hub → a third party's authority (the envelope's recipient):
+    results transmitted under a granted consent (art. 7.3)."""
+
+    kind: Literal["results_transfer"]
+    body: ResultsTransferBody
+
+
 class WithdrawalMessage(_EnvelopeBase):
     """Requesting authority → hub: withdraws the request."""
 
@@ -315,7 +388,10 @@ InboundMessage = Annotated[
     | ResumptionMessage
     | RefusalMessage
     | ExecutionReportMessage
-    | WithdrawalMessage,
+    | WithdrawalMessage
+    | ConsentRequestMessage
+    | ConsentDecisionMessage
+    | ResultsTransferMessage,
     Field(discriminator="kind"),
 ]
 """Everything an authority may send to the hub."""
@@ -327,11 +403,14 @@ INBOUND: TypeAdapter[InboundMessage] = TypeAdapter(InboundMessage)
 OUTBOUND: TypeAdapter[OutboundMessage] = TypeAdapter(OutboundMessage)
 
 # Which side of a request may send each kind.
-REQUESTER_KINDS = frozenset({"request", "confirmation", "clarification", "withdrawal"})
+REQUESTER_KINDS = frozenset({"request", "confirmation", "clarification", "withdrawal",
+                             "consent_request", "results_transfer"})
 REQUESTED_KINDS = frozenset(
     {"receipt", "clarification_request", "delay", "forward", "deferral", "resumption",
-     "refusal", "execution_report"}
+     "refusal", "execution_report", "consent_decision"}
 )
+# Art. 7: what may still be sent about results once the request is executed.
+CONSENT_KINDS = frozenset({"consent_request", "consent_decision", "results_transfer"})
 
 
 class Submission(BaseModel):

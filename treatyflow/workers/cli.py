@@ -97,7 +97,8 @@ def list_query(
     if overdue:
         clauses.append(f"{c.SA_OVERDUE} = true")
     if open_only or due_within_days is not None:
-        clauses.append("ExecutionStatus = 'Running'")
+        # executed requests run on through the art. 7 consent phase: not open any more
+        clauses.append(f"ExecutionStatus = 'Running' AND {c.SA_STATUS} != 'executed'")
     if due_within_days is not None:
         limit = (now or datetime.now(UTC)) + timedelta(seconds=due_within_days * seconds_per_day)
         clauses.append(f"{c.SA_DEADLINE} <= '{limit.isoformat(timespec='seconds')}'")
@@ -149,7 +150,8 @@ def _row(wf: WorkflowExecution) -> dict[str, object]:
         "requested": sa.get(SA_REQUESTED),
         "deadline": deadline.isoformat(timespec="seconds") if deadline else None,
         "overdue": bool(sa.get(SA_OVERDUE)),
-        "open": wf.status is not None and wf.status.name == "RUNNING",
+        "open": (wf.status is not None and wf.status.name == "RUNNING"
+                 and sa.get(SA_STATUS) != "executed"),
     }
 
 

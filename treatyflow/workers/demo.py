@@ -62,6 +62,9 @@ def _settled(run: Run, state: RequestState | None) -> bool:
         and state.status.value == expect.status
         and state.overdue == expect.overdue
         and (expect.outcome is None or state.outcome == expect.outcome)
+        and (expect.transferred_to is None or (
+            state.results is not None
+            and any(t.to_authority == expect.transferred_to for t in state.results.transfers)))
     )
 
 
@@ -70,6 +73,10 @@ def _evidence_ok(run: Run, state: RequestState | None) -> bool:
     expect = run.scenario.expect
     if expect.error:
         return bool(run.errors) and all(e.body.reasons for e in run.errors)
+    if expect.transferred_to and not any(
+            getattr(m.body, "event", None) == "results_transferred"
+            and m.recipient == expect.transferred_to for m in run.received):
+        return False
     key = "overdue" if expect.overdue else (expect.status or "")
     if key not in EVIDENCE:
         return True

@@ -165,6 +165,40 @@ def forward_to(target: str) -> Behaviour:
     return run
 
 
+def execute_then_decide_consent(days: float = 5, grant: bool = True) -> Behaviour:
+    """Executes, then answers the requester's consent request in writing (art. 7)."""
+    async def run(ctx: Context) -> None:
+        await execute(days)(ctx)
+        asked = await ctx.wait_for("consent_requested")
+        await ctx.days(1)
+        body: dict[str, Any] = (
+            {"granted": True, "conditions": "For the joint investigation only; no onward "
+                                            "transfer (art. 7.3)."}
+            if grant else {"granted": False, "reason": "A domestic operation is under way."})
+        await ctx.send("consent_decision", body, in_reply_to=asked.body.about_message_id)
+    return run
+
+
+# --- requesting-side behaviours once results arrive (art. 7) ---------------------------
+
+
+def transfer_with_consent(third_party: str) -> Behaviour:
+    """Asks the providing authority's consent to pass the results to ``third_party``
+    (art. 7.3) and, once it is granted, transfers them through the hub."""
+    async def run(ctx: Context) -> None:
+        await ctx.days(1)
+        await ctx.send("consent_request", {
+            "scope": "third_party_transfer", "third_party": third_party,
+            "purpose": "Joint investigation with the third state's authority.",
+            "reason": "The funds were moved on to accounts in the third state."})
+        granted = await ctx.wait_for("consent_granted")
+        await ctx.send("results_transfer", {
+            "consent": granted.body.about_message_id,
+            "content": "Account statements, as provided by the requested authority."},
+            recipient=third_party)
+    return run
+
+
 def silent() -> Behaviour:
     """Never answers, not even a receipt: the hub deems receipt at delivery (art. 6.1)."""
     async def run(ctx: Context) -> None:
@@ -181,6 +215,7 @@ class Expectation:
     outcome: str | None = None
     overdue: bool = False
     error: str | None = None  # a refused request: the error problem the requester gets
+    transferred_to: str | None = None  # art. 7.3: results transferred there with consent
 
 
 @dataclass
@@ -196,6 +231,7 @@ class Scenario:
     confirm_after_days: float | None = None
     answer_after_days: float = 1
     withdraw_after_days: float | None = None
+    after_results: Behaviour | None = None  # the requester's moves once executed (art. 7)
 
 
 def demo_scenarios() -> list[Scenario]:
@@ -227,6 +263,10 @@ def demo_scenarios() -> list[Scenario]:
                  Expectation("received", overdue=True)),
         Scenario("withdrawn", "CN-SPP", "KZ-GPO", {"KZ-GPO": silent()}, Expectation("withdrawn"),
                  withdraw_after_days=3),
+        Scenario("results transferred with consent", "KZ-GPO", "RU-MIA",
+                 {"RU-MIA": execute_then_decide_consent(3)},
+                 Expectation("executed", "full", transferred_to="CN-MPS"),
+                 after_results=transfer_with_consent("CN-MPS")),
         Scenario("returned to sender (invalid)", "KZ-GPO", "KZ-MIA", {},
                  Expectation(None, error="invalid_request"),
                  content={"language": "en", "signed_by": {"name": "Clerk", "position": "clerk"}}),
@@ -329,6 +369,10 @@ class Simulation:
             self._contexts[key].events.put_nowait(notice)
         if authority == scenario.requester and event == "clarification_requested":
             self._spawn(self._answer(run, notice))
+        if authority == scenario.requester and event == "executed" and scenario.after_results:
+            ctx = Context(self, authority, run.request_id, notice.body.requested)
+            self._contexts[key] = ctx
+            self._spawn(scenario.after_results(ctx))
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -387,6 +431,8 @@ def scenario_authorities(scenarios: list[Scenario]) -> set[str]:
     found: set[str] = set()
     for s in scenarios:
         found |= {s.requester, s.requested, *s.behaviours}
+        if s.expect.transferred_to:
+            found.add(s.expect.transferred_to)
     return found
 
 

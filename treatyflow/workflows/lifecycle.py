@@ -17,9 +17,13 @@ from pydantic import BaseModel, Field
 
 from treatyflow.constants import HUB_SENDER
 from treatyflow.schemas.messages import (
+    CONSENT_KINDS,
     REQUESTED_KINDS,
     REQUESTER_KINDS,
+    Confidentiality,
     ConfirmationMessage,
+    ConsentDecisionMessage,
+    ConsentRequestMessage,
     DeferralMessage,
     ExecutionReportMessage,
     ForwardMessage,
@@ -29,6 +33,7 @@ from treatyflow.schemas.messages import (
     RefusalMessage,
     RequestBody,
     RequestMessage,
+    ResultsTransferMessage,
 )
 from treatyflow.schemas.treaty import ClockRule, TreatyProfile
 
@@ -78,6 +83,62 @@ class TimelineEntry(BaseModel):
     note: str | None = None
 
 
+class Consent(BaseModel):
+    """One consent asked of the providing authority and, once decided, its answer
+    (art. 7.2: use for another purpose; art. 7.3: transfer to a third party)."""
+
+    request_message_id: str
+    scope: Literal["other_purpose", "third_party_transfer"]
+    purpose: str
+    third_party: str | None = None
+    asked_at: datetime
+    decision_message_id: str | None = None
+    granted: bool | None = None
+    conditions: str | None = None
+    decided_at: datetime | None = None
+
+
+class Transfer(BaseModel):
+    """Results transmitted through the hub to a third party's authority (art. 7.3)."""
+
+    message_id: str
+    to_authority: str
+    consent: str = Field(description="The granted consent decision it relied on.")
+    at: datetime
+
+
+class ResultsHandling(BaseModel):
+    """Art. 7: the handling restrictions that travel with the results, and the consents
+    and transfers on record under them."""
+
+    report_message_id: str
+    provided_by: str = Field(description="The authority that transmitted the results.")
+    provided_at: datetime
+    confidentiality: Confidentiality = Field(description="Set by the provider (art. 7.1).")
+    purpose: str = Field(description="The purpose they were requested for (art. 5.4, 7.2).")
+    open_until: datetime | None = Field(
+        None, description="Hub policy: consent messages are accepted until then.")
+    closed: bool = False
+    consents: list[Consent] = Field(default_factory=list)
+    transfers: list[Transfer] = Field(default_factory=list)
+
+    def restrictions(self) -> dict[str, str]:
+        """What the recipient of the results may and may not do with them, as sent."""
+        return {
+            "confidentiality": self.confidentiality.value,
+            "purpose": self.purpose,
+            "other_purpose": f"not without the written consent of {self.provided_by} "
+                             "(art. 7.2)",
+            "third_party_transfer": f"not without the prior written approval of "
+                                    f"{self.provided_by} (art. 7.3)",
+        }
+
+    def consent(self, message_id: str | None) -> Consent | None:
+        """The consent asked by, or decided by, this message id."""
+        return next((c for c in self.consents
+                     if message_id in (c.request_message_id, c.decision_message_id)), None)
+
+
 class RequestState(BaseModel):
     """Everything the lifecycle knows about one request."""
 
@@ -107,10 +168,18 @@ class RequestState(BaseModel):
     last_message_id: str | None = None
     applied: list[str] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list)
+    results: ResultsHandling | None = Field(
+        None, description="Art. 7: set by the execution report.")
 
     @property
     def final(self) -> bool:
         return self.status in FINAL
+
+    @property
+    def consent_open(self) -> bool:
+        """Executed, and the hub still carries consent messages about the results (art. 7)."""
+        return (self.status is Status.EXECUTED and self.results is not None
+                and self.results.open_until is not None and not self.results.closed)
 
     @property
     def clock_running(self) -> bool:
@@ -328,7 +397,11 @@ _ALLOWED_FROM: dict[str, frozenset[Status]] = {
     ),
     "execution_report": frozenset({Status.RECEIVED, Status.IN_EXECUTION}),
     "withdrawal": frozenset(Status) - FINAL,
+    "consent_request": frozenset({Status.EXECUTED}),
+    "consent_decision": frozenset({Status.EXECUTED}),
+    "results_transfer": frozenset({Status.EXECUTED}),
 }
+CONSENT_REQUIRED = "consent_required"
 
 
 def check(state: RequestState, profile: TreatyProfile, message: InboundMessage) -> list[str]:
@@ -348,6 +421,8 @@ def check(state: RequestState, profile: TreatyProfile, message: InboundMessage) 
         return [f"only the requesting authority {state.requesting} may send a {kind}"]
     if kind in REQUESTED_KINDS and message.sender != state.requested:
         return [f"only the requested authority {state.requested} may send a {kind}"]
+    if kind in CONSENT_KINDS:
+        return _check_after_results(state, profile, message)
     counterpart = state.requested if message.sender == state.requesting else state.requesting
     problems: list[str] = []
     if message.recipient != counterpart:
@@ -402,6 +477,95 @@ def check(state: RequestState, profile: TreatyProfile, message: InboundMessage) 
             f"{state.open_clarification} (in_reply_to is {message.in_reply_to})"
         )
     return problems
+
+
+def _check_after_results(
+    state: RequestState, profile: TreatyProfile, message: InboundMessage
+) -> list[str]:
+    """Consent messages and transfers: only about results provided, while the hub carries
+    them (art. 7)."""
+    kind, results = message.kind, state.results
+    if state.status is not Status.EXECUTED or results is None:
+        return [f"art. 7: a {kind} concerns results provided, and request {state.request_id} "
+                f"has none (it is {state.status})"]
+    if not state.consent_open:
+        return [f"request {state.request_id} is executed and the hub's consent phase for its "
+                "results has closed; nothing more is accepted"]
+    problems: list[str] = []
+    counterpart = state.requested if message.sender == state.requesting else state.requesting
+    if kind != "results_transfer" and message.recipient != counterpart:
+        problems.append(f"recipient must be {counterpart}, not {message.recipient}")
+    match message:
+        case ConsentRequestMessage():
+            body = message.body
+            if body.third_party is not None:
+                problems += _check_third_party(state, profile, body.third_party)
+            pending = [c for c in results.consents if c.granted is None and c.scope == body.scope
+                       and c.third_party == body.third_party]
+            if pending:
+                problems.append(f"consent request {pending[0].request_message_id} for the same "
+                                "scope is still awaiting its decision")
+        case ConsentDecisionMessage():
+            asked = results.consent(message.in_reply_to)
+            if asked is None or asked.request_message_id != message.in_reply_to:
+                undecided = [c.request_message_id for c in results.consents if c.granted is None]
+                problems.append(
+                    "a consent decision must reply to a consent request on record "
+                    f"(undecided: {', '.join(undecided) or 'none'}; in_reply_to is "
+                    f"{message.in_reply_to})")
+            elif asked.granted is not None:
+                problems.append(f"consent request {asked.request_message_id} was already "
+                                f"decided ({asked.decision_message_id})")
+        case ResultsTransferMessage():
+            problems += consent_problems(state, message)
+        case _:  # pragma: no cover - CONSENT_KINDS are the three above
+            pass
+    return problems
+
+
+def _check_third_party(state: RequestState, profile: TreatyProfile, third: str) -> list[str]:
+    """Art. 7.3: a third party is an authority of a state other than the two parties'."""
+    target = profile.authority(third)
+    if target is None:
+        return [f"art. 7.3: {third} is not a competent authority under {profile.id}; the hub "
+                "carries results only between them"]
+    own = {a.state for a in (profile.authority(state.requesting),
+                             profile.authority(state.requested)) if a is not None}
+    if target.state in own:
+        return [f"art. 7.3: {third} belongs to {target.state}, a party to this request, not a "
+                "third party; its use of the results is use for another purpose (art. 7.2)"]
+    return []
+
+
+def consent_problems(state: RequestState, message: ResultsTransferMessage) -> list[str]:
+    """Art. 7.3: why these results may not go to this recipient (empty: a granted consent
+    for exactly this third party is on record)."""
+    assert state.results is not None
+    provider, to = state.results.provided_by, message.recipient
+    consent = state.results.consent(message.body.consent)
+    if consent is None or consent.decision_message_id != message.body.consent:
+        return [f"art. 7.3: no consent decision {message.body.consent} is on record for request "
+                f"{state.request_id}; results go to a third party only with the prior written "
+                f"approval of {provider}"]
+    if not consent.granted:
+        return [f"art. 7.3: {provider} refused consent ({consent.decision_message_id}) to "
+                f"transmit the results to {consent.third_party or 'another party'}"]
+    if consent.scope != "third_party_transfer":
+        return [f"art. 7.2, 7.3: consent {consent.decision_message_id} is for use for another "
+                "purpose, not for a transfer to a third party"]
+    if consent.third_party != to:
+        return [f"art. 7.3: consent {consent.decision_message_id} covers a transfer to "
+                f"{consent.third_party}, not to {to}"]
+    return []
+
+
+def refusal_code(state: RequestState, message: InboundMessage, problems: list[str]) -> str:
+    """The problem code for a refused message: ``consent_required`` when the only thing
+    missing is the providing authority's consent (art. 7), else ``not_allowed_now``."""
+    if (isinstance(message, ResultsTransferMessage) and problems and state.consent_open
+            and set(problems) <= set(consent_problems(state, message))):
+        return CONSENT_REQUIRED
+    return "not_allowed_now"
 
 
 def _check_grounds(profile: TreatyProfile, codes: list[str], *, deferral: bool) -> list[str]:
@@ -509,14 +673,68 @@ def apply(
             assert isinstance(message, ExecutionReportMessage)
             s.status = Status.EXECUTED
             s.outcome = message.body.extent
+            # Art. 7: the results carry their marking and the purpose they serve; other
+            # use or transfer waits for the provider's written consent.
+            window = profile.deadlines.consent_window_days
+            s.results = ResultsHandling(
+                report_message_id=mid, provided_by=s.requested, provided_at=now,
+                confidentiality=message.body.confidentiality, purpose=s.request.purpose,
+                open_until=now + _day(s) * window if window else None)
             notices += _notify(s, "executed", [s.requesting], about=mid,
-                               **message.body.model_dump(mode="json"))
+                               **message.body.model_dump(mode="json"),
+                               handling=s.results.restrictions())
+        case "consent_request":
+            assert isinstance(message, ConsentRequestMessage) and s.results is not None
+            ask = message.body
+            s.results.consents.append(Consent(
+                request_message_id=mid, scope=ask.scope, purpose=ask.purpose,
+                third_party=ask.third_party, asked_at=now))
+            note = ask.scope + (f" to {ask.third_party}" if ask.third_party else "")
+            notices += _notify(s, "consent_requested", [s.results.provided_by], about=mid,
+                               **ask.model_dump(mode="json"))
+        case "consent_decision":
+            assert isinstance(message, ConsentDecisionMessage) and s.results is not None
+            answer = message.body
+            asked = s.results.consent(message.in_reply_to)
+            assert asked is not None
+            asked.decision_message_id, asked.granted = mid, answer.granted
+            asked.conditions, asked.decided_at = answer.conditions, now
+            event = "consent_granted" if answer.granted else "consent_refused"
+            note = f"{event}: {asked.scope}" + (
+                f" to {asked.third_party}" if asked.third_party else "")
+            notices += _notify(s, event, [s.requesting], about=mid,
+                               consent_request=asked.request_message_id, scope=asked.scope,
+                               purpose=asked.purpose, third_party=asked.third_party,
+                               conditions=answer.conditions, reason=answer.reason)
+        case "results_transfer":
+            assert isinstance(message, ResultsTransferMessage) and s.results is not None
+            consent = s.results.consent(message.body.consent)
+            assert consent is not None
+            s.results.transfers.append(Transfer(message_id=mid, to_authority=message.recipient,
+                                                consent=message.body.consent, at=now))
+            note = f"to {message.recipient} under consent {message.body.consent}"
+            handling = s.results.restrictions() | {
+                "purpose": consent.purpose,
+                "third_party_transfer": f"no onward transfer without the prior written "
+                                        f"approval of {s.results.provided_by} (art. 7.3)",
+            }
+            notices += _notify(s, "results_transferred", [message.recipient], about=mid,
+                               transferred_by=s.requesting, content=message.body.content,
+                               consent=message.body.consent, conditions=consent.conditions,
+                               handling=handling)
+            notices += _notify(s, "results_transferred", [s.results.provided_by], about=mid,
+                               transferred_by=s.requesting, to_authority=message.recipient,
+                               consent=message.body.consent)
         case "withdrawal":
             s.status = Status.WITHDRAWN
             note = message.body.reason  # type: ignore[union-attr]
             notices += _notify(s, "withdrawn", [s.requested], about=mid, reason=note)
         case _:  # pragma: no cover - check() refuses every other kind
             raise Rejected([f"unknown kind {message.kind}"])
+    if message.kind in CONSENT_KINDS and s.results is not None and s.results.open_until:
+        # Hub policy: the consent phase ends after a quiet spell, counted from the last.
+        window = profile.deadlines.consent_window_days or 0
+        s.results.open_until = max(s.results.open_until, now + _day(s) * window)
     _record(s, now, message.kind, message.sender, message_id=mid, note=note)
     return Transition(state=s, notices=notices)
 
@@ -526,6 +744,9 @@ def apply(
 
 def _due_events(state: RequestState, profile: TreatyProfile) -> list[tuple[datetime, str, int]]:
     """Timer events still to come: (when, event, days-before for reminders)."""
+    if state.consent_open:
+        assert state.results is not None and state.results.open_until is not None
+        return [(state.results.open_until, "consent_window_closed", 0)]
     if state.final:
         return []
     events: list[tuple[datetime, str, int]] = []
@@ -558,7 +779,16 @@ def advance(state: RequestState, profile: TreatyProfile, now: datetime) -> Trans
     notices: list[Notice] = []
     both = [s.requesting, s.requested]
     for at, event, days in _due_events(state, profile):
-        if at > now or s.final:
+        if at > now or (s.final and event != "consent_window_closed"):
+            break
+        if event == "consent_window_closed":
+            assert s.results is not None
+            s.results.closed = True
+            _record(s, at, "consent_window_closed", HUB_SENDER,
+                    note="hub policy: no consent message for the set period; art. 7 still "
+                         "binds the results")
+            notices += _notify(s, "consent_window_closed", both, about=None,
+                               key=f"consent-closed-{_iso(at)}")
             break
         if event == "receipt_deemed":
             # Art. 6.1 counts from receipt; unacknowledged, the hub's delivery fixes it.
@@ -654,6 +884,18 @@ def describe(state: RequestState, now: datetime) -> str:
         left = (f"{days:.1f} treaty days left" if days >= 0
                 else f"passed {-days:.1f} treaty days ago")
         lines.append(f"- deadline {due.isoformat(timespec='seconds')}: {left}{paused}")
+    if state.results is not None:
+        r = state.results
+        phase = ("consent phase closed" if r.closed or r.open_until is None
+                 else f"consent phase open until {r.open_until.isoformat(timespec='seconds')}")
+        lines.append(f"- results from {r.provided_by}, {r.confidentiality.value}; other use or "
+                     f"transfer only with its written consent (art. 7); {phase}")
+        for c in r.consents:
+            answer = ("awaiting decision" if c.granted is None
+                      else "granted" if c.granted else "refused")
+            lines.append(f"- consent {c.scope}" + (f" to {c.third_party}" if c.third_party
+                                                   else "") + f": {answer}")
+        lines += [f"- transferred to {t.to_authority} under {t.consent}" for t in r.transfers]
     if state.timeline:
         last = state.timeline[-1]
         lines.append(f"- last: {last.event} by {last.actor} at "

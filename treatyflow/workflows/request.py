@@ -26,6 +26,10 @@ with workflow.unsafe.imports_passed_through():
 __all__ = ["Accepted", "RequestForAssistance", "RequestInput", "RequestOutcome", "Timeline"]
 
 NOT_ALLOWED = "NotAllowedNow"
+CONSENT_REQUIRED = "ConsentRequired"
+# Workflows begun before the art. 7 consent phase ended at execution; their histories
+# replay down the old path (Temporal's patching: workflow.patched).
+CONSENT_PHASE_PATCH = "art7-consent-phase"
 DELIVERY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
@@ -72,7 +76,7 @@ class RequestForAssistance:
         while True:
             await self._deliver_outbox()
             state = self._require_state()
-            if state.final:
+            if state.final and not self._holds_results(state):
                 break
             if workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
@@ -133,6 +137,10 @@ class RequestForAssistance:
         else:
             now_state = lifecycle.advance(self._state, self._profile, workflow.now()).state
             problems = lifecycle.check(now_state, self._profile, message)
+            if problems and lifecycle.refusal_code(now_state, message, problems) == (
+                    lifecycle.CONSENT_REQUIRED):
+                raise ApplicationError("; ".join(problems), problems, type=CONSENT_REQUIRED,
+                                       non_retryable=True)
         if problems:
             raise ApplicationError("; ".join(problems), problems, type=NOT_ALLOWED,
                                    non_retryable=True)
@@ -181,6 +189,11 @@ class RequestForAssistance:
         state = self._require_state()
         return Accepted(message_id=message_id, status=state.status, overdue=state.overdue,
                         deadline=state.deadline.isoformat() if state.deadline else None)
+
+    def _holds_results(self, state: RequestState) -> bool:
+        """Art. 7: executed, the request stays open for consent messages while the hub's
+        consent phase lasts; histories from before the phase existed end at execution."""
+        return state.consent_open and workflow.patched(CONSENT_PHASE_PATCH)
 
     def _changed_since(self, version: int) -> Callable[[], bool]:
         """True once a message moved the request on, or a notice waits to go out."""
