@@ -19,7 +19,12 @@ with workflow.unsafe.imports_passed_through():
     from treatyflow import constants as c
     from treatyflow.activities.delivery import UNROUTABLE, Deliver, Delivery
     from treatyflow.metrics import RECEIPT_TO_FINAL
-    from treatyflow.schemas.messages import NoticeMessage, RequestMessage, Submission
+    from treatyflow.schemas.messages import (
+        NoticeMessage,
+        RequestMessage,
+        Submission,
+        message_digest,
+    )
     from treatyflow.schemas.treaty import TreatyProfile
     from treatyflow.workflows import lifecycle
     from treatyflow.workflows.lifecycle import OperatorAction, RequestState, Transition
@@ -63,6 +68,9 @@ class Accepted(BaseModel):
     status: lifecycle.Status
     overdue: bool
     deadline: str | None
+    digest: str | None = Field(None, description="message_digest of the message applied under "
+                               "this message id: a different message reusing the id is told "
+                               "apart by the gateway")
 
 
 class Timeline(BaseModel):
@@ -152,7 +160,8 @@ class RequestForAssistance:
             extra={"message_id": message.message_id, "request_id": message.request_id,
                    "kind": message.kind, "status": transition.state.status.value},
         )
-        return self._accepted(message.message_id)
+        return self._accepted(message.message_id).model_copy(
+            update={"digest": message_digest(message)})
 
     @submit.validator
     def _validate(self, submission: Submission) -> None:
