@@ -104,6 +104,17 @@ def _applied(settings: Settings, request_id: str) -> tuple[str, ...]:
     return tuple(json.loads(done.stdout)["applied"])
 
 
+def _requests_of(settings: Settings, authority: str) -> set[str]:
+    """The ids of every request ``authority`` is a party to, as the operator CLI lists them."""
+    done = subprocess.run(
+        [sys.executable, "-m", "treatyflow.workers.cli", "list", "--authority", authority,
+         "--limit", "0", "--json"],
+        env=settings.to_env() | {"PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+        timeout=120, check=True)
+    return {row["workflow_id"].split(c.WORKFLOW_ID_SEPARATOR, 1)[1]
+            for row in json.loads(done.stdout)}
+
+
 def _say(text: str) -> None:
     print(f"[security-check] {text}", flush=True)
 
@@ -149,6 +160,9 @@ async def check(settings: Settings, attacker_id: str, counterpart_id: str, third
                          and found[r.message_id] == r.case.problem]
         after = {rid: _applied(settings, rid) for rid in before}
         changed = [rid for rid in before if before[rid] != after[rid]]
+        # A case that names a request of its own must not have started it.
+        named = {r.request_id for r in gateway if r.case.target is None and r.request_id}
+        started = sorted(named & _requests_of(settings, attacker_id))
         # Accepted: a message the hub took, i.e. answered with no error at all.
         accepted = [r for r in gateway if r.refused_with is None]
 
@@ -166,6 +180,8 @@ async def check(settings: Settings, attacker_id: str, counterpart_id: str, third
         await counterpart_box.settle(1)
     for rid in changed:
         _say(f"CHANGED: request {rid}: applied {before[rid]} -> {after[rid]}")
+    for rid in started:
+        _say(f"STARTED: request {rid} by a hostile input")
     if counterpart_box.unverified:
         _say(f"forged deliveries reached {counterpart_id}: {len(counterpart_box.unverified)}")
 
@@ -184,14 +200,15 @@ async def check(settings: Settings, attacker_id: str, counterpart_id: str, third
          f"PRECONDITION_FAILED; the channel closed, nothing queued) "
          f"forged_deliveries_in_{counterpart_id}_inbox={len(counterpart_box.unverified)}")
     _say(f"requests aimed at: {len(before)} unchanged={len(before) - len(changed)} "
-         f"(the messages applied to each, by `treatyflow status --json`)")
+         f"(the messages applied to each, by `treatyflow status --json`); new requests named "
+         f"by other inputs: {len(named)} started={len(started)} (`treatyflow list --json`)")
     flags = {f: refused(f) for f in ("cross_inbox_read", "forged_sender", "tampered_signature")}
     line = (f"inputs={n} rejected_with_error={rejected} dead_lettered={len(dead_lettered)} "
             f"accepted={len(accepted)} consumer_alive={'yes' if alive else 'no'} "
             + " ".join(f"{k}={v}" for k, v in flags.items()))
     print(line, flush=True)
     good = (n >= MIN_INPUTS and rejected == n and len(dead_lettered) == n and not accepted
-            and alive and not changed and broker_refused == len(broker)
+            and alive and not changed and not started and broker_refused == len(broker)
             and all(v == "refused" for v in flags.values()))
     return 0 if good else 1
 

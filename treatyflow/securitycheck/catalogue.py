@@ -196,11 +196,15 @@ def _publish(exchange: str, routing_key: Callable[[Kit], str], *,
     return probe
 
 
+async def _put_back(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+    await message.nack(requeue=True)
+
+
 def _read(queue: Callable[[Kit], str], *, consume: bool = False) -> Probe:
     async def probe(k: Kit, channel: AbstractChannel) -> None:
         q = await channel.get_queue(queue(k), ensure=False)
         if consume:
-            await q.consume(lambda m: m.nack(requeue=True))  # type: ignore[arg-type,return-value]
+            await q.consume(_put_back)
         else:
             await q.get(fail=False, no_ack=False)
     return probe
@@ -356,10 +360,21 @@ class Result:
     refused_with: str | None
     reasons: list[str]
     message_id: str | None = None
+    request_id: str | None = None  # the request the input names, if its body says
 
     @property
     def as_expected(self) -> bool:
         return self.refused_with == self.case.problem
+
+
+def _named_request(body: bytes) -> str | None:
+    """The ``request_id`` a body names, if it is a JSON object that names one."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    found = data.get("request_id") if isinstance(data, dict) else None
+    return found if isinstance(found, str) else None
 
 
 def _broker_reply(err: BaseException) -> str | None:
@@ -384,9 +399,10 @@ async def attempt(case: Case, kit: Kit, client: AgencyClient, inbox: Expecting,
                 lambda m: isinstance(m, ErrorMessage)
                 and m.body.refused_message_id == bad.message_id, timeout)
         except (AssertionError, TimeoutError):
-            return Result(case, None, [], bad.message_id)
+            return Result(case, None, [], bad.message_id, _named_request(bad.body))
         assert isinstance(error, ErrorMessage)
-        return Result(case, error.body.problem, error.body.reasons, bad.message_id)
+        return Result(case, error.body.problem, error.body.reasons, bad.message_id,
+                      _named_request(bad.body))
     assert case.probe is not None
     channel = await connection.channel(publisher_confirms=True)
     try:
