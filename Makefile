@@ -8,7 +8,7 @@ export TREATYFLOW_STATE_DIR ?= $(CURDIR)/.state
 # Real time: make up TREATYFLOW_SECONDS_PER_DAY=86400
 export TREATYFLOW_SECONDS_PER_DAY ?= 1
 
-.PHONY: help setup system demo test up down status lint clean ui-check bench
+.PHONY: help setup system demo test up down status lint clean ui-check bench security-check
 
 help:
 	@echo "make demo   - set up, start the local stack, run the scenario demo"
@@ -16,6 +16,7 @@ help:
 	@echo "make up / make down / make status - the local stack for longer use"
 	@echo "make lint   - ruff and mypy"
 	@echo "make ui-check - the Temporal UI, filtered on overdue requests, in headless Chromium"
+	@echo "make security-check - the hostile-input catalogue against the local stack, as one authority"
 	@echo "make bench  - treatyflow against bare Temporal on a fresh stack (figures in docs/benchmarks)"
 
 setup: system $(BIN)/.installed
@@ -49,6 +50,12 @@ ui-check: setup
 	@bash scripts/ensure-system.sh chromium
 	@$(BIN)/python -c "import playwright" 2>/dev/null || $(BIN)/pip install --quiet playwright
 	$(BIN)/python -m treatyflow.workers.uicheck
+
+# The hostile-input catalogue (treatyflow/securitycheck/catalogue.py), sent over AMQP with
+# one authority's credentials by a separate process; its last line is the summary.
+security-check: setup
+	$(BIN)/python -m treatyflow.workers.stack up
+	$(BIN)/python -m treatyflow.securitycheck
 
 lint: setup
 	$(BIN)/ruff check treatyflow tests scripts

@@ -71,6 +71,11 @@ KEY_REGISTRY_FILE = "public-keys.json"
 SIGNING_KEYS_DIR = "signing"
 # Largest message body the gateway reads (bytes).
 MAX_BODY_BYTES = 256 * 1024
+# A message's ``sent_at`` against the hub's clock: at most this far ahead (clock skew) and
+# at most this old (a message that waited in a queue through an outage); else refused as
+# ``implausible_time``. Wall-clock time, whatever the treaty clock's scale.
+MAX_SENT_AT_AHEAD_SECONDS = 15 * 60
+MAX_SENT_AT_AGE_SECONDS = 30 * 86_400
 
 
 def inbox_queue(authority_id: str) -> str:

@@ -7,10 +7,13 @@ Schema published in ``docs/``.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -24,10 +27,30 @@ from treatyflow.schemas.treaty import AUTHORITY_ID_PATTERN
 
 SCHEMA_VERSION = "1"
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+# Characters no written text needs and that hide or reorder what a reader sees: C0 controls
+# other than tab, line feed and carriage return, DEL, C1 controls, and the bidirectional
+# embeddings, overrides and isolates ("Trojan Source"). Any script is welcome: Russian,
+# Chinese and Kazakh text, mixed in one field, is stored and delivered as it is.
+FORBIDDEN_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _printable(text: str) -> str:
+    """``text`` if it holds no forbidden control character; else a ValueError naming it."""
+    found = FORBIDDEN_CHARACTERS.search(text)
+    if found:
+        raise ValueError(f"control character U+{ord(found.group()):04X} at position "
+                         f"{found.start()}; only printable text, tab and line breaks")
+    return text
+
+
+Printable = AfterValidator(_printable)
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000),
+                 Printable]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
+                      Printable]
 # Art. 6.9: a refusal or deferral is notified in writing with its reason: a real sentence.
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=10, max_length=20_000)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=10, max_length=20_000),
+                   Printable]
 MessageId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$")]
 RequestId = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9-]{2,63}$")]
 AuthorityId = Annotated[str, StringConstraints(pattern=AUTHORITY_ID_PATTERN)]
@@ -418,6 +441,12 @@ class Submission(BaseModel):
 
     model_config = ConfigDict(frozen=True)
     message: InboundMessage
+
+
+def message_digest(message: BaseModel) -> str:
+    """SHA-256 of the envelope without its signature: two messages under one message id
+    are the same message exactly when their digests are equal."""
+    return hashlib.sha256(message.model_dump_json(exclude={"signature"}).encode()).hexdigest()
 
 
 def parse_inbound(raw: bytes | str) -> InboundMessage:

@@ -17,7 +17,7 @@ import contextlib
 import hashlib
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import aio_pika
 import structlog
@@ -45,6 +45,7 @@ from treatyflow.schemas.messages import (
     ErrorBody,
     ErrorMessage,
     InboundMessage,
+    message_digest,
     parse_inbound,
 )
 from treatyflow.schemas.treaty import all_authorities
@@ -70,6 +71,21 @@ def describe(error: ValidationError) -> list[str]:
 def _label(kind: str | None) -> str:
     """A metric label from the AMQP ``type`` property: a known kind, else 'other'."""
     return kind if kind in KINDS else "other"
+
+
+def check_sent_at(sent_at: datetime, now: datetime) -> None:
+    """Refuse a ``sent_at`` the hub's clock makes implausible: from the future beyond clock
+    skew, or older than a message can have waited in a queue."""
+    ahead = timedelta(seconds=c.MAX_SENT_AT_AHEAD_SECONDS)
+    age = timedelta(seconds=c.MAX_SENT_AT_AGE_SECONDS)
+    if sent_at > now + ahead:
+        raise Refusal("implausible_time", [
+            f"sent_at {sent_at.isoformat()} is more than {ahead} ahead of the hub's clock "
+            f"({now.isoformat()}); check the sending system's clock and time zone"])
+    if sent_at < now - age:
+        raise Refusal("implausible_time", [
+            f"sent_at {sent_at.isoformat()} is more than {age.days} days before the hub's "
+            f"clock ({now.isoformat()}); a new message needs the time it is sent"])
 
 
 class KeyedLock:
@@ -141,6 +157,11 @@ class Gateway:
                 metrics.MESSAGES_REQUEUED.inc()
                 await incoming.nack(requeue=True)
                 return
+            if accepted.digest is not None and accepted.digest != message_digest(message):
+                # Temporal answered an earlier update with this id: not this message.
+                raise Refusal("replayed_message_id", [
+                    f"message id {message.message_id} was already used for another message "
+                    f"of request {message.request_id}; a new message needs a new id"])
             metrics.MESSAGES_ACCEPTED.labels(kind=message.kind, treaty=message.treaty_id).inc()
             log.info("message accepted", status=accepted.status.value)
         except Refusal as refused:
@@ -194,6 +215,7 @@ class Gateway:
             raise Refusal("unknown_key", [str(err)]) from err
         except BadSignature as err:
             raise Refusal("bad_signature", [str(err)]) from err
+        check_sent_at(message.sent_at, datetime.now(UTC))
         return message
 
     async def _submit(self, message: InboundMessage, log: structlog.stdlib.BoundLogger

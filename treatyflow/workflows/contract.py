@@ -32,6 +32,9 @@ class Accepted(BaseModel):
     status: lifecycle.Status
     overdue: bool
     deadline: str | None
+    digest: str | None = Field(None, description="message_digest of the message applied under "
+                               "this message id: a different message reusing the id is told "
+                               "apart by the gateway")
 
 
 class Timeline(BaseModel):

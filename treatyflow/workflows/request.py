@@ -18,7 +18,12 @@ with workflow.unsafe.imports_passed_through():
     from treatyflow import constants as c
     from treatyflow.activities.delivery import UNROUTABLE, Deliver, Delivery
     from treatyflow.metrics import RECEIPT_TO_FINAL
-    from treatyflow.schemas.messages import NoticeMessage, RequestMessage, Submission
+    from treatyflow.schemas.messages import (
+        NoticeMessage,
+        RequestMessage,
+        Submission,
+        message_digest,
+    )
     from treatyflow.workflows import lifecycle
     from treatyflow.workflows.contract import Accepted, RequestInput, RequestOutcome, Timeline
     from treatyflow.workflows.lifecycle import OperatorAction, RequestState, Transition
@@ -122,7 +127,8 @@ class RequestForAssistance:
             extra={"message_id": message.message_id, "request_id": message.request_id,
                    "kind": message.kind, "status": transition.state.status.value},
         )
-        return self._accepted(message.message_id)
+        return self._accepted(message.message_id).model_copy(
+            update={"digest": message_digest(message)})
 
     @submit.validator
     def _validate(self, submission: Submission) -> None:

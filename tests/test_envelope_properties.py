@@ -1,0 +1,173 @@
+"""Property tests of the envelope parser: whatever bytes arrive, the gateway's ``parse``
+returns a message or refuses it with a documented problem code, and never fails otherwise
+(a crash would requeue the message instead of answering its sender)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, cast
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import StringConstraints, TypeAdapter, ValidationError
+
+from tests.factories import envelope, new_request_id
+from treatyflow import constants as c
+from treatyflow.agency import KeyRing, PublicKey, SigningKey, sign
+from treatyflow.hub import Refusal
+from treatyflow.schemas.messages import FORBIDDEN_CHARACTERS, parse_inbound
+from treatyflow.workers.gateway import Gateway, check_sent_at
+
+KZ, RU = "KZ-GPO", "RU-MIA"
+KEY = SigningKey.generate("KZ-GPO-2026-1")
+RING = KeyRing(keys=[PublicKey(key_id=KEY.key_id, owner=KZ, public_key=KEY.public_key,
+                               valid_from=datetime(2026, 1, 1, tzinfo=UTC))])
+README = (Path(__file__).parent.parent / "README.md").read_text()
+# Every problem the gateway's parse may name; each is documented for agencies.
+PARSE_PROBLEMS = {"oversize", "wrong_content_type", "malformed", "unauthenticated",
+                  "sender_mismatch", "unsigned", "unknown_key", "bad_signature",
+                  "implausible_time"}
+# A text as the contract stores it: surrounding whitespace stripped (pydantic's rule).
+STRIPPED: TypeAdapter[str] = TypeAdapter(Annotated[str, StringConstraints(strip_whitespace=True)])
+FAST = settings(max_examples=300, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@dataclass
+class Delivery:
+    """What the gateway reads of an AMQP delivery."""
+
+    body: bytes
+    content_type: str | None = "application/json"
+    user_id: str | None = KZ
+
+
+GATEWAY = Gateway(cast(Any, None), cast(Any, None), keys=RING, signing_key=lambda: KEY)
+
+
+def outcome(body: bytes, **properties: Any) -> str:
+    """'accepted' or the problem code; anything else raised fails the test."""
+    try:
+        GATEWAY.parse(cast(Any, Delivery(body, **properties)))
+    except Refusal as refused:
+        assert refused.problem in PARSE_PROBLEMS, refused
+        assert refused.reasons and all(isinstance(r, str) and r for r in refused.reasons)
+        return refused.problem
+    return "accepted"
+
+
+def signed_request(**body: Any) -> dict[str, Any]:
+    """A request signed by KZ-GPO, then given ``body`` values (the signature kept)."""
+    data = envelope("request", request_id=new_request_id(), sender=KZ, recipient=RU)
+    signed = json.loads(sign(parse_inbound(json.dumps(data)), KEY).model_dump_json())
+    signed["body"].update(body)
+    return signed
+
+
+def signed_request_with(**body: Any) -> dict[str, Any]:
+    """A request with these ``body`` values, signed after them."""
+    data = envelope("request", request_id=new_request_id(), sender=KZ, recipient=RU)
+    data["body"].update(body)
+    return json.loads(sign(parse_inbound(json.dumps(data)), KEY).model_dump_json())
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
+                                                                max_size=4),
+    max_leaves=20,
+)
+
+
+def test_every_parse_problem_is_documented() -> None:
+    assert not [p for p in PARSE_PROBLEMS if f"`{p}`" not in README]
+
+
+@FAST
+@given(st.binary(max_size=2048))
+def test_arbitrary_bytes_are_refused_never_crash(body: bytes) -> None:
+    assert outcome(body) != "accepted"
+
+
+@FAST
+@given(st.binary(max_size=512))
+def test_parse_inbound_raises_only_validation_errors(body: bytes) -> None:
+    with pytest.raises(ValidationError):
+        parse_inbound(body)
+
+
+@FAST
+@given(json_values)
+def test_arbitrary_json_is_malformed(value: Any) -> None:
+    assert outcome(json.dumps(value).encode()) == "malformed"
+
+
+ENVELOPE_FIELDS = ["schema_version", "message_id", "kind", "request_id", "treaty_id", "sender",
+                   "recipient", "sent_at", "in_reply_to", "signature", "body"]
+BODY_FIELDS = ["purpose", "facts", "language", "confidentiality", "signed_by", "urgent",
+               "domestic_case"]
+
+
+@FAST
+@given(st.sampled_from(ENVELOPE_FIELDS + [f"body.{f}" for f in BODY_FIELDS]), json_values,
+       st.sampled_from(["application/json", None, "text/plain"]),
+       st.sampled_from([KZ, RU, None]))
+def test_a_signed_envelope_with_any_field_replaced_is_refused_or_unchanged(
+    where: str, value: Any, content_type: str | None, user_id: str | None
+) -> None:
+    data = signed_request()
+    holder = data["body"] if where.startswith("body.") else data
+    key = where.removeprefix("body.")
+    unchanged = holder.get(key) == value
+    holder[key] = value
+    got = outcome(json.dumps(data).encode(), content_type=content_type, user_id=user_id)
+    if content_type == "text/plain":
+        assert got == "wrong_content_type"
+    elif got == "accepted":
+        # Only an envelope that still says exactly what was signed gets through.
+        assert unchanged and user_id == KZ
+
+
+@FAST
+@given(st.text(min_size=1, max_size=200))
+def test_any_text_is_kept_as_sent_unless_it_holds_a_forbidden_character(text: str) -> None:
+    # Surrounding whitespace is stripped before the check (so a leading U+0085 is dropped).
+    stored = STRIPPED.validate_python(text)
+    if FORBIDDEN_CHARACTERS.search(stored) or not stored:
+        assert outcome(json.dumps(signed_request(facts=text)).encode()) == "malformed"
+    else:
+        sent = signed_request_with(facts=text)
+        assert outcome(json.dumps(sent, ensure_ascii=False).encode()) == "accepted"
+        assert parse_inbound(json.dumps(sent)).body.facts == stored  # type: ignore[union-attr]
+
+
+@given(st.sampled_from(["Досудебное расследование", "付款人 王伟", "ТОО «Ақжол» Өскемен"]),
+       st.sampled_from(["\x00", "\x07", "\x1b[2J", "\x7f", "\x85", "\u202e", "\u2067"]),
+       st.integers(min_value=1, max_value=10))
+def test_control_characters_in_any_script_are_named(text: str, bad: str, at: int) -> None:
+    at = min(at, len(text) - 1)  # inside the text: surrounding whitespace is stripped
+    try:
+        GATEWAY.parse(cast(Any, Delivery(json.dumps(
+            signed_request(purpose=text[:at] + bad + text[at:])).encode())))
+    except Refusal as refused:
+        assert refused.problem == "malformed"
+        assert re.search(rf"U\+{ord(bad[0]):04X}", " ".join(refused.reasons))
+    else:
+        pytest.fail("a control character got through")
+
+
+@given(st.integers(min_value=-100 * 365 * 86_400, max_value=100 * 365 * 86_400))
+def test_sent_at_is_refused_exactly_outside_the_window(offset: int) -> None:
+    now = datetime(2026, 11, 24, 12, tzinfo=UTC)
+    inside = -c.MAX_SENT_AT_AGE_SECONDS <= offset <= c.MAX_SENT_AT_AHEAD_SECONDS
+    try:
+        check_sent_at(now + timedelta(seconds=offset), now)
+    except Refusal as refused:
+        assert refused.problem == "implausible_time" and not inside
+    else:
+        assert inside

@@ -1,0 +1,227 @@
+"""``make security-check``: the hostile-input catalogue against the running local stack, as
+an outside client would send it.
+
+    python -m treatyflow.securitycheck [--as KZ-GPO] [--counterpart RU-MIA] [--third CN-MPS]
+
+Talks AMQP only, with the published contract and client library (``treatyflow.agency``);
+imports nothing of the gateway, hub or workflows. Credentials, each for one thing:
+
+- the **attacker** (``--as``): its broker password and signing key from the state folder;
+  every hostile input is sent with them, and its own inbox is read for the ``error`` replies;
+- the **counterpart**: opens the requests the attacker aims at (valid messages only), checks
+  that nothing forged reached its inbox and that a valid request still arrives intact;
+- the **hub user**: reads ``hub.dead-letter`` (no authority may), without taking anything out;
+- the **operator CLI** (``treatyflow status --json``): each aimed-at request's state before
+  and after, to show none changed.
+
+The last line is the summary; the exit status is 0 only if every figure is as it must be.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import aio_pika
+
+from treatyflow import constants as c
+from treatyflow.agency import AgencyClient, Inbox, KeyRing, SigningKey, Unverified
+from treatyflow.schemas.messages import OutboundMessage, parse_inbound
+from treatyflow.securitycheck.catalogue import (
+    CATALOGUE,
+    Kit,
+    Result,
+    attempt,
+    dead_letters,
+    notice,
+    open_target,
+    request_body,
+)
+from treatyflow.settings import Settings
+
+MIN_INPUTS = 25
+
+
+class Watch:
+    """An authority's inbox, kept: every verified message and every unverified delivery."""
+
+    def __init__(self, inbox: Inbox) -> None:
+        self._inbox = inbox
+        self.messages: list[OutboundMessage] = []
+        self.unverified: list[Unverified] = []
+
+    async def expect(self, match: Callable[[OutboundMessage], bool],
+                     timeout: float = 15) -> OutboundMessage:
+        for message in self.messages:
+            if match(message):
+                return message
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (left := deadline - loop.time()) > 0:
+            try:
+                got = await self._inbox.get(timeout=left)
+            except TimeoutError:
+                break
+            if isinstance(got, Unverified):
+                self.unverified.append(got)
+                continue
+            self.messages.append(got)
+            if match(got):
+                return got
+        raise TimeoutError(f"nothing matching within {timeout} s")
+
+    async def settle(self, seconds: float) -> None:
+        try:
+            await self.expect(lambda m: False, seconds)
+        except TimeoutError:
+            pass
+
+
+def _signing_key(secrets: Path, owner: str, ring: KeyRing) -> SigningKey:
+    """``owner``'s current private key from the state folder."""
+    current = [k for k in ring.of(owner) if k.current]
+    if not current:
+        raise SystemExit(f"[security-check] {owner} has no current key in the registry")
+    key_id = current[-1].key_id
+    pem = (secrets / c.SIGNING_KEYS_DIR / owner / f"{key_id}.pem").read_bytes()
+    return SigningKey.from_pem(key_id, pem)
+
+
+def _applied(settings: Settings, request_id: str) -> tuple[str, ...]:
+    """The ids of the messages applied to a request, as the operator CLI shows them (its
+    deadlines move it on by themselves; only a message applied to it is a change by one)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "treatyflow.workers.cli", "status", request_id, "--json"],
+        env=settings.to_env() | {"PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+        timeout=60, check=False)
+    if done.returncode != 0:
+        return ("unreadable", done.stderr.strip())
+    return tuple(json.loads(done.stdout)["applied"])
+
+
+def _requests_of(settings: Settings, authority: str) -> set[str]:
+    """The ids of every request ``authority`` is a party to, as the operator CLI lists them."""
+    done = subprocess.run(
+        [sys.executable, "-m", "treatyflow.workers.cli", "list", "--authority", authority,
+         "--limit", "0", "--json"],
+        env=settings.to_env() | {"PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+        timeout=120, check=True)
+    return {row["workflow_id"].split(c.WORKFLOW_ID_SEPARATOR, 1)[1]
+            for row in json.loads(done.stdout)}
+
+
+def _say(text: str) -> None:
+    print(f"[security-check] {text}", flush=True)
+
+
+async def check(settings: Settings, attacker_id: str, counterpart_id: str, third: str) -> int:
+    secrets = settings.secrets_dir
+    passwords: dict[str, str] = json.loads((secrets / "amqp-passwords.json").read_text())
+    ring = KeyRing.model_validate_json((secrets / c.KEY_REGISTRY_FILE).read_bytes())
+    hub_keys = ring.only([c.HUB_SENDER])
+    kit = Kit(attacker_id, counterpart_id, third, _signing_key(secrets, attacker_id, ring))
+    _say(f"attacker={attacker_id} (every hostile input; reads its own inbox) "
+         f"counterpart={counterpart_id} (opens the aimed-at requests; valid messages only) "
+         f"dead-letter reader={c.HUB_USER} (hub.dead-letter, read-only browse) "
+         f"state reader=operator CLI `treatyflow status --json`")
+    url = settings.amqp_url(attacker_id, passwords[attacker_id])
+    async with (
+        AgencyClient(attacker_id, url, signing_key=kit.key, hub_keys=hub_keys) as attacker,
+        AgencyClient(counterpart_id, settings.amqp_url(counterpart_id, passwords[counterpart_id]),
+                     signing_key=_signing_key(secrets, counterpart_id, ring),
+                     hub_keys=hub_keys) as counterpart,
+        attacker.inbox() as attacker_inbox, counterpart.inbox() as counterpart_inbox,
+    ):
+        attacker_box, counterpart_box = Watch(attacker_inbox), Watch(counterpart_inbox)
+        before: dict[str, tuple[str, ...]] = {}  # request id -> message ids applied to it
+        results: list[Result] = []
+        probe_connection = await aio_pika.connect(url)
+        async with probe_connection:
+            for case in CATALOGUE:
+                if case.target is not None:
+                    applied = await open_target(kit, case.target, attacker, attacker_box,
+                                                counterpart, counterpart_box)
+                    before[kit.targets[case.target]] = tuple(applied)
+                result = await attempt(case, kit, attacker, attacker_box, probe_connection)
+                results.append(result)
+                mark = "ok " if result.as_expected else "FAIL"
+                _say(f"{mark} {case.layer:7} {case.name:28} expected {case.problem:20} "
+                     f"got {result.refused_with}")
+        gateway = [r for r in results if r.case.layer == "gateway"]
+        broker = [r for r in results if r.case.layer == "broker"]
+        wanted = {r.message_id for r in gateway if r.message_id}
+        found = await dead_letters(settings.amqp_url(c.HUB_USER, passwords[c.HUB_USER]), wanted)
+        dead_lettered = [r for r in gateway if r.message_id in found
+                         and found[r.message_id] == r.case.problem]
+        after = {rid: _applied(settings, rid) for rid in before}
+        changed = [rid for rid in before if before[rid] != after[rid]]
+        # A case that names a request of its own must not have started it.
+        named = {r.request_id for r in gateway if r.case.target is None and r.request_id}
+        started = sorted(named & _requests_of(settings, attacker_id))
+        # Accepted: a message the hub took, i.e. answered with no error at all.
+        accepted = [r for r in gateway if r.refused_with is None]
+
+        # The gateway still consumes: a valid request (mixed scripts) gets through intact.
+        fresh = parse_inbound(json.dumps(kit.envelope("request", body=request_body())))
+        await attacker.publish(fresh)
+        alive = False
+        try:
+            await attacker_box.expect(notice(fresh.request_id, "request_accepted"), 30)
+            delivered = await counterpart_box.expect(
+                notice(fresh.request_id, "request_delivered"), 30)
+            alive = delivered.body.detail["request"]["facts"] == fresh.body.facts  # type: ignore[union-attr]
+        except TimeoutError:
+            alive = False
+        await counterpart_box.settle(1)
+    for rid in changed:
+        _say(f"CHANGED: request {rid}: applied {before[rid]} -> {after[rid]}")
+    for rid in started:
+        _say(f"STARTED: request {rid} by a hostile input")
+    if counterpart_box.unverified:
+        _say(f"forged deliveries reached {counterpart_id}: {len(counterpart_box.unverified)}")
+
+    def refused(flag: str) -> str:
+        cases = [r for r in results if r.case.flag == flag]
+        ok = all(r.as_expected for r in cases) and all(
+            r.message_id in found for r in cases if r.case.layer == "gateway")
+        if flag == "cross_inbox_read":
+            ok = ok and not counterpart_box.unverified
+        return "refused" if cases and ok else "NOT-refused"
+
+    n = len(gateway)
+    rejected = sum(r.as_expected for r in gateway)
+    broker_refused = sum(r.as_expected for r in broker)
+    _say(f"broker: cases={len(broker)} refused={broker_refused} (ACCESS_REFUSED / "
+         f"PRECONDITION_FAILED; the channel closed, nothing queued) "
+         f"forged_deliveries_in_{counterpart_id}_inbox={len(counterpart_box.unverified)}")
+    _say(f"requests aimed at: {len(before)} unchanged={len(before) - len(changed)} "
+         f"(the messages applied to each, by `treatyflow status --json`); new requests named "
+         f"by other inputs: {len(named)} started={len(started)} (`treatyflow list --json`)")
+    flags = {f: refused(f) for f in ("cross_inbox_read", "forged_sender", "tampered_signature")}
+    line = (f"inputs={n} rejected_with_error={rejected} dead_lettered={len(dead_lettered)} "
+            f"accepted={len(accepted)} consumer_alive={'yes' if alive else 'no'} "
+            + " ".join(f"{k}={v}" for k, v in flags.items()))
+    print(line, flush=True)
+    good = (n >= MIN_INPUTS and rejected == n and len(dead_lettered) == n and not accepted
+            and alive and not changed and not started and broker_refused == len(broker)
+            and all(v == "refused" for v in flags.values()))
+    return 0 if good else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="security-check", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--as", dest="attacker", default="KZ-GPO")
+    parser.add_argument("--counterpart", default="RU-MIA")
+    parser.add_argument("--third", default="CN-MPS")
+    args = parser.parse_args(argv)
+    return asyncio.run(check(Settings.from_env(), args.attacker, args.counterpart, args.third))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
