@@ -27,6 +27,14 @@ async def test_the_harness_runs_every_phase_and_reports_its_figures(
         figures["lifecycles_per_s"] / figures["floor_lifecycles_per_s"], rel=0.01)
     assert 0 < figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"]
     assert figures["rss_mb_worker"] and figures["rss_mb_gateway"]
+    # Where the CPU went, per component of the stack and the driver.
+    for phase in ("cpu_cores_floor", "cpu_cores_treatyflow"):
+        cores = figures[phase]
+        assert {"temporal", "rabbitmq", "worker", "gateway", "driver"} <= set(cores)
+        assert cores["total"] == pytest.approx(sum(v for k, v in cores.items() if k != "total"),
+                                               abs=0.02)
+        assert cores["temporal"] > 0
+    assert "floor-bench-floor" in figures["cpu_cores_floor"]
     floor, ours, half = figures["phases"]
     assert (floor["lifecycles"], ours["lifecycles"], half["lifecycles"]) == (6, 6, 4)
     assert half["offered_per_s"] == pytest.approx(ours["lifecycles_per_s"] / 2, rel=0.01)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import statistics
 import sys
 import time
@@ -46,6 +47,7 @@ class Phase:
     seconds: float
     latencies_ms: list[float] = field(default_factory=list, repr=False)
     offered_per_s: float | None = None
+    cpu_cores: dict[str, float] = field(default_factory=dict)
 
     @property
     def lifecycles_per_s(self) -> float:
@@ -203,6 +205,51 @@ async def offered_phase(authorities: Authorities, rate: float, n: int) -> Phase:
     await asyncio.gather(*tasks)
     phase.seconds = time.perf_counter() - started
     return phase
+
+
+COMPONENTS = ("temporal", "rabbitmq", "worker", "gateway", "codec")
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds (user + system) of every live process in process group ``pgid``."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if int(fields[2]) == pgid:  # pgrp
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / _TICK
+
+
+class CpuMeter:
+    """Cores each stack component (its whole process group: RabbitMQ's Erlang VM, the
+    Temporal server…) and this driver used over a phase. The stack starts each component
+    in its own session, so its pid is its group id."""
+
+    def __init__(self, settings: Settings, extra: tuple[str, ...] = ()) -> None:
+        paths = stack.Paths(settings.state_dir)
+        self._groups = {name: pid for name in (*COMPONENTS, *extra)
+                        if (pid := stack._alive(paths.pid(name))) is not None}
+        self._start: dict[str, float] = {}
+        self._started = 0.0
+
+    def _now(self) -> dict[str, float]:
+        times = os.times()
+        return {"driver": times.user + times.system,
+                **{name: _group_cpu_seconds(pid) for name, pid in self._groups.items()}}
+
+    def __enter__(self) -> CpuMeter:
+        self._start, self._started = self._now(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall = time.perf_counter() - self._started
+        end = self._now()
+        self.cores = {name: round((end[name] - self._start[name]) / wall, 2) for name in end}
+        self.cores["total"] = round(sum(self.cores.values()), 2)
 
 
 def rss_mb(settings: Settings, name: str) -> float | None:

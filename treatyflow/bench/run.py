@@ -27,6 +27,7 @@ from treatyflow import logs
 from treatyflow.bench.harness import (
     MESSAGES_PER_LIFECYCLE,
     Authorities,
+    CpuMeter,
     Phase,
     floor_phase,
     floor_worker,
@@ -65,12 +66,17 @@ async def measure(settings: Settings, lifecycles: int, concurrency: int,
     warm = max(5, lifecycles // 20)
     async with floor_worker(settings, FLOOR_QUEUE):
         await floor_phase(client, FLOOR_QUEUE, warm, concurrency)
-        floor = await floor_phase(client, FLOOR_QUEUE, lifecycles, concurrency)
-    note(f"floor: {floor.lifecycles_per_s:.1f} lifecycles/s")
+        with CpuMeter(settings, extra=(f"floor-{FLOOR_QUEUE}",)) as cpu:
+            floor = await floor_phase(client, FLOOR_QUEUE, lifecycles, concurrency)
+        floor.cpu_cores = cpu.cores
+    note(f"floor: {floor.lifecycles_per_s:.1f} lifecycles/s; cores used {_cores(cpu.cores)}")
     async with Authorities(settings) as authorities:
         await treatyflow_phase(authorities, warm, concurrency)
-        ours = await treatyflow_phase(authorities, lifecycles, concurrency)
-        note(f"treatyflow: {ours.lifecycles_per_s:.1f} lifecycles/s")
+        with CpuMeter(settings) as cpu:
+            ours = await treatyflow_phase(authorities, lifecycles, concurrency)
+        ours.cpu_cores = cpu.cores
+        note(f"treatyflow: {ours.lifecycles_per_s:.1f} lifecycles/s; cores used "
+             f"{_cores(cpu.cores)}")
         memory = {name: rss_mb(settings, name) for name in ("worker", "gateway")}
         offered: list[Phase] = []
         for share in loads:
@@ -90,6 +96,8 @@ async def measure(settings: Settings, lifecycles: int, concurrency: int,
         "p95_ms": round(half.percentile(95) or 0, 1),
         "p99_ms": round(half.percentile(99) or 0, 1),
         "latency_at_per_s": round(half.offered_per_s or 0, 2),
+        "cpu_cores_floor": floor.cpu_cores,
+        "cpu_cores_treatyflow": ours.cpu_cores,
         "rss_mb_worker": memory["worker"],
         "rss_mb_gateway": memory["gateway"],
         # Not measured by this version of the harness (issue 4): the 50,000-open-requests
@@ -100,6 +108,10 @@ async def measure(settings: Settings, lifecycles: int, concurrency: int,
         "messages_per_lifecycle": MESSAGES_PER_LIFECYCLE,
         "phases": [p.summary() for p in (floor, ours, *offered)],
     }
+
+
+def _cores(cores: dict[str, float]) -> str:
+    return ", ".join(f"{name} {used:.2f}" for name, used in cores.items() if used >= 0.01)
 
 
 def chart(figures: dict[str, Any], path: Path) -> Path | None:
