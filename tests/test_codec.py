@@ -80,6 +80,10 @@ async def test_altered_ciphertext_is_refused() -> None:
     altered = Payload(metadata=dict(sealed.metadata), data=bytes(tampered))
     with pytest.raises(PayloadDecodeError, match="failed authentication"):
         await codec.decode([altered])
+    for cut in (0, 5, 27):  # shorter than nonce + tag: refused, not a crash
+        short = Payload(metadata=dict(sealed.metadata), data=sealed.data[:cut])
+        with pytest.raises(PayloadDecodeError, match="shorter than a nonce"):
+            await codec.decode([short])
 
 
 async def test_unknown_key_id_is_a_clear_error() -> None:

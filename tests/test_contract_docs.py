@@ -33,3 +33,14 @@ def test_readme_lists_every_problem_code_the_gateway_uses() -> None:
     assert codes, "no refusal codes found"
     missing = {code for code in codes if f"`{code}`" not in README}
     assert not missing, f"README does not document {missing}"
+
+
+def test_readme_signing_example_gives_the_canonical_bytes_it_shows() -> None:
+    """An agency outside Python reproduces the canonical form from the README: the worked
+    example's bytes must be what the hub verifies."""
+    from treatyflow.agency.signing import canonical
+    from treatyflow.schemas.messages import parse_inbound
+
+    section = README[README.index("A worked example"):]
+    sent, signed = re.findall(r"```text\n(.*?)\n```", section, re.S)[:2]
+    assert canonical(parse_inbound(sent)) == signed.encode()

@@ -997,3 +997,26 @@ def test_current_details_say_whose_move_and_days_left() -> None:
     late = lifecycle.describe(state, t0 + timedelta(days=32))
     assert "passed 2.0 treaty days ago" in late and "left" not in late
     assert "last: receipt by RU-MIA" in text
+
+
+def test_only_a_party_is_answered_about_an_applied_message() -> None:
+    """A redelivered message is answered with the request's state: only to someone who was
+    a party to it (requester, requested, or an authority it was forwarded from)."""
+    from datetime import UTC, datetime
+
+    from tests.factories import message as build
+    from tests.factories import new_request_id
+    from treatyflow.schemas.treaty import load_profile
+    from treatyflow.workflows import lifecycle
+
+    profile = load_profile("sco-2010")
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    rid = new_request_id()
+    state = lifecycle.open_request(
+        profile, build("request", request_id=rid, sender="KZ-MIA", recipient="RU-MIA"), t0).state
+    state = state.model_copy(update={"forwarded_from": ["RU-GPO"]})
+    for party in ("KZ-MIA", "RU-MIA", "RU-GPO"):
+        again = build("receipt", request_id=rid, sender=party, recipient="KZ-MIA", body={})
+        assert lifecycle.not_a_party(state, again) == []
+    stranger = build("receipt", request_id=rid, sender="CN-MPS", recipient="KZ-MIA", body={})
+    assert lifecycle.not_a_party(state, stranger) == [f"CN-MPS is not a party to request {rid}"]

@@ -171,6 +171,20 @@ def test_local_stack_keys_are_owner_only_files(tmp_path: Path) -> None:
     verify(sign(request(), keys.signing_key(secrets, KZ)), ring)
 
 
+def test_a_registry_that_cannot_be_read_fails_closed(tmp_path: Path) -> None:
+    """A revoked key must not keep verifying because the registry could not be re-read."""
+    secrets = tmp_path / "secrets"
+    key_id = keys.load_or_create_keys(secrets, [KZ]).of(KZ)[0].key_id
+    registry = keys.RegistryFile(secrets)
+    assert registry.lookup(key_id) is not None
+    keys.registry_path(secrets).write_text('{"keys": [')  # a broken hand edit
+    with pytest.raises(ValueError):
+        registry.lookup(key_id)
+    keys.registry_path(secrets).unlink()
+    with pytest.raises(OSError):
+        registry.lookup(key_id)
+
+
 def test_rotation_keeps_the_old_key_verifying_and_signs_with_the_new(tmp_path: Path) -> None:
     secrets = tmp_path / "secrets"
     keys.load_or_create_keys(secrets, [KZ])
@@ -293,3 +307,15 @@ def test_client_without_keys_refuses_to_sign_or_read() -> None:
         client.sign(request())
     signer = AgencyClient(KZ, "amqp://unused", signing_key=SigningKey.generate("KZ-GPO-2026-1"))
     assert signer.sign(request()).signature is not None
+
+
+def test_the_agency_remembers_recent_ids_only() -> None:
+    from treatyflow.agency.client import RecentIds
+
+    seen = RecentIds(capacity=3)
+    for message_id in ("m1", "m2", "m3", "m4"):
+        seen.add(message_id)
+    assert len(seen) == 3 and "m1" not in seen and "m4" in seen
+    seen.add("m2")  # seen again: now the most recent, so it outlives m3
+    seen.add("m5")
+    assert "m2" in seen and "m3" not in seen

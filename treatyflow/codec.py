@@ -34,6 +34,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.client import WorkflowHistory
 from temporalio.converter import PayloadCodec
 
+from treatyflow.keys import secrets_lock
 from treatyflow.settings import Settings
 
 KEYS_FILE = "payload-keys.json"
@@ -41,6 +42,7 @@ ENCODING = b"binary/encrypted"
 KEY_ID_HEADER = "encryption-key-id"
 KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12  # fresh and random for every payload (AES-GCM's standard nonce)
+TAG_BYTES = 16  # AES-GCM's authentication tag
 KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
@@ -175,12 +177,13 @@ def rotate_keys(settings: Settings) -> PayloadKeys:
         raise PayloadKeyError("the keys come from TREATYFLOW_PAYLOAD_KEYS: rotate them there "
                               "(put the new key first, keep the old ones)")
     path = settings.secrets_dir / KEYS_FILE
-    keys = load_or_create_keys(settings).rotated()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(keys.model_dump_json(indent=2))
-    tmp.replace(path)
+    with secrets_lock(settings.secrets_dir):  # two rotations at once must not lose a key
+        keys = load_or_create_keys(settings).rotated()
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(keys.model_dump_json(indent=2))
+        tmp.replace(path)
     return keys
 
 
@@ -225,6 +228,10 @@ class EncryptionCodec(PayloadCodec):
                 f"payload encrypted with key id {key_id!r}, which is not among the known "
                 f"keys {self.key_ids}: add that key to TREATYFLOW_PAYLOAD_KEYS or the "
                 f"secrets folder's {KEYS_FILE}")
+        if len(payload.data) < NONCE_BYTES + TAG_BYTES:
+            raise PayloadDecodeError(
+                f"payload under key id {key_id!r} is {len(payload.data)} bytes, shorter than "
+                "a nonce and an authentication tag: it was cut or is not ciphertext")
         nonce, sealed = payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:]
         try:
             plain = cipher.decrypt(nonce, sealed, key_id.encode())

@@ -62,8 +62,9 @@ def _private_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _locked(secrets_dir: Path) -> Iterator[None]:
-    """One writer of the registry at a time (``make up`` and ``keys rotate`` may race)."""
+def secrets_lock(secrets_dir: Path) -> Iterator[None]:
+    """One writer of the secrets folder at a time (``make up``, ``keys rotate`` and a
+    payload key rotation may race)."""
     _private_dir(secrets_dir)
     fd = os.open(secrets_dir / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -74,12 +75,21 @@ def _locked(secrets_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def _owned_like_folder(path: Path, secrets_dir: Path) -> None:
+    """Give ``path`` the secrets folder's owner: run as root (``sudo treatyflow keys …``),
+    a writer must not leave a file the stack's own user cannot read."""
+    if os.geteuid() == 0:
+        folder = secrets_dir.stat()
+        os.chown(path, folder.st_uid, folder.st_gid)
+
+
 def _write_registry(secrets_dir: Path, ring: KeyRing) -> None:
     path = registry_path(secrets_dir)
     tmp = path.with_suffix(".tmp")
     tmp.unlink(missing_ok=True)
     tmp.touch(mode=0o600)
     tmp.write_text(ring.model_dump_json(indent=2) + "\n")
+    _owned_like_folder(tmp, secrets_dir)
     tmp.replace(path)  # atomic: a reader sees the old file or the new one
 
 
@@ -90,6 +100,8 @@ def _write_private(secrets_dir: Path, owner: str, key: SigningKey) -> Path:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(key.to_pem())
+    for made in (path, path.parent, path.parent.parent):
+        _owned_like_folder(made, secrets_dir)
     return path
 
 
@@ -110,7 +122,7 @@ def _load(secrets_dir: Path) -> KeyRing:
 
 def load_or_create_keys(secrets_dir: Path, who: Iterable[str] | None = None) -> KeyRing:
     """A key pair for each owner (the hub, every authority) that has no key yet."""
-    with _locked(secrets_dir):
+    with secrets_lock(secrets_dir):
         ring = _load(secrets_dir)
         now = datetime.now(UTC)
         added: list[PublicKey] = []
@@ -138,7 +150,7 @@ def rotate(
     if owner not in owners():
         raise KeyStoreError(f"{owner!r} is neither an authority of a carried treaty nor the hub")
     at = now or datetime.now(UTC)
-    with _locked(secrets_dir):
+    with secrets_lock(secrets_dir):
         ring = _load(secrets_dir)
         key_id = _next_key_id(ring, owner, at)
         if public_key is None:
@@ -157,7 +169,7 @@ def rotate(
 def revoke(secrets_dir: Path, key_id: str, *, now: datetime | None = None) -> PublicKey:
     """Revoke one key: nothing signed with it verifies any more."""
     at = now or datetime.now(UTC)
-    with _locked(secrets_dir):
+    with secrets_lock(secrets_dir):
         ring = _load(secrets_dir)
         found = ring.lookup(key_id)
         if found is None:
@@ -208,11 +220,10 @@ class RegistryFile:
         return self._ring
 
     def lookup(self, key_id: str) -> PublicKey | None:
-        try:
-            ring = self.refresh()
-        except (OSError, ValueError):
-            ring = self._ring  # mid-replace or unreadable for a moment: the last good copy
-        return ring.lookup(key_id)
+        """The key, from the registry as it is now. An unreadable or broken registry raises
+        (fail closed): verifying against a stale copy would let a revoked key pass. The
+        file is replaced atomically, so a reader never sees it half written."""
+        return self.refresh().lookup(key_id)
 
     @property
     def ring(self) -> KeyRing:
@@ -230,10 +241,9 @@ class CurrentKey:
         self._key = signing_key(secrets_dir, owner)
 
     def __call__(self) -> SigningKey:
-        try:
-            current = [k for k in self._registry.ring.of(self._owner) if k.current]
-        except (OSError, ValueError):
-            return self._key
+        """The current key; raises if the registry cannot be read (never signs with a key
+        the registry may have revoked)."""
+        current = [k for k in self._registry.ring.of(self._owner) if k.current]
         if current and current[-1].key_id != self._key.key_id:
             self._key = signing_key(self._secrets_dir, self._owner, current[-1].key_id)
         return self._key

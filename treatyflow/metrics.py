@@ -78,8 +78,8 @@ def sdk_runtime(host: str, port: int) -> Runtime | None:
 OPEN_STATES = [s for s in Status if s not in FINAL]
 # Open requests: running and not yet final. An executed request's workflow runs on through
 # the art. 7 consent phase, but the request is no longer open (nor overdue).
-OPEN_QUERY = ("WorkflowType = 'RequestForAssistance' AND ExecutionStatus = 'Running' "
-              f"AND {c.SA_STATUS} != '{Status.EXECUTED.value}'")
+OPEN_CLAUSE = f"ExecutionStatus = 'Running' AND {c.SA_STATUS} != '{Status.EXECUTED.value}'"
+OPEN_QUERY = f"WorkflowType = 'RequestForAssistance' AND {OPEN_CLAUSE}"
 
 
 async def watch_requests(client: Client, interval: float = 5.0) -> None:

@@ -4,6 +4,7 @@ inbox and verify the hub's signature on everything in it (art. 5.5)."""
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -79,6 +80,28 @@ class Inbox:
         return await asyncio.wait_for(self._queue.get(), timeout)
 
 
+class RecentIds:
+    """The last ``capacity`` message ids seen, oldest forgotten first: duplicates of a
+    retried publish arrive within moments, and a long-running agency must not keep every
+    id it ever saw."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._capacity = capacity
+
+    def __contains__(self, message_id: object) -> bool:
+        return message_id in self._ids
+
+    def add(self, message_id: str) -> None:
+        self._ids[message_id] = None
+        self._ids.move_to_end(message_id)
+        while len(self._ids) > self._capacity:
+            self._ids.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
 class AgencyClient:
     """One competent authority's connection to the hub.
 
@@ -96,7 +119,7 @@ class AgencyClient:
         self._hub_keys = hub_keys
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
-        self._seen: set[str] = set()
+        self._seen = RecentIds()
 
     async def connect(self) -> None:
         self._connection = await aio_pika.connect_robust(

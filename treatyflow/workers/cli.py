@@ -30,6 +30,7 @@ from treatyflow.agency import AgencyClient
 from treatyflow.codec import PayloadKeyError
 from treatyflow.hub import Refusal, operate, request_state
 from treatyflow.keys import KeyStoreError, read_registry, revoke, rotate, signing_key
+from treatyflow.metrics import OPEN_CLAUSE
 from treatyflow.process import finish
 from treatyflow.schemas.messages import INBOUND
 from treatyflow.settings import Settings
@@ -97,8 +98,7 @@ def list_query(
     if overdue:
         clauses.append(f"{c.SA_OVERDUE} = true")
     if open_only or due_within_days is not None:
-        # executed requests run on through the art. 7 consent phase: not open any more
-        clauses.append(f"ExecutionStatus = 'Running' AND {c.SA_STATUS} != 'executed'")
+        clauses.append(OPEN_CLAUSE)  # an executed request in its art. 7 phase is not open
     if due_within_days is not None:
         limit = (now or datetime.now(UTC)) + timedelta(seconds=due_within_days * seconds_per_day)
         clauses.append(f"{c.SA_DEADLINE} <= '{limit.isoformat(timespec='seconds')}'")

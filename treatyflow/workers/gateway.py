@@ -262,10 +262,14 @@ class Gateway:
         if recipient not in self._authorities:
             return  # no inbox to answer; the dead-letter queue keeps it with its reason
         refused_id = message.message_id if message else incoming.message_id
-        key = refused_id or hashlib.sha256(incoming.body).hexdigest()
+        # The same delivery refused again (a redelivery) gets the same error id, which the
+        # agency drops as a duplicate; another outcome for the same message id (refused
+        # now as request_closed, say) or other bytes under it get a new one.
+        body = hashlib.sha256(incoming.body).hexdigest()
+        key = f"{recipient}|{refused_id or ''}|{refusal.problem}|{body}"
         error = ErrorMessage(
             kind="error",
-            message_id=str(uuid.uuid5(_ERROR_IDS, f"{recipient}|{key}")),
+            message_id=str(uuid.uuid5(_ERROR_IDS, key)),
             request_id=message.request_id if message else "UNKNOWN",
             treaty_id=message.treaty_id if message else "unknown",
             sender=c.HUB_SENDER,

@@ -23,6 +23,8 @@ class RequestInput(BaseModel):
     state: RequestState | None = None
     outbox: list[NoticeMessage] = Field(default_factory=list)
     last_sent: dict[str, NoticeMessage] = Field(default_factory=dict)
+    digests: dict[str, str] = Field(
+        default_factory=dict, description="message_digest of each applied message, by id.")
 
 
 class Accepted(BaseModel):

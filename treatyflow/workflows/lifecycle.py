@@ -404,6 +404,14 @@ _ALLOWED_FROM: dict[str, frozenset[Status]] = {
 CONSENT_REQUIRED = "consent_required"
 
 
+def not_a_party(state: RequestState, message: InboundMessage) -> list[str]:
+    """The refusal for a sender who never was a party to the request (requester, requested
+    authority, or one it was forwarded from, art. 6.3); empty for a party."""
+    if message.sender in (state.requesting, state.requested, *state.forwarded_from):
+        return []
+    return [f"{message.sender} is not a party to request {state.request_id}"]
+
+
 def check(state: RequestState, profile: TreatyProfile, message: InboundMessage) -> list[str]:
     """Every reason this message cannot be applied to this request now (empty: it can)."""
     kind = message.kind

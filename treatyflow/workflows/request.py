@@ -67,6 +67,9 @@ class RequestForAssistance:
         self._state: RequestState | None = start.state
         self._outbox: list[NoticeMessage] = list(start.outbox)
         self._last_sent: dict[str, NoticeMessage] = dict(start.last_sent)
+        # The digest of each message applied, by message id: a different message reusing
+        # an id is told apart after a continue-as-new too (update ids are per run).
+        self._digests: dict[str, str] = dict(start.digests)
         self._version = 0
         self._search: dict[str, object] = {}
 
@@ -88,7 +91,7 @@ class RequestForAssistance:
                 workflow.continue_as_new(
                     RequestInput(profile=self._profile, time_scale=self._scale,
                                  state=self._state, outbox=self._outbox,
-                                 last_sent=self._last_sent)
+                                 last_sent=self._last_sent, digests=self._digests)
                 )
             due = lifecycle.next_due(state, self._profile)
             wait = None if due is None else due - workflow.now()
@@ -115,7 +118,8 @@ class RequestForAssistance:
             transition = lifecycle.open_request(self._profile, message, now, self._scale)
         elif message.message_id in self._state.applied:
             # Applied before a continue-as-new (update ids are deduplicated per run only).
-            return self._accepted(message.message_id)
+            return self._accepted(message.message_id).model_copy(
+                update={"digest": self._digests.get(message.message_id)})
         else:
             # Deadlines that fell due before this message count first (a confirmation
             # after 72 hours finds the request lapsed; a late report finds it overdue).
@@ -127,8 +131,8 @@ class RequestForAssistance:
             extra={"message_id": message.message_id, "request_id": message.request_id,
                    "kind": message.kind, "status": transition.state.status.value},
         )
-        return self._accepted(message.message_id).model_copy(
-            update={"digest": message_digest(message)})
+        digest = self._digests[message.message_id] = message_digest(message)
+        return self._accepted(message.message_id).model_copy(update={"digest": digest})
 
     @submit.validator
     def _validate(self, submission: Submission) -> None:
@@ -139,7 +143,9 @@ class RequestForAssistance:
             else:
                 problems = [f"request {message.request_id} has not been sent"]
         elif message.message_id in self._state.applied:
-            problems = []  # a redelivery: answered with the current state, not applied again
+            # A redelivery is answered with the current state, not applied again; but a
+            # stranger who learned a message id learns nothing from it.
+            problems = lifecycle.not_a_party(self._state, message)
         else:
             now_state = lifecycle.advance(self._state, self._profile, workflow.now()).state
             problems = lifecycle.check(now_state, self._profile, message)
