@@ -335,3 +335,20 @@ def test_metrics_endpoints_are_reachable_from_outside_their_containers(
         assert settings.metrics_host == "0.0.0.0", f"{name} binds its metrics to loopback"
         wanted = {port for port, _, _ in listening_ports(settings, name)}
         assert wanted <= container_ports(services[name]), f"{name} does not publish {wanted}"
+
+
+def test_closed_requests_outlive_the_sent_at_window_under_compose(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """The admin job sets the namespace retention beyond the gateway's sent_at window,
+    as the local stack does (a replayed message must not reopen a forgotten request)."""
+    from datetime import timedelta
+
+    from treatyflow.workers.gateway import MAX_AGE
+    from treatyflow.workers.stack import RETENTION
+
+    admin = services[ADMIN_TOOLS_SERVICE]
+    script = "\n".join(str(part) for part in (admin.get("command") or []))
+    found = re.findall(r"namespace update --namespace default --retention (\d+)h", script)
+    assert found, "the admin job does not set the namespace retention"
+    assert timedelta(hours=int(found[0])) == RETENTION > MAX_AGE

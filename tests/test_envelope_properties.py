@@ -171,3 +171,14 @@ def test_sent_at_is_refused_exactly_outside_the_window(offset: int) -> None:
         assert refused.problem == "implausible_time" and not inside
     else:
         assert inside
+
+
+def test_the_sent_at_window_ends_before_temporal_forgets_a_closed_request() -> None:
+    from datetime import timedelta
+
+    from treatyflow.workers.gateway import MAX_AGE, replay_window
+
+    assert replay_window(None) == MAX_AGE == timedelta(days=30)
+    assert replay_window(timedelta(days=31)) == MAX_AGE
+    assert replay_window(timedelta(days=1)) == timedelta(hours=23)  # the dev default
+    assert replay_window(timedelta(minutes=30)) == timedelta(minutes=10)

@@ -267,3 +267,14 @@ async def test_messages_of_one_request_are_applied_in_the_order_sent(
     assert not any(isinstance(m, ErrorMessage) for m in ru_box.messages)
     assert [e.event for e in (await status(stack_client, rid)).timeline] == [
         "request_sent", "receipt", "execution_report"]
+
+
+async def test_closed_requests_outlive_the_sent_at_window(stack_client: Client) -> None:
+    """A signed message replayed within the window must find its closed request, not open
+    a new one: the local stack keeps closed workflows longer than the window."""
+    from treatyflow.temporal import namespace_retention
+    from treatyflow.workers.gateway import MAX_AGE, replay_window
+
+    retention = await namespace_retention(stack_client)
+    assert retention is not None and retention > MAX_AGE
+    assert replay_window(retention) == MAX_AGE

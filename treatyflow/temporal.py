@@ -4,11 +4,13 @@ AES-GCM ciphertext out (``treatyflow.codec``). Workers inherit the client's conv
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.runtime import Runtime
+from temporalio.service import RPCError
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from treatyflow.codec import EncryptionCodec, PayloadKeys, load_keys
@@ -73,3 +75,29 @@ def workflow_runner(*shared: str) -> SandboxedWorkflowRunner:
     """The sandbox every treatyflow worker and replayer runs workflows in."""
     return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default
                                    .with_passthrough_modules(*SHARED_WITH_WORKFLOWS, *shared))
+
+
+async def namespace_retention(client: Client) -> timedelta | None:
+    """How long Temporal keeps a closed workflow in this namespace (None: unknown)."""
+    from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+
+    try:
+        described = await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=NAMESPACE))
+    except RPCError:
+        return None
+    ttl = described.config.workflow_execution_retention_ttl
+    return timedelta(seconds=ttl.seconds) if ttl.seconds else None
+
+
+async def set_namespace_retention(client: Client, retention: timedelta) -> None:
+    """Keep closed workflows ``retention`` long (the dev server's default is one day)."""
+    from google.protobuf.duration_pb2 import Duration
+    from temporalio.api.namespace.v1 import NamespaceConfig
+    from temporalio.api.workflowservice.v1 import UpdateNamespaceRequest
+
+    await client.workflow_service.update_namespace(UpdateNamespaceRequest(
+        namespace=NAMESPACE,
+        config=NamespaceConfig(workflow_execution_retention_ttl=Duration(
+            seconds=int(retention.total_seconds()))),
+    ))

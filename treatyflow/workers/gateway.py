@@ -50,7 +50,7 @@ from treatyflow.schemas.messages import (
 )
 from treatyflow.schemas.treaty import all_authorities
 from treatyflow.settings import Settings
-from treatyflow.temporal import connect
+from treatyflow.temporal import connect, namespace_retention
 from treatyflow.topology import read_passwords
 from treatyflow.workflows.request import Accepted
 
@@ -73,19 +73,30 @@ def _label(kind: str | None) -> str:
     return kind if kind in KINDS else "other"
 
 
-def check_sent_at(sent_at: datetime, now: datetime) -> None:
+MAX_AGE = timedelta(seconds=c.MAX_SENT_AT_AGE_SECONDS)
+
+
+def check_sent_at(sent_at: datetime, now: datetime, age: timedelta = MAX_AGE) -> None:
     """Refuse a ``sent_at`` the hub's clock makes implausible: from the future beyond clock
-    skew, or older than a message can have waited in a queue."""
+    skew, or older than ``age`` (a message that waited longer in a queue, or a replay)."""
     ahead = timedelta(seconds=c.MAX_SENT_AT_AHEAD_SECONDS)
-    age = timedelta(seconds=c.MAX_SENT_AT_AGE_SECONDS)
     if sent_at > now + ahead:
         raise Refusal("implausible_time", [
             f"sent_at {sent_at.isoformat()} is more than {ahead} ahead of the hub's clock "
             f"({now.isoformat()}); check the sending system's clock and time zone"])
     if sent_at < now - age:
         raise Refusal("implausible_time", [
-            f"sent_at {sent_at.isoformat()} is more than {age.days} days before the hub's "
+            f"sent_at {sent_at.isoformat()} is more than {age} before the hub's "
             f"clock ({now.isoformat()}); a new message needs the time it is sent"])
+
+
+def replay_window(retention: timedelta | None) -> timedelta:
+    """How old a ``sent_at`` may be. Temporal forgets a closed request after the
+    namespace's retention: a signed message replayed later than that would find no
+    workflow and could open the request again, so the window ends well before."""
+    if retention is None or retention <= timedelta(0):
+        return MAX_AGE
+    return max(min(MAX_AGE, retention - timedelta(hours=1)), timedelta(minutes=10))
 
 
 class KeyedLock:
@@ -124,8 +135,10 @@ class Gateway:
         signing_key: Callable[[], SigningKey],
         time_scale: float = 1.0,
         task_queue: str = c.TASK_QUEUE,
+        max_age: timedelta = MAX_AGE,
     ) -> None:
         self._client = client
+        self._max_age = max_age  # oldest sent_at accepted (see replay_window)
         self._channel = channel
         self._keys = keys  # the registry of authorities' public keys
         self._signing_key = signing_key  # the hub's current key, for the errors it sends
@@ -215,7 +228,7 @@ class Gateway:
             raise Refusal("unknown_key", [str(err)]) from err
         except BadSignature as err:
             raise Refusal("bad_signature", [str(err)]) from err
-        check_sent_at(message.sent_at, datetime.now(UTC))
+        check_sent_at(message.sent_at, datetime.now(UTC), self._max_age)
         return message
 
     async def _submit(self, message: InboundMessage, log: structlog.stdlib.BoundLogger
@@ -301,8 +314,15 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_
         publish = await connection.channel(publisher_confirms=True, on_return_raises=True)
         consume = await connection.channel()
         await consume.set_qos(prefetch_count=32)
+        retention = await namespace_retention(client)
+        max_age = replay_window(retention)
+        if max_age < MAX_AGE:
+            log.warning("namespace retention is shorter than the sent_at window; a message "
+                        "older than the retention could reopen a closed request, so the "
+                        "window is shortened", retention=str(retention), window=str(max_age))
         gateway = Gateway(client, publish, keys=registry, signing_key=hub_key,
-                          time_scale=settings.time_scale, task_queue=task_queue)
+                          time_scale=settings.time_scale, task_queue=task_queue,
+                          max_age=max_age)
         queue = await consume.get_queue(c.QUEUE_INBOUND, ensure=False)
         tag = await queue.consume(gateway.handle)
         log.info("gateway ready", queue=c.QUEUE_INBOUND, time_scale=settings.time_scale,

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from treatyflow import constants as c
@@ -34,6 +35,8 @@ from treatyflow.topology import definitions, load_or_create_passwords
 RABBITMQ_BIN = Path(os.environ.get("TREATYFLOW_RABBITMQ_BIN", "/usr/lib/rabbitmq/bin"))
 # The codec endpoint needs only the keys; the worker and the gateway need Temporal.
 CODEC = "codec"
+# How long Temporal keeps closed requests: longer than the gateway accepts a sent_at.
+RETENTION = timedelta(seconds=c.MAX_SENT_AT_AGE_SECONDS) + timedelta(days=1)
 PROCESSES = (CODEC, "worker", "gateway")
 
 
@@ -284,7 +287,7 @@ def start_temporal(settings: Settings, paths: Paths) -> None:
 async def _await_temporal(settings: Settings, paths: Paths, timeout: float = 60) -> None:
     from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 
-    from treatyflow.temporal import connect
+    from treatyflow.temporal import connect, set_namespace_retention
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -296,9 +299,13 @@ async def _await_temporal(settings: Settings, paths: Paths, timeout: float = 60)
         try:
             client = await connect(settings)
             await client.workflow_service.get_system_info(GetSystemInfoRequest())
-            return
         except Exception:  # noqa: BLE001 - not up yet
             await asyncio.sleep(0.5)
+            continue
+        # Closed requests must outlive the gateway's sent_at window, or a replayed signed
+        # message could open a closed request again (the dev server keeps them one day).
+        await set_namespace_retention(client, RETENTION)
+        return
     stop_pid(paths.pid("temporal"))
     raise StackError(f"Temporal did not answer within {timeout:.0f} s; see {paths.logs}")
 
