@@ -22,7 +22,12 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from treatyflow.constants import TASK_QUEUE, workflow_id
-from treatyflow.schemas.messages import InboundMessage, RequestMessage, Submission
+from treatyflow.schemas.messages import (
+    InboundMessage,
+    RequestMessage,
+    Submission,
+    message_digest,
+)
 from treatyflow.schemas.treaty import load_profile
 from treatyflow.workflows.lifecycle import OperatorAction, RequestState, check_new_request
 from treatyflow.workflows.request import (
@@ -71,7 +76,7 @@ async def submit(
             "unknown_treaty", [f"treaty {message.treaty_id!r} is not carried here"]
         ) from err
     wf_id = workflow_id(message.treaty_id, message.request_id)
-    submission = Submission(message=message)
+    submission = Submission(message=message, digest=message_digest(message))
     start: WithStartWorkflowOperation | None = None
     try:
         if isinstance(message, RequestMessage):

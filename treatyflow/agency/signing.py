@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Literal, Protocol, TypeVar
@@ -29,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from treatyflow.constants import SIGNATURE_ALG
-from treatyflow.schemas.messages import KeyId, Signature
+from treatyflow.schemas.messages import KeyId, Signature, canonical
 
 __all__ = [
     "BadSignature",
@@ -57,13 +56,6 @@ def b64url(data: bytes) -> str:
 
 def _unb64url(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def canonical(envelope: BaseModel) -> bytes:
-    """The bytes a signature covers: the envelope without ``signature``, sorted keys, no
-    whitespace, UTF-8."""
-    data = envelope.model_dump(mode="json", exclude={"signature"})
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 class SigningKey:

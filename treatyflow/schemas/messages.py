@@ -8,6 +8,7 @@ Schema published in ``docs/``.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -441,12 +442,22 @@ class Submission(BaseModel):
 
     model_config = ConfigDict(frozen=True)
     message: InboundMessage
+    digest: str | None = Field(
+        None, description="message_digest(message), computed once by the hub: the workflow "
+        "keeps it to tell a different message reusing this message id apart.")
+
+
+def canonical(envelope: BaseModel) -> bytes:
+    """The envelope's canonical form, which its signature covers (art. 5.5): without
+    ``signature``, as the models read it, sorted keys, no whitespace, UTF-8."""
+    data = envelope.model_dump(mode="json", exclude={"signature"})
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def message_digest(message: BaseModel) -> str:
-    """SHA-256 of the envelope without its signature: two messages under one message id
-    are the same message exactly when their digests are equal."""
-    return hashlib.sha256(message.model_dump_json(exclude={"signature"}).encode()).hexdigest()
+    """SHA-256 of the canonical form: two messages under one message id are the same
+    message exactly when their digests are equal."""
+    return hashlib.sha256(canonical(message)).hexdigest()
 
 
 def parse_inbound(raw: bytes | str) -> InboundMessage:

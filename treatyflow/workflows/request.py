@@ -131,7 +131,9 @@ class RequestForAssistance:
             extra={"message_id": message.message_id, "request_id": message.request_id,
                    "kind": message.kind, "status": transition.state.status.value},
         )
-        digest = self._digests[message.message_id] = message_digest(message)
+        # The hub's digest; histories recorded before it carried one compute it here.
+        digest = self._digests[message.message_id] = (submission.digest
+                                                      or message_digest(message))
         return self._accepted(message.message_id).model_copy(update={"digest": digest})
 
     @submit.validator
