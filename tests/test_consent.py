@@ -170,6 +170,21 @@ def test_same_consent_cannot_be_asked_twice_while_undecided() -> None:
                                       {**TRANSFER_ASK, "third_party": UZ})) == []
 
 
+def test_a_requests_consent_record_is_bounded() -> None:
+    """Each consent request extends the consent phase: the hub caps how many a request
+    may carry (hub policy), so its record cannot grow without end."""
+    from treatyflow.workflows.lifecycle import MAX_CONSENT_REQUESTS
+
+    state = executed()
+    for i in range(MAX_CONSENT_REQUESTS):
+        state, asked = ask(state, at=T0 + (6 + i) * DAY)
+        state, _ = decide(state, asked, REFUSE, at=T0 + (6 + i) * DAY)
+    problems = check(state, PROFILE, send(state, "consent_request", TRANSFER_ASK))
+    assert problems == [f"request {state.request_id} already has {MAX_CONSENT_REQUESTS} "
+                        "consent requests on record, the hub's limit; agree further use "
+                        "outside the hub"]
+
+
 @pytest.mark.parametrize(("third", "why"), [
     (KZ2, "a party to this request, not a third party"),
     ("RU-GPO", "a party to this request, not a third party"),

@@ -487,6 +487,11 @@ def check(state: RequestState, profile: TreatyProfile, message: InboundMessage) 
     return problems
 
 
+# Hub policy, not treaty text: every consent request extends the consent phase and its
+# record, so a request's record stays bounded (continue-as-new carries it whole).
+MAX_CONSENT_REQUESTS = 50
+
+
 def _check_after_results(
     state: RequestState, profile: TreatyProfile, message: InboundMessage
 ) -> list[str]:
@@ -513,6 +518,10 @@ def _check_after_results(
             if pending:
                 problems.append(f"consent request {pending[0].request_message_id} for the same "
                                 "scope is still awaiting its decision")
+            if len(results.consents) >= MAX_CONSENT_REQUESTS:
+                problems.append(f"request {state.request_id} already has "
+                                f"{MAX_CONSENT_REQUESTS} consent requests on record, the hub's "
+                                "limit; agree further use outside the hub")
         case ConsentDecisionMessage():
             asked = results.consent(message.in_reply_to)
             if asked is None or asked.request_message_id != message.in_reply_to:
