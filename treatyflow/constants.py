@@ -77,6 +77,11 @@ MAX_BODY_BYTES = 256 * 1024
 MAX_SENT_AT_AHEAD_SECONDS = 15 * 60
 MAX_SENT_AT_AGE_SECONDS = 30 * 86_400
 
+# ``make chaos``: real seconds per treaty day. Lifecycles of a few treaty days finish in
+# seconds and receipt is deemed or an oral request lapses within the run, while the 30-day
+# execution deadline (60 s) stays beyond a normal lifecycle.
+CHAOS_SECONDS_PER_DAY = 2.0
+
 
 def inbox_queue(authority_id: str) -> str:
     """The inbox queue of one authority: only that authority may read it."""

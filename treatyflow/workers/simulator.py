@@ -372,6 +372,16 @@ class Simulation:
                 self._log.warning("reconnect failed", authority=authority, error=repr(err))
                 await asyncio.sleep(1)
 
+    @property
+    def authorities(self) -> set[str]:
+        """The authorities this simulation plays."""
+        return set(self._clients)
+
+    @property
+    def dropped_now(self) -> int:
+        """Duplicates dropped so far by the agency clients, replaced ones included."""
+        return self.dropped + sum(client.dropped for client in self._clients.values())
+
     def crash_next(self, authority: str) -> None:
         """Fault injection: ``authority`` crashes on its next message, after receiving it
         and before acking it; the broker must deliver it again."""
