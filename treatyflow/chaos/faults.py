@@ -110,7 +110,8 @@ async def poison_probe(settings: Settings, timeout: float = 30) -> PoisonResult:
     password = secrets.token_urlsafe(16)
     await asyncio.to_thread(stack.rabbitmqctl, settings, "add_user", PROBE_USER, password)
     await asyncio.to_thread(stack.rabbitmqctl, settings, "set_permissions", "-p", c.VHOST,
-                            PROBE_USER, "^chaos\\.", "^(chaos\\..*|amq\\.default)$",
+                            PROBE_USER, "^chaos\\.",
+                            "^(chaos\\..*|amq\\.default|treatyflow\\.dlx)$",
                             "^chaos\\.")
     name = f"chaos.poison-{uuid.uuid4().hex[:8]}"
     message_id = f"poison-{uuid.uuid4()}"
