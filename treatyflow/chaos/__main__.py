@@ -322,6 +322,9 @@ async def verify(client: Client, sim: ChaosSimulation, expected: dict[str, Expec
 
 async def run(args: argparse.Namespace) -> int:
     settings = chaos_settings(Settings.from_env())
+    # The authorities' reconnect warnings go to a file; the terminal gets the story.
+    settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    logs.configure("critical", file=settings.logs_dir / "chaos.log", file_level="warning")
     rng = random.Random(args.seed)
     say(f"fresh stack under {settings.state_dir} (seed {args.seed}, "
         f"{settings.seconds_per_day:g} s per treaty day)")
@@ -399,7 +402,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-faults", dest="faults", action="store_false")
     parser.add_argument("--keep", action="store_true", help="leave the stack running")
     args = parser.parse_args(argv)
-    logs.configure("warning")
     return asyncio.run(run(args))
 
 
