@@ -50,6 +50,13 @@ def kill(settings: Settings, name: str, timeout: float = 15) -> int | None:
     deadline = time.monotonic() + timeout
     while stack._alive(pid_file) and time.monotonic() < deadline:
         time.sleep(0.05)
+    # The group's other processes (the Erlang VM under rabbitmq-server) may hold the port
+    # a moment longer; a restart must find it free.
+    ports = {"rabbitmq": (settings.amqp_port, settings.amqp_dist_port),
+             "temporal": (settings.temporal_port, settings.temporal_ui_port)}.get(name, ())
+    while (not all(stack.port_free(port) for port in ports)
+           and time.monotonic() < deadline):
+        time.sleep(0.1)
     return pid
 
 
