@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -359,6 +360,8 @@ class Simulation:
                 self._log.warning("inbox lost; reconnecting", authority=authority,
                                   error=repr(err))
             self.dropped += client.dropped
+            with contextlib.suppress(Exception):  # closed already, or half gone
+                await client.close()
             self._clients[authority] = await self._reconnect(authority)
 
     async def _reconnect(self, authority: str) -> AgencyClient:
