@@ -60,9 +60,17 @@ def kill(settings: Settings, name: str, timeout: float = 15) -> int | None:
     return pid
 
 
-async def restore(settings: Settings) -> None:
-    """``stack.up``: restart whatever is dead (idempotent)."""
-    await asyncio.to_thread(stack.up, settings)
+async def restore(settings: Settings, attempts: int = 3) -> None:
+    """``stack.up``: restart whatever is dead (idempotent), again after a pause if a port
+    of the killed process was not free yet (seen once for the Temporal UI's port)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            await asyncio.to_thread(stack.up, settings)
+            return
+        except stack.StackError:
+            if attempt == attempts:
+                raise
+            await asyncio.sleep(2 * attempt)
 
 
 def stop_rabbitmq_gracefully(settings: Settings) -> None:
