@@ -8,7 +8,7 @@ export TREATYFLOW_STATE_DIR ?= $(CURDIR)/.state
 # Real time: make up TREATYFLOW_SECONDS_PER_DAY=86400
 export TREATYFLOW_SECONDS_PER_DAY ?= 1
 
-.PHONY: help setup system demo test up down status lint clean ui-check bench security-check
+.PHONY: help setup system demo test up down status lint clean ui-check bench security-check chaos
 
 help:
 	@echo "make demo   - set up, start the local stack, run the scenario demo"
@@ -18,6 +18,7 @@ help:
 	@echo "make ui-check - the Temporal UI, filtered on overdue requests, in headless Chromium"
 	@echo "make security-check - the hostile-input catalogue against the local stack, as one authority"
 	@echo "make bench  - treatyflow against bare Temporal on a fresh stack (figures in docs/benchmarks)"
+	@echo "make chaos  - 500 requests on a fresh stack while workers, gateway, RabbitMQ, Temporal are killed"
 
 setup: system $(BIN)/.installed
 
@@ -68,3 +69,8 @@ clean: down
 bench: setup
 	@$(BIN)/python -c "import matplotlib" 2>/dev/null || $(BIN)/pip install --quiet matplotlib
 	$(BIN)/python -m treatyflow.bench.run $(BENCH_ARGS)
+
+# Faults the system must survive (issue 4): requests through a fresh stack (.state/chaos)
+# while a bounded injector kills its components; last line requests=N faults=K lost=0 ...
+chaos: setup
+	$(BIN)/python -m treatyflow.chaos $(CHAOS_ARGS)

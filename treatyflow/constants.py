@@ -77,6 +77,13 @@ MAX_BODY_BYTES = 256 * 1024
 MAX_SENT_AT_AHEAD_SECONDS = 15 * 60
 MAX_SENT_AT_AGE_SECONDS = 30 * 86_400
 
+# ``make chaos``: real seconds per treaty day. Lifecycles of a few treaty days finish in
+# seconds and an oral request lapses (72 h: 18 s) or receipt is deemed (5 days: 30 s)
+# within the run, while a broker outage plus its backlog (measured up to ~20 s) stays
+# shorter than the receipt deadline: at 2 s a day, receipts held up by an outage were
+# refused because receipt had been deemed meanwhile (correct, but not the scenario).
+CHAOS_SECONDS_PER_DAY = 6.0
+
 
 def inbox_queue(authority_id: str) -> str:
     """The inbox queue of one authority: only that authority may read it."""

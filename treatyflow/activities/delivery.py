@@ -44,13 +44,13 @@ class Delivery:
     """Publishes with confirms, persistent, mandatory: a notice is in an inbox or raises."""
 
     def __init__(self, channel: AbstractChannel, signing_key: Callable[[], SigningKey]) -> None:
-        self._channel = channel
+        self.channel = channel  # replaced on each new broker connection
         self._key = signing_key  # the hub's current key (keys.CurrentKey)
 
     @activity.defn(name="deliver")
     async def deliver(self, request: Deliver) -> Delivered:
         message = sign(request.message, self._key())  # art. 5.5: the hub signs what it sends
-        exchange = await self._channel.get_exchange(EXCHANGE_DELIVER, ensure=False)
+        exchange = await self.channel.get_exchange(EXCHANGE_DELIVER, ensure=False)
         try:
             await exchange.publish(
                 to_amqp(message, user_id=HUB_USER), routing_key=message.recipient, mandatory=True

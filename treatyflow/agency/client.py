@@ -4,14 +4,15 @@ inbox and verify the hub's signature on everything in it (art. 5.5)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aio_pika
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 from pydantic import BaseModel, ValidationError
 
 from treatyflow.agency.signing import KeySource, SignatureError, SigningKey, sign, verify
@@ -68,18 +69,6 @@ def read_delivery(body: bytes, hub_keys: KeySource) -> OutboundMessage | Unverif
     return message
 
 
-class Inbox:
-    """What arrived in one authority's inbox: the hub's verified messages, duplicates
-    (same message id) dropped, and ``Unverified`` for anything that failed verification."""
-
-    def __init__(self, queue: asyncio.Queue[OutboundMessage | Unverified]) -> None:
-        self._queue = queue
-
-    async def get(self, timeout: float | None = None) -> OutboundMessage | Unverified:
-        """The next message: a verified envelope, or an ``Unverified`` naming the problem."""
-        return await asyncio.wait_for(self._queue.get(), timeout)
-
-
 class RecentIds:
     """The last ``capacity`` message ids seen, oldest forgotten first: duplicates of a
     retried publish arrive within moments, and a long-running agency must not keep every
@@ -102,6 +91,105 @@ class RecentIds:
         return len(self._ids)
 
 
+@dataclass
+class _Pending:
+    """One delivery handed to the application, and the AMQP message to settle for it
+    (None once settled: inboxes that ack on arrival)."""
+
+    message: OutboundMessage | Unverified
+    incoming: AbstractIncomingMessage | None = None
+
+
+class Inbox:
+    """What arrived in one authority's inbox: the hub's verified messages, duplicates
+    (same message id) dropped, and ``Unverified`` for anything that failed verification.
+
+    Two ways to read it. ``get()`` (inboxes opened with ``explicit_ack=False``): the broker
+    forgets a message as soon as it is in this in-memory queue, so a crash loses what the
+    application had not read yet. ``next()`` (``explicit_ack=True``): the message is acked
+    only when the ``async with`` block ends without an exception; on an exception it is
+    requeued, and if the process dies first the broker delivers it again."""
+
+    def __init__(self, queue: asyncio.Queue[_Pending], seen: RecentIds, explicit_ack: bool,
+                 on_drop: Callable[[], None] = lambda: None,
+                 lost: asyncio.Event | None = None) -> None:
+        self._queue = queue
+        self._lost = lost or asyncio.Event()
+        self._on_drop = on_drop
+        self._seen = seen
+        self.explicit_ack = explicit_ack
+        self.dropped = 0  # duplicate deliveries (same message id) never handed out
+
+    async def get(self, timeout: float | None = None) -> OutboundMessage | Unverified:
+        """The next message: a verified envelope, or an ``Unverified`` naming the problem."""
+        if self.explicit_ack:
+            raise RuntimeError("this inbox acks explicitly: read it with `async with "
+                               "inbox.next() as message:`")
+        return (await self._take(timeout)).message
+
+    async def _take(self, timeout: float | None) -> _Pending:
+        """The next delivery; ``ConnectionError`` once the connection is lost (reconnect
+        and open the inbox again: unacked messages come back)."""
+        if not self._queue.empty():
+            return self._queue.get_nowait()
+        if self._lost.is_set():
+            raise ConnectionError("the connection to the broker was lost")
+        getter = asyncio.ensure_future(self._queue.get())
+        lost = asyncio.ensure_future(self._lost.wait())
+        try:
+            await asyncio.wait({getter, lost}, timeout=timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+            if not getter.done():
+                getter.cancel()
+        if getter.done() and not getter.cancelled():
+            return getter.result()
+        if self._lost.is_set():
+            raise ConnectionError("the connection to the broker was lost")
+        raise TimeoutError
+
+    @asynccontextmanager
+    async def next(self, timeout: float | None = None
+                   ) -> AsyncIterator[OutboundMessage | Unverified]:
+        """The next message, acked when the block ends normally, requeued if it raises."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            left = None if deadline is None else max(deadline - loop.time(), 0.0)
+            pending = await self._take(left)
+            message_id = None if isinstance(pending.message, Unverified) else (
+                pending.message.message_id)
+            if message_id is not None and pending.incoming is not None and (
+                    message_id in self._seen):
+                self.dropped += 1  # handled while this copy waited in the queue
+                self._on_drop()
+                await _settle(pending.incoming, ack=True)
+                continue
+            break
+        try:
+            yield pending.message
+        except BaseException:
+            if pending.incoming is not None:
+                await _settle(pending.incoming, ack=False)
+            raise
+        if pending.incoming is not None:
+            if message_id is not None:
+                self._seen.add(message_id)
+            await _settle(pending.incoming, ack=True)
+
+
+async def _settle(incoming: AbstractIncomingMessage, *, ack: bool) -> None:
+    """Ack (or requeue) one delivery. If its channel is gone (a broker restart, a lost
+    connection) the broker has requeued it already and delivers it again: a handled
+    message then comes back as a duplicate and is dropped by its id."""
+    with contextlib.suppress(Exception):
+        if ack:
+            await incoming.ack()
+        else:
+            await incoming.nack(requeue=True)
+
+
 class AgencyClient:
     """One competent authority's connection to the hub.
 
@@ -117,15 +205,23 @@ class AgencyClient:
         self._url = url
         self.signing_key = signing_key
         self._hub_keys = hub_keys
-        self._connection: AbstractRobustConnection | None = None
-        self._channel: AbstractRobustChannel | None = None
+        self._connection: AbstractConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._lost = asyncio.Event()
         self._seen = RecentIds()
+        self._dropped = 0
 
     async def connect(self) -> None:
-        self._connection = await aio_pika.connect_robust(
+        # A plain connection: aio-pika's robust one was measured not to come back after a
+        # broker restart (treatyflow/amqp.py). A lost connection makes the inbox raise
+        # ConnectionError and publish fail; connect a new client and carry on.
+        self._connection = await aio_pika.connect(
             self._url, client_properties={"connection_name": f"agency:{self.authority_id}"}
         )
-        self._channel = await self._connection.channel(  # type: ignore[assignment]
+        self._lost = asyncio.Event()
+        lost = self._lost
+        self._connection.close_callbacks.add(lambda *_: lost.set())
+        self._channel = await self._connection.channel(
             publisher_confirms=True, on_return_raises=True
         )
 
@@ -141,7 +237,7 @@ class AgencyClient:
         await self.close()
 
     @property
-    def channel(self) -> AbstractRobustChannel:
+    def channel(self) -> AbstractChannel:
         if self._channel is None:
             raise RuntimeError("not connected: call connect() first")
         return self._channel
@@ -169,9 +265,20 @@ class AgencyClient:
         properties.setdefault("delivery_mode", aio_pika.DeliveryMode.PERSISTENT)
         await exchange.publish(aio_pika.Message(body=body, **properties), routing_key="")
 
+    def _count_drop(self) -> None:
+        self._dropped += 1
+
+    @property
+    def dropped(self) -> int:
+        """Duplicate deliveries (a message id already handled) this client dropped."""
+        return self._dropped
+
     @asynccontextmanager
-    async def inbox(self, prefetch: int = 50) -> AsyncIterator[Inbox]:
-        """Consume this authority's inbox for the duration of the block."""
+    async def inbox(self, prefetch: int = 50, *, explicit_ack: bool = False
+                    ) -> AsyncIterator[Inbox]:
+        """Consume this authority's inbox for the duration of the block; with
+        ``explicit_ack`` a message is acked only once the application handled it
+        (``Inbox.next()``)."""
         hub_keys = self._hub_keys
         if hub_keys is None:
             raise RuntimeError(f"{self.authority_id}: cannot verify the hub's messages; "
@@ -179,22 +286,31 @@ class AgencyClient:
         channel = await self._connection.channel()  # type: ignore[union-attr]
         await channel.set_qos(prefetch_count=prefetch)
         queue = await channel.get_queue(inbox_queue(self.authority_id), ensure=False)
-        received: asyncio.Queue[OutboundMessage | Unverified] = asyncio.Queue()
+        received: asyncio.Queue[_Pending] = asyncio.Queue()
+        inbox = Inbox(received, self._seen, explicit_ack, self._count_drop, self._lost)
 
         async def on_message(message: AbstractIncomingMessage) -> None:
-            async with message.process():
-                read = read_delivery(message.body, hub_keys)
-                if not isinstance(read, Unverified):
-                    if read.message_id in self._seen:
-                        return  # a retried publish of a notice already handled
-                    # Only a verified message marks its id as seen: a forgery must not
-                    # make the genuine message with the same id look like a duplicate.
-                    self._seen.add(read.message_id)
-                await received.put(read)
+            read = read_delivery(message.body, hub_keys)
+            duplicate = not isinstance(read, Unverified) and read.message_id in self._seen
+            if duplicate:
+                self._dropped += 1  # a retried publish of a notice already handled
+                await message.ack()
+                return
+            if explicit_ack:
+                await received.put(_Pending(read, message))
+                return
+            await message.ack()
+            if not isinstance(read, Unverified):
+                # Only a verified message marks its id as seen: a forgery must not
+                # make the genuine message with the same id look like a duplicate.
+                self._seen.add(read.message_id)
+            await received.put(_Pending(read))
 
         tag = await queue.consume(on_message)
         try:
-            yield Inbox(received)
+            yield inbox
         finally:
-            await queue.cancel(tag)
-            await channel.close()
+            with contextlib.suppress(Exception):  # the connection may be gone already
+                await queue.cancel(tag)
+            with contextlib.suppress(Exception):
+                await channel.close()

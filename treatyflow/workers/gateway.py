@@ -21,12 +21,12 @@ from datetime import UTC, datetime, timedelta
 
 import aio_pika
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
 from pydantic import ValidationError
 from temporalio.client import Client
 
+from treatyflow import amqp, logs, metrics, process
 from treatyflow import constants as c
-from treatyflow import logs, metrics, process
 from treatyflow.agency.client import to_amqp
 from treatyflow.agency.signing import (
     BadSignature,
@@ -139,7 +139,7 @@ class Gateway:
     ) -> None:
         self._client = client
         self._max_age = max_age  # oldest sent_at accepted (see replay_window)
-        self._channel = channel
+        self.channel = channel  # replaced on each new broker connection
         self._keys = keys  # the registry of authorities' public keys
         self._signing_key = signing_key  # the hub's current key, for the errors it sends
         self._time_scale = time_scale
@@ -256,7 +256,7 @@ class Gateway:
             "x-original-message-id": incoming.message_id or "",
             "x-refused-at": datetime.now(UTC).isoformat(),
         }
-        exchange = await self._channel.get_exchange(c.EXCHANGE_DLX, ensure=False)
+        exchange = await self.channel.get_exchange(c.EXCHANGE_DLX, ensure=False)
         await exchange.publish(
             aio_pika.Message(
                 body=incoming.body, headers=headers, content_type=incoming.content_type,
@@ -293,7 +293,7 @@ class Gateway:
                            refused_message_id=refused_id),
         )
         signed = sign(error, self._signing_key())  # the hub signs what it sends (art. 5.5)
-        exchange = await self._channel.get_exchange(c.EXCHANGE_DELIVER, ensure=False)
+        exchange = await self.channel.get_exchange(c.EXCHANGE_DELIVER, ensure=False)
         await exchange.publish(to_amqp(signed, user_id=c.HUB_USER), routing_key=recipient,
                                mandatory=True)
         metrics.MESSAGES_SENT.labels(kind="error", event=refusal.problem).inc()
@@ -306,34 +306,44 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_
     password = read_passwords(settings.secrets_dir)[c.HUB_USER]
     registry = RegistryFile(settings.secrets_dir)  # re-read when `treatyflow keys` changes it
     hub_key = CurrentKey(settings.secrets_dir, c.HUB_SENDER)
-    connection = await aio_pika.connect_robust(
-        settings.amqp_url(c.HUB_USER, password),
-        client_properties={"connection_name": "treatyflow-gateway"},
-    )
-    async with connection, metrics.watching(client):
+    retention = await namespace_retention(client)
+    max_age = replay_window(retention)
+    if max_age < MAX_AGE:
+        log.warning("namespace retention is shorter than the sent_at window; a message "
+                    "older than the retention could reopen a closed request, so the "
+                    "window is shortened", retention=str(retention), window=str(max_age))
+    gateway: Gateway | None = None
+    consuming: list[tuple[AbstractQueue, str]] = []
+
+    async def session(connection: AbstractConnection) -> None:
+        """Channels and the consumer, set up anew on each connection (amqp.py says why)."""
+        nonlocal gateway
         publish = await connection.channel(publisher_confirms=True, on_return_raises=True)
         consume = await connection.channel()
         await consume.set_qos(prefetch_count=32)
-        retention = await namespace_retention(client)
-        max_age = replay_window(retention)
-        if max_age < MAX_AGE:
-            log.warning("namespace retention is shorter than the sent_at window; a message "
-                        "older than the retention could reopen a closed request, so the "
-                        "window is shortened", retention=str(retention), window=str(max_age))
-        gateway = Gateway(client, publish, keys=registry, signing_key=hub_key,
-                          time_scale=settings.time_scale, task_queue=task_queue,
-                          max_age=max_age)
+        if gateway is None:
+            gateway = Gateway(client, publish, keys=registry, signing_key=hub_key,
+                              time_scale=settings.time_scale, task_queue=task_queue,
+                              max_age=max_age)
+        gateway.channel = publish
         queue = await consume.get_queue(c.QUEUE_INBOUND, ensure=False)
-        tag = await queue.consume(gateway.handle)
-        log.info("gateway ready", queue=c.QUEUE_INBOUND, time_scale=settings.time_scale,
+        consuming[:] = [(queue, await queue.consume(gateway.handle))]
+        log.info("gateway consuming", queue=c.QUEUE_INBOUND, time_scale=settings.time_scale,
                  metrics=f"{settings.metrics_host}:{settings.gateway_metrics_port}",
                  keys=len(registry.ring.keys), hub_key=hub_key().key_id)
         (settings.state_dir / "run").mkdir(parents=True, exist_ok=True)
         (settings.state_dir / "run" / "gateway.ready").write_text(repr(settings.seconds_per_day))
-        await stop.wait()
-        gateway.stopping.set()
-        await queue.cancel(tag)
-        log.info("gateway stopped")
+
+    async def stopping() -> None:
+        if gateway is not None:
+            gateway.stopping.set()
+        for queue, tag in consuming:
+            await queue.cancel(tag)
+
+    async with metrics.watching(client):
+        await amqp.stay_connected(settings.amqp_url(c.HUB_USER, password),
+                                  "treatyflow-gateway", session, stop, stopping)
+    log.info("gateway stopped")
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,10 @@ from treatyflow.settings import Settings
 from treatyflow.topology import read_passwords
 
 TREATY = "sco-2010"
+
+
+class AuthorityCrashed(Exception):
+    """Fault injection: a simulated authority died holding an unacked message."""
 
 
 def request_content(**overrides: Any) -> dict[str, Any]:
@@ -300,15 +305,26 @@ class Simulation:
         self.inbox: dict[str, list[OutboundMessage]] = defaultdict(list)
         # Called with (authority, message) as each message arrives (the bench times them).
         self.listeners: list[Callable[[str, OutboundMessage], None]] = []
+        # Called with (authority, run, error) as each error about a run arrives.
+        self.error_listeners: list[Callable[[str, Run, ErrorMessage], None]] = []
+        # Each authority's durable record of the message ids it handled (its effects).
+        self.handled: dict[str, set[str]] = defaultdict(set)
+        self.redelivered = 0  # handled messages delivered again after a lost ack
+        self.dropped = 0  # duplicates the agency clients dropped (clients since replaced)
+        self.crashes = 0
+        self._crash_next: set[str] = set()
         self._log = logs.get("treatyflow.simulator")
+
+    def _client(self, authority: str) -> AgencyClient:
+        return AgencyClient(
+            authority, self.settings.amqp_url(authority, self._passwords[authority]),
+            signing_key=signing_key(self.settings.secrets_dir, authority),
+            hub_keys=self._hub_keys,
+        )
 
     async def connect(self, authorities: set[str]) -> None:
         for authority in sorted(authorities):
-            client = AgencyClient(
-                authority, self.settings.amqp_url(authority, self._passwords[authority]),
-                signing_key=signing_key(self.settings.secrets_dir, authority),
-                hub_keys=self._hub_keys,
-            )
+            client = self._client(authority)
             await client.connect()
             self._clients[authority] = client
             self._tasks.add(asyncio.create_task(self._consume(authority)))
@@ -321,31 +337,89 @@ class Simulation:
             await client.close()
 
     async def _consume(self, authority: str) -> None:
-        async with self._clients[authority].inbox() as inbox:
-            while True:
-                message = await inbox.get()
-                if isinstance(message, Unverified):
-                    self._log.error("message in inbox failed verification; ignored",
-                                    authority=authority, problem=message.problem,
-                                    reason=message.reason)
-                    continue
-                self.inbox[authority].append(message)
-                for listen in self.listeners:
-                    listen(authority, message)
-                self._log.info(
-                    "received", authority=authority, kind=message.kind,
-                    notice=(message.body.event if isinstance(message, NoticeMessage)
-                            else message.body.problem),
-                    request_id=message.request_id, message_id=message.message_id,
-                    workflow_id=workflow_id(message.treaty_id, message.request_id))
-                run = self.runs.get(message.request_id) or self._adopt(authority, message)
-                if run is None:
-                    continue
-                run.received.append(message)
-                if isinstance(message, ErrorMessage):
-                    run.errors.append(message)
-                    continue
-                self._on_notice(authority, run, message)
+        """Read the authority's inbox, acking each message only once it is handled; after a
+        crash (``crash_next``) or a lost connection, reconnect and read on."""
+        while True:
+            client = self._clients[authority]
+            try:
+                async with client.inbox(explicit_ack=True) as inbox:
+                    while True:
+                        async with inbox.next() as message:
+                            if authority in self._crash_next:
+                                self._crash_next.discard(authority)
+                                # The process dies holding the message: no ack, no nack.
+                                await client.close()
+                                raise AuthorityCrashed(authority)
+                            self._handle(authority, message)
+            except asyncio.CancelledError:
+                raise
+            except AuthorityCrashed:
+                self.crashes += 1
+                self._log.warning("authority crashed holding a message", authority=authority)
+            except Exception as err:  # noqa: BLE001 - the broker went away; read on
+                self._log.warning("inbox lost; reconnecting", authority=authority,
+                                  error=repr(err))
+            self.dropped += client.dropped
+            with contextlib.suppress(Exception):  # closed already, or half gone
+                await client.close()
+            self._clients[authority] = await self._reconnect(authority)
+
+    async def _reconnect(self, authority: str) -> AgencyClient:
+        """A fresh client (its in-memory duplicate filter lost, as after a crash)."""
+        while True:
+            client = self._client(authority)
+            try:
+                await client.connect()
+                return client
+            except Exception as err:  # noqa: BLE001 - broker still down
+                self._log.warning("reconnect failed", authority=authority, error=repr(err))
+                await asyncio.sleep(1)
+
+    @property
+    def authorities(self) -> set[str]:
+        """The authorities this simulation plays."""
+        return set(self._clients)
+
+    @property
+    def dropped_now(self) -> int:
+        """Duplicates dropped so far by the agency clients, replaced ones included."""
+        return self.dropped + sum(client.dropped for client in self._clients.values())
+
+    def crash_next(self, authority: str) -> None:
+        """Fault injection: ``authority`` crashes on its next message, after receiving it
+        and before acking it; the broker must deliver it again."""
+        self._crash_next.add(authority)
+
+    def _handle(self, authority: str, message: OutboundMessage | Unverified) -> None:
+        if isinstance(message, Unverified):
+            self._log.error("message in inbox failed verification; ignored",
+                            authority=authority, problem=message.problem,
+                            reason=message.reason)
+            return
+        if message.message_id in self.handled[authority]:
+            # Handled before a crash lost the ack: the record says so, no second effect.
+            self.redelivered += 1
+            return
+        self.handled[authority].add(message.message_id)
+        self.inbox[authority].append(message)
+        for listen in self.listeners:
+            listen(authority, message)
+        self._log.info(
+            "received", authority=authority, kind=message.kind,
+            notice=(message.body.event if isinstance(message, NoticeMessage)
+                    else message.body.problem),
+            request_id=message.request_id, message_id=message.message_id,
+            workflow_id=workflow_id(message.treaty_id, message.request_id))
+        run = self.runs.get(message.request_id) or self._adopt(authority, message)
+        if run is None:
+            return
+        run.received.append(message)
+        if isinstance(message, ErrorMessage):
+            run.errors.append(message)
+            for on_error in self.error_listeners:
+                on_error(authority, run, message)
+            return
+        self._on_notice(authority, run, message)
 
     def _adopt(self, authority: str, message: OutboundMessage) -> Run | None:
         """A request this simulation did not start: answer it with the default behaviour."""
@@ -393,10 +467,26 @@ class Simulation:
             "recipient": recipient, "sent_at": datetime.now(UTC), "in_reply_to": in_reply_to,
             "body": body,
         })
-        await self._clients[sender].publish(envelope)
+        await self.publish(sender, envelope)
         self._log.info("sent", authority=sender, kind=kind, request_id=request_id,
                        message_id=message_id, workflow_id=workflow_id(TREATY, request_id))
         return message_id
+
+    async def publish(self, sender: str, envelope: Any, patience: float = 120) -> None:
+        """Publish, retrying the same envelope (same message id: the hub applies it once)
+        while the broker is unreachable or the client is being replaced."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience
+        while True:
+            try:
+                await asyncio.wait_for(self._clients[sender].publish(envelope), 15)
+                return
+            except Exception as err:
+                if loop.time() > deadline:
+                    raise
+                self._log.warning("publish failed; retrying", authority=sender,
+                                  message_id=envelope.message_id, error=repr(err))
+                await asyncio.sleep(1)
 
     async def _answer(self, run: Run, notice: NoticeMessage) -> None:
         await asyncio.sleep(run.scenario.answer_after_days * self.seconds_per_day)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-import aio_pika
+from aio_pika.abc import AbstractConnection
 from temporalio.worker import Worker
 
-from treatyflow import logs, metrics, process
+from treatyflow import amqp, logs, metrics, process
 from treatyflow.activities.delivery import Delivery
 from treatyflow.constants import HUB_SENDER, HUB_USER, TASK_QUEUE
 from treatyflow.keys import CurrentKey
@@ -24,27 +24,41 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = TASK_QU
     metrics.serve(settings.metrics_host, settings.worker_metrics_port)
     password = read_passwords(settings.secrets_dir)[HUB_USER]
     hub_key = CurrentKey(settings.secrets_dir, HUB_SENDER)
-    connection = await aio_pika.connect_robust(
-        settings.amqp_url(HUB_USER, password),
-        client_properties={"connection_name": "treatyflow-worker"},
-    )
-    async with connection:
+    delivery: Delivery | None = None
+    connected = asyncio.Event()
+
+    async def session(connection: AbstractConnection) -> None:
+        """The delivery channel, opened anew on each connection (amqp.py says why)."""
+        nonlocal delivery
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        delivery = Delivery(channel, hub_key)
-        async with Worker(
-            client,
-            task_queue=task_queue,
-            workflows=[RequestForAssistance],
-            activities=[delivery.deliver],
-            workflow_runner=workflow_runner(),
-        ):
-            log.info("worker ready", task_queue=task_queue, hub_key=hub_key().key_id,
-                     metrics=f"{settings.metrics_host}:{settings.worker_metrics_port}",
-                     sdk_metrics=f"{settings.metrics_host}:{settings.sdk_metrics_port}")
-            (settings.state_dir / "run").mkdir(parents=True, exist_ok=True)
-            (settings.state_dir / "run" / "worker.ready").touch()
-            await stop.wait()
-            log.info("worker stopping")
+        if delivery is None:
+            delivery = Delivery(channel, hub_key)
+        delivery.channel = channel
+        connected.set()
+
+    broker = asyncio.create_task(amqp.stay_connected(
+        settings.amqp_url(HUB_USER, password), "treatyflow-worker", session, stop))
+    waiting = asyncio.ensure_future(connected.wait())
+    await asyncio.wait({waiting, broker}, return_when=asyncio.FIRST_COMPLETED)
+    if delivery is None:  # stopped before the broker answered
+        waiting.cancel()
+        await broker
+        return
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[RequestForAssistance],
+        activities=[delivery.deliver],
+        workflow_runner=workflow_runner(),
+    ):
+        log.info("worker ready", task_queue=task_queue, hub_key=hub_key().key_id,
+                 metrics=f"{settings.metrics_host}:{settings.worker_metrics_port}",
+                 sdk_metrics=f"{settings.metrics_host}:{settings.sdk_metrics_port}")
+        (settings.state_dir / "run").mkdir(parents=True, exist_ok=True)
+        (settings.state_dir / "run" / "worker.ready").touch()
+        await stop.wait()
+        log.info("worker stopping")
+    await broker
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""Fault injection against the local stack: ``python -m treatyflow.chaos``."""

@@ -1,0 +1,235 @@
+"""The faults ``make chaos`` injects into its own local stack, and the probes that check the
+broker-side guarantees (poison → dead-letter queue, unroutable → raises).
+
+Every kill goes through the stack's pid files under its own state folder: nothing else on
+the machine is touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+from aio_pika.exceptions import PublishError
+from temporalio.exceptions import ApplicationError
+
+from treatyflow import constants as c
+from treatyflow.activities.delivery import UNROUTABLE, Deliver, Delivery
+from treatyflow.keys import CurrentKey
+from treatyflow.schemas.messages import NoticeBody, NoticeMessage
+from treatyflow.settings import Settings
+from treatyflow.topology import _quorum, read_passwords
+from treatyflow.workers import stack
+
+PROBE_USER = "treatyflow-chaos-probe"
+
+
+class ProbeFailed(AssertionError):
+    """A broker-side guarantee did not hold."""
+
+
+def kill(settings: Settings, name: str, timeout: float = 15) -> int | None:
+    """``kill -9`` one component of this stack (its whole process group); its pid or None
+    if it was not running."""
+    pid_file = stack.Paths(settings.state_dir).pid(name)
+    pid = stack._alive(pid_file)
+    if pid is None:
+        return None
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + timeout
+    while stack._alive(pid_file) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # The group's other processes (the Erlang VM under rabbitmq-server) may hold the port
+    # a moment longer; a restart must find it free.
+    ports = {"rabbitmq": (settings.amqp_port, settings.amqp_dist_port),
+             "temporal": (settings.temporal_port, settings.temporal_ui_port)}.get(name, ())
+    while (not all(stack.port_free(port) for port in ports)
+           and time.monotonic() < deadline):
+        time.sleep(0.1)
+    return pid
+
+
+async def restore(settings: Settings, attempts: int = 3) -> None:
+    """``stack.up``: restart whatever is dead (idempotent), again after a pause if a port
+    of the killed process was not free yet (seen once for the Temporal UI's port)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            await asyncio.to_thread(stack.up, settings)
+            return
+        except stack.StackError:
+            if attempt == attempts:
+                raise
+            await asyncio.sleep(2 * attempt)
+
+
+def stop_rabbitmq_gracefully(settings: Settings) -> None:
+    """``rabbitmqctl stop``: the broker closes connections and stops cleanly."""
+    stack.rabbitmqctl(settings, "stop", timeout=60)
+    stack.stop_pid(stack.Paths(settings.state_dir).pid("rabbitmq"))
+
+
+def consumers(settings: Settings) -> dict[str, int]:
+    """Consumers per queue of the treatyflow vhost, as the broker counts them."""
+    done = stack.rabbitmqctl(settings, "-q", "list_queues", "-p", c.VHOST, "name", "consumers",
+                             "--no-table-headers", timeout=30)
+    out: dict[str, int] = {}
+    for line in done.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            out[parts[0]] = int(parts[1])
+    return out
+
+
+async def await_consumers(settings: Settings, queues: set[str], timeout: float = 30) -> float:
+    """Seconds until every one of ``queues`` has a consumer again; raises ``ProbeFailed``
+    naming the queues still without one after ``timeout``."""
+    started = time.monotonic()
+    missing = set(queues)
+    while time.monotonic() - started < timeout:
+        counts = await asyncio.to_thread(consumers, settings)
+        missing = {q for q in queues if counts.get(q, 0) < 1}
+        if not missing:
+            return time.monotonic() - started
+        await asyncio.sleep(0.5)
+    raise ProbeFailed(f"no consumer {timeout:.0f} s after the broker restart on "
+                      f"{sorted(missing)}")
+
+
+# --- poison: the delivery limit, then the dead-letter queue ----------------------------------
+
+
+@dataclass(frozen=True)
+class PoisonResult:
+    deliveries: int
+    reason: str
+    seconds: float
+
+
+async def poison_probe(settings: Settings, timeout: float = 30) -> PoisonResult:
+    """A message that fails every time, on a queue declared with ``hub.inbound``'s arguments
+    (quorum, delivery limit, at-least-once dead-lettering): a consumer that always requeues
+    it sees it ``DELIVERY_LIMIT + 1`` times, then it is in ``hub.dead-letter`` with
+    ``x-death`` reason ``delivery_limit``. A throwaway broker user declares the queue (the
+    hub's and the authorities' users may not declare anything) and is deleted afterwards."""
+    password = secrets.token_urlsafe(16)
+    await asyncio.to_thread(stack.rabbitmqctl, settings, "add_user", PROBE_USER, password)
+    await asyncio.to_thread(stack.rabbitmqctl, settings, "set_permissions", "-p", c.VHOST,
+                            PROBE_USER, "^chaos\\.",
+                            "^(chaos\\..*|amq\\.default|treatyflow\\.dlx)$",
+                            "^chaos\\.")
+    name = f"chaos.poison-{uuid.uuid4().hex[:8]}"
+    message_id = f"poison-{uuid.uuid4()}"
+    started = time.monotonic()
+    try:
+        connection = await aio_pika.connect(settings.amqp_url(PROBE_USER, password))
+        async with connection:
+            channel = await connection.channel(publisher_confirms=True)
+            queue = await channel.declare_queue(name, durable=True, arguments=_quorum())
+            await channel.default_exchange.publish(
+                aio_pika.Message(b'{"poison": true}', message_id=message_id,
+                                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                routing_key=name)
+            deliveries = 0
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                got = await queue.get(fail=False, no_ack=False)
+                if got is None:
+                    if deliveries > c.DELIVERY_LIMIT:
+                        break
+                    await asyncio.sleep(0.1)
+                    continue
+                deliveries += 1
+                await got.nack(requeue=True)  # fails every time
+            await queue.delete(if_unused=False, if_empty=False)
+        reason = await _dead_letter_reason(settings, message_id, timeout)
+    finally:
+        await asyncio.to_thread(stack.rabbitmqctl, settings, "delete_user", PROBE_USER)
+    if deliveries != c.DELIVERY_LIMIT + 1 or reason != "delivery_limit":
+        raise ProbeFailed(f"poison message delivered {deliveries} times, dead-lettered with "
+                          f"reason {reason!r}; expected {c.DELIVERY_LIMIT + 1} and "
+                          "'delivery_limit'")
+    return PoisonResult(deliveries, reason, time.monotonic() - started)
+
+
+def death_reason(headers: dict[str, Any]) -> str | None:
+    """The broker's reason in a dead letter's first ``x-death`` entry, if any."""
+    deaths = headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        reason = deaths[0].get("reason")
+        return None if reason is None else str(reason)
+    return None
+
+
+async def _dead_letter_reason(settings: Settings, message_id: str, timeout: float) -> str | None:
+    """The ``x-death`` reason of one message in ``hub.dead-letter`` (taken out of it)."""
+    password = read_passwords(settings.secrets_dir)[c.HUB_USER]
+    connection = await aio_pika.connect(settings.amqp_url(c.HUB_USER, password))
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.get_queue(c.QUEUE_DEAD_LETTER, ensure=False)
+        deadline = time.monotonic() + timeout
+        seen: list[aio_pika.abc.AbstractIncomingMessage] = []
+        try:
+            while time.monotonic() < deadline:
+                got = await queue.get(fail=False, no_ack=False)
+                if got is None:
+                    for other in seen:  # back in the queue for whoever reads it next
+                        await other.nack(requeue=True)
+                    seen = []
+                    await asyncio.sleep(0.2)
+                    continue
+                if got.message_id == message_id:
+                    await got.ack()
+                    return death_reason(got.headers or {})
+                seen.append(got)
+        finally:
+            for other in seen:
+                await other.nack(requeue=True)
+    return None
+
+
+# --- unroutable: a publish to a queue that does not exist raises --------------------------
+
+
+async def unroutable_probe(settings: Settings) -> str:
+    """The delivery activity's publish to a recipient with no inbox (no queue bound to its
+    routing key) raises the non-retryable ``Unroutable`` error: the broker's confirm alone
+    would have said yes. Returns the error's message."""
+    password = read_passwords(settings.secrets_dir)[c.HUB_USER]
+    connection = await aio_pika.connect(settings.amqp_url(c.HUB_USER, password))
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        exchange = await channel.get_exchange(c.EXCHANGE_DELIVER, ensure=False)
+        try:
+            await exchange.publish(aio_pika.Message(b"{}"), routing_key="XX-NOBODY",
+                                   mandatory=True)
+        except PublishError:
+            pass
+        else:
+            raise ProbeFailed("an unroutable mandatory publish was confirmed silently")
+        delivery = Delivery(channel, CurrentKey(settings.secrets_dir, c.HUB_SENDER))
+        notice = NoticeMessage(
+            kind="notice", message_id=str(uuid.uuid4()), request_id="CHAOS-UNROUTABLE",
+            treaty_id="sco-2010", sender=c.HUB_SENDER, recipient="XX-NOBODY",
+            sent_at=datetime.now(UTC),
+            body=NoticeBody(event="request_delivered", status="sent", requesting="KZ-GPO",
+                            requested="XX-NOBODY"))
+        try:
+            await delivery.deliver(Deliver(message=notice))
+        except ApplicationError as err:
+            if err.type != UNROUTABLE or not err.non_retryable:
+                raise ProbeFailed(f"unroutable notice raised {err.type}, retryable="
+                                  f"{not err.non_retryable}") from err
+            return str(err)
+        raise ProbeFailed("an unroutable notice was reported delivered")
