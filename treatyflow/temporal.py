@@ -66,6 +66,7 @@ SHARED_WITH_WORKFLOWS = (
     "treatyflow.workflows.lifecycle",
     "treatyflow.workflows.contract",
     "treatyflow.workflows.transfer",
+    "treatyflow.workflows.transfer_contract",
 )
 
 
