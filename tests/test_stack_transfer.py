@@ -4,6 +4,7 @@ ministries (art. 5.1, 6.1) and signed by whoever sends it (art. 6.2)."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,11 +12,13 @@ import pytest
 from temporalio.client import Client
 
 from tests.conftest import Mailbox
+from tests.test_demo_and_cli import _cli
 from tests.test_stack import error_about, event
 from tests.transfer_factories import AE, AE_MFA, KZ, KZ_MFA, TREATY, handover, mid, request_body
 from tests.transfer_factories import message as transfer_message
 from treatyflow.hub import transfer_state
 from treatyflow.schemas.messages import NoticeMessage
+from treatyflow.settings import Settings
 
 pytestmark = pytest.mark.stack
 
@@ -63,7 +66,7 @@ class Channel:
 
 
 async def test_full_transfer_across_the_relaying_foreign_ministries(
-    authorities, stack_client: Client
+    authorities, stack_client: Client, stack_settings: Settings
 ) -> None:
     clients: dict[str, Any] = {}
     boxes: dict[str, Mailbox] = {}
@@ -98,3 +101,11 @@ async def test_full_transfer_across_the_relaying_foreign_ministries(
     assert f"{KZ} → {KZ_MFA}" in legs and f"{KZ_MFA} → {AE_MFA}" in legs
     assert f"{AE_MFA} → {AE}" in legs and f"{AE} → {AE_MFA}" in legs
     assert all(d.delivered_at is not None for d in state.dispatches)
+
+    # The operator's view: each leg of the channel as a hop.
+    shown = _cli(stack_settings, "status", rid, "--treaty", TREATY, "--json")
+    assert shown.returncode == 0, shown.stderr
+    hops = [e["hop"] for e in json.loads(shown.stdout)["timeline"]]
+    assert f"{KZ_MFA} → {AE_MFA}" in hops
+    table = _cli(stack_settings, "timeline", rid, "--treaty", TREATY)
+    assert table.returncode == 0 and "hop" in table.stdout and KZ_MFA in table.stdout
