@@ -840,3 +840,18 @@ def test_status_table_matches_the_design() -> None:
     assert tf.ALLOWED_FROM["transfer_sentence_decision"] == {S.TRANSFERRED, S.ENFORCING}
     assert tf.FINAL == {S.REFUSED, S.WITHDRAWN, S.ENFORCEMENT_ENDED}
     assert set(tf.ALLOWED_FROM) | {"transfer_request", "transfer_relay"} == set(tf.SENT_BY)
+
+
+def test_passwords_are_created_for_the_transfer_authorities(tmp_path: Any) -> None:
+    """A state folder set up before the transfer procedure gets the new broker users'
+    passwords, and keeps every password it had."""
+    import json
+
+    from treatyflow.topology import SECRETS_FILE, load_or_create_passwords
+
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / SECRETS_FILE).write_text(json.dumps({"KZ-GPO": "kept"}))
+    passwords = load_or_create_passwords(tmp_path)
+    assert passwords["KZ-GPO"] == "kept"
+    assert {AE, KZ_MFA, AE_MFA} <= set(passwords)
+    assert json.loads((tmp_path / SECRETS_FILE).read_text()) == passwords
