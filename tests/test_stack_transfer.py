@@ -14,13 +14,26 @@ from temporalio.client import Client
 from tests.conftest import Mailbox
 from tests.test_demo_and_cli import _cli
 from tests.test_stack import error_about, event
-from tests.transfer_factories import AE, AE_MFA, KZ, KZ_MFA, TREATY, handover, mid, request_body
+from tests.transfer_factories import (
+    AE,
+    AE_MFA,
+    KZ,
+    KZ_MFA,
+    TREATY,
+    handover,
+    mid,
+    request_body,
+    transit_body,
+    transit_message,
+)
 from tests.transfer_factories import message as transfer_message
 from treatyflow.hub import transfer_state
 from treatyflow.schemas.messages import NoticeMessage
 from treatyflow.settings import Settings
 
 pytestmark = pytest.mark.stack
+
+UZ = "UZ-GPO"  # the transit state's authority (art. 16)
 
 
 def _about(request_id: str, name: str, message_id: str):  # type: ignore[no-untyped-def]
@@ -109,3 +122,45 @@ async def test_full_transfer_across_the_relaying_foreign_ministries(
     assert f"{KZ_MFA} → {AE_MFA}" in hops
     table = _cli(stack_settings, "timeline", rid, "--treaty", TREATY)
     assert table.returncode == 0 and "hop" in table.stdout and KZ_MFA in table.stdout
+
+
+async def test_a_transit_is_its_own_request_linked_to_the_transfer_art_16(
+    authorities, stack_client: Client
+) -> None:
+    clients: dict[str, Any] = {}
+    boxes: dict[str, Mailbox] = {}
+    for who in (KZ, AE, KZ_MFA, AE_MFA, UZ):
+        clients[who], boxes[who] = await authorities(who)
+    rid = f"TR-{mid()[4:14].upper()}"
+    ch = Channel(rid, clients, boxes)
+    await ch.send("transfer_request", KZ, request_body())
+    await ch.send("transfer_decision", AE, {"executing_state_provision": "UAE Penal Code"})
+    await ch.send("transfer_decision", KZ, {})
+    today = datetime.now(UTC).date()
+    await ch.send("transfer_handover", KZ, handover(today + timedelta(days=1), transit=["UZ"]))
+    assert (await transfer_state(stack_client, TREATY, rid)).transits == {"UZ": "not_requested"}
+    early = transfer_message("transfer_completed", AE, KZ, {"handed_over_on": today.isoformat(),
+                                                           "place": "Almaty"},
+                             request_id=rid, sent_at=datetime.now(UTC))
+    await clients[AE].publish(early)
+    refused = await boxes[AE].expect(error_about(early.message_id))
+    assert "transit through UZ is not requested" in " ".join(refused.body.reasons)  # type: ignore[union-attr]
+
+    tid = f"TT-{rid[3:]}"
+    ask = transit_message("transfer_transit_request", KZ, UZ, transit_body(
+        rid, "UZ", period_from=today.isoformat(),
+        period_to=(today + timedelta(days=3)).isoformat()),
+        request_id=tid, sent_at=datetime.now(UTC))
+    await clients[KZ].publish(ask)
+    await boxes[UZ].expect(event(tid, "transit_requested"))
+    await boxes[AE].expect(event(rid, "transit_requested"))  # linked to the transfer
+    grant = transit_message("transfer_transit_decision", UZ, KZ, {"granted": True},
+                            request_id=tid, in_reply_to=ask.message_id,
+                            sent_at=datetime.now(UTC))
+    await clients[UZ].publish(grant)
+    await boxes[KZ].expect(event(tid, "transit_granted"))
+    await boxes[AE].expect(event(rid, "transit_granted"))
+    await ch.send("transfer_completed", AE, {"handed_over_on": today.isoformat(),
+                                             "place": "Almaty International Airport"})
+    state = await transfer_state(stack_client, TREATY, rid)
+    assert state.status == "transferred" and state.transits == {"UZ": "granted"}

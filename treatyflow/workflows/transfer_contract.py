@@ -23,7 +23,7 @@ class TransferInput(BaseModel):
     """Start (or continue-as-new) input: the treaty as it stood when the transfer began."""
 
     profile: TransferProfile
-    time_scale: float = Field(1.0, gt=0, description="Real seconds per treaty day / 86 400.")
+    time_scale: float = Field(1.0, gt=0, description="Real seconds per treaty second.")
     state: TransferState | None = None
     outbox: list[NoticeMessage] = Field(default_factory=list)
     last_sent: dict[str, NoticeMessage] = Field(default_factory=dict)
