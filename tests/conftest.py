@@ -31,7 +31,7 @@ from treatyflow.temporal import (
     workflow_runner,
 )
 from treatyflow.topology import read_passwords
-from treatyflow.workflows.request import RequestForAssistance
+from treatyflow.workers.worker import WORKFLOWS
 
 
 def _binary(name: str) -> str:
@@ -99,7 +99,7 @@ async def skipping(time_env: WorkflowEnvironment, task_queue: str) -> AsyncItera
     async with Worker(
         time_env.client,
         task_queue=task_queue,
-        workflows=[RequestForAssistance],
+        workflows=WORKFLOWS,
         activities=[outbox.deliver],
         workflow_runner=workflow_runner(),
     ):

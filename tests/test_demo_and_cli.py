@@ -25,7 +25,11 @@ async def test_demo_reaches_every_final_state(stack_settings: Settings) -> None:
     assert ok, table
     for row in ("executed in part", "deferred then executed", "clarification then executed",
                 "forwarded then executed", "lapsed", "overdue", "withdrawn", "refused",
-                "returned to sender", "results transferred with consent"):
+                "returned to sender", "results transferred with consent",
+                "transfer: granted and transferred", "transfer: refused, mandatory ground",
+                "transfer: refused, optional ground",
+                "transfer: document missing, then transferred", "transfer: with transit",
+                "transfer: ministry silent (hop overdue)"):
         assert row in table
     assert "NO" not in table
 

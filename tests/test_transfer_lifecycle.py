@@ -32,7 +32,13 @@ from tests.transfer_factories import (
     sentence,
     transit_message,
 )
-from treatyflow.schemas.transfer import Channel, Role, Term, TransferProfile
+from treatyflow.schemas.transfer import (
+    Channel,
+    Role,
+    Term,
+    TransferProfile,
+    load_transfer_profile,
+)
 from treatyflow.schemas.treaty import load_profile
 from treatyflow.workflows import transfer as tf
 from treatyflow.workflows.lifecycle import Rejected
@@ -66,19 +72,17 @@ def test_profile_carries_the_treaty() -> None:
     assert "immediately" in limits.enforcement_change.treaty_text  # type: ignore[union-attr]
 
 
-def test_profile_still_reads_as_a_registry_profile_and_opens_no_request_for_assistance() -> None:
-    """treaty.all_authorities() reads every profile file as a TreatyProfile."""
-    from tests.factories import message as rfa_message
-    from tests.factories import request_body as rfa_body
-    from treatyflow.schemas.treaty import all_authorities
-    from treatyflow.workflows.lifecycle import check_new_request
+def test_profile_joins_the_registry_and_is_no_request_for_assistance_profile() -> None:
+    """treaty.all_authorities() reads every profile's header; load_profile refuses a profile
+    of another procedure, so no request for assistance opens under this treaty."""
+    from treatyflow.schemas.treaty import all_authorities, load_header
 
-    legacy = load_profile("kz-uae-2018")
-    assert {a.id for a in legacy.authorities} == {KZ, AE, KZ_MFA, AE_MFA}
+    assert load_header("kz-uae-2018").procedure == "transfer-of-convicted-person"
     assert {KZ, AE, KZ_MFA, AE_MFA} <= set(all_authorities())
-    rfa = rfa_message("request", request_id="RQ-1234", sender=KZ, recipient=AE,
-                      body=rfa_body(), treaty_id="kz-uae-2018")
-    assert any("art. 3" in p for p in check_new_request(legacy, rfa))  # type: ignore[arg-type]
+    with pytest.raises(KeyError, match="not a request-for-assistance"):
+        load_profile("kz-uae-2018")
+    with pytest.raises(KeyError, match="not a transfer-of-convicted-person"):
+        load_transfer_profile("sco-2010")
 
 
 def test_profile_rejects_an_inconsistent_profile() -> None:
@@ -836,3 +840,18 @@ def test_status_table_matches_the_design() -> None:
     assert tf.ALLOWED_FROM["transfer_sentence_decision"] == {S.TRANSFERRED, S.ENFORCING}
     assert tf.FINAL == {S.REFUSED, S.WITHDRAWN, S.ENFORCEMENT_ENDED}
     assert set(tf.ALLOWED_FROM) | {"transfer_request", "transfer_relay"} == set(tf.SENT_BY)
+
+
+def test_passwords_are_created_for_the_transfer_authorities(tmp_path: Any) -> None:
+    """A state folder set up before the transfer procedure gets the new broker users'
+    passwords, and keeps every password it had."""
+    import json
+
+    from treatyflow.topology import SECRETS_FILE, load_or_create_passwords
+
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / SECRETS_FILE).write_text(json.dumps({"KZ-GPO": "kept"}))
+    passwords = load_or_create_passwords(tmp_path)
+    assert passwords["KZ-GPO"] == "kept"
+    assert {AE, KZ_MFA, AE_MFA} <= set(passwords)
+    assert json.loads((tmp_path / SECRETS_FILE).read_text()) == passwords

@@ -216,3 +216,15 @@ def enforcing_case() -> Case:
                                              "term_imposed": {"years": 5}})
     assert c.state.status is tf.TransferStatus.ENFORCING
     return c
+
+
+def transit_body(transfer_request_id: str, state: str = "UZ", **over: Any) -> dict[str, Any]:
+    """A transit request (art. 16) with the documents of art. 16.2, by air with landing."""
+    b: dict[str, Any] = {
+        "transfer_request_id": transfer_request_id, "transit_state": state,
+        "person": person(), "route": {"mode": "air", "transit_states": [state],
+                                      "landing_in_transit": True},
+        "period_from": "2025-04-01", "period_to": "2025-04-02",
+        "documents": [doc(x) for x in SS_DOCS] + [doc("citizenship_proof", "AE")]}
+    b.update(over)
+    return b

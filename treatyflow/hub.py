@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from temporalio.client import (
     Client,
@@ -28,13 +30,29 @@ from treatyflow.schemas.messages import (
     Submission,
     message_digest,
 )
-from treatyflow.schemas.treaty import load_profile
+from treatyflow.schemas.transfer import (
+    PROCEDURE as TRANSFER_PROCEDURE,
+)
+from treatyflow.schemas.transfer import (
+    TRANSFER_KINDS,
+    TransferRequestMessage,
+    TransitDecisionMessage,
+    TransitRequestMessage,
+    load_transfer_profile,
+)
+from treatyflow.schemas.treaty import load_header, load_profile
 from treatyflow.workflows.lifecycle import OperatorAction, RequestState, check_new_request
 from treatyflow.workflows.request import (
     CONSENT_REQUIRED,
     Accepted,
     RequestForAssistance,
     RequestInput,
+)
+from treatyflow.workflows.transfer import TransferState, check_new_transfer, check_transit_request
+from treatyflow.workflows.transfer_contract import TransferAccepted, TransferInput, TransitInput
+from treatyflow.workflows.transfer_workflow import (
+    TransferOfConvictedPerson,
+    TransitOfConvictedPerson,
 )
 
 
@@ -54,6 +72,10 @@ TRANSIENT = frozenset(
 )
 
 
+# The messages that open a workflow: no workflow to find yet is not an unknown request.
+OPENING_KINDS = (RequestMessage, TransferRequestMessage, TransitRequestMessage)
+
+
 def is_transient(error: BaseException) -> bool:
     """Temporal is unreachable or overloaded: retry later, the message is not at fault."""
     if isinstance(error, WorkflowUpdateRPCTimeoutOrCancelledError):
@@ -67,46 +89,31 @@ async def submit(
     *,
     time_scale: float = 1.0,
     task_queue: str = TASK_QUEUE,
-) -> Accepted:
-    """Apply ``message`` to its request; raises ``Refusal`` naming every problem."""
+) -> Accepted | TransferAccepted:
+    """Apply ``message`` to its request, routed by the treaty's procedure; raises
+    ``Refusal`` naming every problem."""
     try:
-        profile = load_profile(message.treaty_id)
+        procedure = load_header(message.treaty_id).procedure
     except KeyError as err:
         raise Refusal(
             "unknown_treaty", [f"treaty {message.treaty_id!r} is not carried here"]
         ) from err
+    starts: list[WithStartWorkflowOperation[Any, Any]] = []
     wf_id = workflow_id(message.treaty_id, message.request_id)
-    submission = Submission(message=message, digest=message_digest(message))
-    start: WithStartWorkflowOperation | None = None
     try:
-        if isinstance(message, RequestMessage):
-            # Check before starting: a refused request must leave no workflow behind.
-            problems = check_new_request(profile, message)
-            if problems:
-                raise Refusal("invalid_request", problems)
-            start = WithStartWorkflowOperation(
-                RequestForAssistance.run,
-                RequestInput(profile=profile, time_scale=time_scale),
-                id=wf_id,
-                task_queue=task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                static_summary=_summary(message),
-            )
-            return await client.execute_update_with_start_workflow(
-                RequestForAssistance.submit,
-                submission,
-                start_workflow_operation=start,
-                id=message.message_id,
-            )
-        handle = client.get_workflow_handle_for(RequestForAssistance.run, wf_id)
-        return await handle.execute_update(
-            RequestForAssistance.submit, submission, id=message.message_id
-        )
+        if procedure == TRANSFER_PROCEDURE:
+            return await _submit_transfer(client, message, starts, time_scale=time_scale,
+                                          task_queue=task_queue)
+        if message.kind in TRANSFER_KINDS:
+            raise Refusal("not_allowed_now", [
+                f"a {message.kind} belongs to the {TRANSFER_PROCEDURE} procedure, not to "
+                f"{message.treaty_id} ({procedure})"])
+        return await _submit_request(client, message, starts, time_scale=time_scale,
+                                     task_queue=task_queue)
     except WorkflowUpdateFailedError as err:
         raise _refused_by_validator(err) from err
     except WorkflowAlreadyStartedError as err:
-        if start is not None:
+        for start in starts:
             with contextlib.suppress(WorkflowAlreadyStartedError):
                 await start.workflow_handle()  # retrieve the same error: no stray warning
         raise Refusal(
@@ -115,7 +122,7 @@ async def submit(
         ) from err
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            if isinstance(message, RequestMessage):
+            if isinstance(message, OPENING_KINDS):
                 raise
             closed = await _closed_status(client, wf_id, message.sender)
             if closed:
@@ -133,6 +140,103 @@ async def submit(
                 "request_closed", [f"request {message.request_id} is closed: {err.message}"]
             ) from err
         raise
+
+
+async def _submit_request(
+    client: Client, message: InboundMessage, starts: list[WithStartWorkflowOperation[Any, Any]], *,
+    time_scale: float, task_queue: str,
+) -> Accepted:
+    """A message of a request for assistance (SCO 2010, art. 5–7)."""
+    profile = load_profile(message.treaty_id)
+    wf_id = workflow_id(message.treaty_id, message.request_id)
+    submission = Submission(message=message, digest=message_digest(message))
+    if isinstance(message, RequestMessage):
+        # Check before starting: a refused request must leave no workflow behind.
+        problems = check_new_request(profile, message)
+        if problems:
+            raise Refusal("invalid_request", problems)
+        start = WithStartWorkflowOperation(
+            RequestForAssistance.run,
+            RequestInput(profile=profile, time_scale=time_scale),
+            id=wf_id,
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=_summary(message),
+        )
+        starts.append(start)
+        return await client.execute_update_with_start_workflow(
+            RequestForAssistance.submit,
+            submission,
+            start_workflow_operation=start,
+            id=message.message_id,
+        )
+    handle = client.get_workflow_handle_for(RequestForAssistance.run, wf_id)
+    return await handle.execute_update(
+        RequestForAssistance.submit, submission, id=message.message_id
+    )
+
+
+async def _submit_transfer(
+    client: Client, message: InboundMessage, starts: list[WithStartWorkflowOperation[Any, Any]], *,
+    time_scale: float, task_queue: str,
+) -> TransferAccepted:
+    """A message of a transfer of a convicted person, or of a transit linked to one
+    (KZ–UAE 2018, art. 4–16)."""
+    if message.kind not in TRANSFER_KINDS:
+        raise Refusal("not_allowed_now", [
+            f"a {message.kind} is not a message of the {TRANSFER_PROCEDURE} procedure of "
+            f"{message.treaty_id}"])
+    profile = load_transfer_profile(message.treaty_id)
+    wf_id = workflow_id(message.treaty_id, message.request_id)
+    submission = Submission(message=message, digest=message_digest(message))
+    if isinstance(message, TransferRequestMessage):
+        problems = check_new_transfer(profile, message, datetime.now(UTC))
+        if problems:
+            raise Refusal("invalid_request", problems)
+        start = WithStartWorkflowOperation(
+            TransferOfConvictedPerson.run, TransferInput(profile=profile, time_scale=time_scale),
+            id=wf_id, task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=(f"{message.treaty_id} transfer {message.request_id}: "
+                            f"{message.body.sentencing_state} → {message.body.executing_state}, "
+                            f"{message.sender} → {message.recipient}"))
+        starts.append(start)
+        return await client.execute_update_with_start_workflow(
+            TransferOfConvictedPerson.submit, submission, start_workflow_operation=start,
+            id=message.message_id)
+    if isinstance(message, TransitRequestMessage):
+        transfer_id = workflow_id(message.treaty_id, message.body.transfer_request_id)
+        try:
+            transfer = await client.get_workflow_handle_for(
+                TransferOfConvictedPerson.run, transfer_id).query(TransferOfConvictedPerson.status)
+        except RPCError as err:
+            raise Refusal("unknown_request", [
+                f"art. 16: no open transfer {message.body.transfer_request_id} under "
+                f"{message.treaty_id}"]) from err
+        problems = check_transit_request(profile, transfer, message)
+        if problems:
+            raise Refusal("invalid_request", problems)
+        transit_start = WithStartWorkflowOperation(
+            TransitOfConvictedPerson.run, TransitInput(profile=profile, transfer=transfer),
+            id=wf_id, task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=(f"{message.treaty_id} transit {message.request_id} through "
+                            f"{message.body.transit_state} for transfer "
+                            f"{message.body.transfer_request_id}"))
+        starts.append(transit_start)
+        return await client.execute_update_with_start_workflow(
+            TransitOfConvictedPerson.submit, submission, start_workflow_operation=transit_start,
+            id=message.message_id)
+    if isinstance(message, TransitDecisionMessage):
+        transit = client.get_workflow_handle_for(TransitOfConvictedPerson.run, wf_id)
+        return await transit.execute_update(TransitOfConvictedPerson.submit, submission,
+                                            id=message.message_id)
+    handle = client.get_workflow_handle_for(TransferOfConvictedPerson.run, wf_id)
+    return await handle.execute_update(TransferOfConvictedPerson.submit, submission,
+                                       id=message.message_id)
 
 
 def _refused_by_validator(err: WorkflowUpdateFailedError) -> Exception:
@@ -158,9 +262,10 @@ async def _closed_status(client: Client, wf_id: str, asker: str | None) -> str |
     if description.status == WorkflowExecutionStatus.RUNNING:
         return None
     try:
-        state = await handle.query("status", result_type=RequestState)
-        parties = {state.requesting, state.requested, *state.forwarded_from}
-        return state.status.value if asker is None or asker in parties else "closed"
+        state = await handle.query("status", result_type=dict)
+        parties = {state.get("requesting"), state.get("requested"),
+                   state.get("transit_authority"), *state.get("forwarded_from", [])}
+        return str(state["status"]) if asker is None or asker in parties else "closed"
     except Exception:  # noqa: BLE001 - no worker to answer: the Temporal status will do
         return description.status.name.lower() if description.status else "closed"
 
@@ -202,3 +307,10 @@ async def request_state(client: Client, treaty_id: str, request_id: str) -> Requ
     handle = client.get_workflow_handle_for(RequestForAssistance.run,
                                             workflow_id(treaty_id, request_id))
     return await handle.query(RequestForAssistance.status)
+
+
+async def transfer_state(client: Client, treaty_id: str, request_id: str) -> TransferState:
+    """A transfer as it stands, with its timeline and hops (raises RPCError if none)."""
+    handle = client.get_workflow_handle_for(TransferOfConvictedPerson.run,
+                                            workflow_id(treaty_id, request_id))
+    return await handle.query(TransferOfConvictedPerson.status)

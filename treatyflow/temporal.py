@@ -68,6 +68,7 @@ SHARED_WITH_WORKFLOWS = (
     "treatyflow.workflows.lifecycle",
     "treatyflow.workflows.contract",
     "treatyflow.workflows.transfer",
+    "treatyflow.workflows.transfer_contract",
 )
 
 

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -24,41 +22,41 @@ from pydantic import (
     model_validator,
 )
 
-from treatyflow.schemas.treaty import AUTHORITY_ID_PATTERN
-
-SCHEMA_VERSION = "1"
-
-# Characters no written text needs and that hide or reorder what a reader sees: C0 controls
-# other than tab, line feed and carriage return, DEL, C1 controls, and the bidirectional
-# embeddings, overrides and isolates ("Trojan Source"). Any script is welcome: Russian,
-# Chinese and Kazakh text, mixed in one field, is stored and delivered as it is.
-FORBIDDEN_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def _printable(text: str) -> str:
-    """``text`` if it holds no forbidden control character; else a ValueError naming it."""
-    found = FORBIDDEN_CHARACTERS.search(text)
-    if found:
-        raise ValueError(f"control character U+{ord(found.group()):04X} at position "
-                         f"{found.start()}; only printable text, tab and line breaks")
-    return text
-
-
-Printable = AfterValidator(_printable)
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000),
-                 Printable]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
-                      Printable]
-# Art. 6.9: a refusal or deferral is notified in writing with its reason: a real sentence.
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=10, max_length=20_000),
-                   Printable]
-MessageId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$")]
-RequestId = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9-]{2,63}$")]
-AuthorityId = Annotated[str, StringConstraints(pattern=AUTHORITY_ID_PATTERN)]
-PartyId = Annotated[str, StringConstraints(pattern=AUTHORITY_ID_PATTERN + r"|^HUB$")]
-KeyId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{2,63}$")]
-
-_strict = ConfigDict(extra="forbid", frozen=True)
+from treatyflow.schemas.envelope import (  # re-exported: the contract's one import
+    FORBIDDEN_CHARACTERS,  # noqa: F401
+    SCHEMA_VERSION,  # noqa: F401
+    AuthorityId,
+    EnvelopeBase,
+    KeyId,  # noqa: F401
+    MessageId,  # noqa: F401
+    PartyId,  # noqa: F401
+    Printable,  # noqa: F401
+    Reason,
+    RequestId,  # noqa: F401
+    ShortText,
+    Signature,  # noqa: F401
+    Text,
+    _strict,
+)
+from treatyflow.schemas.transfer import (
+    TRANSFER_KINDS,  # noqa: F401
+    TransferCompletedMessage,
+    TransferConsentMessage,
+    TransferDecisionMessage,
+    TransferDocumentsMessage,
+    TransferDocumentsRequestMessage,
+    TransferEnforcementChangeMessage,
+    TransferExecutionReportMessage,
+    TransferHandoverMessage,
+    TransferInformationRequestMessage,
+    TransferRefusalMessage,
+    TransferRelayMessage,
+    TransferRequestMessage,
+    TransferSentenceDecisionMessage,
+    TransferWithdrawalMessage,
+    TransitDecisionMessage,
+    TransitRequestMessage,
+)
 
 
 class Confidentiality(StrEnum):
@@ -250,120 +248,91 @@ class ErrorBody(BaseModel):
     refused_message_id: str | None = None
 
 
-class Signature(BaseModel):
-    """Art. 5.5 on the wire: the sender's Ed25519 signature over the canonical envelope
-    (README, "Signing"; ``treatyflow.agency.signing``)."""
-
-    model_config = _strict
-    key_id: KeyId = Field(description="The registered key that signed: one of the sender's.",
-                          examples=["KZ-GPO-2026-1"])
-    alg: Literal["ed25519"] = Field(description="Always 'ed25519'.")
-    value: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{86}$")] = Field(
-        description="The 64-byte signature, base64url without padding."
-    )
-
-
-class _EnvelopeBase(BaseModel):
-    model_config = _strict
-    schema_version: Literal["1"] = "1"
-    message_id: MessageId
-    request_id: RequestId
-    treaty_id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{3,40}$")]
-    sender: PartyId
-    recipient: PartyId
-    sent_at: AwareDatetime
-    in_reply_to: MessageId | None = None
-    signature: Signature | None = Field(
-        None, description="The sender's Ed25519 signature over the canonical envelope "
-                          "(everything but this field); required on every message (art. 5.5)."
-    )
-
-
-class RequestMessage(_EnvelopeBase):
+class RequestMessage(EnvelopeBase):
     """Requesting authority → hub: a new request (art. 5)."""
 
     kind: Literal["request"]
     body: RequestBody
 
 
-class ConfirmationMessage(_EnvelopeBase):
+class ConfirmationMessage(EnvelopeBase):
     """Requesting authority → hub: written confirmation of an oral request (art. 5.2)."""
 
     kind: Literal["confirmation"]
     body: ConfirmationBody
 
 
-class ReceiptMessage(_EnvelopeBase):
+class ReceiptMessage(EnvelopeBase):
     """Requested authority → hub: receipt (art. 6.1)."""
 
     kind: Literal["receipt"]
     body: ReceiptBody
 
 
-class ClarificationRequestMessage(_EnvelopeBase):
+class ClarificationRequestMessage(EnvelopeBase):
     """Requested authority → hub: asks confirmation or more information (art. 5.3, 6.4)."""
 
     kind: Literal["clarification_request"]
     body: ClarificationRequestBody
 
 
-class ClarificationMessage(_EnvelopeBase):
+class ClarificationMessage(EnvelopeBase):
     """Requesting authority → hub: answers a clarification request."""
 
     kind: Literal["clarification"]
     body: ClarificationBody
 
 
-class DelayMessage(_EnvelopeBase):
+class DelayMessage(EnvelopeBase):
     """Requested authority → hub: delay notice (art. 6.2)."""
 
     kind: Literal["delay"]
     body: DelayBody
 
 
-class ForwardMessage(_EnvelopeBase):
+class ForwardMessage(EnvelopeBase):
     """Requested authority → hub: forwarded within its state (art. 6.3)."""
 
     kind: Literal["forward"]
     body: ForwardBody
 
 
-class DeferralMessage(_EnvelopeBase):
+class DeferralMessage(EnvelopeBase):
     """Requested authority → hub: execution deferred (art. 6.7, 6.9)."""
 
     kind: Literal["deferral"]
     body: DeferralBody
 
 
-class ResumptionMessage(_EnvelopeBase):
+class ResumptionMessage(EnvelopeBase):
     """Requested authority → hub: execution resumes after deferral."""
 
     kind: Literal["resumption"]
     body: ResumptionBody
 
 
-class RefusalMessage(_EnvelopeBase):
+class RefusalMessage(EnvelopeBase):
     """Requested authority → hub: refusal in whole or in part (art. 6.7–6.9)."""
 
     kind: Literal["refusal"]
     body: RefusalBody
 
 
-class ExecutionReportMessage(_EnvelopeBase):
+class ExecutionReportMessage(EnvelopeBase):
     """Requested authority → hub: execution report (art. 6.1)."""
 
     kind: Literal["execution_report"]
     body: ExecutionReportBody
 
 
-class ConsentRequestMessage(_EnvelopeBase):
+class ConsentRequestMessage(EnvelopeBase):
     """Requesting authority → hub → providing authority: asks written consent (art. 7)."""
 
     kind: Literal["consent_request"]
     body: ConsentRequestBody
 
 
-class ConsentDecisionMessage(_EnvelopeBase):
+class ConsentDecisionMessage(EnvelopeBase):
     """Providing authority → hub → requesting authority: consent given or refused (art. 7);
     ``in_reply_to`` is the consent request."""
 
@@ -371,7 +340,7 @@ class ConsentDecisionMessage(_EnvelopeBase):
     body: ConsentDecisionBody
 
 
-class ResultsTransferMessage(_EnvelopeBase):
+class ResultsTransferMessage(EnvelopeBase):
     """Requesting authority → hub → a third party's authority (the envelope's recipient):
     results transmitted under a granted consent (art. 7.3)."""
 
@@ -379,21 +348,21 @@ class ResultsTransferMessage(_EnvelopeBase):
     body: ResultsTransferBody
 
 
-class WithdrawalMessage(_EnvelopeBase):
+class WithdrawalMessage(EnvelopeBase):
     """Requesting authority → hub: withdraws the request."""
 
     kind: Literal["withdrawal"]
     body: WithdrawalBody
 
 
-class NoticeMessage(_EnvelopeBase):
+class NoticeMessage(EnvelopeBase):
     """Hub → authority: something happened to a request."""
 
     kind: Literal["notice"]
     body: NoticeBody
 
 
-class ErrorMessage(_EnvelopeBase):
+class ErrorMessage(EnvelopeBase):
     """Hub → authority: a message was refused, with every reason."""
 
     kind: Literal["error"]
@@ -415,10 +384,27 @@ InboundMessage = Annotated[
     | WithdrawalMessage
     | ConsentRequestMessage
     | ConsentDecisionMessage
-    | ResultsTransferMessage,
+    | ResultsTransferMessage
+    # Transfer of a convicted person (KZ–UAE 2018): ``schemas/transfer.py``.
+    | TransferRequestMessage
+    | TransferRelayMessage
+    | TransferDocumentsMessage
+    | TransferDocumentsRequestMessage
+    | TransferConsentMessage
+    | TransferDecisionMessage
+    | TransferRefusalMessage
+    | TransferWithdrawalMessage
+    | TransferHandoverMessage
+    | TransferCompletedMessage
+    | TransferExecutionReportMessage
+    | TransferSentenceDecisionMessage
+    | TransferEnforcementChangeMessage
+    | TransferInformationRequestMessage
+    | TransitRequestMessage
+    | TransitDecisionMessage,
     Field(discriminator="kind"),
 ]
-"""Everything an authority may send to the hub."""
+"""Everything an authority may send to the hub, under any procedure."""
 
 OutboundMessage = Annotated[NoticeMessage | ErrorMessage, Field(discriminator="kind")]
 """Everything the hub sends to an authority."""

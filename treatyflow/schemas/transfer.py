@@ -15,15 +15,15 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
 
-from treatyflow.schemas.messages import (
+from treatyflow.schemas.envelope import (
+    EnvelopeBase,
     MessageId,
     Reason,
     RequestId,
     ShortText,
     Text,
-    _EnvelopeBase,
 )
-from treatyflow.schemas.treaty import AUTHORITY_ID_PATTERN
+from treatyflow.schemas.treaty import AUTHORITY_ID_PATTERN, load_header
 
 PROCEDURE = "transfer-of-convicted-person"
 
@@ -212,11 +212,6 @@ class TransferProfile(BaseModel):
     refusal_grounds: tuple[RefusalGround, ...]
     time_limits: TimeLimits
     transit: TransitRules
-    # Read by treaty.load_profile for the authority registry (every profile file is read
-    # as a request-for-assistance profile there): empty, so no such request opens here.
-    working_languages: tuple[LanguageCode, ...] = ()
-    forms_of_cooperation: tuple[()] = ()
-    crime_categories: tuple[()] = ()
     notes: tuple[str, ...] = ()
 
     @model_validator(mode="after")
@@ -284,7 +279,10 @@ def load_transfer_profile(treaty_id: str) -> TransferProfile:
     folder = resources.files("treatyflow.schemas") / "treaties"
     if not treaty_id.replace("-", "").isalnum() or not (folder / name).is_file():
         raise KeyError(f"unknown treaty {treaty_id!r}")
-    return TransferProfile.model_validate_json((folder / name).read_text(encoding="utf-8"))
+    text = (folder / name).read_text(encoding="utf-8")
+    if load_header(treaty_id).procedure != PROCEDURE:
+        raise KeyError(f"treaty {treaty_id!r} is not a {PROCEDURE} treaty")
+    return TransferProfile.model_validate_json(text)
 
 
 # --- the convicted person and the sentence ------------------------------------------
@@ -590,81 +588,81 @@ class TransitDecisionBody(BaseModel):
 # --- envelopes ------------------------------------------------------------------------
 
 
-class TransferRequestMessage(_EnvelopeBase):
+class TransferRequestMessage(EnvelopeBase):
     """Central authority → other central authority (through the channel): art. 4, 6."""
 
     kind: Literal["transfer_request"]
     body: TransferRequestBody
 
 
-class TransferRelayMessage(_EnvelopeBase):
+class TransferRelayMessage(EnvelopeBase):
     """Foreign ministry → next hop: passes a message on (art. 5.1)."""
 
     kind: Literal["transfer_relay"]
     body: TransferRelayBody
 
 
-class TransferDocumentsMessage(_EnvelopeBase):
+class TransferDocumentsMessage(EnvelopeBase):
     kind: Literal["transfer_documents"]
     body: TransferDocumentsBody
 
 
-class TransferDocumentsRequestMessage(_EnvelopeBase):
+class TransferDocumentsRequestMessage(EnvelopeBase):
     kind: Literal["transfer_documents_request"]
     body: TransferDocumentsRequestBody
 
 
-class TransferConsentMessage(_EnvelopeBase):
+class TransferConsentMessage(EnvelopeBase):
     kind: Literal["transfer_consent"]
     body: TransferConsentBody
 
 
-class TransferDecisionMessage(_EnvelopeBase):
+class TransferDecisionMessage(EnvelopeBase):
     kind: Literal["transfer_decision"]
     body: TransferDecisionBody
 
 
-class TransferRefusalMessage(_EnvelopeBase):
+class TransferRefusalMessage(EnvelopeBase):
     kind: Literal["transfer_refusal"]
     body: TransferRefusalBody
 
 
-class TransferWithdrawalMessage(_EnvelopeBase):
+class TransferWithdrawalMessage(EnvelopeBase):
     kind: Literal["transfer_withdrawal"]
     body: TransferWithdrawalBody
 
 
-class TransferHandoverMessage(_EnvelopeBase):
+class TransferHandoverMessage(EnvelopeBase):
     kind: Literal["transfer_handover"]
     body: TransferHandoverBody
 
 
-class TransferCompletedMessage(_EnvelopeBase):
+class TransferCompletedMessage(EnvelopeBase):
     kind: Literal["transfer_completed"]
     body: TransferCompletedBody
 
 
-class TransferExecutionReportMessage(_EnvelopeBase):
+class TransferExecutionReportMessage(EnvelopeBase):
     kind: Literal["transfer_execution_report"]
     body: TransferExecutionReportBody
 
 
-class TransferSentenceDecisionMessage(_EnvelopeBase):
+class TransferSentenceDecisionMessage(EnvelopeBase):
     kind: Literal["transfer_sentence_decision"]
     body: TransferSentenceDecisionBody
 
 
-class TransferEnforcementChangeMessage(_EnvelopeBase):
+class TransferEnforcementChangeMessage(EnvelopeBase):
     kind: Literal["transfer_enforcement_change"]
     body: TransferEnforcementChangeBody
 
 
-class TransferInformationRequestMessage(_EnvelopeBase):
+class TransferInformationRequestMessage(EnvelopeBase):
     kind: Literal["transfer_information_request"]
     body: TransferInformationRequestBody
 
 
-class TransitRequestMessage(_EnvelopeBase):
+class TransitRequestMessage(EnvelopeBase):
     """A party's central authority → the transit state's authority (art. 16); its own
     request id, linked to the transfer by ``body.transfer_request_id``."""
 
@@ -672,7 +670,7 @@ class TransitRequestMessage(_EnvelopeBase):
     body: TransitRequestBody
 
 
-class TransitDecisionMessage(_EnvelopeBase):
+class TransitDecisionMessage(EnvelopeBase):
     kind: Literal["transfer_transit_decision"]
     body: TransitDecisionBody
 
@@ -721,6 +719,10 @@ SENT_BY: dict[str, Literal["sentencing_state", "executing_state", "either", "rel
     "transfer_enforcement_change": "executing_state",
     "transfer_information_request": "sentencing_state",
 }
+
+
+TRANSFER_KINDS = frozenset({*SENT_BY, "transfer_transit_request", "transfer_transit_decision"})
+"""Every kind of this procedure, transit included."""
 
 
 def parse_transfer(raw: bytes | str) -> TransferInbound:

@@ -13,6 +13,9 @@ from importlib import resources
 from pydantic import BaseModel, ConfigDict, Field
 
 AUTHORITY_ID_PATTERN = r"^[A-Z]{2}-[A-Z0-9]{2,12}$"
+# The procedure this module's profile carries; each other procedure has its own model
+# (``transfer.TransferProfile`` for "transfer-of-convicted-person").
+PROCEDURE = "request-for-assistance"
 
 
 class ClockRule(StrEnum):
@@ -101,14 +104,39 @@ class TreatyProfile(BaseModel):
         return next((g for g in self.refusal_grounds if g.code == code), None)
 
 
-@cache
-def load_profile(treaty_id: str) -> TreatyProfile:
-    """The profile shipped in ``treatyflow/schemas/treaties/<treaty_id>.json``."""
+class ProfileHeader(BaseModel):
+    """What every profile has, whatever its procedure: enough for the authority registry
+    and to choose the workflow that carries it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(pattern=r"^[a-z0-9-]{3,40}$")
+    procedure: str
+    parties: tuple[str, ...]
+    authorities: tuple[Authority, ...]
+
+
+def _profile_text(treaty_id: str) -> str:
     name = f"{treaty_id}.json"
     folder = resources.files("treatyflow.schemas") / "treaties"
     if not treaty_id.replace("-", "").isalnum() or not (folder / name).is_file():
         raise KeyError(f"unknown treaty {treaty_id!r}")
-    return TreatyProfile.model_validate_json((folder / name).read_text(encoding="utf-8"))
+    return (folder / name).read_text(encoding="utf-8")
+
+
+@cache
+def load_header(treaty_id: str) -> ProfileHeader:
+    """The header of the profile shipped in ``treaties/<treaty_id>.json`` (any procedure)."""
+    return ProfileHeader.model_validate_json(_profile_text(treaty_id))
+
+
+@cache
+def load_profile(treaty_id: str) -> TreatyProfile:
+    """The request-for-assistance profile shipped in ``treaties/<treaty_id>.json``; a
+    profile of another procedure is a KeyError here (load it with its own model)."""
+    if load_header(treaty_id).procedure != PROCEDURE:
+        raise KeyError(f"treaty {treaty_id!r} is not a {PROCEDURE} treaty")
+    return TreatyProfile.model_validate_json(_profile_text(treaty_id))
 
 
 def known_treaties() -> list[str]:
@@ -121,6 +149,6 @@ def all_authorities() -> dict[str, Authority]:
     """Every authority of every shipped treaty, by id (the broker's user registry)."""
     found: dict[str, Authority] = {}
     for treaty_id in known_treaties():
-        for authority in load_profile(treaty_id).authorities:
+        for authority in load_header(treaty_id).authorities:
             found[authority.id] = authority
     return found

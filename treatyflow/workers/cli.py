@@ -28,11 +28,13 @@ from temporalio.service import RPCError
 from treatyflow import constants as c
 from treatyflow.agency import AgencyClient
 from treatyflow.codec import PayloadKeyError
-from treatyflow.hub import Refusal, operate, request_state
+from treatyflow.hub import Refusal, operate, request_state, transfer_state
 from treatyflow.keys import KeyStoreError, read_registry, revoke, rotate, signing_key
 from treatyflow.metrics import OPEN_CLAUSE
 from treatyflow.process import finish
 from treatyflow.schemas.messages import INBOUND
+from treatyflow.schemas.transfer import PROCEDURE as TRANSFER_PROCEDURE
+from treatyflow.schemas.treaty import load_header
 from treatyflow.settings import Settings
 from treatyflow.temporal import connect
 from treatyflow.topology import read_passwords
@@ -48,6 +50,7 @@ from treatyflow.workflows.request import (
     Accepted,
     RequestForAssistance,
 )
+from treatyflow.workflows.transfer import TransferState, current_deadline
 
 
 class Unreachable(str):
@@ -69,12 +72,19 @@ async def _connect(settings: Settings) -> Client | Unreachable:
                            "is the stack up (make up)?")
 
 
-async def _status(settings: Settings, treaty: str, request_id: str) -> RequestState | str:
-    """The request's state, or the error to print."""
+async def _status(settings: Settings, treaty: str, request_id: str
+                  ) -> RequestState | TransferState | str:
+    """The request's (or transfer's) state, or the error to print."""
+    try:
+        procedure = load_header(treaty).procedure
+    except KeyError:
+        return f"no treaty {treaty!r} is carried here"
     client = await _connect(settings)
     if isinstance(client, str):
         return client
     try:
+        if procedure == TRANSFER_PROCEDURE:
+            return await transfer_state(client, treaty, request_id)
         return await request_state(client, treaty, request_id)
     except RPCError as err:
         return f"no request {request_id} under {treaty} ({err.message})"
@@ -259,7 +269,24 @@ def keys_command(settings: Settings, args: argparse.Namespace, console: Console)
     return 0
 
 
-def show(state: RequestState, console: Console) -> None:
+def show_transfer(state: TransferState, console: Console) -> None:
+    """A transfer and its timeline, each leg of the diplomatic channel as a hop (art. 5.1)."""
+    due = current_deadline(state)
+    console.print(
+        f"[bold]{state.treaty_id} {state.request_id}[/]  {state.requesting} → {state.requested}"
+        f"  status [bold]{state.status.value}[/]" + ("  [red]OVERDUE[/]" if state.overdue else "")
+        + (f"  next deadline {due.code} {due.due:%Y-%m-%d %H:%M:%S}" if due else ""))
+    table = Table("at", "event", "by", "hop", "state", "note")
+    for entry in state.timeline:
+        table.add_row(f"{entry.at:%Y-%m-%d %H:%M:%S}", entry.event, entry.actor,
+                      entry.hop or "", entry.status, entry.note or "")
+    console.print(table)
+
+
+def show(state: RequestState | TransferState, console: Console) -> None:
+    if isinstance(state, TransferState):
+        show_transfer(state, console)
+        return
     console.print(
         f"[bold]{state.treaty_id} {state.request_id}[/]  {state.requesting} → {state.requested}"
         f"  status [bold]{state.status.value}[/]"

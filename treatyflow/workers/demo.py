@@ -1,5 +1,7 @@
 """The demo: simulated competent authorities of the SCO parties exchange requests through
-RabbitMQ on the local stack; every scenario must reach the state it should.
+RabbitMQ on the local stack, and the central authorities of Kazakhstan and the UAE
+transfer convicted persons through their foreign ministries (KZ–UAE 2018); every
+scenario must reach the state it should.
 
     python -m treatyflow.workers.demo [--copies N]
 
@@ -22,7 +24,7 @@ from rich.table import Table
 from temporalio.client import Client
 
 from treatyflow import logs
-from treatyflow.hub import request_state
+from treatyflow.hub import request_state, transfer_state
 from treatyflow.process import finish
 from treatyflow.settings import Settings
 from treatyflow.temporal import connect
@@ -34,7 +36,14 @@ from treatyflow.workers.simulator import (
     demo_scenarios,
     scenario_authorities,
 )
+from treatyflow.workers.transfers import (
+    TRANSFER_TREATY,
+    TransferRun,
+    transfer_authorities,
+    transfer_scenarios,
+)
 from treatyflow.workflows.lifecycle import RequestState
+from treatyflow.workflows.transfer import TransferState
 
 # What each side must have received when a request ends in a given way.
 EVIDENCE = {
@@ -86,6 +95,38 @@ def _evidence_ok(run: Run, state: RequestState | None) -> bool:
                for m in run.received)
 
 
+async def _transfer(client: Client, run: TransferRun) -> TransferState | None:
+    try:
+        return await transfer_state(client, TRANSFER_TREATY, run.request_id)
+    except Exception:  # noqa: BLE001 - not started yet
+        return None
+
+
+def _transfer_settled(run: TransferRun, state: TransferState | None) -> bool:
+    e = run.scenario.expect
+    return (state is not None and state.status.value == e.status and state.overdue == e.overdue
+            and (e.transit is None or state.transits.get(e.transit) == "granted"))
+
+
+def _transfer_evidence_ok(run: TransferRun, state: TransferState | None) -> bool:
+    """The requester was told: the last notice it got carries the expected status (or an
+    overdue notice), and nothing it sent was refused."""
+    if state is None or run.errors:
+        return False
+    mine = [m for m in run.received if m.recipient == run.scenario.requester
+            and m.request_id == run.request_id and hasattr(m.body, "event")]
+    if run.scenario.expect.overdue:
+        return any(m.body.event == "overdue" for m in mine)  # type: ignore[union-attr]
+    return any(m.body.status == state.status.value for m in mine)  # type: ignore[union-attr]
+
+
+def _transfer_label(state: TransferState | None) -> str:
+    if state is None:
+        return "not opened"
+    transits = "".join(f" + transit {t} {v}" for t, v in sorted(state.transits.items()))
+    return state.status.value + transits + (" + overdue" if state.overdue else "")
+
+
 def _label(state: RequestState | None) -> str:
     if state is None:
         return "returned"
@@ -95,37 +136,48 @@ def _label(state: RequestState | None) -> str:
 
 async def run_demo(settings: Settings, copies: int, console: Console) -> bool:
     scenarios = demo_scenarios()
+    transfers = transfer_scenarios()
     sim = Simulation(settings, settings.seconds_per_day)
-    await sim.connect(scenario_authorities(scenarios))
+    await sim.connect(scenario_authorities(scenarios) | transfer_authorities(transfers))
     client = await connect(settings)
     stamp = datetime.now(UTC).strftime("%y%m%d%H%M%S")
     runs: list[Run] = []
     for n in range(copies):
         for i, scenario in enumerate(scenarios):
             runs.append(await sim.start(scenario, f"DEMO-{stamp}-{i:02d}{n:02d}"))
+    transfer_runs: list[TransferRun] = []
+    for n in range(copies):
+        for i, ts in enumerate(transfers):
+            transfer_runs.append(await sim.transfers.start(ts, f"TR-{stamp}-{i:02d}{n:02d}"))
     longest_days = 45
     timeout = longest_days * settings.seconds_per_day + 60
     states: dict[str, RequestState | None] = {}
+    tstates: dict[str, TransferState | None] = {}
     started = time.monotonic()
     with Progress(TextColumn("[bold]requests settled"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=console, transient=False) as bar:
-        task = bar.add_task("", total=len(runs))
+        task = bar.add_task("", total=len(runs) + len(transfer_runs))
         while True:
             for run in runs:
                 states[run.request_id] = await _state(client, run)
+            for trun in transfer_runs:
+                tstates[trun.request_id] = await _transfer(client, trun)
             done = [r for r in runs if _settled(r, states[r.request_id])]
+            tdone = [r for r in transfer_runs if _transfer_settled(r, tstates[r.request_id])]
             live = Counter(_label(s) for s in states.values() if s is not None)
-            bar.update(task, completed=len(done),
+            bar.update(task, completed=len(done) + len(tdone),
                        description=", ".join(f"{k}: {v}" for k, v in sorted(live.items())))
-            if len(done) == len(runs) or time.monotonic() - started > timeout:
+            if (len(done) == len(runs) and len(tdone) == len(transfer_runs)
+                    or time.monotonic() - started > timeout):
                 break
             await asyncio.sleep(0.5)
     # Let the last notices land in the inboxes before checking each side's evidence.
     await asyncio.sleep(min(2.0, 2 * settings.seconds_per_day))
     await sim.close()
 
-    table = Table(title="treatyflow demo: requests for assistance under the SCO 2010 agreement")
+    table = Table(title="treatyflow demo: requests for assistance under the SCO 2010 agreement; "
+                        "transfers of convicted persons under the KZ–UAE 2018 agreement")
     for col in ("scenario", "expected", "reached", "requests", "notices", "ok"):
         table.add_column(col, justify="right" if col in ("requests", "notices") else "left")
     all_ok = True
@@ -142,8 +194,22 @@ async def run_demo(settings: Settings, copies: int, console: Console) -> bool:
         table.add_row(scenario.name, expected, ", ".join(f"{k} ×{v}" for k, v in reached.items()),
                       str(len(mine)), str(sum(len(r.received) for r in mine)),
                       "[green]yes[/]" if ok else "[red]NO[/]")
+    for ts in transfers:
+        tmine = [r for r in transfer_runs if r.scenario is ts]
+        treached = Counter(_transfer_label(tstates[r.request_id]) for r in tmine)
+        ok = all(_transfer_settled(r, tstates[r.request_id])
+                 and _transfer_evidence_ok(r, tstates[r.request_id]) for r in tmine)
+        all_ok &= ok
+        te = ts.expect
+        texpected = (te.status + (f" + transit {te.transit} granted" if te.transit else "")
+                     + (" + overdue" if te.overdue else ""))
+        table.add_row(ts.name, texpected, ", ".join(f"{k} ×{v}" for k, v in treached.items()),
+                      str(len(tmine)), str(sum(len(r.received) for r in tmine)),
+                      "[green]yes[/]" if ok else "[red]NO[/]")
     console.print(table)
-    console.print(f"{sum(1 for r in runs if _settled(r, states[r.request_id]))}/{len(runs)} "
+    settled = (sum(1 for r in runs if _settled(r, states[r.request_id]))
+               + sum(1 for r in transfer_runs if _transfer_settled(r, tstates[r.request_id])))
+    console.print(f"{settled}/{len(runs) + len(transfer_runs)} "
                   f"requests reached their expected state in {time.monotonic() - started:.0f} s "
                   f"(one treaty day = {settings.seconds_per_day:g} s)")
     console.print(f"Temporal UI: {settings.temporal_ui_url}/namespaces/default/workflows")

@@ -42,6 +42,7 @@ from treatyflow.keys import CurrentKey, RegistryFile
 from treatyflow.schemas.messages import (
     REQUESTED_KINDS,
     REQUESTER_KINDS,
+    TRANSFER_KINDS,
     ErrorBody,
     ErrorMessage,
     InboundMessage,
@@ -53,10 +54,11 @@ from treatyflow.settings import Settings
 from treatyflow.temporal import connect, namespace_retention
 from treatyflow.topology import read_passwords
 from treatyflow.workflows.request import Accepted
+from treatyflow.workflows.transfer_contract import TransferAccepted
 
 _ERROR_IDS = uuid.UUID("0b8f6a52-3d0e-4f43-8f7c-9f3a7e0c2d11")
 MAX_REASONS = 20
-KINDS = REQUESTER_KINDS | REQUESTED_KINDS
+KINDS = REQUESTER_KINDS | REQUESTED_KINDS | TRANSFER_KINDS
 
 
 def describe(error: ValidationError) -> list[str]:
@@ -232,7 +234,7 @@ class Gateway:
         return message
 
     async def _submit(self, message: InboundMessage, log: structlog.stdlib.BoundLogger
-                      ) -> Accepted | None:
+                      ) -> Accepted | TransferAccepted | None:
         delay = 0.5
         while True:
             try:

@@ -4,6 +4,7 @@ hub's signatures) and answers as its behaviour says.
 
 Behaviours are chosen per scenario (answer after N days, ask clarification, forward,
 defer, refuse on a ground, stay silent…). Treaty days run at the declared clock scale.
+Transfers of convicted persons (KZ–UAE 2018) are played by ``transfers.TransferPlay``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from treatyflow.keys import RegistryFile, signing_key
 from treatyflow.schemas.messages import INBOUND, ErrorMessage, NoticeMessage, OutboundMessage
 from treatyflow.settings import Settings
 from treatyflow.topology import read_passwords
+from treatyflow.workers.transfers import TransferPlay
 
 TREATY = "sco-2010"
 
@@ -314,6 +316,7 @@ class Simulation:
         self.crashes = 0
         self._crash_next: set[str] = set()
         self._log = logs.get("treatyflow.simulator")
+        self.transfers = TransferPlay(self)
 
     def _client(self, authority: str) -> AgencyClient:
         return AgencyClient(
@@ -410,6 +413,9 @@ class Simulation:
                     else message.body.problem),
             request_id=message.request_id, message_id=message.message_id,
             workflow_id=workflow_id(message.treaty_id, message.request_id))
+        if self.transfers.run_of(message.request_id) is not None:
+            self.transfers.on_message(authority, message)
+            return
         run = self.runs.get(message.request_id) or self._adopt(authority, message)
         if run is None:
             return
@@ -448,6 +454,10 @@ class Simulation:
             self._contexts[key] = ctx
             self._spawn(scenario.after_results(ctx))
 
+    def spawn(self, coro: Awaitable[None]) -> None:
+        """Run ``coro`` as one of the simulation's tasks (cancelled on close)."""
+        self._spawn(coro)
+
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -459,17 +469,18 @@ class Simulation:
             self._log.error("behaviour failed", error=repr(task.exception()))
 
     async def send(self, sender: str, kind: str, request_id: str, recipient: str,
-                   body: dict[str, Any], *, in_reply_to: str | None = None) -> str:
+                   body: dict[str, Any], *, in_reply_to: str | None = None,
+                   treaty: str = TREATY) -> str:
         message_id = str(uuid.uuid4())
         envelope = INBOUND.validate_python({
             "schema_version": "1", "message_id": message_id, "kind": kind,
-            "request_id": request_id, "treaty_id": TREATY, "sender": sender,
+            "request_id": request_id, "treaty_id": treaty, "sender": sender,
             "recipient": recipient, "sent_at": datetime.now(UTC), "in_reply_to": in_reply_to,
             "body": body,
         })
         await self.publish(sender, envelope)
         self._log.info("sent", authority=sender, kind=kind, request_id=request_id,
-                       message_id=message_id, workflow_id=workflow_id(TREATY, request_id))
+                       message_id=message_id, workflow_id=workflow_id(treaty, request_id))
         return message_id
 
     async def publish(self, sender: str, envelope: Any, patience: float = 120) -> None:

@@ -1,4 +1,4 @@
-"""The Temporal worker: hosts the request workflows and the delivery activity."""
+"""The Temporal worker: hosts the workflows of every procedure and the delivery activity."""
 
 from __future__ import annotations
 
@@ -15,6 +15,12 @@ from treatyflow.settings import Settings
 from treatyflow.temporal import connect, workflow_runner
 from treatyflow.topology import read_passwords
 from treatyflow.workflows.request import RequestForAssistance
+from treatyflow.workflows.transfer_workflow import (
+    TransferOfConvictedPerson,
+    TransitOfConvictedPerson,
+)
+
+WORKFLOWS = [RequestForAssistance, TransferOfConvictedPerson, TransitOfConvictedPerson]
 
 
 async def run(settings: Settings, stop: asyncio.Event, task_queue: str = TASK_QUEUE) -> None:
@@ -47,7 +53,7 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = TASK_QU
     async with Worker(
         client,
         task_queue=task_queue,
-        workflows=[RequestForAssistance],
+        workflows=WORKFLOWS,
         activities=[delivery.deliver],
         workflow_runner=workflow_runner(),
     ):

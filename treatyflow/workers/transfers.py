@@ -1,0 +1,271 @@
+"""Simulated authorities of a transfer of a convicted person (KZ–UAE 2018): the two central
+authorities (art. 5.2), the foreign ministries that carry every message between them
+(art. 5.1, 6.1: the diplomatic channel) and a transit state's authority (art. 16).
+
+They react to the hub's notices, like an agency would: a ministry asked to relay a message
+(``relay_requested``) passes it to ``next_hop`` with ``transfer_relay``, or stays silent to
+exercise the hop deadline; a central authority answers what has been ``delivered`` to it.
+Every message is signed by its sender through the agency client (``Simulation.send``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from treatyflow.schemas.messages import ErrorMessage, NoticeMessage, OutboundMessage
+
+if TYPE_CHECKING:
+    from treatyflow.workers.simulator import Simulation
+
+TRANSFER_TREATY = "kz-uae-2018"
+KZ, AE = "KZ-GPO", "AE-MOJ"  # central authorities (art. 5.2)
+KZ_MFA, AE_MOFA = "KZ-MFA", "AE-MOFA"  # the diplomatic channel (art. 5.1)
+TRANSIT_AUTHORITY = "UZ-GPO"  # a third state on the route (art. 16)
+SENTENCING_DOCS = ("personal_data", "sentence_information", "final_judgment", "consent")
+EXECUTING_DOCS = ("citizenship_proof", "dual_criminality_extract", "other_proceedings_report")
+LANGUAGES = {"KZ": ("ru", "en"), "AE": ("ar", "en")}
+PROVISION = "UAE Federal Penal Code, art. 451 (fraud)"
+
+
+def document(code: str, state: str = "KZ") -> dict[str, Any]:
+    """A document of the art. 7 checklist: original language, translation, signed, stamped
+    (art. 6.2)."""
+    language, translation = LANGUAGES[state]
+    return {"code": code, "language": language, "translation": translation, "signed": True,
+            "stamped": True, "ref": f"sha256:{code}"}
+
+
+def person() -> dict[str, Any]:
+    return {"full_name": "Convicted person (demo)", "date_of_birth": "1990-04-12",
+            "place_of_birth": "Abu Dhabi", "citizenship": ["AE"], "prisoner_ref": "KZ-UIS-4471"}
+
+
+def transfer_request_content(**overrides: Any) -> dict[str, Any]:
+    """Kazakhstan, the sentencing state, asks the UAE to take over the enforcement of the
+    sentence of a UAE citizen (art. 4, 6, 7.1, 8): five years from January 2023, so more
+    than six months are left on any day before mid-2027 (art. 8.3)."""
+    body: dict[str, Any] = {
+        "sentencing_state": "KZ", "executing_state": "AE", "initiative": "sentencing_state",
+        "person": person(),
+        "sentence": {"court": "Specialised inter-district criminal court of Almaty",
+                     "judgment_date": "2023-05-10", "judgment_final_on": "2023-06-10",
+                     "enforceable": True, "counted_from": "2023-01-15", "term": {"years": 5},
+                     "offence": {"provision": "Criminal Code of the Republic of Kazakhstan, "
+                                              "art. 190(4)",
+                                 "description": "Large-scale fraud", "military": False}},
+        "consent": {"given_by": "convicted_person", "in_writing": True,
+                    "signed_on": "2025-02-01", "document_ref": "consent-2025-17"},
+        "language": "ru", "translation": "en", "signed": True, "stamped": True,
+        "documents": [document(c) for c in SENTENCING_DOCS],
+    }
+    body.update(overrides)
+    return body
+
+
+def executing_request_content() -> dict[str, Any]:
+    """The UAE, the executing state, asks Kazakhstan for the transfer (art. 4, 7.2)."""
+    return {"sentencing_state": "KZ", "executing_state": "AE", "initiative": "executing_state",
+            "person": person(), "executing_state_provision": PROVISION,
+            "language": "ar", "translation": "en", "signed": True, "stamped": True,
+            "documents": [document(c, "AE") for c in EXECUTING_DOCS]}
+
+
+@dataclass(frozen=True)
+class TransferExpectation:
+    status: str
+    overdue: bool = False
+    transit: str | None = None  # art. 16: the transit state whose permit must be granted
+
+
+@dataclass
+class TransferScenario:
+    """One transfer run end to end through the diplomatic channel."""
+
+    name: str
+    expect: TransferExpectation
+    requester: str = KZ
+    requested: str = AE
+    content: dict[str, Any] = field(default_factory=transfer_request_content)
+    refuse_on: tuple[str, str] | None = None  # the requested state refuses: (ground, reason)
+    transit_state: str | None = None  # the handover route lands there (art. 16)
+    silent_relay: str | None = None  # this ministry never passes the request on
+    relay_after_days: float = 0.5
+
+
+def transfer_scenarios() -> list[TransferScenario]:
+    """The transfer's outcomes the demo shows beside the SCO requests."""
+    missing = transfer_request_content(documents=[document(c) for c in SENTENCING_DOCS
+                                                  if c != "final_judgment"])
+    return [
+        TransferScenario("transfer: granted and transferred",
+                         TransferExpectation("enforcing")),
+        TransferScenario(
+            "transfer: refused, mandatory ground", TransferExpectation("refused"),
+            refuse_on=("not_enforceable_in_executing_state",
+                       "The sentence cannot be enforced under the law of the executing state "
+                       "(art. 9.1).")),
+        TransferScenario(
+            "transfer: refused, optional ground", TransferExpectation("refused"),
+            requester=AE, requested=KZ, content=executing_request_content(),
+            refuse_on=("unpaid_financial_penalties",
+                       "The fines imposed by the judgment remain unpaid (art. 9.2).")),
+        TransferScenario("transfer: document missing, then transferred",
+                         TransferExpectation("enforcing"), content=missing),
+        TransferScenario("transfer: with transit", TransferExpectation("enforcing", transit="UZ"),
+                         transit_state="UZ"),
+        TransferScenario("transfer: ministry silent (hop overdue)",
+                         TransferExpectation("requested", overdue=True), silent_relay=KZ_MFA),
+    ]
+
+
+def transfer_authorities(scenarios: list[TransferScenario]) -> set[str]:
+    found = {KZ, AE, KZ_MFA, AE_MOFA}
+    if any(s.transit_state for s in scenarios):
+        found.add(TRANSIT_AUTHORITY)
+    return found
+
+
+@dataclass
+class TransferRun:
+    """One transfer of one scenario, as the simulated authorities saw it."""
+
+    scenario: TransferScenario
+    request_id: str
+    received: list[OutboundMessage] = field(default_factory=list)
+    errors: list[ErrorMessage] = field(default_factory=list)
+    handover_delivered: bool = False
+    transit_granted: bool = False
+    completed: bool = False
+
+    @property
+    def transit_id(self) -> str:
+        return f"{self.request_id}-T"
+
+
+class TransferPlay:
+    """The authorities' reactions to the hub's notices on transfers."""
+
+    def __init__(self, sim: Simulation) -> None:
+        self.sim = sim
+        self.runs: dict[str, TransferRun] = {}
+
+    def run_of(self, request_id: str) -> TransferRun | None:
+        return self.runs.get(request_id) or self.runs.get(request_id.removesuffix("-T"))
+
+    async def start(self, scenario: TransferScenario, request_id: str) -> TransferRun:
+        run = self.runs[request_id] = TransferRun(scenario, request_id)
+        await self._send(scenario.requester, "transfer_request", run, scenario.requested,
+                         scenario.content)
+        return run
+
+    def on_message(self, authority: str, message: OutboundMessage) -> None:
+        run = self.run_of(message.request_id)
+        if run is None:
+            return
+        run.received.append(message)
+        if isinstance(message, ErrorMessage):
+            run.errors.append(message)
+            return
+        self.sim.spawn(self._react(authority, run, message))
+
+    async def _react(self, authority: str, run: TransferRun, notice: NoticeMessage) -> None:
+        s, b = run.scenario, notice.body
+        event, kind = b.event, b.detail.get("kind")
+        if event == "relay_requested":
+            if authority == s.silent_relay:
+                return  # art. 5.1: the hop deadline (hub policy) will flag it
+            await self._days(s.relay_after_days)
+            await self.sim.send(authority, "transfer_relay", run.request_id, b.detail["next_hop"],
+                                {"relayed_message_id": b.about_message_id,
+                                 "note_reference": f"Note verbale {run.request_id[-4:]}"},
+                                treaty=TRANSFER_TREATY)
+        elif event == "delivered" and kind == "transfer_request" and authority == s.requested:
+            if s.refuse_on:
+                ground, reason = s.refuse_on
+                await self._days(2)
+                await self._send(authority, "transfer_refusal", run, s.requester,
+                                 {"grounds": [ground], "reason": reason})
+            elif notice.body.status == "under_consideration":
+                await self._decide(authority, run)
+        elif event == "documents_requested":
+            await self._days(2)  # art. 7: the owner supplies what the hub names
+            state = authority.split("-")[0]
+            await self._send(authority, "transfer_documents", run, self._other(run, authority),
+                             {"documents": [document(d["code"], state)
+                                            for d in b.detail["documents"]]})
+        elif event == "delivered" and kind == "transfer_documents":
+            if b.status == "under_consideration" and authority == AE:
+                await self._decide(authority, run)
+        elif event == "delivered" and kind == "transfer_decision" and authority == KZ:
+            await self._decide(authority, run)
+        elif event == "agreed" and authority == KZ:
+            await self._arrange_handover(run)
+        elif event == "transit_requested" and authority == TRANSIT_AUTHORITY:
+            await self._days(1)  # art. 16.1: under its own legislation
+            await self.sim.send(authority, "transfer_transit_decision", run.transit_id, KZ,
+                                {"granted": True}, in_reply_to=b.about_message_id,
+                                treaty=TRANSFER_TREATY)
+        elif event == "delivered" and kind == "transfer_handover" and authority == AE:
+            run.handover_delivered = True
+            await self._complete(run)
+        elif event == "transit_granted" and authority == AE:
+            run.transit_granted = True
+            await self._complete(run)
+
+    async def _decide(self, authority: str, run: TransferRun) -> None:
+        """Art. 8.6: the state agrees; the executing state names its provision (art. 8.4)."""
+        await self._days(2)
+        body = {"executing_state_provision": PROVISION} if authority == AE else {}
+        await self._send(authority, "transfer_decision", run, self._other(run, authority), body)
+
+    async def _arrange_handover(self, run: TransferRun) -> None:
+        """Art. 3: date and place; the date is a calendar date, whatever the demo clock."""
+        s = run.scenario
+        today = datetime.now(UTC).date()
+        route: dict[str, Any] = {"mode": "air", "transit_states": [], "landing_in_transit": False}
+        if s.transit_state:
+            route = {"mode": "air", "transit_states": [s.transit_state], "landing_in_transit": True}
+        await self._send(KZ, "transfer_handover", run, AE, {
+            "handover_on": (today + timedelta(days=1)).isoformat(),
+            "place": "Almaty International Airport", "route": route})
+        if s.transit_state:
+            documents = [document(c) for c in SENTENCING_DOCS]
+            documents.append(document("citizenship_proof", "AE"))
+            await self.sim.send(KZ, "transfer_transit_request", run.transit_id,
+                                TRANSIT_AUTHORITY, {
+                                    "transfer_request_id": run.request_id,
+                                    "transit_state": s.transit_state, "person": person(),
+                                    "route": route, "period_from": today.isoformat(),
+                                    "period_to": (today + timedelta(days=3)).isoformat(),
+                                    "documents": documents},
+                                treaty=TRANSFER_TREATY)
+
+    async def _complete(self, run: TransferRun) -> None:
+        """The executing state reports the handover done and continues enforcement (art. 10)."""
+        if (run.completed or not run.handover_delivered
+                or (run.scenario.transit_state and not run.transit_granted)):
+            return
+        run.completed = True
+        today = datetime.now(UTC).date().isoformat()
+        await self._days(1)
+        await self._send(AE, "transfer_completed", run, KZ,
+                         {"handed_over_on": today, "place": "Almaty International Airport"})
+        await self._send(AE, "transfer_execution_report", run, KZ, {
+            "event": "enforcement_continued", "occurred_on": today,
+            "term_imposed": {"years": 5}})
+
+    @staticmethod
+    def _other(run: TransferRun, authority: str) -> str:
+        s = run.scenario
+        return s.requested if authority == s.requester else s.requester
+
+    async def _send(self, sender: str, kind: str, run: TransferRun, recipient: str,
+                    body: dict[str, Any]) -> str:
+        return await self.sim.send(sender, kind, run.request_id, recipient, body,
+                                   treaty=TRANSFER_TREATY)
+
+    async def _days(self, n: float) -> None:
+        await asyncio.sleep(n * self.sim.seconds_per_day)
