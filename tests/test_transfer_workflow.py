@@ -191,7 +191,7 @@ async def test_information_requested_is_due_in_30_days_art_13_2(
     await time_env.sleep(timedelta(days=29))
     assert not (await wire.state()).overdue
     await time_env.sleep(timedelta(days=2))
-    assert (await wire.state()).overdue
+    assert (await wire.state_once(lambda s: s.overdue)).overdue
     report = await wire.send("transfer_execution_report", AE, {
         "event": "information", "occurred_on": (await wire.now()).date().isoformat(),
         "details": "Serving the sentence in Al Wathba."}, in_reply_to=ask)
