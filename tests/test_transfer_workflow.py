@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import Outbox
+from tests.conftest import Outbox, start_time_skipping
 from tests.transfer_factories import (
     AE,
     AE_MFA,
@@ -26,6 +27,7 @@ from tests.transfer_factories import (
     sentence,
 )
 from tests.transfer_factories import request_body as transfer_body
+from treatyflow.codec import PayloadKeys
 from treatyflow.constants import workflow_id
 from treatyflow.hub import Refusal, submit, transfer_state
 from treatyflow.schemas.messages import parse_inbound
@@ -115,6 +117,16 @@ async def events(outbox: Outbox, recipient: str, wanted: str) -> list[str]:
     while wanted not in outbox.events(recipient) and loop.time() < deadline:
         await asyncio.sleep(0.05)
     return outbox.events(recipient)
+
+
+@pytest_asyncio.fixture
+async def time_env(payload_keys: PayloadKeys) -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of this test's own. Sharing the session's, these tests saw
+    it stop skipping time now and then (about 1 run in 15, env.sleep timing out after the
+    previous test's transfer); a fresh server costs about a second."""
+    env = await start_time_skipping(payload_keys)
+    yield env
+    await env.shutdown()
 
 
 @pytest.fixture
