@@ -123,11 +123,10 @@ async def poison_probe(settings: Settings, timeout: float = 30) -> PoisonResult:
     ``x-death`` reason ``delivery_limit``. A throwaway broker user declares the queue (the
     hub's and the authorities' users may not declare anything) and is deleted afterwards."""
     password = secrets.token_urlsafe(16)
-    await asyncio.to_thread(stack.rabbitmqctl, settings, "add_user", PROBE_USER, password)
-    await asyncio.to_thread(stack.rabbitmqctl, settings, "set_permissions", "-p", c.VHOST,
-                            PROBE_USER, "^chaos\\.",
-                            "^(chaos\\..*|amq\\.default|treatyflow\\.dlx)$",
-                            "^chaos\\.")
+    await _ctl(settings, "delete_user", PROBE_USER, may_fail=True)  # a probe cut short
+    await _ctl(settings, "add_user", PROBE_USER, password)
+    await _ctl(settings, "set_permissions", "-p", c.VHOST, PROBE_USER, "^chaos\\.",
+               "^(chaos\\..*|amq\\.default|treatyflow\\.dlx)$", "^chaos\\.")
     name = f"chaos.poison-{uuid.uuid4().hex[:8]}"
     message_id = f"poison-{uuid.uuid4()}"
     started = time.monotonic()
@@ -154,12 +153,27 @@ async def poison_probe(settings: Settings, timeout: float = 30) -> PoisonResult:
             await queue.delete(if_unused=False, if_empty=False)
         reason = await _dead_letter_reason(settings, message_id, timeout)
     finally:
-        await asyncio.to_thread(stack.rabbitmqctl, settings, "delete_user", PROBE_USER)
+        await _ctl(settings, "delete_user", PROBE_USER, may_fail=True)
     if deliveries != c.DELIVERY_LIMIT + 1 or reason != "delivery_limit":
         raise ProbeFailed(f"poison message delivered {deliveries} times, dead-lettered with "
                           f"reason {reason!r}; expected {c.DELIVERY_LIMIT + 1} and "
                           "'delivery_limit'")
     return PoisonResult(deliveries, reason, time.monotonic() - started)
+
+
+async def _ctl(settings: Settings, *args: str, may_fail: bool = False,
+               timeout: float = 60) -> None:
+    """``rabbitmqctl`` until it succeeds: just after a broker restart it may not answer
+    yet, and a command that silently failed would make the probe fail for another
+    reason (a login refused)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done = await asyncio.to_thread(stack.rabbitmqctl, settings, *args)
+        if done.returncode == 0 or may_fail:
+            return
+        if time.monotonic() > deadline:
+            raise ProbeFailed(f"rabbitmqctl {args[0]} failed: {done.stderr.strip()[-300:]}")
+        await asyncio.sleep(1)
 
 
 def death_reason(headers: dict[str, Any]) -> str | None:
