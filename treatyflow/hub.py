@@ -155,15 +155,9 @@ async def _submit_request(
         problems = check_new_request(profile, message)
         if problems:
             raise Refusal("invalid_request", problems)
-        start = WithStartWorkflowOperation(
-            RequestForAssistance.run,
-            RequestInput(profile=profile, time_scale=time_scale),
-            id=wf_id,
-            task_queue=task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            static_summary=_summary(message),
-        )
+        start = _start(RequestForAssistance.run,
+                       RequestInput(profile=profile, time_scale=time_scale), wf_id, task_queue,
+                       _summary(message))
         starts.append(start)
         return await client.execute_update_with_start_workflow(
             RequestForAssistance.submit,
@@ -194,14 +188,12 @@ async def _submit_transfer(
         problems = check_new_transfer(profile, message, datetime.now(UTC))
         if problems:
             raise Refusal("invalid_request", problems)
-        start = WithStartWorkflowOperation(
+        start = _start(
             TransferOfConvictedPerson.run, TransferInput(profile=profile, time_scale=time_scale),
-            id=wf_id, task_queue=task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            static_summary=(f"{message.treaty_id} transfer {message.request_id}: "
-                            f"{message.body.sentencing_state} → {message.body.executing_state}, "
-                            f"{message.sender} → {message.recipient}"))
+            wf_id, task_queue,
+            f"{message.treaty_id} transfer {message.request_id}: "
+            f"{message.body.sentencing_state} → {message.body.executing_state}, "
+            f"{message.sender} → {message.recipient}")
         starts.append(start)
         return await client.execute_update_with_start_workflow(
             TransferOfConvictedPerson.submit, submission, start_workflow_operation=start,
@@ -218,14 +210,11 @@ async def _submit_transfer(
         problems = check_transit_request(profile, transfer, message)
         if problems:
             raise Refusal("invalid_request", problems)
-        transit_start = WithStartWorkflowOperation(
+        transit_start = _start(
             TransitOfConvictedPerson.run, TransitInput(profile=profile, transfer=transfer),
-            id=wf_id, task_queue=task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            static_summary=(f"{message.treaty_id} transit {message.request_id} through "
-                            f"{message.body.transit_state} for transfer "
-                            f"{message.body.transfer_request_id}"))
+            wf_id, task_queue,
+            f"{message.treaty_id} transit {message.request_id} through "
+            f"{message.body.transit_state} for transfer {message.body.transfer_request_id}")
         starts.append(transit_start)
         return await client.execute_update_with_start_workflow(
             TransitOfConvictedPerson.submit, submission, start_workflow_operation=transit_start,
@@ -237,6 +226,18 @@ async def _submit_transfer(
     handle = client.get_workflow_handle_for(TransferOfConvictedPerson.run, wf_id)
     return await handle.execute_update(TransferOfConvictedPerson.submit, submission,
                                        id=message.message_id)
+
+
+def _start(run: Any, arg: Any, wf_id: str, task_queue: str,
+           summary: str) -> WithStartWorkflowOperation[Any, Any]:
+    """The start of a procedure's workflow with its first message: one run per request id
+    whatever the procedure (an open one is reused; a closed one is never started again)."""
+    return WithStartWorkflowOperation(
+        run, arg, id=wf_id, task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        static_summary=summary,
+    )
 
 
 def _refused_by_validator(err: WorkflowUpdateFailedError) -> Exception:
