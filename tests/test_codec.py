@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from aiohttp.test_utils import TestClient, TestServer
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
@@ -106,6 +107,50 @@ async def test_rotation_old_key_still_decrypts_new_key_encrypts() -> None:
         b"before rotation", b"after rotation"]
     with pytest.raises(PayloadDecodeError, match="k-next"):
         await EncryptionCodec(old).decode([after])  # a process left on the old keys
+
+
+async def test_large_payloads_are_compressed_before_sealing() -> None:
+    """A request's profile-sized input is stored at a fraction of its size (issue 4)."""
+    keys = generate_keys()
+    converter = data_converter(keys)
+    request = _request()
+    profile_sized = request.model_copy(update={"body": request.body.model_copy(
+        update={"facts": FACTS * 40})})
+    [small, large] = await converter.encode([request.model_copy(
+        update={"body": request.body.model_copy(update={"facts": "x" * 10})}), profile_sized])
+    assert large.metadata["compression"] == b"zlib"
+    assert len(large.data) < len(profile_sized.model_dump_json()) / 4
+    assert b"Karatau" not in large.SerializeToString()
+    assert [m for m in await converter.decode([small, large], [RequestMessage] * 2)] == [
+        request.model_copy(update={"body": request.body.model_copy(update={"facts": "x" * 10})}),
+        profile_sized]
+
+
+async def test_payloads_sealed_before_compression_still_open() -> None:
+    """Histories written before payloads were compressed keep decrypting."""
+    keys = generate_keys()
+    plain = Payload(metadata={"encoding": b"json/plain"}, data=b'"' + b"a" * 2000 + b'"')
+    nonce = b"\x07" * 12
+    cipher = AESGCM(keys.key(keys.current))
+    old = Payload(metadata={"encoding": b"binary/encrypted",
+                            "encryption-key-id": keys.current.encode()},
+                  data=nonce + cipher.encrypt(nonce, plain.SerializeToString(),
+                                              keys.current.encode()))
+    assert await EncryptionCodec(keys).decode([old]) == [plain]
+
+
+async def test_the_compression_flag_is_authenticated() -> None:
+    codec = EncryptionCodec(generate_keys())
+    big = Payload(metadata={"encoding": b"json/plain"}, data=b'"' + b"b" * 4000 + b'"')
+    [sealed] = await codec.encode([big])
+    assert sealed.metadata["compression"] == b"zlib"
+    stripped = Payload(metadata={k: v for k, v in sealed.metadata.items()
+                                 if k != "compression"}, data=sealed.data)
+    with pytest.raises(PayloadDecodeError, match="failed authentication"):
+        await codec.decode([stripped])
+    unknown = Payload(metadata={**sealed.metadata, "compression": b"brotli"}, data=sealed.data)
+    with pytest.raises(PayloadDecodeError, match="brotli"):
+        await codec.decode([unknown])
 
 
 async def test_payloads_recorded_before_encryption_pass_through() -> None:

@@ -21,7 +21,8 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Sequence
+import zlib
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,12 @@ from treatyflow.settings import Settings
 KEYS_FILE = "payload-keys.json"
 ENCODING = b"binary/encrypted"
 KEY_ID_HEADER = "encryption-key-id"
+COMPRESSION_HEADER = "compression"
+ZLIB = b"zlib"
+# Smaller payloads are not worth compressing (a notice's ids, an empty answer); larger
+# ones (a workflow input carrying its treaty profile) shrink to about a quarter, which is
+# fewer bytes for Temporal to write into every history event that carries them (issue 4).
+COMPRESS_FROM_BYTES = 512
 KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12  # fresh and random for every payload (AES-GCM's standard nonce)
 TAG_BYTES = 16  # AES-GCM's authentication tag
@@ -212,11 +219,17 @@ class EncryptionCodec(PayloadCodec):
         return [self.decrypt(p) for p in payloads]
 
     def encrypt(self, payload: Payload) -> Payload:
+        """Seal one payload; one of ``COMPRESS_FROM_BYTES`` or more is zlib-compressed
+        first, and that choice is bound into the authentication tag with the key id."""
         nonce = os.urandom(NONCE_BYTES)
         key_id = self._current.encode()
-        sealed = self._ciphers[self._current].encrypt(nonce, payload.SerializeToString(), key_id)
-        return Payload(metadata={"encoding": ENCODING, KEY_ID_HEADER: key_id},
-                       data=nonce + sealed)
+        plain = payload.SerializeToString()
+        metadata = {"encoding": ENCODING, KEY_ID_HEADER: key_id}
+        if len(plain) >= COMPRESS_FROM_BYTES:
+            plain = zlib.compress(plain, 6)
+            metadata[COMPRESSION_HEADER] = ZLIB
+        sealed = self._ciphers[self._current].encrypt(nonce, plain, _associated(metadata))
+        return Payload(metadata=metadata, data=nonce + sealed)
 
     def decrypt(self, payload: Payload) -> Payload:
         if payload.metadata.get("encoding") != ENCODING:
@@ -232,14 +245,29 @@ class EncryptionCodec(PayloadCodec):
             raise PayloadDecodeError(
                 f"payload under key id {key_id!r} is {len(payload.data)} bytes, shorter than "
                 "a nonce and an authentication tag: it was cut or is not ciphertext")
+        compression = payload.metadata.get(COMPRESSION_HEADER)
+        if compression not in (None, ZLIB):
+            raise PayloadDecodeError(
+                f"payload under key id {key_id!r} names compression {compression!r}; only "
+                f"{ZLIB.decode()} is known")
         nonce, sealed = payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:]
         try:
-            plain = cipher.decrypt(nonce, sealed, key_id.encode())
+            plain = cipher.decrypt(nonce, sealed, _associated(payload.metadata))
         except InvalidTag:
             raise PayloadDecodeError(
                 f"payload under key id {key_id!r} failed authentication: it was altered, "
                 "or encrypted with another key of the same id") from None
+        if compression == ZLIB:
+            plain = zlib.decompress(plain)
         return Payload.FromString(plain)
+
+
+def _associated(metadata: Mapping[str, bytes]) -> bytes:
+    """What the tag authenticates besides the ciphertext: the key id, and the compression
+    when there is one (payloads sealed before compression existed bound the key id only)."""
+    key_id = metadata[KEY_ID_HEADER]
+    compression = metadata.get(COMPRESSION_HEADER)
+    return key_id if compression is None else key_id + b";" + compression
 
 
 def decrypted_history(history: WorkflowHistory, codec: EncryptionCodec) -> WorkflowHistory:

@@ -82,11 +82,18 @@ OPEN_CLAUSE = f"ExecutionStatus = 'Running' AND {c.SA_STATUS} != '{Status.EXECUT
 OPEN_QUERY = f"WorkflowType = 'RequestForAssistance' AND {OPEN_CLAUSE}"
 
 
-async def watch_requests(client: Client, interval: float = 5.0) -> None:
-    """Keep the open-request gauges current from Temporal visibility (codes only)."""
+async def watch_requests(client: Client, interval: float = 5.0, *,
+                         max_share: float = 0.05) -> None:
+    """Keep the open-request gauges current from Temporal visibility (codes only).
+
+    Each count is a scan of the visibility store, longer the more requests there are;
+    the pause after a round grows so that counting takes at most ``max_share`` of the
+    time (with 50,000 open requests on the dev server's SQLite, a round takes seconds)."""
     log = logs.get("treatyflow.metrics")
     base = OPEN_QUERY
+    loop = asyncio.get_running_loop()
     while True:
+        started = loop.time()
         try:
             for state in OPEN_STATES:
                 counted = await client.count_workflows(f"{base} AND {c.SA_STATUS} = '{state}'")
@@ -95,7 +102,8 @@ async def watch_requests(client: Client, interval: float = 5.0) -> None:
             OVERDUE_REQUESTS.set(counted.count)
         except Exception as err:  # noqa: BLE001 - Temporal away: keep the last figures
             log.warning("could not count open requests", error=str(err))
-        await asyncio.sleep(interval)
+        took = loop.time() - started
+        await asyncio.sleep(max(interval, took / max_share - took))
 
 
 @contextlib.asynccontextmanager

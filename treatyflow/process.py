@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
 from treatyflow import logs
+from treatyflow.schemas import treaty
 from treatyflow.settings import Settings
 
 
@@ -26,10 +27,11 @@ def finish(code: int) -> NoReturn:
 
 
 def serve(run: Callable[[Settings, asyncio.Event], Awaitable[None]]) -> None:
-    """Run a long-lived process until SIGTERM or SIGINT: settings loaded once, logging set;
-    exits through ``finish``."""
+    """Run a long-lived process until SIGTERM or SIGINT: settings loaded once, logging set,
+    the treaty profiles chosen; exits through ``finish``."""
     settings = Settings.from_env()
     logs.configure(settings.log_level)
+    treaty.use_folder(settings.treaties_dir)
 
     async def _main() -> None:
         stop = asyncio.Event()

@@ -43,6 +43,9 @@ class Settings:
     gateway_metrics_port: int = 9464
     worker_metrics_port: int = 9465
     sdk_metrics_port: int = 9466
+    # A folder of further treaty profiles (``<id>.json``) read beside the shipped ones:
+    # a treaty, or more authorities, without a release. None: the shipped profiles only.
+    treaties_dir: Path | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -68,6 +71,8 @@ class Settings:
             worker_metrics_port=int(
                 env.get("TREATYFLOW_WORKER_METRICS_PORT", base.worker_metrics_port)),
             sdk_metrics_port=int(env.get("TREATYFLOW_SDK_METRICS_PORT", base.sdk_metrics_port)),
+            treaties_dir=(Path(env["TREATYFLOW_TREATIES_DIR"]).resolve()
+                          if env.get("TREATYFLOW_TREATIES_DIR") else None),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -90,6 +95,7 @@ class Settings:
             "TREATYFLOW_GATEWAY_METRICS_PORT": str(self.gateway_metrics_port),
             "TREATYFLOW_WORKER_METRICS_PORT": str(self.worker_metrics_port),
             "TREATYFLOW_SDK_METRICS_PORT": str(self.sdk_metrics_port),
+            "TREATYFLOW_TREATIES_DIR": str(self.treaties_dir or ""),
         }
 
     def with_(self, **changes: object) -> Settings:

@@ -17,7 +17,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from treatyflow.bench.floor import STEPS, FloorLifecycle, FloorStart, FloorStep
 from treatyflow.schemas.messages import NoticeMessage, OutboundMessage
 from treatyflow.settings import Settings
 from treatyflow.workers import stack
-from treatyflow.workers.simulator import Simulation, request_content
+from treatyflow.workers.simulator import TREATY, Simulation, request_content
 
 # Requesting → requested authority, across parties, taken in turn.
 PAIRS = (("KZ-GPO", "RU-MIA"), ("CN-MPS", "KZ-NSC"), ("RU-GPO", "KZ-GPO"),
@@ -131,18 +131,42 @@ async def floor_phase(client: Client, task_queue: str, n: int, concurrency: int)
 # --- treatyflow -----------------------------------------------------------------------
 
 
+class EventCount:
+    """Counts one kind of notice as it reaches the inboxes; ``wait_for(k)`` returns the
+    moment (``time.perf_counter``) the k-th arrived."""
+
+    def __init__(self, event: str, prefix: str) -> None:
+        self.event, self.prefix = event, prefix
+        self.times: list[float] = []
+        self._changed = asyncio.Event()
+
+    def add(self, at: float) -> None:
+        self.times.append(at)
+        self._changed.set()
+
+    async def wait_for(self, k: int, timeout: float = 120) -> float:
+        async with asyncio.timeout(timeout):
+            while len(self.times) < k:
+                self._changed.clear()
+                await self._changed.wait()
+        return self.times[k - 1]
+
+
 class Authorities:
     """Simulated authorities that run bench lifecycles and time what reaches their inboxes."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, pairs: Sequence[tuple[str, str]] = PAIRS,
+                 treaty: str = TREATY) -> None:
         self.sim = Simulation(settings, settings.seconds_per_day)
+        self.pairs, self.treaty = tuple(pairs), treaty
         self._waiting: dict[tuple[str, str], asyncio.Future[float]] = {}
+        self._counts: list[EventCount] = []
         self.sim.listeners.append(self._arrived)
         self.run = uuid.uuid4().hex[:6].upper()
         self._numbers = itertools.count()
 
     async def __aenter__(self) -> Authorities:
-        await self.sim.connect({a for pair in PAIRS for a in pair})
+        await self.sim.connect({a for pair in self.pairs for a in pair})
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -150,30 +174,55 @@ class Authorities:
 
     def _arrived(self, authority: str, message: OutboundMessage) -> None:
         if isinstance(message, NoticeMessage):
+            now = time.perf_counter()
             waiter = self._waiting.pop((message.request_id, message.body.event), None)
             if waiter is not None and not waiter.done():
-                waiter.set_result(time.perf_counter())
+                waiter.set_result(now)
+            for count in self._counts:
+                if (message.body.event == count.event
+                        and message.request_id.startswith(count.prefix)):
+                    count.add(now)
 
     def _expect(self, request_id: str, event: str) -> asyncio.Future[float]:
         waiter = asyncio.get_running_loop().create_future()
         self._waiting[(request_id, event)] = waiter
         return waiter
 
+    def count_events(self, event: str, prefix: str) -> EventCount:
+        """Count the ``event`` notices of requests whose id starts with ``prefix``."""
+        count = EventCount(event, prefix)
+        self._counts.append(count)
+        return count
+
+    def _next(self) -> tuple[str, str, str]:
+        number = next(self._numbers)
+        requester, requested = self.pairs[number % len(self.pairs)]
+        return f"BENCH-{self.run}-{number:06d}", requester, requested
+
+    async def open_request(self, timeout: float = 300) -> str:
+        """One request sent and delivered to both sides, then left waiting for its receipt."""
+        rid, requester, requested = self._next()
+        notices = [self._expect(rid, "request_delivered"), self._expect(rid, "request_accepted")]
+        await self.sim.send(requester, "request", rid, requested, request_content(),
+                            treaty=self.treaty)
+        await asyncio.wait_for(asyncio.gather(*notices), timeout)
+        return rid
+
     async def lifecycle(self, timeout: float = 120) -> list[float]:
         """One request from sending to execution; the publish-to-notice latencies (ms)."""
-        number = next(self._numbers)
-        requester, requested = PAIRS[number % len(PAIRS)]
-        rid = f"BENCH-{self.run}-{number:06d}"
+        rid, requester, requested = self._next()
         delivered = self._expect(rid, "request_delivered")
         received = self._expect(rid, "received")
         executed = self._expect(rid, "executed")
         sent = time.perf_counter()
-        await self.sim.send(requester, "request", rid, requested, request_content())
+        await self.sim.send(requester, "request", rid, requested, request_content(),
+                            treaty=self.treaty)
         first = await asyncio.wait_for(delivered, timeout) - sent
-        await self.sim.send(requested, "receipt", rid, requester, {})
+        await self.sim.send(requested, "receipt", rid, requester, {}, treaty=self.treaty)
         await asyncio.wait_for(received, timeout)
         sent = time.perf_counter()
-        await self.sim.send(requested, "execution_report", rid, requester, REPORT)
+        await self.sim.send(requested, "execution_report", rid, requester, REPORT,
+                            treaty=self.treaty)
         last = await asyncio.wait_for(executed, timeout) - sent
         return [first * 1000, last * 1000]
 
@@ -253,11 +302,19 @@ class CpuMeter:
 
 
 def rss_mb(settings: Settings, name: str) -> float | None:
-    """Resident memory of one of the stack's processes, in MiB."""
+    """Resident memory of one of the stack's components, in MiB: its whole process group
+    (RabbitMQ's Erlang VM runs under a wrapper, the Temporal server is one process)."""
     pid = stack._alive(stack.Paths(settings.state_dir).pid(name))
     if pid is None:
         return None
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return None
+    total = 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            stat = (status.parent / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(stat[2]) != pid:
+                continue
+            lines = status.read_text().splitlines()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        total += next((int(line.split()[1]) for line in lines if line.startswith("VmRSS:")), 0)
+    return round(total / 1024, 1)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from treatyflow import logs
+from treatyflow.bench import scale
 from treatyflow.bench.harness import (
     MESSAGES_PER_LIFECYCLE,
     Authorities,
@@ -44,9 +45,9 @@ LOADS = (0.25, 0.5, 0.75, 1.0)  # offered load, as a share of the measured maxim
 FLOOR_QUEUE = "bench-floor"
 
 
-def bench_settings(base: Settings) -> Settings:
+def bench_settings(base: Settings, name: str = "bench") -> Settings:
     """A fresh stack for this run: its own state folder and free ports, real time."""
-    state = base.state_dir / "bench"
+    state = base.state_dir / name
     if state.exists():
         stack.down(base.with_(state_dir=state))
         shutil.rmtree(state)
@@ -56,9 +57,11 @@ def bench_settings(base: Settings) -> Settings:
 
 async def measure(settings: Settings, lifecycles: int, concurrency: int,
                   say: Callable[[str], None] = print, *, loads: tuple[float, ...] = LOADS,
-                  seconds_per_load: float = 15.0, least_per_load: int = 20) -> dict[str, Any]:
+                  seconds_per_load: float = 15.0, least_per_load: int = 20,
+                  open_requests: int = 0, storm: int = 0) -> dict[str, Any]:
     """Every phase against a running stack; the figures as one dict. ``loads`` are shares
-    of the measured maximum and must include 0.5 (the latency figures)."""
+    of the measured maximum and must include 0.5 (the latency figures); then, if asked,
+    ``open_requests`` left open and a ``storm`` of deadlines falling due together."""
     def note(text: str) -> None:
         say(f"[bench] {text}")
 
@@ -85,6 +88,22 @@ async def measure(settings: Settings, lifecycles: int, concurrency: int,
             offered.append(await offered_phase(authorities, rate, n))
             note(f"offered {rate:.1f}/s: achieved {offered[-1].lifecycles_per_s:.1f}/s, "
                  f"p99 {offered[-1].percentile(99):.0f} ms")
+        at_scale: dict[str, Any] = {"rss_mb_50k_open": None}
+        if open_requests:
+            at_scale |= await scale.open_phase(authorities, open_requests, 4 * concurrency,
+                                               note)
+            at_scale |= {"rss_mb_open": scale.memory(settings),
+                         "database_mb_open": scale.database_mb(settings),
+                         "idle_cores_open": await scale.idle_cost(settings)}
+            at_scale["rss_mb_50k_open"] = at_scale["rss_mb_open"]["worker"]
+            note(f"{open_requests} requests open: RSS {at_scale['rss_mb_open']} MiB, "
+                 f"database {at_scale['database_mb_open']} MiB, idle cores "
+                 f"{_cores(at_scale['idle_cores_open'])}")
+        if storm:
+            at_scale |= await scale.storm_phase(client, authorities, storm, 4 * concurrency,
+                                                note, settings)
+            note(f"storm of {storm} deadlines: every overdue notice delivered in "
+                 f"{at_scale['storm_seconds']} s ({at_scale['storm_deadlines_per_s']}/s)")
     half = offered[loads.index(0.5)]
     return {
         "ratio_vs_floor": round(ours.lifecycles_per_s / floor.lifecycles_per_s, 3),
@@ -100,9 +119,7 @@ async def measure(settings: Settings, lifecycles: int, concurrency: int,
         "cpu_cores_treatyflow": ours.cpu_cores,
         "rss_mb_worker": memory["worker"],
         "rss_mb_gateway": memory["gateway"],
-        # Not measured by this version of the harness (issue 4): the 50,000-open-requests
-        # scale, the 10,000-deadline storm and the 3,000-authority registry.
-        "rss_mb_50k_open": None,
+        **at_scale,
         "lifecycles": lifecycles,
         "concurrency": concurrency,
         "messages_per_lifecycle": MESSAGES_PER_LIFECYCLE,
@@ -147,6 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lifecycles", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    parser.add_argument("--open", type=int, default=50_000,
+                        help="requests left open for the scale figures (0: skip)")
+    parser.add_argument("--storm", type=int, default=10_000,
+                        help="deadlines falling due together (0: skip)")
+    parser.add_argument("--registry", type=int, default=3_000,
+                        help="authorities in the registry stack (0: skip)")
     args = parser.parse_args(argv)
     logs.configure("warning")
     settings = bench_settings(Settings.from_env())
@@ -158,9 +181,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     startup = time.perf_counter() - started
     try:
-        figures = asyncio.run(measure(settings, args.lifecycles, args.concurrency))
+        figures = asyncio.run(measure(settings, args.lifecycles, args.concurrency,
+                                      open_requests=args.open, storm=args.storm))
     finally:
         stack.down(settings)
+    if args.registry:
+        registry = bench_settings(settings.with_(state_dir=settings.state_dir.parent),
+                                  "bench-registry")
+        figures |= scale.registry_phase(registry, args.registry, args.lifecycles,
+                                        args.concurrency, lambda text: print(f"[bench] {text}"))
+        figures["registry_ratio_vs_base"] = round(
+            figures["registry_lifecycles_per_s"] / figures["lifecycles_per_s"], 3)
     figures |= {
         "stack_startup_s": round(startup, 1),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),

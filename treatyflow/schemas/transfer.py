@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import date, timedelta
 from enum import StrEnum
 from functools import cache
-from importlib import resources
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
@@ -23,7 +22,7 @@ from treatyflow.schemas.envelope import (
     ShortText,
     Text,
 )
-from treatyflow.schemas.treaty import AUTHORITY_ID_PATTERN, load_header
+from treatyflow.schemas.treaty import AUTHORITY_ID_PATTERN, load_header, profile_text
 
 PROCEDURE = "transfer-of-convicted-person"
 
@@ -274,12 +273,8 @@ class TransferProfile(BaseModel):
 
 @cache
 def load_transfer_profile(treaty_id: str) -> TransferProfile:
-    """The transfer profile shipped in ``treatyflow/schemas/treaties/<treaty_id>.json``."""
-    name = f"{treaty_id}.json"
-    folder = resources.files("treatyflow.schemas") / "treaties"
-    if not treaty_id.replace("-", "").isalnum() or not (folder / name).is_file():
-        raise KeyError(f"unknown treaty {treaty_id!r}")
-    text = (folder / name).read_text(encoding="utf-8")
+    """The transfer profile of ``<treaty_id>.json`` (``treaty.profile_text``)."""
+    text = profile_text(treaty_id)
     if load_header(treaty_id).procedure != PROCEDURE:
         raise KeyError(f"treaty {treaty_id!r} is not a {PROCEDURE} treaty")
     return TransferProfile.model_validate_json(text)

@@ -1,6 +1,7 @@
 """Treaty profiles: the parties, their competent authorities and the procedure's rules, as data.
 
-A new treaty of the same procedure type needs a profile file in ``treaties/``, not code.
+A new treaty of the same procedure type needs a profile file in ``treaties/``, not code;
+or, without a release, in the folder ``TREATYFLOW_TREATIES_DIR`` names (``use_folder``).
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from datetime import date
 from enum import StrEnum
 from functools import cache
 from importlib import resources
+from importlib.abc import Traversable
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -116,18 +119,40 @@ class ProfileHeader(BaseModel):
     authorities: tuple[Authority, ...]
 
 
-def _profile_text(treaty_id: str) -> str:
+_folders: list[Traversable] = [resources.files("treatyflow.schemas") / "treaties"]
+
+
+def use_folder(folder: Path | None) -> None:
+    """Read profiles from ``folder`` too (``Settings.treaties_dir``), once per process
+    before any profile is read; ``None`` leaves the shipped profiles only. A profile there
+    may not reuse a shipped treaty's id."""
+    del _folders[1:]
+    if folder is not None:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"TREATYFLOW_TREATIES_DIR {folder} is not a folder")
+        clash = {p.name for p in folder.glob("*.json")} & {
+            p.name for p in _folders[0].iterdir()}
+        if clash:
+            raise ValueError(f"{folder} has profiles of shipped treaties: {sorted(clash)}")
+        _folders.append(folder)
+    for cached in (load_header, load_profile, all_authorities):
+        cached.cache_clear()
+
+
+def profile_text(treaty_id: str) -> str:
+    """The JSON of ``<treaty_id>.json``, shipped or from the extra folder (KeyError if none)."""
     name = f"{treaty_id}.json"
-    folder = resources.files("treatyflow.schemas") / "treaties"
-    if not treaty_id.replace("-", "").isalnum() or not (folder / name).is_file():
-        raise KeyError(f"unknown treaty {treaty_id!r}")
-    return (folder / name).read_text(encoding="utf-8")
+    if treaty_id.replace("-", "").isalnum():
+        for folder in _folders:
+            if (folder / name).is_file():
+                return (folder / name).read_text(encoding="utf-8")
+    raise KeyError(f"unknown treaty {treaty_id!r}")
 
 
 @cache
 def load_header(treaty_id: str) -> ProfileHeader:
     """The header of the profile shipped in ``treaties/<treaty_id>.json`` (any procedure)."""
-    return ProfileHeader.model_validate_json(_profile_text(treaty_id))
+    return ProfileHeader.model_validate_json(profile_text(treaty_id))
 
 
 @cache
@@ -136,15 +161,15 @@ def load_profile(treaty_id: str) -> TreatyProfile:
     profile of another procedure is a KeyError here (load it with its own model)."""
     if load_header(treaty_id).procedure != PROCEDURE:
         raise KeyError(f"treaty {treaty_id!r} is not a {PROCEDURE} treaty")
-    return TreatyProfile.model_validate_json(_profile_text(treaty_id))
+    return TreatyProfile.model_validate_json(profile_text(treaty_id))
 
 
 def known_treaties() -> list[str]:
-    folder = resources.files("treatyflow.schemas") / "treaties"
-    names = (p.name for p in folder.iterdir())
+    names = (p.name for folder in _folders for p in folder.iterdir())
     return sorted(n.removesuffix(".json") for n in names if n.endswith(".json"))
 
 
+@cache
 def all_authorities() -> dict[str, Authority]:
     """Every authority of every shipped treaty, by id (the broker's user registry)."""
     found: dict[str, Authority] = {}

@@ -34,7 +34,7 @@ from treatyflow.metrics import OPEN_CLAUSE
 from treatyflow.process import finish
 from treatyflow.schemas.messages import INBOUND
 from treatyflow.schemas.transfer import PROCEDURE as TRANSFER_PROCEDURE
-from treatyflow.schemas.treaty import load_header
+from treatyflow.schemas.treaty import load_header, use_folder
 from treatyflow.settings import Settings
 from treatyflow.temporal import connect
 from treatyflow.topology import read_passwords
@@ -360,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     kv.add_argument("key_id")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
+    use_folder(settings.treaties_dir)
     console = Console()
     if args.command == "keys":
         args.owner = getattr(args, "owner", None)

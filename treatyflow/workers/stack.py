@@ -29,6 +29,7 @@ from treatyflow.codec import PayloadKeyError, rotate_keys
 from treatyflow.codec import load_or_create_keys as load_or_create_payload_keys
 from treatyflow.keys import load_or_create_keys
 from treatyflow.process import finish
+from treatyflow.schemas import treaty
 from treatyflow.settings import Settings
 from treatyflow.topology import definitions, load_or_create_passwords
 
@@ -367,6 +368,10 @@ def up(settings: Settings) -> None:
     """Start whatever part of the stack is not running yet."""
     paths = Paths(settings.state_dir)
     paths.run.mkdir(parents=True, exist_ok=True)
+    try:
+        treaty.use_folder(settings.treaties_dir)  # the registry the broker and keys serve
+    except (OSError, ValueError) as err:
+        raise StackError(str(err)) from err
     load_or_create_keys(settings.secrets_dir)  # a state folder from before signing gets keys
     try:
         # Before any process starts, so that none of them races to generate a key.

@@ -1,0 +1,202 @@
+"""The scale phases of ``make bench`` (issue 4): what one machine carries.
+
+- open requests: N requests published through RabbitMQ and the gateway, each delivered and
+  then waiting for its receipt (real treaty time: nothing falls due); then the resident
+  memory of the worker, the gateway, Temporal and RabbitMQ, the database's size, and what
+  the idle stack costs with them open;
+- a deadline storm: N more requests whose art. 6.1 execution deadline (30 days from
+  receipt) falls due at one instant; the time until every "overdue" notice is in both
+  parties' inboxes;
+- a registry of many authorities (``registry_phase``): a second stack whose broker,
+  key registry and gateway serve that many authorities (Europol's SIENA connects about
+  3,000), its start-up time and its throughput.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.common import WorkflowIDReusePolicy
+
+from treatyflow import constants as c
+from treatyflow.bench.harness import Authorities, CpuMeter, rss_mb, treatyflow_phase
+from treatyflow.schemas.messages import INBOUND, ReceiptMessage, RequestMessage
+from treatyflow.schemas.treaty import load_profile, use_folder
+from treatyflow.settings import Settings
+from treatyflow.workers import stack
+from treatyflow.workers.simulator import TREATY, request_content
+from treatyflow.workflows import lifecycle
+from treatyflow.workflows.contract import RequestInput
+from treatyflow.workflows.request import RequestForAssistance
+
+Say = Callable[[str], None]
+
+
+def database_mb(settings: Settings) -> float:
+    """The Temporal dev server's SQLite file with its write-ahead log, in MiB."""
+    db = stack.Paths(settings.state_dir).temporal_db
+    files = [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
+    return round(sum(f.stat().st_size for f in files if f.exists()) / 2**20, 1)
+
+
+def memory(settings: Settings) -> dict[str, float | None]:
+    """Resident memory (MiB) of each long-running part of the stack."""
+    return {name: rss_mb(settings, name) for name in ("worker", "gateway", "temporal",
+                                                      "rabbitmq")}
+
+
+async def open_phase(authorities: Authorities, n: int, concurrency: int,
+                     say: Say) -> dict[str, Any]:
+    """``n`` requests sent and delivered, left waiting for their receipt."""
+    done = 0
+    started = time.perf_counter()
+
+    async def one(_: int) -> None:
+        nonlocal done
+        await authorities.open_request()
+        done += 1
+        if done % 5000 == 0:
+            say(f"{done} requests open ({done / (time.perf_counter() - started):.0f}/s)")
+
+    gate = asyncio.Semaphore(concurrency)
+
+    async def gated(i: int) -> None:
+        async with gate:
+            await one(i)
+
+    await asyncio.gather(*(gated(i) for i in range(n)))
+    seconds = time.perf_counter() - started
+    return {"open_requests": n, "open_seconds": round(seconds, 1),
+            "open_per_s": round(n / seconds, 1)}
+
+
+async def idle_cost(settings: Settings, seconds: float = 20.0) -> dict[str, float]:
+    """Cores each component uses while the open requests just wait."""
+    with CpuMeter(settings) as cpu:
+        await asyncio.sleep(seconds)
+    return cpu.cores
+
+
+def storm_input(profile_id: str, run: str, i: int, pair: tuple[str, str],
+                due: datetime) -> tuple[str, RequestInput]:
+    """A request received 30 treaty days before ``due`` and not executed since: its state
+    as a continue-as-new would carry it, built by the lifecycle's own rules, with the
+    reminders already sent so that only the deadline remains."""
+    profile = load_profile(profile_id)
+    requester, requested = pair
+    rid = f"STORM-{run}-{i:06d}"
+    received = due - timedelta(days=profile.deadlines.execution_days)
+
+    def envelope(kind: str, sender: str, recipient: str, body: dict[str, Any]) -> Any:
+        return INBOUND.validate_python({
+            "schema_version": "1", "message_id": str(uuid.uuid4()), "kind": kind,
+            "request_id": rid, "treaty_id": profile_id, "sender": sender,
+            "recipient": recipient, "sent_at": received, "body": body})
+
+    request = envelope("request", requester, requested, request_content())
+    assert isinstance(request, RequestMessage)
+    opened = lifecycle.open_request(profile, request, received)
+    receipt = envelope("receipt", requested, requester, {})
+    assert isinstance(receipt, ReceiptMessage)
+    state = lifecycle.apply(opened.state, profile, receipt, received).state
+    state.reminders_done = list(profile.deadlines.reminder_days_before)
+    assert state.deadline == due, (state.deadline, due)
+    return rid, RequestInput(profile=profile, state=state,
+                             digests={m: "seeded" for m in state.applied})
+
+
+async def storm_phase(client: Client, authorities: Authorities, n: int, concurrency: int,
+                      say: Say, settings: Settings, treaty: str = TREATY) -> dict[str, Any]:
+    """``n`` execution deadlines that fall due at one instant; how long until every one
+    has been noticed and both parties hold its "overdue" notice."""
+    run = uuid.uuid4().hex[:6].upper()
+    # Seeding runs at a few hundred starts a second; leave time for it before the instant.
+    due = (datetime.now(UTC) + timedelta(seconds=30 + n / 50)).replace(microsecond=0)
+    pairs = authorities.pairs
+    arrived = authorities.count_events("overdue", prefix=f"STORM-{run}-")
+    gate = asyncio.Semaphore(concurrency)
+
+    async def seed(i: int) -> None:
+        rid, start = storm_input(treaty, run, i, pairs[i % len(pairs)], due)
+        async with gate:
+            await client.start_workflow(
+                RequestForAssistance.run, start, id=c.workflow_id(treaty, rid),
+                task_queue=c.TASK_QUEUE, id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                static_summary=f"bench storm {rid}")
+
+    seeding = time.perf_counter()
+    await asyncio.gather(*(seed(i) for i in range(n)))
+    seeded_s = time.perf_counter() - seeding
+    left = (due - datetime.now(UTC)).total_seconds()
+    say(f"{n} deadlines seeded in {seeded_s:.0f} s; they fall due in {left:.0f} s")
+    await asyncio.sleep(max(0.0, left))
+    started = time.perf_counter()
+    with CpuMeter(settings) as cpu:
+        first = await arrived.wait_for(1)
+        await arrived.wait_for(2 * n, timeout=max(600.0, n / 5))
+    seconds = time.perf_counter() - started
+    return {"storm_deadlines": n, "storm_seeded_s": round(seeded_s, 1),
+            "storm_seeded_late_s": round(max(0.0, -left), 1),
+            "storm_first_notice_s": round(first - started, 2),
+            "storm_seconds": round(seconds, 1),
+            "storm_deadlines_per_s": round(n / seconds, 1), "storm_cpu_cores": cpu.cores}
+
+
+REGISTRY_TREATY = "bench-registry"
+
+
+def write_registry(folder: Path, authorities: int, treaty_id: str = REGISTRY_TREATY,
+                   base: str = TREATY) -> list[tuple[str, str]]:
+    """A profile carrying ``authorities`` competent authorities spread over the parties
+    of ``base`` (its rules unchanged), written into ``folder``; six pairs across parties
+    for the throughput run."""
+    profile = load_profile(base)
+    parties = list(profile.parties)
+    made = [{"id": f"{parties[i % len(parties)]}-B{i:05d}", "state": parties[i % len(parties)],
+             "name": f"Bench authority {i} of {parties[i % len(parties)]}",
+             "source": "generated by make bench"} for i in range(authorities)]
+    copy = profile.model_copy(update={"id": treaty_id, "authorities": tuple(
+        type(profile.authorities[0]).model_validate(a) for a in made)})
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{treaty_id}.json").write_text(copy.model_dump_json(indent=1))
+    ids = [a["id"] for a in made]
+    step = len(ids) // 7
+    return [(ids[k * step], ids[k * step + 1 + (k % 5)]) for k in range(6)]
+
+
+def registry_phase(settings: Settings, n: int, lifecycles: int, concurrency: int,
+                   say: Say) -> dict[str, Any]:
+    """A fresh stack whose registry holds ``n`` more authorities: start-up time, memory and
+    throughput (``settings`` name a stack that is down; it is left down)."""
+    folder = settings.state_dir / "treaties"
+    pairs = write_registry(folder, n)
+    settings = settings.with_(treaties_dir=folder)
+    started = time.perf_counter()
+    stack.up(settings)
+    startup = time.perf_counter() - started
+    say(f"stack with {n} more authorities up in {startup:.1f} s")
+
+    async def throughput() -> float:
+        async with Authorities(settings, pairs=pairs, treaty=REGISTRY_TREATY) as authorities:
+            await treatyflow_phase(authorities, max(5, lifecycles // 20), concurrency)
+            return (await treatyflow_phase(authorities, lifecycles, concurrency)
+                    ).lifecycles_per_s
+
+    try:
+        per_s = asyncio.run(throughput())
+        figures = {"registry_authorities": n, "registry_stack_startup_s": round(startup, 1),
+                   "registry_lifecycles_per_s": round(per_s, 2),
+                   "registry_rss_mb": memory(settings)}
+        say(f"with {n} more authorities: {per_s:.1f} lifecycles/s; RSS "
+            f"{figures['registry_rss_mb']} MiB")
+    finally:
+        stack.down(settings)
+        use_folder(None)
+    return figures
