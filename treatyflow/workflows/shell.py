@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
@@ -63,8 +64,21 @@ SEARCH_KEYS: dict[str, SearchAttributeKey[Any]] = {
     c.SA_DOMESTIC_CASE: SA_DOMESTIC_CASE,
 }
 
-S = TypeVar("S", bound=BaseModel)
-S_co = TypeVar("S_co", bound=BaseModel, covariant=True)
+class LifecycleState(Protocol):
+    """What the shell reads of any lifecycle's state (a pydantic model)."""
+
+    @property
+    def request_id(self) -> str: ...
+
+    @property
+    def status(self) -> StrEnum: ...
+
+    @property
+    def applied(self) -> list[str]: ...
+
+
+S = TypeVar("S", bound=LifecycleState)
+S_co = TypeVar("S_co", bound=LifecycleState, covariant=True)
 A = TypeVar("A", bound=BaseModel)
 
 
@@ -154,10 +168,6 @@ class Shell(Generic[S, A]):
     def _apply_operator(self, state: S, action: OperatorAction, now: datetime) -> Stepped[S]:
         raise NotImplementedError
 
-    def _applied(self, state: S) -> list[str]:
-        applied: list[str] = getattr(state, "applied")  # noqa: B009 - every lifecycle has it
-        return applied
-
     # --- the run --------------------------------------------------------------------
 
     async def _opened(self) -> bool:
@@ -205,7 +215,7 @@ class Shell(Generic[S, A]):
         now = workflow.now()
         if self._state is None:
             transition = self._open(message, now)
-        elif message.message_id in self._applied(self._state):
+        elif message.message_id in self._state.applied:
             return self._with_digest(message.message_id, self._digests.get(message.message_id))
         else:
             # Deadlines that fell due before this message count first (a confirmation
@@ -215,15 +225,14 @@ class Shell(Generic[S, A]):
         self._step(transition)
         workflow.logger.info("message applied", extra={
             "message_id": message.message_id, "request_id": message.request_id,
-            "kind": message.kind, "status": str(getattr(transition.state, "status", ""))})
+            "kind": message.kind, "status": transition.state.status.value})
         # The hub's digest; histories recorded before it carried one compute it here.
         digest = self._digests[message.message_id] = (submission.digest
                                                       or message_digest(message))
         return self._with_digest(message.message_id, digest)
 
     def _with_digest(self, message_id: str, digest: str | None) -> A:
-        accepted = self._accepted(message_id)
-        return accepted.model_copy(update={"digest": digest})  # type: ignore[attr-defined]
+        return self._accepted(message_id).model_copy(update={"digest": digest})
 
     def _now_state(self) -> S:
         """The state with every deadline fallen due by now counted (for validators)."""
@@ -240,7 +249,7 @@ class Shell(Generic[S, A]):
             self._outbox.append(self._last_sent[action.party])
         workflow.logger.info("operator action", extra={
             "action": action.action, "operator": action.operator,
-            "request_id": getattr(self._require_state(), "request_id", None)})
+            "request_id": self._require_state().request_id})
         return self._accepted(f"operator:{action.action}")
 
     def _validate_operate(self, action: OperatorAction) -> None:
