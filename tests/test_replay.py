@@ -1,5 +1,6 @@
-"""Recorded histories from the demo replay against today's workflow code: a change that
-breaks determinism for requests already in flight fails here.
+"""Recorded histories (the demo's, and a transfer's with its transit) replay against
+today's workflow code: a change that breaks determinism for requests already in flight
+fails here.
 
 The recorded histories predate payload encryption: their payloads are plain JSON. They
 replay through the production converter, whose codec passes through payloads that are
@@ -25,6 +26,10 @@ from treatyflow.constants import workflow_id
 from treatyflow.hub import submit
 from treatyflow.temporal import data_converter, workflow_runner
 from treatyflow.workflows.request import RequestForAssistance
+from treatyflow.workflows.transfer_workflow import (
+    TransferOfConvictedPerson,
+    TransitOfConvictedPerson,
+)
 
 KZ, RU = "KZ-GPO", "RU-MIA"
 REPORT = {"extent": "full", "summary": "Statements attached.", "confidentiality": "restricted"}
@@ -32,7 +37,8 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 
 def replayer(keys: PayloadKeys) -> Replayer:
-    return Replayer(workflows=[RequestForAssistance], data_converter=data_converter(keys),
+    return Replayer(workflows=[RequestForAssistance, TransferOfConvictedPerson,
+                               TransitOfConvictedPerson], data_converter=data_converter(keys),
                     workflow_runner=workflow_runner())
 
 
@@ -41,6 +47,9 @@ def test_histories_cover_every_demo_outcome() -> None:
     assert {"executed", "refused", "lapsed-oral-never-confirmed", "withdrawn",
             "forwarded-then-executed", "overdue-no-answer-in-30-days",
             "results-transferred-with-consent"} <= names
+    # KZ–UAE 2018 (scripts/record_transfer_histories.py): a transfer granted, handed over
+    # on a route needing a transit permit (art. 16) and served; and that transit.
+    assert {"transfer-transferred-via-transit", "transfer-transit-granted"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

@@ -123,6 +123,33 @@ async def test_full_transfer_across_the_relaying_foreign_ministries(
     table = _cli(stack_settings, "timeline", rid, "--treaty", TREATY)
     assert table.returncode == 0 and "hop" in table.stdout and KZ_MFA in table.stdout
 
+    # An operator extends art. 12's deadline (2 days, hub policy for "immediately") on the
+    # UAE's written request, with the CLI: recorded with the operator's name, told to both.
+    await ch.send("transfer_sentence_decision", KZ, {
+        "decision": "pardon", "effect": "ends_enforcement", "decided_on": today.isoformat(),
+        "details": "Pardoned by decree of the President of the Republic of Kazakhstan."})
+    operator = ("--treaty", TREATY, "--operator", "A. Operator", "--reason",
+                "Note verbale of the UAE Ministry of Justice, file 17.")
+    extended = _cli(stack_settings, "extend", rid, "--days", "30", "--deadline",
+                    "enforcement_change", *operator)
+    assert extended.returncode == 0, extended.stderr
+    assert "enforcing" in extended.stdout
+    await boxes[AE].expect(event(rid, "deadline_extended"))
+    await boxes[KZ].expect(event(rid, "deadline_extended"))
+    state = await transfer_state(stack_client, TREATY, rid)
+    (running,) = [d for d in state.deadlines if d.open]
+    assert running.code == "enforcement_change" and not running.overdue
+    entry = next(e for e in state.timeline if e.event == "operator_extend_deadline")
+    assert entry.actor == "operator:A. Operator" and "file 17" in (entry.note or "")
+    # Withdrawal comes before the handover (refused, with the reason); closing ends it.
+    withdrawn = _cli(stack_settings, "withdraw", rid, *operator)
+    assert withdrawn.returncode == 1 and "before the handover" in withdrawn.stderr
+    closed = _cli(stack_settings, "close", rid, *operator)
+    assert closed.returncode == 0, closed.stderr
+    await boxes[AE].expect(event(rid, "closed"))
+    again = _cli(stack_settings, "close", rid, *operator)
+    assert again.returncode == 1 and "closed" in again.stderr, again.stderr
+
 
 async def test_a_transit_is_its_own_request_linked_to_the_transfer_art_16(
     authorities, stack_client: Client

@@ -838,7 +838,7 @@ def test_status_table_matches_the_design() -> None:
     assert tf.ALLOWED_FROM["transfer_decision"] == {S.UNDER_CONSIDERATION}
     assert tf.ALLOWED_FROM["transfer_completed"] == {S.HANDOVER_ARRANGED}
     assert tf.ALLOWED_FROM["transfer_sentence_decision"] == {S.TRANSFERRED, S.ENFORCING}
-    assert tf.FINAL == {S.REFUSED, S.WITHDRAWN, S.ENFORCEMENT_ENDED}
+    assert tf.FINAL == {S.REFUSED, S.WITHDRAWN, S.ENFORCEMENT_ENDED, S.CLOSED}  # closed: operator
     assert set(tf.ALLOWED_FROM) | {"transfer_request", "transfer_relay"} == set(tf.SENT_BY)
 
 

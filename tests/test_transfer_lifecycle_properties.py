@@ -308,5 +308,6 @@ def test_random_histories_reach_every_status() -> None:
         _run(body, history)
 
     sample()
-    assert set(S) - REACHED == set(), f"never reached: {set(S) - REACHED}"
+    # Closed is an operator's action, not a message: tests/test_transfer_operator_actions.py.
+    assert set(S) - {S.CLOSED} - REACHED == set(), f"never reached: {set(S) - REACHED}"
     assert OUTCOMES["accepted"] > 100 and OUTCOMES["rejected"] > 100

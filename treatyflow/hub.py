@@ -283,17 +283,27 @@ def _summary(message: RequestMessage) -> str:
 
 async def operate(
     client: Client, treaty_id: str, request_id: str, action: OperatorAction
-) -> Accepted:
-    """Apply an operator action to a request; raises ``Refusal`` naming every problem."""
-    handle = client.get_workflow_handle_for(RequestForAssistance.run,
-                                            workflow_id(treaty_id, request_id))
+) -> Accepted | TransferAccepted:
+    """Apply an operator action to a request, a transfer or a transit, routed by the
+    treaty's procedure like ``submit``; raises ``Refusal`` naming every problem."""
     try:
+        procedure = load_header(treaty_id).procedure
+    except KeyError as err:
+        raise Refusal("unknown_treaty", [f"treaty {treaty_id!r} is not carried here"]) from err
+    wf_id = workflow_id(treaty_id, request_id)
+    try:
+        if procedure == TRANSFER_PROCEDURE:
+            # A transfer or a transit (art. 16), each its own workflow under the treaty;
+            # both have the same ``operate`` update.
+            return await client.get_workflow_handle(wf_id).execute_update(
+                TransferOfConvictedPerson.operate, action)
+        handle = client.get_workflow_handle_for(RequestForAssistance.run, wf_id)
         return await handle.execute_update(RequestForAssistance.operate, action)
     except WorkflowUpdateFailedError as err:
         raise _refused_by_validator(err) from err
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            closed = await _closed_status(client, workflow_id(treaty_id, request_id), None)
+            closed = await _closed_status(client, wf_id, None)
             if closed:
                 raise Refusal("request_closed", [
                     f"request {request_id} is already {closed}; nothing more can be done"

@@ -2,7 +2,7 @@
 
     treatyflow up | down | stack | demo
     treatyflow status REQUEST_ID [--treaty sco-2010] [--json]
-    treatyflow extend|resend|withdraw|close REQUEST_ID --operator NAME --reason TEXT
+    treatyflow extend|resend|withdraw|close REQUEST_ID [--treaty T] --operator NAME --reason TEXT
     treatyflow list [--state S] [--treaty T] [--authority A] [--overdue] [--due-within DAYS]
     treatyflow send FILE --as AUTHORITY
     treatyflow keys list [--owner ID] [--json] | rotate OWNER [--public-key B64URL] | revoke KEY_ID
@@ -51,6 +51,7 @@ from treatyflow.workflows.request import (
     RequestForAssistance,
 )
 from treatyflow.workflows.transfer import TransferState, current_deadline
+from treatyflow.workflows.transfer_contract import TransferAccepted
 
 
 class Unreachable(str):
@@ -174,7 +175,7 @@ OPERATOR_ACTIONS = {"extend": "extend_deadline", "resend": "resend_last_notice",
 
 async def _operate(
     settings: Settings, treaty: str, request_id: str, action: OperatorAction
-) -> Accepted | str:
+) -> Accepted | TransferAccepted | str:
     client = await _connect(settings)
     if isinstance(client, str):
         return client
@@ -325,17 +326,23 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"show at most N requests, newest first (default {DEFAULT_LIMIT}; "
                     "0: all)")
     ls.add_argument("--json", action="store_true")
-    for name, what in (("extend", "extend the execution deadline"),
+    for name, what in (("extend", "extend a deadline (a request's execution, a transfer's "
+                                  "named one)"),
                        ("resend", "resend the last notice to a party"),
                        ("withdraw", "withdraw on the requester's written instruction"),
-                       ("close", "close a request a party has abandoned")):
+                       ("close", "close a request or transfer a party has abandoned")):
         op = sub.add_parser(name, help=f"operator: {what}")
         op.add_argument("request_id")
-        op.add_argument("--treaty", default="sco-2010")
+        op.add_argument("--treaty", default="sco-2010",
+                        help="the treaty, which says the procedure (e.g. kz-uae-2018 for a "
+                        "transfer or a transit)")
         op.add_argument("--operator", required=True, help="your name, for the timeline")
         op.add_argument("--reason", required=True, help="why, in writing (10+ characters)")
         if name == "extend":
             op.add_argument("--days", type=int, required=True, help="treaty days to add")
+            op.add_argument("--deadline", metavar="CODE",
+                            help="a transfer's deadline to extend, by code or key (e.g. "
+                            "enforcement_change, art. 12); needed when several are open")
         if name == "resend":
             op.add_argument("--to", required=True, help="the authority id")
     tl = sub.add_parser("timeline", help="one request's messages and decisions")
@@ -406,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
             action = OperatorAction(
                 action=OPERATOR_ACTIONS[args.command], operator=args.operator,
                 reason=args.reason, days=getattr(args, "days", None),
-                party=getattr(args, "to", None))
+                party=getattr(args, "to", None), deadline=getattr(args, "deadline", None))
         except ValidationError as err:
             print(f"treatyflow: {'; '.join(describe(err))}", file=sys.stderr)
             return 2

@@ -931,6 +931,10 @@ class OperatorAction(BaseModel):
     reason: str = Field(min_length=10, max_length=2000, description="Why, in writing.")
     days: int | None = Field(None, ge=1, le=365, description="extend_deadline: treaty days.")
     party: str | None = Field(None, description="resend_last_notice: the authority.")
+    deadline: str | None = Field(
+        None, max_length=200, description="extend_deadline on a transfer: the code (or key) "
+        "of the open deadline to extend, e.g. enforcement_change (art. 12); needed when "
+        "several are open. A request has one deadline (art. 6.1).")
 
 
 def check_operator(state: RequestState, action: OperatorAction) -> list[str]:
@@ -941,6 +945,8 @@ def check_operator(state: RequestState, action: OperatorAction) -> list[str]:
     if action.action == "extend_deadline":
         if action.days is None:
             problems.append("extend_deadline needs the number of days")
+        if action.deadline is not None:
+            problems.append("a request has one deadline, its execution (art. 6.1): name none")
         if state.deadline is None:
             problems.append(f"no execution deadline runs yet (request is {state.status}): "
                             "it starts on receipt (art. 6.1)")

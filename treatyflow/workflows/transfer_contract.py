@@ -27,6 +27,8 @@ class TransferInput(BaseModel):
     state: TransferState | None = None
     outbox: list[NoticeMessage] = Field(default_factory=list)
     last_sent: dict[str, NoticeMessage] = Field(default_factory=dict)
+    digests: dict[str, str] = Field(
+        default_factory=dict, description="message_digest of each applied message, by id.")
 
 
 class TransitInput(BaseModel):
@@ -37,6 +39,9 @@ class TransitInput(BaseModel):
     transfer: TransferState
     state: TransitState | None = None
     outbox: list[NoticeMessage] = Field(default_factory=list)
+    last_sent: dict[str, NoticeMessage] = Field(default_factory=dict)
+    digests: dict[str, str] = Field(
+        default_factory=dict, description="message_digest of each applied message, by id.")
 
 
 class TransitLink(BaseModel):

@@ -1,0 +1,319 @@
+"""The shell every procedure's workflow is made of, around its pure lifecycle.
+
+A workflow of treatyflow feeds one lifecycle (``lifecycle`` for a request for assistance,
+``transfer`` for a transfer or a transit) with messages (updates whose id is the message
+id), the passing of time (timers) and operators' actions (updates), and carries the
+notices the lifecycle returns to their recipients through the delivery activity. What
+that takes is the same for every procedure and lives here: the outbox and its delivery,
+the search attributes (codes only), the main loop with its deadlines and continue-as-new,
+the digests of applied messages, the refusals of validators. A workflow class says only
+which lifecycle functions it hosts (the ``_``-prefixed hooks below).
+
+The order of commands this shell issues is what recorded histories replay against
+(tests/test_replay.py): change it only behind ``workflow.patched``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Generic, Protocol, TypeVar
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from treatyflow import constants as c
+    from treatyflow.activities.delivery import UNROUTABLE, Deliver, Delivery
+    from treatyflow.schemas.messages import (
+        InboundMessage,
+        NoticeMessage,
+        Submission,
+        message_digest,
+    )
+    from treatyflow.workflows.lifecycle import Notice, OperatorAction
+
+NOT_ALLOWED = "NotAllowedNow"
+DELIVERY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=[UNROUTABLE],
+)
+# A workflow started for a request whose first message was refused ends after this.
+OPENING_GRACE = timedelta(minutes=10)
+
+SA_STATUS = SearchAttributeKey.for_keyword(c.SA_STATUS)
+SA_TREATY = SearchAttributeKey.for_keyword(c.SA_TREATY)
+SA_REQUESTING = SearchAttributeKey.for_keyword(c.SA_REQUESTING_AUTHORITY)
+SA_REQUESTED = SearchAttributeKey.for_keyword(c.SA_REQUESTED_AUTHORITY)
+SA_REQUESTING_STATE = SearchAttributeKey.for_keyword(c.SA_REQUESTING_STATE)
+SA_REQUESTED_STATE = SearchAttributeKey.for_keyword(c.SA_REQUESTED_STATE)
+SA_DEADLINE = SearchAttributeKey.for_datetime(c.SA_DEADLINE)
+SA_OVERDUE = SearchAttributeKey.for_bool(c.SA_OVERDUE)
+SA_URGENT = SearchAttributeKey.for_bool(c.SA_URGENT)
+SA_DOMESTIC_CASE = SearchAttributeKey.for_keyword(c.SA_DOMESTIC_CASE)
+SEARCH_KEYS: dict[str, SearchAttributeKey[Any]] = {
+    c.SA_STATUS: SA_STATUS, c.SA_TREATY: SA_TREATY,
+    c.SA_REQUESTING_AUTHORITY: SA_REQUESTING, c.SA_REQUESTED_AUTHORITY: SA_REQUESTED,
+    c.SA_REQUESTING_STATE: SA_REQUESTING_STATE, c.SA_REQUESTED_STATE: SA_REQUESTED_STATE,
+    c.SA_DEADLINE: SA_DEADLINE, c.SA_OVERDUE: SA_OVERDUE, c.SA_URGENT: SA_URGENT,
+    c.SA_DOMESTIC_CASE: SA_DOMESTIC_CASE,
+}
+
+class LifecycleState(Protocol):
+    """What the shell reads of any lifecycle's state (a pydantic model)."""
+
+    @property
+    def request_id(self) -> str: ...
+
+    @property
+    def status(self) -> StrEnum: ...
+
+    @property
+    def applied(self) -> list[str]: ...
+
+
+S = TypeVar("S", bound=LifecycleState)
+S_co = TypeVar("S_co", bound=LifecycleState, covariant=True)
+A = TypeVar("A", bound=BaseModel)
+
+
+class Stepped(Protocol[S_co]):
+    """What a lifecycle returns: the new state and the notices to send."""
+
+    @property
+    def state(self) -> S_co: ...
+
+    @property
+    def notices(self) -> list[Notice]: ...
+
+
+def refuse(problems: list[str], error_type: str = NOT_ALLOWED) -> None:
+    """A validator's refusal: every problem, before anything is written to history."""
+    if problems:
+        raise ApplicationError("; ".join(problems), problems, type=error_type,
+                               non_retryable=True)
+
+
+class Shell(Generic[S, A]):
+    """A workflow hosting one lifecycle whose state is ``S``; ``A`` answers its updates."""
+
+    NOT_OPENED = "request not opened yet"
+    _state: S | None
+
+    def _init_shell(self, *, outbox: list[NoticeMessage] | None = None,
+                    last_sent: dict[str, NoticeMessage] | None = None,
+                    digests: dict[str, str] | None = None) -> None:
+        self._outbox: list[NoticeMessage] = list(outbox or [])
+        self._last_sent: dict[str, NoticeMessage] = dict(last_sent or {})
+        # The digest of each message applied, by message id: a different message reusing
+        # an id is told apart after a continue-as-new too (update ids are per run).
+        self._digests: dict[str, str] = dict(digests or {})
+        self._version = 0
+        self._search: dict[str, object] = {}
+
+    # --- hooks: what each procedure's workflow says ---------------------------------
+
+    def _open(self, message: InboundMessage, now: datetime) -> Stepped[S]:
+        """The lifecycle opened by its first message."""
+        raise NotImplementedError
+
+    def _apply(self, state: S, message: InboundMessage, now: datetime) -> Stepped[S]:
+        """One message on an open lifecycle."""
+        raise NotImplementedError
+
+    def _advance(self, state: S, now: datetime) -> Stepped[S] | None:
+        """The passing of time to ``now`` (None: no clock runs in this lifecycle)."""
+        return None
+
+    def _next_due(self, state: S) -> datetime | None:
+        """When the workflow must next wake (None: only a message moves it)."""
+        return None
+
+    def _done(self, state: S) -> bool:
+        """The lifecycle is over: the run ends once its last notices are out."""
+        raise NotImplementedError
+
+    def _continued(self) -> BaseModel:
+        """The input a continue-as-new starts the next run with."""
+        raise NotImplementedError
+
+    def _envelope(self, state: S, notice: Notice, now: datetime) -> NoticeMessage:
+        raise NotImplementedError
+
+    def _search_attributes(self, state: S) -> dict[str, object]:
+        """Codes only: search attributes are never encrypted."""
+        raise NotImplementedError
+
+    def _describe(self, state: S, now: datetime) -> str:
+        raise NotImplementedError
+
+    def _accepted(self, message_id: str) -> A:
+        raise NotImplementedError
+
+    def _stepped(self, previous: S | None, state: S) -> None:
+        """After the state moved, before its notices and attributes (no command here)."""
+
+    async def _after_delivery(self) -> None:
+        """After each delivery of the outbox."""
+
+    def _check_operator(self, state: S, action: OperatorAction, now: datetime) -> list[str]:
+        """Every reason an operator action is not allowed now (empty: it is)."""
+        raise NotImplementedError
+
+    def _apply_operator(self, state: S, action: OperatorAction, now: datetime) -> Stepped[S]:
+        raise NotImplementedError
+
+    # --- the run --------------------------------------------------------------------
+
+    async def _opened(self) -> bool:
+        """Wait for the first message; False if none was accepted in ``OPENING_GRACE``."""
+        if self._state is None:
+            try:
+                await workflow.wait_condition(lambda: self._state is not None,
+                                              timeout=OPENING_GRACE)
+            except TimeoutError:
+                return False
+        return True
+
+    async def _run_to_the_end(self) -> S:
+        """Deliver, wait for a message or the next deadline, until the lifecycle is over;
+        continue as new when the history grows long."""
+        while True:
+            await self._deliver_outbox()
+            await self._after_delivery()
+            state = self._require_state()
+            if self._done(state):
+                break
+            if workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(self._continued())
+            due = self._next_due(state)
+            wait = None if due is None else due - workflow.now()
+            if wait is not None and wait <= timedelta(0):
+                self._step(self._advance(state, workflow.now()))
+                continue
+            try:
+                await workflow.wait_condition(self._changed_since(self._version), timeout=wait)
+            except TimeoutError:
+                self._step(self._advance(self._require_state(), workflow.now()))
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._deliver_outbox()
+        await self._after_delivery()
+        return self._require_state()
+
+    # --- messages and operators' actions ---------------------------------------------
+
+    def _submit(self, submission: Submission) -> A:
+        """Apply one message (the update id is its message id); a message applied in an
+        earlier run (update ids are deduplicated per run only) is answered, not applied."""
+        message = submission.message
+        now = workflow.now()
+        if self._state is None:
+            transition = self._open(message, now)
+        elif message.message_id in self._state.applied:
+            return self._with_digest(message.message_id, self._digests.get(message.message_id))
+        else:
+            # Deadlines that fell due before this message count first (a confirmation
+            # after 72 hours finds the request lapsed; a late report finds it overdue).
+            self._step(self._advance(self._state, now))
+            transition = self._apply(self._require_state(), message, now)
+        self._step(transition)
+        workflow.logger.info("message applied", extra={
+            "message_id": message.message_id, "request_id": message.request_id,
+            "kind": message.kind, "status": transition.state.status.value})
+        # The hub's digest; histories recorded before it carried one compute it here.
+        digest = self._digests[message.message_id] = (submission.digest
+                                                      or message_digest(message))
+        return self._with_digest(message.message_id, digest)
+
+    def _with_digest(self, message_id: str, digest: str | None) -> A:
+        return self._accepted(message_id).model_copy(update={"digest": digest})
+
+    def _now_state(self) -> S:
+        """The state with every deadline fallen due by now counted (for validators)."""
+        state = self._require_state()
+        moved = self._advance(state, workflow.now())
+        return state if moved is None else moved.state
+
+    def _operate(self, action: OperatorAction) -> A:
+        """An operator's action, recorded in the timeline with name and reason."""
+        now = workflow.now()
+        self._step(self._advance(self._require_state(), now))
+        self._step(self._apply_operator(self._require_state(), action, now))
+        if action.action == "resend_last_notice" and action.party:
+            self._outbox.append(self._last_sent[action.party])
+        workflow.logger.info("operator action", extra={
+            "action": action.action, "operator": action.operator,
+            "request_id": self._require_state().request_id})
+        return self._accepted(f"operator:{action.action}")
+
+    def _validate_operate(self, action: OperatorAction) -> None:
+        if self._state is None:
+            problems = [self.NOT_OPENED]
+        else:
+            problems = self._check_operator(self._now_state(), action, workflow.now())
+            if (action.action == "resend_last_notice" and not problems
+                    and action.party not in self._last_sent):
+                problems.append(f"nothing has been sent to {action.party} yet")
+        refuse(problems)
+
+    # --- internals ------------------------------------------------------------------
+
+    def _require_state(self) -> S:
+        if self._state is None:
+            raise ApplicationError(self.NOT_OPENED, type="NotOpened")
+        return self._state
+
+    def _changed_since(self, version: int) -> Callable[[], bool]:
+        """True once a message moved the lifecycle on, or a notice waits to go out."""
+        return lambda: self._version != version or bool(self._outbox)
+
+    def _step(self, transition: Stepped[S] | None) -> None:
+        if transition is None or (transition.state == self._state and not transition.notices):
+            return
+        previous = self._state
+        self._state = state = transition.state
+        self._stepped(previous, state)
+        self._version += 1
+        now = workflow.now()
+        self._outbox += [self._envelope(state, n, now) for n in transition.notices]
+        self._upsert(self._search_attributes(state))
+        workflow.set_current_details(self._describe(state, now))
+
+    def _upsert(self, wanted: dict[str, object]) -> None:
+        """Upsert the search attributes that changed since the last upsert."""
+        updates = []
+        for name, value in wanted.items():
+            if self._search.get(name, ...) == value:
+                continue
+            self._search[name] = value
+            key = SEARCH_KEYS[name]
+            updates.append(key.value_unset() if value is None else key.value_set(value))
+        if updates:
+            workflow.upsert_search_attributes(updates)
+
+    async def _deliver_outbox(self) -> None:
+        while self._outbox:
+            message = self._outbox[0]
+            try:
+                await workflow.execute_activity_method(
+                    Delivery.deliver,
+                    Deliver(message=message),
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=DELIVERY_RETRY,
+                )
+            except ActivityError as err:
+                # Only an unroutable notice ends here: no inbox exists for the recipient.
+                workflow.logger.error(
+                    "notice undeliverable",
+                    extra={"message_id": message.message_id, "recipient": message.recipient,
+                           "request_id": message.request_id, "error": str(err.cause)},
+                )
+            else:
+                self._last_sent[message.recipient] = message
+            self._outbox.pop(0)
