@@ -4,16 +4,23 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+from temporalio.client import Client
 
+from treatyflow import constants as c
+from treatyflow.bench import scale
+from treatyflow.bench.harness import Authorities
 from treatyflow.bench.run import chart, measure
+from treatyflow.hub import request_state
+from treatyflow.schemas.treaty import all_authorities, known_treaties, load_profile, use_folder
 from treatyflow.settings import Settings
+from treatyflow.topology import definitions
 from treatyflow.workers import stack
 
-pytestmark = pytest.mark.stack
 
-
+@pytest.mark.stack
 async def test_the_harness_runs_every_phase_and_reports_its_figures(
     stack_settings: Settings, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -43,3 +50,70 @@ async def test_the_harness_runs_every_phase_and_reports_its_figures(
     # The floor's worker process is gone once measured.
     assert not list((stack_settings.state_dir / "run").glob("floor-*.pid"))
     assert stack.is_up(stack_settings)
+
+
+@pytest.mark.stack
+async def test_open_requests_and_a_storm_of_deadlines_are_measured(
+    stack_settings: Settings, stack_client: Client
+) -> None:
+    """The scale phases on the real stack: requests left open, then deadlines falling due
+    together, each one seen overdue by Temporal and by both parties."""
+    async with Authorities(stack_settings) as authorities:
+        opened = await scale.open_phase(authorities, 6, 3, lambda _: None)
+        storm = await scale.storm_phase(stack_client, authorities, 4, 4, lambda _: None,
+                                        stack_settings, lead=3)
+    assert opened["open_requests"] == 6 and opened["open_per_s"] > 0
+    assert scale.database_mb(stack_settings) > 0
+    assert all(scale.memory(stack_settings).values())
+    assert storm["storm_deadlines"] == 4
+    assert 0 <= storm["storm_first_notice_s"] <= storm["storm_seconds"]
+    for i in range(4):
+        state = await request_state(stack_client, "sco-2010", f"STORM-{storm['storm_run']}-{i:06d}")
+        assert state.overdue and state.status.value == "received"
+        assert [e.event for e in state.timeline].count("overdue") == 1
+
+
+def test_a_registry_of_generated_authorities_is_served_from_the_treaties_folder(
+    tmp_path: Path,
+) -> None:
+    pairs = scale.write_registry(tmp_path, 12)
+    try:
+        use_folder(tmp_path)
+        authorities = all_authorities()
+        assert len([a for a in authorities if "-B0" in a]) == 12
+        assert {a for pair in pairs for a in pair} <= set(authorities)
+        assert all(authorities[x].state != authorities[y].state for x, y in pairs)
+        assert "bench-registry" in known_treaties()
+        assert load_profile("bench-registry").deadlines == load_profile("sco-2010").deadlines
+        queues = {q["name"] for q in definitions({u: "pw" for u in [c.HUB_USER,
+                                                                     *authorities]})["queues"]}
+        assert {c.inbox_queue(a) for a in authorities} <= queues
+    finally:
+        use_folder(None)
+    assert "bench-registry" not in known_treaties()
+    assert not [a for a in all_authorities() if "-B0" in a]
+
+
+def test_a_treaties_folder_may_not_shadow_a_shipped_treaty(tmp_path: Path) -> None:
+    (tmp_path / "sco-2010.json").write_text("{}")
+    with pytest.raises(ValueError, match="sco-2010"):
+        use_folder(tmp_path)
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        use_folder(tmp_path / "missing")
+    use_folder(None)
+    assert Settings.from_env({"TREATYFLOW_TREATIES_DIR": str(tmp_path)}).treaties_dir == tmp_path
+
+
+@pytest.mark.stack
+def test_a_stack_serves_a_registry_of_many_authorities(tmp_path: Path) -> None:
+    """The registry phase: a second stack whose broker, keys and gateway carry the
+    generated authorities, with lifecycles between them."""
+    settings = stack.on_free_ports(Settings(state_dir=tmp_path / "registry",
+                                            log_level="warning"))
+    figures = scale.registry_phase(settings, 18, lifecycles=3, concurrency=3,
+                                   say=lambda _: None)
+    assert figures["registry_authorities"] == 18
+    assert figures["registry_lifecycles_per_s"] > 0 and figures["registry_stack_startup_s"] > 0
+    assert figures["registry_rss_mb"]["rabbitmq"]
+    assert not stack.is_up(settings.with_(treaties_dir=settings.state_dir / "treaties"))
+    assert "bench-registry" not in known_treaties()

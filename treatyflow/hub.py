@@ -41,13 +41,21 @@ from treatyflow.schemas.transfer import (
     load_transfer_profile,
 )
 from treatyflow.schemas.treaty import load_header, load_profile
-from treatyflow.workflows.lifecycle import OperatorAction, RequestState, check_new_request
+from treatyflow.workflows.contract import INPUT_VERSION
+from treatyflow.workflows.lifecycle import (
+    OperatorAction,
+    RequestState,
+    check_new_request,
+    open_request,
+)
 from treatyflow.workflows.request import (
     CONSENT_REQUIRED,
     Accepted,
     RequestForAssistance,
     RequestInput,
+    search_attributes,
 )
+from treatyflow.workflows.shell import typed
 from treatyflow.workflows.transfer import TransferState, check_new_transfer, check_transit_request
 from treatyflow.workflows.transfer_contract import TransferAccepted, TransferInput, TransitInput
 from treatyflow.workflows.transfer_workflow import (
@@ -155,9 +163,12 @@ async def _submit_request(
         problems = check_new_request(profile, message)
         if problems:
             raise Refusal("invalid_request", problems)
+        # The state the workflow opens with (its own rules), for the opening attributes.
+        opening = open_request(profile, message, datetime.now(UTC), time_scale).state
         start = _start(RequestForAssistance.run,
-                       RequestInput(profile=profile, time_scale=time_scale), wf_id, task_queue,
-                       _summary(message))
+                       RequestInput(profile=profile, version=INPUT_VERSION,
+                                    time_scale=time_scale),
+                       wf_id, task_queue, _summary(message), search_attributes(profile, opening))
         starts.append(start)
         return await client.execute_update_with_start_workflow(
             RequestForAssistance.submit,
@@ -228,15 +239,16 @@ async def _submit_transfer(
                                        id=message.message_id)
 
 
-def _start(run: Any, arg: Any, wf_id: str, task_queue: str,
-           summary: str) -> WithStartWorkflowOperation[Any, Any]:
+def _start(run: Any, arg: Any, wf_id: str, task_queue: str, summary: str,
+           search: dict[str, object] | None = None) -> WithStartWorkflowOperation[Any, Any]:
     """The start of a procedure's workflow with its first message: one run per request id
-    whatever the procedure (an open one is reused; a closed one is never started again)."""
+    whatever the procedure (an open one is reused; a closed one is never started again).
+    ``search``: the opening search attributes, so the workflow need not upsert them."""
     return WithStartWorkflowOperation(
         run, arg, id=wf_id, task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        static_summary=summary,
+        static_summary=summary, search_attributes=typed(search) if search else None,
     )
 
 

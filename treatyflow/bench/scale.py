@@ -33,7 +33,7 @@ from treatyflow.settings import Settings
 from treatyflow.workers import stack
 from treatyflow.workers.simulator import TREATY, request_content
 from treatyflow.workflows import lifecycle
-from treatyflow.workflows.contract import RequestInput
+from treatyflow.workflows.contract import INPUT_VERSION, RequestInput
 from treatyflow.workflows.request import RequestForAssistance
 
 Say = Callable[[str], None]
@@ -108,17 +108,20 @@ def storm_input(profile_id: str, run: str, i: int, pair: tuple[str, str],
     state = lifecycle.apply(opened.state, profile, receipt, received).state
     state.reminders_done = list(profile.deadlines.reminder_days_before)
     assert state.deadline == due, (state.deadline, due)
-    return rid, RequestInput(profile=profile, state=state,
+    return rid, RequestInput(profile=profile, version=INPUT_VERSION, state=state,
                              digests={m: "seeded" for m in state.applied})
 
 
 async def storm_phase(client: Client, authorities: Authorities, n: int, concurrency: int,
-                      say: Say, settings: Settings, treaty: str = TREATY) -> dict[str, Any]:
-    """``n`` execution deadlines that fall due at one instant; how long until every one
-    has been noticed and both parties hold its "overdue" notice."""
+                      say: Say, settings: Settings, treaty: str = TREATY,
+                      lead: float | None = None) -> dict[str, Any]:
+    """``n`` execution deadlines that fall due at one instant, ``lead`` seconds from now;
+    how long until every one has been noticed and both parties hold its "overdue"
+    notice."""
     run = uuid.uuid4().hex[:6].upper()
-    # Seeding runs at a few hundred starts a second; leave time for it before the instant.
-    due = (datetime.now(UTC) + timedelta(seconds=30 + n / 50)).replace(microsecond=0)
+    # Seeding runs at about a hundred starts a second; leave time for it before the instant.
+    lead = 30 + n / 50 if lead is None else lead
+    due = (datetime.now(UTC) + timedelta(seconds=lead)).replace(microsecond=0)
     pairs = authorities.pairs
     arrived = authorities.count_events("overdue", prefix=f"STORM-{run}-")
     gate = asyncio.Semaphore(concurrency)
@@ -142,7 +145,7 @@ async def storm_phase(client: Client, authorities: Authorities, n: int, concurre
         first = await arrived.wait_for(1)
         await arrived.wait_for(2 * n, timeout=max(600.0, n / 5))
     seconds = time.perf_counter() - started
-    return {"storm_deadlines": n, "storm_seeded_s": round(seeded_s, 1),
+    return {"storm_deadlines": n, "storm_run": run, "storm_seeded_s": round(seeded_s, 1),
             "storm_seeded_late_s": round(max(0.0, -left), 1),
             "storm_first_notice_s": round(first - started, 2),
             "storm_seconds": round(seconds, 1),

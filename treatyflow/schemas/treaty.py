@@ -71,7 +71,7 @@ class Deadlines(BaseModel):
     clock_during_clarification: ClockRule = ClockRule.PAUSED
     clock_during_deferral: ClockRule = ClockRule.PAUSED
     consent_window_days: int | None = Field(
-        90, ge=1,
+        None, ge=1,
         description="Hub policy, not treaty text: after the results are provided the request "
         "stays open this many days after its last consent message, so that consent to other "
         "use or to a transfer (art. 7.2, 7.3) is asked, given and relied on through the hub "

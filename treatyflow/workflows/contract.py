@@ -14,11 +14,18 @@ from treatyflow.schemas.treaty import TreatyProfile
 from treatyflow.workflows import lifecycle
 from treatyflow.workflows.lifecycle import RequestState
 
+# What the hub starts requests with. 1 (absent): the art. 7 consent phase is decided by a
+# Temporal patch marker; 2: by the profile alone (``consent_window_days``), which spares
+# every request the marker and its TemporalChangeVersion upsert (a visibility write).
+INPUT_VERSION = 2
+
 
 class RequestInput(BaseModel):
     """Start (or continue-as-new) input: the treaty as it stood when the request began."""
 
     profile: TreatyProfile
+    version: int = Field(1, ge=1, le=INPUT_VERSION,
+                         description="The hub's input version (INPUT_VERSION when started).")
     time_scale: float = Field(1.0, gt=0, description="Real seconds per treaty second.")
     state: RequestState | None = None
     outbox: list[NoticeMessage] = Field(default_factory=list)

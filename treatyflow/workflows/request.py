@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         RequestMessage,
         Submission,
     )
+    from treatyflow.schemas.treaty import TreatyProfile
     from treatyflow.workflows import lifecycle
     from treatyflow.workflows.contract import Accepted, RequestInput, RequestOutcome, Timeline
     from treatyflow.workflows.lifecycle import Notice, OperatorAction, RequestState, Transition
@@ -51,8 +52,10 @@ __all__ = [
 ]
 
 CONSENT_REQUIRED = "ConsentRequired"
-# Workflows begun before the art. 7 consent phase ended at execution; their histories
-# replay down the old path (Temporal's patching: workflow.patched).
+# Whether a request has an art. 7 consent phase is the profile's (consent_window_days;
+# profiles from before the phase have none, so those histories end at execution). Runs
+# started with input version 1 recorded this patch's marker when the phase began; they
+# replay through workflow.deprecate_patch. Version 2 runs record no marker.
 CONSENT_PHASE_PATCH = "art7-consent-phase"
 
 
@@ -64,6 +67,7 @@ class RequestForAssistance(Shell[RequestState, Accepted]):
     def __init__(self, start: RequestInput) -> None:
         self._profile = start.profile
         self._scale = start.time_scale
+        self._input_version = start.version
         self._state = start.state
         self._init_shell(outbox=start.outbox, last_sent=start.last_sent, digests=start.digests)
 
@@ -138,11 +142,14 @@ class RequestForAssistance(Shell[RequestState, Accepted]):
     def _done(self, state: RequestState) -> bool:
         """Art. 7: executed, the request stays open for consent messages while the hub's
         consent phase lasts; histories from before the phase existed end at execution."""
-        return state.final and not (state.consent_open
-                                    and workflow.patched(CONSENT_PHASE_PATCH))
+        if state.final and state.consent_open and self._input_version < 2:
+            # Runs started before input version 2 recorded this patch's marker here.
+            workflow.deprecate_patch(CONSENT_PHASE_PATCH)
+        return state.final and not state.consent_open
 
     def _continued(self) -> BaseModel:
-        return RequestInput(profile=self._profile, time_scale=self._scale, state=self._state,
+        return RequestInput(profile=self._profile, version=self._input_version,
+                            time_scale=self._scale, state=self._state,
                             outbox=self._outbox, last_sent=self._last_sent,
                             digests=self._digests)
 
@@ -183,17 +190,23 @@ class RequestForAssistance(Shell[RequestState, Accepted]):
                         "status": state.status.value})
 
     def _search_attributes(self, state: RequestState) -> dict[str, object]:
-        requesting = self._profile.authority(state.requesting)
-        requested = self._profile.authority(state.requested)
-        return {
-            c.SA_STATUS: state.status.value,
-            c.SA_TREATY: state.treaty_id,
-            c.SA_REQUESTING_AUTHORITY: state.requesting,
-            c.SA_REQUESTED_AUTHORITY: state.requested,
-            c.SA_REQUESTING_STATE: requesting.state if requesting else None,
-            c.SA_REQUESTED_STATE: requested.state if requested else None,
-            c.SA_DEADLINE: state.deadline,
-            c.SA_OVERDUE: state.overdue,
-            c.SA_URGENT: state.request.urgent,
-            c.SA_DOMESTIC_CASE: state.request.domestic_case,
-        }
+        return search_attributes(self._profile, state)
+
+
+def search_attributes(profile: TreatyProfile, state: RequestState) -> dict[str, object]:
+    """What operators filter requests on (codes only), by search attribute name; the hub
+    sets the opening ones when it starts the workflow."""
+    requesting = profile.authority(state.requesting)
+    requested = profile.authority(state.requested)
+    return {
+        c.SA_STATUS: state.status.value,
+        c.SA_TREATY: state.treaty_id,
+        c.SA_REQUESTING_AUTHORITY: state.requesting,
+        c.SA_REQUESTED_AUTHORITY: state.requested,
+        c.SA_REQUESTING_STATE: requesting.state if requesting else None,
+        c.SA_REQUESTED_STATE: requested.state if requested else None,
+        c.SA_DEADLINE: state.deadline,
+        c.SA_OVERDUE: state.overdue,
+        c.SA_URGENT: state.request.urgent,
+        c.SA_DOMESTIC_CASE: state.request.domestic_case,
+    }

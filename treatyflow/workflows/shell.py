@@ -22,7 +22,12 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import (
+    RetryPolicy,
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+)
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -63,6 +68,13 @@ SEARCH_KEYS: dict[str, SearchAttributeKey[Any]] = {
     c.SA_DEADLINE: SA_DEADLINE, c.SA_OVERDUE: SA_OVERDUE, c.SA_URGENT: SA_URGENT,
     c.SA_DOMESTIC_CASE: SA_DOMESTIC_CASE,
 }
+
+
+def typed(wanted: dict[str, object]) -> TypedSearchAttributes:
+    """Search attributes by name (``SEARCH_KEYS``) as Temporal takes them at a start."""
+    return TypedSearchAttributes([SearchAttributePair(SEARCH_KEYS[name], value)
+                                  for name, value in wanted.items() if value is not None])
+
 
 class LifecycleState(Protocol):
     """What the shell reads of any lifecycle's state (a pydantic model)."""
@@ -114,7 +126,14 @@ class Shell(Generic[S, A]):
         # an id is told apart after a continue-as-new too (update ids are per run).
         self._digests: dict[str, str] = dict(digests or {})
         self._version = 0
+        # The search attributes as Temporal holds them. A workflow the hub started with its
+        # opening attributes (or continued as new) upserts only what changes after that:
+        # each upsert is a visibility write, the costliest thing a lifecycle asks of the
+        # server (BENCHMARKS.md). Runs started without them upsert everything, as before.
         self._search: dict[str, object] = {}
+        held = workflow.info().typed_search_attributes
+        if held.get(SA_STATUS) is not None:
+            self._search = {name: held.get(key) for name, key in SEARCH_KEYS.items()}
 
     # --- hooks: what each procedure's workflow says ---------------------------------
 
