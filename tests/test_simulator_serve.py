@@ -14,7 +14,17 @@ import pytest_asyncio
 from temporalio.client import Client
 
 from tests.test_stack import event
-from tests.transfer_factories import AE, AE_MFA, KZ, KZ_MFA, TREATY, handover, mid, request_body
+from tests.transfer_factories import (
+    AE,
+    AE_MFA,
+    KZ,
+    KZ_MFA,
+    TREATY,
+    es_request_body,
+    handover,
+    mid,
+    request_body,
+)
 from tests.transfer_factories import message as transfer_message
 from treatyflow.hub import transfer_state
 from treatyflow.schemas.messages import NoticeMessage
@@ -29,6 +39,15 @@ async def served(stack_settings: Settings) -> AsyncIterator[Simulation]:
     """The UAE's central authority and both foreign ministries, played by ``--serve``."""
     sim = serving_simulation(stack_settings)
     await sim.connect({AE, KZ_MFA, AE_MFA})
+    yield sim
+    await sim.close()
+
+
+@pytest_asyncio.fixture
+async def served_kz(stack_settings: Settings) -> AsyncIterator[Simulation]:
+    """Kazakhstan's central authority and both foreign ministries, played by ``--serve``."""
+    sim = serving_simulation(stack_settings)
+    await sim.connect({KZ, KZ_MFA, AE_MFA})
     yield sim
     await sim.close()
 
@@ -74,3 +93,33 @@ async def test_served_authorities_carry_a_transfer_to_enforcement(
     # Every message the simulated side sent was accepted: none came back as an error.
     assert not [m for run in served.transfers.runs.values() for m in run.errors]
     assert served.transfers.run_of(rid) is not None
+
+
+async def test_served_sentencing_state_answers_the_executing_states_request(
+    served_kz: Simulation, authorities, stack_client: Client
+) -> None:
+    """The UAE asks (art. 4, 7.2); the served Kazakh authority agrees, then supplies its own
+    checklist with the sentence and the consent it carries (art. 7.3, 7.1(b), (e)) and,
+    once both agree, arranges the handover (art. 3)."""
+    ae, ae_box = await authorities(AE)
+    rid = f"TR-SERVE-{mid()[4:12].upper()}"
+
+    async def send(kind: str, body: dict[str, object]) -> str:
+        m = transfer_message(kind, AE, KZ, body, request_id=rid, sent_at=datetime.now(UTC))
+        await ae.publish(m)
+        return m.message_id
+
+    await send("transfer_request", es_request_body())
+    await ae_box.expect(_delivered(rid, "transfer_decision"), timeout=60)
+    supplied = await ae_box.expect(_delivered(rid, "transfer_documents"), timeout=60)
+    docs = supplied.body.detail["message"]["body"]  # type: ignore[union-attr]
+    assert {d["code"] for d in docs["documents"]} >= {"sentence_information", "consent"}
+    assert docs["sentence"] and docs["consent"]
+    assert supplied.body.status == "under_consideration"  # type: ignore[union-attr]
+    await send("transfer_decision", {})
+    await ae_box.expect(event(rid, "agreed"), timeout=60)
+    handed = await ae_box.expect(_delivered(rid, "transfer_handover"), timeout=60)
+    assert handed.body.detail["message"]["sender"] == KZ  # type: ignore[union-attr]
+    state = await transfer_state(stack_client, TREATY, rid)
+    assert state.status == "handover_arranged"
+    assert not [m for run in served_kz.transfers.runs.values() for m in run.errors]

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from treatyflow.schemas.messages import ErrorMessage, NoticeMessage, OutboundMessage
+from treatyflow.schemas.transfer import load_transfer_profile
 
 if TYPE_CHECKING:
     from treatyflow.workers.simulator import Simulation
@@ -71,6 +72,22 @@ def executing_request_content() -> dict[str, Any]:
             "person": person(), "executing_state_provision": PROVISION,
             "language": "ar", "translation": "en", "signed": True, "stamped": True,
             "documents": [document(c, "AE") for c in EXECUTING_DOCS]}
+
+
+def documents_body(authority: str, codes: list[str]) -> dict[str, Any]:
+    """``authority``'s documents of the art. 7 checklist, each with the data it carries
+    (art. 7.1(b) the sentence, 7.1(e) the consent, 7.2(b) the executing state's provision)."""
+    state = authority.split("-")[0]
+    profile = load_transfer_profile(TRANSFER_TREATY)
+    sentencing = transfer_request_content()
+    data = {"sentence": sentencing["sentence"], "consent": sentencing["consent"],
+            "executing_state_provision": PROVISION}
+    body: dict[str, Any] = {"documents": [document(code, state) for code in codes]}
+    for code in codes:
+        found = profile.document(code)
+        if found is not None and found[1].carries:
+            body[found[1].carries] = data[found[1].carries]
+    return body
 
 
 @dataclass(frozen=True)
@@ -234,10 +251,8 @@ class TransferPlay:
                 await self._decide(authority, run)
         elif event == "documents_requested":
             await self._days(2)  # art. 7: the owner supplies what the hub names
-            state = authority.split("-")[0]
             await self._send(authority, "transfer_documents", run, self._other(run, authority),
-                             {"documents": [document(d["code"], state)
-                                            for d in b.detail["documents"]]})
+                             documents_body(authority, [d["code"] for d in b.detail["documents"]]))
         elif event == "delivered" and kind == "transfer_documents":
             # The documents complete the request: the side still to decide decides (art. 8.6).
             if b.status == "under_consideration" and authority == run.executing:
