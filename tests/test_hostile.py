@@ -1,7 +1,8 @@
 """The hostile-input catalogue on the real stack: every case is refused where it must be
 (the gateway: an ``error`` naming the problem and a copy in the dead-letter queue; the
 broker: the channel closed), no request it aims at applies anything, and the gateway goes
-on consuming. The same table ``make security-check`` sends."""
+on consuming. The same table ``make security-check`` sends; its transfer cases (KZ–UAE
+2018) are sent by a central authority of that treaty."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from temporalio.service import RPCError
 from tests.conftest import Mailbox
 from treatyflow import constants as c
 from treatyflow.agency import AgencyClient, Unverified
-from treatyflow.hub import request_state
+from treatyflow.hub import request_state, transfer_state
 from treatyflow.keys import RegistryFile, signing_key
 from treatyflow.schemas.messages import parse_inbound
 from treatyflow.securitycheck.catalogue import (
@@ -31,6 +32,7 @@ from treatyflow.securitycheck.catalogue import (
     Case,
     Kit,
     attempt,
+    current_key_ids,
     dead_letters,
     notice,
     open_target,
@@ -38,21 +40,31 @@ from treatyflow.securitycheck.catalogue import (
 )
 from treatyflow.settings import Settings
 from treatyflow.topology import read_passwords
+from treatyflow.workers.transfers import TRANSFER_TREATY
 
 pytestmark = pytest.mark.stack
 
 # Used by no other stack test: the attacker, the other side of its requests, a third party.
 ATTACKER, COUNTERPART, THIRD = "KZ-ACA", "CN-SPP", "KG-MIA"
+# The transfer cases' attacker and the other central authority (KZ–UAE 2018, art. 5.2).
+T_ATTACKER, T_COUNTERPART = "KZ-GPO", "AE-MOJ"
 README = (Path(__file__).parent.parent / "README.md").read_text()
 
 
 @dataclass
-class Hostile:
+class Side:
+    """One procedure's attacker and counterpart, connected."""
+
     kit: Kit
     attacker: AgencyClient
     attacker_box: Mailbox
     counterpart: AgencyClient
     counterpart_box: Mailbox
+
+
+@dataclass
+class Hostile:
+    sides: dict[str, Side]  # by procedure: "sco", "transfer"
     probes: AbstractConnection  # the attacker's own bare AMQP connection, for broker cases
     hub_url: str
 
@@ -64,49 +76,61 @@ async def hostile(stack_settings: Settings) -> AsyncIterator[Hostile]:
     passwords = read_passwords(secrets)
     hub_keys = RegistryFile(secrets)
     async with AsyncExitStack() as exits:
-        opened = []
-        for who in (ATTACKER, COUNTERPART):
+        opened = {}
+        for who in (ATTACKER, COUNTERPART, T_ATTACKER, T_COUNTERPART):
             client = await exits.enter_async_context(AgencyClient(
                 who, stack_settings.amqp_url(who, passwords[who]),
                 signing_key=signing_key(secrets, who), hub_keys=hub_keys))
-            opened.append((client, Mailbox(await exits.enter_async_context(client.inbox()))))
+            opened[who] = (client, Mailbox(await exits.enter_async_context(client.inbox())))
         probes = await aio_pika.connect(stack_settings.amqp_url(ATTACKER, passwords[ATTACKER]))
         exits.push_async_callback(probes.close)
-        (attacker, attacker_box), (counterpart, counterpart_box) = opened
-        yield Hostile(Kit(ATTACKER, COUNTERPART, THIRD, attacker.signing_key),  # type: ignore[arg-type]
-                      attacker, attacker_box, counterpart, counterpart_box, probes,
-                      stack_settings.amqp_url(c.HUB_USER, passwords[c.HUB_USER]))
+        key_ids = current_key_ids(hub_keys.ring)
+
+        def side(attacker: str, counterpart: str, treaty: str) -> Side:
+            client = opened[attacker][0]
+            kit = Kit(attacker, counterpart, THIRD, client.signing_key,  # type: ignore[arg-type]
+                      treaty=treaty, key_ids=key_ids)
+            return Side(kit, *opened[attacker], *opened[counterpart])
+
+        yield Hostile({"sco": side(ATTACKER, COUNTERPART, TREATY),
+                       "transfer": side(T_ATTACKER, T_COUNTERPART, TRANSFER_TREATY)},
+                      probes, stack_settings.amqp_url(c.HUB_USER, passwords[c.HUB_USER]))
 
 
 @pytest.mark.parametrize("case", CATALOGUE, ids=lambda case: case.name)
 async def test_hostile_input_is_refused_and_changes_nothing(
     case: Case, hostile: Hostile, stack_client: Client
 ) -> None:
-    h = hostile
+    h = hostile.sides[case.procedure]
     applied: list[str] = []
     if case.target is not None:
         applied = await open_target(h.kit, case.target, h.attacker, h.attacker_box,
                                     h.counterpart, h.counterpart_box)
-    result = await attempt(case, h.kit, h.attacker, h.attacker_box, h.probes)
+    result = await attempt(case, h.kit, h.attacker, h.attacker_box, hostile.probes)
     assert result.refused_with == case.problem, result.reasons
+    assert result.as_expected, f"the reasons do not say {case.says!r}: {result.reasons}"
     if case.layer == "gateway":
         assert result.reasons, "the error names the problem"
         assert result.message_id is not None
-        kept = await dead_letters(h.hub_url, {result.message_id})
+        kept = await dead_letters(hostile.hub_url, {result.message_id})
         assert kept == {result.message_id: case.problem}
     if case.target is not None:
-        state = await request_state(stack_client, TREATY, h.kit.targets[case.target])
+        rid = h.kit.targets[case.target]
+        state = (await transfer_state(stack_client, TRANSFER_TREATY, rid)
+                 if case.procedure == "transfer"
+                 else await request_state(stack_client, TREATY, rid))
         assert state.applied == applied
-    elif result.request_id is not None:  # a request of its own: never started
-        with pytest.raises(RPCError, match="not found|NotFound"):
-            await stack_client.get_workflow_handle(
-                c.workflow_id(TREATY, result.request_id)).describe()
+    elif result.request_id is not None:  # a request of its own: never started, under any treaty
+        for treaty in (TREATY, TRANSFER_TREATY):
+            with pytest.raises(RPCError, match="not found|NotFound"):
+                await stack_client.get_workflow_handle(
+                    c.workflow_id(treaty, result.request_id)).describe()
 
 
 async def test_gateway_still_consumes_and_mixed_scripts_arrive_intact(
     hostile: Hostile, stack_client: Client
 ) -> None:
-    h = hostile
+    h = hostile.sides["sco"]
     body = request_body(facts="Средства — через ТОО «Ақжол»; 付款人 王伟; account 123.")
     fresh = parse_inbound(json.dumps(h.kit.envelope("request", body=body)))
     await h.attacker.publish(fresh)
@@ -132,4 +156,8 @@ def test_catalogue_covers_the_brief_and_every_code_is_documented() -> None:
     assert not [code for code in codes if f"`{code}`" not in README]
     assert {case.flag for case in CATALOGUE} >= {"cross_inbox_read", "forged_sender",
                                                   "tampered_signature"}
+    # Issue 5: the transfer procedure's own hostile inputs, each a refusal of its own kind.
+    transfer = {case.problem for case in gateway if case.procedure == "transfer"}
+    assert {"unsigned", "unknown_key", "bad_signature", "sender_mismatch", "not_allowed_now",
+            "invalid_request", "malformed", "replayed_message_id"} <= transfer
     assert re.search(rf"\b{len(CATALOGUE)} today\b", README), "README's count of cases"

@@ -4,11 +4,15 @@ check from both sides that nothing was lost, applied twice or left stuck.
     python -m treatyflow.chaos [--requests N] [--rate R] [--seed S]
 
 Simulated authorities (acking each notice only once handled) run scenarios with known
-final states; a bounded injector kills the worker, the gateway, RabbitMQ (kill -9 and a
+final states: requests for assistance (SCO 2010) and, about one in twenty, transfers of
+convicted persons (KZ–UAE 2018) carried through the two foreign ministries as in the demo;
+a bounded injector kills the worker, the gateway, RabbitMQ (kill -9 and a
 graceful restart, then waits for every consumer) and the Temporal dev server (restarted on
 its SQLite file while deadline timers are pending), crashes an authority holding an unacked
 notice, republishes messages, and runs the poison and unroutable probes. At the end each
-workflow's state and history are compared with what each authority recorded. The last line
+workflow's state and history are compared with what each authority recorded (for a
+transfer also: every message it put on the diplomatic channel reached its recipient, and
+the requester was told the final state). The last line
 reads ``requests=N faults=K lost=0 duplicated_effects=0 stuck=0``; any other figure, or a
 guarantee a probe found broken, exits non-zero.
 """
@@ -24,7 +28,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import aio_pika
@@ -36,7 +40,7 @@ from treatyflow import constants as c
 from treatyflow import logs
 from treatyflow.activities.delivery import Deliver
 from treatyflow.chaos import faults
-from treatyflow.hub import request_state
+from treatyflow.hub import request_state, transfer_state
 from treatyflow.process import finish
 from treatyflow.schemas.messages import NoticeMessage
 from treatyflow.settings import Settings
@@ -54,7 +58,16 @@ from treatyflow.workers.simulator import (
     refuse,
     silent,
 )
+from treatyflow.workers.transfers import (
+    KZ_MFA,
+    TRANSFER_TREATY,
+    TransferExpectation,
+    TransferScenario,
+    transfer_authorities,
+    transfer_scenarios,
+)
 from treatyflow.workflows.lifecycle import RequestState
+from treatyflow.workflows.transfer import TransferState
 
 PAIRS = (("KZ-GPO", "RU-MIA"), ("CN-MPS", "KZ-NSC"), ("RU-GPO", "KZ-GPO"),
          ("KG-MIA", "KZ-MIA"), ("UZ-MIA", "CN-MPS"), ("TJ-MIA", "RU-GPO"))
@@ -84,9 +97,29 @@ def out_of_order() -> Behaviour:
     return run
 
 
-def scenarios() -> list[tuple[Scenario, int]]:
+def transfer_mix() -> list[tuple[TransferScenario, int]]:
+    """(scenario, weight) of the transfers (KZ–UAE 2018), each through both foreign
+    ministries (art. 5.1, 6.1): granted and carried to enforcement (art. 8.6, 10), refused
+    on a mandatory ground (art. 9.1), a document of the art. 7.1 checklist missing then
+    supplied, and a granted one whose every message (relays included) is published twice.
+    The ministries relay a quarter of a treaty day after being asked."""
+    by_name = {s.name: s for s in transfer_scenarios()}
+
+    def like(name: str, new_name: str) -> TransferScenario:
+        return replace(by_name[name], name=new_name, relay_after_days=0.25)
+
+    return [
+        (like("transfer: granted and transferred", "transfer granted"), 2),
+        (like("transfer: refused, mandatory ground", "transfer refused"), 1),
+        (like("transfer: document missing, then transferred",
+              "transfer documents missing, then completed"), 1),
+        (like("transfer: granted and transferred", "transfer duplicated"), 1),
+    ]
+
+
+def scenarios() -> list[tuple[Scenario | TransferScenario, int]]:
     """(scenario, weight): mostly executed requests; timers that must fire (deemed receipt,
-    lapse); duplicates and out-of-order replies."""
+    lapse); duplicates and out-of-order replies; about 5% transfers (``transfer_mix``)."""
     def on(pair: int, name: str, behaviour: Behaviour, expect: Expectation,
            **extra: Any) -> Scenario:
         requester, requested = PAIRS[pair % len(PAIRS)]
@@ -100,6 +133,7 @@ def scenarios() -> list[tuple[Scenario, int]]:
         (on(4, "receipt deemed", silent(), Expectation("received")), 6),
         (on(5, "duplicated", execute(2), Expectation("executed", "full")), 8),
         (on(0, "out of order", out_of_order(), Expectation("executed", "full")), 8),
+        *transfer_mix(),
     ]
 
 
@@ -182,7 +216,8 @@ class Injector:
         await self._kill_and_restore("temporal", 3)
 
     async def crash_authority(self) -> None:
-        authority = self.rng.choice(sorted({p[1] for p in PAIRS}))
+        # A requested authority, or the ministry every Kazakh transfer message passes.
+        authority = self.rng.choice(sorted({p[1] for p in PAIRS} | {KZ_MFA}))
         before = self.sim.crashes
         self.sim.crash_next(authority)
         deadline = time.monotonic() + 30
@@ -225,6 +260,20 @@ def satisfied(state: RequestState, expect: Expectation) -> bool:
     return expect.outcome is None or state.outcome == expect.outcome
 
 
+def transfer_satisfied(state: TransferState, expect: TransferExpectation) -> bool:
+    """The prescribed final status, no deadline overdue, and every message put on the
+    diplomatic channel delivered to its recipient (art. 5.1: none left with a ministry)."""
+    return (state.status.value == expect.status and state.overdue == expect.overdue
+            and all(d.delivered_at is not None for d in state.dispatches))
+
+
+def transfer_told(sim: ChaosSimulation, rid: str, state: TransferState) -> bool:
+    """The requester's own record holds a notice of the final status."""
+    return any(isinstance(m, NoticeMessage) and m.request_id == rid
+               and m.body.status == state.status.value
+               for m in sim.inbox[state.requesting])
+
+
 async def delivered_notices(client: Client, wf_id: str) -> list[tuple[str, str]]:
     """(message id, recipient) of every notice the workflow's history records as delivered
     (a completed ``deliver`` activity)."""
@@ -260,29 +309,46 @@ async def dead_letters(settings: Settings) -> Counter[str]:
     return counts
 
 
-async def verify(client: Client, sim: ChaosSimulation, expected: dict[str, Expectation],
+async def _state_of(client: Client, rid: str, transfer: bool
+                    ) -> RequestState | TransferState | None:
+    try:
+        if transfer:
+            return await transfer_state(client, TRANSFER_TREATY, rid)
+        return await request_state(client, TREATY, rid)
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return None
+
+
+async def verify(client: Client, sim: ChaosSimulation,
+                 expected: dict[str, Expectation | TransferExpectation],
                  grace: float) -> dict[str, Any]:
     """Both sides compared: each workflow's state and history, each authority's record."""
     loop = asyncio.get_running_loop()
-    states: dict[str, RequestState | None] = {}
+    states: dict[str, RequestState | TransferState | None] = {}
     pending = set(expected)
     deadline = loop.time() + grace
     while pending and loop.time() < deadline:
         for rid in sorted(pending):
-            try:
-                states[rid] = await request_state(client, TREATY, rid)
-            except RPCError as err:
-                if err.status != RPCStatusCode.NOT_FOUND:
-                    raise
-                states[rid] = None
-            state = states[rid]
-            if state is not None and satisfied(state, expected[rid]):
+            expect = expected[rid]
+            state = states[rid] = await _state_of(client, rid,
+                                                  isinstance(expect, TransferExpectation))
+            if isinstance(state, TransferState) and isinstance(expect, TransferExpectation):
+                if transfer_satisfied(state, expect) and transfer_told(sim, rid, state):
+                    pending.discard(rid)
+            elif (isinstance(state, RequestState) and isinstance(expect, Expectation)
+                  and satisfied(state, expect)):
                 pending.discard(rid)
         if pending:
             say(f"waiting for {len(pending)} requests to reach their final state")
             await asyncio.sleep(3)
     missing = [rid for rid in pending if states.get(rid) is None]
     stuck = [rid for rid in pending if rid not in missing]
+    # A transfer that reached its state but whose requester was never told is a lost notice.
+    untold = [rid for rid in stuck if isinstance(states[rid], TransferState)
+              and transfer_satisfied(states[rid], expected[rid])]  # type: ignore[arg-type]
+    stuck = [rid for rid in stuck if rid not in untold]
     duplicated: list[str] = []
     for rid, state in states.items():
         if state is None:
@@ -295,7 +361,8 @@ async def verify(client: Client, sim: ChaosSimulation, expected: dict[str, Expec
     undelivered: list[tuple[str, str]] = []
     for rid, state in states.items():
         if state is not None:
-            undelivered += await delivered_notices(client, c.workflow_id(TREATY, rid))
+            treaty = TRANSFER_TREATY if isinstance(state, TransferState) else TREATY
+            undelivered += await delivered_notices(client, c.workflow_id(treaty, rid))
     end = loop.time() + 30
     while True:
         undelivered = [(m, r) for m, r in undelivered if m not in sim.handled[r]]
@@ -315,9 +382,18 @@ async def verify(client: Client, sim: ChaosSimulation, expected: dict[str, Expec
                        for k, v in effects.items() if len(v) > 1]
         counts = Counter(m.message_id for m in received)
         duplicated += [f"{authority}: {m} handled {n} times" for m, n in counts.items() if n > 1]
-    return {"lost": missing + [f"{m} → {r}" for m, r in undelivered],
-            "stuck": [f"{rid}: {states[rid].status.value}" for rid in stuck  # type: ignore[union-attr]
-                      ], "duplicated": duplicated}
+    return {"lost": missing + [f"{m} → {r}" for m, r in undelivered]
+            + [f"{rid}: the requester was not told" for rid in untold],
+            "stuck": [_stuck(rid, states[rid]) for rid in stuck], "duplicated": duplicated}
+
+
+def _stuck(rid: str, state: RequestState | TransferState | None) -> str:
+    if isinstance(state, TransferState):
+        held = [f"{d.kind} with {d.hops[-1].to}" for d in state.dispatches
+                if d.delivered_at is None]
+        return (f"{rid}: {state.status.value}" + (" + overdue" if state.overdue else "")
+                + (f"; on the channel: {', '.join(held)}" if held else ""))
+    return f"{rid}: {state.status.value if state else None}"
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -331,22 +407,26 @@ async def run(args: argparse.Namespace) -> int:
     await asyncio.to_thread(stack.up, settings)
     client = await connect(settings)
     sim = ChaosSimulation(settings)
-    await sim.connect({a for pair in PAIRS for a in pair})
     mix = scenarios()
-    expected: dict[str, Expectation] = {}
+    transfers = [s for s, _ in mix if isinstance(s, TransferScenario)]
+    await sim.connect({a for pair in PAIRS for a in pair} | transfer_authorities(transfers))
+    expected: dict[str, Expectation | TransferExpectation] = {}
     tag = uuid.uuid4().hex[:6].upper()
     numbers = iter(range(10**6))
 
-    async def start(scenario: Scenario) -> None:
+    async def start(scenario: Scenario | TransferScenario) -> None:
         rid = f"CHAOS-{tag}-{next(numbers):05d}"
         expected[rid] = scenario.expect
-        if scenario.name == "duplicated":
+        if scenario.name in ("duplicated", "transfer duplicated"):
             sim.duplicated.add(rid)
-        await sim.start(scenario, rid)
+        if isinstance(scenario, TransferScenario):
+            await sim.transfers.start(scenario, rid)
+        else:
+            await sim.start(scenario, rid)
 
     async def start_timers() -> None:
         for scenario, _ in mix:
-            if scenario.name in ("lapsed", "receipt deemed"):
+            if isinstance(scenario, Scenario) and scenario.name in ("lapsed", "receipt deemed"):
                 for _ in range(3):
                     await start(scenario)
 
@@ -375,7 +455,10 @@ async def run(args: argparse.Namespace) -> int:
         "authority_crashes": sim.crashes, "redelivered_to_authorities": sim.redelivered,
         "dropped_by_clients": sim.dropped + sim.dropped_now,
         "dead_letters": dict(dlq),
-        "scenarios": dict(Counter(s.scenario.name for s in sim.runs.values())),
+        "scenarios": dict(Counter([s.scenario.name for s in sim.runs.values()]
+                                  + [t.scenario.name for t in sim.transfers.runs.values()])),
+        "transfer_messages_refused": [f"{e.request_id}: {e.body.problem}" for t in
+                                      sim.transfers.runs.values() for e in t.errors][:10],
         "lost": report["lost"][:10], "stuck": report["stuck"][:10],
         "duplicated_effects": report["duplicated"][:10],
     }

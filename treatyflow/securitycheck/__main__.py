@@ -2,13 +2,17 @@
 an outside client would send it.
 
     python -m treatyflow.securitycheck [--as KZ-GPO] [--counterpart RU-MIA] [--third CN-MPS]
+                                       [--transfer-as KZ-GPO] [--transfer-counterpart AE-MOJ]
 
 Talks AMQP only, with the published contract and client library (``treatyflow.agency``);
 imports nothing of the gateway, hub or workflows. Credentials, each for one thing:
 
 - the **attacker** (``--as``): its broker password and signing key from the state folder;
   every hostile input is sent with them, and its own inbox is read for the ``error`` replies;
-- the **counterpart**: opens the requests the attacker aims at (valid messages only), checks
+  the transfer cases (KZ–UAE 2018) are sent by ``--transfer-as``, a central authority of
+  that treaty (by default the same authority, ``KZ-GPO``);
+- the **counterpart** (and ``--transfer-counterpart`` for transfers): opens the requests
+  the attacker aims at (valid messages only), checks
   that nothing forged reached its inbox and that a valid request still arrives intact;
 - the **hub user**: reads ``hub.dead-letter`` (no authority may), without taking anything out;
 - the **operator CLI** (``treatyflow status --json``): each aimed-at request's state before
@@ -25,6 +29,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import aio_pika
@@ -37,12 +42,14 @@ from treatyflow.securitycheck.catalogue import (
     Kit,
     Result,
     attempt,
+    current_key_ids,
     dead_letters,
     notice,
     open_target,
     request_body,
 )
 from treatyflow.settings import Settings
+from treatyflow.workers.transfers import TRANSFER_TREATY
 
 MIN_INPUTS = 25
 
@@ -92,11 +99,12 @@ def _signing_key(secrets: Path, owner: str, ring: KeyRing) -> SigningKey:
     return SigningKey.from_pem(key_id, pem)
 
 
-def _applied(settings: Settings, request_id: str) -> tuple[str, ...]:
+def _applied(settings: Settings, treaty: str, request_id: str) -> tuple[str, ...]:
     """The ids of the messages applied to a request, as the operator CLI shows them (its
     deadlines move it on by themselves; only a message applied to it is a change by one)."""
     done = subprocess.run(
-        [sys.executable, "-m", "treatyflow.workers.cli", "status", request_id, "--json"],
+        [sys.executable, "-m", "treatyflow.workers.cli", "status", request_id, "--treaty",
+         treaty, "--json"],
         env=settings.to_env() | {"PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
         timeout=60, check=False)
     if done.returncode != 0:
@@ -119,35 +127,53 @@ def _say(text: str) -> None:
     print(f"[security-check] {text}", flush=True)
 
 
-async def check(settings: Settings, attacker_id: str, counterpart_id: str, third: str) -> int:
+async def check(settings: Settings, attacker_id: str, counterpart_id: str, third: str,
+                transfer_attacker_id: str = "KZ-GPO",
+                transfer_counterpart_id: str = "AE-MOJ") -> int:
     secrets = settings.secrets_dir
     passwords: dict[str, str] = json.loads((secrets / "amqp-passwords.json").read_text())
     ring = KeyRing.model_validate_json((secrets / c.KEY_REGISTRY_FILE).read_bytes())
     hub_keys = ring.only([c.HUB_SENDER])
-    kit = Kit(attacker_id, counterpart_id, third, _signing_key(secrets, attacker_id, ring))
-    _say(f"attacker={attacker_id} (every hostile input; reads its own inbox) "
-         f"counterpart={counterpart_id} (opens the aimed-at requests; valid messages only) "
+    key_ids = current_key_ids(ring)
+    kits = {
+        "sco": Kit(attacker_id, counterpart_id, third,
+                   _signing_key(secrets, attacker_id, ring), key_ids=key_ids),
+        "transfer": Kit(transfer_attacker_id, transfer_counterpart_id, third,
+                        _signing_key(secrets, transfer_attacker_id, ring),
+                        treaty=TRANSFER_TREATY, key_ids=key_ids),
+    }
+    kit = kits["sco"]
+    _say(f"attacker={attacker_id} (every hostile input; reads its own inbox; transfer cases: "
+         f"{transfer_attacker_id}) counterpart={counterpart_id} (opens the aimed-at requests; "
+         f"valid messages only; transfers: {transfer_counterpart_id}) "
          f"dead-letter reader={c.HUB_USER} (hub.dead-letter, read-only browse) "
          f"state reader=operator CLI `treatyflow status --json`")
     url = settings.amqp_url(attacker_id, passwords[attacker_id])
-    async with (
-        AgencyClient(attacker_id, url, signing_key=kit.key, hub_keys=hub_keys) as attacker,
-        AgencyClient(counterpart_id, settings.amqp_url(counterpart_id, passwords[counterpart_id]),
-                     signing_key=_signing_key(secrets, counterpart_id, ring),
-                     hub_keys=hub_keys) as counterpart,
-        attacker.inbox() as attacker_inbox, counterpart.inbox() as counterpart_inbox,
-    ):
-        attacker_box, counterpart_box = Watch(attacker_inbox), Watch(counterpart_inbox)
-        before: dict[str, tuple[str, ...]] = {}  # request id -> message ids applied to it
+    async with AsyncExitStack() as exits:
+        clients: dict[str, AgencyClient] = {}
+        boxes: dict[str, Watch] = {}
+        for who in dict.fromkeys((attacker_id, counterpart_id, transfer_attacker_id,
+                                  transfer_counterpart_id)):
+            clients[who] = await exits.enter_async_context(AgencyClient(
+                who, settings.amqp_url(who, passwords[who]),
+                signing_key=_signing_key(secrets, who, ring), hub_keys=hub_keys))
+            boxes[who] = Watch(await exits.enter_async_context(clients[who].inbox()))
+        attacker, attacker_box = clients[attacker_id], boxes[attacker_id]
+        counterpart_box = boxes[counterpart_id]
+        # (treaty, request id) -> message ids applied to it
+        before: dict[tuple[str, str], tuple[str, ...]] = {}
         results: list[Result] = []
         probe_connection = await aio_pika.connect(url)
         async with probe_connection:
             for case in CATALOGUE:
+                k = kits[case.procedure]
                 if case.target is not None:
-                    applied = await open_target(kit, case.target, attacker, attacker_box,
-                                                counterpart, counterpart_box)
-                    before[kit.targets[case.target]] = tuple(applied)
-                result = await attempt(case, kit, attacker, attacker_box, probe_connection)
+                    applied = await open_target(k, case.target, clients[k.attacker],
+                                                boxes[k.attacker], clients[k.counterpart],
+                                                boxes[k.counterpart])
+                    before[(k.treaty, k.targets[case.target])] = tuple(applied)
+                result = await attempt(case, k, clients[k.attacker], boxes[k.attacker],
+                                       probe_connection)
                 results.append(result)
                 mark = "ok " if result.as_expected else "FAIL"
                 _say(f"{mark} {case.layer:7} {case.name:28} expected {case.problem:20} "
@@ -158,11 +184,12 @@ async def check(settings: Settings, attacker_id: str, counterpart_id: str, third
         found = await dead_letters(settings.amqp_url(c.HUB_USER, passwords[c.HUB_USER]), wanted)
         dead_lettered = [r for r in gateway if r.message_id in found
                          and found[r.message_id] == r.case.problem]
-        after = {rid: _applied(settings, rid) for rid in before}
-        changed = [rid for rid in before if before[rid] != after[rid]]
+        after = {key: _applied(settings, *key) for key in before}
+        changed = [key for key in before if before[key] != after[key]]
         # A case that names a request of its own must not have started it.
         named = {r.request_id for r in gateway if r.case.target is None and r.request_id}
-        started = sorted(named & _requests_of(settings, attacker_id))
+        started = sorted(named & (_requests_of(settings, attacker_id)
+                                  | _requests_of(settings, transfer_attacker_id)))
         # Accepted: a message the hub took, i.e. answered with no error at all.
         accepted = [r for r in gateway if r.refused_with is None]
 
@@ -178,8 +205,8 @@ async def check(settings: Settings, attacker_id: str, counterpart_id: str, third
         except TimeoutError:
             alive = False
         await counterpart_box.settle(1)
-    for rid in changed:
-        _say(f"CHANGED: request {rid}: applied {before[rid]} -> {after[rid]}")
+    for key in changed:
+        _say(f"CHANGED: request {key[1]} ({key[0]}): applied {before[key]} -> {after[key]}")
     for rid in started:
         _say(f"STARTED: request {rid} by a hostile input")
     if counterpart_box.unverified:
@@ -219,8 +246,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--as", dest="attacker", default="KZ-GPO")
     parser.add_argument("--counterpart", default="RU-MIA")
     parser.add_argument("--third", default="CN-MPS")
+    parser.add_argument("--transfer-as", dest="transfer_attacker", default="KZ-GPO",
+                        help="a central authority of kz-uae-2018: sends the transfer cases")
+    parser.add_argument("--transfer-counterpart", default="AE-MOJ")
     args = parser.parse_args(argv)
-    return asyncio.run(check(Settings.from_env(), args.attacker, args.counterpart, args.third))
+    return asyncio.run(check(Settings.from_env(), args.attacker, args.counterpart, args.third,
+                             args.transfer_attacker, args.transfer_counterpart))
 
 
 if __name__ == "__main__":

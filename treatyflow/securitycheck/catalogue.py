@@ -12,6 +12,11 @@ Two layers refuse:
   ``x-treatyflow-problem`` header, and no request may change;
 - **broker** cases never get that far: RabbitMQ closes the channel (``ACCESS_REFUSED`` or
   ``PRECONDITION_FAILED``) and nothing reaches any queue.
+
+Cases of the ``transfer`` procedure (KZ–UAE 2018 transfer of convicted persons) are sent by a
+central authority of that treaty (a ``Kit`` whose ``treaty`` is ``kz-uae-2018``): the same
+refusals, plus what the treaty's diplomatic channel (art. 5.1, 6.1) and checklist (art. 6.2,
+7) make hostile there.
 """
 
 from __future__ import annotations
@@ -30,16 +35,27 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from treatyflow import constants as c
 from treatyflow.agency import AgencyClient
-from treatyflow.agency.signing import SigningKey, sign
+from treatyflow.agency.signing import KeyRing, SigningKey, sign
 from treatyflow.schemas.messages import ErrorMessage, OutboundMessage, parse_inbound
+from treatyflow.workers.transfers import (
+    AE_MOFA,
+    KZ_MFA,
+    TRANSFER_TREATY,
+    document,
+    executing_request_content,
+    transfer_request_content,
+)
 
 TREATY = "sco-2010"
+# The foreign ministry that carries each state's messages (art. 5.1: diplomatic channels).
+MINISTRY = {"KZ": KZ_MFA, "AE": AE_MOFA}
 # How long a withdrawn request's workflow is given to finish before a case aims at it.
 CLOSING_SECONDS = 3.0
 ACCESS_REFUSED = "ACCESS_REFUSED"
 PRECONDITION_FAILED = "PRECONDITION_FAILED"
 # The requests a case may aim at, opened before the catalogue runs (see ``open_targets``).
 Target = Literal["own", "incoming", "foreign", "closed"]
+Procedure = Literal["sco", "transfer"]
 # Summary flags of the security check's last line a case stands for.
 Flag = Literal["cross_inbox_read", "forged_sender", "tampered_signature"]
 # Latin letters and the Cyrillic letters that look the same.
@@ -83,6 +99,8 @@ class Kit:
     key: SigningKey
     targets: dict[str, str] = field(default_factory=dict)  # Target -> request id
     accepted_message_id: str = ""  # the message id of the attacker's accepted request
+    treaty: str = TREATY
+    key_ids: dict[str, str] = field(default_factory=dict)  # owner -> current key id (public)
 
     @staticmethod
     def fresh_id() -> str:
@@ -95,12 +113,14 @@ class Kit:
     def envelope(self, kind: str, *, target: Target | None = None, body: Any = None,
                  **fields: Any) -> dict[str, Any]:
         """A valid envelope from the attacker (about ``target``, or a new request)."""
+        sender = fields.get("sender", self.attacker)
         if body is None:
-            body = request_body() if kind == "request" else {}
+            body = (request_body() if kind == "request" else
+                    transfer_body(sender) if kind == "transfer_request" else {})
         data: dict[str, Any] = {
             "schema_version": "1", "message_id": self.fresh_id(), "kind": kind,
             "request_id": self.targets[target] if target else self.fresh_request_id(),
-            "treaty_id": TREATY, "sender": self.attacker, "recipient": self.counterpart,
+            "treaty_id": self.treaty, "sender": self.attacker, "recipient": self.counterpart,
             "sent_at": datetime.now(UTC).isoformat(), "in_reply_to": None, "body": body,
         }
         data.update(fields)
@@ -122,6 +142,19 @@ class Kit:
         return Attempt(body, self.fresh_id())
 
 
+def transfer_body(sender: str, **overrides: Any) -> dict[str, Any]:
+    """A valid transfer request of ``sender``'s state (art. 4, 6, 7, 8): Kazakhstan asks as
+    the sentencing state (art. 7.1), the UAE as the executing state (art. 7.2)."""
+    body = (transfer_request_content() if sender.startswith("KZ-")
+            else executing_request_content())
+    body.update(overrides)
+    return body
+
+
+def ministry_of(authority: str) -> str:
+    return MINISTRY[authority.split("-")[0]]
+
+
 Probe = Callable[[Kit, AbstractChannel], Awaitable[None]]
 
 
@@ -137,6 +170,8 @@ class Case:
     probe: Probe | None = None
     target: Target | None = None
     flag: Flag | None = None
+    procedure: Procedure = "sco"  # whose kit sends it: a transfer case, a transfer party's
+    says: str | None = None  # words the error's reasons must hold (the article, the party)
 
     @property
     def layer(self) -> Literal["gateway", "broker"]:
@@ -179,6 +214,53 @@ def _replayed(k: Kit) -> Attempt:
     data = k.envelope("withdrawal", target="own", body={"reason": "Case closed at home."},
                       message_id=k.accepted_message_id)
     return k.send(data)
+
+
+def _transfer_foreign_key(k: Kit) -> Attempt:
+    """Signed by the attacker, naming its foreign ministry's registered key."""
+    data = k.signed(k.envelope("transfer_request"))
+    data["signature"]["key_id"] = k.key_ids[ministry_of(k.attacker)]
+    return Attempt(json.dumps(data, ensure_ascii=False).encode(), data["message_id"])
+
+
+def _transfer_stranger_key(k: Kit) -> Attempt:
+    """Signed with a key pair the attacker made itself, under its own registered key id."""
+    stranger = SigningKey.generate(k.key.key_id)
+    message = sign(parse_inbound(json.dumps(k.envelope("transfer_request"))), stranger)
+    return Attempt(message.model_dump_json().encode(), message.message_id)
+
+
+def _relay_own_message(k: Kit) -> Attempt:
+    """The requesting central authority passes its own request on to the other state's
+    ministry itself, as though its own ministry had relayed it (art. 5.1)."""
+    other = ministry_of(k.counterpart)
+    return k.send(k.envelope("transfer_relay", target="own", recipient=other, body={
+        "relayed_message_id": k.accepted_message_id, "note_reference": "Note 1/2026"}))
+
+
+def _relay_in_ministry_name(k: Kit) -> Attempt:
+    """The same relay with the envelope's sender set to the attacker's ministry."""
+    return k.send(k.envelope("transfer_relay", target="own", sender=ministry_of(k.attacker),
+                             recipient=ministry_of(k.counterpart), body={
+                                 "relayed_message_id": k.accepted_message_id,
+                                 "note_reference": "Note 1/2026"}))
+
+
+def _transfer_changed_duplicate(k: Kit) -> Attempt:
+    """The accepted transfer request's message id, with another person in the body."""
+    body = transfer_body(k.attacker)
+    body["person"] = {**body["person"], "full_name": "Another person", "prisoner_ref": "X-1"}
+    return k.send(k.envelope("transfer_request", target="own", body=body,
+                             message_id=k.accepted_message_id))
+
+
+def _bad_checklist(k: Kit) -> Attempt:
+    """The art. 7.1 checklist with a document whose fields are of the wrong kinds."""
+    docs = [document(code) for code in ("personal_data", "sentence_information", "consent")]
+    docs.append({"code": "final_judgment", "language": 7, "translation": "english",
+                 "signed": "yes", "stamped": None, "ref": ""})
+    return k.send(k.envelope("transfer_request", body=transfer_body(k.attacker, documents=docs)),
+                  sign_it=False)
 
 
 # --- broker probes --------------------------------------------------------------------
@@ -311,6 +393,50 @@ CATALOGUE: list[Case] = [
          lambda k: k.send(k.envelope("withdrawal", target="closed",
                                      body={"reason": "Withdrawn a second time."})),
          target="closed"),
+    # --- the transfer of convicted persons (KZ–UAE 2018), sent by a central authority
+    Case("transfer_unsigned", "a transfer request without a signature (art. 6.2: signed)",
+         "unsigned", lambda k: k.send(k.envelope("transfer_request"), sign_it=False),
+         procedure="transfer"),
+    Case("transfer_ministry_key", "a transfer request naming the foreign ministry's key id",
+         "unknown_key", _transfer_foreign_key, procedure="transfer"),
+    Case("transfer_stranger_key", "a transfer request signed with a key pair not registered "
+         "for its sender", "bad_signature", _transfer_stranger_key, procedure="transfer",
+         flag="tampered_signature"),
+    Case("transfer_relay_skipping_ministry", "a central authority relays its own request to "
+         "the other state's ministry, as though its ministry had (art. 5.1)", "not_allowed_now",
+         _relay_own_message, target="own", procedure="transfer", says="art. 5.1"),
+    Case("transfer_relay_in_ministry_name", "a relay whose envelope sender is the foreign "
+         "ministry, published on the central authority's connection", "sender_mismatch",
+         _relay_in_ministry_name, target="own", procedure="transfer", flag="forged_sender"),
+    Case("transfer_decision_before_receipt", "an art. 8.6 decision on a transfer request that "
+         "has not yet reached its recipient through the ministries (art. 5.1, 6.1)",
+         "not_allowed_now",
+         lambda k: k.send(k.envelope("transfer_decision", target="incoming", body={})),
+         target="incoming", procedure="transfer", says="has not yet reached"),
+    Case("transfer_under_sco_treaty", "a transfer request under treaty_id sco-2010 (the "
+         "request-for-assistance procedure)", "not_allowed_now",
+         lambda k: k.send(k.envelope("transfer_request", treaty_id=TREATY)),
+         procedure="transfer", says="transfer-of-convicted-person procedure"),
+    Case("sco_request_under_transfer_treaty", "a request for assistance under treaty_id "
+         "kz-uae-2018", "not_allowed_now",
+         lambda k: k.send(k.envelope("request", body=request_body())), procedure="transfer",
+         says="not a message of the transfer"),
+    Case("transfer_to_non_party", "a transfer request to RU-MIA, no central authority of the "
+         "treaty (art. 5.2)", "invalid_request",
+         lambda k: k.send(k.envelope("transfer_request", recipient="RU-MIA")),
+         procedure="transfer", says="RU-MIA"),
+    Case("transfer_consent_not_written", "a transfer request whose consent was not given in "
+         "writing (art. 8.5)", "invalid_request",
+         lambda k: k.send(k.envelope("transfer_request", body=transfer_body(
+             k.attacker, consent={**transfer_request_content()["consent"],
+                                  "in_writing": False}))), procedure="transfer",
+         says="8.5"),
+    Case("transfer_bad_checklist", "a document of the art. 7 checklist with a number for its "
+         "language, 'yes' for signed, no stamp and no reference", "malformed", _bad_checklist,
+         procedure="transfer", says="documents"),
+    Case("transfer_changed_duplicate", "the accepted transfer request's message id again, "
+         "with another person in it", "replayed_message_id", _transfer_changed_duplicate,
+         target="own", procedure="transfer"),
     # --- the broker: straight at another inbox, or reading what is not yours
     Case("deliver_to_other_inbox", "publish into treatyflow.deliver, routing key = another "
          "authority", ACCESS_REFUSED,
@@ -364,7 +490,8 @@ class Result:
 
     @property
     def as_expected(self) -> bool:
-        return self.refused_with == self.case.problem
+        said = self.case.says is None or any(self.case.says in r for r in self.reasons)
+        return self.refused_with == self.case.problem and said
 
 
 def _named_request(body: bytes) -> str | None:
@@ -445,6 +572,15 @@ async def dead_letters(url: str, wanted: set[str], timeout: float = 10) -> dict[
     return found
 
 
+def current_key_ids(ring: KeyRing) -> dict[str, str]:
+    """Each owner's current key id, from the public key registry (a ``KeyRing``)."""
+    out: dict[str, str] = {}
+    for key in ring.keys:
+        if key.current:
+            out[key.owner] = key.key_id
+    return out
+
+
 def notice(request_id: str, event: str) -> Callable[[OutboundMessage], bool]:
     """Matches the hub's notice of ``event`` about ``request_id``."""
     return lambda m: m.kind == "notice" and m.request_id == request_id and \
@@ -465,11 +601,22 @@ async def open_target(kit: Kit, target: Target, attacker: AgencyClient, attacker
     sender = kit.attacker if mine else kit.counterpart
     recipient = {"own": kit.counterpart, "closed": kit.counterpart, "incoming": kit.attacker,
                  "foreign": kit.third}[target]
-    opening = parse_inbound(json.dumps(kit.envelope("request", sender=sender,
-                                                    recipient=recipient)))
+    transfer = kit.treaty == TRANSFER_TREATY
+    opening = parse_inbound(json.dumps(kit.envelope(
+        "transfer_request" if transfer else "request", sender=sender, recipient=recipient)))
     await (attacker if mine else counterpart).publish(opening)
     kit.targets[target] = opening.request_id
     applied = [opening.message_id]
+    if transfer:
+        if target not in ("own", "incoming"):
+            raise ValueError(f"no {target} target for a transfer case")
+        # Accepted and put on the diplomatic channel; no ministry relays it here, so an
+        # incoming request never reaches the attacker (art. 5.1).
+        await (attacker_box if mine else counterpart_box).expect(
+            notice(opening.request_id, "dispatched"))
+        if mine:
+            kit.accepted_message_id = opening.message_id
+        return applied
     if target == "incoming":
         await attacker_box.expect(notice(opening.request_id, "request_delivered"))
     else:

@@ -24,6 +24,7 @@ from treatyflow.agency import AgencyClient, Unverified
 from treatyflow.constants import workflow_id
 from treatyflow.keys import RegistryFile, signing_key
 from treatyflow.schemas.messages import INBOUND, ErrorMessage, NoticeMessage, OutboundMessage
+from treatyflow.schemas.treaty import all_authorities
 from treatyflow.settings import Settings
 from treatyflow.topology import read_passwords
 from treatyflow.workers.transfers import TransferPlay
@@ -413,7 +414,7 @@ class Simulation:
                     else message.body.problem),
             request_id=message.request_id, message_id=message.message_id,
             workflow_id=workflow_id(message.treaty_id, message.request_id))
-        if self.transfers.run_of(message.request_id) is not None:
+        if self.transfers.claims(message):
             self.transfers.on_message(authority, message)
             return
         run = self.runs.get(message.request_id) or self._adopt(authority, message)
@@ -538,15 +539,24 @@ def scenario_authorities(scenarios: list[Scenario]) -> set[str]:
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    """Long-running mode: every registered authority executes what it receives in 5 days."""
-    from treatyflow.schemas.treaty import all_authorities
-
-    sim = Simulation(settings, settings.seconds_per_day, default_behaviour=execute(5))
+    """Long-running mode: every registered authority answers what it receives like an
+    agency would. A request for assistance is executed in 5 days (SCO 2010, art. 6.1); a
+    transfer of a convicted person (KZ–UAE 2018) is relayed by the foreign ministries
+    (art. 5.1), agreed by both central authorities once its documents are complete (art. 7,
+    8.6), handed over and reported on (art. 10), a transit granted where asked (art. 16)."""
+    sim = serving_simulation(settings)
     await sim.connect(set(all_authorities()))
     (settings.state_dir / "run").mkdir(parents=True, exist_ok=True)
     (settings.state_dir / "run" / "simulator.ready").touch()
     await stop.wait()
     await sim.close()
+
+
+def serving_simulation(settings: Settings) -> Simulation:
+    """The simulation ``--serve`` runs: it answers requests it did not start."""
+    sim = Simulation(settings, settings.seconds_per_day, default_behaviour=execute(5))
+    sim.transfers.serve = True
+    return sim
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from treatyflow.schemas.messages import ErrorMessage, NoticeMessage, OutboundMessage
+from treatyflow.schemas.transfer import load_transfer_profile
 
 if TYPE_CHECKING:
     from treatyflow.workers.simulator import Simulation
@@ -71,6 +72,22 @@ def executing_request_content() -> dict[str, Any]:
             "person": person(), "executing_state_provision": PROVISION,
             "language": "ar", "translation": "en", "signed": True, "stamped": True,
             "documents": [document(c, "AE") for c in EXECUTING_DOCS]}
+
+
+def documents_body(authority: str, codes: list[str]) -> dict[str, Any]:
+    """``authority``'s documents of the art. 7 checklist, each with the data it carries
+    (art. 7.1(b) the sentence, 7.1(e) the consent, 7.2(b) the executing state's provision)."""
+    state = authority.split("-")[0]
+    profile = load_transfer_profile(TRANSFER_TREATY)
+    sentencing = transfer_request_content()
+    data = {"sentence": sentencing["sentence"], "consent": sentencing["consent"],
+            "executing_state_provision": PROVISION}
+    body: dict[str, Any] = {"documents": [document(code, state) for code in codes]}
+    for code in codes:
+        found = profile.document(code)
+        if found is not None and found[1].carries:
+            body[found[1].carries] = data[found[1].carries]
+    return body
 
 
 @dataclass(frozen=True)
@@ -136,8 +153,12 @@ class TransferRun:
     request_id: str
     received: list[OutboundMessage] = field(default_factory=list)
     errors: list[ErrorMessage] = field(default_factory=list)
+    sentencing: str = KZ  # the central authorities of the two states (art. 5.2)
+    executing: str = AE
     handover_delivered: bool = False
-    transit_granted: bool = False
+    transits_needed: int = 0  # art. 16: landings in third states the handover's route makes
+    transits_granted: set[str] = field(default_factory=set)
+    decided: set[str] = field(default_factory=set)  # who has sent its art. 8.6 decision
     completed: bool = False
 
     @property
@@ -146,14 +167,51 @@ class TransferRun:
 
 
 class TransferPlay:
-    """The authorities' reactions to the hub's notices on transfers."""
+    """The authorities' reactions to the hub's notices on transfers.
 
-    def __init__(self, sim: Simulation) -> None:
+    With ``serve`` set, a transfer this simulation did not start is adopted when its
+    request reaches one of the authorities played (``relay_requested`` or ``delivered``
+    carrying the ``transfer_request``): the ministries relay it, the central authorities
+    agree, supply what documents are asked for, hand over and report (art. 5-10)."""
+
+    def __init__(self, sim: Simulation, serve: bool = False) -> None:
         self.sim = sim
+        self.serve = serve
         self.runs: dict[str, TransferRun] = {}
 
     def run_of(self, request_id: str) -> TransferRun | None:
         return self.runs.get(request_id) or self.runs.get(request_id.removesuffix("-T"))
+
+    def claims(self, message: OutboundMessage) -> bool:
+        """Whether ``message`` belongs to a transfer played here (adopting it when serving)."""
+        if self.run_of(message.request_id) is not None:
+            return True
+        return self.serve and self._adopt(message) is not None
+
+    def _adopt(self, message: OutboundMessage) -> TransferRun | None:
+        if message.treaty_id != TRANSFER_TREATY or not isinstance(message, NoticeMessage):
+            return None
+        b = message.body
+        if b.event == "transit_requested" and "transfer_request_id" in b.detail:
+            # art. 16: a transit asked of an authority played here
+            scenario = TransferScenario("served transit", TransferExpectation("transit_granted"),
+                                        requester=b.requesting, requested=b.requested)
+            run = self.runs[message.request_id] = TransferRun(scenario, message.request_id)
+            return run
+        payload = b.detail.get("message") or {}
+        if (b.event not in ("relay_requested", "delivered")
+                or payload.get("kind") != "transfer_request"):
+            return None
+        body = payload.get("body") or {}
+        states = {"KZ": KZ, "AE": AE}
+        scenario = TransferScenario("served", TransferExpectation("enforcing"),
+                                    requester=payload["sender"], requested=payload["recipient"],
+                                    content=body)
+        run = self.runs[message.request_id] = TransferRun(
+            scenario, message.request_id,
+            sentencing=states.get(body.get("sentencing_state", "KZ"), KZ),
+            executing=states.get(body.get("executing_state", "AE"), AE))
+        return run
 
     async def start(self, scenario: TransferScenario, request_id: str) -> TransferRun:
         run = self.runs[request_id] = TransferRun(scenario, request_id)
@@ -178,7 +236,8 @@ class TransferPlay:
             if authority == s.silent_relay:
                 return  # art. 5.1: the hop deadline (hub policy) will flag it
             await self._days(s.relay_after_days)
-            await self.sim.send(authority, "transfer_relay", run.request_id, b.detail["next_hop"],
+            await self.sim.send(authority, "transfer_relay", notice.request_id,
+                                b.detail["next_hop"],
                                 {"relayed_message_id": b.about_message_id,
                                  "note_reference": f"Note verbale {run.request_id[-4:]}"},
                                 treaty=TRANSFER_TREATY)
@@ -192,33 +251,39 @@ class TransferPlay:
                 await self._decide(authority, run)
         elif event == "documents_requested":
             await self._days(2)  # art. 7: the owner supplies what the hub names
-            state = authority.split("-")[0]
             await self._send(authority, "transfer_documents", run, self._other(run, authority),
-                             {"documents": [document(d["code"], state)
-                                            for d in b.detail["documents"]]})
+                             documents_body(authority, [d["code"] for d in b.detail["documents"]]))
         elif event == "delivered" and kind == "transfer_documents":
-            if b.status == "under_consideration" and authority == AE:
+            # The documents complete the request: the side still to decide decides (art. 8.6).
+            if b.status == "under_consideration" and authority == run.executing:
                 await self._decide(authority, run)
-        elif event == "delivered" and kind == "transfer_decision" and authority == KZ:
-            await self._decide(authority, run)
-        elif event == "agreed" and authority == KZ:
+        elif event == "delivered" and kind == "transfer_decision":
+            await self._decide(authority, run)  # the other state agreed: so does this one
+        elif event == "agreed" and authority == run.sentencing:
             await self._arrange_handover(run)
-        elif event == "transit_requested" and authority == TRANSIT_AUTHORITY:
+        elif (event == "transit_requested" and authority == b.requested
+              and "transfer_request_id" in b.detail):  # asked of it, not told to a party
             await self._days(1)  # art. 16.1: under its own legislation
-            await self.sim.send(authority, "transfer_transit_decision", run.transit_id, KZ,
-                                {"granted": True}, in_reply_to=b.about_message_id,
-                                treaty=TRANSFER_TREATY)
-        elif event == "delivered" and kind == "transfer_handover" and authority == AE:
+            await self.sim.send(authority, "transfer_transit_decision", notice.request_id,
+                                b.requesting, {"granted": True},
+                                in_reply_to=b.about_message_id, treaty=TRANSFER_TREATY)
+        elif event == "delivered" and kind == "transfer_handover" and authority == run.executing:
+            route = (b.detail.get("message") or {}).get("body", {}).get("route") or {}
+            run.transits_needed = (len(route.get("transit_states") or [])
+                                   if route.get("landing_in_transit") else 0)
             run.handover_delivered = True
             await self._complete(run)
-        elif event == "transit_granted" and authority == AE:
-            run.transit_granted = True
+        elif event == "transit_granted" and authority == run.executing:
+            run.transits_granted.add(str(b.detail.get("transit_request_id")))
             await self._complete(run)
 
     async def _decide(self, authority: str, run: TransferRun) -> None:
         """Art. 8.6: the state agrees; the executing state names its provision (art. 8.4)."""
+        if authority in run.decided or authority not in (run.sentencing, run.executing):
+            return
+        run.decided.add(authority)
         await self._days(2)
-        body = {"executing_state_provision": PROVISION} if authority == AE else {}
+        body = {"executing_state_provision": PROVISION} if authority == run.executing else {}
         await self._send(authority, "transfer_decision", run, self._other(run, authority), body)
 
     async def _arrange_handover(self, run: TransferRun) -> None:
@@ -228,13 +293,13 @@ class TransferPlay:
         route: dict[str, Any] = {"mode": "air", "transit_states": [], "landing_in_transit": False}
         if s.transit_state:
             route = {"mode": "air", "transit_states": [s.transit_state], "landing_in_transit": True}
-        await self._send(KZ, "transfer_handover", run, AE, {
+        await self._send(run.sentencing, "transfer_handover", run, run.executing, {
             "handover_on": (today + timedelta(days=1)).isoformat(),
             "place": "Almaty International Airport", "route": route})
         if s.transit_state:
             documents = [document(c) for c in SENTENCING_DOCS]
             documents.append(document("citizenship_proof", "AE"))
-            await self.sim.send(KZ, "transfer_transit_request", run.transit_id,
+            await self.sim.send(run.sentencing, "transfer_transit_request", run.transit_id,
                                 TRANSIT_AUTHORITY, {
                                     "transfer_request_id": run.request_id,
                                     "transit_state": s.transit_state, "person": person(),
@@ -246,21 +311,20 @@ class TransferPlay:
     async def _complete(self, run: TransferRun) -> None:
         """The executing state reports the handover done and continues enforcement (art. 10)."""
         if (run.completed or not run.handover_delivered
-                or (run.scenario.transit_state and not run.transit_granted)):
+                or len(run.transits_granted) < run.transits_needed):
             return
         run.completed = True
         today = datetime.now(UTC).date().isoformat()
         await self._days(1)
-        await self._send(AE, "transfer_completed", run, KZ,
+        await self._send(run.executing, "transfer_completed", run, run.sentencing,
                          {"handed_over_on": today, "place": "Almaty International Airport"})
-        await self._send(AE, "transfer_execution_report", run, KZ, {
+        await self._send(run.executing, "transfer_execution_report", run, run.sentencing, {
             "event": "enforcement_continued", "occurred_on": today,
             "term_imposed": {"years": 5}})
 
     @staticmethod
     def _other(run: TransferRun, authority: str) -> str:
-        s = run.scenario
-        return s.requested if authority == s.requester else s.requester
+        return run.executing if authority == run.sentencing else run.sentencing
 
     async def _send(self, sender: str, kind: str, run: TransferRun, recipient: str,
                     body: dict[str, Any]) -> str:
