@@ -1,0 +1,114 @@
+"""``treatyflow list`` and the open-request gauges over every procedure: the visibility
+queries they build and the rows an operator reads (no server; the stack tests run them)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowExecution, WorkflowExecutionStatus
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+
+from treatyflow.metrics import OPEN_QUERY, OPEN_STATUSES, gauge_queries
+from treatyflow.workers.cli import _row, list_query
+from treatyflow.workflows.request import (
+    SA_DEADLINE,
+    SA_OVERDUE,
+    SA_REQUESTED,
+    SA_REQUESTING,
+    SA_STATUS,
+)
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def query(**given: Any) -> str:
+    filters: dict[str, Any] = {"state": None, "treaty": None, "authority": None,
+                               "overdue": False, "due_within_days": None, "open_only": False,
+                               "seconds_per_day": 86_400.0, "now": NOW}
+    return list_query(**(filters | given))
+
+
+def test_list_covers_transfers_and_transits_unless_one_procedure_is_asked() -> None:
+    everything = query()
+    for workflow_type in ("RequestForAssistance", "TransferOfConvictedPerson",
+                          "TransitOfConvictedPerson"):
+        assert workflow_type in everything
+    assert query(procedure="transfer").startswith(
+        "WorkflowType = 'TransferOfConvictedPerson'")
+    assert "RequestForAssistance" not in query(procedure="transfer")
+    with pytest.raises(SystemExit, match="no procedure 'extradition'"):
+        query(procedure="extradition")
+
+
+def test_open_means_an_open_state_of_each_procedure() -> None:
+    opened = query(open_only=True)
+    assert "ExecutionStatus = 'Running'" in opened
+    for state in ("received", "enforcing", "handover_arranged", "requested",
+                  "transit_requested"):
+        assert f"'{state}'" in opened
+    # an executed request in its art. 7 phase, a final transfer carrying its last messages
+    for final in ("executed", "enforcement_ended", "refused", "closed", "transit_granted"):
+        assert f"'{final}'" not in opened
+    transfers = query(procedure="transfer", open_only=True)
+    assert "'received'" not in transfers and "'enforcing'" in transfers
+
+
+def test_an_art_12_deadline_is_found_by_due_within_and_overdue() -> None:
+    # A transfer's Deadline attribute is its first open deadline (art. 12: two days).
+    due = query(procedure="transfer", due_within_days=2, seconds_per_day=1.0)
+    assert "Deadline <= '2026-11-24T12:00:02+00:00'" in due
+    assert "'enforcing'" in due  # open only
+    assert "Overdue = true" in query(procedure="transfer", overdue=True)
+
+
+def test_a_filter_value_cannot_change_the_query() -> None:
+    with pytest.raises(SystemExit, match="is not a code"):
+        query(state="x' OR '1'='1")
+
+
+def execution(workflow_type: str, running: bool = True, **attrs: Any) -> WorkflowExecution:
+    keys: dict[str, SearchAttributeKey[Any]] = {
+        "status": SA_STATUS, "requesting": SA_REQUESTING, "requested": SA_REQUESTED,
+        "deadline": SA_DEADLINE, "overdue": SA_OVERDUE}
+    sa = TypedSearchAttributes([SearchAttributePair(keys[k], v) for k, v in attrs.items()])
+    status = WorkflowExecutionStatus.RUNNING if running else WorkflowExecutionStatus.COMPLETED
+    return WorkflowExecution(
+        close_time=None, execution_time=None, history_length=1, id="kz-uae-2018.TR-1",
+        namespace="default", parent_id=None, parent_run_id=None, root_id=None,
+        root_run_id=None, raw_info=None, run_id="r", search_attributes={}, start_time=NOW,  # type: ignore[arg-type]
+        status=status, task_queue="q", typed_search_attributes=sa, workflow_type=workflow_type,
+        _context_free_data_converter=None)  # type: ignore[arg-type]
+
+
+def test_a_transfer_row_names_its_procedure_state_deadline_and_overdue_flag() -> None:
+    row = _row(execution("TransferOfConvictedPerson", status="enforcing",
+                         requesting="KZ-GPO", requested="AE-MOJ",
+                         deadline=datetime(2026, 11, 26, 9, 30, tzinfo=UTC), overdue=True))
+    assert row == {"workflow_id": "kz-uae-2018.TR-1", "procedure": "transfer",
+                   "status": "enforcing", "requesting": "KZ-GPO", "requested": "AE-MOJ",
+                   "deadline": "2026-11-26T09:30:00+00:00", "overdue": True, "open": True}
+
+
+def test_a_row_is_open_only_in_an_open_state_of_its_procedure() -> None:
+    assert _row(execution("TransitOfConvictedPerson", status="transit_requested"))["open"]
+    transit = _row(execution("TransitOfConvictedPerson", status="transit_granted"))
+    assert transit["procedure"] == "transit" and not transit["open"]
+    assert transit["deadline"] is None and transit["overdue"] is False
+    assert not _row(execution("TransferOfConvictedPerson", status="refused"))["open"]
+    assert not _row(execution("RequestForAssistance", status="executed"))["open"]
+    assert _row(execution("RequestForAssistance", status="received"))["open"]
+    assert not _row(execution("RequestForAssistance", running=False, status="received"))["open"]
+
+
+def test_gauges_count_every_open_state_of_every_procedure_once() -> None:
+    queries = gauge_queries()
+    states = [(p, s) for p, s, _ in queries if s is not None]
+    assert states == [(p, s) for p, ss in OPEN_STATUSES.items() for s in ss]
+    assert ("transfer", "enforcing") in states and ("transit", "transit_requested") in states
+    overdue = [p for p, s, _ in queries if s is None]
+    assert overdue == ["assistance", "transfer"]  # a transit runs no clock
+    # one count per figure: the round stays as short as the gauges allow
+    assert len(queries) == len(states) + 2
+    assert OPEN_QUERY.startswith("WorkflowType = 'RequestForAssistance'")
