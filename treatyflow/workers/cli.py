@@ -47,7 +47,7 @@ from treatyflow.temporal import connect
 from treatyflow.topology import read_passwords
 from treatyflow.workers import demo, stack
 from treatyflow.workers.gateway import describe
-from treatyflow.workflows.lifecycle import OperatorAction, RequestState
+from treatyflow.workflows.lifecycle import OperatorAction, RequestState, treaty_days_left
 from treatyflow.workflows.request import (
     SA_DEADLINE,
     SA_OVERDUE,
@@ -288,13 +288,33 @@ def keys_command(settings: Settings, args: argparse.Namespace, console: Console)
     return 0
 
 
-def show_transfer(state: TransferState, console: Console) -> None:
-    """A transfer and its timeline, each leg of the diplomatic channel as a hop (art. 5.1)."""
+def show_transfer(state: TransferState, console: Console, now: datetime | None = None) -> None:
+    """A transfer and its timeline, each leg of the diplomatic channel as a hop (art. 5.1).
+
+    Every countdown is in treaty days scaled by the transfer's ``time_scale``, as ``show``
+    counts a request's; the dates the parties set (the handover, art. 3) are calendar dates
+    and are shown as such, never as a count of treaty days."""
+    now = now or datetime.now(UTC)
     due = current_deadline(state)
     console.print(
         f"[bold]{state.treaty_id} {state.request_id}[/]  {state.requesting} → {state.requested}"
         f"  status [bold]{state.status.value}[/]" + ("  [red]OVERDUE[/]" if state.overdue else "")
-        + (f"  next deadline {due.code} {due.due:%Y-%m-%d %H:%M:%S}" if due else ""))
+        + (f"  next deadline {due.code} {due.due:%Y-%m-%d %H:%M:%S}"
+           f" ({treaty_days_left(due.due, now, state.time_scale)})" if due else ""))
+    if state.handover is not None:
+        console.print(f"handover (art. 3) on {state.handover.handover_on:%Y-%m-%d} at "
+                      f"{state.handover.place} (calendar date)"
+                      + (f"; handed over on {state.transferred_on:%Y-%m-%d}"
+                         if state.transferred_on else ""))
+    deadlines = sorted((d for d in state.deadlines if d.open), key=lambda d: d.due)
+    if deadlines:
+        table = Table("deadline", "article", "by", "due (UTC)", "treaty days",
+                      title="open deadlines")
+        for d in deadlines:
+            table.add_row(d.code, d.article, d.owner, f"{d.due:%Y-%m-%d %H:%M:%S}",
+                          treaty_days_left(d.due, now, state.time_scale)
+                          + (" OVERDUE" if d.overdue else ""))
+        console.print(table)
     table = Table("at", "event", "by", "hop", "state", "note")
     for entry in state.timeline:
         table.add_row(f"{entry.at:%Y-%m-%d %H:%M:%S}", entry.event, entry.actor,
@@ -302,16 +322,24 @@ def show_transfer(state: TransferState, console: Console) -> None:
     console.print(table)
 
 
-def show(state: RequestState | TransferState, console: Console) -> None:
+def show(state: RequestState | TransferState, console: Console,
+         now: datetime | None = None) -> None:
     if isinstance(state, TransferState):
-        show_transfer(state, console)
+        show_transfer(state, console, now)
         return
+    now = now or datetime.now(UTC)
+    due = state.confirm_by if state.oral_unconfirmed else state.deadline
+    left = (f" ({treaty_days_left(due, now, state.time_scale)})"
+            if due is not None and not state.final else "")
     console.print(
         f"[bold]{state.treaty_id} {state.request_id}[/]  {state.requesting} → {state.requested}"
         f"  status [bold]{state.status.value}[/]"
         + (f" ({state.outcome})" if state.outcome else "")
         + ("  [red]OVERDUE[/]" if state.overdue else "")
         + (f"  deadline {state.deadline:%Y-%m-%d %H:%M:%S}" if state.deadline else "")
+        + (f"  confirm by {state.confirm_by:%Y-%m-%d %H:%M:%S}"
+           if state.oral_unconfirmed and state.confirm_by else "")
+        + left
     )
     table = Table("at", "event", "by", "state", "note")
     for entry in state.timeline:

@@ -1,17 +1,20 @@
-"""``treatyflow list`` and the open-request gauges over every procedure: the visibility
-queries they build and the rows an operator reads (no server; the stack tests run them)."""
+"""The operator's views over every procedure: ``treatyflow list`` and the open-request
+gauges (the visibility queries they build, the rows an operator reads) and ``treatyflow
+status`` (treaty-day countdowns). No server here; the stack tests run them for real."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from rich.console import Console
 from temporalio.client import WorkflowExecution, WorkflowExecutionStatus
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
+from tests.transfer_factories import AE, DAY, agreed_case, handover
 from treatyflow.metrics import OPEN_QUERY, OPEN_STATUSES, gauge_queries
-from treatyflow.workers.cli import _row, list_query
+from treatyflow.workers.cli import _row, list_query, show_transfer
 from treatyflow.workflows.request import (
     SA_DEADLINE,
     SA_OVERDUE,
@@ -112,3 +115,23 @@ def test_gauges_count_every_open_state_of_every_procedure_once() -> None:
     # one count per figure: the round stays as short as the gauges allow
     assert len(queries) == len(states) + 2
     assert OPEN_QUERY.startswith("WorkflowType = 'RequestForAssistance'")
+
+
+def test_status_counts_a_transfer_in_treaty_days_and_shows_its_handover_date_as_a_date() -> None:
+    c = agreed_case()
+    on = c.now.date() + 5 * DAY
+    c.send("transfer_handover", AE, handover(on))
+    # One treaty day an hour, as a scaled run would have it: the report of the handover is
+    # due at a fixed moment; what is left of it is counted in treaty days of that clock.
+    state = c.state.model_copy(update={"time_scale": 1 / 24})
+    deadline = next(d for d in state.deadlines if d.open and d.code == "handover")
+    now = deadline.due - timedelta(hours=3)
+    console = Console(record=True, width=200)
+    show_transfer(state, console, now)
+    text = console.export_text()
+    assert "next deadline handover" in text and "(3.0 treaty days left)" in text
+    assert f"handover (art. 3) on {on:%Y-%m-%d} at Almaty International Airport" in text
+    assert "(calendar date)" in text
+    late = Console(record=True, width=200)
+    show_transfer(state, late, deadline.due + timedelta(hours=2))
+    assert "passed 2.0 treaty days ago" in late.export_text()
