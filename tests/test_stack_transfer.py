@@ -16,6 +16,7 @@ from temporalio.client import Client
 
 from tests.conftest import Mailbox
 from tests.test_demo_and_cli import _cli
+from tests.test_observability import eventually, scrape, value
 from tests.test_stack import error_about, event
 from tests.transfer_factories import (
     AE,
@@ -127,6 +128,10 @@ async def test_full_transfer_across_the_relaying_foreign_ministries(
 
     state = await transfer_state(stack_client, TREATY, rid)
     assert state.status == "enforcing" and not state.overdue
+    # The gateway's open-request gauge counts enforcing transfers (from visibility).
+    await eventually(lambda: value(scrape(stack_settings, stack_settings.gateway_metrics_port),
+                                   "treatyflow_open_requests", procedure="transfer",
+                                   state="enforcing") >= 1)
     assert state.received_at is not None
     legs = [e.hop for e in state.timeline if e.message_id and e.hop]
     assert f"{KZ} → {KZ_MFA}" in legs and f"{KZ_MFA} → {AE_MFA}" in legs

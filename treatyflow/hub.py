@@ -276,7 +276,10 @@ async def _closed_status(client: Client, wf_id: str, asker: str | None) -> str |
                    state.get("transit_authority"), *state.get("forwarded_from", [])}
         return str(state["status"]) if asker is None or asker in parties else "closed"
     except Exception:  # noqa: BLE001 - no worker to answer: the Temporal status will do
-        return WorkflowExecutionStatus(raw).name.lower()
+        try:
+            return WorkflowExecutionStatus(raw).name.lower()
+        except ValueError:  # a status this SDK does not name
+            return "closed"
 
 
 def _summary(message: RequestMessage) -> str:
