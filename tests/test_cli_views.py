@@ -12,9 +12,12 @@ from rich.console import Console
 from temporalio.client import WorkflowExecution, WorkflowExecutionStatus
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
+from tests.factories import message, new_request_id, request_body
 from tests.transfer_factories import AE, DAY, agreed_case, handover
 from treatyflow.metrics import OPEN_QUERY, OPEN_STATUSES, gauge_queries
-from treatyflow.workers.cli import _row, list_query, show_transfer
+from treatyflow.schemas.treaty import load_profile
+from treatyflow.workers.cli import _row, list_query, show, show_transfer
+from treatyflow.workflows import lifecycle
 from treatyflow.workflows.request import (
     SA_DEADLINE,
     SA_OVERDUE,
@@ -135,3 +138,18 @@ def test_status_counts_a_transfer_in_treaty_days_and_shows_its_handover_date_as_
     late = Console(record=True, width=200)
     show_transfer(state, late, deadline.due + timedelta(hours=2))
     assert "passed 2.0 treaty days ago" in late.export_text()
+
+
+def test_status_counts_a_request_on_the_same_scaled_clock() -> None:
+    rid = new_request_id()
+    opened = lifecycle.open_request(
+        load_profile("sco-2010"), message("request", request_id=rid, sender="KZ-GPO",
+                                          recipient="RU-MIA", body=request_body()),
+        NOW, time_scale=1 / 86_400).state  # one treaty day a second
+    state = lifecycle.apply(opened, load_profile("sco-2010"),
+                            message("receipt", request_id=rid, sender="RU-MIA",
+                                    recipient="KZ-GPO"), NOW).state
+    assert state.deadline is not None
+    console = Console(record=True, width=200)
+    show(state, console, state.deadline - timedelta(seconds=12))
+    assert "(12.0 treaty days left)" in console.export_text()
