@@ -16,7 +16,7 @@ from tests.factories import message, new_request_id, request_body
 from tests.transfer_factories import AE, DAY, agreed_case, handover
 from treatyflow.metrics import OPEN_QUERY, OPEN_STATUSES, gauge_queries
 from treatyflow.schemas.treaty import load_profile
-from treatyflow.workers.cli import _row, list_query, show, show_transfer
+from treatyflow.workers.cli import _row, list_query, print_list, show, show_transfer
 from treatyflow.workflows import lifecycle
 from treatyflow.workflows.request import (
     SA_DEADLINE,
@@ -153,3 +153,30 @@ def test_status_counts_a_request_on_the_same_scaled_clock() -> None:
     console = Console(record=True, width=200)
     show(state, console, state.deadline - timedelta(seconds=12))
     assert "(12.0 treaty days left)" in console.export_text()
+
+
+ROWS: list[dict[str, object]] = [
+    {"workflow_id": "sco-2010.DEMO-overdue-no-answer-1a2b3c4d", "procedure": "assistance",
+     "status": "received", "requesting": "KZ-GPO", "requested": "RU-MIA",
+     "deadline": "2026-11-24T23:45:00+00:00", "overdue": True, "open": True},
+    {"workflow_id": "kz-uae-2018.DEMO-TR-silent-1a2b3c4d", "procedure": "transfer",
+     "status": "documents_requested", "requesting": "KZ-GPO", "requested": "AE-MOJ",
+     "deadline": "2026-11-25T08:00:00+00:00", "overdue": True, "open": True},
+    {"workflow_id": "kz-uae-2018.DEMO-TR-TRANSIT-UZ", "procedure": "transit",
+     "status": "transit_requested", "requesting": "KZ-GPO", "requested": "UZ-GPO",
+     "deadline": None, "overdue": False, "open": True},
+]
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_the_list_fits_the_terminal_with_every_overdue_flag(width: int) -> None:
+    console = Console(record=True, width=width)
+    print_list(ROWS, 3, console)
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= width
+    assert text.count("OVERDUE") == 2 and "3 of 3 request(s)" in text
+    for word in ("assistance", "transfer", "transit", "2026-11-25", "UZ-GPO"):
+        assert word in text
+    if width == 200:  # room enough: one line a row, nothing folded
+        assert "sco-2010.DEMO-overdue-no-answer-1a2b3c4d" in text
+        assert "documents_requested" in text and "2026-11-25 08:00 OVERDUE" in text

@@ -183,6 +183,7 @@ async def test_full_transfer_across_the_relaying_foreign_ministries(
         capture_output=True, text=True, timeout=60, check=False)
     line = next(ln for ln in table.stdout.splitlines() if wf_id in ln)
     assert "transfer" in line and "enforcing" in line
+    assert f"{KZ} → {AE}" in line
     assert due[:16].replace("T", " ") in line and "OVERDUE" not in line
     # Withdrawal comes before the handover (refused, with the reason); closing ends it.
     withdrawn = _cli(stack_settings, "withdraw", rid, *operator)

@@ -184,6 +184,25 @@ def _row(wf: WorkflowExecution) -> dict[str, object]:
     }
 
 
+def print_list(rows: Rows, total: int, console: Console) -> None:
+    """The listed requests, transfers and transits as a table."""
+    table = Table(title=f"{len(rows)} of {total} request(s), transfer(s) and transit(s)")
+    # Fits an 80-column terminal: the overdue flag goes with the deadline it is about,
+    # and short columns fold at words there; the workflow id is never cut (typed).
+    narrow = console.width < 120
+    table.add_column("workflow id", overflow="fold", min_width=20)
+    for name, cap in (("procedure", 10), ("status", 12), ("from → to", 8),
+                      ("deadline (UTC)", 10)):
+        table.add_column(name, overflow="fold", max_width=cap if narrow else None)
+    for row in rows:
+        deadline = str(row["deadline"] or "")[:16].replace("T", " ")
+        flag = "OVERDUE" if row["overdue"] else ""
+        table.add_row(*(str(row[k] or "") for k in ("workflow_id", "procedure", "status")),
+                      f"{row['requesting'] or ''} → {row['requested'] or ''}",
+                      " ".join(x for x in (deadline, flag) if x))
+    console.print(table)
+
+
 DEFAULT_LIMIT = 200
 PAGE_SIZE = 200
 
@@ -445,18 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             print(json.dumps(rows, indent=2))
             return 0
-        table = Table(title=f"{len(rows)} of {total} request(s), transfer(s) and transit(s)")
-        table.add_column("workflow id", overflow="fold", min_width=20)  # never cut: typed
-        for name in ("procedure", "status", "from", "to"):
-            table.add_column(name, overflow="fold")
-        table.add_column("deadline (UTC)", overflow="fold")
-        table.add_column("overdue")
-        for row in rows:
-            deadline = str(row["deadline"] or "")
-            table.add_row(*(str(row[k] or "") for k in ("workflow_id", "procedure", "status",
-                                                         "requesting", "requested")),
-                          deadline[:16].replace("T", " "), "OVERDUE" if row["overdue"] else "")
-        console.print(table)
+        print_list(rows, total, console)
         return 0
     if args.command == "send":
         return send(settings, args.authority, args.file)
