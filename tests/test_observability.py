@@ -120,10 +120,12 @@ async def test_open_requests_and_overdue_are_gauges_from_visibility(
         for state in OPEN_STATES:
             counted = await stack_client.count_workflows(f"{base} AND {c.SA_STATUS} = '{state}'")
             total += counted.count
-            if value(samples, "treatyflow_open_requests", state=state.value) != counted.count:
+            if value(samples, "treatyflow_open_requests", procedure="assistance",
+                     state=state.value) != counted.count:
                 return False
         overdue = (await stack_client.count_workflows(f"{base} AND {c.SA_OVERDUE} = true")).count
-        return total >= 1 and value(samples, "treatyflow_overdue_requests") == overdue
+        return total >= 1 and value(samples, "treatyflow_overdue_requests",
+                                    procedure="assistance") == overdue
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 30

@@ -11,7 +11,7 @@ from temporalio.testing import WorkflowEnvironment
 from tests.conftest import Outbox
 from tests.factories import message, new_request_id, request_body
 from treatyflow.constants import workflow_id
-from treatyflow.hub import operate, request_state, submit
+from treatyflow.hub import Refusal, operate, request_state, submit
 from treatyflow.workflows.lifecycle import OperatorAction
 from treatyflow.workflows.request import RequestForAssistance
 
@@ -85,3 +85,19 @@ def test_an_action_needs_a_written_reason_and_a_name() -> None:
         OperatorAction(action="close", operator="A. Operator", reason="because")
     with pytest.raises(ValidationError, match="operator"):
         OperatorAction(action="close", operator="", reason="Party stopped answering.")
+
+
+async def test_an_action_on_a_closed_request_is_refused_naming_its_final_status(
+    time_env: WorkflowEnvironment, skipping: tuple[object, Outbox], task_queue: str,
+) -> None:
+    """The withdrawal clears the request's Deadline search attribute; describing the closed
+    workflow on the time-skipping server must still tell the operator what became of it."""
+    rid = await _received(time_env, task_queue)
+    await operate(time_env.client, "sco-2010", rid, act("withdraw"))
+    handle = time_env.client.get_workflow_handle_for(RequestForAssistance.run,
+                                                     workflow_id("sco-2010", rid))
+    assert (await handle.result()).status == "withdrawn"
+    with pytest.raises(Refusal) as refused:
+        await operate(time_env.client, "sco-2010", rid, act("close"))
+    assert refused.value.problem == "request_closed"
+    assert "withdrawn" in refused.value.reasons[0]

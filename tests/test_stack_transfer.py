@@ -4,7 +4,10 @@ ministries (art. 5.1, 6.1) and signed by whoever sends it (art. 6.2)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,6 +16,7 @@ from temporalio.client import Client
 
 from tests.conftest import Mailbox
 from tests.test_demo_and_cli import _cli
+from tests.test_observability import eventually, scrape, value
 from tests.test_stack import error_about, event
 from tests.transfer_factories import (
     AE,
@@ -27,6 +31,7 @@ from tests.transfer_factories import (
     transit_message,
 )
 from tests.transfer_factories import message as transfer_message
+from treatyflow.constants import workflow_id
 from treatyflow.hub import transfer_state
 from treatyflow.schemas.messages import NoticeMessage
 from treatyflow.settings import Settings
@@ -41,6 +46,20 @@ def _about(request_id: str, name: str, message_id: str):  # type: ignore[no-unty
         return (isinstance(m, NoticeMessage) and m.request_id == request_id
                 and m.body.event == name and m.body.about_message_id == message_id)
     return match
+
+
+async def _listed(settings: Settings, wf_id: str, *filters: str,
+                  wanted: bool = True) -> dict[str, Any] | None:
+    """The row `treatyflow list --json` shows for ``wf_id`` under ``filters`` (visibility
+    follows the workflow's last task: asked again for a few seconds when wanted)."""
+    for _ in range(20 if wanted else 1):
+        listed = _cli(settings, "list", *filters, "--limit", "0", "--json")
+        assert listed.returncode == 0, listed.stderr
+        row = next((r for r in json.loads(listed.stdout) if r["workflow_id"] == wf_id), None)
+        if row is not None or not wanted:
+            return row
+        await asyncio.sleep(0.5)
+    return None
 
 
 class Channel:
@@ -109,6 +128,10 @@ async def test_full_transfer_across_the_relaying_foreign_ministries(
 
     state = await transfer_state(stack_client, TREATY, rid)
     assert state.status == "enforcing" and not state.overdue
+    # The gateway's open-request gauge counts enforcing transfers (from visibility).
+    await eventually(lambda: value(scrape(stack_settings, stack_settings.gateway_metrics_port),
+                                   "treatyflow_open_requests", procedure="transfer",
+                                   state="enforcing") >= 1)
     assert state.received_at is not None
     legs = [e.hop for e in state.timeline if e.message_id and e.hop]
     assert f"{KZ} → {KZ_MFA}" in legs and f"{KZ_MFA} → {AE_MFA}" in legs
@@ -130,7 +153,7 @@ async def test_full_transfer_across_the_relaying_foreign_ministries(
         "details": "Pardoned by decree of the President of the Republic of Kazakhstan."})
     operator = ("--treaty", TREATY, "--operator", "A. Operator", "--reason",
                 "Note verbale of the UAE Ministry of Justice, file 17.")
-    extended = _cli(stack_settings, "extend", rid, "--days", "30", "--deadline",
+    extended = _cli(stack_settings, "extend", rid, "--days", "60", "--deadline",
                     "enforcement_change", *operator)
     assert extended.returncode == 0, extended.stderr
     assert "enforcing" in extended.stdout
@@ -141,6 +164,27 @@ async def test_full_transfer_across_the_relaying_foreign_ministries(
     assert running.code == "enforcement_change" and not running.overdue
     entry = next(e for e in state.timeline if e.event == "operator_extend_deadline")
     assert entry.actor == "operator:A. Operator" and "file 17" in (entry.note or "")
+    # `treatyflow list` finds it among the transfers whose deadline falls within 90 treaty
+    # days, with its state, that art. 12 deadline and no overdue flag.
+    wf_id = workflow_id(TREATY, rid)
+    due = running.due.isoformat(timespec="seconds")
+    row = await _listed(stack_settings, wf_id, "--procedure", "transfer", "--open",
+                        "--due-within", "90")
+    assert row == {"workflow_id": wf_id, "procedure": "transfer", "status": "enforcing",
+                   "requesting": KZ, "requested": AE, "deadline": due, "overdue": False,
+                   "open": True}
+    assert await _listed(stack_settings, wf_id, "--due-within", "1", wanted=False) is None
+    assert await _listed(stack_settings, wf_id, "--procedure", "assistance",
+                         wanted=False) is None
+    table = subprocess.run(
+        [sys.executable, "-m", "treatyflow.workers.cli", "list", "--procedure", "transfer",
+         "--limit", "0"], env={**stack_settings.to_env(), "PATH": "/usr/bin:/bin",
+                               "COLUMNS": "200"},
+        capture_output=True, text=True, timeout=60, check=False)
+    line = next(ln for ln in table.stdout.splitlines() if wf_id in ln)
+    assert "transfer" in line and "enforcing" in line
+    assert f"{KZ} → {AE}" in line
+    assert due[:16].replace("T", " ") in line and "OVERDUE" not in line
     # Withdrawal comes before the handover (refused, with the reason); closing ends it.
     withdrawn = _cli(stack_settings, "withdraw", rid, *operator)
     assert withdrawn.returncode == 1 and "before the handover" in withdrawn.stderr

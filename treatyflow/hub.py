@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -266,21 +268,30 @@ def _refused_by_validator(err: WorkflowUpdateFailedError) -> Exception:
 
 async def _closed_status(client: Client, wf_id: str, asker: str | None) -> str | None:
     """The final status of a closed request workflow, or None if there is none; only a
-    party to the request learns which final status it was."""
+    party to the request learns which final status it was.
+
+    Only the execution's status is read from the description: decoding its search
+    attributes fails where a server keeps an unset one as a typed null (the time-skipping
+    server does so for a cleared ``Deadline``), and they are not needed here."""
     try:
-        handle = client.get_workflow_handle(wf_id)
-        description = await handle.describe()
+        described = await client.workflow_service.describe_workflow_execution(
+            DescribeWorkflowExecutionRequest(
+                namespace=client.namespace, execution=WorkflowExecution(workflow_id=wf_id)))
     except RPCError:
         return None
-    if description.status == WorkflowExecutionStatus.RUNNING:
+    raw = described.workflow_execution_info.status
+    if raw in (0, WorkflowExecutionStatus.RUNNING):  # unspecified or still running
         return None
     try:
-        state = await handle.query("status", result_type=dict)
+        state = await client.get_workflow_handle(wf_id).query("status", result_type=dict)
         parties = {state.get("requesting"), state.get("requested"),
                    state.get("transit_authority"), *state.get("forwarded_from", [])}
         return str(state["status"]) if asker is None or asker in parties else "closed"
     except Exception:  # noqa: BLE001 - no worker to answer: the Temporal status will do
-        return description.status.name.lower() if description.status else "closed"
+        try:
+            return WorkflowExecutionStatus(raw).name.lower()
+        except ValueError:  # a status this SDK does not name
+            return "closed"
 
 
 def _summary(message: RequestMessage) -> str:

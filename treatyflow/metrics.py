@@ -17,6 +17,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from treatyflow import constants as c
 from treatyflow import logs
+from treatyflow.workflows import transfer as tf
 from treatyflow.workflows.lifecycle import FINAL, Status
 
 # --- gateway ------------------------------------------------------------------------
@@ -40,9 +41,13 @@ SUBMIT_SECONDS = Histogram(
     "From taking a message off the queue to Temporal's answer.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 OPEN_REQUESTS = Gauge(
-    "treatyflow_open_requests", "Open requests by state (from Temporal visibility).", ["state"])
+    "treatyflow_open_requests",
+    "Open requests, transfers and transits by procedure and state (from Temporal visibility).",
+    ["procedure", "state"])
 OVERDUE_REQUESTS = Gauge(
-    "treatyflow_overdue_requests", "Open requests past their deadline (art. 6.1).")
+    "treatyflow_overdue_requests",
+    "Open requests (art. 6.1) and transfers (any deadline they run) past a deadline, by "
+    "procedure.", ["procedure"])
 
 # --- both: what the hub publishes into authorities' inboxes ---------------------------
 MESSAGES_SENT = Counter(
@@ -75,31 +80,84 @@ def sdk_runtime(host: str, port: int) -> Runtime | None:
     )))
 
 
+# --- what is open, per procedure (shared with ``treatyflow list``) ---------------------
+ASSISTANCE, TRANSFER, TRANSIT = "assistance", "transfer", "transit"
+PROCEDURES = (ASSISTANCE, TRANSFER, TRANSIT)
+WORKFLOW_TYPES = {ASSISTANCE: "RequestForAssistance", TRANSFER: "TransferOfConvictedPerson",
+                  TRANSIT: "TransitOfConvictedPerson"}
+PROCEDURE_OF_TYPE = {t: p for p, t in WORKFLOW_TYPES.items()}
+# The states in which each procedure is open. An executed request's workflow runs on through
+# the art. 7 consent phase, and a final transfer's while it carries its last messages
+# (art. 5.1), but neither is open any more (nor overdue). The codes of open states are
+# distinct across the procedures.
+OPEN_STATUSES: dict[str, tuple[str, ...]] = {
+    ASSISTANCE: tuple(s.value for s in Status if s not in FINAL),
+    TRANSFER: tuple(s.value for s in tf.TransferStatus if s not in tf.FINAL),
+    TRANSIT: (tf.TransitStatus.REQUESTED.value,),
+}
+# Procedures whose deadlines may pass: a transit request runs no clock.
+CLOCKED = (ASSISTANCE, TRANSFER)
 OPEN_STATES = [s for s in Status if s not in FINAL]
-# Open requests: running and not yet final. An executed request's workflow runs on through
-# the art. 7 consent phase, but the request is no longer open (nor overdue).
-OPEN_CLAUSE = f"ExecutionStatus = 'Running' AND {c.SA_STATUS} != '{Status.EXECUTED.value}'"
-OPEN_QUERY = f"WorkflowType = 'RequestForAssistance' AND {OPEN_CLAUSE}"
+
+
+def _codes(values: tuple[str, ...] | list[str]) -> str:
+    return "(" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
+def type_clause(procedure: str | None = None) -> str:
+    """The workflows of one procedure, or of every procedure (None)."""
+    if procedure is not None:
+        return f"WorkflowType = '{WORKFLOW_TYPES[procedure]}'"
+    return f"WorkflowType IN {_codes(list(WORKFLOW_TYPES.values()))}"
+
+
+def open_clause(procedure: str | None = None) -> str:
+    """Running and in one of its procedure's open states."""
+    states = (OPEN_STATUSES[procedure] if procedure is not None
+              else tuple(v for p in PROCEDURES for v in OPEN_STATUSES[p]))
+    return f"ExecutionStatus = 'Running' AND {c.SA_STATUS} IN {_codes(states)}"
+
+
+OPEN_CLAUSE = open_clause()
+# Open requests for assistance.
+OPEN_QUERY = f"{type_clause(ASSISTANCE)} AND {open_clause(ASSISTANCE)}"
+
+
+def gauge_queries() -> list[tuple[str, str | None, str]]:
+    """One round of counts: (procedure, state or None for the overdue figure, query).
+    One count per open state of each procedure and one for the overdue ones of each
+    procedure that runs a clock: 16 scans of visibility a round."""
+    queries: list[tuple[str, str | None, str]] = []
+    for procedure in PROCEDURES:
+        running = f"{type_clause(procedure)} AND ExecutionStatus = 'Running'"
+        for state in OPEN_STATUSES[procedure]:
+            queries.append((procedure, state, f"{running} AND {c.SA_STATUS} = '{state}'"))
+        if procedure in CLOCKED:
+            queries.append((procedure, None, f"{type_clause(procedure)} AND "
+                                             f"{open_clause(procedure)} AND {c.SA_OVERDUE} = true"))
+    return queries
 
 
 async def watch_requests(client: Client, interval: float = 5.0, *,
                          max_share: float = 0.05) -> None:
-    """Keep the open-request gauges current from Temporal visibility (codes only).
+    """Keep the open-request gauges current from Temporal visibility (codes only), for
+    every procedure (``gauge_queries``).
 
     Each count is a scan of the visibility store, longer the more requests there are;
     the pause after a round grows so that counting takes at most ``max_share`` of the
     time (with 50,000 open requests on the dev server's SQLite, a round takes seconds)."""
     log = logs.get("treatyflow.metrics")
-    base = OPEN_QUERY
+    queries = gauge_queries()
     loop = asyncio.get_running_loop()
     while True:
         started = loop.time()
         try:
-            for state in OPEN_STATES:
-                counted = await client.count_workflows(f"{base} AND {c.SA_STATUS} = '{state}'")
-                OPEN_REQUESTS.labels(state=state.value).set(counted.count)
-            counted = await client.count_workflows(f"{base} AND {c.SA_OVERDUE} = true")
-            OVERDUE_REQUESTS.set(counted.count)
+            for procedure, state, query in queries:
+                counted = await client.count_workflows(query)
+                if state is None:
+                    OVERDUE_REQUESTS.labels(procedure=procedure).set(counted.count)
+                else:
+                    OPEN_REQUESTS.labels(procedure=procedure, state=state).set(counted.count)
         except Exception as err:  # noqa: BLE001 - Temporal away: keep the last figures
             log.warning("could not count open requests", error=str(err))
         took = loop.time() - started

@@ -3,7 +3,8 @@
     treatyflow up | down | stack | demo
     treatyflow status REQUEST_ID [--treaty sco-2010] [--json]
     treatyflow extend|resend|withdraw|close REQUEST_ID [--treaty T] --operator NAME --reason TEXT
-    treatyflow list [--state S] [--treaty T] [--authority A] [--overdue] [--due-within DAYS]
+    treatyflow list [--procedure P] [--state S] [--treaty T] [--authority A] [--overdue]
+                    [--due-within DAYS] [--open]
     treatyflow send FILE --as AUTHORITY
     treatyflow keys list [--owner ID] [--json] | rotate OWNER [--public-key B64URL] | revoke KEY_ID
 """
@@ -30,7 +31,13 @@ from treatyflow.agency import AgencyClient
 from treatyflow.codec import PayloadKeyError
 from treatyflow.hub import Refusal, operate, request_state, transfer_state
 from treatyflow.keys import KeyStoreError, read_registry, revoke, rotate, signing_key
-from treatyflow.metrics import OPEN_CLAUSE
+from treatyflow.metrics import (
+    OPEN_STATUSES,
+    PROCEDURE_OF_TYPE,
+    PROCEDURES,
+    open_clause,
+    type_clause,
+)
 from treatyflow.process import finish
 from treatyflow.schemas.messages import INBOUND
 from treatyflow.schemas.transfer import PROCEDURE as TRANSFER_PROCEDURE
@@ -40,7 +47,7 @@ from treatyflow.temporal import connect
 from treatyflow.topology import read_passwords
 from treatyflow.workers import demo, stack
 from treatyflow.workers.gateway import describe
-from treatyflow.workflows.lifecycle import OperatorAction, RequestState
+from treatyflow.workflows.lifecycle import OperatorAction, RequestState, treaty_days_left
 from treatyflow.workflows.request import (
     SA_DEADLINE,
     SA_OVERDUE,
@@ -48,7 +55,6 @@ from treatyflow.workflows.request import (
     SA_REQUESTING,
     SA_STATUS,
     Accepted,
-    RequestForAssistance,
 )
 from treatyflow.workflows.transfer import TransferState, current_deadline
 from treatyflow.workflows.transfer_contract import TransferAccepted
@@ -94,10 +100,16 @@ async def _status(settings: Settings, treaty: str, request_id: str
 def list_query(
     *, state: str | None, treaty: str | None, authority: str | None, overdue: bool,
     due_within_days: float | None, open_only: bool, seconds_per_day: float,
-    now: datetime | None = None,
+    procedure: str | None = None, now: datetime | None = None,
 ) -> str:
-    """The Temporal visibility query for the ``list`` filters (search attributes only)."""
-    clauses = [f"WorkflowType = '{RequestForAssistance.__name__}'"]
+    """The Temporal visibility query for the ``list`` filters (search attributes only):
+    requests for assistance, transfers and transits (art. 16) alike, or one ``procedure``.
+    A transfer's deadline is the first of those it runs (art. 12's enforcement change,
+    a hop of the diplomatic channel...), overdue or not, like a request's art. 6.1 one."""
+    if procedure is not None and procedure not in PROCEDURES:
+        raise SystemExit(f"treatyflow: no procedure {procedure!r} (one of "
+                         f"{', '.join(PROCEDURES)})")
+    clauses = [type_clause(procedure)]
     if state:
         clauses.append(f"{c.SA_STATUS} = '{_code(state)}'")
     if treaty:
@@ -109,7 +121,9 @@ def list_query(
     if overdue:
         clauses.append(f"{c.SA_OVERDUE} = true")
     if open_only or due_within_days is not None:
-        clauses.append(OPEN_CLAUSE)  # an executed request in its art. 7 phase is not open
+        # An executed request in its art. 7 phase is not open, nor a final transfer
+        # carrying its last messages.
+        clauses.append(open_clause(procedure))
     if due_within_days is not None:
         limit = (now or datetime.now(UTC)) + timedelta(seconds=due_within_days * seconds_per_day)
         clauses.append(f"{c.SA_DEADLINE} <= '{limit.isoformat(timespec='seconds')}'")
@@ -151,19 +165,42 @@ async def _list(settings: Settings, query: str, limit: int, progress: Console
 
 
 def _row(wf: WorkflowExecution) -> dict[str, object]:
-    """One listed request: search attributes only (codes, never facts of a case)."""
+    """One listed request, transfer or transit: search attributes only (codes, never facts
+    of a case). ``deadline`` is the one that falls first (a transit runs none)."""
     sa = wf.typed_search_attributes
     deadline = sa.get(SA_DEADLINE)
+    procedure = PROCEDURE_OF_TYPE.get(wf.workflow_type or "", wf.workflow_type)
+    status = sa.get(SA_STATUS)
+    running = wf.status is not None and wf.status.name == "RUNNING"
     return {
         "workflow_id": wf.id,
-        "status": sa.get(SA_STATUS),
+        "procedure": procedure,
+        "status": status,
         "requesting": sa.get(SA_REQUESTING),
         "requested": sa.get(SA_REQUESTED),
         "deadline": deadline.isoformat(timespec="seconds") if deadline else None,
         "overdue": bool(sa.get(SA_OVERDUE)),
-        "open": (wf.status is not None and wf.status.name == "RUNNING"
-                 and sa.get(SA_STATUS) != "executed"),
+        "open": running and status in OPEN_STATUSES.get(procedure or "", ()),
     }
+
+
+def print_list(rows: Rows, total: int, console: Console) -> None:
+    """The listed requests, transfers and transits as a table."""
+    table = Table(title=f"{len(rows)} of {total} request(s), transfer(s) and transit(s)")
+    # Fits an 80-column terminal: the overdue flag goes with the deadline it is about,
+    # and short columns fold at words there; the workflow id is never cut (typed).
+    narrow = console.width < 120
+    table.add_column("workflow id", overflow="fold", min_width=20)
+    for name, cap in (("procedure", 10), ("status", 12), ("from → to", 8),
+                      ("deadline (UTC)", 10)):
+        table.add_column(name, overflow="fold", max_width=cap if narrow else None)
+    for row in rows:
+        deadline = str(row["deadline"] or "")[:16].replace("T", " ")
+        flag = "OVERDUE" if row["overdue"] else ""
+        table.add_row(*(str(row[k] or "") for k in ("workflow_id", "procedure", "status")),
+                      f"{row['requesting'] or ''} → {row['requested'] or ''}",
+                      " ".join(x for x in (deadline, flag) if x))
+    console.print(table)
 
 
 DEFAULT_LIMIT = 200
@@ -270,13 +307,33 @@ def keys_command(settings: Settings, args: argparse.Namespace, console: Console)
     return 0
 
 
-def show_transfer(state: TransferState, console: Console) -> None:
-    """A transfer and its timeline, each leg of the diplomatic channel as a hop (art. 5.1)."""
+def show_transfer(state: TransferState, console: Console, now: datetime | None = None) -> None:
+    """A transfer and its timeline, each leg of the diplomatic channel as a hop (art. 5.1).
+
+    Every countdown is in treaty days scaled by the transfer's ``time_scale``, as ``show``
+    counts a request's; the dates the parties set (the handover, art. 3) are calendar dates
+    and are shown as such, never as a count of treaty days."""
+    now = now or datetime.now(UTC)
     due = current_deadline(state)
     console.print(
         f"[bold]{state.treaty_id} {state.request_id}[/]  {state.requesting} → {state.requested}"
         f"  status [bold]{state.status.value}[/]" + ("  [red]OVERDUE[/]" if state.overdue else "")
-        + (f"  next deadline {due.code} {due.due:%Y-%m-%d %H:%M:%S}" if due else ""))
+        + (f"  next deadline {due.code} {due.due:%Y-%m-%d %H:%M:%S}"
+           f" ({treaty_days_left(due.due, now, state.time_scale)})" if due else ""))
+    if state.handover is not None:
+        console.print(f"handover (art. 3) on {state.handover.handover_on:%Y-%m-%d} at "
+                      f"{state.handover.place} (calendar date)"
+                      + (f"; handed over on {state.transferred_on:%Y-%m-%d}"
+                         if state.transferred_on else ""))
+    deadlines = sorted((d for d in state.deadlines if d.open), key=lambda d: d.due)
+    if deadlines:
+        table = Table("deadline", "article", "by", "due (UTC)", "treaty days",
+                      title="open deadlines")
+        for d in deadlines:
+            table.add_row(d.code, d.article, d.owner, f"{d.due:%Y-%m-%d %H:%M:%S}",
+                          treaty_days_left(d.due, now, state.time_scale)
+                          + (" OVERDUE" if d.overdue else ""))
+        console.print(table)
     table = Table("at", "event", "by", "hop", "state", "note")
     for entry in state.timeline:
         table.add_row(f"{entry.at:%Y-%m-%d %H:%M:%S}", entry.event, entry.actor,
@@ -284,16 +341,24 @@ def show_transfer(state: TransferState, console: Console) -> None:
     console.print(table)
 
 
-def show(state: RequestState | TransferState, console: Console) -> None:
+def show(state: RequestState | TransferState, console: Console,
+         now: datetime | None = None) -> None:
     if isinstance(state, TransferState):
-        show_transfer(state, console)
+        show_transfer(state, console, now)
         return
+    now = now or datetime.now(UTC)
+    due = state.confirm_by if state.oral_unconfirmed else state.deadline
+    left = (f" ({treaty_days_left(due, now, state.time_scale)})"
+            if due is not None and not state.final else "")
     console.print(
         f"[bold]{state.treaty_id} {state.request_id}[/]  {state.requesting} → {state.requested}"
         f"  status [bold]{state.status.value}[/]"
         + (f" ({state.outcome})" if state.outcome else "")
         + ("  [red]OVERDUE[/]" if state.overdue else "")
         + (f"  deadline {state.deadline:%Y-%m-%d %H:%M:%S}" if state.deadline else "")
+        + (f"  confirm by {state.confirm_by:%Y-%m-%d %H:%M:%S}"
+           if state.oral_unconfirmed and state.confirm_by else "")
+        + left
     )
     table = Table("at", "event", "by", "state", "note")
     for entry in state.timeline:
@@ -314,8 +379,13 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("request_id")
     st.add_argument("--treaty", default="sco-2010")
     st.add_argument("--json", action="store_true", help="machine-readable output")
-    ls = sub.add_parser("list", help="requests matching filters (search attributes)")
-    ls.add_argument("--state", help="e.g. received, executed, lapsed")
+    ls = sub.add_parser("list", help="requests, transfers and transits matching filters "
+                        "(search attributes)")
+    ls.add_argument("--procedure", choices=PROCEDURES,
+                    help="assistance (SCO 2010 requests), transfer or transit (KZ-UAE 2018);"
+                    " default: all")
+    ls.add_argument("--state", help="e.g. received, executed, lapsed; enforcing, "
+                    "handover_arranged; transit_requested")
     ls.add_argument("--treaty")
     ls.add_argument("--authority", help="requesting or requested authority id")
     ls.add_argument("--overdue", action="store_true")
@@ -381,7 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "list":
         query = list_query(state=args.state, treaty=args.treaty, authority=args.authority,
                            overdue=args.overdue, due_within_days=args.due_within,
-                           open_only=args.open, seconds_per_day=settings.seconds_per_day)
+                           open_only=args.open, seconds_per_day=settings.seconds_per_day,
+                           procedure=args.procedure)
         listed = asyncio.run(_list(settings, query, args.limit, Console(stderr=True)))
         if isinstance(listed, str):
             print(f"treatyflow: {listed}", file=sys.stderr)
@@ -393,18 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             print(json.dumps(rows, indent=2))
             return 0
-        table = Table(title=f"{len(rows)} of {total} request(s)")
-        table.add_column("workflow id", overflow="fold", min_width=20)  # never cut: typed
-        for name in ("status", "from", "to"):
-            table.add_column(name, overflow="fold")
-        table.add_column("deadline (UTC)", overflow="fold")
-        table.add_column("overdue")
-        for row in rows:
-            deadline = str(row["deadline"] or "")
-            table.add_row(*(str(row[k] or "") for k in ("workflow_id", "status", "requesting",
-                                                         "requested")),
-                          deadline[:16].replace("T", " "), "OVERDUE" if row["overdue"] else "")
-        console.print(table)
+        print_list(rows, total, console)
         return 0
     if args.command == "send":
         return send(settings, args.authority, args.file)

@@ -886,6 +886,13 @@ def next_move(state: RequestState) -> tuple[str, str] | None:
     return (state.requesting if side == "requesting" else state.requested), what
 
 
+def treaty_days_left(due: datetime, now: datetime, time_scale: float) -> str:
+    """How far ``due`` is from ``now`` in treaty days: real seconds scaled by the request's
+    ``time_scale`` (one treaty day is ``86,400 × time_scale`` real seconds)."""
+    days = (due - now).total_seconds() / (86_400 * time_scale)
+    return f"{days:.1f} treaty days left" if days >= 0 else f"passed {-days:.1f} treaty days ago"
+
+
 def describe(state: RequestState, now: datetime) -> str:
     """The current details an operator sees in the Temporal UI (markdown; codes only)."""
     lines = [f"**{state.status.value}**" + (f" ({state.outcome})" if state.outcome else "")
@@ -896,10 +903,8 @@ def describe(state: RequestState, now: datetime) -> str:
         lines.append(f"- next: {move[0]} to {move[1]}")
     due = state.confirm_by if state.oral_unconfirmed else state.deadline
     if due is not None and not state.final:
-        days = (due - now).total_seconds() / (86_400 * state.time_scale)
         paused = " (clock paused)" if state.paused_at else ""
-        left = (f"{days:.1f} treaty days left" if days >= 0
-                else f"passed {-days:.1f} treaty days ago")
+        left = treaty_days_left(due, now, state.time_scale)
         lines.append(f"- deadline {due.isoformat(timespec='seconds')}: {left}{paused}")
     if state.results is not None:
         r = state.results

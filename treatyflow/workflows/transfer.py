@@ -54,7 +54,7 @@ from treatyflow.schemas.transfer import (
     TransitInbound,
     TransitRequestMessage,
 )
-from treatyflow.workflows.lifecycle import Notice, OperatorAction, Rejected
+from treatyflow.workflows.lifecycle import Notice, OperatorAction, Rejected, treaty_days_left
 
 _IDS = uuid.UUID("0c6b0f7e-3a8e-4f0e-9d55-2b7f4b1f8a10")
 
@@ -1322,8 +1322,7 @@ def describe(state: TransferState, now: datetime) -> str:
         assert hop is not None
         lines.append(f"- {d.kind} {d.message_id}: with {hop[0]}, next {hop[1]}")
     for dl in sorted((d for d in state.deadlines if d.open), key=lambda d: d.due):
-        days = (dl.due - now).total_seconds() / (86_400 * state.time_scale)
-        left = f"{days:.1f} days left" if days >= 0 else f"passed {-days:.1f} days ago"
+        left = treaty_days_left(dl.due, now, state.time_scale)
         lines.append(f"- art. {dl.article} {dl.code} by {dl.owner}, due "
                      f"{dl.due.isoformat(timespec='seconds')}: {left}")
     for t, status in sorted(state.transits.items()):

@@ -168,6 +168,9 @@ class TransferOfConvictedPerson(Shell[tf.TransferState, TransferAccepted]):
             c.SA_REQUESTING_STATE: requesting.state if requesting else None,
             c.SA_REQUESTED_STATE: requested.state if requested else None,
             c.SA_DEADLINE: due.due if due else None, c.SA_OVERDUE: state.overdue,
+            # What operators filter requests for assistance on, in the transfer's terms:
+            # no urgent procedure here, and the sentencing state's own reference (a code).
+            c.SA_URGENT: False, c.SA_DOMESTIC_CASE: state.person.prisoner_ref,
         }
 
 
@@ -265,10 +268,14 @@ class TransitOfConvictedPerson(Shell[tf.TransitState, TransferAccepted]):
         return tf.apply_transit_operator(state, action, now)
 
     def _search_attributes(self, state: tf.TransitState) -> dict[str, object]:
+        requesting = self._profile.authority(state.requesting)
+        # No clock runs in a transit request: never a deadline, never overdue (art. 16).
         return {c.SA_STATUS: state.status.value, c.SA_TREATY: state.treaty_id,
                 c.SA_REQUESTING_AUTHORITY: state.requesting,
                 c.SA_REQUESTED_AUTHORITY: state.transit_authority,
-                c.SA_REQUESTED_STATE: state.transit_state}
+                c.SA_REQUESTING_STATE: requesting.state if requesting else None,
+                c.SA_REQUESTED_STATE: state.transit_state,
+                c.SA_OVERDUE: False, c.SA_URGENT: False}
 
     async def _after_delivery(self) -> None:
         """Tell the transfer where this transit stands, once per status."""
