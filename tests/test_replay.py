@@ -47,6 +47,9 @@ def test_histories_cover_every_demo_outcome() -> None:
     assert {"executed", "refused", "lapsed-oral-never-confirmed", "withdrawn",
             "forwarded-then-executed", "overdue-no-answer-in-30-days",
             "results-transferred-with-consent"} <= names
+    # Input version 2 (the consent phase decided by the profile, no patch marker; the
+    # opening search attributes set at start): recorded beside the version 1 ones above.
+    assert {"executed-v2", "results-transferred-with-consent-v2"} <= names
     # KZ–UAE 2018 (scripts/record_transfer_histories.py): a transfer granted, handed over
     # on a route needing a transit permit (art. 16) and served; and that transit.
     assert {"transfer-transferred-via-transit", "transfer-transit-granted"} <= names
