@@ -25,7 +25,7 @@ async def test_the_harness_runs_every_phase_and_reports_its_figures(
     stack_settings: Settings, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
     figures = await measure(stack_settings, lifecycles=6, concurrency=3, say=lambda _: None,
-                            loads=(0.5,), seconds_per_load=0, least_per_load=4)
+                            loads=(0.5,), seconds_per_load=0, least_per_load=4, rounds=2)
     for key in ("ratio_vs_floor", "lifecycles_per_s", "floor_lifecycles_per_s", "p99_ms",
                 "rss_mb_50k_open", "messages_per_s"):
         assert key in figures
@@ -43,7 +43,13 @@ async def test_the_harness_runs_every_phase_and_reports_its_figures(
         assert cores["temporal"] > 0
     assert "floor-bench-floor" in figures["cpu_cores_floor"]
     floor, ours, half = figures["phases"]
-    assert (floor["lifecycles"], ours["lifecycles"], half["lifecycles"]) == (6, 6, 4)
+    assert (floor["lifecycles"], ours["lifecycles"], half["lifecycles"]) == (12, 12, 4)
+    # Two rounds taken in turn; the ratio is that of the sums.
+    assert len(figures["ratio_by_round"]) == figures["rounds"] == 2
+    assert min(figures["ratio_by_round"]) <= figures["ratio_vs_floor"] <= max(
+        figures["ratio_by_round"])
+    for phase in ("cpu_ms_per_lifecycle_floor", "cpu_ms_per_lifecycle_treatyflow"):
+        assert figures[phase]["temporal"] > 0
     assert half["offered_per_s"] == pytest.approx(ours["lifecycles_per_s"] / 2, rel=0.01)
     json.dumps(figures)  # what `make bench` writes
     assert chart(figures, tmp_path / "chart.png") in (None, tmp_path / "chart.png")

@@ -59,7 +59,10 @@ async def register_search_attributes(client: Client) -> None:
 # Pure, stateless modules the workflow sandbox may share between workflow runs: the
 # lifecycle rules, the models and the names. Left to the sandbox, each new request would
 # re-import them and rebuild every pydantic schema (measured: a third of the worker's CPU
-# in `make bench`). Workflow modules themselves stay sandboxed.
+# in `make bench`). The shell every workflow class is built on is shared too (re-importing
+# it was 6 % of the worker's samples); the workflow classes themselves stay sandboxed.
+# What is shared is never checked by the sandbox at run time, so lint bans clocks,
+# randomness and environment reads in all of workflows/ and schemas/.
 SHARED_WITH_WORKFLOWS = (
     "treatyflow.constants",
     "treatyflow.metrics",
@@ -67,6 +70,7 @@ SHARED_WITH_WORKFLOWS = (
     "treatyflow.schemas",
     "treatyflow.workflows.lifecycle",
     "treatyflow.workflows.contract",
+    "treatyflow.workflows.shell",
     "treatyflow.workflows.transfer",
     "treatyflow.workflows.transfer_contract",
 )

@@ -11,7 +11,6 @@ import argparse
 import asyncio
 from datetime import timedelta
 
-from pydantic import BaseModel, Field
 from temporalio import activity, workflow
 from temporalio.common import RetryPolicy
 
@@ -19,52 +18,19 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.worker import Worker
 
     from treatyflow import process
+    from treatyflow.bench.floor_contract import (
+        FloorAccepted,
+        FloorDelivered,
+        FloorDone,
+        FloorNotice,
+        FloorStart,
+        FloorStep,
+    )
     from treatyflow.settings import Settings
 
 # Notices per step of a typical lifecycle (request: delivered + accepted; receipt:
 # received; execution report: executed), as the lifecycle sends them.
 STEPS: tuple[tuple[str, int], ...] = (("request", 2), ("receipt", 1), ("execution_report", 1))
-
-
-class FloorStart(BaseModel):
-    """The floor workflow's input."""
-
-    request_id: str
-
-
-class FloorStep(BaseModel):
-    """One inbound message of the floor: how many notices it causes, whether it ends it."""
-
-    kind: str
-    notices: int = Field(ge=0)
-    final: bool = False
-
-
-class FloorNotice(BaseModel):
-    """One notice the floor 'delivers'."""
-
-    request_id: str
-    kind: str
-    index: int
-
-
-class FloorDelivered(BaseModel):
-    """The floor's delivery answer."""
-
-    request_id: str
-
-
-class FloorAccepted(BaseModel):
-    """The answer to one floor update, once its notices are delivered."""
-
-    kind: str
-
-
-class FloorDone(BaseModel):
-    """How a floor lifecycle ended."""
-
-    request_id: str
-    steps: int
 
 
 @activity.defn(name="floor_notify")
@@ -108,10 +74,11 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str) -> None:
     from treatyflow.temporal import connect, workflow_runner
 
     client = await connect(settings)
-    # The same sandbox settings as treatyflow's worker; the floor's models live in this
-    # module, so it is shared too (the floor is bare Temporal used well).
+    # The same sandbox settings as treatyflow's worker: the models are shared with the
+    # sandbox, the workflow module is re-imported for each run.
     async with Worker(client, task_queue=task_queue, workflows=[floor.FloorLifecycle],
-                      activities=[floor.notify], workflow_runner=workflow_runner(floor.__name__)):
+                      activities=[floor.notify],
+                      workflow_runner=workflow_runner("treatyflow.bench.floor_contract")):
         ready = settings.state_dir / "run" / f"floor-{task_queue}.ready"
         ready.parent.mkdir(parents=True, exist_ok=True)
         ready.touch()

@@ -24,7 +24,8 @@ from pathlib import Path
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 
-from treatyflow.bench.floor import STEPS, FloorLifecycle, FloorStart, FloorStep
+from treatyflow.bench.floor import STEPS, FloorLifecycle
+from treatyflow.bench.floor_contract import FloorStart, FloorStep
 from treatyflow.schemas.messages import NoticeMessage, OutboundMessage
 from treatyflow.settings import Settings
 from treatyflow.workers import stack

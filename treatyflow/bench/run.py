@@ -58,7 +58,7 @@ def bench_settings(base: Settings, name: str = "bench") -> Settings:
 async def measure(settings: Settings, lifecycles: int, concurrency: int,
                   say: Callable[[str], None] = print, *, loads: tuple[float, ...] = LOADS,
                   seconds_per_load: float = 15.0, least_per_load: int = 20,
-                  open_requests: int = 0, storm: int = 0) -> dict[str, Any]:
+                  open_requests: int = 0, storm: int = 0, rounds: int = 3) -> dict[str, Any]:
     """Every phase against a running stack; the figures as one dict. ``loads`` are shares
     of the measured maximum and must include 0.5 (the latency figures); then, if asked,
     ``open_requests`` left open and a ``storm`` of deadlines falling due together."""
@@ -67,19 +67,28 @@ async def measure(settings: Settings, lifecycles: int, concurrency: int,
 
     client = await connect(settings)
     warm = max(5, lifecycles // 20)
-    async with floor_worker(settings, FLOOR_QUEUE):
+    floors: list[Phase] = []
+    ourses: list[Phase] = []
+    async with floor_worker(settings, FLOOR_QUEUE), Authorities(settings) as authorities:
         await floor_phase(client, FLOOR_QUEUE, warm, concurrency)
-        with CpuMeter(settings, extra=(f"floor-{FLOOR_QUEUE}",)) as cpu:
-            floor = await floor_phase(client, FLOOR_QUEUE, lifecycles, concurrency)
-        floor.cpu_cores = cpu.cores
-    note(f"floor: {floor.lifecycles_per_s:.1f} lifecycles/s; cores used {_cores(cpu.cores)}")
-    async with Authorities(settings) as authorities:
         await treatyflow_phase(authorities, warm, concurrency)
-        with CpuMeter(settings) as cpu:
-            ours = await treatyflow_phase(authorities, lifecycles, concurrency)
-        ours.cpu_cores = cpu.cores
+        # Rounds taken in turn, so that a slow spell of the machine or of the server's
+        # database falls on both: the figures are the sums over the rounds.
+        for _ in range(rounds):
+            with CpuMeter(settings, extra=(f"floor-{FLOOR_QUEUE}",)) as cpu:
+                floors.append(await floor_phase(client, FLOOR_QUEUE, lifecycles,
+                                                concurrency))
+            floors[-1].cpu_cores = cpu.cores
+            with CpuMeter(settings, extra=(f"floor-{FLOOR_QUEUE}",)) as cpu:
+                ourses.append(await treatyflow_phase(authorities, lifecycles, concurrency))
+            ourses[-1].cpu_cores = cpu.cores
+            note(f"round {len(floors)}: floor {floors[-1].lifecycles_per_s:.1f}, treatyflow "
+                 f"{ourses[-1].lifecycles_per_s:.1f} lifecycles/s")
+        floor, ours = combined("floor", floors), combined("treatyflow", ourses)
+        note(f"floor: {floor.lifecycles_per_s:.1f} lifecycles/s; cores used "
+             f"{_cores(floor.cpu_cores)}")
         note(f"treatyflow: {ours.lifecycles_per_s:.1f} lifecycles/s; cores used "
-             f"{_cores(cpu.cores)}")
+             f"{_cores(ours.cpu_cores)}")
         memory = {name: rss_mb(settings, name) for name in ("worker", "gateway")}
         offered: list[Phase] = []
         for share in loads:
@@ -107,6 +116,11 @@ async def measure(settings: Settings, lifecycles: int, concurrency: int,
     half = offered[loads.index(0.5)]
     return {
         "ratio_vs_floor": round(ours.lifecycles_per_s / floor.lifecycles_per_s, 3),
+        "ratio_by_round": [round(o.lifecycles_per_s / f.lifecycles_per_s, 3)
+                           for f, o in zip(floors, ourses, strict=True)],
+        "rounds": rounds,
+        "cpu_ms_per_lifecycle_floor": _per_lifecycle(floor),
+        "cpu_ms_per_lifecycle_treatyflow": _per_lifecycle(ours),
         "lifecycles_per_s": round(ours.lifecycles_per_s, 2),
         "messages_per_s": round(ours.messages_per_s, 2),
         "floor_lifecycles_per_s": round(floor.lifecycles_per_s, 2),
@@ -125,6 +139,26 @@ async def measure(settings: Settings, lifecycles: int, concurrency: int,
         "messages_per_lifecycle": MESSAGES_PER_LIFECYCLE,
         "phases": [p.summary() for p in (floor, ours, *offered)],
     }
+
+
+def combined(name: str, phases: list[Phase]) -> Phase:
+    """Several rounds of one phase as one: lifecycles and seconds summed, cores and
+    latencies over all of them."""
+    seconds = sum(p.seconds for p in phases)
+    cores: dict[str, float] = {}
+    for p in phases:
+        for part, used in p.cpu_cores.items():
+            cores[part] = cores.get(part, 0.0) + used * p.seconds / seconds
+    return Phase(name, sum(p.lifecycles for p in phases), seconds,
+                 [ms for p in phases for ms in p.latencies_ms],
+                 cpu_cores={part: round(used, 2) for part, used in cores.items()})
+
+
+def _per_lifecycle(phase: Phase) -> dict[str, float]:
+    """CPU milliseconds per lifecycle by component: what each part costs, whatever the
+    machine's load."""
+    return {part: round(1000 * used / phase.lifecycles_per_s, 1)
+            for part, used in phase.cpu_cores.items() if used}
 
 
 def _cores(cores: dict[str, float]) -> str:
@@ -164,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lifecycles", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="floor and treatyflow throughput runs, taken in turn")
     parser.add_argument("--open", type=int, default=50_000,
                         help="requests left open for the scale figures (0: skip)")
     parser.add_argument("--storm", type=int, default=10_000,
@@ -182,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     startup = time.perf_counter() - started
     try:
         figures = asyncio.run(measure(settings, args.lifecycles, args.concurrency,
-                                      open_requests=args.open, storm=args.storm))
+                                      open_requests=args.open, storm=args.storm,
+                                      rounds=args.rounds))
     finally:
         stack.down(settings)
     if args.registry:
