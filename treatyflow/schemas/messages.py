@@ -40,22 +40,8 @@ from treatyflow.schemas.envelope import (  # re-exported: the contract's one imp
 )
 from treatyflow.schemas.transfer import (
     TRANSFER_KINDS,  # noqa: F401
-    TransferCompletedMessage,
-    TransferConsentMessage,
-    TransferDecisionMessage,
-    TransferDocumentsMessage,
-    TransferDocumentsRequestMessage,
-    TransferEnforcementChangeMessage,
-    TransferExecutionReportMessage,
-    TransferHandoverMessage,
-    TransferInformationRequestMessage,
-    TransferRefusalMessage,
-    TransferRelayMessage,
-    TransferRequestMessage,
-    TransferSentenceDecisionMessage,
-    TransferWithdrawalMessage,
-    TransitDecisionMessage,
-    TransitRequestMessage,
+    TransferMessage,
+    TransitMessage,
 )
 
 
@@ -386,22 +372,8 @@ InboundMessage = Annotated[
     | ConsentDecisionMessage
     | ResultsTransferMessage
     # Transfer of a convicted person (KZ–UAE 2018): ``schemas/transfer.py``.
-    | TransferRequestMessage
-    | TransferRelayMessage
-    | TransferDocumentsMessage
-    | TransferDocumentsRequestMessage
-    | TransferConsentMessage
-    | TransferDecisionMessage
-    | TransferRefusalMessage
-    | TransferWithdrawalMessage
-    | TransferHandoverMessage
-    | TransferCompletedMessage
-    | TransferExecutionReportMessage
-    | TransferSentenceDecisionMessage
-    | TransferEnforcementChangeMessage
-    | TransferInformationRequestMessage
-    | TransitRequestMessage
-    | TransitDecisionMessage,
+    | TransferMessage
+    | TransitMessage,
     Field(discriminator="kind"),
 ]
 """Everything an authority may send to the hub, under any procedure."""

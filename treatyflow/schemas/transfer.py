@@ -670,7 +670,7 @@ class TransitDecisionMessage(EnvelopeBase):
     body: TransitDecisionBody
 
 
-TransferInbound = Annotated[
+TransferMessage = (
     TransferRequestMessage
     | TransferRelayMessage
     | TransferDocumentsMessage
@@ -684,14 +684,14 @@ TransferInbound = Annotated[
     | TransferExecutionReportMessage
     | TransferSentenceDecisionMessage
     | TransferEnforcementChangeMessage
-    | TransferInformationRequestMessage,
-    Field(discriminator="kind"),
-]
-"""Every message on a transfer (the transit procedure has its own two kinds)."""
+    | TransferInformationRequestMessage
+)
+"""Every message on a transfer (the transit procedure has its own two kinds); one list
+for this module and for the hub's ``messages.InboundMessage``."""
+TransitMessage = TransitRequestMessage | TransitDecisionMessage
 
-TransitInbound = Annotated[
-    TransitRequestMessage | TransitDecisionMessage, Field(discriminator="kind")
-]
+TransferInbound = Annotated[TransferMessage, Field(discriminator="kind")]
+TransitInbound = Annotated[TransitMessage, Field(discriminator="kind")]
 
 TRANSFER_INBOUND: TypeAdapter[TransferInbound] = TypeAdapter(TransferInbound)
 TRANSIT_INBOUND: TypeAdapter[TransitInbound] = TypeAdapter(TransitInbound)
