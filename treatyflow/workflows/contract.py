@@ -20,7 +20,17 @@ from treatyflow.workflows.lifecycle import RequestState
 INPUT_VERSION = 2
 
 
-class RequestInput(BaseModel):
+class Carried(BaseModel):
+    """What the workflow shell (``shell.py``) carries across a continue-as-new, in every
+    procedure's input."""
+
+    outbox: list[NoticeMessage] = Field(default_factory=list)
+    last_sent: dict[str, NoticeMessage] = Field(default_factory=dict)
+    digests: dict[str, str] = Field(
+        default_factory=dict, description="message_digest of each applied message, by id.")
+
+
+class RequestInput(Carried):
     """Start (or continue-as-new) input: the treaty as it stood when the request began."""
 
     profile: TreatyProfile
@@ -28,10 +38,6 @@ class RequestInput(BaseModel):
                          description="The hub's input version (INPUT_VERSION when started).")
     time_scale: float = Field(1.0, gt=0, description="Real seconds per treaty second.")
     state: RequestState | None = None
-    outbox: list[NoticeMessage] = Field(default_factory=list)
-    last_sent: dict[str, NoticeMessage] = Field(default_factory=dict)
-    digests: dict[str, str] = Field(
-        default_factory=dict, description="message_digest of each applied message, by id.")
 
 
 class Accepted(BaseModel):

@@ -69,7 +69,7 @@ class RequestForAssistance(Shell[RequestState, Accepted]):
         self._scale = start.time_scale
         self._input_version = start.version
         self._state = start.state
-        self._init_shell(outbox=start.outbox, last_sent=start.last_sent, digests=start.digests)
+        self._init_shell(start)
 
     @workflow.run
     async def run(self, start: RequestInput) -> RequestOutcome:
@@ -150,8 +150,7 @@ class RequestForAssistance(Shell[RequestState, Accepted]):
     def _continued(self) -> BaseModel:
         return RequestInput(profile=self._profile, version=self._input_version,
                             time_scale=self._scale, state=self._state,
-                            outbox=self._outbox, last_sent=self._last_sent,
-                            digests=self._digests)
+                            **self._carried())
 
     def _envelope(self, state: RequestState, notice: Notice, now: datetime) -> NoticeMessage:
         return lifecycle.envelope_for(state, notice, now)

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         Submission,
         message_digest,
     )
+    from treatyflow.workflows.contract import Carried
     from treatyflow.workflows.lifecycle import Notice, OperatorAction
 
 NOT_ALLOWED = "NotAllowedNow"
@@ -117,14 +118,12 @@ class Shell(Generic[S, A]):
     NOT_OPENED = "request not opened yet"
     _state: S | None
 
-    def _init_shell(self, *, outbox: list[NoticeMessage] | None = None,
-                    last_sent: dict[str, NoticeMessage] | None = None,
-                    digests: dict[str, str] | None = None) -> None:
-        self._outbox: list[NoticeMessage] = list(outbox or [])
-        self._last_sent: dict[str, NoticeMessage] = dict(last_sent or {})
+    def _init_shell(self, start: Carried) -> None:
+        self._outbox: list[NoticeMessage] = list(start.outbox)
+        self._last_sent: dict[str, NoticeMessage] = dict(start.last_sent)
         # The digest of each message applied, by message id: a different message reusing
         # an id is told apart after a continue-as-new too (update ids are per run).
-        self._digests: dict[str, str] = dict(digests or {})
+        self._digests: dict[str, str] = dict(start.digests)
         self._version = 0
         # The search attributes as Temporal holds them. A workflow the hub started with its
         # opening attributes (or continued as new) upserts only what changes after that:
@@ -134,6 +133,10 @@ class Shell(Generic[S, A]):
         held = workflow.info().typed_search_attributes
         if held.get(SA_STATUS) is not None:
             self._search = {name: held.get(key) for name, key in SEARCH_KEYS.items()}
+
+    def _carried(self) -> dict[str, Any]:
+        """The shell's part of a continue-as-new input (``contract.Carried``)."""
+        return {"outbox": self._outbox, "last_sent": self._last_sent, "digests": self._digests}
 
     # --- hooks: what each procedure's workflow says ---------------------------------
 

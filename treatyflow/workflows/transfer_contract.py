@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from treatyflow.schemas.messages import NoticeMessage
 from treatyflow.schemas.transfer import TransferProfile
+from treatyflow.workflows.contract import Carried
 from treatyflow.workflows.transfer import (
     TimelineEntry,
     TransferState,
@@ -19,29 +19,21 @@ from treatyflow.workflows.transfer import (
 )
 
 
-class TransferInput(BaseModel):
+class TransferInput(Carried):
     """Start (or continue-as-new) input: the treaty as it stood when the transfer began."""
 
     profile: TransferProfile
     time_scale: float = Field(1.0, gt=0, description="Real seconds per treaty second.")
     state: TransferState | None = None
-    outbox: list[NoticeMessage] = Field(default_factory=list)
-    last_sent: dict[str, NoticeMessage] = Field(default_factory=dict)
-    digests: dict[str, str] = Field(
-        default_factory=dict, description="message_digest of each applied message, by id.")
 
 
-class TransitInput(BaseModel):
+class TransitInput(Carried):
     """Start input of a transit request (art. 16): the transfer as the hub saw it when the
     request arrived (the validator checks the request against it)."""
 
     profile: TransferProfile
     transfer: TransferState
     state: TransitState | None = None
-    outbox: list[NoticeMessage] = Field(default_factory=list)
-    last_sent: dict[str, NoticeMessage] = Field(default_factory=dict)
-    digests: dict[str, str] = Field(
-        default_factory=dict, description="message_digest of each applied message, by id.")
 
 
 class TransitLink(BaseModel):

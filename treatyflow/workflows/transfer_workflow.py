@@ -50,7 +50,7 @@ class TransferOfConvictedPerson(Shell[tf.TransferState, TransferAccepted]):
         self._profile = start.profile
         self._scale = start.time_scale
         self._state = start.state
-        self._init_shell(outbox=start.outbox, last_sent=start.last_sent, digests=start.digests)
+        self._init_shell(start)
 
     @workflow.run
     async def run(self, start: TransferInput) -> TransferOutcome:
@@ -134,8 +134,7 @@ class TransferOfConvictedPerson(Shell[tf.TransferState, TransferAccepted]):
 
     def _continued(self) -> BaseModel:
         return TransferInput(profile=self._profile, time_scale=self._scale, state=self._state,
-                             outbox=self._outbox, last_sent=self._last_sent,
-                             digests=self._digests)
+                             **self._carried())
 
     def _envelope(self, state: tf.TransferState, notice: Notice, now: datetime) -> NoticeMessage:
         return tf.envelope_for(state, notice, now)
@@ -185,7 +184,7 @@ class TransitOfConvictedPerson(Shell[tf.TransitState, TransferAccepted]):
         self._profile = start.profile
         self._transfer = start.transfer
         self._state = start.state
-        self._init_shell(outbox=start.outbox, last_sent=start.last_sent, digests=start.digests)
+        self._init_shell(start)
         self._linked: str | None = None
 
     @workflow.run
@@ -246,8 +245,7 @@ class TransitOfConvictedPerson(Shell[tf.TransitState, TransferAccepted]):
 
     def _continued(self) -> BaseModel:
         return TransitInput(profile=self._profile, transfer=self._transfer, state=self._state,
-                            outbox=self._outbox, last_sent=self._last_sent,
-                            digests=self._digests)
+                            **self._carried())
 
     def _envelope(self, state: tf.TransitState, notice: Notice, now: datetime) -> NoticeMessage:
         return tf.transit_envelope_for(state, notice, now)
