@@ -46,8 +46,8 @@ from treatyflow.schemas.treaty import load_header, load_profile
 from treatyflow.workflows.contract import INPUT_VERSION
 from treatyflow.workflows.lifecycle import (
     OperatorAction,
+    Rejected,
     RequestState,
-    check_new_request,
     open_request,
 )
 from treatyflow.workflows.request import (
@@ -99,9 +99,11 @@ async def submit(
     *,
     time_scale: float = 1.0,
     task_queue: str = TASK_QUEUE,
+    digest: str | None = None,
 ) -> Accepted | TransferAccepted:
     """Apply ``message`` to its request, routed by the treaty's procedure; raises
-    ``Refusal`` naming every problem."""
+    ``Refusal`` naming every problem. ``digest``: its ``message_digest`` if the caller
+    has it already (the gateway compares it with the answer's)."""
     try:
         procedure = load_header(message.treaty_id).procedure
     except KeyError as err:
@@ -110,15 +112,16 @@ async def submit(
         ) from err
     starts: list[WithStartWorkflowOperation[Any, Any]] = []
     wf_id = workflow_id(message.treaty_id, message.request_id)
+    submission = Submission(message=message, digest=digest or message_digest(message))
     try:
         if procedure == TRANSFER_PROCEDURE:
-            return await _submit_transfer(client, message, starts, time_scale=time_scale,
+            return await _submit_transfer(client, submission, starts, time_scale=time_scale,
                                           task_queue=task_queue)
         if message.kind in TRANSFER_KINDS:
             raise Refusal("not_allowed_now", [
                 f"a {message.kind} belongs to the {TRANSFER_PROCEDURE} procedure, not to "
                 f"{message.treaty_id} ({procedure})"])
-        return await _submit_request(client, message, starts, time_scale=time_scale,
+        return await _submit_request(client, submission, starts, time_scale=time_scale,
                                      task_queue=task_queue)
     except WorkflowUpdateFailedError as err:
         raise _refused_by_validator(err) from err
@@ -153,20 +156,20 @@ async def submit(
 
 
 async def _submit_request(
-    client: Client, message: InboundMessage, starts: list[WithStartWorkflowOperation[Any, Any]], *,
+    client: Client, submission: Submission, starts: list[WithStartWorkflowOperation[Any, Any]], *,
     time_scale: float, task_queue: str,
 ) -> Accepted:
     """A message of a request for assistance (SCO 2010, art. 5–7)."""
+    message = submission.message
     profile = load_profile(message.treaty_id)
     wf_id = workflow_id(message.treaty_id, message.request_id)
-    submission = Submission(message=message, digest=message_digest(message))
     if isinstance(message, RequestMessage):
-        # Check before starting: a refused request must leave no workflow behind.
-        problems = check_new_request(profile, message)
-        if problems:
-            raise Refusal("invalid_request", problems)
-        # The state the workflow opens with (its own rules), for the opening attributes.
-        opening = open_request(profile, message, datetime.now(UTC), time_scale).state
+        # Checked before starting (a refused request must leave no workflow behind) by the
+        # rules the workflow opens with; that state gives the opening search attributes.
+        try:
+            opening = open_request(profile, message, datetime.now(UTC), time_scale).state
+        except Rejected as err:
+            raise Refusal("invalid_request", err.problems) from err
         start = _start(RequestForAssistance.run,
                        RequestInput(profile=profile, version=INPUT_VERSION,
                                     time_scale=time_scale),
@@ -185,18 +188,18 @@ async def _submit_request(
 
 
 async def _submit_transfer(
-    client: Client, message: InboundMessage, starts: list[WithStartWorkflowOperation[Any, Any]], *,
+    client: Client, submission: Submission, starts: list[WithStartWorkflowOperation[Any, Any]], *,
     time_scale: float, task_queue: str,
 ) -> TransferAccepted:
     """A message of a transfer of a convicted person, or of a transit linked to one
     (KZ–UAE 2018, art. 4–16)."""
+    message = submission.message
     if message.kind not in TRANSFER_KINDS:
         raise Refusal("not_allowed_now", [
             f"a {message.kind} is not a message of the {TRANSFER_PROCEDURE} procedure of "
             f"{message.treaty_id}"])
     profile = load_transfer_profile(message.treaty_id)
     wf_id = workflow_id(message.treaty_id, message.request_id)
-    submission = Submission(message=message, digest=message_digest(message))
     if isinstance(message, TransferRequestMessage):
         problems = check_new_transfer(profile, message, datetime.now(UTC))
         if problems:

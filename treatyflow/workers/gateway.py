@@ -165,14 +165,15 @@ class Gateway:
             wf_id = c.workflow_id(message.treaty_id, message.request_id)
             log = log.bind(request_id=message.request_id, kind=message.kind, workflow_id=wf_id,
                            message_id=message.message_id)
+            digest = message_digest(message)
             with metrics.SUBMIT_SECONDS.time():
                 async with self._order.hold(wf_id):
-                    accepted = await self._submit(message, log)
+                    accepted = await self._submit(message, digest, log)
             if accepted is None:  # stopping while Temporal was unreachable
                 metrics.MESSAGES_REQUEUED.inc()
                 await incoming.nack(requeue=True)
                 return
-            if accepted.digest is not None and accepted.digest != message_digest(message):
+            if accepted.digest is not None and accepted.digest != digest:
                 # Temporal answered an earlier update with this id: not this message.
                 raise Refusal("replayed_message_id", [
                     f"message id {message.message_id} was already used for another message "
@@ -233,12 +234,14 @@ class Gateway:
         check_sent_at(message.sent_at, datetime.now(UTC), self._max_age)
         return message
 
-    async def _submit(self, message: InboundMessage, log: structlog.stdlib.BoundLogger
+    async def _submit(self, message: InboundMessage, digest: str,
+                      log: structlog.stdlib.BoundLogger
                       ) -> Accepted | TransferAccepted | None:
         delay = 0.5
         while True:
             try:
-                return await submit(self._client, message, time_scale=self._time_scale,
+                return await submit(self._client, message, digest=digest,
+                                    time_scale=self._time_scale,
                                     task_queue=self._task_queue)
             except Exception as err:
                 if not is_transient(err):
