@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.worker import Worker
 
     from treatyflow import constants as c
+    from treatyflow.bench.harness import bounded
     from treatyflow.process import finish
     from treatyflow.settings import Settings
 
@@ -126,26 +127,24 @@ VARIANTS: dict[str, dict[str, object]] = {
 
 async def lifecycles(client: Client, task_queue: str, n: int, concurrency: int,
                      extra: dict[str, object]) -> None:
-    gate = asyncio.Semaphore(concurrency)
     run = uuid.uuid4().hex[:6]
 
     async def one(i: int) -> None:
-        async with gate:
-            wf_id = f"costs-{run}-{i}"
-            start = WithStartWorkflowOperation(
-                CostsLifecycle.run, Variant(request_id=wf_id, **extra),  # type: ignore[arg-type]
-                id=wf_id, task_queue=task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
-            (status, notices), *rest = STEPS
-            await client.execute_update_with_start_workflow(
-                CostsLifecycle.submit, Step(status=status, notices=notices),
-                start_workflow_operation=start)
-            handle = await start.workflow_handle()
-            for index, (status, notices) in enumerate(rest):
-                await handle.execute_update(CostsLifecycle.submit, Step(
-                    status=status, notices=notices, final=index == len(rest) - 1))
+        wf_id = f"costs-{run}-{i}"
+        start = WithStartWorkflowOperation(
+            CostsLifecycle.run, Variant(request_id=wf_id, **extra),  # type: ignore[arg-type]
+            id=wf_id, task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+        (status, notices), *rest = STEPS
+        await client.execute_update_with_start_workflow(
+            CostsLifecycle.submit, Step(status=status, notices=notices),
+            start_workflow_operation=start)
+        handle = await start.workflow_handle()
+        for index, (status, notices) in enumerate(rest):
+            await handle.execute_update(CostsLifecycle.submit, Step(
+                status=status, notices=notices, final=index == len(rest) - 1))
 
-    await asyncio.gather(*(one(i) for i in range(n)))
+    await bounded(n, concurrency, one)
 
 
 async def measure(settings: Settings, n: int, concurrency: int = 25) -> dict[str, float]:

@@ -72,7 +72,7 @@ class Phase:
         return out
 
 
-async def _bounded(n: int, concurrency: int, one: Callable[[int], Awaitable[None]]) -> float:
+async def bounded(n: int, concurrency: int, one: Callable[[int], Awaitable[None]]) -> float:
     """Run ``one(i)`` for i < n, at most ``concurrency`` at once; the seconds it took."""
     gate = asyncio.Semaphore(concurrency)
 
@@ -126,7 +126,7 @@ async def floor_phase(client: Client, task_queue: str, n: int, concurrency: int)
             await handle.execute_update(FloorLifecycle.submit, FloorStep(
                 kind=kind, notices=notices, final=index == len(rest) - 1))
 
-    return Phase("floor", n, await _bounded(n, concurrency, one))
+    return Phase("floor", n, await bounded(n, concurrency, one))
 
 
 # --- treatyflow -----------------------------------------------------------------------
@@ -235,7 +235,7 @@ async def treatyflow_phase(authorities: Authorities, n: int, concurrency: int) -
     async def one(_: int) -> None:
         phase.latencies_ms += await authorities.lifecycle()
 
-    phase.seconds = await _bounded(n, concurrency, one)
+    phase.seconds = await bounded(n, concurrency, one)
     return phase
 
 

@@ -33,7 +33,6 @@ from treatyflow.bench.harness import (
     floor_phase,
     floor_worker,
     offered_phase,
-    rss_mb,
     treatyflow_phase,
 )
 from treatyflow.process import finish
@@ -89,7 +88,7 @@ async def measure(settings: Settings, lifecycles: int, concurrency: int,
              f"{_cores(floor.cpu_cores)}")
         note(f"treatyflow: {ours.lifecycles_per_s:.1f} lifecycles/s; cores used "
              f"{_cores(ours.cpu_cores)}")
-        memory = {name: rss_mb(settings, name) for name in ("worker", "gateway")}
+        memory = scale.memory(settings)
         offered: list[Phase] = []
         for share in loads:
             rate = share * ours.lifecycles_per_s

@@ -26,7 +26,13 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 
 from treatyflow import constants as c
-from treatyflow.bench.harness import Authorities, CpuMeter, rss_mb, treatyflow_phase
+from treatyflow.bench.harness import (
+    Authorities,
+    CpuMeter,
+    bounded,
+    rss_mb,
+    treatyflow_phase,
+)
 from treatyflow.schemas.messages import INBOUND, ReceiptMessage, RequestMessage
 from treatyflow.schemas.treaty import load_profile, use_folder
 from treatyflow.settings import Settings
@@ -65,14 +71,7 @@ async def open_phase(authorities: Authorities, n: int, concurrency: int,
         if done % 5000 == 0:
             say(f"{done} requests open ({done / (time.perf_counter() - started):.0f}/s)")
 
-    gate = asyncio.Semaphore(concurrency)
-
-    async def gated(i: int) -> None:
-        async with gate:
-            await one(i)
-
-    await asyncio.gather(*(gated(i) for i in range(n)))
-    seconds = time.perf_counter() - started
+    seconds = await bounded(n, concurrency, one)
     return {"open_requests": n, "open_seconds": round(seconds, 1),
             "open_per_s": round(n / seconds, 1)}
 
@@ -124,19 +123,15 @@ async def storm_phase(client: Client, authorities: Authorities, n: int, concurre
     due = (datetime.now(UTC) + timedelta(seconds=lead)).replace(microsecond=0)
     pairs = authorities.pairs
     arrived = authorities.count_events("overdue", prefix=f"STORM-{run}-")
-    gate = asyncio.Semaphore(concurrency)
 
     async def seed(i: int) -> None:
         rid, start = storm_input(treaty, run, i, pairs[i % len(pairs)], due)
-        async with gate:
-            await client.start_workflow(
-                RequestForAssistance.run, start, id=c.workflow_id(treaty, rid),
-                task_queue=c.TASK_QUEUE, id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                static_summary=f"bench storm {rid}")
+        await client.start_workflow(
+            RequestForAssistance.run, start, id=c.workflow_id(treaty, rid),
+            task_queue=c.TASK_QUEUE, id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=f"bench storm {rid}")
 
-    seeding = time.perf_counter()
-    await asyncio.gather(*(seed(i) for i in range(n)))
-    seeded_s = time.perf_counter() - seeding
+    seeded_s = await bounded(n, concurrency, seed)
     left = (due - datetime.now(UTC)).total_seconds()
     say(f"{n} deadlines seeded in {seeded_s:.0f} s; they fall due in {left:.0f} s")
     await asyncio.sleep(max(0.0, left))
