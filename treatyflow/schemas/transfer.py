@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from enum import StrEnum
-from functools import cache
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
@@ -22,7 +21,12 @@ from treatyflow.schemas.envelope import (
     ShortText,
     Text,
 )
-from treatyflow.schemas.treaty import AUTHORITY_ID_PATTERN, load_header, profile_text
+from treatyflow.schemas.treaty import (
+    AUTHORITY_ID_PATTERN,
+    load_header,
+    profile_cache,
+    profile_text,
+)
 
 PROCEDURE = "transfer-of-convicted-person"
 
@@ -271,7 +275,7 @@ class TransferProfile(BaseModel):
         return t.notice_received_on + timedelta(days=t.notice_period_days)
 
 
-@cache
+@profile_cache
 def load_transfer_profile(treaty_id: str) -> TransferProfile:
     """The transfer profile of ``<treaty_id>.json`` (``treaty.profile_text``)."""
     text = profile_text(treaty_id)

@@ -6,12 +6,14 @@ or, without a release, in the folder ``TREATYFLOW_TREATIES_DIR`` names (``use_fo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from enum import StrEnum
-from functools import cache
+from functools import _lru_cache_wrapper, cache
 from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -120,6 +122,16 @@ class ProfileHeader(BaseModel):
 
 
 _folders: list[Traversable] = [resources.files("treatyflow.schemas") / "treaties"]
+_caches: list[_lru_cache_wrapper[Any]] = []
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def profile_cache(read: F) -> F:
+    """``functools.cache`` for what is read from the profile files, emptied by
+    ``use_folder`` (in this module and in each procedure's own, e.g. ``transfer``)."""
+    cached = cache(read)
+    _caches.append(cached)
+    return cached  # type: ignore[return-value]
 
 
 def use_folder(folder: Path | None) -> None:
@@ -135,7 +147,7 @@ def use_folder(folder: Path | None) -> None:
         if clash:
             raise ValueError(f"{folder} has profiles of shipped treaties: {sorted(clash)}")
         _folders.append(folder)
-    for cached in (load_header, load_profile, all_authorities):
+    for cached in _caches:
         cached.cache_clear()
 
 
@@ -149,13 +161,13 @@ def profile_text(treaty_id: str) -> str:
     raise KeyError(f"unknown treaty {treaty_id!r}")
 
 
-@cache
+@profile_cache
 def load_header(treaty_id: str) -> ProfileHeader:
     """The header of the profile shipped in ``treaties/<treaty_id>.json`` (any procedure)."""
     return ProfileHeader.model_validate_json(profile_text(treaty_id))
 
 
-@cache
+@profile_cache
 def load_profile(treaty_id: str) -> TreatyProfile:
     """The request-for-assistance profile shipped in ``treaties/<treaty_id>.json``; a
     profile of another procedure is a KeyError here (load it with its own model)."""
@@ -169,7 +181,7 @@ def known_treaties() -> list[str]:
     return sorted(n.removesuffix(".json") for n in names if n.endswith(".json"))
 
 
-@cache
+@profile_cache
 def all_authorities() -> dict[str, Authority]:
     """Every authority of every shipped treaty, by id (the broker's user registry)."""
     found: dict[str, Authority] = {}
