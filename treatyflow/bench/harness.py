@@ -17,7 +17,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -261,17 +261,21 @@ COMPONENTS = ("temporal", "rabbitmq", "worker", "gateway", "codec")
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _group_cpu_seconds(pgid: int) -> float:
-    """CPU seconds (user + system) of every live process in process group ``pgid``."""
-    total = 0
+def _group(pgid: int) -> Iterator[tuple[Path, list[str]]]:
+    """Each live process of process group ``pgid``: its /proc folder and the fields of its
+    stat after the command name."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except (FileNotFoundError, ProcessLookupError, IndexError):
             continue
         if int(fields[2]) == pgid:  # pgrp
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / _TICK
+            yield stat.parent, fields
+
+
+def _group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds (user + system) of every live process in process group ``pgid``."""
+    return sum(int(f[11]) + int(f[12]) for _, f in _group(pgid)) / _TICK  # utime, stime
 
 
 class CpuMeter:
@@ -309,13 +313,10 @@ def rss_mb(settings: Settings, name: str) -> float | None:
     if pid is None:
         return None
     total = 0
-    for status in Path("/proc").glob("[0-9]*/status"):
+    for folder, _ in _group(pid):
         try:
-            stat = (status.parent / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(stat[2]) != pid:
-                continue
-            lines = status.read_text().splitlines()
-        except (FileNotFoundError, ProcessLookupError, IndexError):
+            lines = (folder / "status").read_text().splitlines()
+        except (FileNotFoundError, ProcessLookupError):
             continue
         total += next((int(line.split()[1]) for line in lines if line.startswith("VmRSS:")), 0)
     return round(total / 1024, 1)
