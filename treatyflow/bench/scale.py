@@ -33,14 +33,15 @@ from treatyflow.bench.harness import (
     rss_mb,
     treatyflow_phase,
 )
-from treatyflow.schemas.messages import INBOUND, ReceiptMessage, RequestMessage
+from treatyflow.schemas.messages import INBOUND, ReceiptMessage, RequestMessage, message_digest
 from treatyflow.schemas.treaty import load_profile, use_folder
 from treatyflow.settings import Settings
 from treatyflow.workers import stack
 from treatyflow.workers.simulator import TREATY, request_content
 from treatyflow.workflows import lifecycle
 from treatyflow.workflows.contract import INPUT_VERSION, RequestInput
-from treatyflow.workflows.request import RequestForAssistance
+from treatyflow.workflows.request import RequestForAssistance, search_attributes
+from treatyflow.workflows.shell import typed
 
 Say = Callable[[str], None]
 
@@ -108,7 +109,7 @@ def storm_input(profile_id: str, run: str, i: int, pair: tuple[str, str],
     state.reminders_done = list(profile.deadlines.reminder_days_before)
     assert state.deadline == due, (state.deadline, due)
     return rid, RequestInput(profile=profile, version=INPUT_VERSION, state=state,
-                             digests={m: "seeded" for m in state.applied})
+                             digests={m.message_id: message_digest(m) for m in (request, receipt)})
 
 
 async def storm_phase(client: Client, authorities: Authorities, n: int, concurrency: int,
@@ -126,10 +127,14 @@ async def storm_phase(client: Client, authorities: Authorities, n: int, concurre
 
     async def seed(i: int) -> None:
         rid, start = storm_input(treaty, run, i, pairs[i % len(pairs)], due)
+        assert start.state is not None
         await client.start_workflow(
             RequestForAssistance.run, start, id=c.workflow_id(treaty, rid),
             task_queue=c.TASK_QUEUE, id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            static_summary=f"bench storm {rid}")
+            static_summary=f"bench storm {rid}",
+            # As the hub starts a request: with its search attributes, so that only what
+            # the deadline changes is upserted when it falls due.
+            search_attributes=typed(search_attributes(start.profile, start.state)))
 
     seeded_s = await bounded(n, concurrency, seed)
     left = (due - datetime.now(UTC)).total_seconds()
