@@ -350,7 +350,7 @@ class Simulation:
                     while True:
                         async with inbox.next() as message:
                             if authority in self._crash_next:
-                                self._crash_next.discard(authority)
+                                self._crash_next.clear()  # the first of them, only
                                 # The process dies holding the message: no ack, no nack.
                                 await client.close()
                                 raise AuthorityCrashed(authority)
@@ -389,10 +389,10 @@ class Simulation:
         """Duplicates dropped so far by the agency clients, replaced ones included."""
         return self.dropped + sum(client.dropped for client in self._clients.values())
 
-    def crash_next(self, authority: str) -> None:
-        """Fault injection: ``authority`` crashes on its next message, after receiving it
-        and before acking it; the broker must deliver it again."""
-        self._crash_next.add(authority)
+    def crash_next(self, *authorities: str) -> None:
+        """Fault injection: the first of ``authorities`` to receive a message crashes on
+        it, after receiving it and before acking it; the broker must deliver it again."""
+        self._crash_next = set(authorities)
 
     def _handle(self, authority: str, message: OutboundMessage | Unverified) -> None:
         if isinstance(message, Unverified):
