@@ -8,19 +8,22 @@ export TREATYFLOW_STATE_DIR ?= $(CURDIR)/.state
 # Real time: make up TREATYFLOW_SECONDS_PER_DAY=86400
 export TREATYFLOW_SECONDS_PER_DAY ?= 1
 
-.PHONY: help setup system demo test up down status lint clean ui-check bench security-check chaos
+.PHONY: help setup system demo test test-unit up down status lint clean ui-check bench security-check chaos
 
 help:
 	@echo "make demo   - set up, start the local stack, run the scenario demo"
 	@echo "make test   - set up and run the test suite"
+	@echo "make test-unit - the fast part: no stack, no dev server (under 3 minutes)"
 	@echo "make up / make down / make status - the local stack for longer use"
 	@echo "make lint   - ruff and mypy"
+	@echo "make contract - regenerate the wire contract in docs/contract (schemas, AsyncAPI, vectors)"
 	@echo "make ui-check - the Temporal UI, filtered on overdue requests, in headless Chromium"
 	@echo "make security-check - the hostile-input catalogue against the local stack, as one authority"
 	@echo "make bench  - treatyflow against bare Temporal on a fresh stack (figures in docs/benchmarks)"
 	@echo "make chaos  - 500 requests on a fresh stack while workers, gateway, RabbitMQ, Temporal are killed"
 
-setup: system $(BIN)/.installed
+NODE_AGENCY := tests/node_agency
+setup: system $(BIN)/.installed $(NODE_AGENCY)/node_modules/.installed
 
 system:
 	@bash scripts/ensure-system.sh
@@ -31,11 +34,20 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
+# The Node.js agency of tests/test_node_agency.py: npm's jose and amqplib, as locked.
+$(NODE_AGENCY)/node_modules/.installed: $(NODE_AGENCY)/package-lock.json $(NODE_AGENCY)/package.json | system
+	npm ci --prefix $(NODE_AGENCY) --no-audit --no-fund --loglevel=error
+	@touch $@
+
 demo: setup
 	$(BIN)/python -m treatyflow.workers.demo
 
 test: setup
 	$(BIN)/pytest
+
+# Everything not marked `stack`: models, lifecycles, workflows on the time-skipping server.
+test-unit: setup
+	$(BIN)/pytest -m "not stack"
 
 up: setup
 	$(BIN)/python -m treatyflow.workers.stack up
@@ -57,6 +69,12 @@ ui-check: setup
 security-check: setup
 	$(BIN)/python -m treatyflow.workers.stack up
 	$(BIN)/python -m treatyflow.securitycheck
+
+# The wire contract agencies build against, generated from the code (docs/contract/README.md);
+# tests/test_contract_files.py fails when the committed files drift from it.
+.PHONY: contract
+contract: setup
+	$(BIN)/python -m treatyflow.contract
 
 lint: setup
 	$(BIN)/ruff check treatyflow tests scripts

@@ -5,6 +5,9 @@ set -euo pipefail
 need=()
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+# Node.js (>= 18) and npm: the agency written from the published contract alone (tests/node_agency).
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 # Optional extras named on the command line (e.g. chromium for make ui-check).
 for extra in "$@"; do
   [ -x "/usr/bin/$extra" ] || need+=("$extra")

@@ -240,9 +240,9 @@ async def authorities(stack_settings: Settings) -> AsyncIterator[
         client = await exits.enter_async_context(
             AgencyClient(authority, stack_settings.amqp_url(authority, passwords[authority]),
                          signing_key=key or signing_key(stack_settings.secrets_dir, authority),
-                         hub_keys=hub_keys)
+                         keys=hub_keys)
         )
-        inbox = await exits.enter_async_context(client.inbox())
+        inbox = await exits.enter_async_context(client.inbox(explicit_ack=False))
         return client, Mailbox(inbox)
 
     yield open_as

@@ -52,7 +52,7 @@ def envelope(
     treaty_id: str = TREATY,
 ) -> dict[str, Any]:
     return {
-        "schema_version": "1",
+        "schema_version": "2",
         "message_id": message_id or new_message_id(),
         "kind": kind,
         "request_id": request_id,

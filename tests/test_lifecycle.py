@@ -46,7 +46,7 @@ CN = "CN-MPS"  # a competent authority that is no party to the request
 
 OPEN = frozenset(Status) - FINAL
 WORKING = frozenset({Status.RECEIVED, Status.IN_EXECUTION})
-# The transition table as specified (DESIGN.md; art. 5.2, 5.3, 6.1–6.9), written out here
+# The transition table as specified (docs/design.md; art. 5.2, 5.3, 6.1–6.9), written out here
 # rather than read from lifecycle._ALLOWED_FROM, so a change to the table fails a test.
 ALLOWED_FROM: dict[str, frozenset[Status]] = {
     "confirmation": OPEN,

@@ -15,6 +15,7 @@ from tests.factories import envelope, message, new_message_id, new_request_id
 from tests.test_stack import KZ, REPORT, RU, error_about, event
 from treatyflow import constants as c
 from treatyflow.metrics import OPEN_QUERY, OPEN_STATES
+from treatyflow.agency import sign
 from treatyflow.settings import Settings
 
 pytestmark = pytest.mark.stack
@@ -76,8 +77,8 @@ async def test_metrics_count_messages_in_out_refused_and_time_to_final(
     bad_id = new_message_id()
     bad = envelope("receipt", request_id=rid, sender=KZ, recipient=RU, message_id=bad_id)
     bad["body"] = {"unexpected": True}
-    await kz.publish_raw(json.dumps(bad).encode(), content_type="application/json",
-                         message_id=bad_id, type="receipt")
+    await kz.publish_raw(sign(json.dumps(bad).encode(), kz.signing_key).encode(),
+                         content_type="application/jose", message_id=bad_id, type="receipt")
     await kz_box.expect(error_about(bad_id))
 
     def grew(port: int, name: str, by: float = 1, **labels: str) -> bool:

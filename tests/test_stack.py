@@ -103,15 +103,15 @@ async def test_malformed_message_is_dead_lettered_and_sender_told(
     bad = envelope("request", request_id=new_request_id(), sender=KZ, recipient=RU,
                    message_id=mid)
     del bad["body"]["facts"]
-    await kz.publish_raw(json.dumps(bad).encode(), content_type="application/json",
-                         message_id=mid)
+    token = kz.sign(json.dumps(bad).encode())
+    await kz.publish_raw(token.encode(), content_type=c.CONTENT_TYPE_JWS, message_id=mid)
     error = await kz_box.expect(error_about(mid))
     assert error.body.problem == "malformed"
     assert any("body.facts" in r and "Field required" in r for r in error.body.reasons)
     kept = await dead_letter(stack_settings, mid)
     assert kept.headers[c.HEADER_PROBLEM] == "malformed"
     assert "body.facts" in str(kept.headers[c.HEADER_REASON])
-    assert json.loads(kept.body)["message_id"] == mid  # the original, byte for byte
+    assert kept.body == token.encode()  # the original, byte for byte
 
 
 async def test_invalid_request_lists_every_reason_and_starts_nothing(
@@ -188,8 +188,7 @@ async def test_sender_must_be_the_connected_authority(
     ru, ru_box = await authorities(RU)
     forged = message("request", request_id=new_request_id(), sender=KZ, recipient=RU)
     # Published over RU-MIA's connection (validated user_id RU-MIA) but claiming KZ-GPO.
-    signed = ru.sign(forged)
-    await ru.publish_raw(signed.model_dump_json().encode(), content_type="application/json",
+    await ru.publish_raw(ru.sign(forged).encode(), content_type=c.CONTENT_TYPE_JWS,
                          message_id=forged.message_id)
     error = await ru_box.expect(error_about(forged.message_id))
     assert error.body.problem == "sender_mismatch"

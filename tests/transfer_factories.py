@@ -98,7 +98,7 @@ def envelope(kind: str, sender: str, recipient: str, body: dict[str, Any], *,
              request_id: str = "TR-KZ-2025-0001", message_id: str | None = None,
              in_reply_to: str | None = None, sent_at: datetime = T0,
              treaty_id: str = TREATY) -> dict[str, Any]:
-    return {"schema_version": "1", "message_id": message_id or mid(), "kind": kind,
+    return {"schema_version": "2", "message_id": message_id or mid(), "kind": kind,
             "request_id": request_id, "treaty_id": treaty_id, "sender": sender,
             "recipient": recipient, "sent_at": sent_at.isoformat(), "in_reply_to": in_reply_to,
             "body": body}

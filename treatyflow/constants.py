@@ -1,6 +1,6 @@
 """Every name shared between processes: task queues, workflow ids, exchanges, queues.
 
-Agencies build against these names (see README, "For agencies"); change them only
+Agencies build against these names (see docs/agencies/connecting.md); change them only
 with a new schema version.
 """
 
@@ -63,8 +63,13 @@ HEADER_REASON = "x-treatyflow-reason"
 HEADER_PROBLEM = "x-treatyflow-problem"
 # The hub's own sender id in envelopes.
 HUB_SENDER = "HUB"
-# Signatures (art. 5.5): the only algorithm, and where the keys live under the secrets dir.
-SIGNATURE_ALG: Final = "ed25519"
+# Signatures (art. 5.5): every message is a JWS (compact serialization) with this content
+# type; the key directory a JWS in JSON serialization, sent to every inbox with this AMQP
+# type through the delivery exchange under this routing key (every inbox is bound to it).
+CONTENT_TYPE_JWS: Final = "application/jose"
+CONTENT_TYPE_JWS_JSON: Final = "application/jose+json"
+AMQP_TYPE_DIRECTORY: Final = "key_directory"
+DIRECTORY_ROUTING_KEY: Final = "key-directory"
 # The public key registry (every authority's keys and the hub's), read by the gateway.
 KEY_REGISTRY_FILE = "public-keys.json"
 # Private keys: <secrets>/signing/<owner>/<key id>.pem, one file per key, mode 0600.

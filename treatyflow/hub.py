@@ -100,10 +100,12 @@ async def submit(
     time_scale: float = 1.0,
     task_queue: str = TASK_QUEUE,
     digest: str | None = None,
+    jws: str | None = None,
 ) -> Accepted | TransferAccepted:
     """Apply ``message`` to its request, routed by the treaty's procedure; raises
-    ``Refusal`` naming every problem. ``digest``: its ``message_digest`` if the caller
-    has it already (the gateway compares it with the answer's)."""
+    ``Refusal`` naming every problem. ``jws``: the message as its sender signed it, passed
+    on to the other party; ``digest``: the SHA-256 of its signed payload (the gateway
+    compares it with the answer's)."""
     try:
         procedure = load_header(message.treaty_id).procedure
     except KeyError as err:
@@ -112,7 +114,7 @@ async def submit(
         ) from err
     starts: list[WithStartWorkflowOperation[Any, Any]] = []
     wf_id = workflow_id(message.treaty_id, message.request_id)
-    submission = Submission(message=message, digest=digest or message_digest(message))
+    submission = Submission(message=message, digest=digest or message_digest(message), jws=jws)
     try:
         if procedure == TRANSFER_PROCEDURE:
             return await _submit_transfer(client, submission, starts, time_scale=time_scale,

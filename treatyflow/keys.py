@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from treatyflow.agency.signing import KeyRing, PublicKey, SigningKey
+from treatyflow.agency.signing import KeyRing, PublicKey, SigningKey, sign_directory
 from treatyflow.constants import HUB_SENDER, KEY_REGISTRY_FILE, SIGNING_KEYS_DIR
 from treatyflow.schemas.treaty import all_authorities
 
@@ -199,6 +199,28 @@ def signing_key(secrets_dir: Path, owner: str, key_id: str | None = None) -> Sig
     except FileNotFoundError as err:
         raise KeyStoreError(f"no private key for {key_id} at {path} (an authority that "
                             "registered its own public key keeps its private key)") from err
+
+
+def issued_at(ring: KeyRing) -> datetime:
+    """When the registry last changed: the latest registration, retirement or revocation.
+    The same registry always gives the same directory, so a directory sent again is the
+    same message (its id is derived from it)."""
+    stamps = [t for k in ring.keys for t in (k.valid_from, k.retired_at, k.revoked_at) if t]
+    return max(stamps) if stamps else datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def signed_directory(secrets_dir: Path, ring: KeyRing | None = None) -> str:
+    """The key directory (every key, with its validity) as the hub sends it: a JWS in
+    JSON serialization signed by every hub key not revoked whose private key is here, so a
+    party that knows any one of them verifies it (a rotation of the hub's key is learnt
+    through the old key)."""
+    ring = ring or read_registry(secrets_dir)
+    signers = []
+    for key in ring.of(HUB_SENDER):
+        if key.revoked_at is None:
+            with contextlib.suppress(KeyStoreError):
+                signers.append(signing_key(secrets_dir, HUB_SENDER, key.key_id))
+    return sign_directory(ring, signers, issued_at(ring))
 
 
 class RegistryFile:

@@ -106,9 +106,9 @@ def definitions(passwords: dict[str, str]) -> dict[str, Any]:
         {"source": c.EXCHANGE_DLX, "destination": c.QUEUE_DEAD_LETTER, "routing_key": "",
          **binding},
     ] + [
-        {"source": c.EXCHANGE_DELIVER, "destination": c.inbox_queue(a), "routing_key": a,
+        {"source": c.EXCHANGE_DELIVER, "destination": c.inbox_queue(a), "routing_key": key,
          **binding}
-        for a in authorities
+        for a in authorities for key in (a, c.DIRECTORY_ROUTING_KEY)
     ]
     return {
         "users": users,

@@ -1,9 +1,10 @@
 """Delivery of the hub's notices into authorities' inboxes, signed with the hub's key.
 
 Signing happens here, at publish time, not in the workflow: the private key stays out of
-Temporal's history, and since the notice (message id, ``sent_at``) is fixed by the
-workflow and Ed25519 is deterministic, a retried publish is the same bytes with the same
-signature (unless the hub's key was rotated in between; the message id is still the same).
+Temporal's history. The notice (message id, ``sent_at``) is fixed by the workflow, its
+JSON is written the same way each time and Ed25519 is deterministic, so a retried publish
+is the same JWS (unless the hub's key was rotated in between; the message id is still the
+same). The originals a notice passes on are inside its payload, unchanged.
 """
 
 from __future__ import annotations
@@ -49,11 +50,13 @@ class Delivery:
 
     @activity.defn(name="deliver")
     async def deliver(self, request: Deliver) -> Delivered:
-        message = sign(request.message, self._key())  # art. 5.5: the hub signs what it sends
+        message = request.message
+        token = sign(message, self._key())  # art. 5.5: the hub signs what it sends
         exchange = await self.channel.get_exchange(EXCHANGE_DELIVER, ensure=False)
         try:
             await exchange.publish(
-                to_amqp(message, user_id=HUB_USER), routing_key=message.recipient, mandatory=True
+                to_amqp(token, message, user_id=HUB_USER), routing_key=message.recipient,
+                mandatory=True,
             )
         except PublishError as exc:
             metrics.NOTICES_UNROUTABLE.labels(event=message.body.event).inc()

@@ -1,5 +1,6 @@
 """Connect as one authority, publish signed envelopes to the hub, read the authority's own
-inbox and verify the hub's signature on everything in it (art. 5.5)."""
+inbox, verify the hub's signature on everything in it and the original sender's on every
+message a notice passes on (art. 5.5), and follow the hub's key directory."""
 
 from __future__ import annotations
 
@@ -9,29 +10,54 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 import aio_pika
+import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 from pydantic import BaseModel, ValidationError
 
-from treatyflow.agency.signing import KeySource, SignatureError, SigningKey, sign, verify
-from treatyflow.constants import EXCHANGE_HUB, HUB_SENDER, inbox_queue
-from treatyflow.schemas.messages import OutboundMessage, parse_outbound
+from treatyflow.agency.signing import (
+    KeyRing,
+    KeySource,
+    PublicKey,
+    SignatureError,
+    SigningKey,
+    Verified,
+    sign,
+    verify,
+    verify_directory,
+)
+from treatyflow.constants import (
+    AMQP_TYPE_DIRECTORY,
+    CONTENT_TYPE_JWS,
+    EXCHANGE_HUB,
+    HUB_SENDER,
+    inbox_queue,
+)
+from treatyflow.schemas.messages import (
+    InboundMessage,
+    NoticeMessage,
+    OutboundMessage,
+    parse_inbound,
+    parse_outbound,
+)
 
 Envelope = TypeVar("Envelope", bound=BaseModel)
+_log = structlog.get_logger("treatyflow.agency")
 
 
-def to_amqp(envelope: BaseModel, *, user_id: str) -> aio_pika.Message:
-    """One envelope as a persistent AMQP message whose properties mirror it."""
-    data: dict[str, Any] = envelope.model_dump(mode="json")
+def to_amqp(token: str, envelope: BaseModel, *, user_id: str) -> aio_pika.Message:
+    """One signed envelope (its compact JWS) as a persistent AMQP message whose
+    properties mirror the envelope."""
     return aio_pika.Message(
-        body=envelope.model_dump_json().encode(),
-        content_type="application/json",
+        body=token.encode(),
+        content_type=CONTENT_TYPE_JWS,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        message_id=data["message_id"],
-        correlation_id=data["request_id"],
-        type=data["kind"],
+        message_id=getattr(envelope, "message_id", None),
+        correlation_id=getattr(envelope, "request_id", None),
+        type=getattr(envelope, "kind", None),
         user_id=user_id,
         timestamp=getattr(envelope, "sent_at", None),
     )
@@ -42,8 +68,10 @@ class Unverified:
     """Something in the inbox that is not a message signed by the hub: never act on it.
 
     ``problem`` is ``malformed`` (not a hub message at all), ``unsigned``, ``unknown_key``
-    (a key the hub does not hold, or a sender other than the hub) or ``bad_signature``
-    (altered after signing, or forged); ``message`` is the parsed envelope if it parsed."""
+    (a key the directory does not hold, or a signer other than the hub), ``bad_signature``
+    (altered after signing, or forged) or ``bad_original`` (a message the notice passes on
+    does not verify against its sender's key); ``message`` is the parsed envelope if the
+    hub's signature held."""
 
     problem: str
     reason: str
@@ -51,22 +79,90 @@ class Unverified:
     message: OutboundMessage | None = None
 
 
-def read_delivery(body: bytes, hub_keys: KeySource) -> OutboundMessage | Unverified:
-    """One delivery from the inbox: the hub's message if it parses and carries a valid
-    signature of one of the hub's keys, else what is wrong with it."""
+def _describe(err: ValueError) -> str:
+    if isinstance(err, ValidationError):
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                         for e in err.errors()[:5])
+    return str(err)
+
+
+def read_original(token: str, keys: KeySource) -> tuple[InboundMessage, Verified]:
+    """A message one party sent through the hub, checked against its sender's own key:
+    the JWS verifies under a key of the directory, and the envelope inside names that
+    key's owner as its sender. Raises ``SignatureError`` or ``ValueError``."""
+    checked = verify(token, keys)
+    message = parse_inbound(checked.payload)
+    if message.sender != checked.key.owner:
+        raise SignatureError(f"signed with key {checked.key.key_id!r} of {checked.key.owner}, "
+                             f"but the envelope names {message.sender} as its sender")
+    return message, checked
+
+
+def originals(notice: NoticeMessage, keys: KeySource) -> list[InboundMessage]:
+    """The signed messages a notice passes on, each verified against its sender's key in
+    the directory (art. 5.5) and about the notice's request; raises ``SignatureError`` or
+    ``ValueError`` naming the first that is not."""
+    out = []
+    for token in notice.body.originals:
+        message, _ = read_original(token, keys)
+        if (message.request_id, message.treaty_id) != (notice.request_id, notice.treaty_id):
+            raise SignatureError(f"original {message.message_id} is about request "
+                                 f"{message.request_id}, not {notice.request_id}")
+        out.append(message)
+    return out
+
+
+def read_delivery(body: bytes, keys: KeySource) -> OutboundMessage | Unverified:
+    """One delivery from the inbox: the hub's message if it is a JWS under one of the hub's
+    keys whose payload parses, and every original it passes on verifies against its own
+    sender's key; else what is wrong with it."""
     try:
-        message = parse_outbound(body)
+        checked = verify(body, keys, signer=HUB_SENDER)
+    except SignatureError as err:
+        return Unverified(err.problem, str(err), body)
+    try:
+        message = parse_outbound(checked.payload)
     except ValueError as err:
-        reason = "; ".join(e["msg"] for e in err.errors()[:5]) if isinstance(
-            err, ValidationError) else str(err)
-        return Unverified("malformed", reason, body)
+        return Unverified("malformed", _describe(err), body)
     if message.sender != HUB_SENDER:
         return Unverified("unknown_key", f"sender {message.sender} is not the hub", body, message)
-    try:
-        verify(message, hub_keys)
-    except SignatureError as err:
-        return Unverified(err.problem, str(err), body, message)
+    if isinstance(message, NoticeMessage):
+        try:
+            originals(message, keys)
+        except ValueError as err:
+            return Unverified("bad_original", f"a message this notice passes on does not "
+                              f"verify: {_describe(err)}", body, message)
     return message
+
+
+class Directory:
+    """The key directory an agency holds: every key of the hub and of the authorities.
+
+    It starts from a directory the agency trusts (exported by the hub's operator, or the
+    last one it saved) and replaces itself with each newer directory the hub sends to the
+    inbox, once one of that directory's signatures checks against a hub key it already
+    holds: a rotation of the hub's key is learnt through the old key."""
+
+    def __init__(self, ring: KeyRing, issued_at: datetime | None = None) -> None:
+        self.ring = ring
+        self.issued_at = issued_at
+
+    @classmethod
+    def from_signed(cls, text: str | bytes, trusted: KeySource) -> Directory:
+        ring, issued_at = verify_directory(text, trusted)
+        return cls(ring, issued_at)
+
+    def lookup(self, key_id: str) -> PublicKey | None:
+        return self.ring.lookup(key_id)
+
+    def update(self, text: str | bytes) -> bool:
+        """Take a directory the hub sent if it verifies and is newer; raises
+        ``SignatureError`` if it does not verify. True if it replaced the held one."""
+        ring, issued_at = verify_directory(text, self.ring)
+        if self.issued_at is not None and issued_at <= self.issued_at:
+            return False
+        self.ring, self.issued_at = ring, issued_at
+        return True
 
 
 class RecentIds:
@@ -193,23 +289,25 @@ async def _settle(incoming: AbstractIncomingMessage, *, ack: bool) -> None:
 class AgencyClient:
     """One competent authority's connection to the hub.
 
-    ``signing_key`` is the authority's private key (every published envelope is signed
-    with it); ``hub_keys`` are the hub's public keys (every message in the inbox is
-    verified against them)."""
+    ``signing_key`` is the authority's private key (every published envelope is a JWS by
+    it); ``keys`` is the key directory (a ``Directory``, or any ``KeySource``): the hub's
+    keys verify every message in the inbox, the authorities' keys the originals a notice
+    passes on. A ``Directory`` follows the directories the hub sends to the inbox."""
 
     def __init__(
         self, authority_id: str, url: str, *, signing_key: SigningKey | None = None,
-        hub_keys: KeySource | None = None,
+        keys: KeySource | None = None, hub_keys: KeySource | None = None,
     ) -> None:
         self.authority_id = authority_id
         self._url = url
         self.signing_key = signing_key
-        self._hub_keys = hub_keys
+        self.keys = keys if keys is not None else hub_keys
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._lost = asyncio.Event()
         self._seen = RecentIds()
         self._dropped = 0
+        self.last_sent: str | None = None  # the JWS of the last envelope published
 
     async def connect(self) -> None:
         # A plain connection: aio-pika's robust one was measured not to come back after a
@@ -242,21 +340,27 @@ class AgencyClient:
             raise RuntimeError("not connected: call connect() first")
         return self._channel
 
-    def sign(self, envelope: Envelope) -> Envelope:
-        """``envelope`` signed with this authority's key (art. 5.5)."""
+    def sign(self, envelope: BaseModel | bytes) -> str:
+        """``envelope`` (a model, or JSON bytes as written) as a compact JWS by this
+        authority's key (art. 5.5)."""
         if self.signing_key is None:
             raise RuntimeError(f"{self.authority_id}: no signing key; pass signing_key=")
         return sign(envelope, self.signing_key)
 
     async def publish(self, envelope: Envelope) -> Envelope:
-        """Publish one envelope to the hub, waiting for the broker's confirm; returns it as
-        sent. An unsigned envelope is signed with this authority's key; one that already
-        carries a signature (signed elsewhere) is sent as it is."""
-        if getattr(envelope, "signature", None) is None:
-            envelope = self.sign(envelope)
-        exchange = await self.channel.get_exchange(EXCHANGE_HUB, ensure=False)
-        await exchange.publish(to_amqp(envelope, user_id=self.authority_id), routing_key="")
+        """Sign ``envelope`` with this authority's key and publish it to the hub, waiting
+        for the broker's confirm; returns it. The JWS sent is ``last_sent``."""
+        token = self.sign(envelope)
+        await self.publish_signed(token, envelope)
         return envelope
+
+    async def publish_signed(self, token: str, envelope: BaseModel) -> None:
+        """Publish a JWS signed elsewhere (``envelope`` is its payload, for the AMQP
+        properties that mirror it)."""
+        exchange = await self.channel.get_exchange(EXCHANGE_HUB, ensure=False)
+        await exchange.publish(to_amqp(token, envelope, user_id=self.authority_id),
+                               routing_key="")
+        self.last_sent = token
 
     async def publish_raw(self, body: bytes, **properties: Any) -> None:
         """Publish bytes as they are (for testing what the hub does with bad input)."""
@@ -264,6 +368,19 @@ class AgencyClient:
         properties.setdefault("user_id", self.authority_id)
         properties.setdefault("delivery_mode", aio_pika.DeliveryMode.PERSISTENT)
         await exchange.publish(aio_pika.Message(body=body, **properties), routing_key="")
+
+    def _take_directory(self, body: bytes) -> None:
+        """A key directory the hub sent: taken if it verifies and is newer; one that does
+        not verify is refused loudly and the held directory kept."""
+        if not isinstance(self.keys, Directory):
+            return
+        try:
+            if self.keys.update(body):
+                _log.info("key directory updated", authority=self.authority_id,
+                          issued_at=str(self.keys.issued_at), keys=len(self.keys.ring.keys))
+        except SignatureError as err:
+            _log.error("a key directory in the inbox does not verify; kept the one held",
+                       authority=self.authority_id, problem=err.problem, reason=str(err))
 
     def _count_drop(self) -> None:
         self._dropped += 1
@@ -274,15 +391,16 @@ class AgencyClient:
         return self._dropped
 
     @asynccontextmanager
-    async def inbox(self, prefetch: int = 50, *, explicit_ack: bool = False
+    async def inbox(self, prefetch: int = 50, *, explicit_ack: bool = True
                     ) -> AsyncIterator[Inbox]:
-        """Consume this authority's inbox for the duration of the block; with
-        ``explicit_ack`` a message is acked only once the application handled it
-        (``Inbox.next()``)."""
-        hub_keys = self._hub_keys
-        if hub_keys is None:
+        """Consume this authority's inbox for the duration of the block. By default a
+        message is acked only once the application handled it (``Inbox.next()``): a crash
+        loses nothing. ``explicit_ack=False`` acks each message as it arrives in memory
+        (``Inbox.get()``), for tools that may lose what they did not read."""
+        keys = self.keys
+        if keys is None:
             raise RuntimeError(f"{self.authority_id}: cannot verify the hub's messages; "
-                               "pass hub_keys=")
+                               "pass keys= (the key directory)")
         channel = await self._connection.channel()  # type: ignore[union-attr]
         await channel.set_qos(prefetch_count=prefetch)
         queue = await channel.get_queue(inbox_queue(self.authority_id), ensure=False)
@@ -290,7 +408,11 @@ class AgencyClient:
         inbox = Inbox(received, self._seen, explicit_ack, self._count_drop, self._lost)
 
         async def on_message(message: AbstractIncomingMessage) -> None:
-            read = read_delivery(message.body, hub_keys)
+            if message.type == AMQP_TYPE_DIRECTORY:
+                self._take_directory(message.body)
+                await message.ack()
+                return
+            read = read_delivery(message.body, keys)
             duplicate = not isinstance(read, Unverified) and read.message_id in self._seen
             if duplicate:
                 self._dropped += 1  # a retried publish of a notice already handled

@@ -96,7 +96,7 @@ def storm_input(profile_id: str, run: str, i: int, pair: tuple[str, str],
 
     def envelope(kind: str, sender: str, recipient: str, body: dict[str, Any]) -> Any:
         return INBOUND.validate_python({
-            "schema_version": "1", "message_id": str(uuid.uuid4()), "kind": kind,
+            "schema_version": "2", "message_id": str(uuid.uuid4()), "kind": kind,
             "request_id": rid, "treaty_id": profile_id, "sender": sender,
             "recipient": recipient, "sent_at": received, "body": body})
 

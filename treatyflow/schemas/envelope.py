@@ -13,7 +13,15 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from treatyflow.schemas.treaty import AUTHORITY_ID_PATTERN
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+# Version 1 signed a re-rendering of the envelope inside it; version 2 is signed as sent
+# (a JWS over the envelope's bytes). A version-1 message is refused with this note.
+MIGRATION_NOTE = (
+    "schema_version 1 (an Ed25519 'signature' member over a canonical re-rendering) is no "
+    "longer accepted; send schema_version \"2\": the envelope JSON, without a 'signature' "
+    "member, as the payload of a JWS compact serialization signed with your key "
+    "(alg EdDSA, kid your key id), published with content type application/jose "
+    "(docs/agencies/signing.md, 'Migrating from version 1')")
 
 # Characters no written text needs and that hide or reorder what a reader sees: C0 controls
 # other than tab, line feed and carriage return, DEL, C1 controls, and the bidirectional
@@ -31,14 +39,21 @@ def _printable(text: str) -> str:
     return text
 
 
+def _written(text: str) -> str:
+    """``text`` if it says something: not empty, not only white space."""
+    if not text.strip():
+        raise ValueError("is blank: only white space")
+    return text
+
+
 Printable = AfterValidator(_printable)
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000),
-                 Printable]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
-                      Printable]
+Written = AfterValidator(_written)
+# Text is taken as sent, never trimmed or otherwise rewritten: what the hub applies is what
+# the sender signed and what the other party reads in the original.
+Text = Annotated[str, StringConstraints(min_length=1, max_length=20_000), Printable, Written]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=500), Printable, Written]
 # Art. 6.9: a refusal or deferral is notified in writing with its reason: a real sentence.
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=10, max_length=20_000),
-                   Printable]
+Reason = Annotated[str, StringConstraints(min_length=10, max_length=20_000), Printable, Written]
 MessageId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{7,127}$")]
 RequestId = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9-]{2,63}$")]
 AuthorityId = Annotated[str, StringConstraints(pattern=AUTHORITY_ID_PATTERN)]
@@ -48,24 +63,12 @@ KeyId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{2
 _strict = ConfigDict(extra="forbid", frozen=True)
 
 
-class Signature(BaseModel):
-    """Art. 5.5 on the wire: the sender's Ed25519 signature over the canonical envelope
-    (README, "Signing"; ``treatyflow.agency.signing``)."""
-
-    model_config = _strict
-    key_id: KeyId = Field(description="The registered key that signed: one of the sender's.",
-                          examples=["KZ-GPO-2026-1"])
-    alg: Literal["ed25519"] = Field(description="Always 'ed25519'.")
-    value: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{86}$")] = Field(
-        description="The 64-byte signature, base64url without padding."
-    )
-
-
 class EnvelopeBase(BaseModel):
-    """What every message carries, whatever its kind (DESIGN, "Contracts")."""
+    """What every message carries, whatever its kind (docs/design.md, "The wire")."""
 
     model_config = _strict
-    schema_version: Literal["1"] = "1"
+    schema_version: Literal["2"] = Field(
+        "2", description="The envelope's version: 2, signed as sent (a JWS over these bytes).")
     message_id: MessageId
     request_id: RequestId
     treaty_id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{3,40}$")]
@@ -73,7 +76,3 @@ class EnvelopeBase(BaseModel):
     recipient: PartyId
     sent_at: AwareDatetime
     in_reply_to: MessageId | None = None
-    signature: Signature | None = Field(
-        None, description="The sender's Ed25519 signature over the canonical envelope "
-                          "(everything but this field); required on every message (art. 5.5)."
-    )

@@ -8,12 +8,12 @@ Schema published in ``docs/``.
 from __future__ import annotations
 
 import hashlib
-import json
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
+    BeforeValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -24,6 +24,7 @@ from pydantic import (
 
 from treatyflow.schemas.envelope import (  # re-exported: the contract's one import
     FORBIDDEN_CHARACTERS,  # noqa: F401
+    MIGRATION_NOTE,  # noqa: F401
     SCHEMA_VERSION,  # noqa: F401
     AuthorityId,
     EnvelopeBase,
@@ -34,7 +35,6 @@ from treatyflow.schemas.envelope import (  # re-exported: the contract's one imp
     Reason,
     RequestId,  # noqa: F401
     ShortText,
-    Signature,  # noqa: F401
     Text,
     _strict,
 )
@@ -223,6 +223,11 @@ class NoticeBody(BaseModel):
     requested: AuthorityId
     about_message_id: str | None = None
     detail: dict[str, Any] = Field(default_factory=dict)
+    originals: list[str] = Field(
+        default_factory=list,
+        description="The signed messages this notice passes on, each a JWS compact "
+        "serialization exactly as its sender published it: verify each against the sender's "
+        "key in the key directory (art. 5.5), then read its payload.")
 
 
 class ErrorBody(BaseModel):
@@ -231,7 +236,9 @@ class ErrorBody(BaseModel):
     model_config = _strict
     problem: str = Field(description="A code, e.g. 'malformed', 'not_allowed_now'.")
     reasons: list[str]
-    refused_message_id: str | None = None
+    refused_message_id: str | None = Field(
+        None, description="The message id refused: the envelope's if it could be read, "
+        "else the AMQP message_id property of the delivery.")
 
 
 class RequestMessage(EnvelopeBase):
@@ -395,33 +402,39 @@ REQUESTED_KINDS = frozenset(
 CONSENT_KINDS = frozenset({"consent_request", "consent_decision", "results_transfer"})
 
 
+def recorded(envelope: Any) -> Any:
+    """An envelope as a workflow history recorded it, in today's form: histories from
+    schema version 1 hold ``"schema_version": "1"`` and a ``signature`` member. Only for
+    reading Temporal's own records back; the gateway refuses version 1 on the wire."""
+    if isinstance(envelope, dict) and envelope.get("schema_version") == "1":
+        return {k: v for k, v in envelope.items() if k != "signature"} | {"schema_version": "2"}
+    return envelope
+
+
 class Submission(BaseModel):
     """One inbound message handed to a request's workflow (a Temporal update)."""
 
     model_config = ConfigDict(frozen=True)
-    message: InboundMessage
+    message: Annotated[InboundMessage, BeforeValidator(recorded)]
     digest: str | None = Field(
-        None, description="message_digest(message), computed once by the hub: the workflow "
-        "keeps it to tell a different message reusing this message id apart.")
-
-
-def canonical(envelope: BaseModel) -> bytes:
-    """The envelope's canonical form, which its signature covers (art. 5.5): without
-    ``signature``, as the models read it, sorted keys, no whitespace, UTF-8."""
-    data = envelope.model_dump(mode="json", exclude={"signature"})
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        None, description="SHA-256 of the signed payload, computed once by the hub: the "
+        "workflow keeps it to tell a different message reusing this message id apart.")
+    jws: str | None = Field(
+        None, description="The message as its sender signed it (JWS compact serialization): "
+        "passed on unchanged to the other party inside the hub's notices (art. 5.5).")
 
 
 def message_digest(message: BaseModel) -> str:
-    """SHA-256 of the canonical form: two messages under one message id are the same
-    message exactly when their digests are equal."""
-    return hashlib.sha256(canonical(message)).hexdigest()
+    """SHA-256 of a message's JSON as the models write it: the digest of a message the hub
+    holds no signed bytes of (histories recorded before schema version 2)."""
+    return hashlib.sha256(message.model_dump_json().encode()).hexdigest()
 
 
 def parse_inbound(raw: bytes | str) -> InboundMessage:
-    """Parse one message from an authority; raises pydantic.ValidationError naming each problem."""
-    return INBOUND.validate_json(raw)
+    """Parse one message from an authority, strictly: a value of the wrong JSON type is an
+    error naming its field, never converted; raises pydantic.ValidationError."""
+    return INBOUND.validate_json(raw, strict=True)
 
 
 def parse_outbound(raw: bytes | str) -> OutboundMessage:
-    return OUTBOUND.validate_json(raw)
+    return OUTBOUND.validate_json(raw, strict=True)

@@ -8,7 +8,10 @@ Talks AMQP only, with the published contract and client library (``treatyflow.ag
 imports nothing of the gateway, hub or workflows. Credentials, each for one thing:
 
 - the **attacker** (``--as``): its broker password and signing key from the state folder;
-  every hostile input is sent with them, and its own inbox is read for the ``error`` replies;
+  every hostile input is sent with them, and its own inbox is read for the ``error`` replies.
+  For the ``revoked_key`` case it needs one of its keys revoked: one an earlier run left, or
+  else the operator CLI rotates its key (``treatyflow keys rotate``) and revokes the old one
+  (``treatyflow keys revoke``), as after a compromise;
   the transfer cases (KZ–UAE 2018) are sent by ``--transfer-as``, a central authority of
   that treaty (by default the same authority, ``KZ-GPO``);
 - the **counterpart** (and ``--transfer-counterpart`` for transfers): opens the requests
@@ -16,7 +19,9 @@ imports nothing of the gateway, hub or workflows. Credentials, each for one thin
   that nothing forged reached its inbox and that a valid request still arrives intact;
 - the **hub user**: reads ``hub.dead-letter`` (no authority may), without taking anything out;
 - the **operator CLI** (``treatyflow status --json``): each aimed-at request's state before
-  and after, to show none changed.
+  and after, to show none changed; ``treatyflow keys export --jwks``: the signed key
+  directory every client starts from (a ``Directory``, which then follows the directories
+  the hub sends to its inbox), to verify the hub's messages and the originals they carry.
 
 The last line is the summary; the exit status is 0 only if every figure is as it must be.
 """
@@ -35,8 +40,8 @@ from pathlib import Path
 import aio_pika
 
 from treatyflow import constants as c
-from treatyflow.agency import AgencyClient, Inbox, KeyRing, SigningKey, Unverified
-from treatyflow.schemas.messages import OutboundMessage, parse_inbound
+from treatyflow.agency import AgencyClient, Directory, Inbox, KeyRing, SigningKey, Unverified
+from treatyflow.schemas.messages import NoticeMessage, OutboundMessage, parse_inbound
 from treatyflow.securitycheck.catalogue import (
     CATALOGUE,
     Kit,
@@ -99,14 +104,45 @@ def _signing_key(secrets: Path, owner: str, ring: KeyRing) -> SigningKey:
     return SigningKey.from_pem(key_id, pem)
 
 
+def _cli(settings: Settings, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """The operator CLI (``treatyflow ...``), as the stack's operator runs it."""
+    return subprocess.run([sys.executable, "-m", "treatyflow.workers.cli", *args],
+                          env=settings.to_env() | {"PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def _revoked_key(settings: Settings, owner: str) -> SigningKey:
+    """A key of ``owner`` that the registry revoked and whose private key is in the state
+    folder: one an earlier run left, else ``owner``'s current key once the operator CLI has
+    given it a new one and revoked the old (``owner`` signs on with the new key)."""
+    secrets = settings.secrets_dir
+    ring = KeyRing.model_validate_json((secrets / c.KEY_REGISTRY_FILE).read_bytes())
+    for key in ring.of(owner):
+        pem = secrets / c.SIGNING_KEYS_DIR / owner / f"{key.key_id}.pem"
+        if key.revoked_at is not None and pem.exists():
+            return SigningKey.from_pem(key.key_id, pem.read_bytes())
+    old = _signing_key(secrets, owner, ring)
+    for args in (("keys", "rotate", owner), ("keys", "revoke", old.key_id)):
+        done = _cli(settings, *args)
+        if done.returncode != 0:
+            raise SystemExit(f"[security-check] treatyflow {' '.join(args)}: {done.stderr}")
+    _say(f"{owner}: key {old.key_id} rotated out and revoked (for the revoked_key case)")
+    return old
+
+
+def _directory(settings: Settings, trusted: KeyRing) -> str:
+    """The signed key directory, as the operator exports it for an agency."""
+    done = _cli(settings, "keys", "export", "--jwks")
+    if done.returncode != 0:
+        raise SystemExit(f"[security-check] treatyflow keys export --jwks: {done.stderr}")
+    Directory.from_signed(done.stdout, trusted)  # fails here if it does not verify
+    return done.stdout
+
+
 def _applied(settings: Settings, treaty: str, request_id: str) -> tuple[str, ...]:
     """The ids of the messages applied to a request, as the operator CLI shows them (its
     deadlines move it on by themselves; only a message applied to it is a change by one)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "treatyflow.workers.cli", "status", request_id, "--treaty",
-         treaty, "--json"],
-        env=settings.to_env() | {"PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
-        timeout=60, check=False)
+    done = _cli(settings, "status", request_id, "--treaty", treaty, "--json")
     if done.returncode != 0:
         return ("unreadable", done.stderr.strip())
     return tuple(json.loads(done.stdout)["applied"])
@@ -132,12 +168,13 @@ async def check(settings: Settings, attacker_id: str, counterpart_id: str, third
                 transfer_counterpart_id: str = "AE-MOJ") -> int:
     secrets = settings.secrets_dir
     passwords: dict[str, str] = json.loads((secrets / "amqp-passwords.json").read_text())
+    revoked = _revoked_key(settings, attacker_id)
     ring = KeyRing.model_validate_json((secrets / c.KEY_REGISTRY_FILE).read_bytes())
-    hub_keys = ring.only([c.HUB_SENDER])
+    directory = _directory(settings, ring.only([c.HUB_SENDER]))
     key_ids = current_key_ids(ring)
     kits = {
         "sco": Kit(attacker_id, counterpart_id, third,
-                   _signing_key(secrets, attacker_id, ring), key_ids=key_ids),
+                   _signing_key(secrets, attacker_id, ring), key_ids=key_ids, revoked=revoked),
         "transfer": Kit(transfer_attacker_id, transfer_counterpart_id, third,
                         _signing_key(secrets, transfer_attacker_id, ring),
                         treaty=TRANSFER_TREATY, key_ids=key_ids),
@@ -156,8 +193,10 @@ async def check(settings: Settings, attacker_id: str, counterpart_id: str, third
                                   transfer_counterpart_id)):
             clients[who] = await exits.enter_async_context(AgencyClient(
                 who, settings.amqp_url(who, passwords[who]),
-                signing_key=_signing_key(secrets, who, ring), hub_keys=hub_keys))
-            boxes[who] = Watch(await exits.enter_async_context(clients[who].inbox()))
+                signing_key=_signing_key(secrets, who, ring),
+                keys=Directory.from_signed(directory, ring.only([c.HUB_SENDER]))))
+            boxes[who] = Watch(await exits.enter_async_context(
+                clients[who].inbox(explicit_ack=False)))
         attacker, attacker_box = clients[attacker_id], boxes[attacker_id]
         counterpart_box = boxes[counterpart_id]
         # (treaty, request id) -> message ids applied to it
@@ -176,8 +215,10 @@ async def check(settings: Settings, attacker_id: str, counterpart_id: str, third
                                        probe_connection)
                 results.append(result)
                 mark = "ok " if result.as_expected else "FAIL"
-                _say(f"{mark} {case.layer:7} {case.name:28} expected {case.problem:20} "
-                     f"got {result.refused_with}")
+                _say(f"{mark} {case.layer:7} {case.name:34} expected {case.problem:20} "
+                     f"got {result.refused_with}"
+                     + (f" (reasons lack {result.missing}: {result.reasons})"
+                        if result.refused_with == case.problem and result.missing else ""))
         gateway = [r for r in results if r.case.layer == "gateway"]
         broker = [r for r in results if r.case.layer == "broker"]
         wanted = {r.message_id for r in gateway if r.message_id}
@@ -201,7 +242,9 @@ async def check(settings: Settings, attacker_id: str, counterpart_id: str, third
             await attacker_box.expect(notice(fresh.request_id, "request_accepted"), 30)
             delivered = await counterpart_box.expect(
                 notice(fresh.request_id, "request_delivered"), 30)
-            alive = delivered.body.detail["request"]["facts"] == fresh.body.facts  # type: ignore[union-attr]
+            facts = getattr(fresh.body, "facts", None)
+            alive = isinstance(delivered, NoticeMessage) and (
+                delivered.body.detail["request"]["facts"] == facts)
         except TimeoutError:
             alive = False
         await counterpart_box.settle(1)

@@ -28,9 +28,17 @@ from temporalio.service import RPCError
 
 from treatyflow import constants as c
 from treatyflow.agency import AgencyClient
+from treatyflow.agency.signing import _unb64url, sign
 from treatyflow.codec import PayloadKeyError
 from treatyflow.hub import Refusal, operate, request_state, transfer_state
-from treatyflow.keys import KeyStoreError, read_registry, revoke, rotate, signing_key
+from treatyflow.keys import (
+    KeyStoreError,
+    read_registry,
+    revoke,
+    rotate,
+    signed_directory,
+    signing_key,
+)
 from treatyflow.metrics import (
     OPEN_STATUSES,
     PROCEDURE_OF_TYPE,
@@ -226,16 +234,21 @@ def send(settings: Settings, authority: str, file: Path) -> int:
     """Publish as an agency would: the authority's own credentials, the hub exchange, the
     broker's confirm. Never a back door into Temporal.
 
-    An envelope without a signature is signed with the authority's current key from the
-    state folder; one that carries a signature (signed by the agency's own system) is sent
-    as it is, and the gateway verifies it like any other."""
+    A file holding the envelope JSON is signed, byte for byte as it is in the file, with
+    the authority's current key from the state folder; a file holding a JWS (signed by the
+    agency's own system) is sent as it is, and the gateway verifies it like any other."""
     try:
-        envelope = INBOUND.validate_json(file.read_bytes())
+        raw = file.read_bytes().strip()
     except OSError as err:
         print(f"treatyflow: cannot read {file}: {err}", file=sys.stderr)
         return 2
-    except ValidationError as err:
-        print(f"treatyflow: {file} is not a valid message: {'; '.join(describe(err))}",
+    presigned = not raw.startswith(b"{")
+    try:
+        payload = raw if not presigned else _unb64url(raw.split(b".")[1])
+        envelope = INBOUND.validate_json(payload, strict=True)
+    except (IndexError, ValueError) as err:
+        reasons = describe(err) if isinstance(err, ValidationError) else [str(err)]
+        print(f"treatyflow: {file} is not a valid message: {'; '.join(reasons)}",
               file=sys.stderr)
         return 2
     try:
@@ -245,18 +258,18 @@ def send(settings: Settings, authority: str, file: Path) -> int:
               f"{settings.secrets_dir}", file=sys.stderr)
         return 2
     key = None
-    if envelope.signature is None:
+    if not presigned:
         try:
             key = signing_key(settings.secrets_dir, authority)
         except (FileNotFoundError, KeyStoreError) as err:
             print(f"treatyflow: cannot sign as {authority}: {err}", file=sys.stderr)
             return 2
+    token = raw.decode() if key is None else sign(raw, key)
 
     async def _send() -> str | None:
         try:
-            async with AgencyClient(authority, settings.amqp_url(authority, password),
-                                    signing_key=key) as client:
-                await client.publish(envelope)
+            async with AgencyClient(authority, settings.amqp_url(authority, password)) as client:
+                await client.publish_signed(token, envelope)
         except Exception as err:  # noqa: BLE001 - reported to the user
             return f"{type(err).__name__}: {err}"
         return None
@@ -283,6 +296,15 @@ def keys_command(settings: Settings, args: argparse.Namespace, console: Console)
         if args.keys_command == "revoke":
             gone = revoke(secrets, args.key_id)
             print(f"{gone.owner}: key {gone.key_id} revoked; nothing signed with it verifies")
+            return 0
+        if args.keys_command == "export":
+            text = (json.dumps(read_registry(secrets).jwks(), indent=2) if args.unsigned
+                    else signed_directory(secrets))
+            if args.output is None:
+                print(text)
+            else:
+                args.output.write_text(text + "\n")
+                print(f"key directory written to {args.output}", file=sys.stderr)
             return 0
         ring = read_registry(secrets)
     except FileNotFoundError:
@@ -420,9 +442,9 @@ def main(argv: list[str] | None = None) -> int:
     tl.add_argument("--treaty", default="sco-2010")
     tl.add_argument("--json", action="store_true")
     sd = sub.add_parser("send", help="publish an envelope through RabbitMQ as an authority")
-    sd.add_argument("file", type=Path, help="a JSON envelope (see README, For agencies)")
+    sd.add_argument("file", type=Path, help="a JSON envelope (see docs/agencies/envelope.md)")
     sd.add_argument("--as", dest="authority", required=True, help="the authority id")
-    ks = sub.add_parser("keys", help="signing keys: list, rotate, revoke (art. 5.5)")
+    ks = sub.add_parser("keys", help="signing keys: list, rotate, revoke, export (art. 5.5)")
     keys_sub = ks.add_subparsers(dest="keys_command", required=True)
     kl = keys_sub.add_parser("list", help="the registered public keys")
     kl.add_argument("--owner", help="one authority id, or HUB")
@@ -435,6 +457,13 @@ def main(argv: list[str] | None = None) -> int:
                          " without it a key pair is generated in the state folder")
     kv = keys_sub.add_parser("revoke", help="revoke a key: nothing signed with it verifies")
     kv.add_argument("key_id")
+    kx = keys_sub.add_parser("export", help="the key directory (RFC 7517 JWKS), as the hub "
+                                            "signs and sends it to every inbox")
+    kx.add_argument("--jwks", action="store_true", required=True,
+                    help="as a JWK Set (the only format)")
+    kx.add_argument("--unsigned", action="store_true",
+                    help="the bare JWKS, without the hub's signatures around it")
+    kx.add_argument("-o", "--output", type=Path, help="write to this file (default: stdout)")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     use_folder(settings.treaties_dir)

@@ -1,8 +1,9 @@
 """The gateway: takes authorities' messages off ``hub.inbound`` and hands each to its
 request's workflow; acks only after Temporal accepted it.
 
-Every message must carry its sender's Ed25519 signature under a key registered to the
-sender and not revoked (art. 5.5); the hub signs the errors it sends back.
+Every message is a JWS by its sender's Ed25519 key, registered to the connected authority
+and not revoked (art. 5.5): the gateway verifies the bytes as sent and only then parses
+them, strictly. The hub signs the errors it sends back.
 
 A message that cannot be applied is copied to the dead-letter queue with its reason,
 the sender gets an ``error`` naming every problem, and only then is it acked. A message
@@ -15,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import aio_pika
 import structlog
@@ -29,24 +32,25 @@ from treatyflow import amqp, logs, metrics, process
 from treatyflow import constants as c
 from treatyflow.agency.client import to_amqp
 from treatyflow.agency.signing import (
-    BadSignature,
+    KeyRing,
     KeySource,
+    SignatureError,
     SigningKey,
-    UnknownKey,
-    Unsigned,
+    Verified,
     sign,
     verify,
 )
 from treatyflow.hub import Refusal, is_transient, submit
-from treatyflow.keys import CurrentKey, RegistryFile
+from treatyflow.keys import CurrentKey, RegistryFile, issued_at, signed_directory
 from treatyflow.schemas.messages import (
+    MIGRATION_NOTE,
     REQUESTED_KINDS,
     REQUESTER_KINDS,
+    SCHEMA_VERSION,
     TRANSFER_KINDS,
     ErrorBody,
     ErrorMessage,
     InboundMessage,
-    message_digest,
     parse_inbound,
 )
 from treatyflow.schemas.treaty import all_authorities
@@ -99,6 +103,54 @@ def replay_window(retention: timedelta | None) -> timedelta:
     if retention is None or retention <= timedelta(0):
         return MAX_AGE
     return max(min(MAX_AGE, retention - timedelta(hours=1)), timedelta(minutes=10))
+
+
+def _refuse_old_version(body: bytes) -> None:
+    """A version-1 envelope (plain JSON with a ``signature`` member, or any envelope naming
+    another ``schema_version``) is refused with the version and the migration note."""
+    if not body.lstrip().startswith(b"{"):
+        return
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):  # security check: nested too deep raised here
+        return
+    if not isinstance(data, dict):
+        return
+    if "payload" in data and "schema_version" not in data:
+        return  # security check: a JWS in JSON serialization, not an envelope (verify says)
+    version = data.get("schema_version")
+    if version is not None and version != SCHEMA_VERSION:
+        raise Refusal("unsupported_version", [
+            f"schema_version {version!r} is not accepted; this hub speaks schema_version "
+            f"{SCHEMA_VERSION!r}", MIGRATION_NOTE])
+    if "signature" in data:
+        raise Refusal("unsupported_version", [
+            "a 'signature' member inside the envelope is the version-1 form", MIGRATION_NOTE])
+
+
+class _Repeated(ValueError):
+    pass
+
+
+def _refuse_repeated_members(payload: bytes) -> None:
+    """Security check: a payload naming one member twice (``"facts"`` twice in ``body``)
+    is ``malformed``. Pydantic keeps the last value silently; a system that keeps the first
+    would read another message out of the same signed bytes."""
+
+    def pairs(items: list[tuple[str, object]]) -> dict[str, object]:
+        names = [name for name, _ in items]
+        if len(set(names)) != len(names):
+            twice = next(n for n in names if names.count(n) > 1)
+            raise _Repeated(f"the envelope names the member {twice!r} twice; each member "
+                            "once, so that every reader finds the same value")
+        return dict(items)
+
+    try:
+        json.loads(payload, object_pairs_hook=pairs)
+    except _Repeated as err:
+        raise Refusal("malformed", [str(err)]) from err
+    except (ValueError, RecursionError):
+        return  # not JSON, or nested too deep: parse_inbound names it
 
 
 class KeyedLock:
@@ -161,14 +213,14 @@ class Gateway:
         message: InboundMessage | None = None
         refusal: Refusal | None = None
         try:
-            message = self.parse(incoming)
+            message, signed = self.parse(incoming)
             wf_id = c.workflow_id(message.treaty_id, message.request_id)
             log = log.bind(request_id=message.request_id, kind=message.kind, workflow_id=wf_id,
                            message_id=message.message_id)
-            digest = message_digest(message)
+            digest = signed.digest
             with metrics.SUBMIT_SECONDS.time():
                 async with self._order.hold(wf_id):
-                    accepted = await self._submit(message, digest, log)
+                    accepted = await self._submit(message, signed, log)
             if accepted is None:  # stopping while Temporal was unreachable
                 metrics.MESSAGES_REQUEUED.inc()
                 await incoming.nack(requeue=True)
@@ -204,43 +256,45 @@ class Gateway:
                 log.exception("could not send the error reply")
         await incoming.ack()
 
-    def parse(self, incoming: AbstractIncomingMessage) -> InboundMessage:
-        """The envelope, authenticated against the connection's validated user id and
-        the sender's signature (art. 5.5)."""
-        if len(incoming.body) > c.MAX_BODY_BYTES:
-            raise Refusal("oversize", [f"body is {len(incoming.body)} bytes; the limit is "
+    def parse(self, incoming: AbstractIncomingMessage) -> tuple[InboundMessage, Verified]:
+        """The envelope and its verified JWS: signed by a key of the connected authority
+        (RabbitMQ's validated user id), then parsed strictly from the bytes as signed."""
+        body = incoming.body
+        if len(body) > c.MAX_BODY_BYTES:
+            raise Refusal("oversize", [f"body is {len(body)} bytes; the limit is "
                                        f"{c.MAX_BODY_BYTES}"])
-        if incoming.content_type not in ("application/json", None):
-            raise Refusal("wrong_content_type", [f"content type {incoming.content_type!r}; "
-                                                 "only application/json is accepted"])
-        try:
-            message = parse_inbound(incoming.body)
-        except ValidationError as err:
-            raise Refusal("malformed", describe(err)) from err
+        if incoming.content_type not in (c.CONTENT_TYPE_JWS, "application/json", None):
+            raise Refusal("wrong_content_type", [
+                f"content type {incoming.content_type!r}; publish the JWS with content type "
+                f"{c.CONTENT_TYPE_JWS}"])
+        _refuse_old_version(body)
         if not incoming.user_id:
             raise Refusal("unauthenticated", ["the AMQP user_id property is missing; publish "
                                               "with user_id set to your authority id"])
+        try:
+            signed = verify(body, self._keys, signer=incoming.user_id, limit=c.MAX_BODY_BYTES)
+        except SignatureError as err:
+            raise Refusal(err.problem, [str(err)]) from err
+        _refuse_old_version(signed.payload)
+        _refuse_repeated_members(signed.payload)
+        try:
+            message = parse_inbound(signed.payload)
+        except ValidationError as err:
+            raise Refusal("malformed", describe(err)) from err
         if incoming.user_id != message.sender:
             raise Refusal("sender_mismatch", [f"envelope sender {message.sender} is not the "
                                               f"connected authority {incoming.user_id}"])
-        try:
-            verify(message, self._keys)
-        except Unsigned as err:
-            raise Refusal("unsigned", [str(err)]) from err
-        except UnknownKey as err:
-            raise Refusal("unknown_key", [str(err)]) from err
-        except BadSignature as err:
-            raise Refusal("bad_signature", [str(err)]) from err
         check_sent_at(message.sent_at, datetime.now(UTC), self._max_age)
-        return message
+        return message, signed
 
-    async def _submit(self, message: InboundMessage, digest: str,
+    async def _submit(self, message: InboundMessage, signed: Verified,
                       log: structlog.stdlib.BoundLogger
                       ) -> Accepted | TransferAccepted | None:
         delay = 0.5
         while True:
             try:
-                return await submit(self._client, message, digest=digest,
+                return await submit(self._client, message, digest=signed.digest,
+                                    jws=signed.token,
                                     time_scale=self._time_scale,
                                     task_queue=self._task_queue)
             except Exception as err:
@@ -297,11 +351,57 @@ class Gateway:
             body=ErrorBody(problem=refusal.problem, reasons=refusal.reasons,
                            refused_message_id=refused_id),
         )
-        signed = sign(error, self._signing_key())  # the hub signs what it sends (art. 5.5)
+        token = sign(error, self._signing_key())  # the hub signs what it sends (art. 5.5)
         exchange = await self.channel.get_exchange(c.EXCHANGE_DELIVER, ensure=False)
-        await exchange.publish(to_amqp(signed, user_id=c.HUB_USER), routing_key=recipient,
+        await exchange.publish(to_amqp(token, error, user_id=c.HUB_USER), routing_key=recipient,
                                mandatory=True)
         metrics.MESSAGES_SENT.labels(kind="error", event=refusal.problem).inc()
+
+
+DIRECTORY_POLL_S = 2.0
+
+
+class Announcer:
+    """Sends the signed key directory to every inbox (RFC 7517 JWKS in a JWS) on each new
+    broker connection and whenever the registry changes: a rotation or a revocation
+    reaches every party within ``DIRECTORY_POLL_S``. A directory sent again is the same
+    message (same id), which agencies drop."""
+
+    def __init__(self, secrets_dir: Path, registry: RegistryFile) -> None:
+        self._secrets_dir = secrets_dir
+        self._registry = registry
+        self._sent: KeyRing | None = None
+        self._log = logs.get("treatyflow.gateway")
+
+    async def announce(self, channel: AbstractChannel, *, again: bool = False) -> None:
+        ring = self._registry.ring
+        if ring == self._sent and not again:
+            return
+        text = signed_directory(self._secrets_dir, ring)
+        exchange = await channel.get_exchange(c.EXCHANGE_DELIVER, ensure=False)
+        await exchange.publish(aio_pika.Message(
+            body=text.encode(), content_type=c.CONTENT_TYPE_JWS_JSON,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT, type=c.AMQP_TYPE_DIRECTORY,
+            message_id=f"directory-{hashlib.sha256(text.encode()).hexdigest()[:32]}",
+            user_id=c.HUB_USER, timestamp=issued_at(ring),
+        ), routing_key=c.DIRECTORY_ROUTING_KEY)
+        self._sent = ring
+        self._log.info("key directory sent to every inbox", keys=len(ring.keys),
+                       issued_at=issued_at(ring).isoformat())
+
+    async def watch(self, channel: Callable[[], AbstractChannel | None],
+                    stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), DIRECTORY_POLL_S)
+            current = channel()
+            if current is None or stop.is_set():
+                continue
+            try:
+                await self.announce(current)
+            except Exception as err:  # noqa: BLE001 - broker away: the next tick tries again
+                self._log.warning("could not send the key directory; will retry",
+                                  error=repr(err))
 
 
 async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_QUEUE) -> None:
@@ -319,6 +419,7 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_
                     "window is shortened", retention=str(retention), window=str(max_age))
     gateway: Gateway | None = None
     consuming: list[tuple[AbstractQueue, str]] = []
+    announcer = Announcer(settings.secrets_dir, registry)
 
     async def session(connection: AbstractConnection) -> None:
         """Channels and the consumer, set up anew on each connection (amqp.py says why)."""
@@ -331,6 +432,7 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_
                               time_scale=settings.time_scale, task_queue=task_queue,
                               max_age=max_age)
         gateway.channel = publish
+        await announcer.announce(publish, again=True)
         queue = await consume.get_queue(c.QUEUE_INBOUND, ensure=False)
         consuming[:] = [(queue, await queue.consume(gateway.handle))]
         log.info("gateway consuming", queue=c.QUEUE_INBOUND, time_scale=settings.time_scale,
@@ -345,9 +447,12 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_
         for queue, tag in consuming:
             await queue.cancel(tag)
 
+    watcher = asyncio.create_task(announcer.watch(
+        lambda: gateway.channel if gateway is not None else None, stop))
     async with metrics.watching(client):
         await amqp.stay_connected(settings.amqp_url(c.HUB_USER, password),
                                   "treatyflow-gateway", session, stop, stopping)
+    watcher.cancel()
     log.info("gateway stopped")
 
 

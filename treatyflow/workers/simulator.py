@@ -300,7 +300,7 @@ class Simulation:
         self.default_behaviour = default_behaviour
         self.seconds_per_day = seconds_per_day
         self._passwords = read_passwords(settings.secrets_dir)
-        self._hub_keys = RegistryFile(settings.secrets_dir)
+        self._keys = RegistryFile(settings.secrets_dir)  # the key directory, kept current
         self._clients: dict[str, AgencyClient] = {}
         self._contexts: dict[tuple[str, str], Context] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -323,7 +323,7 @@ class Simulation:
         return AgencyClient(
             authority, self.settings.amqp_url(authority, self._passwords[authority]),
             signing_key=signing_key(self.settings.secrets_dir, authority),
-            hub_keys=self._hub_keys,
+            keys=self._keys,
         )
 
     async def connect(self, authorities: set[str]) -> None:
@@ -474,7 +474,7 @@ class Simulation:
                    treaty: str = TREATY) -> str:
         message_id = str(uuid.uuid4())
         envelope = INBOUND.validate_python({
-            "schema_version": "1", "message_id": message_id, "kind": kind,
+            "schema_version": "2", "message_id": message_id, "kind": kind,
             "request_id": request_id, "treaty_id": treaty, "sender": sender,
             "recipient": recipient, "sent_at": datetime.now(UTC), "in_reply_to": in_reply_to,
             "body": body,

@@ -217,7 +217,7 @@ def start_rabbitmq(settings: Settings, paths: Paths) -> None:
         f"load_definitions = {defs}\n"
         "log.console = false\n"
         "log.file.level = info\n"
-        # Authority users only: no default guest account (DESIGN.md, Security).
+        # Authority users only: no default guest account (docs/design.md, Security).
         "default_user = treatyflow-bootstrap-disabled\n"
         f"default_pass = {os.urandom(16).hex()}\n"
     )
@@ -272,7 +272,7 @@ def start_temporal(settings: Settings, paths: Paths) -> None:
         "--ui-disable-news-fetch",
         # The UI shows encrypted payloads in clear through our codec endpoint.
         "--ui-codec-endpoint", settings.codec_url,
-        # Measured here about 3x faster than the default file mode (DESIGN.md).
+        # Measured here about 3x faster than the default file mode (docs/design.md).
         "--sqlite-pragma", "journal_mode=WAL",
         "--sqlite-pragma", "synchronous=NORMAL",
         "--log-level", "warn",

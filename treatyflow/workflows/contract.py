@@ -7,9 +7,11 @@ instead of rebuilding their pydantic schemas for every new request (see
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Annotated
 
-from treatyflow.schemas.messages import NoticeMessage
+from pydantic import BaseModel, BeforeValidator, Field
+
+from treatyflow.schemas.messages import NoticeMessage, recorded
 from treatyflow.schemas.treaty import TreatyProfile
 from treatyflow.workflows import lifecycle
 from treatyflow.workflows.lifecycle import RequestState
@@ -20,14 +22,20 @@ from treatyflow.workflows.lifecycle import RequestState
 INPUT_VERSION = 2
 
 
+Recorded = Annotated[NoticeMessage, BeforeValidator(recorded)]
+
+
 class Carried(BaseModel):
     """What the workflow shell (``shell.py``) carries across a continue-as-new, in every
     procedure's input."""
 
-    outbox: list[NoticeMessage] = Field(default_factory=list)
-    last_sent: dict[str, NoticeMessage] = Field(default_factory=dict)
+    outbox: list[Recorded] = Field(default_factory=list)
+    last_sent: dict[str, Recorded] = Field(default_factory=dict)
     digests: dict[str, str] = Field(
-        default_factory=dict, description="message_digest of each applied message, by id.")
+        default_factory=dict, description="SHA-256 of each applied message, by id.")
+    signed: dict[str, str] = Field(
+        default_factory=dict, description="Each applied message as its sender signed it "
+        "(JWS), by id: what notices pass on to the other party (art. 5.5).")
 
 
 class RequestInput(Carried):

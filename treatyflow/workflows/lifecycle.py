@@ -41,7 +41,7 @@ _IDS = uuid.UUID("6f1d2c1e-9a51-4d38-9f0c-3a1f0b7f5e21")
 
 
 class Status(StrEnum):
-    """The states a user sees (DESIGN.md); ``overdue`` is a flag beside them."""
+    """The states a user sees (docs/design.md); ``overdue`` is a flag beside them."""
 
     SENT = "sent"
     RECEIVED = "received"
@@ -70,6 +70,10 @@ class Notice(BaseModel):
     event: str
     about_message_id: str | None = None
     detail: dict[str, Any] = Field(default_factory=dict)
+    originals: list[str] = Field(
+        default_factory=list,
+        description="The message ids whose signed originals go with the notice (art. 5.5). "
+        "Empty: the message it is about, when the recipient is not that message's sender.")
 
 
 class TimelineEntry(BaseModel):
@@ -223,6 +227,7 @@ def _notify(
     *,
     about: str | None,
     key: object = "",
+    originals: list[str] | None = None,
     **detail: Any,
 ) -> list[Notice]:
     return [
@@ -232,6 +237,7 @@ def _notify(
             event=event,
             about_message_id=about,
             detail={k: v for k, v in detail.items() if v is not None},
+            originals=originals or [],
         )
         for recipient in recipients
     ]
@@ -652,9 +658,13 @@ def apply(
             note = f"to {s.requested}: {message.body.reason}"
             notices += _notify(s, "forwarded", [s.requesting], about=mid,
                                to_authority=s.requested, reason=message.body.reason)
+            # The new authority gets the request as the requester signed it (and its
+            # written confirmation), then the forward itself (art. 5.5, 6.3).
+            documents = [s.applied[0], *(e.message_id for e in s.timeline
+                                         if e.event == "confirmation" and e.message_id)]
             notices += _notify(s, "request_delivered", [s.requested], about=mid,
                                request=s.request.model_dump(mode="json"),
-                               forwarded_by=s.forwarded_from[-1])
+                               forwarded_by=s.forwarded_from[-1], originals=[*documents, mid])
         case "deferral":
             assert isinstance(message, DeferralMessage)
             s.status = Status.DEFERRED

@@ -124,6 +124,9 @@ class Shell(Generic[S, A]):
         # The digest of each message applied, by message id: a different message reusing
         # an id is told apart after a continue-as-new too (update ids are per run).
         self._digests: dict[str, str] = dict(start.digests)
+        # Each applied message as its sender signed it, passed on in notices (art. 5.5).
+        self._signed: dict[str, str] = dict(start.signed)
+        self._applying: InboundMessage | None = None
         self._version = 0
         # The search attributes as Temporal holds them. A workflow the hub started with its
         # opening attributes (or continued as new) upserts only what changes after that:
@@ -136,7 +139,8 @@ class Shell(Generic[S, A]):
 
     def _carried(self) -> dict[str, Any]:
         """The shell's part of a continue-as-new input (``contract.Carried``)."""
-        return {"outbox": self._outbox, "last_sent": self._last_sent, "digests": self._digests}
+        return {"outbox": self._outbox, "last_sent": self._last_sent, "digests": self._digests,
+                "signed": self._signed}
 
     # --- hooks: what each procedure's workflow says ---------------------------------
 
@@ -244,7 +248,13 @@ class Shell(Generic[S, A]):
             # after 72 hours finds the request lapsed; a late report finds it overdue).
             self._step(self._advance(self._state, now))
             transition = self._apply(self._require_state(), message, now)
-        self._step(transition)
+        if submission.jws is not None:
+            self._signed[message.message_id] = submission.jws
+        self._applying = message
+        try:
+            self._step(transition)
+        finally:
+            self._applying = None
         workflow.logger.info("message applied", extra={
             "message_id": message.message_id, "request_id": message.request_id,
             "kind": message.kind, "status": transition.state.status.value})
@@ -303,9 +313,27 @@ class Shell(Generic[S, A]):
         self._stepped(previous, state)
         self._version += 1
         now = workflow.now()
-        self._outbox += [self._envelope(state, n, now) for n in transition.notices]
+        self._outbox += [self._with_originals(self._envelope(state, n, now), n)
+                         for n in transition.notices]
         self._upsert(self._search_attributes(state))
         workflow.set_current_details(self._describe(state, now))
+
+    def _with_originals(self, envelope: NoticeMessage, notice: Notice) -> NoticeMessage:
+        """The notice carrying the signed messages it is about, as their senders signed
+        them (art. 5.5): those the lifecycle names, else the message being applied when
+        the notice goes to someone other than its sender. Histories from before signed
+        bytes were kept carry none."""
+        ids = notice.originals
+        applying = self._applying
+        if not ids and applying is not None and (
+                notice.about_message_id == applying.message_id
+                and notice.recipient != applying.sender):
+            ids = [applying.message_id]
+        tokens = [self._signed[i] for i in ids if i in self._signed]
+        if not tokens:
+            return envelope
+        body = envelope.body.model_copy(update={"originals": tokens})
+        return envelope.model_copy(update={"body": body})
 
     def _upsert(self, wanted: dict[str, object]) -> None:
         """Upsert the search attributes that changed since the last upsert."""

@@ -320,7 +320,7 @@ def _day(state: TransferState) -> timedelta:
 
 def _notify(
     request_id: str, event: str, recipients: Iterable[str], *, about: str | None,
-    key: object = "", **detail: Any,
+    key: object = "", originals: list[str] | None = None, **detail: Any,
 ) -> list[Notice]:
     return [
         Notice(
@@ -329,6 +329,7 @@ def _notify(
             event=event,
             about_message_id=about,
             detail={k: v for k, v in detail.items() if v is not None},
+            originals=originals or [],
         )
         for r in dict.fromkeys(recipients)
     ]
@@ -980,8 +981,10 @@ def _hand_on(
     if limit is not None:
         _open(s, "relay_hop", limit.article, limit.basis, holder, now + _day(s) * limit.days,
               d.message_id)
+    # The relay passes on the message as its sender signed it, and the hops before it.
     return _notify(s.request_id, "relay_requested", [holder], about=d.message_id,
-                   key=f"hop-{len(d.hops)}", kind=d.kind, next_hop=nxt, message=d.payload)
+                   key=f"hop-{len(d.hops)}", kind=d.kind, next_hop=nxt, message=d.payload,
+                   originals=_signed_trail(d))
 
 
 def _relay(
@@ -1026,9 +1029,15 @@ def _deliver(
     _record(s, now, "delivered", last.by, message_id=relay_message_id or d.message_id,
             hop=_leg(last.by, d.recipient), note=note or f"{d.kind} {d.message_id}")
     return (_notify(s.request_id, "delivered", [d.recipient], about=d.message_id, kind=d.kind,
-                    message=d.payload, status=s.status.value)
+                    message=d.payload, status=s.status.value, originals=_signed_trail(d))
             + _notify(s.request_id, "delivery_confirmed", [d.sender], about=d.message_id,
                       kind=d.kind, status=s.status.value))
+
+
+def _signed_trail(d: Dispatch) -> list[str]:
+    """Art. 5.1: the central authority's message and each ministry's relay of it, by id:
+    the recipient verifies every signature on the diplomatic way (art. 5.5 of SCO)."""
+    return [d.message_id, *(hop.message_id for hop in d.hops if hop.message_id != d.message_id)]
 
 
 def _settle(s: TransferState, profile: TransferProfile) -> None:

@@ -1,0 +1,1 @@
+"""The published wire contract (docs/contract/), generated from the models and the code."""

@@ -1,0 +1,263 @@
+"""The AsyncAPI 3.0.0 document of the hub's AMQP interface, from constants and topology."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from treatyflow import constants as c
+from treatyflow import topology
+from treatyflow.agency import signing
+from treatyflow.contract.schemas import inbound_models, message_models, outbound_models
+from treatyflow.schemas.envelope import SCHEMA_VERSION
+from treatyflow.schemas.treaty import all_authorities
+from treatyflow.settings import Settings
+
+BINDING = "0.3.0"  # AsyncAPI AMQP bindings version
+PARAMETER = "{authorityId}"
+# Written by the gateway on each dead letter besides HEADER_PROBLEM and HEADER_REASON
+# (treatyflow/workers/gateway.py, Gateway._dead_letter).
+DEAD_LETTER_HEADERS = ("x-original-user-id", "x-original-message-id", "x-refused-at")
+DIRECTORY_KIND = "key_directory"
+_REFUSAL = re.compile(r'Refusal\(\s*"([a-z_]+)"')
+
+BODY_NOTE = (
+    "The AMQP body is a JWS compact serialization (RFC 7515 §7.1) — "
+    "BASE64URL(header).BASE64URL(payload).BASE64URL(signature), ASCII — with protected "
+    "header {\"alg\":\"EdDSA\",\"kid\":\"<registered key id>\"} (RFC 8037; \"Ed25519\" "
+    "accepted too; jwk, jku, x5u, x5c, x5t, x5t#S256, crit and b64 refused). Its payload is "
+    "the envelope this schema describes, exactly as the sender wrote it (UTF-8): the "
+    "signature covers those bytes and nothing is canonicalised. Verify against the key the "
+    "directory registers under kid (its owner must be the envelope's sender; a revoked key "
+    "never verifies), then parse the payload. The schema describes the payload, not the "
+    "body. Art. 5.5 of the SCO 2010 agreement.")
+
+
+def _definitions() -> dict[str, Any]:
+    """The broker definitions topology.py generates (passwords stand-ins: unused here)."""
+    users = [c.HUB_USER, *all_authorities()]
+    return topology.definitions({u: "unused" for u in users})
+
+
+def _exchange(defs: dict[str, Any], name: str) -> dict[str, Any]:
+    (x,) = [x for x in defs["exchanges"] if x["name"] == name]
+    return {"name": x["name"], "type": x["type"], "durable": x["durable"],
+            "autoDelete": x["auto_delete"], "vhost": x["vhost"]}
+
+
+def _queue(defs: dict[str, Any], name: str, address: str | None = None) -> dict[str, Any]:
+    (q,) = [q for q in defs["queues"] if q["name"] == name]
+    return {"name": address or q["name"], "durable": q["durable"], "exclusive": False,
+            "autoDelete": q["auto_delete"], "vhost": q["vhost"]}
+
+
+def _arguments(defs: dict[str, Any], name: str) -> dict[str, Any]:
+    (q,) = [q for q in defs["queues"] if q["name"] == name]
+    return dict(sorted(q["arguments"].items()))
+
+
+def _inbox_arguments(defs: dict[str, Any]) -> dict[str, Any]:
+    found = {tuple(sorted(_arguments(defs, c.inbox_queue(a)).items()))
+             for a in all_authorities()}
+    assert len(found) == 1, "every inbox is declared alike"
+    return dict(found.pop())
+
+
+def problem_codes() -> list[str]:
+    """Every problem code the hub answers with: each ``Refusal("code", …)`` in the code,
+    and each signature problem."""
+    root = Path(__file__).resolve().parent.parent
+    codes = {m for p in sorted(root.rglob("*.py")) for m in _REFUSAL.findall(p.read_text())}
+    codes |= {cls.problem for cls in (signing.Malformed, signing.Unsigned, signing.UnknownKey,
+                                      signing.BadSignature)}
+    return sorted(codes)
+
+
+def _ref(*path: str) -> dict[str, str]:
+    return {"$ref": "#/" + "/".join(path)}
+
+
+def _message(kind: str, model: Any) -> dict[str, Any]:
+    doc = " ".join((model.__doc__ or "").split())
+    return {
+        "name": kind, "title": kind, "summary": doc,
+        "description": BODY_NOTE + f" AMQP properties: content_type {c.CONTENT_TYPE_JWS}, "
+        "delivery_mode 2, message_id = envelope message_id, correlation_id = request_id, "
+        f"type = {kind!r}, user_id = the sender's authority id (RabbitMQ validates it; the hub "
+        f"publishes as {c.HUB_USER}), timestamp = sent_at.",
+        "contentType": c.CONTENT_TYPE_JWS,
+        "payload": {"$ref": f"schemas/{kind}.json"},
+        "correlationId": _ref("components", "correlationIds", "requestId"),
+        "bindings": {"amqp": {"messageType": kind, "bindingVersion": BINDING}},
+    }
+
+
+def _directory_message() -> dict[str, Any]:
+    return {
+        "name": DIRECTORY_KIND, "title": "key directory",
+        "summary": "Every key of the hub and the authorities (a JWKS, RFC 7517), signed by "
+                   "every hub key not revoked.",
+        "description": "The AMQP body is a JWS in general JSON serialization (RFC 7515 "
+        "§7.2.1) whose payload is the JWKS this schema describes; verify one signature under "
+        "a hub key you trust, take the directory only if its issued_at is newer than the one "
+        "you hold. Sent to every inbox (routing key "
+        f"{c.DIRECTORY_ROUTING_KEY!r} of {c.EXCHANGE_DELIVER}) on each gateway start and "
+        f"within 2 s of every change; content_type {c.CONTENT_TYPE_JWS_JSON}, type "
+        f"{c.AMQP_TYPE_DIRECTORY!r}, message_id 'directory-' + 32 hex digits of its SHA-256.",
+        "contentType": c.CONTENT_TYPE_JWS_JSON,
+        "payload": {"$ref": "schemas/key-directory.json"},
+        "bindings": {"amqp": {"messageType": c.AMQP_TYPE_DIRECTORY, "bindingVersion": BINDING}},
+    }
+
+
+def _dead_letter_message() -> dict[str, Any]:
+    headers: dict[str, Any] = {
+        c.HEADER_PROBLEM: {"type": "string", "description": "The problem code, as in the "
+                           "error sent to the sender.", "examples": problem_codes()},
+        c.HEADER_REASON: {"type": "string", "maxLength": 4000,
+                          "description": "Every reason, joined by '; '."},
+        DEAD_LETTER_HEADERS[0]: {"type": "string", "description": "The AMQP user_id of the "
+                                 "delivery (the authority that sent it)."},
+        DEAD_LETTER_HEADERS[1]: {"type": "string", "description": "The AMQP message_id of "
+                                 "the delivery."},
+        DEAD_LETTER_HEADERS[2]: {"type": "string", "format": "date-time",
+                                 "description": "When the hub refused it."},
+    }
+    return {
+        "name": "dead_letter", "title": "refused message",
+        "summary": "A message the hub refused, kept with its reason; nothing of it was applied.",
+        "description": "The body, content type, type, message_id and correlation_id are the "
+        "refused delivery's, unchanged (usually a JWS, possibly anything). The headers say "
+        f"why. Published to {c.EXCHANGE_DLX} with routing key = the problem code; the broker "
+        f"also dead-letters here a message redelivered more than {c.DELIVERY_LIMIT} times.",
+        "headers": {"type": "object", "properties": headers,
+                    "required": [c.HEADER_PROBLEM, c.HEADER_REASON]},
+        "payload": {"type": "string", "description": "The refused body as it arrived."},
+    }
+
+
+def document() -> dict[str, Any]:
+    """The AsyncAPI 3.0.0 document (plain data, in reading order)."""
+    defs = _definitions()
+    inbound, outbound = inbound_models(), outbound_models()
+    inbox = c.inbox_queue(PARAMETER)
+    to_inbox = [*outbound, DIRECTORY_KIND]
+    settings = Settings()
+    channels: dict[str, Any] = {
+        "hub": {
+            "address": c.EXCHANGE_HUB, "title": "the hub exchange",
+            "description": f"Authorities publish every message here ({c.EXCHANGE_HUB}, routing "
+            f"key \"\"), with publisher confirms; it routes to the hub's queue "
+            f"{c.QUEUE_INBOUND}. An authority may write nowhere else.",
+            "messages": {k: _ref("components", "messages", k) for k in inbound},
+            "bindings": {"amqp": {"is": "routingKey", "exchange": _exchange(defs, c.EXCHANGE_HUB),
+                                  "bindingVersion": BINDING}},
+        },
+        "inbox": {
+            "address": inbox, "title": "an authority's inbox",
+            "description": "Each authority reads only its own inbox (a quorum queue) and acks "
+            "a message only after handling it. Every message is signed by the hub; verify it, "
+            "and each original a notice passes on, before acting on it.",
+            "parameters": {"authorityId": _ref("components", "parameters", "authorityId")},
+            "messages": {k: _ref("components", "messages", k) for k in to_inbox},
+            "bindings": {"amqp": {"is": "queue", "queue": _queue(
+                defs, c.inbox_queue(sorted(all_authorities())[0]), inbox),
+                "bindingVersion": BINDING}},
+            "x-amqp-queue-arguments": _inbox_arguments(defs),
+        },
+        "deliver": {
+            "address": c.EXCHANGE_DELIVER, "title": "the delivery exchange",
+            "description": "Only the hub writes here: routing key = the recipient's authority "
+            f"id, or {c.DIRECTORY_ROUTING_KEY!r} for the key directory (every inbox is bound "
+            "to both).",
+            "messages": {k: _ref("components", "messages", k) for k in to_inbox},
+            "bindings": {"amqp": {"is": "routingKey",
+                                  "exchange": _exchange(defs, c.EXCHANGE_DELIVER),
+                                  "bindingVersion": BINDING}},
+        },
+        "deadLetterExchange": {
+            "address": c.EXCHANGE_DLX, "title": "the dead-letter exchange",
+            "description": f"Every refused message goes here, and on to {c.QUEUE_DEAD_LETTER}.",
+            "messages": {"dead_letter": _ref("components", "messages", "dead_letter")},
+            "bindings": {"amqp": {"is": "routingKey", "exchange": _exchange(defs, c.EXCHANGE_DLX),
+                                  "bindingVersion": BINDING}},
+        },
+        "deadLetter": {
+            "address": c.QUEUE_DEAD_LETTER, "title": "the dead-letter queue",
+            "description": "What the hub refused, with its reason; read by the hub's operators.",
+            "messages": {"dead_letter": _ref("components", "messages", "dead_letter")},
+            "bindings": {"amqp": {"is": "queue", "queue": _queue(defs, c.QUEUE_DEAD_LETTER),
+                                  "bindingVersion": BINDING}},
+            "x-amqp-queue-arguments": _arguments(defs, c.QUEUE_DEAD_LETTER),
+        },
+    }
+    publish = {"deliveryMode": 2, "timestamp": True, "mandatory": True,
+               "bindingVersion": BINDING}
+    operations = {
+        "sendToHub": {
+            "action": "send", "channel": _ref("channels", "hub"),
+            "title": "Send a message to the hub",
+            "description": "Sign the envelope (JWS compact, your key) and publish the JWS as "
+            "the body; user_id = your authority id. The hub answers a refusal with an error "
+            "in your inbox.",
+            "messages": [_ref("channels", "hub", "messages", k) for k in inbound],
+            "bindings": {"amqp": publish},
+        },
+        "receiveFromInbox": {
+            "action": "receive", "channel": _ref("channels", "inbox"),
+            "title": "Read your inbox",
+            "messages": [_ref("channels", "inbox", "messages", k) for k in to_inbox],
+            "bindings": {"amqp": {"ack": True, "bindingVersion": BINDING}},
+        },
+        "deliverToInbox": {
+            "action": "send", "channel": _ref("channels", "deliver"),
+            "title": "The hub delivers to an inbox",
+            "messages": [_ref("channels", "deliver", "messages", k) for k in to_inbox],
+            "bindings": {"amqp": {**publish, "userId": c.HUB_USER}},
+        },
+        "receiveDeadLetters": {
+            "action": "receive", "channel": _ref("channels", "deadLetter"),
+            "title": "Read refused messages (operators)",
+            "messages": [_ref("channels", "deadLetter", "messages", "dead_letter")],
+            "bindings": {"amqp": {"ack": True, "bindingVersion": BINDING}},
+        },
+    }
+    messages = {k: _message(k, m) for k, m in message_models().items()}
+    messages[DIRECTORY_KIND] = _directory_message()
+    messages["dead_letter"] = _dead_letter_message()
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "treatyflow hub", "version": SCHEMA_VERSION,
+            "description": "Requests between states' competent authorities, carried by the "
+            "treatyflow hub over AMQP 0-9-1 (RabbitMQ). Every message is a JWS signed by its "
+            "sender; the payload schemas are JSON Schema 2020-12 files beside this document "
+            f"(schemas/). info.version is the envelope's schema_version ({SCHEMA_VERSION}). "
+            "Generated by `make contract` from treatyflow/constants.py, treatyflow/topology.py "
+            "and the pydantic models.",
+        },
+        "defaultContentType": c.CONTENT_TYPE_JWS,
+        "servers": {"local": {
+            "host": f"{settings.amqp_host}:{settings.amqp_port}", "protocol": "amqp",
+            "protocolVersion": "0-9-1", "pathname": f"/{c.VHOST}",
+            "description": f"The local stack (make up); vhost {c.VHOST}. Log in as your "
+            "authority id with the password in <state>/secrets/amqp-passwords.json.",
+            "security": [_ref("components", "securitySchemes", "authority")],
+        }},
+        "channels": channels,
+        "operations": operations,
+        "components": {
+            "messages": messages,
+            "parameters": {"authorityId": {
+                "description": "An authority id of a treaty profile (codes/<treaty>.json).",
+                "enum": sorted(all_authorities()), "examples": ["KZ-GPO"]}},
+            "correlationIds": {"requestId": {
+                "description": "The AMQP correlation_id property: the envelope's request_id.",
+                "location": "$message.header#/correlation_id"}},
+            "securitySchemes": {"authority": {
+                "type": "userPassword",
+                "description": "AMQP PLAIN: user = your authority id. The broker lets it "
+                f"write only to {c.EXCHANGE_HUB} and read only its own inbox."}},
+        },
+    }
