@@ -22,7 +22,7 @@ def test_readme_shows_every_kind_of_direction() -> None:
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e["kind"] for e in EXAMPLES])
 def test_readme_example_parses(example: dict) -> None:  # type: ignore[type-arg]
     adapter = OUTBOUND if example["kind"] in ("notice", "error") else INBOUND
-    parsed = adapter.validate_python(example)
+    parsed = adapter.validate_json(json.dumps(example), strict=True)
     assert parsed.model_dump(mode="json")["body"].keys() == example["body"].keys()
 
 
@@ -35,12 +35,23 @@ def test_readme_lists_every_problem_code_the_gateway_uses() -> None:
     assert not missing, f"README does not document {missing}"
 
 
-def test_readme_signing_example_gives_the_canonical_bytes_it_shows() -> None:
-    """An agency outside Python reproduces the canonical form from the README: the worked
-    example's bytes must be what the hub verifies."""
-    from treatyflow.agency.signing import canonical
-    from treatyflow.schemas.messages import parse_inbound
+def test_readme_signing_example_is_the_jws_the_test_key_gives() -> None:
+    """An agency outside Python reproduces the worked example: the payload as written, the
+    seeded test key, and the compact JWS they give; it verifies, and its payload is the
+    very bytes shown."""
+    import hashlib
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from treatyflow.agency.signing import KeyRing, PublicKey, SigningKey, sign, verify
 
     section = README[README.index("A worked example"):]
-    sent, signed = re.findall(r"```text\n(.*?)\n```", section, re.S)[:2]
-    assert canonical(parse_inbound(sent)) == signed.encode()
+    seed = re.search(r"SHA-256 of `([^`]+)`", section)
+    assert seed is not None
+    payload, token = re.findall(r"```text\n(.*?)\n```", section, re.S)[:2]
+    key = SigningKey("RU-MIA-2026-1", Ed25519PrivateKey.from_private_bytes(
+        hashlib.sha256(seed.group(1).encode()).digest()))
+    assert sign(payload.encode(), key) == token
+    ring = KeyRing(keys=[PublicKey(key_id=key.key_id, owner="RU-MIA",
+                                   public_key=key.public_key, valid_from="2026-01-01T00:00:00Z")])
+    assert verify(token, ring, signer="RU-MIA").payload == payload.encode()

@@ -29,7 +29,8 @@ KEY = SigningKey.generate("KZ-GPO-2026-1")
 RING = KeyRing(keys=[PublicKey(key_id=KEY.key_id, owner=KZ, public_key=KEY.public_key,
                                valid_from=datetime(2026, 1, 1, tzinfo=UTC))])
 ROOT = Path(__file__).parent.parent
-MANUAL = "".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))])
+MANUAL = "".join(p.read_text() for p in [ROOT / "README.md",
+                                         *sorted((ROOT / "docs").rglob("*.md"))])
 # Every problem the gateway's parse may name; each is documented for agencies.
 PARSE_PROBLEMS = {"oversize", "wrong_content_type", "malformed", "unauthenticated",
                   "sender_mismatch", "unsigned", "unknown_key", "bad_signature",

@@ -14,8 +14,8 @@ from temporalio.client import Client
 from tests.factories import envelope, message, new_message_id, new_request_id
 from tests.test_stack import KZ, REPORT, RU, error_about, event
 from treatyflow import constants as c
-from treatyflow.metrics import OPEN_QUERY, OPEN_STATES
 from treatyflow.agency import sign
+from treatyflow.metrics import OPEN_QUERY, OPEN_STATES
 from treatyflow.settings import Settings
 
 pytestmark = pytest.mark.stack

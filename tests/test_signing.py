@@ -88,11 +88,11 @@ def test_the_signature_covers_the_bytes_as_sent_and_nothing_is_rewritten(
     """Key order, white space, escapes, an unknown optional member: the sender's bytes
     are what is verified and what comes back, exactly."""
     data = envelope("request", request_id=new_request_id(), sender=KZ, recipient=RU)
-    written = ('{ "body": %s,\n  "kind":"request", "sender": "KZ-GPO", "recipient": "RU-MIA",'
-               ' "message_id": "%s", "request_id": "%s", "treaty_id": "sco-2010",'
-               ' "sent_at": "%s", "schema_version": "2" }') % (
-        json.dumps(data["body"], ensure_ascii=True), data["message_id"], data["request_id"],
-        data["sent_at"])
+    body = json.dumps(data["body"], ensure_ascii=True)
+    written = (f'{{ "body": {body},\n  "kind":"request", "sender": "KZ-GPO", '
+               f'"recipient": "RU-MIA", "message_id": "{data["message_id"]}", '
+               f'"request_id": "{data["request_id"]}", "treaty_id": "sco-2010",'
+               f' "sent_at": "{data["sent_at"]}", "schema_version": "2" }}')
     checked = verify(sign(written.encode(), kz_key), ring, signer=KZ)
     assert checked.payload == written.encode()
     assert parse_inbound(checked.payload).body.facts == data["body"]["facts"]  # type: ignore[union-attr]
@@ -405,7 +405,8 @@ def test_the_directory_is_a_jwks_signed_by_every_valid_hub_key(
     text = sign_directory(ring, [hub_key, new_hub], NOW)
     value = json.loads(text)
     assert len(value["signatures"]) == 2
-    payload = json.loads(base64.urlsafe_b64decode(value["payload"] + "=" * (-len(value["payload"]) % 4)))
+    encoded = value["payload"]
+    payload = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
     assert {k["kid"] for k in payload["keys"]} == {kz_key.key_id, hub_key.key_id, new_hub.key_id}
     jwk = next(k for k in payload["keys"] if k["kid"] == kz_key.key_id)
     assert jwk | {"valid_from": None} == {"kty": "OKP", "crv": "Ed25519", "x": kz_key.public_key,

@@ -65,7 +65,7 @@ def _inbox_arguments(defs: dict[str, Any]) -> dict[str, Any]:
 
 
 def problem_codes() -> list[str]:
-    """Every problem code the hub answers with: each ``Refusal("code", …)`` in the code,
+    """Every problem code the hub answers with: each literal ``Refusal`` code in the source,
     and each signature problem."""
     root = Path(__file__).resolve().parent.parent
     codes = {m for p in sorted(root.rglob("*.py")) for m in _REFUSAL.findall(p.read_text())}
