@@ -10,7 +10,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { compactVerify, decodeProtectedHeader, importJWK } from 'jose';
+import { compactVerify, decodeProtectedHeader, generalVerify, importJWK } from 'jose';
 
 const ACCEPTED_ALGS = ['EdDSA', 'Ed25519'];
 const REFUSED_HEADERS = ['jwk', 'jku', 'x5u', 'x5c', 'x5t', 'x5t#S256', 'crit', 'b64'];
@@ -46,6 +46,22 @@ function vectorsOf(value) {
 }
 
 /** Every step a valid vector passes; the first that throws is where an invalid one fails. */
+// The key directory: a JWS in general JSON serialization, one signature per hub key; it
+// verifies if a signature by the vector's hub key does (jose's generalVerify).
+async function checkDirectory(vector, text, at) {
+  at('directory');
+  const jwk = first(vector, 'jwk', 'public_jwk', 'key', 'public_key');
+  if (!jwk || jwk.owner !== 'HUB' || first(vector, 'signer') !== 'HUB') throw new Error('a directory is signed by the hub');
+  const key = await importJWK({ kty: 'OKP', crv: 'Ed25519', x: jwk.x }, 'EdDSA');
+  const { payload, protectedHeader } = await generalVerify(JSON.parse(text), key, { algorithms: ACCEPTED_ALGS });
+  if (protectedHeader.kid !== jwk.kid) throw new Error(`the verifying signature names ${protectedHeader.kid}, not ${jwk.kid}`);
+  const expected = first(vector, 'payload');
+  if (typeof expected === 'string' && expected !== utf8.decode(payload)) throw new Error('the payload is not the bytes the vector states');
+  const directory = JSON.parse(utf8.decode(payload));
+  if (!Array.isArray(directory.keys)) throw new Error('the directory holds no keys');
+  return { verified: true, kid: protectedHeader.kid, alg: protectedHeader.alg, signer: 'HUB' };
+}
+
 async function check(vector, sharedKeys) {
   const token = first(vector, 'jws', 'token', 'compact', 'jws_compact', 'message');
   const step = { name: 'format' };
@@ -53,6 +69,7 @@ async function check(vector, sharedKeys) {
     step.name = name;
   };
   try {
+    if (typeof token === 'string' && token.startsWith('{')) return await checkDirectory(vector, token, at);
     if (typeof token !== 'string' || !COMPACT.test(token)) throw new Error('not a JWS compact serialization');
     at('header');
     const header = decodeProtectedHeader(token);
