@@ -8,7 +8,7 @@ export TREATYFLOW_STATE_DIR ?= $(CURDIR)/.state
 # Real time: make up TREATYFLOW_SECONDS_PER_DAY=86400
 export TREATYFLOW_SECONDS_PER_DAY ?= 1
 
-.PHONY: help setup system demo test test-unit up down status lint clean ui-check bench security-check chaos
+.PHONY: agency-dist help setup system demo test test-unit up down status lint clean ui-check bench security-check chaos
 
 help:
 	@echo "make demo   - set up, start the local stack, run the scenario demo"
@@ -16,6 +16,7 @@ help:
 	@echo "make test-unit - the fast part: no stack, no dev server (under 3 minutes)"
 	@echo "make up / make down / make status - the local stack for longer use"
 	@echo "make lint   - ruff and mypy"
+	@echo "make agency-dist - build the treatyflow-agency wheel (the agency client alone) into dist/"
 	@echo "make contract - regenerate the wire contract in docs/contract (schemas, AsyncAPI, vectors)"
 	@echo "make ui-check - the Temporal UI, filtered on overdue requests, in headless Chromium"
 	@echo "make security-check - the hostile-input catalogue against the local stack, as one authority"
@@ -47,7 +48,7 @@ test: setup
 
 # Everything not marked `stack`: models, lifecycles, workflows on the time-skipping server.
 test-unit: setup
-	$(BIN)/pytest -m "not stack"
+	$(BIN)/pytest -m "not stack and not dist"
 
 up: setup
 	$(BIN)/python -m treatyflow.workers.stack up
@@ -92,3 +93,8 @@ bench: setup
 # while a bounded injector kills its components; last line requests=N faults=K lost=0 ...
 chaos: setup
 	$(BIN)/python -m treatyflow.chaos $(CHAOS_ARGS)
+
+# The agency client as its own distribution (agency/pyproject.toml), for authorities.
+agency-dist: setup
+	$(BIN)/pip wheel --quiet --no-deps -w dist agency
+	@ls dist/treatyflow_agency-*.whl
