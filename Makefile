@@ -66,9 +66,11 @@ ui-check: setup
 	$(BIN)/python -m treatyflow.workers.uicheck
 
 # The hostile-input catalogue (treatyflow/securitycheck/catalogue.py), sent over AMQP with
-# one authority's credentials by a separate process; its last line is the summary.
+# one authority's credentials by a separate process; its last line is the summary. First
+# the host's part (treatyflow/securitycheck/host.py): file modes, listeners, the secret.
 security-check: setup
 	$(BIN)/python -m treatyflow.workers.stack up
+	$(BIN)/python -m treatyflow.securitycheck.host
 	$(BIN)/python -m treatyflow.securitycheck
 
 # The wire contract agencies build against, generated from the code (docs/contract/README.md);

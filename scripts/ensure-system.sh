@@ -8,6 +8,9 @@ command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 # Node.js (>= 18) and npm: the agency written from the published contract alone (tests/node_agency).
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+# curl and ss: tests/test_local_user.py probes the stack as another user with them.
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v ss >/dev/null 2>&1 || need+=(iproute2)
 # Optional extras named on the command line (e.g. chromium for make ui-check).
 for extra in "$@"; do
   [ -x "/usr/bin/$extra" ] || need+=("$extra")

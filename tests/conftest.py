@@ -9,21 +9,26 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from pydantic import BaseModel
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from treatyflow import constants as c
+from treatyflow import hub
 from treatyflow.activities.delivery import Deliver, Delivered
-from treatyflow.agency import AgencyClient, Inbox, SigningKey, Unverified
+from treatyflow.agency import AgencyClient, Inbox, KeyRing, PublicKey, SigningKey, Unverified
+from treatyflow.agency.signing import sign, sign_directory
 from treatyflow.codec import PayloadKeys, generate_keys
-from treatyflow.keys import RegistryFile, signing_key
-from treatyflow.schemas.messages import OutboundMessage
+from treatyflow.keys import RegistryFile, owners, signing_key
+from treatyflow.schemas.messages import InboundMessage, OutboundMessage
 from treatyflow.settings import Settings
 from treatyflow.temporal import (
     connect,
@@ -33,6 +38,49 @@ from treatyflow.temporal import (
 )
 from treatyflow.topology import read_passwords
 from treatyflow.workers.worker import WORKFLOWS
+from treatyflow.workflows.contract import Accepted
+from treatyflow.workflows.lifecycle import OperatorAction
+from treatyflow.workflows.transfer_contract import TransferAccepted
+
+
+class TestKeys:
+    """A signing key for every owner (the hub, the operators, every authority) and the
+    hub's signed directory of them: what the workflows verify messages against in tests
+    that call the hub's API directly, as the gateway does on the stack."""
+
+    def __init__(self) -> None:
+        now = datetime.now(UTC)
+        self.private = {owner: SigningKey.generate(f"{owner}-test-1") for owner in owners()}
+        self.ring = KeyRing(keys=[PublicKey(key_id=k.key_id, owner=owner,
+                                            public_key=k.public_key, valid_from=now)
+                                  for owner, k in self.private.items()])
+        self.issued_at = now
+        self.text = sign_directory(self.ring, [self.private[c.HUB_SENDER]], now)
+
+    def __call__(self) -> tuple[str, datetime]:
+        return self.text, self.issued_at
+
+    def sign(self, message: BaseModel) -> str:
+        return sign(message, self.private[message.sender])  # type: ignore[attr-defined]
+
+
+TEST_KEYS = TestKeys()
+
+
+async def submit(client: Client, message: InboundMessage, **options: Any
+                 ) -> Accepted | TransferAccepted:
+    """``hub.submit`` as the gateway calls it: the message signed by its sender's test key,
+    the test key directory at hand."""
+    options.setdefault("jws", TEST_KEYS.sign(message))
+    options.setdefault("directory", TEST_KEYS)
+    return await hub.submit(client, message, **options)
+
+
+async def operate(client: Client, treaty_id: str, request_id: str, action: OperatorAction,
+                  key: SigningKey | None = None) -> Accepted | TransferAccepted:
+    """``hub.operate`` as the CLI calls it: signed with the operators' test key."""
+    return await hub.operate(client, treaty_id, request_id, action,
+                             key or TEST_KEYS.private[c.OPERATOR_SIGNER])
 
 
 def _binary(name: str) -> str:

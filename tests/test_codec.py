@@ -235,14 +235,52 @@ def test_settings_carry_the_codec_variables_to_child_processes() -> None:
 # --- the codec endpoint (in process; the real one is tested in test_stack.py) -----------
 
 
+TOKEN = "codec-test-secret-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
 @pytest.fixture
 async def endpoint() -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
     keys = generate_keys()
-    app = build_app(EncryptionCodec(keys), ui_origins("http://127.0.0.1:8233"))
+    app = build_app(EncryptionCodec(keys), ui_origins("http://127.0.0.1:8233"), TOKEN)
     client = TestClient(TestServer(app))
     await client.start_server()
     yield client
     await client.close()
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-the-secret"},
+                                     {"Authorization": TOKEN},
+                                     {"Cookie": "treatyflow-session=forged"}])
+async def test_endpoint_refuses_callers_without_the_secret(  # type: ignore[no-untyped-def]
+    endpoint, headers: dict[str, str],
+) -> None:
+    [sealed] = await EncryptionCodec(generate_keys()).encode([Payload(data=b"facts")])
+    answer = await endpoint.post("/decode", data=_body(sealed), headers={
+        "Content-Type": "application/json", **headers})
+    assert answer.status == 401
+    assert "secret" in (await answer.json())["error"]
+
+
+async def test_browser_signs_in_once_and_then_decodes_with_its_cookie(  # type: ignore[no-untyped-def]
+    endpoint,
+) -> None:
+    wrong = await endpoint.post("/login", data={"token": "guess"}, allow_redirects=False)
+    assert wrong.status == 401 and "treatyflow-session" not in wrong.cookies
+    right = await endpoint.post("/login?next=/decode", data={"token": TOKEN},
+                                allow_redirects=False)
+    assert right.status == 303 and right.headers["Location"] == "/decode"
+    cookie = right.cookies["treatyflow-session"]
+    assert cookie["httponly"] and cookie["samesite"] == "Strict"
+    assert TOKEN not in cookie.value  # the cookie is derived from the secret, not the secret
+    for elsewhere in ("//evil.example/", "/\\evil.example", "https://evil.example"):
+        sent_on = await endpoint.post("/login", params={"next": elsewhere},
+                                      data={"token": TOKEN}, allow_redirects=False)
+        assert sent_on.headers["Location"] == "/"  # never on to another site
+    answer = await endpoint.post("/decode", data=_body(), headers={
+        "Content-Type": "application/json", "Origin": "http://127.0.0.1:8233"})
+    assert answer.status == 200  # the session cookie, sent by the test client's jar
+    assert answer.headers["Access-Control-Allow-Credentials"] == "true"
 
 
 def _body(*payloads: Payload) -> str:
@@ -252,12 +290,12 @@ def _body(*payloads: Payload) -> str:
 async def test_endpoint_encodes_and_decodes_proto_json(endpoint: TestClient) -> None:  # type: ignore[type-arg]
     plain = Payload(metadata={"encoding": b"json/plain"}, data=json.dumps(FACTS).encode())
     encoded = await endpoint.post("/encode", data=_body(plain),
-                                  headers={"Content-Type": "application/json"})
+                                  headers={"Content-Type": "application/json", **AUTH})
     assert encoded.status == 200
     text = await encoded.text()
     assert "Karatau" not in text and base64.b64encode(b"binary/encrypted").decode() in text
     decoded = await endpoint.post("/decode", data=text,
-                                  headers={"Content-Type": "application/json"})
+                                  headers={"Content-Type": "application/json", **AUTH})
     back = json_format.Parse(await decoded.text(), Payloads())
     assert list(back.payloads) == [plain]
 
@@ -265,7 +303,7 @@ async def test_endpoint_encodes_and_decodes_proto_json(endpoint: TestClient) -> 
 async def test_endpoint_names_an_unknown_key(endpoint: TestClient) -> None:  # type: ignore[type-arg]
     [foreign] = await EncryptionCodec(generate_keys()).encode([Payload(data=b"x")])
     answer = await endpoint.post("/decode", data=_body(foreign),
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json", **AUTH})
     assert answer.status == 422
     assert "not among the known keys" in (await answer.json())["error"]
 

@@ -1,5 +1,7 @@
 """docker-compose.yml stays valid and true to the code: service names, the variables the
-settings read, the search attributes, the modules it starts, and no literal passwords."""
+settings read, the search attributes, the modules it starts, no literal passwords, mutual
+TLS on Temporal's frontend with the certificates treatyflow.tls generates, and only the
+ports that must be published (Docker is not needed: the file is checked as data)."""
 
 from __future__ import annotations
 
@@ -27,14 +29,23 @@ TEMPORAL_SERVICE = "temporal"
 RABBITMQ_SERVICE = "rabbitmq"
 ADMIN_TOOLS_SERVICE = "temporal-admin-tools"
 UI_SERVICE = "temporal-ui"
-CODEC_SERVICE = "codec"
+GATE_SERVICE = "ui-gate"
 # Each treatyflow service and the module its command must run.
 APP_MODULES = {
     "worker": "treatyflow.workers.worker",
     "gateway": "treatyflow.workers.gateway",
     "simulator": "treatyflow.workers.simulator",
-    CODEC_SERVICE: "treatyflow.workers.codec",
+    GATE_SERVICE: "treatyflow.workers.gate",
 }
+# Every port published on the host, by service: nothing else may be.
+PUBLISHED = {
+    TEMPORAL_SERVICE: {7233},  # operators' CLIs, with a client certificate
+    RABBITMQ_SERVICE: {5672},  # the agencies' AMQP
+    GATE_SERVICE: {8080},  # the UI and /codec, behind the stack's secret
+    "worker": {9465, 9466},  # Prometheus
+    "gateway": {9464},
+}
+TLS_MOUNT = "/etc/temporal/tls"
 # The variables DESIGN/deploy promise the treatyflow containers set.
 REQUIRED_ENV = {
     "TREATYFLOW_STATE_DIR",
@@ -272,25 +283,132 @@ def test_workflow_processes_wait_for_the_search_attributes(
     assert job.get("condition") == "service_completed_successfully"
 
 
-def test_the_ui_reaches_the_codec_endpoint_which_answers_that_ui_only(
+def test_the_ui_is_reached_through_the_gate_which_also_serves_its_codec(
     services: dict[str, dict[str, Any]],
 ) -> None:
     from urllib.parse import urlsplit
 
     from treatyflow.workers.codec import ui_origins
+    from treatyflow.workers.gate import CODEC_PREFIX
 
-    codec = Settings.from_env(
-        {k: interpolate(v) for k, v in environment(services[CODEC_SERVICE]).items()})
-    published = published_ports(services[CODEC_SERVICE])
-    assert codec.codec_port in published, "the codec endpoint listens on no published port"
-    host, host_port = published[codec.codec_port]
-    assert host == "127.0.0.1", "whoever reaches the codec endpoint can decrypt"
-    # The browser calls the endpoint the UI container is given, from the UI's origin.
+    assert not services[UI_SERVICE].get("ports"), "the Temporal UI has no login: never publish it"
+    words = command_words(services[GATE_SERVICE])
+    listen = words[words.index("--listen") + 1]
+    upstream = urlsplit(words[words.index("--upstream") + 1])
+    assert upstream.hostname == UI_SERVICE and upstream.port == 8080
+    host, host_port = published_ports(services[GATE_SERVICE])[int(listen.rsplit(":", 1)[1])]
+    assert host == "127.0.0.1"
+    gate = Settings.from_env(
+        {k: interpolate(v) for k, v in environment(services[GATE_SERVICE]).items()})
+    # The browser calls /codec on the gate's own origin: the session cookie goes with it.
     endpoint = urlsplit(interpolate(environment(services[UI_SERVICE])["TEMPORAL_CODEC_ENDPOINT"]))
     assert endpoint.hostname in ("localhost", "127.0.0.1") and endpoint.port == host_port
-    ui_host, ui_port = published_ports(services[UI_SERVICE])[8080]
-    assert f"http://localhost:{ui_port}" in ui_origins(codec.temporal_ui_url)
-    assert f"http://{ui_host}:{ui_port}" in ui_origins(codec.temporal_ui_url)
+    assert endpoint.path == CODEC_PREFIX
+    origin = f"{endpoint.scheme}://{endpoint.netloc}"
+    assert origin in ui_origins(gate.temporal_ui_url)
+    assert f"http://{host}:{host_port}" in ui_origins(gate.temporal_ui_url)
+
+
+def test_only_the_ports_that_must_be_are_published_and_on_loopback(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    found = {name: set(published_ports(s)) for name, s in services.items() if s.get("ports")}
+    assert found == PUBLISHED
+    for name, service in services.items():
+        for host, _ in published_ports(service).values():
+            assert host == "127.0.0.1", f"{name} publishes beyond loopback by default"
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from treatyflow.tls import load_or_create
+
+    return load_or_create(tmp_path_factory.mktemp("secrets") / "tls")
+
+
+def _tls_paths(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if v.startswith(TLS_MOUNT + "/")}
+
+
+@pytest.mark.parametrize("name", [TEMPORAL_SERVICE, ADMIN_TOOLS_SERVICE, UI_SERVICE])
+def test_temporals_images_mount_the_generated_certificates(  # type: ignore[no-untyped-def]
+    services: dict[str, dict[str, Any]], name: str, certificates,
+) -> None:
+    """The certificates come from the secrets folder the stack generates, read-only, and
+    every path a service is given names a file treatyflow.tls writes."""
+    settings = Settings(state_dir=Path(".state"))
+    tls = [m for m in mounts(services[name]) if m[1] == TLS_MOUNT]
+    assert tls == [(f"./{settings.tls_dir}", TLS_MOUNT, True)]
+    paths = _tls_paths(environment(services[name]))
+    assert paths, f"{name} is given no certificate"
+    written = {p.name for p in certificates.folder.iterdir()}
+    for key, path in paths.items():
+        assert Path(path).name in written, f"{name}.{key}: {path} is not generated"
+        assert not Path(path).name.startswith("ca-key"), f"{name} must not get the CA's key"
+    assert services[name].get("user") == "${HOST_UID:-1000}:${HOST_GID:-1000}", (
+        f"{name} must run as the host user to read the 0600 certificates")
+
+
+def test_the_frontend_demands_client_certificates_from_the_stacks_ca(  # type: ignore[no-untyped-def]
+    services: dict[str, dict[str, Any]], certificates,
+) -> None:
+    from cryptography import x509
+
+    env = environment(services[TEMPORAL_SERVICE])
+    assert env["TEMPORAL_TLS_REQUIRE_CLIENT_AUTH"] == "true"
+    assert Path(env["TEMPORAL_TLS_CLIENT1_CA_CERT"]).name == certificates.ca.name
+    assert Path(env["TEMPORAL_TLS_FRONTEND_CERT"]).name == certificates.server_cert.name
+    assert Path(env["TEMPORAL_TLS_FRONTEND_KEY"]).name == certificates.server_key.name
+    cert = x509.load_pem_x509_certificate(certificates.server_cert.read_bytes())
+    names = cert.extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    for key in ("TEMPORAL_TLS_FRONTEND_SERVER_NAME", "TEMPORAL_TLS_INTERNODE_SERVER_NAME"):
+        assert env[key] in names and env[key] == TEMPORAL_SERVICE
+        assert env[key.replace("SERVER_NAME", "DISABLE_HOST_VERIFICATION")] == "false"
+
+
+@pytest.mark.parametrize("name", [TEMPORAL_SERVICE, ADMIN_TOOLS_SERVICE])
+def test_temporals_own_cli_connects_with_the_client_certificate(
+    services: dict[str, dict[str, Any]], name: str,
+) -> None:
+    """The admin job and the healthcheck use the `temporal` CLI: its TLS variables."""
+    env = environment(services[name])
+    assert env["TEMPORAL_ADDRESS"] == f"{TEMPORAL_SERVICE}:7233"
+    assert Path(env["TEMPORAL_TLS_CLIENT_CERT_PATH"]).name == "client.pem"
+    assert Path(env["TEMPORAL_TLS_CLIENT_KEY_PATH"]).name == "client-key.pem"
+    assert env["TEMPORAL_TLS_SERVER_NAME"] == TEMPORAL_SERVICE
+
+
+def test_the_ui_server_connects_with_the_client_certificate(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    env = environment(services[UI_SERVICE])
+    assert Path(env["TEMPORAL_TLS_CERT"]).name == "client.pem"
+    assert env["TEMPORAL_TLS_ENABLE_HOST_VERIFICATION"] == "true"
+    assert env["TEMPORAL_TLS_SERVER_NAME"] == TEMPORAL_SERVICE
+
+
+@pytest.mark.parametrize("name", sorted(APP_MODULES))
+def test_treatyflow_services_use_mutual_tls_with_the_service_name(
+    services: dict[str, dict[str, Any]], name: str,
+) -> None:
+    settings = Settings.from_env(
+        {k: interpolate(v) for k, v in environment(services[name]).items()})
+    assert settings.temporal_tls
+    assert settings.temporal_tls_server_name == TEMPORAL_SERVICE
+    secrets = [m for m in mounts(services[name]) if m[1] == str(settings.secrets_dir)]
+    assert secrets and secrets[0][0] == "./.state/secrets"  # tls/ is inside it
+
+
+def test_rabbitmq_keeps_erlang_distribution_on_the_containers_loopback(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    from treatyflow.workers.stack import LOOPBACK_DIST
+
+    env = environment(services[RABBITMQ_SERVICE])
+    assert env["ERL_EPMD_ADDRESS"] == "127.0.0.1"
+    assert env["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"] == LOOPBACK_DIST
+    assert 25672 not in container_ports(services[RABBITMQ_SERVICE])
 
 
 def test_no_service_holds_a_literal_password(services: dict[str, dict[str, Any]]) -> None:

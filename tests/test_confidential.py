@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -19,7 +20,9 @@ import pytest
 from tests.factories import message, new_request_id, request_body
 from tests.test_stack import KZ, RU, event
 from treatyflow import constants as c
+from treatyflow.codec import load_codec_token
 from treatyflow.settings import Settings
+from treatyflow.tls import cli_env
 
 pytestmark = pytest.mark.stack
 
@@ -35,9 +38,12 @@ def _temporal() -> str:
 async def _show(settings: Settings, wf_id: str, *options: str) -> str:
     """`temporal workflow show` as an operator runs it (without the codec endpoint unless
     ``options`` name it)."""
+    # Mutual TLS and the codec secret through the CLI's variables: never on its command line.
+    env = {**os.environ, **cli_env(settings.tls_dir, settings.temporal_tls_server_name),
+           "TEMPORAL_CODEC_AUTH": f"Bearer {load_codec_token(settings)}"}
     proc = await asyncio.create_subprocess_exec(
         _temporal(), "workflow", "show", "--workflow-id", wf_id, "--output", "json",
-        "--address", settings.temporal_address, *options,
+        "--address", settings.temporal_address, *options, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
     assert proc.returncode == 0, err.decode()
@@ -85,9 +91,15 @@ async def test_history_shows_ciphertext_and_the_codec_endpoint_shows_the_request
     assert all(".searchAttributes." in path for path, _ in clear), clear
 
     async with aiohttp.ClientSession() as http:
-        answer = await http.post(
+        anonymous = await http.post(
             f"{stack_settings.codec_url}/decode", json={"payloads": encrypted},
             headers={"Origin": stack_settings.temporal_ui_url})
+        assert anonymous.status == 401  # without the stack's secret nobody decrypts
+        assert PHRASE not in await anonymous.text()
+        answer = await http.post(
+            f"{stack_settings.codec_url}/decode", json={"payloads": encrypted},
+            headers={"Origin": stack_settings.temporal_ui_url,
+                     "Authorization": f"Bearer {load_codec_token(stack_settings)}"})
         assert answer.status == 200, await answer.text()
         assert answer.headers["Access-Control-Allow-Origin"] == stack_settings.temporal_ui_url
         decoded = (await answer.json())["payloads"]

@@ -13,10 +13,10 @@ import pytest
 from pydantic import ValidationError
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import Outbox
+from tests.conftest import Outbox, submit
 from tests.factories import message, new_request_id, request_body
 from treatyflow.constants import workflow_id
-from treatyflow.hub import Refusal, request_state, submit
+from treatyflow.hub import Refusal, request_state
 from treatyflow.schemas.messages import InboundMessage
 from treatyflow.schemas.treaty import load_profile
 from treatyflow.workflows import lifecycle
@@ -180,9 +180,11 @@ def test_a_requests_consent_record_is_bounded() -> None:
         state, asked = ask(state, at=T0 + (6 + i) * DAY)
         state, _ = decide(state, asked, REFUSE, at=T0 + (6 + i) * DAY)
     problems = check(state, PROFILE, send(state, "consent_request", TRANSFER_ASK))
-    assert problems == [f"request {state.request_id} already has {MAX_CONSENT_REQUESTS} "
-                        "consent requests on record, the hub's limit; agree further use "
-                        "outside the hub"]
+    assert problems == [f"limit_reached: at most {MAX_CONSENT_REQUESTS} consent_request "
+                        "messages (art. 7.2, 7.3) per request, the hub's limit; request "
+                        f"{state.request_id} has {MAX_CONSENT_REQUESTS}"]
+    assert lifecycle.refusal_code(state, send(state, "consent_request", TRANSFER_ASK),
+                                  problems) == "limit_reached"
 
 
 @pytest.mark.parametrize(("third", "why"), [

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytest_asyncio
@@ -123,6 +124,52 @@ async def test_temporal_killed_restarts_on_its_database_with_timers(
     client = await connect(fault_stack)
     await reaches(client, lapsing, "lapsed", timeout=30)  # the 72-hour timer fired
     await reaches(client, deemed, "received", timeout=30)  # receipt deemed after 5 days
+
+
+REPORT = {"extent": "full", "summary": "Statements attached.", "confidentiality": "restricted"}
+
+
+async def test_a_report_sent_before_a_deadline_that_fell_in_a_temporal_outage_is_on_time(
+        fault_stack: Settings) -> None:
+    """Art. 6.1 judged by arrival: RU-MIA's report reaches the hub three treaty days before
+    the deadline, while Temporal is down; the deadline falls during the outage. Once
+    Temporal is back the report is applied, and the request is executed on time: the
+    overdue mark the timer set is withdrawn, on the record and to both parties."""
+    client = await connect(fault_stack)
+    async with client_for(fault_stack, KZ) as kz, client_for(fault_stack, RU) as ru, \
+            kz.inbox(explicit_ack=False) as kz_inbox:
+        rid = new_request_id()
+        await kz.publish(message("request", request_id=rid, sender=KZ, recipient=RU,
+                                 body=request_body()))
+        await reaches(client, rid, "sent", timeout=20)
+        await ru.publish(message("receipt", request_id=rid, sender=RU, recipient=KZ))
+        await reaches(client, rid, "received", timeout=20)
+        deadline = (await request_state(client, "sco-2010", rid)).deadline
+        assert deadline is not None
+        loop = asyncio.get_running_loop()
+        until = (deadline - datetime.now(UTC)).total_seconds() - 3 * fault_stack.seconds_per_day
+        await asyncio.sleep(max(until, 0))
+        faults.kill(fault_stack, "temporal")
+        report = message("execution_report", request_id=rid, sender=RU, recipient=KZ,
+                         body=REPORT)
+        await ru.publish(report)
+        assert report.sent_at < deadline
+        started = loop.time()
+        while datetime.now(UTC) < deadline + timedelta(seconds=3):
+            await asyncio.sleep(0.5)
+        await faults.restore(fault_stack)
+        client = await connect(fault_stack)
+        await reaches(client, rid, "executed", timeout=60)
+        state = await request_state(client, "sco-2010", rid)
+        events = [e.event for e in state.timeline]
+        assert not state.overdue, events
+        assert "overdue_withdrawn" in events and events[-1] == "execution_report", events
+        assert loop.time() - started > 3  # the outage did span the deadline
+        told: set[str] = set()
+        while not {"overdue_withdrawn", "executed"} <= told:
+            got = await kz_inbox.get(timeout=30)
+            if isinstance(got, NoticeMessage) and got.request_id == rid:
+                told.add(got.body.event)
 
 
 async def test_authority_crash_between_receiving_and_acking_gets_it_again(

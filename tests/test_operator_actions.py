@@ -8,10 +8,10 @@ import pytest
 from pydantic import ValidationError
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import Outbox
+from tests.conftest import Outbox, operate, submit
 from tests.factories import message, new_request_id, request_body
 from treatyflow.constants import workflow_id
-from treatyflow.hub import Refusal, operate, request_state, submit
+from treatyflow.hub import Refusal, request_state
 from treatyflow.workflows.lifecycle import OperatorAction
 from treatyflow.workflows.request import RequestForAssistance
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 import pytest
 from temporalio.client import Client
 
+from tests.conftest import operate, submit
 from tests.factories import message, new_request_id
 from tests.test_operator_actions import KZ, RU, act
-from treatyflow.hub import Refusal, operate, request_state, submit
+from treatyflow.hub import Refusal, request_state
 from treatyflow.workflows.lifecycle import OperatorAction
 
 pytestmark = pytest.mark.stack

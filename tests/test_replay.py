@@ -19,11 +19,10 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from tests.conftest import Outbox
+from tests.conftest import Outbox, submit
 from tests.factories import message, new_request_id, request_body
 from treatyflow.codec import EncryptionCodec, PayloadKeys, decrypted_history, generate_keys
 from treatyflow.constants import workflow_id
-from treatyflow.hub import submit
 from treatyflow.temporal import data_converter, workflow_runner
 from treatyflow.workflows.request import RequestForAssistance
 from treatyflow.workflows.transfer_workflow import (

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from joserfc import jws
 from joserfc.jwk import OctKey
+from pydantic import ValidationError
 
 from tests.factories import envelope, message, new_request_id
 from treatyflow import keys
@@ -310,6 +311,23 @@ def hub_ring(hub_key: SigningKey) -> KeyRing:
 def test_inbox_passes_a_notice_signed_by_the_hub(hub_key: SigningKey, hub_ring: KeyRing) -> None:
     read = read_delivery(sign(notice(), hub_key).encode(), hub_ring)
     assert isinstance(read, NoticeMessage) and read.body.event == "received"
+
+
+def test_a_member_the_hub_adds_later_breaks_no_older_agency(
+    hub_key: SigningKey, hub_ring: KeyRing
+) -> None:
+    """The additive-change policy: a newer hub's notice with a member this client does not
+    know (at the top and in the body) verifies, since the signature covers the bytes, and
+    parses; an agency's own message with an unknown member is still refused."""
+    newer = json.loads(notice().model_dump_json())
+    newer["priority"] = "high"
+    newer["body"]["case_officer_desk"] = "B-12"
+    read = read_delivery(sign(json.dumps(newer).encode(), hub_key).encode(), hub_ring)
+    assert isinstance(read, NoticeMessage) and read.body.event == "received"
+    request = envelope("request", request_id="KZ-GPO-2026-0042", sender=KZ, recipient=RU)
+    request["priority"] = "high"
+    with pytest.raises(ValidationError, match="priority"):
+        parse_inbound(json.dumps(request))
 
 
 def test_inbox_surfaces_what_fails_verification(hub_key: SigningKey, hub_ring: KeyRing) -> None:

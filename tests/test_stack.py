@@ -178,7 +178,14 @@ async def test_message_about_another_authoritys_request_is_refused(
         "extent": "whole", "grounds": ["security"], "reason": "Not ours to refuse, really."})
     await other.publish(meddling)
     error = await other_box.expect(error_about(meddling.message_id))
-    assert "not a party" in error.body.reasons[0]
+    # A stranger is told exactly what it is told about a request that does not exist.
+    nobodys = message("refusal", request_id=new_request_id(), sender=RU2, recipient=KZ,
+                      body=meddling.body.model_dump())
+    await other.publish(nobodys)
+    unknown = await other_box.expect(error_about(nobodys.message_id))
+    assert error.body.problem == unknown.body.problem == "unknown_request"
+    assert error.body.reasons == [r.replace(nobodys.request_id, rid)
+                                  for r in unknown.body.reasons]
     assert (await status(stack_client, rid)).status == "sent"
 
 
@@ -244,7 +251,7 @@ async def test_broker_refuses_a_user_id_other_than_the_login(stack_settings: Set
         channel = await connection.channel(publisher_confirms=True)
         exchange = await channel.get_exchange(c.EXCHANGE_HUB, ensure=False)
         with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed):
-            await exchange.publish(aio_pika.Message(b"{}", user_id=RU), routing_key="")
+            await exchange.publish(aio_pika.Message(b"{}", user_id=RU), routing_key=KZ)
 
 
 async def test_no_guest_account(stack_settings: Settings) -> None:

@@ -12,7 +12,7 @@ import pytest_asyncio
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import Outbox, start_time_skipping
+from tests.conftest import Outbox, operate, start_time_skipping
 from tests.test_transfer_workflow import Wire, events
 from tests.transfer_factories import (
     AE,
@@ -30,7 +30,7 @@ from tests.transfer_factories import (
 )
 from treatyflow.codec import PayloadKeys
 from treatyflow.constants import workflow_id
-from treatyflow.hub import Refusal, operate
+from treatyflow.hub import Refusal
 from treatyflow.workflows import transfer as tf
 from treatyflow.workflows.lifecycle import OperatorAction, Rejected
 from treatyflow.workflows.transfer import TransferStatus as S

@@ -14,7 +14,7 @@ import pytest_asyncio
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import Outbox, start_time_skipping
+from tests.conftest import Outbox, start_time_skipping, submit
 from tests.transfer_factories import (
     AE,
     AE_MFA,
@@ -29,7 +29,7 @@ from tests.transfer_factories import (
 from tests.transfer_factories import request_body as transfer_body
 from treatyflow.codec import PayloadKeys
 from treatyflow.constants import workflow_id
-from treatyflow.hub import Refusal, submit, transfer_state
+from treatyflow.hub import Refusal, transfer_state
 from treatyflow.schemas.messages import parse_inbound
 from treatyflow.workflows.transfer import TransferState
 from treatyflow.workflows.transfer_workflow import TransferOfConvictedPerson

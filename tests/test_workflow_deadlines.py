@@ -6,10 +6,10 @@ from datetime import timedelta
 
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import Outbox
+from tests.conftest import Outbox, submit
 from tests.factories import message, new_request_id, request_body
 from treatyflow.constants import workflow_id
-from treatyflow.hub import request_state, submit
+from treatyflow.hub import request_state
 from treatyflow.workflows.request import RequestForAssistance
 
 KZ, RU = "KZ-GPO", "RU-MIA"
@@ -126,3 +126,49 @@ async def test_silent_requested_authority_is_deemed_to_have_received_and_goes_ov
     assert "receipt_deemed" in outbox.events(RU) and "receipt_deemed" in outbox.events(KZ)
     await time_env.sleep(timedelta(days=25))  # 31 days after delivery
     assert (await _status(time_env, rid)).overdue
+
+
+REPORT = {"extent": "full", "summary": "Statements attached.", "confidentiality": "restricted"}
+
+
+async def _overdue_then_report(env: WorkflowEnvironment, tq: str, before_deadline: timedelta
+                               ) -> str:
+    """A request past its deadline (the overdue timer fired), then a report that reached
+    the gateway ``before_deadline`` before the deadline (negative: after it) and was
+    applied only now, as after an outage of Temporal."""
+    rid = await _open(env, tq)
+    await submit(env.client, message("receipt", request_id=rid, sender=RU, recipient=KZ),
+                 task_queue=tq)
+    await env.sleep(timedelta(days=30, minutes=5))
+    state = await _status(env, rid)
+    assert state.overdue and state.deadline is not None
+    arrived = state.deadline - before_deadline
+    report = message("execution_report", request_id=rid, sender=RU, recipient=KZ,
+                     body=REPORT, sent_at=arrived - timedelta(seconds=2))
+    await submit(env.client, report, task_queue=tq, received_at=arrived)
+    await env.sleep(timedelta(minutes=1))  # the notices go out
+    return rid
+
+
+async def test_a_report_that_arrived_before_the_deadline_is_on_time_though_applied_after(
+    time_env: WorkflowEnvironment, skipping: tuple[object, Outbox], task_queue: str
+) -> None:
+    _, outbox = skipping
+    rid = await _overdue_then_report(time_env, task_queue, timedelta(seconds=24))
+    state = await _status(time_env, rid)
+    assert state.status == "executed" and not state.overdue
+    events = [e.event for e in state.timeline]
+    assert events[-3:] == ["overdue", "overdue_withdrawn", "execution_report"]
+    assert "overdue_withdrawn" in outbox.events(KZ) and "overdue_withdrawn" in outbox.events(RU)
+    executed = next(d.message for d in outbox.sent if d.message.body.event == "executed")
+    assert executed.body.overdue is False
+
+
+async def test_a_report_that_arrived_after_the_deadline_stays_overdue(
+    time_env: WorkflowEnvironment, skipping: tuple[object, Outbox], task_queue: str
+) -> None:
+    _, outbox = skipping
+    rid = await _overdue_then_report(time_env, task_queue, -timedelta(seconds=24))
+    state = await _status(time_env, rid)
+    assert state.status == "executed" and state.overdue
+    assert "overdue_withdrawn" not in outbox.events()

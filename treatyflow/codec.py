@@ -39,6 +39,7 @@ from treatyflow.keys import secrets_lock
 from treatyflow.settings import Settings
 
 KEYS_FILE = "payload-keys.json"
+CODEC_TOKEN_FILE = "codec-token"  # the codec endpoint's secret (Bearer / cookie)
 ENCODING = b"binary/encrypted"
 KEY_ID_HEADER = "encryption-key-id"
 COMPRESSION_HEADER = "compression"
@@ -192,6 +193,46 @@ def rotate_keys(settings: Settings) -> PayloadKeys:
             out.write(keys.model_dump_json(indent=2))
         tmp.replace(path)
     return keys
+
+
+def load_or_create_codec_token(settings: Settings) -> str:
+    """The secret every caller of the codec endpoint must present: ``codec_token`` from
+    the environment, or else the secrets folder's ``codec-token`` (0600), generated once."""
+    if settings.codec_token:
+        return settings.codec_token
+    path = settings.secrets_dir / CODEC_TOKEN_FILE
+    if not path.exists():
+        try:
+            settings.secrets_dir.mkdir(parents=True, exist_ok=True)
+            settings.secrets_dir.chmod(0o700)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(32))
+            try:
+                with contextlib.suppress(FileExistsError):
+                    os.link(tmp, path)
+            finally:
+                tmp.unlink()
+        except OSError as err:
+            raise PayloadKeyError(f"cannot create {path}: {err}") from None
+    return load_codec_token(settings)
+
+
+def load_codec_token(settings: Settings) -> str:
+    """The codec endpoint's secret; never creates it."""
+    if settings.codec_token:
+        return settings.codec_token
+    path = settings.secrets_dir / CODEC_TOKEN_FILE
+    try:
+        token = path.read_text().strip()
+    except FileNotFoundError:
+        raise PayloadKeyError(
+            f"no codec endpoint secret: {path} is missing and TREATYFLOW_CODEC_TOKEN is not "
+            "set; `make up` or `python -m treatyflow.workers.stack keys` generates it") from None
+    if len(token) < 16:
+        raise PayloadKeyError(f"{path}: the codec endpoint secret is shorter than 16 characters")
+    return token
 
 
 class EncryptionCodec(PayloadCodec):

@@ -48,12 +48,17 @@ SEARCH_ATTRIBUTE_TYPES: dict[str, str] = {
 # --- RabbitMQ -----------------------------------------------------------------
 VHOST = "treatyflow"
 HUB_USER = "treatyflow-hub"
-# Authorities publish here only; it routes to the hub's inbound queue.
-EXCHANGE_HUB = "treatyflow.hub"
+# Authorities publish here only (a topic exchange), routing key = their own authority id:
+# the broker's topic permissions let each write its own key alone, which routes into its
+# own lane ``inbound_queue(id)``. The gateway serves the lanes in turn (one sender's flood
+# waits in its own lane), and the broker bounds each lane (topology.py).
+EXCHANGE_HUB = "treatyflow.inbound"
 # Only the hub writes here; routing key = recipient authority id.
 EXCHANGE_DELIVER = "treatyflow.deliver"
 # Every rejected message ends here, with its reason.
 EXCHANGE_DLX = "treatyflow.dlx"
+# The single inbound queue of hubs before the lanes: nobody may publish to it now; the
+# gateway drains what an older hub left there.
 QUEUE_INBOUND = "hub.inbound"
 QUEUE_DEAD_LETTER = "hub.dead-letter"
 # How often a message may be redelivered before the broker dead-letters it.
@@ -61,8 +66,35 @@ DELIVERY_LIMIT = 3
 # Header set on every message the hub puts in the dead-letter queue.
 HEADER_REASON = "x-treatyflow-reason"
 HEADER_PROBLEM = "x-treatyflow-problem"
+# ... and these (the gateway's copy carries no header of the sender's, only the hub's):
+# the broker-validated user id of the sender, when the hub refused it, and for a body
+# too large to copy whole its size and SHA-256 (the copy keeps its first bytes).
+HEADER_ORIGINAL_USER: Final = "x-original-user-id"
+HEADER_REFUSED_AT: Final = "x-refused-at"
+HEADER_BODY_SIZE: Final = "x-treatyflow-body-size"
+HEADER_BODY_SHA256: Final = "x-treatyflow-body-sha256"
+HEADER_BODY_TRUNCATED: Final = "x-treatyflow-body-truncated"
+# Header names of the hub's (and the broker's dead-lettering) namespace: a message from an
+# authority naming one is refused (``malformed``), a replay from the hub's user excepted.
+HUB_HEADER_PREFIXES: Final = ("x-treatyflow-", "x-original-", "x-refused-", "x-death",
+                              "x-first-death-", "x-last-death-")
+# Replays (``treatyflow dead-letters replay``): only the hub's broker user may publish to
+# this exchange. The gateway consumes its queue and checks each message as a fresh one from
+# the sender the header names (the broker checks user_id against the login, so the hub
+# cannot publish as the sender). Headers the tool sets on a replay:
+EXCHANGE_REPLAY: Final = "treatyflow.replay"
+QUEUE_REPLAY: Final = "hub.replay"
+HEADER_REPLAY_SENDER: Final = "x-treatyflow-replay-sender"
+HEADER_REPLAY_OPERATOR: Final = "x-treatyflow-replayed-by"
+HEADER_REPLAY_REASON: Final = "x-treatyflow-replay-reason"
+# An exclusive queue: whoever declares it alone reads hub.dead-letter (a read takes every
+# message and gives each back; two readers at once would each see part of the queue).
+QUEUE_DEAD_LETTER_LOCK: Final = "hub.dead-letter.lock"
 # The hub's own sender id in envelopes.
 HUB_SENDER = "HUB"
+# The owner of the operators' signing key: every operator action (extend a deadline,
+# close, withdraw, resend) is a JWS by it, which the workflow verifies before it acts.
+OPERATOR_SIGNER: Final = "OPERATOR"
 # Signatures (art. 5.5): every message is a JWS (compact serialization) with this content
 # type; the key directory a JWS in JSON serialization, sent to every inbox with this AMQP
 # type through the delivery exchange under this routing key (every inbox is bound to it).
@@ -76,6 +108,27 @@ KEY_REGISTRY_FILE = "public-keys.json"
 SIGNING_KEYS_DIR = "signing"
 # Largest message body the gateway reads (bytes).
 MAX_BODY_BYTES = 256 * 1024
+# Largest message the broker takes at all (rabbitmq.conf ``max_message_size``): above the
+# body limit, so that a body between the two is answered ``oversize`` by the gateway;
+# past it the broker closes the publisher's channel (PRECONDITION_FAILED).
+MAX_MESSAGE_BYTES = 512 * 1024
+# Largest AMQP properties (headers table included, as encoded) the gateway takes: checked
+# before anything else; the broker's own bound is its frame size (128 KiB).
+MAX_HEADER_BYTES = 16 * 1024
+# Queue bounds (broker policies, topology.py): past either, the broker refuses the publish
+# (``reject-publish``: a nack to a publisher with confirms). docs/operators/limits.md.
+LANE_MAX_MESSAGES: Final = 2_000
+LANE_MAX_BYTES: Final = 32 * 1024 * 1024
+INBOX_MAX_MESSAGES: Final = 10_000
+INBOX_MAX_BYTES: Final = 128 * 1024 * 1024
+DEAD_LETTER_MAX_MESSAGES: Final = 50_000
+DEAD_LETTER_MAX_BYTES: Final = 512 * 1024 * 1024
+REPLAY_MAX_MESSAGES: Final = 1_000
+REPLAY_MAX_BYTES: Final = 64 * 1024 * 1024
+# The gateway warns (and its fill gauge says) when the dead-letter queue passes this share.
+DEAD_LETTER_ALERT_RATIO: Final = 0.8
+# Unacked deliveries the gateway holds per lane (RabbitMQ's prefetch is per consumer).
+LANE_PREFETCH: Final = 16
 # A message's ``sent_at`` against the hub's clock: at most this far ahead (clock skew) and
 # at most this old (a message that waited in a queue through an outage); else refused as
 # ``implausible_time``. Wall-clock time, whatever the treaty clock's scale.
@@ -88,6 +141,12 @@ MAX_SENT_AT_AGE_SECONDS = 30 * 86_400
 # shorter than the receipt deadline: at 2 s a day, receipts held up by an outage were
 # refused because receipt had been deemed meanwhile (correct, but not the scenario).
 CHAOS_SECONDS_PER_DAY = 6.0
+
+
+def inbound_queue(authority_id: str) -> str:
+    """The lane of one authority into the hub: only it publishes there (topic permission
+    on ``EXCHANGE_HUB`` with its own id as routing key); only the hub reads it."""
+    return f"{QUEUE_INBOUND}.{authority_id}"
 
 
 def inbox_queue(authority_id: str) -> str:

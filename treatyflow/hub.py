@@ -8,6 +8,7 @@ policy refuses a second run for the same request id.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +26,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from treatyflow.agency.signing import SigningKey, sign
 from treatyflow.constants import TASK_QUEUE, workflow_id
 from treatyflow.schemas.messages import (
     InboundMessage,
@@ -57,7 +59,12 @@ from treatyflow.workflows.request import (
     RequestInput,
     search_attributes,
 )
-from treatyflow.workflows.shell import typed
+from treatyflow.workflows.shell import (
+    DIRECTORY_OUTDATED,
+    REFUSED_AS,
+    typed,
+    unknown_request_reason,
+)
 from treatyflow.workflows.transfer import TransferState, check_new_transfer, check_transit_request
 from treatyflow.workflows.transfer_contract import TransferAccepted, TransferInput, TransitInput
 from treatyflow.workflows.transfer_workflow import (
@@ -101,11 +108,16 @@ async def submit(
     task_queue: str = TASK_QUEUE,
     digest: str | None = None,
     jws: str | None = None,
+    directory: Callable[[], tuple[str, datetime]] | None = None,
+    received_at: datetime | None = None,
 ) -> Accepted | TransferAccepted:
     """Apply ``message`` to its request, routed by the treaty's procedure; raises
-    ``Refusal`` naming every problem. ``jws``: the message as its sender signed it, passed
-    on to the other party; ``digest``: the SHA-256 of its signed payload (the gateway
-    compares it with the answer's)."""
+    ``Refusal`` naming every problem. ``jws``: the message as its sender signed it (the
+    workflow verifies it and passes it on to the other party); ``digest``: the SHA-256 of
+    its signed payload (the gateway compares it with the answer's); ``directory``: the
+    hub's signed key directory and its issue time (``keys.SignedDirectory``), which a new
+    workflow starts with and an open one is sent when it holds an older one;
+    ``received_at``: when the gateway first received it (timeliness is judged by it)."""
     try:
         procedure = load_header(message.treaty_id).procedure
     except KeyError as err:
@@ -114,17 +126,32 @@ async def submit(
         ) from err
     starts: list[WithStartWorkflowOperation[Any, Any]] = []
     wf_id = workflow_id(message.treaty_id, message.request_id)
-    submission = Submission(message=message, digest=digest or message_digest(message), jws=jws)
-    try:
+    held = directory() if directory is not None else None
+    submission = Submission(message=message, digest=digest or message_digest(message), jws=jws,
+                            directory_issued_at=held[1] if held else None,
+                            received_at=received_at)
+    opening = held[0] if held else None
+
+    async def route(submission: Submission) -> Accepted | TransferAccepted:
         if procedure == TRANSFER_PROCEDURE:
             return await _submit_transfer(client, submission, starts, time_scale=time_scale,
-                                          task_queue=task_queue)
+                                          task_queue=task_queue, directory=opening)
         if message.kind in TRANSFER_KINDS:
             raise Refusal("not_allowed_now", [
                 f"a {message.kind} belongs to the {TRANSFER_PROCEDURE} procedure, not to "
                 f"{message.treaty_id} ({procedure})"])
         return await _submit_request(client, submission, starts, time_scale=time_scale,
-                                     task_queue=task_queue)
+                                     task_queue=task_queue, directory=opening)
+
+    try:
+        try:
+            return await route(submission)
+        except WorkflowUpdateFailedError as err:
+            if held is None or _type_of(err) != DIRECTORY_OUTDATED:
+                raise
+            # The workflow holds an older directory (or none): send it the hub's.
+            starts.clear()
+            return await route(submission.model_copy(update={"directory": held[0]}))
     except WorkflowUpdateFailedError as err:
         raise _refused_by_validator(err) from err
     except WorkflowAlreadyStartedError as err:
@@ -140,16 +167,15 @@ async def submit(
             if isinstance(message, OPENING_KINDS):
                 raise
             closed = await _closed_status(client, wf_id, message.sender)
-            if closed:
+            if closed and closed != STRANGER:
                 raise Refusal(
                     "request_closed",
                     [f"request {message.request_id} is closed ({closed}); nothing more is "
                      "accepted"],
                 ) from err
-            raise Refusal(
-                "unknown_request",
-                [f"no open request {message.request_id} under {message.treaty_id}"],
-            ) from err
+            # Unknown, or closed to one who was no party: the same words either way.
+            raise Refusal("unknown_request", [
+                unknown_request_reason(message.treaty_id, message.request_id)]) from err
         if err.status == RPCStatusCode.FAILED_PRECONDITION or "completed" in str(err):
             raise Refusal(
                 "request_closed", [f"request {message.request_id} is closed: {err.message}"]
@@ -159,7 +185,7 @@ async def submit(
 
 async def _submit_request(
     client: Client, submission: Submission, starts: list[WithStartWorkflowOperation[Any, Any]], *,
-    time_scale: float, task_queue: str,
+    time_scale: float, task_queue: str, directory: str | None,
 ) -> Accepted:
     """A message of a request for assistance (SCO 2010, art. 5–7)."""
     message = submission.message
@@ -174,7 +200,7 @@ async def _submit_request(
             raise Refusal("invalid_request", err.problems) from err
         start = _start(RequestForAssistance.run,
                        RequestInput(profile=profile, version=INPUT_VERSION,
-                                    time_scale=time_scale),
+                                    time_scale=time_scale, directory=directory),
                        wf_id, task_queue, _summary(message), search_attributes(profile, opening))
         starts.append(start)
         return await client.execute_update_with_start_workflow(
@@ -191,7 +217,7 @@ async def _submit_request(
 
 async def _submit_transfer(
     client: Client, submission: Submission, starts: list[WithStartWorkflowOperation[Any, Any]], *,
-    time_scale: float, task_queue: str,
+    time_scale: float, task_queue: str, directory: str | None,
 ) -> TransferAccepted:
     """A message of a transfer of a convicted person, or of a transit linked to one
     (KZ–UAE 2018, art. 4–16)."""
@@ -207,7 +233,8 @@ async def _submit_transfer(
         if problems:
             raise Refusal("invalid_request", problems)
         start = _start(
-            TransferOfConvictedPerson.run, TransferInput(profile=profile, time_scale=time_scale),
+            TransferOfConvictedPerson.run, TransferInput(profile=profile, time_scale=time_scale,
+                                                          directory=directory),
             wf_id, task_queue,
             f"{message.treaty_id} transfer {message.request_id}: "
             f"{message.body.sentencing_state} → {message.body.executing_state}, "
@@ -229,7 +256,8 @@ async def _submit_transfer(
         if problems:
             raise Refusal("invalid_request", problems)
         transit_start = _start(
-            TransitOfConvictedPerson.run, TransitInput(profile=profile, transfer=transfer),
+            TransitOfConvictedPerson.run, TransitInput(profile=profile, transfer=transfer,
+                                                       directory=directory),
             wf_id, task_queue,
             f"{message.treaty_id} transit {message.request_id} through "
             f"{message.body.transit_state} for transfer {message.body.transfer_request_id}")
@@ -259,6 +287,10 @@ def _start(run: Any, arg: Any, wf_id: str, task_queue: str, summary: str,
     )
 
 
+def _type_of(err: WorkflowUpdateFailedError) -> str | None:
+    return err.cause.type if isinstance(err.cause, ApplicationError) else None
+
+
 def _refused_by_validator(err: WorkflowUpdateFailedError) -> Exception:
     """The validator's ApplicationError as a Refusal with its reasons; anything else as is."""
     cause = err.cause
@@ -268,7 +300,15 @@ def _refused_by_validator(err: WorkflowUpdateFailedError) -> Exception:
     reasons = [str(r) for r in details] if isinstance(details, list) else [cause.message]
     if cause.type == CONSENT_REQUIRED:
         return Refusal("consent_required", reasons)
+    if cause.type and cause.type.startswith(REFUSED_AS):
+        return Refusal(cause.type.removeprefix(REFUSED_AS), reasons)
+    if cause.type == DIRECTORY_OUTDATED:
+        return Refusal("unknown_key", reasons)
     return Refusal("not_allowed_now", reasons)
+
+
+# What ``_closed_status`` says to an asker who was no party to the closed request.
+STRANGER = "stranger"
 
 
 async def _closed_status(client: Client, wf_id: str, asker: str | None) -> str | None:
@@ -291,7 +331,7 @@ async def _closed_status(client: Client, wf_id: str, asker: str | None) -> str |
         state = await client.get_workflow_handle(wf_id).query("status", result_type=dict)
         parties = {state.get("requesting"), state.get("requested"),
                    state.get("transit_authority"), *state.get("forwarded_from", [])}
-        return str(state["status"]) if asker is None or asker in parties else "closed"
+        return str(state["status"]) if asker is None or asker in parties else STRANGER
     except Exception:  # noqa: BLE001 - no worker to answer: the Temporal status will do
         try:
             return WorkflowExecutionStatus(raw).name.lower()
@@ -309,11 +349,21 @@ def _summary(message: RequestMessage) -> str:
     )
 
 
+def sign_action(action: OperatorAction, key: SigningKey) -> OperatorAction:
+    """The action with its JWS by the operators' key (the workflow acts on nothing else)."""
+    unsigned = action.model_copy(update={"signed": None})
+    return unsigned.model_copy(update={"signed": sign(unsigned, key)})
+
+
 async def operate(
-    client: Client, treaty_id: str, request_id: str, action: OperatorAction
+    client: Client, treaty_id: str, request_id: str, action: OperatorAction,
+    key: SigningKey | None = None,
 ) -> Accepted | TransferAccepted:
     """Apply an operator action to a request, a transfer or a transit, routed by the
-    treaty's procedure like ``submit``; raises ``Refusal`` naming every problem."""
+    treaty's procedure like ``submit``, signed with ``key`` (the operators' key) unless it
+    is signed already; raises ``Refusal`` naming every problem."""
+    if key is not None:
+        action = sign_action(action, key)
     try:
         procedure = load_header(treaty_id).procedure
     except KeyError as err:

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from treatyflow.agency.signing import KeyRing, PublicKey, SigningKey, sign_directory
-from treatyflow.constants import HUB_SENDER, KEY_REGISTRY_FILE, SIGNING_KEYS_DIR
+from treatyflow.constants import HUB_SENDER, KEY_REGISTRY_FILE, OPERATOR_SIGNER, SIGNING_KEYS_DIR
 from treatyflow.schemas.treaty import all_authorities
 
 _LOCK_FILE = "keys.lock"
@@ -47,8 +47,8 @@ def private_key_path(secrets_dir: Path, owner: str, key_id: str) -> Path:
 
 
 def owners() -> list[str]:
-    """Who signs: the hub and every registered authority."""
-    return [HUB_SENDER, *sorted(all_authorities())]
+    """Who signs: the hub, its operators and every registered authority."""
+    return [HUB_SENDER, OPERATOR_SIGNER, *sorted(all_authorities())]
 
 
 def read_registry(secrets_dir: Path) -> KeyRing:
@@ -269,3 +269,22 @@ class CurrentKey:
         if current and current[-1].key_id != self._key.key_id:
             self._key = signing_key(self._secrets_dir, self._owner, current[-1].key_id)
         return self._key
+
+
+class SignedDirectory:
+    """The signed key directory as it stands (``signed_directory``), made again only when
+    the registry changed: what the gateway hands each request's workflow, which verifies
+    every message against it (never against a file of its own)."""
+
+    def __init__(self, secrets_dir: Path, registry: RegistryFile | None = None) -> None:
+        self._secrets_dir = secrets_dir
+        self._registry = registry or RegistryFile(secrets_dir)
+        self._for: KeyRing | None = None
+        self._text = ""
+
+    def __call__(self) -> tuple[str, datetime]:
+        """The directory's JWS (JSON serialization) and when it was issued."""
+        ring = self._registry.ring
+        if ring != self._for:
+            self._text, self._for = signed_directory(self._secrets_dir, ring), ring
+        return self._text, issued_at(ring)

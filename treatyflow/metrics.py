@@ -36,6 +36,19 @@ MESSAGES_DEAD_LETTERED = Counter(
 MESSAGES_REQUEUED = Counter(
     "treatyflow_messages_requeued",
     "Deliveries handed back to the broker after a failure of the gateway itself.")
+DEAD_LETTER_DEPTH = Gauge(
+    "treatyflow_dead_letter_depth",
+    "Messages kept in hub.dead-letter (read by the gateway; see docs/operators/dead-letters.md).")
+DEAD_LETTER_OLDEST_AGE = Gauge(
+    "treatyflow_dead_letter_oldest_age_seconds",
+    "Seconds since the oldest message in hub.dead-letter was dead-lettered (0: none).")
+DEAD_LETTER_FILL = Gauge(
+    "treatyflow_dead_letter_fill_ratio",
+    "hub.dead-letter's count over its bound (the gateway warns past "
+    f"{c.DEAD_LETTER_ALERT_RATIO:g}; at 1 the broker refuses more copies).")
+DEAD_LETTERS_NOT_KEPT = Counter(
+    "treatyflow_dead_letters_not_kept",
+    "Refused messages the dead-letter queue could not take (full): answered, not kept.")
 SUBMIT_SECONDS = Histogram(
     "treatyflow_gateway_submit_seconds",
     "From taking a message off the queue to Temporal's answer.",
@@ -54,6 +67,11 @@ MESSAGES_SENT = Counter(
     "treatyflow_messages_sent",
     "Messages confirmed into an authority's inbox: notices by event, errors by problem.",
     ["kind", "event"])
+NOTICES_UNVOUCHED = Counter(
+    "treatyflow_notices_unvouched_total",
+    "Notices the hub refused to sign: their request was opened by no registered key, or an "
+    "original they pass on did not verify (a workflow started or fed past the gateway).",
+)
 NOTICES_UNROUTABLE = Counter(
     "treatyflow_notices_unroutable", "Notices with no inbox to go to, by event.", ["event"])
 

@@ -22,11 +22,19 @@ class Settings:
     temporal_ui_port: int = 8233
     amqp_port: int = 5672
     amqp_dist_port: int = 25672
+    # The Erlang port mapper of the local stack's own RabbitMQ node (on loopback only).
+    amqp_epmd_port: int = 4369
     amqp_host: str = "127.0.0.1"
     temporal_host: str = "127.0.0.1"
     # The codec endpoint (POST /encode, /decode) the Temporal UI calls to show payloads.
     codec_port: int = 8234
     codec_host: str = "127.0.0.1"
+    # The secret the codec endpoint asks of every caller (Bearer header or login cookie);
+    # empty: the one generated into the secrets folder. Never printed.
+    codec_token: str = field(default="", repr=False)
+    # Mutual TLS to Temporal's frontend, with the certificates generated into the secrets
+    # folder's tls/ (the local stack's gate and docker-compose's frontend both demand it).
+    temporal_tls: bool = True
     # The address a browser uses for the Temporal UI (the codec endpoint's only allowed
     # CORS origin); empty: derived from the Temporal host and UI port.
     ui_url: str = ""
@@ -46,6 +54,11 @@ class Settings:
     # A folder of further treaty profiles (``<id>.json``) read beside the shipped ones:
     # a treaty, or more authorities, without a release. None: the shipped profiles only.
     treaties_dir: Path | None = None
+    # Each authority's fair share of the gateway (a token bucket per broker-validated
+    # sender): this many messages a second on average, bursts of up to ``sender_burst``;
+    # past it a message is answered ``rate_limited`` (docs/operators/limits.md).
+    sender_rate: float = 20.0
+    sender_burst: int = 200
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -57,10 +70,14 @@ class Settings:
             temporal_ui_port=int(env.get("TREATYFLOW_TEMPORAL_UI_PORT", base.temporal_ui_port)),
             amqp_port=int(env.get("TREATYFLOW_AMQP_PORT", base.amqp_port)),
             amqp_dist_port=int(env.get("TREATYFLOW_AMQP_DIST_PORT", base.amqp_dist_port)),
+            amqp_epmd_port=int(env.get("TREATYFLOW_AMQP_EPMD_PORT", base.amqp_epmd_port)),
             amqp_host=env.get("TREATYFLOW_AMQP_HOST", base.amqp_host),
             temporal_host=env.get("TREATYFLOW_TEMPORAL_HOST", base.temporal_host),
             codec_port=int(env.get("TREATYFLOW_CODEC_PORT", base.codec_port)),
             codec_host=env.get("TREATYFLOW_CODEC_HOST", base.codec_host),
+            codec_token=env.get("TREATYFLOW_CODEC_TOKEN", base.codec_token),
+            temporal_tls=env.get("TREATYFLOW_TEMPORAL_TLS", "true").lower()
+            not in ("0", "false", "no", "off"),
             ui_url=env.get("TREATYFLOW_TEMPORAL_UI_URL", base.ui_url),
             payload_keys=env.get("TREATYFLOW_PAYLOAD_KEYS", base.payload_keys),
             seconds_per_day=float(env.get("TREATYFLOW_SECONDS_PER_DAY", base.seconds_per_day)),
@@ -73,6 +90,8 @@ class Settings:
             sdk_metrics_port=int(env.get("TREATYFLOW_SDK_METRICS_PORT", base.sdk_metrics_port)),
             treaties_dir=(Path(env["TREATYFLOW_TREATIES_DIR"]).resolve()
                           if env.get("TREATYFLOW_TREATIES_DIR") else None),
+            sender_rate=float(env.get("TREATYFLOW_SENDER_RATE", base.sender_rate)),
+            sender_burst=int(env.get("TREATYFLOW_SENDER_BURST", base.sender_burst)),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -83,10 +102,13 @@ class Settings:
             "TREATYFLOW_TEMPORAL_UI_PORT": str(self.temporal_ui_port),
             "TREATYFLOW_AMQP_PORT": str(self.amqp_port),
             "TREATYFLOW_AMQP_DIST_PORT": str(self.amqp_dist_port),
+            "TREATYFLOW_AMQP_EPMD_PORT": str(self.amqp_epmd_port),
             "TREATYFLOW_AMQP_HOST": self.amqp_host,
             "TREATYFLOW_TEMPORAL_HOST": self.temporal_host,
             "TREATYFLOW_CODEC_PORT": str(self.codec_port),
             "TREATYFLOW_CODEC_HOST": self.codec_host,
+            "TREATYFLOW_CODEC_TOKEN": self.codec_token,
+            "TREATYFLOW_TEMPORAL_TLS": "true" if self.temporal_tls else "false",
             "TREATYFLOW_TEMPORAL_UI_URL": self.ui_url,
             "TREATYFLOW_PAYLOAD_KEYS": self.payload_keys,
             "TREATYFLOW_SECONDS_PER_DAY": repr(self.seconds_per_day),
@@ -96,6 +118,8 @@ class Settings:
             "TREATYFLOW_WORKER_METRICS_PORT": str(self.worker_metrics_port),
             "TREATYFLOW_SDK_METRICS_PORT": str(self.sdk_metrics_port),
             "TREATYFLOW_TREATIES_DIR": str(self.treaties_dir or ""),
+            "TREATYFLOW_SENDER_RATE": repr(self.sender_rate),
+            "TREATYFLOW_SENDER_BURST": str(self.sender_burst),
         }
 
     def with_(self, **changes: object) -> Settings:
@@ -106,12 +130,30 @@ class Settings:
         return f"{self.temporal_host}:{self.temporal_port}"
 
     @property
+    def temporal_tls_server_name(self) -> str:
+        """The name the frontend's certificate is checked against: the host, or
+        ``localhost`` when the host is an IP address (treatyflow.tls issues both)."""
+        import ipaddress
+
+        try:
+            ipaddress.ip_address(self.temporal_host)
+        except ValueError:
+            return self.temporal_host
+        return "localhost"
+
+    @property
+    def tls_dir(self) -> Path:
+        """The certificates of Temporal's mutual TLS (treatyflow.tls)."""
+        return self.secrets_dir / "tls"
+
+    @property
     def temporal_ui_url(self) -> str:
         return self.ui_url or f"http://{self.temporal_host}:{self.temporal_ui_port}"
 
     @property
     def codec_url(self) -> str:
-        """Where the local stack's Temporal UI reaches the codec endpoint."""
+        """The codec endpoint (``temporal --codec-endpoint``; the local stack's UI decodes
+        through the gate's ``/codec`` on its own origin instead)."""
         return f"http://{self.codec_host}:{self.codec_port}"
 
     @property

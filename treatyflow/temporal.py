@@ -31,11 +31,16 @@ def data_converter(keys: PayloadKeys) -> DataConverter:
 async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
     """A client for the configured Temporal server, with the configured payload keys
     (``runtime``: e.g. one exporting the SDK's metrics; the process default otherwise)."""
+    from treatyflow.tls import client_tls
+
     return await Client.connect(
         settings.temporal_address,
         namespace=NAMESPACE,
         data_converter=data_converter(load_keys(settings)),
         runtime=runtime,
+        # Mutual TLS: the local stack's gate and docker-compose's frontend demand it.
+        tls=client_tls(settings.tls_dir, settings.temporal_tls_server_name)
+        if settings.temporal_tls else False,
     )
 
 

@@ -21,8 +21,13 @@ from treatyflow.schemas.treaty import all_authorities
 SECRETS_FILE = "amqp-passwords.json"
 
 
-def _quorum(dead_letter: bool = True, limit: int | None = c.DELIVERY_LIMIT) -> dict[str, Any]:
+def _quorum(dead_letter: bool = True, limit: int | None = c.DELIVERY_LIMIT,
+            *, single_consumer: bool = False) -> dict[str, Any]:
     args: dict[str, Any] = {"x-queue-type": "quorum"}
+    if single_consumer:
+        # One consumer at a time (another gateway waits as standby): each lane is applied
+        # in the order its sender published, however many gateways run.
+        args["x-single-active-consumer"] = True
     if limit is not None:
         args["x-delivery-limit"] = limit
     if dead_letter:
@@ -33,6 +38,34 @@ def _quorum(dead_letter: bool = True, limit: int | None = c.DELIVERY_LIMIT) -> d
             "x-overflow": "reject-publish",
         }
     return args
+
+
+# Bounds per class of queue, as policies (``reject-publish``: past a bound the broker
+# nacks the publish; a publisher with confirms sees it, nothing is dropped in silence).
+# Policies, not queue arguments, so that a broker declared before them gets them at its
+# next boot (queue arguments of an existing queue never change).
+QUEUE_LIMITS: dict[str, tuple[str, int, int]] = {
+    # name: (pattern, messages, bytes)
+    "treatyflow-lanes": (f"^{re.escape(c.QUEUE_INBOUND)}\\.", c.LANE_MAX_MESSAGES,
+                         c.LANE_MAX_BYTES),
+    "treatyflow-inbound": (f"^{re.escape(c.QUEUE_INBOUND)}$", c.LANE_MAX_MESSAGES,
+                           c.LANE_MAX_BYTES),
+    "treatyflow-inboxes": (f"^{re.escape(c.inbox_queue('X')).replace('X', '.+')}$",
+                           c.INBOX_MAX_MESSAGES, c.INBOX_MAX_BYTES),
+    "treatyflow-dead-letter": (f"^{re.escape(c.QUEUE_DEAD_LETTER)}$",
+                               c.DEAD_LETTER_MAX_MESSAGES, c.DEAD_LETTER_MAX_BYTES),
+    "treatyflow-replay": (f"^{re.escape(c.QUEUE_REPLAY)}$", c.REPLAY_MAX_MESSAGES,
+                          c.REPLAY_MAX_BYTES),
+}
+
+
+def policies() -> list[dict[str, Any]]:
+    """A length and a byte bound with ``reject-publish`` on every queue of the vhost."""
+    return [{"vhost": c.VHOST, "name": name, "pattern": pattern, "apply-to": "queues",
+             "priority": 10, "definition": {"max-length": messages,
+                                            "max-length-bytes": size,
+                                            "overflow": "reject-publish"}}
+            for name, (pattern, messages, size) in QUEUE_LIMITS.items()]
 
 
 def password_hash(password: str) -> str:
@@ -64,8 +97,9 @@ def read_passwords(secrets_dir: Path) -> dict[str, str]:
 
 
 def definitions(passwords: dict[str, str]) -> dict[str, Any]:
-    """The broker definitions: each authority may publish only to the hub exchange and
-    read only its own inbox; only the hub writes to the delivery exchange."""
+    """The broker definitions: each authority may publish only to the hub exchange, under
+    its own id as routing key (into its own lane), and read only its own inbox; only the
+    hub writes to the delivery exchange and reads the lanes."""
     authorities = sorted(all_authorities())
     users = [
         {
@@ -76,10 +110,16 @@ def definitions(passwords: dict[str, str]) -> dict[str, Any]:
         }
         for name in [c.HUB_USER, *authorities]
     ]
-    hub_reads = "|".join(re.escape(q) for q in (c.QUEUE_INBOUND, c.QUEUE_DEAD_LETTER))
-    hub_writes = "|".join(re.escape(x) for x in (c.EXCHANGE_DELIVER, c.EXCHANGE_DLX))
+    # The hub alone publishes replays; it may create one queue only: the dead-letter
+    # readers' lock (an exclusive queue, gone with the connection that holds it).
+    hub_reads = "|".join([*(re.escape(q) for q in (c.QUEUE_INBOUND, c.QUEUE_DEAD_LETTER,
+                                                    c.QUEUE_REPLAY)),
+                          f"{re.escape(c.QUEUE_INBOUND)}\\..+"])
+    hub_writes = "|".join(re.escape(x) for x in (c.EXCHANGE_DELIVER, c.EXCHANGE_DLX,
+                                                  c.EXCHANGE_REPLAY))
     permissions = [
-        {"user": c.HUB_USER, "vhost": c.VHOST, "configure": "^$",
+        {"user": c.HUB_USER, "vhost": c.VHOST,
+         "configure": f"^{re.escape(c.QUEUE_DEAD_LETTER_LOCK)}$",
          "write": f"^({hub_writes})$", "read": f"^({hub_reads})$"},
     ] + [
         {"user": a, "vhost": c.VHOST, "configure": "^$",
@@ -87,33 +127,51 @@ def definitions(passwords: dict[str, str]) -> dict[str, Any]:
          "read": f"^{re.escape(c.inbox_queue(a))}$"}
         for a in authorities
     ]
+    # Topic authorisation: on the hub exchange an authority's routing key must be its own
+    # id (a user without an entry here could use any key, so every authority has one).
+    topic_permissions = [
+        {"user": a, "vhost": c.VHOST, "exchange": c.EXCHANGE_HUB,
+         "write": f"^{re.escape(a)}$", "read": "^$"}
+        for a in authorities
+    ]
     exchange = {"vhost": c.VHOST, "durable": True, "auto_delete": False, "internal": False,
                 "arguments": {}}
     exchanges = [
-        {"name": c.EXCHANGE_HUB, "type": "fanout", **exchange},
+        {"name": c.EXCHANGE_HUB, "type": "topic", **exchange},
         {"name": c.EXCHANGE_DELIVER, "type": "direct", **exchange},
         {"name": c.EXCHANGE_DLX, "type": "fanout", **exchange},
+        {"name": c.EXCHANGE_REPLAY, "type": "fanout", **exchange},
     ]
     queue = {"vhost": c.VHOST, "durable": True, "auto_delete": False}
     queues = [
         {"name": c.QUEUE_INBOUND, **queue, "arguments": _quorum()},
         {"name": c.QUEUE_DEAD_LETTER, **queue,
          "arguments": _quorum(dead_letter=False, limit=None)},
-    ] + [{"name": c.inbox_queue(a), **queue, "arguments": _quorum()} for a in authorities]
+        {"name": c.QUEUE_REPLAY, **queue, "arguments": _quorum()},
+    ] + [{"name": c.inbox_queue(a), **queue, "arguments": _quorum()} for a in authorities
+         ] + [{"name": c.inbound_queue(a), **queue, "arguments": _quorum(single_consumer=True)}
+              for a in authorities]
     binding = {"vhost": c.VHOST, "destination_type": "queue", "arguments": {}}
     bindings = [
-        {"source": c.EXCHANGE_HUB, "destination": c.QUEUE_INBOUND, "routing_key": "", **binding},
         {"source": c.EXCHANGE_DLX, "destination": c.QUEUE_DEAD_LETTER, "routing_key": "",
+         **binding},
+        {"source": c.EXCHANGE_REPLAY, "destination": c.QUEUE_REPLAY, "routing_key": "",
          **binding},
     ] + [
         {"source": c.EXCHANGE_DELIVER, "destination": c.inbox_queue(a), "routing_key": key,
          **binding}
         for a in authorities for key in (a, c.DIRECTORY_ROUTING_KEY)
+    ] + [
+        {"source": c.EXCHANGE_HUB, "destination": c.inbound_queue(a), "routing_key": a,
+         **binding}
+        for a in authorities
     ]
     return {
         "users": users,
         "vhosts": [{"name": c.VHOST}],
         "permissions": permissions,
+        "topic_permissions": topic_permissions,
+        "policies": policies(),
         "exchanges": exchanges,
         "queues": queues,
         "bindings": bindings,

@@ -23,7 +23,8 @@ import {
 
 export { base64url };
 
-export const EXCHANGE_HUB = 'treatyflow.hub';
+// A topic exchange: publish with routing key = your own authority id (your lane to the hub).
+export const EXCHANGE_HUB = 'treatyflow.inbound';
 export const CONTENT_TYPE_JWS = 'application/jose';
 export const CONTENT_TYPE_JWS_JSON = 'application/jose+json';
 export const TYPE_DIRECTORY = 'key_directory';
@@ -388,7 +389,7 @@ export class Agency {
       timestamp: Math.floor((sentAt ? Date.parse(sentAt) : Date.now()) / 1000),
     };
     return new Promise((resolve, reject) => {
-      this.publisher.publish(EXCHANGE_HUB, '', Buffer.from(token, 'ascii'), properties, (err) => (err ? reject(err) : resolve()));
+      this.publisher.publish(EXCHANGE_HUB, this.authority, Buffer.from(token, 'ascii'), properties, (err) => (err ? reject(err) : resolve()));
     });
   }
 

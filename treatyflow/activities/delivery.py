@@ -9,28 +9,45 @@ same). The originals a notice passes on are inside its payload, unchanged.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import NoReturn
 
 from aio_pika.abc import AbstractChannel
 from aio_pika.exceptions import PublishError
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from treatyflow import metrics
 from treatyflow.agency.client import to_amqp
-from treatyflow.agency.signing import SigningKey, sign
+from treatyflow.agency.signing import (
+    KeyRing,
+    KeySource,
+    SignatureError,
+    SigningKey,
+    UnknownKey,
+    header_of,
+    sign,
+    verify,
+)
 from treatyflow.constants import EXCHANGE_DELIVER, HUB_USER
 from treatyflow.schemas.messages import NoticeMessage
 
 UNROUTABLE = "Unroutable"
+# A notice the hub will not sign: its request was not opened by a registered key, or an
+# original it passes on does not verify (a workflow someone started or fed past the
+# gateway).
+UNVOUCHED = "Unvouched"
 
 
 class Deliver(BaseModel):
     """One notice to publish, its message id fixed by the workflow."""
 
     message: NoticeMessage
+    opening: str | None = Field(
+        None, description="The request's first message as its sender signed it (JWS).")
 
 
 class Delivered(BaseModel):
@@ -44,13 +61,16 @@ class Delivered(BaseModel):
 class Delivery:
     """Publishes with confirms, persistent, mandatory: a notice is in an inbox or raises."""
 
-    def __init__(self, channel: AbstractChannel, signing_key: Callable[[], SigningKey]) -> None:
+    def __init__(self, channel: AbstractChannel, signing_key: Callable[[], SigningKey],
+                 keys: KeySource) -> None:
         self.channel = channel  # replaced on each new broker connection
         self._key = signing_key  # the hub's current key (keys.CurrentKey)
+        self._keys = keys  # the registry (keys.RegistryFile), read as it is now
 
     @activity.defn(name="deliver")
     async def deliver(self, request: Deliver) -> Delivered:
         message = request.message
+        self._vouch(request)
         token = sign(message, self._key())  # art. 5.5: the hub signs what it sends
         exchange = await self.channel.get_exchange(EXCHANGE_DELIVER, ensure=False)
         try:
@@ -74,3 +94,61 @@ class Delivery:
             recipient=message.recipient,
             delivered_at=datetime.now(UTC),
         )
+
+    def _vouch(self, request: Deliver) -> None:
+        """Sign only for a request a registered key of its sender opened, and only notices
+        whose originals verify: whoever started or fed the workflow past the gateway, the
+        hub's key signs nothing no authority signed first (art. 5.5)."""
+        message = request.message
+        if request.opening is None:
+            self._unvouched(message, "its request holds no signed first message")
+        opening = self._verified(message, request.opening, "the request's first message")
+        if opening.get("request_id") != message.request_id:
+            self._unvouched(message, "the signed first message belongs to another request")
+        for token in message.body.originals:
+            self._verified(message, token, "an original it passes on")
+
+    def _verified(self, message: NoticeMessage, token: str, what: str) -> dict[str, object]:
+        """The payload of ``token`` if a registered key of its sender signed it; a key
+        revoked since still vouches for what was signed before the revocation."""
+        try:
+            try:
+                checked = verify(token, self._keys)
+            except UnknownKey:
+                key = self._keys.lookup(header_kid(token))
+                if key is None or key.revoked_at is None:
+                    raise
+                checked = verify(token, KeyRing(keys=[key.model_copy(
+                    update={"revoked_at": None})]))
+                if _sent_at(checked.payload) >= key.revoked_at:
+                    raise
+            payload = json.loads(checked.payload)
+        except (SignatureError, ValueError) as err:
+            self._unvouched(message, f"{what} does not verify: {err}")
+        if not isinstance(payload, dict) or payload.get("sender") != checked.key.owner:
+            self._unvouched(message, f"{what} is not signed by a key of its sender")
+        return payload
+
+    @staticmethod
+    def _unvouched(message: NoticeMessage, why: str) -> NoReturn:
+        metrics.NOTICES_UNVOUCHED.inc()
+        activity.logger.error("notice not signed: unvouched", extra={
+            "message_id": message.message_id, "request_id": message.request_id,
+            "recipient": message.recipient, "why": why})
+        raise ApplicationError(f"notice {message.message_id} not signed: {why}",
+                               type=UNVOUCHED, non_retryable=True)
+
+
+def header_kid(token: str) -> str:
+    """The ``kid`` a compact JWS names (unverified), or ''."""
+    try:
+        kid = header_of(token.encode()).get("kid")
+    except (SignatureError, ValueError):
+        return ""
+    return kid if isinstance(kid, str) else ""
+
+
+def _sent_at(payload: bytes) -> datetime:
+    value = json.loads(payload).get("sent_at")
+    return datetime.fromisoformat(value) if isinstance(value, str) else datetime.max.replace(
+        tzinfo=UTC)

@@ -356,18 +356,23 @@ class AgencyClient:
 
     async def publish_signed(self, token: str, envelope: BaseModel) -> None:
         """Publish a JWS signed elsewhere (``envelope`` is its payload, for the AMQP
-        properties that mirror it)."""
+        properties that mirror it). The routing key is this authority's id: the hub
+        exchange routes it into this authority's own lane, and the broker refuses any
+        other key from this login."""
         exchange = await self.channel.get_exchange(EXCHANGE_HUB, ensure=False)
         await exchange.publish(to_amqp(token, envelope, user_id=self.authority_id),
-                               routing_key="")
+                               routing_key=self.authority_id)
         self.last_sent = token
 
-    async def publish_raw(self, body: bytes, **properties: Any) -> None:
+    async def publish_raw(self, body: bytes, *, routing_key: str | None = None,
+                          **properties: Any) -> None:
         """Publish bytes as they are (for testing what the hub does with bad input)."""
         exchange = await self.channel.get_exchange(EXCHANGE_HUB, ensure=False)
         properties.setdefault("user_id", self.authority_id)
         properties.setdefault("delivery_mode", aio_pika.DeliveryMode.PERSISTENT)
-        await exchange.publish(aio_pika.Message(body=body, **properties), routing_key="")
+        await exchange.publish(aio_pika.Message(body=body, **properties),
+                               routing_key=self.authority_id if routing_key is None
+                               else routing_key)
 
     def _take_directory(self, body: bytes) -> None:
         """A key directory the hub sent: taken if it verifies and is newer; one that does

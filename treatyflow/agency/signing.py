@@ -54,6 +54,7 @@ __all__ = [
     "sign_directory",
     "verify",
     "verify_directory",
+    "verify_directory_self_signed",
 ]
 
 # RFC 8037's name for Ed25519 signatures; RFC 9864 names the same algorithm "Ed25519",
@@ -430,6 +431,18 @@ def verify_directory(text: str | bytes, trusted: KeySource) -> tuple[KeyRing, da
         return KeyRing.from_jwks({"keys": directory.keys}), directory.issued_at
     raise BadSignature("no signature of the directory is by a hub key you trust: "
                        + "; ".join(problems))
+
+
+def verify_directory_self_signed(text: str | bytes) -> tuple[KeyRing, datetime]:
+    """A directory checked against the hub keys it lists itself. This proves it whole and
+    signed by a hub key it names, not who made it: the trust anchor a request's workflow
+    starts from, before it takes only directories a key of the held one signed."""
+    try:
+        value = _object(text.encode() if isinstance(text, str) else text, "the directory")
+        listed = Directory.model_validate_json(_unb64url(value["payload"]))
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+        raise Malformed(f"the directory is not a JWS in JSON serialization: {err}") from err
+    return verify_directory(text, KeyRing.from_jwks({"keys": listed.keys}))
 
 
 def _iso(at: datetime) -> str:

@@ -75,7 +75,8 @@ ORAL = {"urgent": True, "oral": True, "signed_by": None}
 # The faults of one run, each once per entry, at random moments of the sending window.
 FAULT_PLAN = ("kill_worker", "kill_gateway", "kill_rabbitmq", "crash_authority", "duplicate",
               "kill_temporal", "kill_worker", "restart_rabbitmq", "kill_gateway",
-              "crash_authority", "duplicate", "poison", "unroutable")
+              "crash_authority", "duplicate", "poison", "unroutable",
+              "temporal_outage_over_deadline")
 
 
 def out_of_order() -> Behaviour:
@@ -214,6 +215,10 @@ class Injector:
         await self.start_timers()  # deemed receipt and lapse timers pending through it
         await asyncio.sleep(2)
         await self._kill_and_restore("temporal", 3)
+
+    async def temporal_outage_over_deadline(self) -> None:
+        self.notes["outage_over_deadline"].append(
+            await faults.outage_over_deadline_probe(self.settings))
 
     async def crash_authority(self) -> None:
         # The first requested authority, or the ministry every Kazakh transfer message

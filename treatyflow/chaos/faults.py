@@ -8,6 +8,7 @@ the machine is touched.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import signal
@@ -19,15 +20,21 @@ from typing import Any
 
 import aio_pika
 from aio_pika.exceptions import PublishError
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from treatyflow import constants as c
 from treatyflow.activities.delivery import UNROUTABLE, Deliver, Delivery
-from treatyflow.keys import CurrentKey
-from treatyflow.schemas.messages import NoticeBody, NoticeMessage
+from treatyflow.agency import AgencyClient
+from treatyflow.agency.signing import sign
+from treatyflow.hub import request_state
+from treatyflow.keys import CurrentKey, RegistryFile, signing_key
+from treatyflow.schemas.messages import InboundMessage, NoticeBody, NoticeMessage, parse_inbound
 from treatyflow.settings import Settings
+from treatyflow.temporal import connect
 from treatyflow.topology import _quorum, read_passwords
 from treatyflow.workers import stack
+from treatyflow.workflows.lifecycle import RequestState
 
 PROBE_USER = "treatyflow-chaos-probe"
 
@@ -232,7 +239,13 @@ async def unroutable_probe(settings: Settings) -> str:
             pass
         else:
             raise ProbeFailed("an unroutable mandatory publish was confirmed silently")
-        delivery = Delivery(channel, CurrentKey(settings.secrets_dir, c.HUB_SENDER))
+        registry = RegistryFile(settings.secrets_dir)
+        delivery = Delivery(channel, CurrentKey(settings.secrets_dir, c.HUB_SENDER), registry)
+        # The hub signs only for a request a registered key opened: a signed first message.
+        opening = sign(json.dumps({
+            "request_id": "CHAOS-UNROUTABLE", "sender": "KZ-GPO",
+            "sent_at": datetime.now(UTC).isoformat()}).encode(),
+            signing_key(settings.secrets_dir, "KZ-GPO"))
         notice = NoticeMessage(
             kind="notice", message_id=str(uuid.uuid4()), request_id="CHAOS-UNROUTABLE",
             treaty_id="sco-2010", sender=c.HUB_SENDER, recipient="XX-NOBODY",
@@ -240,10 +253,82 @@ async def unroutable_probe(settings: Settings) -> str:
             body=NoticeBody(event="request_delivered", status="sent", requesting="KZ-GPO",
                             requested="XX-NOBODY"))
         try:
-            await delivery.deliver(Deliver(message=notice))
+            await delivery.deliver(Deliver(message=notice, opening=opening))
         except ApplicationError as err:
             if err.type != UNROUTABLE or not err.non_retryable:
                 raise ProbeFailed(f"unroutable notice raised {err.type}, retryable="
                                   f"{not err.non_retryable}") from err
             return str(err)
         raise ProbeFailed("an unroutable notice was reported delivered")
+
+
+# An authority pair the chaos scenarios never use: the outage probe's request is its own.
+OUTAGE_PAIR = ("UZ-GPO", "KZ-SPS")
+_REPORT = {"extent": "full", "summary": "Executed during the outage drill.",
+           "confidentiality": "restricted"}
+
+
+async def outage_over_deadline_probe(settings: Settings) -> str:
+    """Art. 6.1 judged by arrival: a request whose execution report reaches the hub shortly
+    before its deadline, while Temporal is down and stays down past the deadline. After
+    the restart the request must be executed and not overdue, the timer's overdue mark
+    withdrawn on its record; raises ``ProbeFailed`` otherwise."""
+    requester, requested = OUTAGE_PAIR
+    passwords = read_passwords(settings.secrets_dir)
+    rid = f"OUTAGE-{uuid.uuid4().hex[:10].upper()}"
+    day = settings.seconds_per_day
+
+    def envelope(kind: str, sender: str, recipient: str, body: dict[str, Any]) -> InboundMessage:
+        return parse_inbound(json.dumps({
+            "schema_version": "2", "message_id": str(uuid.uuid4()), "kind": kind,
+            "request_id": rid, "treaty_id": "sco-2010", "sender": sender,
+            "recipient": recipient, "sent_at": datetime.now(UTC).isoformat(), "body": body}))
+
+    def agency(who: str) -> AgencyClient:
+        return AgencyClient(who, settings.amqp_url(who, passwords[who]),
+                            signing_key=signing_key(settings.secrets_dir, who),
+                            keys=RegistryFile(settings.secrets_dir))
+
+    client = await connect(settings)
+    async with agency(requester) as uz, agency(requested) as kz:
+        await uz.publish(envelope("request", requester, requested, _request_body()))
+        await _until(client, rid, "sent", 30)
+        await kz.publish(envelope("receipt", requested, requester, {}))
+        deadline = (await _until(client, rid, "received", 30)).deadline
+        if deadline is None:
+            raise ProbeFailed(f"{rid}: no execution deadline after the receipt")
+        await asyncio.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds() - 2 * day))
+        kill(settings, "temporal")
+        await kz.publish(envelope("execution_report", requested, requester, _REPORT))
+        await asyncio.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds() + day))
+    await restore(settings)
+    state = await _until(await connect(settings), rid, "executed", 90)
+    events = [e.event for e in state.timeline]
+    if state.overdue or "overdue_withdrawn" not in events:
+        raise ProbeFailed(f"{rid}: the report sent before the deadline was judged late: "
+                          f"overdue={state.overdue}, timeline {events}")
+    return f"{rid}: executed on time across the outage ({', '.join(events[-3:])})"
+
+
+def _request_body() -> dict[str, Any]:
+    return {"purpose": "Outage drill: a report sent before its deadline.",
+            "assistance_requested": "Bank statements of account 123 for 2025.",
+            "facts": "Funds were moved through account 123 in 2025.",
+            "confidentiality": "confidential", "form_of_cooperation": "information_exchange",
+            "crime_category": "economic_money_laundering_terrorist_financing",
+            "language": "ru", "urgent": False, "oral": False,
+            "signed_by": {"name": "A. Head", "position": "head"}}
+
+
+async def _until(client: Client, rid: str, status: str, timeout: float) -> RequestState:
+    deadline = time.monotonic() + timeout
+    state = None
+    while time.monotonic() < deadline:
+        try:
+            state = await request_state(client, "sco-2010", rid)
+        except Exception:  # noqa: BLE001 - Temporal coming back, or not started yet
+            state = None
+        if state is not None and state.status.value == status:
+            return state
+        await asyncio.sleep(0.5)
+    raise ProbeFailed(f"{rid} is {state.status.value if state else 'not found'}, not {status}")

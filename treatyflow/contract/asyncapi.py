@@ -18,7 +18,8 @@ BINDING = "0.3.0"  # AsyncAPI AMQP bindings version
 PARAMETER = "{authorityId}"
 # Written by the gateway on each dead letter besides HEADER_PROBLEM and HEADER_REASON
 # (treatyflow/workers/gateway.py, Gateway._dead_letter).
-DEAD_LETTER_HEADERS = ("x-original-user-id", "x-original-message-id", "x-refused-at")
+DEAD_LETTER_HEADERS = (c.HEADER_ORIGINAL_USER, c.HEADER_REFUSED_AT, c.HEADER_BODY_SIZE,
+                       c.HEADER_BODY_SHA256, c.HEADER_BODY_TRUNCATED)
 DIRECTORY_KIND = "key_directory"
 _REFUSAL = re.compile(r'Refusal\(\s*"([a-z_]+)"')
 
@@ -117,20 +118,26 @@ def _dead_letter_message() -> dict[str, Any]:
                            "error sent to the sender.", "examples": problem_codes()},
         c.HEADER_REASON: {"type": "string", "maxLength": 4000,
                           "description": "Every reason, joined by '; '."},
-        DEAD_LETTER_HEADERS[0]: {"type": "string", "description": "The AMQP user_id of the "
-                                 "delivery (the authority that sent it)."},
-        DEAD_LETTER_HEADERS[1]: {"type": "string", "description": "The AMQP message_id of "
-                                 "the delivery."},
-        DEAD_LETTER_HEADERS[2]: {"type": "string", "format": "date-time",
-                                 "description": "When the hub refused it."},
+        c.HEADER_ORIGINAL_USER: {"type": "string", "description": "The AMQP user_id of the "
+                                 "delivery, as the broker validated it (the authority that "
+                                 "sent it)."},
+        c.HEADER_REFUSED_AT: {"type": "string", "format": "date-time",
+                              "description": "When the hub refused it."},
+        c.HEADER_BODY_SIZE: {"type": "integer", "description": "Only for a body over "
+                             f"{c.MAX_BODY_BYTES} bytes: its size; the copy keeps its first "
+                             f"{c.MAX_BODY_BYTES} bytes."},
+        c.HEADER_BODY_SHA256: {"type": "string", "description": "Only for a body over "
+                               f"{c.MAX_BODY_BYTES} bytes: the SHA-256 (hex) of the whole body."},
+        c.HEADER_BODY_TRUNCATED: {"type": "boolean", "description": "true: the body is cut."},
     }
     return {
         "name": "dead_letter", "title": "refused message",
         "summary": "A message the hub refused, kept with its reason; nothing of it was applied.",
         "description": "The body, content type, type, message_id and correlation_id are the "
-        "refused delivery's, unchanged (usually a JWS, possibly anything). The headers say "
-        f"why. Published to {c.EXCHANGE_DLX} with routing key = the problem code; the broker "
-        f"also dead-letters here a message redelivered more than {c.DELIVERY_LIMIT} times.",
+        "refused delivery's, unchanged (usually a JWS, possibly anything). The headers are "
+        "the hub's alone and say why: none of the sender's headers is copied. Published "
+        f"to {c.EXCHANGE_DLX} with routing key = the problem code; the broker also "
+        f"dead-letters here a message redelivered more than {c.DELIVERY_LIMIT} times.",
         "headers": {"type": "object", "properties": headers,
                     "required": [c.HEADER_PROBLEM, c.HEADER_REASON]},
         "payload": {"type": "string", "description": "The refused body as it arrived."},
@@ -147,9 +154,13 @@ def document() -> dict[str, Any]:
     channels: dict[str, Any] = {
         "hub": {
             "address": c.EXCHANGE_HUB, "title": "the hub exchange",
-            "description": f"Authorities publish every message here ({c.EXCHANGE_HUB}, routing "
-            f"key \"\"), with publisher confirms; it routes to the hub's queue "
-            f"{c.QUEUE_INBOUND}. An authority may write nowhere else.",
+            "description": f"Authorities publish every message here ({c.EXCHANGE_HUB}, a topic "
+            "exchange), with publisher confirms and the routing key = their own authority "
+            f"id: it routes into their own lane {c.inbound_queue('{authorityId}')}, which the "
+            "hub serves beside the other senders' lanes. The broker refuses any other routing "
+            "key (ACCESS_REFUSED) and a message over "
+            f"{c.MAX_MESSAGE_BYTES} bytes (PRECONDITION_FAILED); a full lane nacks the "
+            "publish. An authority may write nowhere else.",
             "messages": {k: _ref("components", "messages", k) for k in inbound},
             "bindings": {"amqp": {"is": "routingKey", "exchange": _exchange(defs, c.EXCHANGE_HUB),
                                   "bindingVersion": BINDING}},
@@ -199,10 +210,11 @@ def document() -> dict[str, Any]:
             "action": "send", "channel": _ref("channels", "hub"),
             "title": "Send a message to the hub",
             "description": "Sign the envelope (JWS compact, your key) and publish the JWS as "
-            "the body; user_id = your authority id. The hub answers a refusal with an error "
-            "in your inbox.",
+            "the body; user_id = your authority id, routing key = your authority id, no "
+            f"headers of your own (AMQP properties over {c.MAX_HEADER_BYTES} bytes are "
+            "refused as oversize). The hub answers a refusal with an error in your inbox.",
             "messages": [_ref("channels", "hub", "messages", k) for k in inbound],
-            "bindings": {"amqp": publish},
+            "bindings": {"amqp": {**publish, "cc": ["{authorityId}"]}},
         },
         "receiveFromInbox": {
             "action": "receive", "channel": _ref("channels", "inbox"),
@@ -258,6 +270,7 @@ def document() -> dict[str, Any]:
             "securitySchemes": {"authority": {
                 "type": "userPassword",
                 "description": "AMQP PLAIN: user = your authority id. The broker lets it "
-                f"write only to {c.EXCHANGE_HUB} and read only its own inbox."}},
+                f"write only to {c.EXCHANGE_HUB}, under its own id as routing key, and read "
+                "only its own inbox."}},
         },
     }

@@ -22,14 +22,17 @@ from pydantic import (
     model_validator,
 )
 
+from treatyflow.schemas import limits
 from treatyflow.schemas.envelope import (  # re-exported: the contract's one import
-    FORBIDDEN_CHARACTERS,  # noqa: F401
     MIGRATION_NOTE,  # noqa: F401
     SCHEMA_VERSION,  # noqa: F401
+    WIRE,
     AuthorityId,
     EnvelopeBase,
     KeyId,  # noqa: F401
+    MediumText,
     MessageId,  # noqa: F401
+    Name,
     PartyId,  # noqa: F401
     Printable,  # noqa: F401
     Reason,
@@ -58,16 +61,18 @@ class Signatory(BaseModel):
     """Art. 5.5: the head of the requesting authority or a deputy."""
 
     model_config = _strict
-    name: ShortText
-    position: ShortText = Field(description="'head' or 'deputy' (art. 5.5).", examples=["head"])
+    name: Name = Field(description="Who signed: visible characters, never only fillers or "
+                       "spaces (art. 5.5).")
+    position: Name = Field(description="'head' or 'deputy' (art. 5.5).", examples=["head"])
 
 
 class RequestBody(BaseModel):
     """A request for assistance (art. 5.4: required content; art. 5.2: oral when urgent)."""
 
     model_config = _strict
-    purpose: Text = Field(description="Purpose and justification (art. 5.4).")
-    assistance_requested: Text = Field(description="What assistance is requested (art. 5.4).")
+    purpose: MediumText = Field(description="Purpose and justification (art. 5.4).")
+    assistance_requested: MediumText = Field(
+        description="What assistance is requested (art. 5.4).")
     facts: Text = Field(description="The merits of the case (art. 5.4).")
     confidentiality: Confidentiality = Field(description="Art. 5.4, 7.1.")
     form_of_cooperation: ShortText = Field(description="Art. 3; a code from the treaty profile.")
@@ -132,7 +137,7 @@ class DeferralBody(BaseModel):
     """Execution postponed on an art. 6.7 ground, with the reason in writing (art. 6.9)."""
 
     model_config = _strict
-    grounds: Annotated[list[ShortText], Field(min_length=1)]
+    grounds: Annotated[list[ShortText], Field(min_length=1, max_length=limits.GROUNDS_MAX)]
     reason: Reason
 
 
@@ -148,7 +153,7 @@ class RefusalBody(BaseModel):
 
     model_config = _strict
     extent: Literal["whole", "part"]
-    grounds: Annotated[list[ShortText], Field(min_length=1)]
+    grounds: Annotated[list[ShortText], Field(min_length=1, max_length=limits.GROUNDS_MAX)]
     reason: Reason
     refused_part: ShortText | None = Field(None, description="Which part, when extent is 'part'.")
 
@@ -169,7 +174,8 @@ class ConsentRequestBody(BaseModel):
     model_config = _strict
     scope: Literal["other_purpose", "third_party_transfer"] = Field(
         description="'other_purpose' (art. 7.2) or 'third_party_transfer' (art. 7.3).")
-    purpose: Text = Field(description="The purpose the results would serve under the consent.")
+    purpose: MediumText = Field(
+        description="The purpose the results would serve under the consent.")
     third_party: AuthorityId | None = Field(
         None, description="For a transfer: the competent authority of a third state that "
                           "would receive the results (art. 7.3); absent otherwise.",
@@ -188,9 +194,9 @@ class ConsentDecisionBody(BaseModel):
 
     model_config = _strict
     granted: bool = Field(description="True: written consent given; false: refused.")
-    conditions: Text | None = Field(
+    conditions: MediumText | None = Field(
         None, description="Conditions attached to a consent (e.g. no onward transfer).")
-    reason: Text | None = Field(None, description="Why, in writing (usual for a refusal).")
+    reason: MediumText | None = Field(None, description="Why, in writing (usual for a refusal).")
 
 
 class ResultsTransferBody(BaseModel):
@@ -421,7 +427,18 @@ class Submission(BaseModel):
         "workflow keeps it to tell a different message reusing this message id apart.")
     jws: str | None = Field(
         None, description="The message as its sender signed it (JWS compact serialization): "
-        "passed on unchanged to the other party inside the hub's notices (art. 5.5).")
+        "passed on unchanged to the other party inside the hub's notices (art. 5.5). The "
+        "workflow verifies it against its key directory and applies nothing unsigned.")
+    received_at: AwareDatetime | None = Field(
+        None, description="When the gateway first received the message from the broker: "
+        "timeliness is judged by it (never before the signed sent_at, never after now), "
+        "not by when Temporal got to apply it.")
+    directory: str | None = Field(
+        None, description="The hub's signed key directory (JWS, JSON serialization), sent "
+        "when the workflow asks for a newer one than it holds.")
+    directory_issued_at: AwareDatetime | None = Field(
+        None, description="When the directory the hub holds now was issued: a workflow "
+        "holding an older one asks for it before it verifies (a revocation reaches it).")
 
 
 def message_digest(message: BaseModel) -> str:
@@ -433,8 +450,12 @@ def message_digest(message: BaseModel) -> str:
 def parse_inbound(raw: bytes | str) -> InboundMessage:
     """Parse one message from an authority, strictly: a value of the wrong JSON type is an
     error naming its field, never converted; raises pydantic.ValidationError."""
-    return INBOUND.validate_json(raw, strict=True)
+    return INBOUND.validate_json(raw, strict=True, context=WIRE)
 
 
 def parse_outbound(raw: bytes | str) -> OutboundMessage:
-    return OUTBOUND.validate_json(raw, strict=True)
+    """Parse one message from the hub, strictly typed, but ignoring members this version
+    does not know: the hub may add an optional member to what it sends (the additive-change
+    policy) without breaking agencies on an older client. What agencies send is held to
+    the model exactly (``parse_inbound``)."""
+    return OUTBOUND.validate_json(raw, strict=True, extra="ignore")

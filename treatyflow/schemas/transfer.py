@@ -13,13 +13,16 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
 
+from treatyflow.schemas import limits
 from treatyflow.schemas.envelope import (
+    WIRE,
     EnvelopeBase,
+    MediumText,
     MessageId,
+    Name,
     Reason,
     RequestId,
     ShortText,
-    Text,
 )
 from treatyflow.schemas.treaty import (
     AUTHORITY_ID_PATTERN,
@@ -304,7 +307,7 @@ class Offence(BaseModel):
         description="The sentencing state's criminal-law provision.",
         examples=["Criminal Code of the Republic of Kazakhstan, art. 190(4)"],
     )
-    description: Text
+    description: MediumText
     military: bool = Field(False, description="A military crime (art. 9.1(b)).")
 
 
@@ -312,10 +315,11 @@ class PersonData(BaseModel):
     """The convicted person (art. 7.1(a))."""
 
     model_config = _strict
-    full_name: ShortText
+    full_name: Name
     date_of_birth: date
-    place_of_birth: ShortText
-    citizenship: Annotated[list[CountryCode], Field(min_length=1)] = Field(
+    place_of_birth: Name
+    citizenship: Annotated[list[CountryCode], Field(min_length=1,
+                                                    max_length=limits.CITIZENSHIPS_MAX)] = Field(
         description="ISO 3166-1 alpha-2 of every citizenship held (art. 8.1).",
         examples=[["AE"]],
     )
@@ -328,7 +332,7 @@ class SentenceData(BaseModel):
     """The sentence (art. 7.1(b), (c)): the dates from which art. 8.2 and 8.3 are computed."""
 
     model_config = _strict
-    court: ShortText
+    court: Name
     judgment_date: date
     judgment_final_on: date | None = Field(
         description="The day the judgment entered into legal force; null: not yet (art. 8.2)."
@@ -381,7 +385,7 @@ class DocumentItem(BaseModel):
     )
     signed: bool = Field(description="Signed by the requesting authority (art. 6.2).")
     stamped: bool = Field(description="Stamped by the requesting authority (art. 6.2).")
-    ref: ShortText = Field(description="Reference or hash of the attachment.")
+    ref: Name = Field(description="Reference or hash of the attachment.")
 
 
 # --- bodies ---------------------------------------------------------------------------
@@ -414,7 +418,8 @@ class TransferRequestBody(BaseModel):
     translation: LanguageCode | None = Field(None, examples=["en"])
     signed: bool
     stamped: bool
-    documents: list[DocumentItem] = Field(default_factory=list)
+    documents: list[DocumentItem] = Field(default_factory=list,
+                                          max_length=limits.DOCUMENTS_MAX)
 
 
 class TransferRelayBody(BaseModel):
@@ -431,7 +436,8 @@ class TransferDocumentsBody(BaseModel):
     """Documents of the checklist (art. 7), with the structured data they carry."""
 
     model_config = _strict
-    documents: Annotated[list[DocumentItem], Field(min_length=1)]
+    documents: Annotated[list[DocumentItem], Field(min_length=1,
+                                                   max_length=limits.DOCUMENTS_MAX)]
     sentence: SentenceData | None = Field(None, description="With 7.1(b).")
     consent: ConsentRecord | None = Field(None, description="With 7.1(e).")
     executing_state_provision: ShortText | None = Field(None, description="With 7.2(b).")
@@ -441,7 +447,7 @@ class TransferDocumentsRequestBody(BaseModel):
     """One state asks the other for documents of the checklist (art. 7)."""
 
     model_config = _strict
-    documents: Annotated[list[Code], Field(min_length=1)]
+    documents: Annotated[list[Code], Field(min_length=1, max_length=limits.DOCUMENTS_MAX)]
     reason: ShortText
 
 
@@ -470,8 +476,10 @@ class TransferRefusalBody(BaseModel):
     """A state refuses, citing grounds of art. 9 and/or unmet conditions of art. 8, in writing."""
 
     model_config = _strict
-    grounds: list[Code] = Field(default_factory=list, examples=[["military_offence"]])
-    conditions_not_met: list[ConditionCode] = Field(default_factory=list)
+    grounds: list[Code] = Field(default_factory=list, examples=[["military_offence"]],
+                                max_length=limits.GROUNDS_MAX)
+    conditions_not_met: list[ConditionCode] = Field(default_factory=list,
+                                                    max_length=limits.GROUNDS_MAX)
     reason: Reason
 
     @model_validator(mode="after")
@@ -491,7 +499,8 @@ class Route(BaseModel):
 
     model_config = _strict
     mode: Literal["air", "land", "sea"]
-    transit_states: list[CountryCode] = Field(default_factory=list)
+    transit_states: list[CountryCode] = Field(default_factory=list,
+                                              max_length=limits.TRANSIT_STATES_MAX)
     landing_in_transit: bool = Field(
         True, description="False: overflight only; no transit permit is needed (art. 16.4)."
     )
@@ -522,7 +531,7 @@ class TransferExecutionReportBody(BaseModel):
     term_imposed: Term | None = Field(
         None, description="enforcement_continued: the term set by its court (art. 10.2)."
     )
-    details: Text | None = None
+    details: MediumText | None = None
 
 
 class TransferSentenceDecisionBody(BaseModel):
@@ -532,7 +541,7 @@ class TransferSentenceDecisionBody(BaseModel):
     decision: Literal["review", "pardon", "amnesty", "other"]
     effect: Literal["ends_enforcement", "changes_enforcement", "none"]
     decided_on: date
-    details: Text
+    details: MediumText
 
 
 class TransferEnforcementChangeBody(BaseModel):
@@ -548,7 +557,7 @@ class TransferInformationRequestBody(BaseModel):
     """The sentencing state asks how the sentence is being executed (art. 13.2)."""
 
     model_config = _strict
-    questions: Text
+    questions: MediumText
 
 
 class TransitRequestBody(BaseModel):
@@ -561,7 +570,7 @@ class TransitRequestBody(BaseModel):
     route: Route
     period_from: date = Field(description="The period asked for (art. 16.3).")
     period_to: date
-    documents: list[DocumentItem]
+    documents: list[DocumentItem] = Field(max_length=limits.DOCUMENTS_MAX)
 
     @model_validator(mode="after")
     def _period(self) -> TransitRequestBody:
@@ -726,9 +735,9 @@ TRANSFER_KINDS = frozenset({*SENT_BY, "transfer_transit_request", "transfer_tran
 
 def parse_transfer(raw: bytes | str) -> TransferInbound:
     """Parse one message of a transfer; raises pydantic.ValidationError naming each problem."""
-    return TRANSFER_INBOUND.validate_json(raw)
+    return TRANSFER_INBOUND.validate_json(raw, context=WIRE)
 
 
 def parse_transit(raw: bytes | str) -> TransitInbound:
-    return TRANSIT_INBOUND.validate_json(raw)
+    return TRANSIT_INBOUND.validate_json(raw, context=WIRE)
 

@@ -174,10 +174,11 @@ async def check(settings: Settings, attacker_id: str, counterpart_id: str, third
     key_ids = current_key_ids(ring)
     kits = {
         "sco": Kit(attacker_id, counterpart_id, third,
-                   _signing_key(secrets, attacker_id, ring), key_ids=key_ids, revoked=revoked),
+                   _signing_key(secrets, attacker_id, ring), key_ids=key_ids, revoked=revoked,
+                   burst=settings.sender_burst),
         "transfer": Kit(transfer_attacker_id, transfer_counterpart_id, third,
                         _signing_key(secrets, transfer_attacker_id, ring),
-                        treaty=TRANSFER_TREATY, key_ids=key_ids),
+                        treaty=TRANSFER_TREATY, key_ids=key_ids, burst=settings.sender_burst),
     }
     kit = kits["sco"]
     _say(f"attacker={attacker_id} (every hostile input; reads its own inbox; transfer cases: "

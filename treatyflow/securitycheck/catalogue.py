@@ -52,6 +52,7 @@ from treatyflow.securitycheck.kit import (
     segments,
     transfer_body,
 )
+from treatyflow.securitycheck.limit_cases import LIMIT_CASES
 from treatyflow.securitycheck.runner import (
     ACCESS_REFUSED,
     PRECONDITION_FAILED,
@@ -62,6 +63,7 @@ from treatyflow.securitycheck.runner import (
     notice,
     open_target,
 )
+from treatyflow.securitycheck.text_cases import TEXT_CASES
 from treatyflow.workers.transfers import document, transfer_request_content
 
 __all__ = [
@@ -297,8 +299,9 @@ CATALOGUE: list[Case] = [
          "replayed_message_id", _replayed, target="own"),
     Case("unknown_request", "a receipt for a request nobody sent", "unknown_request",
          lambda k: k.send(k.envelope("receipt"))),
-    Case("another_authoritys_request", "a refusal of a request between two other authorities",
-         "not_allowed_now", lambda k: k.send(k.envelope("refusal", target="foreign", body={
+    Case("another_authoritys_request", "a refusal of a request between two other authorities "
+         "(answered as though it did not exist: a stranger learns nothing)",
+         "unknown_request", lambda k: k.send(k.envelope("refusal", target="foreign", body={
              "extent": "whole", "grounds": ["security"], "reason": "Not ours, but refused."})),
          target="foreign"),
     Case("report_before_receipt", "an execution report before the receipt", "not_allowed_now",
@@ -360,6 +363,8 @@ CATALOGUE: list[Case] = [
          target="own", procedure="transfer"),
     # --- JWS forgeries (jws_cases.py)
     *JWS_CASES,
+    # --- invisible text and limits (text_cases.py, issue 12)
+    *TEXT_CASES,
     # --- the broker: straight at another inbox, or reading what is not yours
     Case("deliver_to_other_inbox", "publish into treatyflow.deliver, routing key = another "
          "authority", ACCESS_REFUSED,
@@ -374,7 +379,7 @@ CATALOGUE: list[Case] = [
     Case("dead_letter_exchange", "publish into treatyflow.dlx", ACCESS_REFUSED,
          probe=_publish(c.EXCHANGE_DLX, lambda k: "malformed")),
     Case("foreign_user_id", "AMQP user_id = another authority", PRECONDITION_FAILED,
-         probe=_publish(c.EXCHANGE_HUB, lambda k: "", user_id=lambda k: k.counterpart),
+         probe=_publish(c.EXCHANGE_HUB, lambda k: k.attacker, user_id=lambda k: k.counterpart),
          flag="forged_sender"),
     Case("get_other_inbox", "basic.get on another authority's inbox", ACCESS_REFUSED,
          probe=_read(lambda k: c.inbox_queue(k.counterpart)), flag="cross_inbox_read"),
@@ -387,4 +392,6 @@ CATALOGUE: list[Case] = [
          probe=_read(lambda k: c.QUEUE_INBOUND)),
     Case("spy_queue", "declare a queue and bind it to treatyflow.deliver", ACCESS_REFUSED,
          probe=_declare_spy_queue, flag="cross_inbox_read"),
+    # --- byte limits, forged hub headers, lanes, a flood (limit_cases.py, issue 12)
+    *LIMIT_CASES,
 ]

@@ -142,6 +142,7 @@ class Attempt:
     message_id: str
     content_type: str | None = JOSE
     says: tuple[str, ...] = ()
+    headers: dict[str, Any] | None = None  # AMQP headers of the attacker's own
 
 
 @dataclass
@@ -157,6 +158,7 @@ class Kit:
     treaty: str = TREATY
     key_ids: dict[str, str] = field(default_factory=dict)  # owner -> current key id (public)
     revoked: SigningKey | None = None  # a key of the attacker the registry revoked
+    burst: int = 200  # the hub's per-sender burst (Settings.sender_burst), for the flood
 
     @staticmethod
     def fresh_id() -> str:
@@ -215,6 +217,8 @@ class Kit:
 
 
 Probe = Callable[[Kit, AbstractChannel], Awaitable[None]]
+# How many more than the burst a flood sends: the bucket refills while the hub reads them.
+FLOOD_MARGIN = 150
 
 
 @dataclass(frozen=True)
@@ -231,6 +235,9 @@ class Case:
     flag: Flag | None = None
     procedure: Procedure = "sco"  # whose kit sends it: a transfer case, a transfer party's
     says: str | None = None  # words the error's reasons must hold (the article, the party)
+    # A flood: ``build``'s bytes sent ``Kit.burst`` + ``FLOOD_MARGIN`` times at once; the
+    # case is met when one of them is refused with ``problem``.
+    flood: bool = False
 
     @property
     def layer(self) -> Literal["gateway", "broker"]:

@@ -22,13 +22,19 @@ from treatyflow import constants as c
 from treatyflow.agency import AgencyClient
 from treatyflow.agency.signing import KeyRing
 from treatyflow.schemas.messages import ErrorMessage, OutboundMessage, parse_inbound
-from treatyflow.securitycheck.kit import Case, Kit, Target, payload_of
+from treatyflow.securitycheck.kit import FLOOD_MARGIN, Attempt, Case, Kit, Target, payload_of
 from treatyflow.workers.transfers import TRANSFER_TREATY
 
 # How long a withdrawn request's workflow is given to finish before a case aims at it.
 CLOSING_SECONDS = 3.0
 ACCESS_REFUSED = "ACCESS_REFUSED"
 PRECONDITION_FAILED = "PRECONDITION_FAILED"
+# The only headers the hub's copy in hub.dead-letter may carry: the hub's own.
+HUB_HEADERS = frozenset({c.HEADER_PROBLEM, c.HEADER_REASON, c.HEADER_ORIGINAL_USER,
+                         c.HEADER_REFUSED_AT, c.HEADER_BODY_SIZE, c.HEADER_BODY_SHA256,
+                         c.HEADER_BODY_TRUNCATED})
+# After a flood, the attacker's bucket refills this long before the next case.
+FLOOD_REFILL_S = 2.0
 
 
 class Expecting(Protocol):
@@ -96,15 +102,56 @@ def _broker_reply(err: BaseException) -> str | None:
     return None
 
 
+async def _send(client: AgencyClient, bad: Attempt, message_id: str | None = None) -> None:
+    properties: dict[str, Any] = {"message_id": message_id or bad.message_id}
+    if bad.content_type is not None:
+        properties["content_type"] = bad.content_type
+    if bad.headers:
+        properties["headers"] = bad.headers
+    await client.publish_raw(bad.body, **properties)
+
+
+async def _flood(case: Case, kit: Kit, client: AgencyClient, inbox: Expecting,
+                 timeout: float) -> Result:
+    """``build``'s bytes past the attacker's burst, all at once; the first error with the
+    case's problem is the result (the rest are answered too, as what they are)."""
+    bad = case.build(kit)  # type: ignore[misc]
+    ids = [kit.fresh_id() for _ in range(kit.burst + FLOOD_MARGIN)]
+    for start in range(0, len(ids), 50):
+        await asyncio.gather(*(_send(client, bad, i) for i in ids[start:start + 50]))
+    answers: dict[str, ErrorMessage] = {}
+
+    def error_for(message_id: str) -> Callable[[OutboundMessage], bool]:
+        return lambda m: isinstance(m, ErrorMessage) and \
+            m.body.refused_message_id == message_id
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 2 * timeout  # every answer, within one wait in all
+    for message_id in ids:
+        try:
+            got = await inbox.expect(error_for(message_id), max(0.1, deadline - loop.time()))
+        except (AssertionError, TimeoutError):
+            continue
+        assert isinstance(got, ErrorMessage)
+        answers[message_id] = got
+    await asyncio.sleep(FLOOD_REFILL_S)
+    hit = [(i, e) for i, e in answers.items() if e.body.problem == case.problem]
+    if not hit:
+        problems = sorted({e.body.problem for e in answers.values()})
+        return Result(case, problems[0] if problems else None,
+                      [f"{len(answers)} of {len(ids)} answered, with {problems}"], ids[-1])
+    message_id, error = hit[0]
+    return Result(case, error.body.problem, error.body.reasons, message_id, None, bad.says)
+
+
 async def attempt(case: Case, kit: Kit, client: AgencyClient, inbox: Expecting,
                   connection: AbstractConnection, timeout: float = 15) -> Result:
     """Send one case as the attacker and say how it was refused."""
+    if case.build is not None and case.flood:
+        return await _flood(case, kit, client, inbox, timeout)
     if case.build is not None:
         bad = case.build(kit)
-        properties: dict[str, Any] = {"message_id": bad.message_id}
-        if bad.content_type is not None:
-            properties["content_type"] = bad.content_type
-        await client.publish_raw(bad.body, **properties)
+        await _send(client, bad)
         named = named_request(bad.body)
         try:
             error = await inbox.expect(
@@ -155,6 +202,28 @@ async def dead_letters(url: str, wanted: set[str], timeout: float = 10) -> dict[
             pass
         # Closing the channel unacked returns every message to the queue.
     return found
+
+
+async def kept_headers(url: str, message_id: str, timeout: float = 10) -> dict[str, Any] | None:
+    """The headers of the copy of ``message_id`` in ``hub.dead-letter`` (None: not there),
+    read without taking anything out; without ``x-delivery-count``, which the broker adds
+    to a message given back to a quorum queue (as every read of the queue does)."""
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.get_queue(c.QUEUE_DEAD_LETTER, ensure=False)
+        seen = asyncio.get_running_loop().create_future()
+
+        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            if message.message_id == message_id and not seen.done():
+                seen.set_result({k: v for k, v in (message.headers or {}).items()
+                                 if k != "x-delivery-count"})
+
+        await queue.consume(on_message)
+        try:
+            return await asyncio.wait_for(seen, timeout)  # type: ignore[no-any-return]
+        except TimeoutError:
+            return None
 
 
 def current_key_ids(ring: KeyRing) -> dict[str, str]:

@@ -7,6 +7,7 @@
                     [--due-within DAYS] [--open]
     treatyflow send FILE --as AUTHORITY
     treatyflow keys list [--owner ID] [--json] | rotate OWNER [--public-key B64URL] | revoke KEY_ID
+    treatyflow dead-letters list | show ID | replay | purge | audit   (treatyflow dead-letters -h)
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from treatyflow.schemas.treaty import load_header, use_folder
 from treatyflow.settings import Settings
 from treatyflow.temporal import connect
 from treatyflow.topology import read_passwords
-from treatyflow.workers import demo, stack
+from treatyflow.workers import deadletters, demo, stack
 from treatyflow.workers.gateway import describe
 from treatyflow.workflows.lifecycle import OperatorAction, RequestState, treaty_days_left
 from treatyflow.workflows.request import (
@@ -225,7 +226,13 @@ async def _operate(
     if isinstance(client, str):
         return client
     try:
-        return await operate(client, treaty, request_id, action)
+        # Signed with the operators' key (the stack's secrets folder): the workflow acts on
+        # nothing else, whoever reaches Temporal.
+        key = signing_key(settings.secrets_dir, c.OPERATOR_SIGNER)
+    except (KeyStoreError, FileNotFoundError) as err:
+        return f"cannot sign the action with the operators' key: {err}"
+    try:
+        return await operate(client, treaty, request_id, action, key)
     except Refusal as refusal:
         return "; ".join(refusal.reasons)
 
@@ -464,10 +471,13 @@ def main(argv: list[str] | None = None) -> int:
     kx.add_argument("--unsigned", action="store_true",
                     help="the bare JWKS, without the hub's signatures around it")
     kx.add_argument("-o", "--output", type=Path, help="write to this file (default: stdout)")
+    deadletters.add_parser(sub)
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     use_folder(settings.treaties_dir)
     console = Console()
+    if args.command == "dead-letters":
+        return deadletters.command(settings, args)
     if args.command == "keys":
         args.owner = getattr(args, "owner", None)
         args.json = getattr(args, "json", False)

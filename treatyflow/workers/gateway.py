@@ -1,5 +1,12 @@
-"""The gateway: takes authorities' messages off ``hub.inbound`` and hands each to its
-request's workflow; acks only after Temporal accepted it.
+"""The gateway: takes authorities' messages off their lanes (``hub.inbound.<id>``, one
+per sender, served side by side) and hands each to its request's workflow; acks only after
+Temporal accepted it.
+
+Before anything else a delivery is screened: AMQP properties (headers included) past
+``MAX_HEADER_BYTES`` are refused ``oversize``, a sender past its share (a token bucket per
+broker-validated user id) ``rate_limited``. What the gateway publishes of its own (the
+dead-letter copy, the ``error``) goes out on a connection apart from the one the lanes are
+acked on, with confirms: one message's failure never touches another's delivery.
 
 Every message is a JWS by its sender's Ed25519 key, registered to the connected authority
 and not revoked (art. 5.5): the gateway verifies the bytes as sent and only then parses
@@ -41,7 +48,13 @@ from treatyflow.agency.signing import (
     verify,
 )
 from treatyflow.hub import Refusal, is_transient, submit
-from treatyflow.keys import CurrentKey, RegistryFile, issued_at, signed_directory
+from treatyflow.keys import (
+    CurrentKey,
+    RegistryFile,
+    SignedDirectory,
+    issued_at,
+    signed_directory,
+)
 from treatyflow.schemas.messages import (
     MIGRATION_NOTE,
     REQUESTED_KINDS,
@@ -57,6 +70,17 @@ from treatyflow.schemas.treaty import all_authorities
 from treatyflow.settings import Settings
 from treatyflow.temporal import connect, namespace_retention
 from treatyflow.topology import read_passwords
+from treatyflow.workers import dead_letter_queue as dlq
+from treatyflow.workers.screen import (
+    Outbox,
+    TokenBuckets,
+    check_headers,
+    check_namespace,
+    dead_letter_copy,
+    full,
+    settle,
+    watch_dead_letter_fill,
+)
 from treatyflow.workflows.request import Accepted
 from treatyflow.workflows.transfer_contract import TransferAccepted
 
@@ -72,6 +96,16 @@ def describe(error: ValidationError) -> list[str]:
         where = ".".join(str(p) for p in item["loc"]) or "message"
         out.append(f"{where}: {item['msg']}")
     return out
+
+
+# Pydantic's errors for a text or a list longer than its limit (schemas.limits).
+TOO_LONG = frozenset({"string_too_long", "too_long"})
+
+
+def past_limits(error: ValidationError) -> bool:
+    """The message is refused only for texts or lists past their limits (``limit_reached``,
+    not ``malformed``: the same content within the limits would be accepted)."""
+    return all(item["type"] in TOO_LONG for item in error.errors(include_url=False))
 
 
 def _label(kind: str | None) -> str:
@@ -183,17 +217,21 @@ class Gateway:
     def __init__(
         self,
         client: Client,
-        channel: AbstractChannel,
+        outbox: Outbox,
         *,
         keys: KeySource,
         signing_key: Callable[[], SigningKey],
         time_scale: float = 1.0,
         task_queue: str = c.TASK_QUEUE,
         max_age: timedelta = MAX_AGE,
+        directory: Callable[[], tuple[str, datetime]] | None = None,
+        buckets: TokenBuckets | None = None,
     ) -> None:
         self._client = client
+        self._directory = directory  # the signed key directory the workflows verify with
         self._max_age = max_age  # oldest sent_at accepted (see replay_window)
-        self.channel = channel  # replaced on each new broker connection
+        self._outbox = outbox  # the hub's own publishes, apart from the lanes' acks
+        self._buckets = buckets or TokenBuckets(float("inf"), 1)  # each sender's share
         self._keys = keys  # the registry of authorities' public keys
         self._signing_key = signing_key  # the hub's current key, for the errors it sends
         self._time_scale = time_scale
@@ -208,11 +246,32 @@ class Gateway:
 
         Deliveries run concurrently, but those of one request go to Temporal in the order
         the broker delivered them (a receipt before the report that follows it)."""
+        await self._handle(incoming)
+
+    def screen(self, incoming: AbstractIncomingMessage, *, replayed: bool = False) -> None:
+        """The checks before any other: the size of the AMQP properties, the sender's
+        share, no header in the hub's namespace (a replay, published by the hub's own user
+        with the hub's headers, takes no share)."""
+        check_headers(incoming)
+        if replayed:
+            return
+        wait = self._buckets.take(incoming.user_id) if incoming.user_id else 0.0
+        if wait:
+            raise Refusal("rate_limited", [
+                f"{incoming.user_id} sent more than {self._buckets.rate:g} messages a second "
+                f"on average (bursts of {self._buckets.burst}); this one was not read: send "
+                f"it again in {max(wait, 0.1):.1f} s or later"])
+        check_namespace(incoming)
+
+    async def _handle(self, incoming: AbstractIncomingMessage, *, replayed: bool = False
+                      ) -> None:
+        received_at = datetime.now(UTC)  # timeliness is judged by this, not by Temporal's
         log = self._log.bind(message_id=incoming.message_id, user_id=incoming.user_id)
         metrics.MESSAGES_RECEIVED.labels(kind=_label(incoming.type)).inc()
         message: InboundMessage | None = None
         refusal: Refusal | None = None
         try:
+            self.screen(incoming, replayed=replayed)
             message, signed = self.parse(incoming)
             wf_id = c.workflow_id(message.treaty_id, message.request_id)
             log = log.bind(request_id=message.request_id, kind=message.kind, workflow_id=wf_id,
@@ -220,10 +279,10 @@ class Gateway:
             digest = signed.digest
             with metrics.SUBMIT_SECONDS.time():
                 async with self._order.hold(wf_id):
-                    accepted = await self._submit(message, signed, log)
+                    accepted = await self._submit(message, signed, log, received_at)
             if accepted is None:  # stopping while Temporal was unreachable
                 metrics.MESSAGES_REQUEUED.inc()
-                await incoming.nack(requeue=True)
+                await settle(incoming, log, requeue=True)
                 return
             if accepted.digest is not None and accepted.digest != digest:
                 # Temporal answered an earlier update with this id: not this message.
@@ -237,24 +296,37 @@ class Gateway:
         except Exception:
             log.exception("gateway failed on message; requeued (dead-lettered at the limit)")
             metrics.MESSAGES_REQUEUED.inc()
-            await incoming.nack(requeue=True)
+            await settle(incoming, log, requeue=True)
             return
-        if refusal is not None:
-            metrics.MESSAGES_REJECTED.labels(problem=refusal.problem).inc()
-            log.warning("message refused", problem=refusal.problem, reasons=refusal.reasons)
-            try:
-                await self._dead_letter(incoming, refusal)
-            except Exception:
-                log.exception("could not dead-letter a refused message; requeued")
-                metrics.MESSAGES_REQUEUED.inc()
-                await incoming.nack(requeue=True)
-                return
+        if refusal is not None and not await self._refuse(incoming, refusal, message, log):
+            metrics.MESSAGES_REQUEUED.inc()
+            await settle(incoming, log, requeue=True)
+            return
+        await settle(incoming, log)
+
+    async def _refuse(self, incoming: AbstractIncomingMessage, refusal: Refusal,
+                      message: InboundMessage | None, log: structlog.stdlib.BoundLogger
+                      ) -> bool:
+        """Dead-letter a copy and answer the sender; False: the copy could not be
+        published (the broker away), so the delivery goes back to its lane. A full
+        dead-letter queue keeps no copy, but the sender is answered all the same."""
+        metrics.MESSAGES_REJECTED.labels(problem=refusal.problem).inc()
+        log.warning("message refused", problem=refusal.problem, reasons=refusal.reasons)
+        try:
+            await self._dead_letter(incoming, refusal)
             metrics.MESSAGES_DEAD_LETTERED.labels(problem=refusal.problem).inc()
-            try:
-                await self._reply_error(incoming, refusal, message)
-            except Exception:  # the dead-letter queue keeps it with its reason
-                log.exception("could not send the error reply")
-        await incoming.ack()
+        except Exception as err:
+            if not full(err):
+                log.exception("could not dead-letter a refused message; requeued")
+                return False
+            metrics.DEAD_LETTERS_NOT_KEPT.inc()
+            log.error("dead-letter queue full: refused message answered but not kept",
+                      problem=refusal.problem, queue=c.QUEUE_DEAD_LETTER)
+        try:
+            await self._reply_error(incoming, refusal, message)
+        except Exception:  # the dead-letter queue keeps it with its reason
+            log.exception("could not send the error reply")
+        return True
 
     def parse(self, incoming: AbstractIncomingMessage) -> tuple[InboundMessage, Verified]:
         """The envelope and its verified JWS: signed by a key of the connected authority
@@ -280,6 +352,8 @@ class Gateway:
         try:
             message = parse_inbound(signed.payload)
         except ValidationError as err:
+            if past_limits(err):
+                raise Refusal("limit_reached", describe(err)) from err
             raise Refusal("malformed", describe(err)) from err
         if incoming.user_id != message.sender:
             raise Refusal("sender_mismatch", [f"envelope sender {message.sender} is not the "
@@ -288,13 +362,14 @@ class Gateway:
         return message, signed
 
     async def _submit(self, message: InboundMessage, signed: Verified,
-                      log: structlog.stdlib.BoundLogger
+                      log: structlog.stdlib.BoundLogger, received_at: datetime | None = None,
                       ) -> Accepted | TransferAccepted | None:
         delay = 0.5
         while True:
             try:
                 return await submit(self._client, message, digest=signed.digest,
-                                    jws=signed.token,
+                                    jws=signed.token, directory=self._directory,
+                                    received_at=received_at,
                                     time_scale=self._time_scale,
                                     task_queue=self._task_queue)
             except Exception as err:
@@ -307,25 +382,8 @@ class Gateway:
                 delay = min(delay * 2, 10)
 
     async def _dead_letter(self, incoming: AbstractIncomingMessage, refusal: Refusal) -> None:
-        headers = dict(incoming.headers or {})
-        headers |= {
-            c.HEADER_PROBLEM: refusal.problem,
-            c.HEADER_REASON: "; ".join(refusal.reasons)[:4000],
-            "x-original-user-id": incoming.user_id or "",
-            "x-original-message-id": incoming.message_id or "",
-            "x-refused-at": datetime.now(UTC).isoformat(),
-        }
-        exchange = await self.channel.get_exchange(c.EXCHANGE_DLX, ensure=False)
-        await exchange.publish(
-            aio_pika.Message(
-                body=incoming.body, headers=headers, content_type=incoming.content_type,
-                message_id=incoming.message_id, type=incoming.type,
-                correlation_id=incoming.correlation_id, user_id=c.HUB_USER,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            ),
-            routing_key=refusal.problem,
-            mandatory=True,
-        )
+        await self._outbox.publish(c.EXCHANGE_DLX, dead_letter_copy(incoming, refusal),
+                                   routing_key=refusal.problem)
 
     async def _reply_error(
         self, incoming: AbstractIncomingMessage, refusal: Refusal, message: InboundMessage | None
@@ -352,10 +410,31 @@ class Gateway:
                            refused_message_id=refused_id),
         )
         token = sign(error, self._signing_key())  # the hub signs what it sends (art. 5.5)
-        exchange = await self.channel.get_exchange(c.EXCHANGE_DELIVER, ensure=False)
-        await exchange.publish(to_amqp(token, error, user_id=c.HUB_USER), routing_key=recipient,
-                               mandatory=True)
+        await self._outbox.publish(c.EXCHANGE_DELIVER, to_amqp(token, error, user_id=c.HUB_USER),
+                                   routing_key=recipient)
         metrics.MESSAGES_SENT.labels(kind="error", event=refusal.problem).inc()
+
+    async def handle_replay(self, incoming: AbstractIncomingMessage) -> None:
+        """A message from ``hub.replay`` (``treatyflow dead-letters replay``): only the hub's
+        user can publish there; it is checked exactly as a fresh message from the sender
+        its header names, so that sender's key must have signed it and the envelope must
+        name that sender; refused again, it goes back to the dead-letter queue."""
+        sender = dlq.replay_sender(incoming, self._authorities)
+        self._log.info("replayed message", message_id=incoming.message_id, sender=sender,
+                       operator=str((incoming.headers or {}).get(c.HEADER_REPLAY_OPERATOR)))
+        if sender is not None:
+            await self._handle(dlq.AsSender(incoming, sender),  # type: ignore[arg-type]
+                               replayed=True)
+            return
+        try:
+            await self._dead_letter(incoming, Refusal("unauthenticated", [
+                f"a replay is published by {c.HUB_USER} and names a registered authority "
+                f"in {c.HEADER_REPLAY_SENDER}"]))
+        except Exception:
+            self._log.exception("could not dead-letter a replay; requeued")
+            await settle(incoming, self._log, requeue=True)
+            return
+        await settle(incoming, self._log)
 
 
 DIRECTORY_POLL_S = 2.0
@@ -417,42 +496,55 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_
         log.warning("namespace retention is shorter than the sent_at window; a message "
                     "older than the retention could reopen a closed request, so the "
                     "window is shortened", retention=str(retention), window=str(max_age))
-    gateway: Gateway | None = None
+    url = settings.amqp_url(c.HUB_USER, password)
+    outbox = Outbox(url)
+    gateway = Gateway(client, outbox, keys=registry, signing_key=hub_key,
+                      directory=SignedDirectory(settings.secrets_dir, registry),
+                      time_scale=settings.time_scale, task_queue=task_queue, max_age=max_age,
+                      buckets=TokenBuckets(settings.sender_rate, settings.sender_burst))
     consuming: list[tuple[AbstractQueue, str]] = []
     announcer = Announcer(settings.secrets_dir, registry)
+    publishing: list[AbstractChannel] = []  # the key directory's channel, per connection
 
     async def session(connection: AbstractConnection) -> None:
-        """Channels and the consumer, set up anew on each connection (amqp.py says why)."""
-        nonlocal gateway
+        """Channels and consumers, set up anew on each connection (amqp.py says why).
+
+        Every lane has its own consumer, each with its own prefetch (RabbitMQ counts it
+        per consumer): a sender's flood fills its own lane and its own share of the
+        gateway, while the others' messages are delivered beside it."""
         publish = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        publishing[:] = [publish]
         consume = await connection.channel()
-        await consume.set_qos(prefetch_count=32)
-        if gateway is None:
-            gateway = Gateway(client, publish, keys=registry, signing_key=hub_key,
-                              time_scale=settings.time_scale, task_queue=task_queue,
-                              max_age=max_age)
-        gateway.channel = publish
+        await consume.set_qos(prefetch_count=c.LANE_PREFETCH)
         await announcer.announce(publish, again=True)
-        queue = await consume.get_queue(c.QUEUE_INBOUND, ensure=False)
-        consuming[:] = [(queue, await queue.consume(gateway.handle))]
-        log.info("gateway consuming", queue=c.QUEUE_INBOUND, time_scale=settings.time_scale,
+        lanes = [c.inbound_queue(a) for a in sorted(all_authorities())] + [c.QUEUE_INBOUND]
+        consuming.clear()
+        for name in lanes:
+            queue = await consume.get_queue(name, ensure=False)
+            consuming.append((queue, await queue.consume(gateway.handle)))
+        consuming.extend(await dlq.consume_replays(connection, gateway.handle_replay))
+        log.info("gateway consuming", lanes=len(lanes), time_scale=settings.time_scale,
                  metrics=f"{settings.metrics_host}:{settings.gateway_metrics_port}",
-                 keys=len(registry.ring.keys), hub_key=hub_key().key_id)
+                 keys=len(registry.ring.keys), hub_key=hub_key().key_id,
+                 sender_rate=settings.sender_rate, sender_burst=settings.sender_burst)
         (settings.state_dir / "run").mkdir(parents=True, exist_ok=True)
         (settings.state_dir / "run" / "gateway.ready").write_text(repr(settings.seconds_per_day))
 
     async def stopping() -> None:
-        if gateway is not None:
-            gateway.stopping.set()
+        gateway.stopping.set()
         for queue, tag in consuming:
             await queue.cancel(tag)
 
+    dead_letters = asyncio.create_task(dlq.watch(url, stop))
+    fill = asyncio.create_task(watch_dead_letter_fill(outbox, stop))
     watcher = asyncio.create_task(announcer.watch(
-        lambda: gateway.channel if gateway is not None else None, stop))
+        lambda: publishing[0] if publishing else None, stop))
     async with metrics.watching(client):
-        await amqp.stay_connected(settings.amqp_url(c.HUB_USER, password),
-                                  "treatyflow-gateway", session, stop, stopping)
-    watcher.cancel()
+        await amqp.stay_connected(url, "treatyflow-gateway", session, stop, stopping)
+    for task in (watcher, dead_letters, fill):
+        task.cancel()
+    with contextlib.suppress(Exception):
+        await outbox.close()
     log.info("gateway stopped")
 
 

@@ -5,7 +5,10 @@
     python -m treatyflow.workers.stack keys [--rotate]
 
 Everything lives under the state folder: data, logs, pid files, generated secrets (broker
-passwords, and an Ed25519 key pair per authority and for the hub: ``treatyflow.keys``).
+passwords, and an Ed25519 key pair per authority and for the hub: ``treatyflow.keys``;
+Temporal's TLS certificates: ``treatyflow.tls``; the codec endpoint's secret). The folder
+and everything in it is the stack's user's alone (0700 folders, 0600 files): the stack
+runs its servers with umask 077 and takes group and other bits off what it finds.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -25,7 +29,13 @@ from datetime import timedelta
 from pathlib import Path
 
 from treatyflow import constants as c
-from treatyflow.codec import PayloadKeyError, rotate_keys
+from treatyflow import tls
+from treatyflow.codec import (
+    CODEC_TOKEN_FILE,
+    PayloadKeyError,
+    load_or_create_codec_token,
+    rotate_keys,
+)
 from treatyflow.codec import load_or_create_keys as load_or_create_payload_keys
 from treatyflow.keys import load_or_create_keys
 from treatyflow.process import finish
@@ -92,8 +102,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-PORT_FIELDS = ("temporal_port", "temporal_ui_port", "amqp_port", "amqp_dist_port", "codec_port",
-               "gateway_metrics_port", "worker_metrics_port", "sdk_metrics_port")
+PORT_FIELDS = ("temporal_port", "temporal_ui_port", "amqp_port", "amqp_dist_port",
+               "amqp_epmd_port", "codec_port", "gateway_metrics_port", "worker_metrics_port",
+               "sdk_metrics_port")
+# Files the stack's servers create (databases, logs, Mnesia) are the stack user's alone.
+UMASK = 0o077
 
 
 def on_free_ports(settings: Settings) -> Settings:
@@ -129,16 +142,35 @@ def _tail(path: Path, lines: int = 25) -> str:
         return f"(no log at {path})"
 
 
+def make_private(root: Path) -> None:
+    """The state folder and everything under it: no group or other access (a state
+    folder from before this rule, or files a server made with a looser umask)."""
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o700)
+    for folder, dirs, files in os.walk(root):
+        for name in (*dirs, *files):
+            path = Path(folder) / name
+            try:
+                mode = path.lstat().st_mode
+                if not stat.S_ISLNK(mode) and mode & 0o077:
+                    path.chmod(stat.S_IMODE(mode) & ~0o077)
+            except FileNotFoundError:
+                continue  # a server removed it meanwhile
+
+
 def _spawn(
-    name: str, argv: list[str], paths: Paths, env: dict[str, str]
+    name: str, argv: list[str], paths: Paths, env: dict[str, str],
+    pass_fds: tuple[int, ...] = (),
 ) -> subprocess.Popen[bytes]:
     paths.logs.mkdir(parents=True, exist_ok=True)
     paths.run.mkdir(parents=True, exist_ok=True)
-    log = open(paths.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen(
-        argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        env={**os.environ, **env}, start_new_session=True,
-    )
+    fd = os.open(paths.logs / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "ab") as log:
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, **env}, start_new_session=True, umask=UMASK,
+            pass_fds=pass_fds,
+        )
     paths.pid(name).write_text(str(proc.pid))
     return proc
 
@@ -158,6 +190,9 @@ def rabbit_node(settings: Settings) -> str:
     return f"treatyflow-{settings.amqp_port}@localhost"
 
 
+LOOPBACK_DIST = "-kernel inet_dist_use_interface {127,0,0,1}"
+
+
 def _rabbit_env(settings: Settings, paths: Paths) -> dict[str, str]:
     base = paths.rabbit
     return {
@@ -166,6 +201,12 @@ def _rabbit_env(settings: Settings, paths: Paths) -> dict[str, str]:
         "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
         "RABBITMQ_NODE_PORT": str(settings.amqp_port),
         "RABBITMQ_DIST_PORT": str(settings.amqp_dist_port),
+        # The node's own port mapper and its distribution port on loopback only; the CLI
+        # tools' short-lived nodes likewise (the Erlang cookie is in the 0700 HOME).
+        "ERL_EPMD_PORT": str(settings.amqp_epmd_port),
+        "ERL_EPMD_ADDRESS": "127.0.0.1",
+        "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": LOOPBACK_DIST,
+        "RABBITMQ_CTL_ERL_ARGS": LOOPBACK_DIST,
         "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
         "RABBITMQ_LOG_BASE": str(base / "log"),
         "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
@@ -192,10 +233,21 @@ def write_definitions(settings: Settings, out: Path) -> Path:
     with are generated on first use (docker-compose mounts both, deploy/README.md)."""
     passwords = load_or_create_passwords(settings.secrets_dir)
     load_or_create_keys(settings.secrets_dir)
+    load_or_create_secrets(settings)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.touch(mode=0o600)
     out.write_text(json.dumps(definitions(passwords), indent=2))
     return out
+
+
+def load_or_create_secrets(settings: Settings) -> None:
+    """The secrets docker-compose mounts besides the keys: Temporal's TLS certificates
+    and the codec endpoint's secret (generated once, kept)."""
+    tls.load_or_create(settings.tls_dir)
+    try:
+        load_or_create_codec_token(settings)
+    except PayloadKeyError as err:
+        raise StackError(str(err)) from err
 
 
 def start_rabbitmq(settings: Settings, paths: Paths) -> None:
@@ -217,6 +269,8 @@ def start_rabbitmq(settings: Settings, paths: Paths) -> None:
         f"load_definitions = {defs}\n"
         "log.console = false\n"
         "log.file.level = info\n"
+        # The broker refuses a larger message outright (docs/operators/limits.md).
+        f"max_message_size = {c.MAX_MESSAGE_BYTES}\n"
         # Authority users only: no default guest account (docs/design.md, Security).
         "default_user = treatyflow-bootstrap-disabled\n"
         f"default_pass = {os.urandom(16).hex()}\n"
@@ -256,22 +310,36 @@ def temporal_binary() -> str:
 
 
 def start_temporal(settings: Settings, paths: Paths) -> None:
+    """The dev server behind the gate (treatyflow.workers.gate): the host's loopback has
+    only the gate's two ports, gRPC with mutual TLS and the UI behind the stack's secret;
+    the dev server's own ports are in a network namespace of their own where one can be
+    made."""
     if _alive(paths.pid("temporal")) and not port_free(settings.temporal_port):
         _say(f"Temporal already running on port {settings.temporal_port}")
         return
     _check_port(settings.temporal_port, "Temporal frontend", "TREATYFLOW_TEMPORAL_PORT")
     _check_port(settings.temporal_ui_port, "Temporal Web UI", "TREATYFLOW_TEMPORAL_UI_PORT")
     paths.temporal_db.parent.mkdir(parents=True, exist_ok=True)
+    from treatyflow.workers.gate import bound, private_network
+
+    private = private_network()
+    if not private:
+        _say("WARNING: no network namespace can be made here: the Temporal dev server's own "
+             "ports listen on the host's loopback, where every local user reaches them "
+             "(docs/operators/security.md)")
+    # In a namespace of its own the dev server may take any port; on the host, free ones.
+    inner_grpc, inner_ui = (7233, 8233) if private else (free_port(), free_port())
     argv = [
         temporal_binary(), "server", "start-dev",
         "--db-filename", str(paths.temporal_db),
-        "--ip", settings.temporal_host,
-        "--port", str(settings.temporal_port),
-        "--ui-port", str(settings.temporal_ui_port),
-        "--ui-ip", settings.temporal_host,
+        "--ip", "127.0.0.1",
+        "--port", str(inner_grpc),
+        "--ui-port", str(inner_ui),
+        "--ui-ip", "127.0.0.1",
         "--ui-disable-news-fetch",
-        # The UI shows encrypted payloads in clear through our codec endpoint.
-        "--ui-codec-endpoint", settings.codec_url,
+        # The UI shows encrypted payloads in clear through the gate's /codec (same origin,
+        # the browser's session cookie; treatyflow.workers.gate).
+        "--ui-codec-endpoint", f"{settings.temporal_ui_url}/codec",
         # Measured here about 3x faster than the default file mode (docs/design.md).
         "--sqlite-pragma", "journal_mode=WAL",
         "--sqlite-pragma", "synchronous=NORMAL",
@@ -280,8 +348,20 @@ def start_temporal(settings: Settings, paths: Paths) -> None:
     for name, kind in c.SEARCH_ATTRIBUTE_TYPES.items():
         argv += ["--search-attribute", f"{name}={kind}"]
     _say(f"starting Temporal dev server on port {settings.temporal_port} "
-         f"(UI {settings.temporal_ui_url}, database {paths.temporal_db})")
-    _spawn("temporal", argv, paths, {})
+         f"(UI {settings.temporal_ui_url}, database {paths.temporal_db}"
+         f"{', own network namespace' if private else ''})")
+    grpc, ui = (bound(settings.temporal_host, settings.temporal_port),
+                bound(settings.temporal_host, settings.temporal_ui_port))
+    try:
+        gate = [*private, sys.executable, "-m", "treatyflow.workers.gate", "local",
+                "--grpc-fd", str(grpc.fileno()), "--ui-fd", str(ui.fileno()),
+                "--inner-grpc", str(inner_grpc), "--inner-ui", str(inner_ui),
+                *(["--private"] if private else []), "--", *argv]
+        _spawn("temporal", gate, paths, settings.to_env(),
+               pass_fds=(grpc.fileno(), ui.fileno()))
+    finally:
+        grpc.close()  # the gate holds them now
+        ui.close()
     asyncio.run(_await_temporal(settings, paths))
 
 
@@ -366,13 +446,23 @@ def ensure_clock(settings: Settings) -> None:
 
 def up(settings: Settings) -> None:
     """Start whatever part of the stack is not running yet."""
+    previous = os.umask(UMASK)  # what the stack and its servers write: the user's alone
+    try:
+        _up(settings)
+    finally:
+        os.umask(previous)
+
+
+def _up(settings: Settings) -> None:
     paths = Paths(settings.state_dir)
+    make_private(settings.state_dir)
     paths.run.mkdir(parents=True, exist_ok=True)
     try:
         treaty.use_folder(settings.treaties_dir)  # the registry the broker and keys serve
     except (OSError, ValueError) as err:
         raise StackError(str(err)) from err
     load_or_create_keys(settings.secrets_dir)  # a state folder from before signing gets keys
+    load_or_create_secrets(settings)
     try:
         # Before any process starts, so that none of them races to generate a key.
         load_or_create_payload_keys(settings)
@@ -388,7 +478,8 @@ def up(settings: Settings) -> None:
     scrape = ", ".join(f"http://{settings.metrics_host}:{port}/metrics"
                        for name in ("gateway", "worker")
                        for port, _, _ in listening_ports(settings, name))
-    _say(f"up. Temporal UI: {settings.temporal_ui_url}  state: {settings.state_dir}")
+    _say(f"up. Temporal UI: {settings.temporal_ui_url} (sign in with the secret in "
+         f"{settings.secrets_dir / CODEC_TOKEN_FILE})  state: {settings.state_dir}")
     if scrape:
         _say(f"metrics: {scrape}")
 
@@ -418,6 +509,17 @@ def stop_pid(pid_file: Path, grace: float = 15) -> None:
     pid_file.unlink(missing_ok=True)
 
 
+def _stop_epmd(settings: Settings) -> None:
+    """The node's own port mapper (a daemon outside its process group), unless it is the
+    host's shared one on the default port; epmd refuses while a node is registered."""
+    epmd = shutil.which("epmd")
+    if epmd is None or settings.amqp_epmd_port == Settings().amqp_epmd_port:
+        return
+    subprocess.run([epmd, "-port", str(settings.amqp_epmd_port), "-kill"],
+                   env={**os.environ, "ERL_EPMD_ADDRESS": "127.0.0.1"},
+                   capture_output=True, timeout=10, check=False)
+
+
 def down(settings: Settings) -> None:
     """Stop everything this state folder started; data stays for the next `up`."""
     paths = Paths(settings.state_dir)
@@ -431,6 +533,7 @@ def down(settings: Settings) -> None:
         except subprocess.TimeoutExpired:
             _say("RabbitMQ did not stop within 60 s; killing it")
     stop_pid(paths.pid("rabbitmq"))
+    _stop_epmd(settings)
     _say("down")
 
 
@@ -464,6 +567,7 @@ def main(argv: list[str] | None = None) -> int:
             print(write_definitions(settings, args.out))
         elif args.command == "keys":
             keys = rotate_keys(settings) if args.rotate else load_or_create_payload_keys(settings)
+            load_or_create_secrets(settings)  # TLS certificates, the codec secret
             for key_id in sorted(keys.keys):
                 print(f"{key_id}{'  (current: encrypts)' if key_id == keys.current else ''}")
     except (StackError, PayloadKeyError) as err:

@@ -3,7 +3,9 @@ overdue, open the Temporal UI filtered on the ``Overdue`` search attribute in he
 Chromium (Debian's), check the workflows are listed and that each one's page shows its
 summary and current details (what is requested between whom; state, whose move,
 deadline). Both are encrypted payloads: the UI shows them only through the codec endpoint.
-Screenshots of the list and of one request.
+The browser first meets the stack's login form and signs in with the secret typed into
+it, as an operator does (never on a command line). Screenshots of the list and of one
+request.
 
     python -m treatyflow.workers.uicheck   # prints screenshot=PATH; exit 0 only if it passed
 """
@@ -18,11 +20,13 @@ from pathlib import Path
 from urllib.parse import quote
 
 from treatyflow import logs
+from treatyflow.codec import load_codec_token
 from treatyflow.constants import NAMESPACE, SA_OVERDUE, WORKFLOW_ID_SEPARATOR
 from treatyflow.process import finish
 from treatyflow.settings import Settings
 from treatyflow.temporal import connect
 from treatyflow.workers import stack
+from treatyflow.workers.gate import UI_LOGIN
 from treatyflow.workers.simulator import (
     Expectation,
     Scenario,
@@ -74,8 +78,8 @@ async def _leave_overdue(settings: Settings, prefix: str) -> list[str]:
 
 
 def _browse(settings: Settings, expected: list[str], screenshots: Path) -> list[str]:
-    """Open the list filtered on ``Overdue=true`` in headless Chromium, then each request's
-    User Metadata tab; return what the pages did not show."""
+    """Sign in, open the list filtered on ``Overdue=true`` in headless Chromium, then each
+    request's User Metadata tab; return what the pages did not show."""
     from playwright.sync_api import sync_playwright
 
     ui = f"{settings.temporal_ui_url}/namespaces/{NAMESPACE}/workflows"
@@ -84,6 +88,11 @@ def _browse(settings: Settings, expected: list[str], screenshots: Path) -> list[
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.goto(f"{ui}?query={quote(f'{SA_OVERDUE}=true')}")
+        if UI_LOGIN not in page.url:
+            missing.append(f"the login form (the UI opened without the secret at {page.url})")
+        page.fill("input[name=token]", load_codec_token(settings))
+        page.get_by_role("button").click()
+        page.wait_for_url(f"{ui}*")
         for wf_id in expected:
             try:
                 page.get_by_text(wf_id).first.wait_for(timeout=30_000)

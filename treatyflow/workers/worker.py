@@ -10,7 +10,7 @@ from temporalio.worker import Worker
 from treatyflow import amqp, logs, metrics, process
 from treatyflow.activities.delivery import Delivery
 from treatyflow.constants import HUB_SENDER, HUB_USER, TASK_QUEUE
-from treatyflow.keys import CurrentKey
+from treatyflow.keys import CurrentKey, RegistryFile
 from treatyflow.settings import Settings
 from treatyflow.temporal import connect, workflow_runner
 from treatyflow.topology import read_passwords
@@ -38,7 +38,7 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = TASK_QU
         nonlocal delivery
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         if delivery is None:
-            delivery = Delivery(channel, hub_key)
+            delivery = Delivery(channel, hub_key, RegistryFile(settings.secrets_dir))
         delivery.channel = channel
         connected.set()
 

@@ -36,6 +36,13 @@ class Carried(BaseModel):
     signed: dict[str, str] = Field(
         default_factory=dict, description="Each applied message as its sender signed it "
         "(JWS), by id: what notices pass on to the other party (art. 5.5).")
+    last_originals: dict[str, list[str]] = Field(
+        default_factory=dict, description="The ids of the originals each party's last "
+        "notice passed on (``last_sent`` keeps the notice without them).")
+    directory: str | None = Field(
+        None, description="The hub's signed key directory the workflow verifies every "
+        "message against (given at the start, replaced only by a newer one that a key of "
+        "the held one signed).")
 
 
 class RequestInput(Carried):

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from treatyflow.constants import HUB_SENDER
+from treatyflow.schemas import limits
 from treatyflow.schemas.messages import (
     CONSENT_KINDS,
     REQUESTED_KINDS,
@@ -174,6 +175,8 @@ class RequestState(BaseModel):
     timeline: list[TimelineEntry] = Field(default_factory=list)
     results: ResultsHandling | None = Field(
         None, description="Art. 7: set by the execution report.")
+    content_bytes: int = Field(0, description="UTF-8 JSON bytes of every message applied "
+                               "(limits.MAX_CONTENT_BYTES_PER_REQUEST).")
 
     @property
     def final(self) -> bool:
@@ -367,6 +370,7 @@ def open_request(
         oral_unconfirmed=body.oral,
         last_message_id=message.message_id,
         applied=[message.message_id],
+        content_bytes=limits.content_size(message),
     )
     if body.oral:
         # Art. 5.2: an oral request must be confirmed in writing within 72 hours.
@@ -436,7 +440,7 @@ def check(state: RequestState, profile: TreatyProfile, message: InboundMessage) 
     if kind in REQUESTED_KINDS and message.sender != state.requested:
         return [f"only the requested authority {state.requested} may send a {kind}"]
     if kind in CONSENT_KINDS:
-        return _check_after_results(state, profile, message)
+        return _check_after_results(state, profile, message) + limit_problems(state, message)
     counterpart = state.requested if message.sender == state.requesting else state.requesting
     problems: list[str] = []
     if message.recipient != counterpart:
@@ -490,12 +494,37 @@ def check(state: RequestState, profile: TreatyProfile, message: InboundMessage) 
             f"a clarification must reply to the open clarification request "
             f"{state.open_clarification} (in_reply_to is {message.in_reply_to})"
         )
+    return problems + limit_problems(state, message)
+
+
+# Where the treaty speaks of each kind a request may carry more than once: named in the
+# refusal of one past its limit (the limits themselves are hub policy, ``limits``).
+_ARTICLE = {"delay": "art. 6.2", "clarification_request": "art. 5.3, 6.4",
+            "forward": "art. 6.3", "deferral": "art. 6.7, 6.9",
+            "consent_request": "art. 7.2, 7.3", "results_transfer": "art. 7.3"}
+# Hub policy, not treaty text: every consent request extends the consent phase and its
+# record, so a request's record stays bounded (continue-as-new carries it whole).
+MAX_CONSENT_REQUESTS = limits.MAX_PER_KIND
+
+
+def limit_problems(state: RequestState, message: InboundMessage) -> list[str]:
+    """Every per-request limit this message would pass (``limits``): how many of its kind,
+    the bytes of all messages, the timeline; each refusal names the limit and its number."""
+    problems: list[str] = []
+    cap = limits.per_kind(message.kind)
+    if cap is not None and sum(e.event == message.kind for e in state.timeline) >= cap:
+        where = f" ({_ARTICLE[message.kind]})" if message.kind in _ARTICLE else ""
+        problems.append(limits.limit_problem(
+            f"at most {cap} {message.kind} messages{where} per request, the hub's limit; "
+            f"request {state.request_id} has {cap}"))
+    problems += limits.budget_problems(state.content_bytes, limits.content_size(message),
+                                       len(state.timeline))
     return problems
 
 
-# Hub policy, not treaty text: every consent request extends the consent phase and its
-# record, so a request's record stays bounded (continue-as-new carries it whole).
-MAX_CONSENT_REQUESTS = 50
+def _closed_to_consent(state: RequestState) -> str:
+    return (f"request {state.request_id} is executed and the hub's consent phase for its "
+            "results has closed; nothing more is accepted")
 
 
 def _check_after_results(
@@ -508,8 +537,7 @@ def _check_after_results(
         return [f"art. 7: a {kind} concerns results provided, and request {state.request_id} "
                 f"has none (it is {state.status})"]
     if not state.consent_open:
-        return [f"request {state.request_id} is executed and the hub's consent phase for its "
-                "results has closed; nothing more is accepted"]
+        return [_closed_to_consent(state)]
     problems: list[str] = []
     counterpart = state.requested if message.sender == state.requesting else state.requesting
     if kind != "results_transfer" and message.recipient != counterpart:
@@ -524,10 +552,6 @@ def _check_after_results(
             if pending:
                 problems.append(f"consent request {pending[0].request_message_id} for the same "
                                 "scope is still awaiting its decision")
-            if len(results.consents) >= MAX_CONSENT_REQUESTS:
-                problems.append(f"request {state.request_id} already has "
-                                f"{MAX_CONSENT_REQUESTS} consent requests on record, the hub's "
-                                "limit; agree further use outside the hub")
         case ConsentDecisionMessage():
             asked = results.consent(message.in_reply_to)
             if asked is None or asked.request_message_id != message.in_reply_to:
@@ -583,8 +607,11 @@ def consent_problems(state: RequestState, message: ResultsTransferMessage) -> li
 
 
 def refusal_code(state: RequestState, message: InboundMessage, problems: list[str]) -> str:
-    """The problem code for a refused message: ``consent_required`` when the only thing
-    missing is the providing authority's consent (art. 7), else ``not_allowed_now``."""
+    """The problem code for a refused message: ``limit_reached`` when it passes only limits
+    of the hub (``limits``), ``consent_required`` when the only thing missing is the
+    providing authority's consent (art. 7), else ``not_allowed_now``."""
+    if problems and all(limits.is_limit_problem(p) for p in problems):
+        return limits.LIMIT_REACHED
     if (isinstance(message, ResultsTransferMessage) and problems and state.consent_open
             and set(problems) <= set(consent_problems(state, message))):
         return CONSENT_REQUIRED
@@ -613,6 +640,7 @@ def apply(
     s = state.model_copy(deep=True)
     s.applied.append(message.message_id)
     s.last_message_id = message.message_id
+    s.content_bytes += limits.content_size(message)
     mid = message.message_id
     rules = profile.deadlines
     notices: list[Notice] = []
@@ -763,6 +791,31 @@ def apply(
         window = profile.deadlines.consent_window_days or 0
         s.results.open_until = max(s.results.open_until, now + _day(s) * window)
     _record(s, now, message.kind, message.sender, message_id=mid, note=note)
+    return Transition(state=s, notices=notices)
+
+
+# Messages that answer the art. 6.1 deadline: the execution, or the refusal of it.
+ANSWERS_DEADLINE = frozenset({"execution_report", "refusal"})
+
+
+def correct_overdue(state: RequestState, message: InboundMessage, arrived: datetime,
+                    now: datetime) -> Transition | None:
+    """Art. 6.1 judged by when the answer reached the hub, not by when it could be applied:
+    a report or refusal that arrived before the deadline, applied after the overdue timer
+    fired while it waited (an outage), was on time. The overdue mark is withdrawn, on the
+    record and to both parties; None if there is nothing to correct."""
+    if (not state.overdue or state.deadline is None or arrived >= state.deadline
+            or message.kind not in ANSWERS_DEADLINE):
+        return None
+    s = state.model_copy(deep=True)
+    s.overdue = False
+    mid = message.message_id
+    _record(s, now, "overdue_withdrawn", HUB_SENDER, message_id=mid,
+            note=f"art. 6.1: {message.kind} {mid} reached the hub at {_iso(arrived)}, before "
+                 f"the deadline {_iso(s.deadline)}; it was applied later")
+    notices = _notify(s, "overdue_withdrawn", [s.requesting, s.requested], about=mid,
+                      key=f"overdue-withdrawn-{mid}", arrived_at=_iso(arrived),
+                      deadline=_iso(s.deadline))
     return Transition(state=s, notices=notices)
 
 
@@ -950,13 +1003,17 @@ class OperatorAction(BaseModel):
         None, max_length=200, description="extend_deadline on a transfer: the code (or key) "
         "of the open deadline to extend, e.g. enforcement_change (art. 12); needed when "
         "several are open. A request has one deadline (art. 6.1).")
+    signed: str | None = Field(
+        None, max_length=16_384, description="The action as the operator's key signed it: "
+        "a JWS (compact) whose payload is this action's JSON without ``signed``. The "
+        "workflow acts on nothing else.")
 
 
 def check_operator(state: RequestState, action: OperatorAction) -> list[str]:
     """Every reason this operator action is not allowed now (empty: it is)."""
     if state.final:
         return [f"request {state.request_id} is already {state.status}; nothing more can be done"]
-    problems: list[str] = []
+    problems = limits.operator_problems([e.event for e in state.timeline])
     if action.action == "extend_deadline":
         if action.days is None:
             problems.append("extend_deadline needs the number of days")

@@ -15,6 +15,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from treatyflow import constants as c
     from treatyflow.metrics import RECEIPT_TO_FINAL
+    from treatyflow.schemas.limits import LIMIT_REACHED
     from treatyflow.schemas.messages import (
         InboundMessage,
         NoticeMessage,
@@ -30,6 +31,7 @@ from treatyflow.workflows.shell import (
     DELIVERY_RETRY,
     NOT_ALLOWED,
     OPENING_GRACE,
+    REFUSED_AS,
     SA_DEADLINE,
     SA_DOMESTIC_CASE,
     SA_OVERDUE,
@@ -86,6 +88,8 @@ class RequestForAssistance(Shell[RequestState, Accepted]):
 
     @submit.validator
     def _validate(self, submission: Submission) -> None:
+        self._check_signed(submission)
+        self._check_party(submission.message)
         message = submission.message
         if self._state is None:
             if isinstance(message, RequestMessage):
@@ -99,9 +103,11 @@ class RequestForAssistance(Shell[RequestState, Accepted]):
         else:
             now_state = self._now_state()
             problems = lifecycle.check(now_state, self._profile, message)
-            if problems and lifecycle.refusal_code(now_state, message, problems) == (
-                    lifecycle.CONSENT_REQUIRED):
+            code = lifecycle.refusal_code(now_state, message, problems) if problems else None
+            if code == lifecycle.CONSENT_REQUIRED:
                 refuse(problems, CONSENT_REQUIRED)
+            if code == LIMIT_REACHED:
+                refuse(problems, f"{REFUSED_AS}{LIMIT_REACHED}")
         refuse(problems)
 
     @workflow.update
@@ -112,6 +118,13 @@ class RequestForAssistance(Shell[RequestState, Accepted]):
     @operate.validator
     def _validate_operate(self, action: OperatorAction) -> None:
         super()._validate_operate(action)
+
+    def _parties(self, state: RequestState) -> set[str]:
+        return {state.requesting, state.requested, *state.forwarded_from}
+
+    def _corrected(self, state: RequestState, message: InboundMessage, arrived: datetime,
+                   now: datetime) -> Transition | None:
+        return lifecycle.correct_overdue(state, message, arrived, now)
 
     @workflow.query
     def timeline(self) -> Timeline:

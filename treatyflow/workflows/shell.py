@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NoReturn, Protocol, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
@@ -31,18 +31,35 @@ from temporalio.common import (
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
     from treatyflow import constants as c
     from treatyflow.activities.delivery import UNROUTABLE, Deliver, Delivery
+    from treatyflow.agency.signing import (
+        KeyRing,
+        SignatureError,
+        sha256_hex,
+        verify,
+        verify_directory,
+        verify_directory_self_signed,
+    )
+    from treatyflow.schemas import limits
     from treatyflow.schemas.messages import (
         InboundMessage,
         NoticeMessage,
         Submission,
         message_digest,
+        parse_inbound,
     )
     from treatyflow.workflows.contract import Carried
     from treatyflow.workflows.lifecycle import Notice, OperatorAction
 
 NOT_ALLOWED = "NotAllowedNow"
+# A validator's refusal carrying the problem code the gateway answers with: the type is
+# this prefix and the code ("Refused:bad_signature").
+REFUSED_AS = "Refused:"
+# The workflow holds an older key directory than the hub: the hub sends it again with it.
+DIRECTORY_OUTDATED = "KeyDirectoryOutdated"
 DELIVERY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
@@ -105,11 +122,29 @@ class Stepped(Protocol[S_co]):
     def notices(self) -> list[Notice]: ...
 
 
+def refused(problems: list[str], error_type: str) -> NoReturn:
+    """A validator's refusal that always raises (``refuse`` with problems)."""
+    raise ApplicationError("; ".join(problems), problems, type=error_type, non_retryable=True)
+
+
 def refuse(problems: list[str], error_type: str = NOT_ALLOWED) -> None:
     """A validator's refusal: every problem, before anything is written to history."""
     if problems:
         raise ApplicationError("; ".join(problems), problems, type=error_type,
                                non_retryable=True)
+
+
+def unknown_request_reason(treaty_id: str, request_id: str) -> str:
+    """The one answer about a request that does not exist, is closed to the asker, or
+    has the asker as no party: the same words, so nobody learns which ids are taken."""
+    return f"no open request {request_id} under {treaty_id} of which you are a party"
+
+
+def arrival(submission: Submission, message: InboundMessage, now: datetime) -> datetime:
+    """When the message reached the hub: as the gateway recorded it, never before the time
+    its sender signed into it, never after now."""
+    received = submission.received_at or now
+    return min(max(received, message.sent_at), now)
 
 
 class Shell(Generic[S, A]):
@@ -120,12 +155,21 @@ class Shell(Generic[S, A]):
 
     def _init_shell(self, start: Carried) -> None:
         self._outbox: list[NoticeMessage] = list(start.outbox)
+        # Each party's last notice, kept without the originals it passed on (their ids
+        # instead, to attach again from ``_signed`` on a resend): a copy of every signed
+        # message per party would multiply the state.
         self._last_sent: dict[str, NoticeMessage] = dict(start.last_sent)
+        self._last_originals: dict[str, list[str]] = dict(start.last_originals)
         # The digest of each message applied, by message id: a different message reusing
         # an id is told apart after a continue-as-new too (update ids are per run).
         self._digests: dict[str, str] = dict(start.digests)
         # Each applied message as its sender signed it, passed on in notices (art. 5.5).
         self._signed: dict[str, str] = dict(start.signed)
+        # The key directory every message is verified against (art. 5.5), whoever calls
+        # Temporal: given at the start, replaced only by a newer one the held one vouches
+        # for. Its parsed keys are cached beside it, never carried.
+        self._directory: str | None = start.directory
+        self._keys: tuple[str, KeyRing, datetime] | None = None
         self._applying: InboundMessage | None = None
         self._version = 0
         # The search attributes as Temporal holds them. A workflow the hub started with its
@@ -140,7 +184,8 @@ class Shell(Generic[S, A]):
     def _carried(self) -> dict[str, Any]:
         """The shell's part of a continue-as-new input (``contract.Carried``)."""
         return {"outbox": self._outbox, "last_sent": self._last_sent, "digests": self._digests,
-                "signed": self._signed}
+                "signed": self._signed, "directory": self._directory,
+                "last_originals": self._last_originals}
 
     # --- hooks: what each procedure's workflow says ---------------------------------
 
@@ -179,6 +224,17 @@ class Shell(Generic[S, A]):
         raise NotImplementedError
 
     def _accepted(self, message_id: str) -> A:
+        raise NotImplementedError
+
+    def _corrected(self, state: S, message: InboundMessage, arrived: datetime,
+                   now: datetime) -> Stepped[S] | None:
+        """A deadline judged anew for a message that reached the hub at ``arrived``, before
+        the timer that fired while it waited (None: nothing to correct)."""
+        return None
+
+    def _parties(self, state: S) -> set[str]:
+        """Who may send messages about this request: anyone else is answered as though
+        it did not exist (a stranger learns nothing, not even that it exists)."""
         raise NotImplementedError
 
     def _stepped(self, previous: S | None, state: S) -> None:
@@ -239,14 +295,23 @@ class Shell(Generic[S, A]):
         earlier run (update ids are deduplicated per run only) is answered, not applied."""
         message = submission.message
         now = workflow.now()
+        self._take_directory(submission)
         if self._state is None:
             transition = self._open(message, now)
         elif message.message_id in self._state.applied:
             return self._with_digest(message.message_id, self._digests.get(message.message_id))
         else:
             # Deadlines that fell due before this message count first (a confirmation
-            # after 72 hours finds the request lapsed; a late report finds it overdue).
+            # after 72 hours finds the request lapsed; a late report finds it overdue)...
             self._step(self._advance(self._state, now))
+            # ... judged by its arrival: one that fell while it waited (Temporal away) is
+            # corrected before the message counts.
+            self._applying = message
+            try:
+                self._step(self._corrected(self._require_state(), message,
+                                           arrival(submission, message, now), now))
+            finally:
+                self._applying = None
             transition = self._apply(self._require_state(), message, now)
         if submission.jws is not None:
             self._signed[message.message_id] = submission.jws
@@ -278,7 +343,7 @@ class Shell(Generic[S, A]):
         self._step(self._advance(self._require_state(), now))
         self._step(self._apply_operator(self._require_state(), action, now))
         if action.action == "resend_last_notice" and action.party:
-            self._outbox.append(self._last_sent[action.party])
+            self._outbox.append(self._resent(action.party))
         workflow.logger.info("operator action", extra={
             "action": action.action, "operator": action.operator,
             "request_id": self._require_state().request_id})
@@ -288,11 +353,127 @@ class Shell(Generic[S, A]):
         if self._state is None:
             problems = [self.NOT_OPENED]
         else:
+            self._check_operator_signed(action)
             problems = self._check_operator(self._now_state(), action, workflow.now())
             if (action.action == "resend_last_notice" and not problems
                     and action.party not in self._last_sent):
                 problems.append(f"nothing has been sent to {action.party} yet")
         refuse(problems)
+
+    # --- signatures (art. 5.5): nothing is applied that its sender did not sign --------
+
+    def _held_keys(self) -> tuple[KeyRing, datetime] | None:
+        """The held directory's keys and issue time (checked when it was taken)."""
+        if self._directory is None:
+            return None
+        if self._keys is None or self._keys[0] != self._directory:
+            ring, issued = verify_directory_self_signed(self._directory)
+            self._keys = (self._directory, ring, issued)
+        return self._keys[1], self._keys[2]
+
+    def _offered_keys(self, text: str) -> tuple[KeyRing, datetime] | None:
+        """A directory the hub sent along, if it is newer than the held one and signed by
+        a hub key of it (a run that holds none yet — started before workflows verified —
+        takes one that is signed by a hub key it lists). Raises ``SignatureError``."""
+        held = self._held_keys()
+        if held is None:
+            return verify_directory_self_signed(text)
+        ring, issued = verify_directory(text, held[0])
+        return (ring, issued) if issued > held[1] else None
+
+    def _take_directory(self, submission: Submission) -> None:
+        """The handler's half: keep a newer directory the validator accepted."""
+        if submission.directory is None:
+            return
+        try:
+            offered = self._offered_keys(submission.directory)
+        except SignatureError:
+            return
+        if offered is not None:
+            self._directory = submission.directory
+
+    def _verifying_keys(self, submission: Submission) -> KeyRing:
+        """The keys to verify ``submission`` with, or a refusal (validators only)."""
+        held = self._held_keys()
+        if submission.directory is not None:
+            try:
+                offered = self._offered_keys(submission.directory)
+            except SignatureError as err:
+                refused([f"the key directory sent along is not signed by a hub key this "
+                        f"request knows: {err}"], f"{REFUSED_AS}bad_signature")
+            if offered is not None:
+                return offered[0]
+        elif held is None or (submission.directory_issued_at is not None
+                              and held[1] < submission.directory_issued_at):
+            refused(["this request holds no key directory or an older one than the hub's; "
+                    "send the directory along"], DIRECTORY_OUTDATED)
+        if held is None:
+            refused(["this request holds no key directory; send the directory along"],
+                    DIRECTORY_OUTDATED)
+        return held[0]
+
+    def _check_signed(self, submission: Submission) -> None:
+        """Refuse a submission unless its JWS verifies under the sender's key and its
+        payload is the message submitted: so only signed messages are ever applied,
+        whoever reaches Temporal (the gateway checked the same before; this holds without
+        it)."""
+        message = submission.message
+        keys = self._verifying_keys(submission)
+        if submission.jws is None:
+            refused([f"message {message.message_id} carries no signature: every message is a "
+                    "JWS by its sender's registered key"], f"{REFUSED_AS}unsigned")
+        try:
+            checked = verify(submission.jws, keys, signer=message.sender)
+        except SignatureError as err:
+            refused([str(err)], f"{REFUSED_AS}{err.problem}")
+        try:
+            signed = parse_inbound(checked.payload)
+        except ValidationError:
+            signed = None
+        if signed != message:
+            refused([f"message {message.message_id} is not the message its JWS signs"],
+                   f"{REFUSED_AS}bad_signature")
+        if submission.digest is not None and submission.digest != sha256_hex(checked.payload):
+            refused([f"the digest given for message {message.message_id} is not the SHA-256 "
+                    "of its signed payload"], f"{REFUSED_AS}bad_signature")
+        if message.message_id not in self._signed:
+            held = sum(len(token) for token in self._signed.values())
+            if held + len(submission.jws) > limits.MAX_SIGNED_BYTES_PER_REQUEST:
+                refused([limits.limit_problem(
+                    f"at most {limits.MAX_SIGNED_BYTES_PER_REQUEST // 1024} KiB of signed "
+                    f"messages per request, the hub's limit; the request holds {held} bytes "
+                    f"and this JWS is {len(submission.jws)}")],
+                    f"{REFUSED_AS}{limits.LIMIT_REACHED}")
+
+    def _check_operator_signed(self, action: OperatorAction) -> None:
+        """Refuse an operator action unless the operators' key signed exactly it."""
+        held = self._held_keys()
+        if action.signed is None or held is None:
+            refused(["an operator action must be signed with the operators' key "
+                    f"({c.OPERATOR_SIGNER})"], f"{REFUSED_AS}unsigned")
+        try:
+            checked = verify(action.signed, held[0], signer=c.OPERATOR_SIGNER)
+            signed = OperatorAction.model_validate_json(checked.payload, strict=True)
+        except SignatureError as err:
+            refused([str(err)], f"{REFUSED_AS}{err.problem}")
+        except ValidationError:
+            signed = None
+        if signed != action.model_copy(update={"signed": None}):
+            refused(["the operator action is not the action its JWS signs"],
+                   f"{REFUSED_AS}bad_signature")
+
+    def _check_party(self, message: InboundMessage) -> None:
+        """Refuse a sender who is no party exactly as the hub answers about a request that
+        does not exist (its redelivered message ids included)."""
+        if self._state is not None and message.sender not in self._parties(self._state):
+            refused([unknown_request_reason(message.treaty_id, message.request_id)],
+                    f"{REFUSED_AS}unknown_request")
+
+    def _opening_jws(self) -> str | None:
+        """The request's first message as its sender signed it: the delivery activity
+        signs nothing for a request no registered key opened."""
+        state = self._state
+        return self._signed.get(state.applied[0]) if state is not None and state.applied else None
 
     # --- internals ------------------------------------------------------------------
 
@@ -353,7 +534,7 @@ class Shell(Generic[S, A]):
             try:
                 await workflow.execute_activity_method(
                     Delivery.deliver,
-                    Deliver(message=message),
+                    Deliver(message=message, opening=self._opening_jws()),
                     start_to_close_timeout=timedelta(seconds=30),
                     retry_policy=DELIVERY_RETRY,
                 )
@@ -365,5 +546,23 @@ class Shell(Generic[S, A]):
                            "request_id": message.request_id, "error": str(err.cause)},
                 )
             else:
-                self._last_sent[message.recipient] = message
+                self._keep_last(message)
             self._outbox.pop(0)
+
+    def _keep_last(self, message: NoticeMessage) -> None:
+        """Keep ``message`` as its recipient's last notice, its originals by id only."""
+        tokens = set(message.body.originals)
+        self._last_originals[message.recipient] = [
+            i for i, token in self._signed.items() if token in tokens]
+        body = message.body.model_copy(update={"originals": []})
+        self._last_sent[message.recipient] = message.model_copy(update={"body": body})
+
+    def _resent(self, party: str) -> NoticeMessage:
+        """The party's last notice as it was sent, its originals attached again."""
+        last = self._last_sent[party]
+        tokens = [self._signed[i] for i in self._last_originals.get(party, [])
+                  if i in self._signed]
+        if not tokens:
+            return last
+        return last.model_copy(update={"body": last.body.model_copy(
+            update={"originals": tokens})})

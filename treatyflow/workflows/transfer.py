@@ -25,6 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from treatyflow.constants import HUB_SENDER
+from treatyflow.schemas import limits
 from treatyflow.schemas.messages import NoticeBody, NoticeMessage
 from treatyflow.schemas.transfer import (
     SENT_BY,
@@ -266,6 +267,8 @@ class TransferState(BaseModel):
     dispatches: list[Dispatch] = Field(default_factory=list)
     applied: list[str] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list)
+    content_bytes: int = Field(0, description="UTF-8 JSON bytes of every message applied "
+                               "(limits.MAX_CONTENT_BYTES_PER_REQUEST).")
 
     @property
     def final(self) -> bool:
@@ -617,6 +620,7 @@ def open_transfer(
         executing_state_provision=b.executing_state_provision,
         documents={d.code: message.message_id for d in b.documents},
         applied=[message.message_id],
+        content_bytes=limits.content_size(message),
     )
     return _after_message(state, profile, message, now, [])
 
@@ -731,7 +735,38 @@ def check(state: TransferState, profile: TransferProfile, message: TransferInbou
             problems += _check_enforcement_change(state, profile, message)
         case _:
             pass
+    return problems + limit_problems(state, message)
+
+
+# A relay is never refused for a limit (it carries a message accepted before): the budget
+# keeps room for every relay still to come on the channel (art. 5.1), this one's (at most
+# two) included, each at most this many bytes (an envelope with the longest ids and a note
+# reference of SHORT_TEXT_MAX four-byte characters).
+RELAY_MAX_BYTES = 3 * 1024
+
+
+def limit_problems(state: TransferState, message: TransferInbound) -> list[str]:
+    """Every per-request limit this message would pass (``limits``): how many of its kind,
+    the bytes of all messages with its relays, the timeline; each names its number."""
+    problems: list[str] = []
+    cap = limits.per_kind(message.kind)
+    if cap is not None and sum(e.event == message.kind for e in state.timeline) >= cap:
+        problems.append(limits.limit_problem(
+            f"at most {cap} {message.kind} messages per transfer, the hub's limit; transfer "
+            f"{state.request_id} has {cap}"))
+    relays = 2 + sum(len(d.route) - 1 - len(d.hops) for d in state.dispatches
+                     if d.delivered_at is None)
+    problems += limits.budget_problems(state.content_bytes, limits.content_size(message),
+                                       len(state.timeline), reserve=relays * RELAY_MAX_BYTES)
     return problems
+
+
+def refusal_code(problems: list[str]) -> str:
+    """The problem code for a refused message: ``limit_reached`` when it passes only limits
+    of the hub (``limits``), else ``not_allowed_now``."""
+    if problems and all(limits.is_limit_problem(p) for p in problems):
+        return limits.LIMIT_REACHED
+    return "not_allowed_now"
 
 
 def _check_relay(state: TransferState, message: TransferRelayMessage) -> list[str]:
@@ -843,6 +878,7 @@ def apply(
         raise Rejected(problems)
     s = state.model_copy(deep=True)
     s.applied.append(message.message_id)
+    s.content_bytes += limits.content_size(message)
     if isinstance(message, TransferRelayMessage):
         return Transition(state=s, notices=_relay(s, profile, message, now))
     missing_before = {d.code for d in missing_documents(s, profile)}
@@ -1362,7 +1398,7 @@ def check_operator(
     if state.final:
         return [f"transfer {state.request_id} is already {state.status}; nothing more can be "
                 "done"]
-    problems: list[str] = []
+    problems = limits.operator_problems([e.event for e in state.timeline])
     if action.action == "extend_deadline":
         if action.days is None:
             problems.append("extend_deadline needs the number of days")

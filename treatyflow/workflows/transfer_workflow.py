@@ -17,6 +17,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from treatyflow import constants as c
+    from treatyflow.schemas.limits import LIMIT_REACHED
     from treatyflow.schemas.messages import InboundMessage, NoticeMessage, Submission
     from treatyflow.schemas.transfer import (
         TransferRequestMessage,
@@ -34,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
         TransitLink,
     )
 
-from treatyflow.workflows.shell import Shell, refuse
+from treatyflow.workflows.shell import REFUSED_AS, Shell, refuse
 
 __all__ = ["TransferOfConvictedPerson", "TransitOfConvictedPerson"]
 
@@ -67,6 +68,8 @@ class TransferOfConvictedPerson(Shell[tf.TransferState, TransferAccepted]):
 
     @submit.validator
     def _validate(self, submission: Submission) -> None:
+        self._check_signed(submission)
+        self._check_party(submission.message)
         message = submission.message
         if self._state is None:
             if isinstance(message, TransferRequestMessage):
@@ -79,6 +82,8 @@ class TransferOfConvictedPerson(Shell[tf.TransferState, TransferAccepted]):
             problems = [f"a {message.kind} is not a message of transfer {message.request_id}"]
         else:
             problems = tf.check(self._now_state(), self._profile, message)  # type: ignore[arg-type]
+            if tf.refusal_code(problems) == LIMIT_REACHED:
+                refuse(problems, f"{REFUSED_AS}{LIMIT_REACHED}")
         refuse(problems)
 
     @workflow.update
@@ -138,6 +143,10 @@ class TransferOfConvictedPerson(Shell[tf.TransferState, TransferAccepted]):
 
     def _envelope(self, state: tf.TransferState, notice: Notice, now: datetime) -> NoticeMessage:
         return tf.envelope_for(state, notice, now)
+
+    def _parties(self, state: tf.TransferState) -> set[str]:
+        # The central authorities and the diplomatic channel's relays (art. 5.1).
+        return {state.requesting, state.requested, *self._profile.channel.relays.values()}
 
     def _describe(self, state: tf.TransferState, now: datetime) -> str:
         return tf.describe(state, now)
@@ -201,6 +210,8 @@ class TransitOfConvictedPerson(Shell[tf.TransitState, TransferAccepted]):
 
     @submit.validator
     def _validate(self, submission: Submission) -> None:
+        self._check_signed(submission)
+        self._check_party(submission.message)
         message = submission.message
         if self._state is None:
             if isinstance(message, TransitRequestMessage):
@@ -249,6 +260,9 @@ class TransitOfConvictedPerson(Shell[tf.TransitState, TransferAccepted]):
 
     def _envelope(self, state: tf.TransitState, notice: Notice, now: datetime) -> NoticeMessage:
         return tf.transit_envelope_for(state, notice, now)
+
+    def _parties(self, state: tf.TransitState) -> set[str]:
+        return {state.requesting, state.transit_authority}
 
     def _describe(self, state: tf.TransitState, now: datetime) -> str:
         return (f"**{state.status.value}**\n- {state.requesting} → {state.transit_authority} "

@@ -1,0 +1,210 @@
+"""Whoever reaches Temporal, the workflow applies only what its sender signed (art. 5.5):
+it verifies every message and every operator action against the key directory it holds,
+takes a newer directory only if a hub key it knows signed it, and the hub's delivery
+signs nothing for a request that no registered key opened. These call Temporal directly,
+past the gateway, as a local user who reached the dev server's port could (on the real
+dev server: the time-skipping one stops skipping after a rejected update)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from temporalio.client import Client
+
+from tests.conftest import TEST_KEYS, operate, submit
+from tests.factories import message, new_request_id
+from tests.test_stack import REPORT
+from treatyflow import constants as c
+from treatyflow import hub, keys
+from treatyflow.agency.signing import KeyRing, PublicKey, SigningKey, sign, sign_directory
+from treatyflow.hub import Refusal, request_state
+from treatyflow.schemas import limits
+from treatyflow.schemas.messages import parse_inbound
+from treatyflow.settings import Settings
+from treatyflow.workflows.lifecycle import OperatorAction
+
+pytestmark = pytest.mark.stack
+
+KZ, RU = "KZ-GPO", "RU-MIA"
+
+
+async def _opened(client: Client) -> str:
+    rid = new_request_id()
+    await submit(client, message("request", request_id=rid, sender=KZ, recipient=RU))
+    return rid
+
+
+async def _events(client: Client, rid: str) -> list[str]:
+    return [e.event for e in (await request_state(client, "sco-2010", rid)).timeline]
+
+
+async def _refused(client: Client, rid: str, problem: str, **options: object) -> str:
+    """Submit a receipt of ``rid`` with ``options``; it must be refused with ``problem``
+    and leave the timeline as it was. Returns the reasons."""
+    before = await _events(client, rid)
+    receipt = message("receipt", request_id=rid, sender=RU, recipient=KZ)
+    with pytest.raises(Refusal) as refused:
+        await hub.submit(client, receipt, **{"directory": TEST_KEYS, **options})  # type: ignore[arg-type]
+    assert refused.value.problem == problem, refused.value
+    assert await _events(client, rid) == before
+    return " ".join(refused.value.reasons)
+
+
+def _directory(ring: KeyRing, signer: SigningKey, at: datetime) -> tuple[str, datetime]:
+    return sign_directory(ring, [signer], at), at
+
+
+async def test_an_unsigned_message_sent_straight_to_temporal_is_not_applied(
+    stack_client: Client
+) -> None:
+    rid = await _opened(stack_client)
+    reasons = await _refused(stack_client, rid, "unsigned", jws=None)
+    assert "carries no signature" in reasons
+
+
+async def test_a_message_signed_by_another_partys_key_is_not_applied(
+    stack_client: Client
+) -> None:
+    """The unsigned-report attack, signed: a receipt "from RU-MIA" under KZ-GPO's key."""
+    rid = await _opened(stack_client)
+    receipt = message("receipt", request_id=rid, sender=RU, recipient=KZ)
+    forged = sign(receipt, TEST_KEYS.private[KZ])
+    reasons = await _refused(stack_client, rid, "unknown_key", jws=forged)
+    assert f"not a key of {RU}" in reasons
+
+
+async def test_a_signature_over_another_message_is_not_applied(stack_client: Client) -> None:
+    rid = await _opened(stack_client)
+    other = message("receipt", request_id=new_request_id(), sender=RU, recipient=KZ)
+    reasons = await _refused(stack_client, rid, "bad_signature", jws=TEST_KEYS.sign(other))
+    assert "is not the message its JWS signs" in reasons
+
+
+async def test_a_directory_no_known_hub_key_signed_is_not_taken(stack_client: Client) -> None:
+    """Whoever makes up a directory (its own hub key, its own key for RU-MIA) gets
+    nothing applied with it."""
+    rid = await _opened(stack_client)
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    evil_hub, evil_ru = SigningKey.generate("HUB-evil-1"), SigningKey.generate("RU-MIA-evil-1")
+    ring = KeyRing(keys=[
+        PublicKey(key_id=evil_hub.key_id, owner=c.HUB_SENDER, public_key=evil_hub.public_key,
+                  valid_from=later),
+        PublicKey(key_id=evil_ru.key_id, owner=RU, public_key=evil_ru.public_key,
+                  valid_from=later)])
+    evil = _directory(ring, evil_hub, later)
+    receipt = message("receipt", request_id=rid, sender=RU, recipient=KZ)
+    before = await _events(stack_client, rid)
+    with pytest.raises(Refusal) as refused:
+        await hub.submit(stack_client, receipt, jws=sign(receipt, evil_ru),
+                         directory=lambda: evil)
+    assert refused.value.problem == "bad_signature"
+    assert "not signed by a hub key this request knows" in " ".join(refused.value.reasons)
+    assert await _events(stack_client, rid) == before
+
+
+async def test_a_rotated_key_is_learnt_from_a_newer_directory_and_a_revoked_one_refused(
+    stack_client: Client
+) -> None:
+    rid = await _opened(stack_client)
+    rotated = SigningKey.generate("RU-MIA-test-2")
+    at = datetime.now(UTC) + timedelta(seconds=1)
+    ring = KeyRing(keys=[*TEST_KEYS.ring.keys, PublicKey(
+        key_id=rotated.key_id, owner=RU, public_key=rotated.public_key, valid_from=at)])
+    newer = _directory(ring, TEST_KEYS.private[c.HUB_SENDER], at)
+    receipt = message("receipt", request_id=rid, sender=RU, recipient=KZ)
+    # The request holds the older directory: the hub sends the newer one along, once.
+    await hub.submit(stack_client, receipt, jws=sign(receipt, rotated), directory=lambda: newer)
+    assert await _events(stack_client, rid) == ["request_sent", "receipt"]
+
+    revoked_at = at + timedelta(seconds=1)
+    revoked = KeyRing(keys=[k.model_copy(update={"revoked_at": revoked_at})
+                            if k.key_id == rotated.key_id else k for k in ring.keys])
+    newest = _directory(revoked, TEST_KEYS.private[c.HUB_SENDER], revoked_at)
+    report = message("execution_report", request_id=rid, sender=RU, recipient=KZ,
+                     body=REPORT)
+    before = await _events(stack_client, rid)
+    with pytest.raises(Refusal) as refused:
+        await hub.submit(stack_client, report, jws=sign(report, rotated),
+                         directory=lambda: newest)
+    assert refused.value.problem == "unknown_key"
+    assert "revoked" in " ".join(refused.value.reasons)
+    assert await _events(stack_client, rid) == before
+
+
+async def test_operator_actions_act_only_when_the_operators_key_signed_them(
+    stack_client: Client
+) -> None:
+    rid = await _opened(stack_client)
+    close = OperatorAction(action="close", operator="A. Operator",
+                           reason="Closed at the requesting authority's request.")
+    before = await _events(stack_client, rid)
+    with pytest.raises(Refusal) as unsigned:
+        await hub.operate(stack_client, "sco-2010", rid, close)
+    assert unsigned.value.problem == "unsigned"
+    with pytest.raises(Refusal) as stranger:
+        await hub.operate(stack_client, "sco-2010", rid, close, TEST_KEYS.private[KZ])
+    assert stranger.value.problem == "unknown_key"
+    signed = hub.sign_action(close, TEST_KEYS.private[c.OPERATOR_SIGNER])
+    altered = signed.model_copy(update={"action": "withdraw"})
+    with pytest.raises(Refusal) as changed:
+        await hub.operate(stack_client, "sco-2010", rid, altered)
+    assert changed.value.problem == "bad_signature"
+    assert await _events(stack_client, rid) == before
+    await operate(stack_client, "sco-2010", rid, close)
+    assert (await request_state(stack_client, "sco-2010", rid)).status == "closed"
+
+
+async def test_the_hub_signs_nothing_for_a_request_no_registered_key_opened(
+    authorities, stack_client: Client, stack_settings: Settings
+) -> None:
+    """A request opened past the gateway with made-up keys (here the tests' own, which the
+    stack never registered) is held by its workflow, but the hub's delivery refuses to
+    sign its notices: the requested authority receives nothing. The same request signed
+    with KZ-GPO's registered key reaches it."""
+    _, ru_box = await authorities(RU)
+    made_up = await _opened(stack_client)
+
+    genuine = new_request_id()
+    request = message("request", request_id=genuine, sender=KZ, recipient=RU)
+    await hub.submit(stack_client, request,
+                     jws=sign(request, keys.signing_key(stack_settings.secrets_dir, KZ)),
+                     directory=keys.SignedDirectory(stack_settings.secrets_dir))
+    await ru_box.expect(lambda m: m.request_id == genuine
+                        and getattr(m.body, "event", None) == "request_delivered")
+    await ru_box.settle(2.0)
+    assert [m for m in ru_box.messages if getattr(m, "request_id", None) == made_up] == []
+    assert (await request_state(stack_client, "sco-2010", made_up)).status == "sent"
+
+
+async def test_signed_bytes_padded_with_whitespace_are_bounded_per_request(
+    stack_client: Client
+) -> None:
+    """Whitespace in signed JSON is the sender's to choose and is kept as sent, so it
+    counts: past the per-request budget of signed bytes a message is refused with
+    ``limit_reached``, and the request goes on with messages that fit."""
+    rid = await _opened(stack_client)
+    await submit(stack_client, message("receipt", request_id=rid, sender=RU, recipient=KZ))
+    pad = b" " * (limits.MAX_SIGNED_BYTES_PER_REQUEST * 3 // 8)  # base64url: 4/3 of it
+
+    async def padded_delay() -> str:
+        delay = message("delay", request_id=rid, sender=RU, recipient=KZ,
+                        body={"reason": "Bank records are archived; retrieval is slow."})
+        payload = delay.model_dump_json().encode()[:-1] + pad + b"}"
+        signed = parse_inbound(payload)
+        await hub.submit(stack_client, signed, jws=sign(payload, TEST_KEYS.private[RU]),
+                         directory=TEST_KEYS, digest=hashlib.sha256(payload).hexdigest())
+        return signed.message_id
+
+    await padded_delay()
+    before = await _events(stack_client, rid)
+    with pytest.raises(Refusal) as refused:
+        await padded_delay()
+    assert refused.value.problem == "limit_reached"
+    assert f"at most {limits.MAX_SIGNED_BYTES_PER_REQUEST // 1024} KiB of signed messages" in (
+        " ".join(refused.value.reasons))
+    assert await _events(stack_client, rid) == before
+    await submit(stack_client, message("execution_report", request_id=rid, sender=RU,
+                                       recipient=KZ, body=REPORT))
+    assert (await request_state(stack_client, "sco-2010", rid)).status == "executed"
