@@ -15,10 +15,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 
 from treatyflow import constants as c
+from treatyflow.agency.signing import SigningKey, sign
 from treatyflow.bench.harness import (
     Authorities,
     CpuMeter,
@@ -33,6 +36,7 @@ from treatyflow.bench.harness import (
     rss_mb,
     treatyflow_phase,
 )
+from treatyflow.keys import signed_directory, signing_key
 from treatyflow.schemas.messages import INBOUND, ReceiptMessage, RequestMessage, message_digest
 from treatyflow.schemas.treaty import load_profile, use_folder
 from treatyflow.settings import Settings
@@ -85,10 +89,13 @@ async def idle_cost(settings: Settings, seconds: float = 20.0) -> dict[str, floa
 
 
 def storm_input(profile_id: str, run: str, i: int, pair: tuple[str, str],
-                due: datetime) -> tuple[str, RequestInput]:
+                due: datetime, signer: Callable[[str], SigningKey], directory: str,
+                ) -> tuple[str, RequestInput]:
     """A request received 30 treaty days before ``due`` and not executed since: its state
     as a continue-as-new would carry it, built by the lifecycle's own rules, with the
-    reminders already sent so that only the deadline remains."""
+    reminders already sent so that only the deadline remains. Its messages are signed by
+    their senders' keys (``signer``) and it holds the key directory, as a request the hub
+    opened does: the hub signs notices only for such a request."""
     profile = load_profile(profile_id)
     requester, requested = pair
     rid = f"STORM-{run}-{i:06d}"
@@ -108,8 +115,10 @@ def storm_input(profile_id: str, run: str, i: int, pair: tuple[str, str],
     state = lifecycle.apply(opened.state, profile, receipt, received).state
     state.reminders_done = list(profile.deadlines.reminder_days_before)
     assert state.deadline == due, (state.deadline, due)
+    signed = {m.message_id: sign(m, signer(m.sender)) for m in (request, receipt)}
     return rid, RequestInput(profile=profile, version=INPUT_VERSION, state=state,
-                             digests={m.message_id: message_digest(m) for m in (request, receipt)})
+                             digests={m.message_id: message_digest(m) for m in (request, receipt)},
+                             signed=signed, directory=directory)
 
 
 async def storm_phase(client: Client, authorities: Authorities, n: int, concurrency: int,
@@ -125,8 +134,11 @@ async def storm_phase(client: Client, authorities: Authorities, n: int, concurre
     pairs = authorities.pairs
     arrived = authorities.count_events("overdue", prefix=f"STORM-{run}-")
 
+    directory = signed_directory(settings.secrets_dir)
+    signer = functools.cache(partial(signing_key, settings.secrets_dir))
+
     async def seed(i: int) -> None:
-        rid, start = storm_input(treaty, run, i, pairs[i % len(pairs)], due)
+        rid, start = storm_input(treaty, run, i, pairs[i % len(pairs)], due, signer, directory)
         assert start.state is not None
         await client.start_workflow(
             RequestForAssistance.run, start, id=c.workflow_id(treaty, rid),
