@@ -247,3 +247,29 @@ def test_the_broker_takes_no_message_over_max_message_size() -> None:
     assert 'f"max_message_size = {c.MAX_MESSAGE_BYTES}\\n"' in stack
     assert c.MAX_BODY_BYTES + c.MAX_HEADER_BYTES < c.MAX_MESSAGE_BYTES
 
+
+
+async def test_a_full_inbox_does_not_stop_the_key_directory_reaching_the_others(
+    tmp_path: Path,
+) -> None:
+    """A directory publish reaches every inbox but a full one, which nacks it: the gateway
+    takes it as sent (and starts consuming) rather than failing or sending it again."""
+    from treatyflow.keys import RegistryFile, load_or_create_keys
+    from treatyflow.workers.gateway import Announcer
+
+    load_or_create_keys(tmp_path)
+    published: list[str] = []
+
+    class Exchange:
+        async def publish(self, message: aio_pika.Message, routing_key: str) -> None:
+            published.append(routing_key)
+            raise DeliveryError(None, Basic.Nack())
+
+    class Channel:
+        async def get_exchange(self, name: str, ensure: bool = False) -> Exchange:
+            return Exchange()
+
+    announcer = Announcer(tmp_path, RegistryFile(tmp_path))
+    await announcer.announce(cast(Any, Channel()))
+    await announcer.announce(cast(Any, Channel()))  # unchanged: not sent again
+    assert published == [c.DIRECTORY_ROUTING_KEY]

@@ -129,6 +129,8 @@ async def test_hostile_input_is_refused_and_changes_nothing(
         assert headers is not None and set(headers) <= HUB_HEADERS, headers
         assert headers[c.HEADER_ORIGINAL_USER] == h.kit.attacker
         assert FORGED_REASON not in str(headers[c.HEADER_REASON])
+    if case.flood:  # hundreds of copies, which would slow every later reader of the queue
+        await clear_flood(hostile.hub_url, case.build(h.kit).body)  # type: ignore[misc]
     if case.target is not None:
         rid = h.kit.targets[case.target]
         state = (await transfer_state(stack_client, TRANSFER_TREATY, rid)
@@ -140,6 +142,15 @@ async def test_hostile_input_is_refused_and_changes_nothing(
             with pytest.raises(RPCError, match="not found|NotFound"):
                 await stack_client.get_workflow_handle(
                     c.workflow_id(treaty, result.request_id)).describe()
+
+
+async def clear_flood(url: str, body: bytes) -> None:
+    from treatyflow.workers import dead_letter_queue as dlq
+
+    async with dlq.reading(url, wait=30) as held:
+        for letter in held.letters:
+            if letter.body == body:
+                await held.remove(letter)
 
 
 async def test_gateway_still_consumes_and_mixed_scripts_arrive_intact(

@@ -393,3 +393,12 @@ def test_no_secret_is_on_any_processs_command_line(stack_settings: Settings) -> 
         leaked = [s[:4] + "…" for s in secrets if s in argv]
         assert not leaked, f"pid {entry.name} has a secret on its command line: {leaked}"
     assert seen > 10
+
+
+@pytest.mark.stack
+def test_make_security_checks_host_part_passes_on_the_stack(stack_settings: Settings) -> None:
+    done = subprocess.run([sys.executable, "-m", "treatyflow.securitycheck.host"],
+                          env={**os.environ, **stack_settings.to_env()}, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[-1] == "host checks: all 5 passed"

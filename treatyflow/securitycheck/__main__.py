@@ -35,6 +35,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aio_pika
@@ -203,6 +204,7 @@ async def check(settings: Settings, attacker_id: str, counterpart_id: str, third
         # (treaty, request id) -> message ids applied to it
         before: dict[tuple[str, str], tuple[str, ...]] = {}
         results: list[Result] = []
+        flood: tuple[str, datetime, datetime] | None = None
         probe_connection = await aio_pika.connect(url)
         async with probe_connection:
             for case in CATALOGUE:
@@ -212,14 +214,22 @@ async def check(settings: Settings, attacker_id: str, counterpart_id: str, third
                                                 boxes[k.attacker], clients[k.counterpart],
                                                 boxes[k.counterpart])
                     before[(k.treaty, k.targets[case.target])] = tuple(applied)
+                started_at = datetime.now(UTC)
                 result = await attempt(case, k, clients[k.attacker], boxes[k.attacker],
                                        probe_connection)
                 results.append(result)
+                if case.flood:
+                    flood = (k.attacker, started_at, datetime.now(UTC))
                 mark = "ok " if result.as_expected else "FAIL"
                 _say(f"{mark} {case.layer:7} {case.name:34} expected {case.problem:20} "
                      f"got {result.refused_with}"
                      + (f" (reasons lack {result.missing}: {result.reasons})"
                         if result.refused_with == case.problem and result.missing else ""))
+        if flood is not None:
+            who, since, until = flood
+            _say(f"the flood left hundreds of copies in {c.QUEUE_DEAD_LETTER}; to take them "
+                 f"out: treatyflow dead-letters purge --sender {who} --since "
+                 f"{since.isoformat()} --until {until.isoformat()} --reason 'security check'")
         gateway = [r for r in results if r.case.layer == "gateway"]
         broker = [r for r in results if r.case.layer == "broker"]
         wanted = {r.message_id for r in gateway if r.message_id}

@@ -458,12 +458,20 @@ class Announcer:
             return
         text = signed_directory(self._secrets_dir, ring)
         exchange = await channel.get_exchange(c.EXCHANGE_DELIVER, ensure=False)
-        await exchange.publish(aio_pika.Message(
-            body=text.encode(), content_type=c.CONTENT_TYPE_JWS_JSON,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT, type=c.AMQP_TYPE_DIRECTORY,
-            message_id=f"directory-{hashlib.sha256(text.encode()).hexdigest()[:32]}",
-            user_id=c.HUB_USER, timestamp=issued_at(ring),
-        ), routing_key=c.DIRECTORY_ROUTING_KEY)
+        try:
+            await exchange.publish(aio_pika.Message(
+                body=text.encode(), content_type=c.CONTENT_TYPE_JWS_JSON,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT, type=c.AMQP_TYPE_DIRECTORY,
+                message_id=f"directory-{hashlib.sha256(text.encode()).hexdigest()[:32]}",
+                user_id=c.HUB_USER, timestamp=issued_at(ring),
+            ), routing_key=c.DIRECTORY_ROUTING_KEY)
+        except Exception as err:
+            if not full(err):
+                raise
+            # An inbox at its bound turned it away; every other inbox has it, and sending
+            # it again would only repeat it there. The full one gets the next directory.
+            self._log.warning("key directory refused by a full inbox; every other inbox "
+                              "has it", error=repr(err))
         self._sent = ring
         self._log.info("key directory sent to every inbox", keys=len(ring.keys),
                        issued_at=issued_at(ring).isoformat())
@@ -516,7 +524,10 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_
         publishing[:] = [publish]
         consume = await connection.channel()
         await consume.set_qos(prefetch_count=c.LANE_PREFETCH)
-        await announcer.announce(publish, again=True)
+        try:
+            await announcer.announce(publish, again=True)
+        except Exception as err:  # noqa: BLE001 - its watcher tries again; consume anyway
+            log.warning("could not send the key directory; will retry", error=repr(err))
         lanes = [c.inbound_queue(a) for a in sorted(all_authorities())] + [c.QUEUE_INBOUND]
         consuming.clear()
         for name in lanes:
