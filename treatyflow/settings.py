@@ -22,8 +22,10 @@ class Settings:
     temporal_ui_port: int = 8233
     amqp_port: int = 5672
     amqp_dist_port: int = 25672
-    # The Erlang port mapper of the local stack's own RabbitMQ node (on loopback only).
-    amqp_epmd_port: int = 4369
+    # The Erlang port mapper of the local stack's own RabbitMQ node (on loopback only). Not
+    # epmd's standard 4369: a host's shared epmd there (Debian's rabbitmq-server package
+    # starts one, listening on every interface) would be reused instead.
+    amqp_epmd_port: int = 24369
     amqp_host: str = "127.0.0.1"
     temporal_host: str = "127.0.0.1"
     # The codec endpoint (POST /encode, /decode) the Temporal UI calls to show payloads.

@@ -509,11 +509,14 @@ def stop_pid(pid_file: Path, grace: float = 15) -> None:
     pid_file.unlink(missing_ok=True)
 
 
+SHARED_EPMD_PORT = 4369  # epmd's standard port: the host's, never stopped by a stack
+
+
 def _stop_epmd(settings: Settings) -> None:
     """The node's own port mapper (a daemon outside its process group), unless it is the
-    host's shared one on the default port; epmd refuses while a node is registered."""
+    host's shared one on epmd's standard port; epmd refuses while a node is registered."""
     epmd = shutil.which("epmd")
-    if epmd is None or settings.amqp_epmd_port == Settings().amqp_epmd_port:
+    if epmd is None or settings.amqp_epmd_port == SHARED_EPMD_PORT:
         return
     subprocess.run([epmd, "-port", str(settings.amqp_epmd_port), "-kill"],
                    env={**os.environ, "ERL_EPMD_ADDRESS": "127.0.0.1"},
