@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import pytest_asyncio
@@ -80,7 +81,32 @@ async def operate(client: Client, treaty_id: str, request_id: str, action: Opera
                   key: SigningKey | None = None) -> Accepted | TransferAccepted:
     """``hub.operate`` as the CLI calls it: signed with the operators' test key."""
     return await hub.operate(client, treaty_id, request_id, action,
-                             key or TEST_KEYS.private[c.OPERATOR_SIGNER])
+                             key or TEST_KEYS.private[c.OPERATOR_SIGNER], TEST_KEYS)
+
+
+Probed = TypeVar("Probed")
+
+
+async def eventually(probe: Callable[[], Probed | Awaitable[Probed]], *, timeout: float = 30,
+                     interval: float = 0.2, what: str = "the condition") -> Probed:
+    """The first truthy result of ``probe`` (plain or async), asked every ``interval``
+    seconds: what reaches a queue, an endpoint or a workflow arrives when it arrives. An
+    exception counts as not yet; after ``timeout`` an AssertionError names ``what`` and
+    the last answer."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last: object = None
+    while True:
+        try:
+            answer = probe()
+            last = await answer if inspect.isawaitable(answer) else answer
+        except Exception as err:  # noqa: BLE001 - not there yet (a server coming back)
+            last = err
+        if last and not isinstance(last, Exception):
+            return last  # type: ignore[return-value]
+        if loop.time() >= deadline:
+            raise AssertionError(f"{what} did not hold within {timeout} s; last: {last!r}")
+        await asyncio.sleep(interval)
 
 
 def _binary(name: str) -> str:

@@ -4,7 +4,6 @@ module's own: its components are killed and restarted here."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -12,6 +11,7 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
+from tests.conftest import eventually
 from tests.factories import message, new_request_id, request_body
 from treatyflow import constants as c
 from treatyflow.agency import AgencyClient
@@ -23,6 +23,7 @@ from treatyflow.settings import Settings
 from treatyflow.temporal import connect
 from treatyflow.workers import stack
 from treatyflow.workers.simulator import Expectation, Scenario, Simulation, execute, silent
+from treatyflow.workflows.lifecycle import RequestState
 
 pytestmark = pytest.mark.stack
 
@@ -60,18 +61,13 @@ def client_for(settings: Settings, authority: str) -> AgencyClient:
 
 
 async def reaches(client: Client, request_id: str, status: str, timeout: float = 60) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    state = None
-    while loop.time() < deadline:
-        with contextlib.suppress(Exception):
-            state = await request_state(client, "sco-2010", request_id)
-            if state.status.value == status:
-                assert len(state.applied) == len(set(state.applied)), state.applied
-                return
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"{request_id} is {state.status.value if state else None}, "
-                         f"not {status}")
+    async def there() -> RequestState | None:
+        state = await request_state(client, "sco-2010", request_id)
+        return state if state.status.value == status else None
+
+    state = await eventually(there, timeout=timeout, interval=0.5,
+                             what=f"{request_id} reaching {status}")
+    assert len(state.applied) == len(set(state.applied)), state.applied
 
 
 async def test_worker_and_gateway_killed_under_load_lose_nothing(
@@ -101,7 +97,8 @@ async def test_broker_restart_every_consumer_back_within_seconds(
         faults.stop_rabbitmq_gracefully(fault_stack)
     await faults.restore(fault_stack)
     took = await faults.await_consumers(
-        fault_stack, {c.QUEUE_INBOUND, c.inbox_queue(KZ), c.inbox_queue(RU)}, timeout=30)
+        fault_stack, {c.inbound_queue(KZ), c.inbound_queue(RU), c.inbox_queue(KZ),
+                      c.inbox_queue(RU)}, timeout=30)
     assert took < 30
     rid = new_request_id()  # and messages flow again, published with confirms
     await sim.start(Scenario("executed", KZ, RU, {RU: execute(1)},

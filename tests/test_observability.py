@@ -11,6 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 
+from tests.conftest import eventually
 from tests.factories import envelope, message, new_message_id, new_request_id
 from tests.test_stack import KZ, REPORT, RU, error_about, event
 from treatyflow import constants as c
@@ -40,16 +41,6 @@ def value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: st
     """The sum of the samples named ``name`` whose labels include ``labels``."""
     wanted = set(labels.items())
     return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
-
-
-async def eventually(check, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    """Wait until ``check()`` holds (figures reach an endpoint asynchronously)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            assert check()
-        await asyncio.sleep(0.5)
 
 
 async def received_request(authorities):  # type: ignore[no-untyped-def]
@@ -128,11 +119,8 @@ async def test_open_requests_and_overdue_are_gauges_from_visibility(
         return total >= 1 and value(samples, "treatyflow_overdue_requests",
                                     procedure="assistance") == overdue
 
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 30
-    while not await matches():
-        assert loop.time() < deadline, "open-request gauges never matched visibility"
-        await asyncio.sleep(1)
+    await eventually(matches, timeout=30, interval=1,
+                     what="the open-request gauges matching visibility")
 
 
 async def test_one_request_followed_across_processes_with_one_grep(

@@ -4,6 +4,7 @@ of the channel (hub policy) and after the transfer (art. 12, 13.2)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,7 @@ import pytest_asyncio
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import Outbox, start_time_skipping, submit
+from tests.conftest import Outbox, eventually, start_time_skipping, submit
 from tests.transfer_factories import (
     AE,
     AE_MFA,
@@ -83,13 +84,14 @@ class Wire:
                          timeout: float = 30) -> TransferState:
         """The state once ``holds`` is true of it (a fired timer's workflow task may still
         be running when the clock has moved), or as it is after ``timeout``."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        state = await self.state()
-        while not holds(state) and loop.time() < deadline:
-            await asyncio.sleep(0.1)
+        async def held() -> TransferState | None:
             state = await self.state()
-        return state
+            return state if holds(state) else None
+
+        try:
+            return await eventually(held, timeout=timeout, interval=0.1)
+        except AssertionError:
+            return await self.state()
 
     async def state(self) -> TransferState:
         return await transfer_state(self.env.client, TREATY, self.request_id)
@@ -112,10 +114,8 @@ class Wire:
 async def events(outbox: Outbox, recipient: str, wanted: str) -> list[str]:
     """The events delivered to ``recipient``, once ``wanted`` is among them (the workflow
     delivers its notices after the update has answered)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 30  # a loaded machine; returns as soon as it is there
-    while wanted not in outbox.events(recipient) and loop.time() < deadline:
-        await asyncio.sleep(0.05)
+    with contextlib.suppress(AssertionError):  # a loaded machine: the caller asserts
+        await eventually(lambda: wanted in outbox.events(recipient), interval=0.05)
     return outbox.events(recipient)
 
 

@@ -208,3 +208,24 @@ async def test_signed_bytes_padded_with_whitespace_are_bounded_per_request(
     await submit(stack_client, message("execution_report", request_id=rid, sender=RU,
                                        recipient=KZ, body=REPORT))
     assert (await request_state(stack_client, "sco-2010", rid)).status == "executed"
+
+
+async def test_a_rotated_operators_key_is_learnt_from_the_directory_sent_along(
+    stack_client: Client
+) -> None:
+    """After ``treatyflow keys rotate OPERATOR`` an open request, holding the directory it
+    opened with, takes the newer one the action carries, and acts on the new key."""
+    rid = await _opened(stack_client)
+    rotated = SigningKey.generate("OPERATOR-test-2")
+    at = datetime.now(UTC) + timedelta(seconds=1)
+    ring = KeyRing(keys=[*TEST_KEYS.ring.keys, PublicKey(
+        key_id=rotated.key_id, owner=c.OPERATOR_SIGNER, public_key=rotated.public_key,
+        valid_from=at)])
+    newer = _directory(ring, TEST_KEYS.private[c.HUB_SENDER], at)
+    close = OperatorAction(action="close", operator="A. Operator",
+                           reason="Closed at the requesting authority's request.")
+    with pytest.raises(Refusal) as stale:  # without the directory: a key it never saw
+        await hub.operate(stack_client, "sco-2010", rid, close, rotated)
+    assert stale.value.problem == "unknown_key"
+    await hub.operate(stack_client, "sco-2010", rid, close, rotated, lambda: newer)
+    assert (await request_state(stack_client, "sco-2010", rid)).status == "closed"

@@ -351,17 +351,20 @@ def _summary(message: RequestMessage) -> str:
 
 def sign_action(action: OperatorAction, key: SigningKey) -> OperatorAction:
     """The action with its JWS by the operators' key (the workflow acts on nothing else)."""
-    unsigned = action.model_copy(update={"signed": None})
-    return unsigned.model_copy(update={"signed": sign(unsigned, key)})
+    unsigned = action.model_copy(update={"signed": None, "directory": None})
+    return action.model_copy(update={"signed": sign(unsigned, key)})
 
 
 async def operate(
     client: Client, treaty_id: str, request_id: str, action: OperatorAction,
-    key: SigningKey | None = None,
+    key: SigningKey | None = None, directory: Callable[[], tuple[str, datetime]] | None = None,
 ) -> Accepted | TransferAccepted:
     """Apply an operator action to a request, a transfer or a transit, routed by the
     treaty's procedure like ``submit``, signed with ``key`` (the operators' key) unless it
-    is signed already; raises ``Refusal`` naming every problem."""
+    is signed already, with the hub's key directory along (a rotated operators' key is
+    learnt from it); raises ``Refusal`` naming every problem."""
+    if directory is not None:
+        action = action.model_copy(update={"directory": directory()[0]})
     if key is not None:
         action = sign_action(action, key)
     try:

@@ -198,7 +198,9 @@ class Injector:
         await self._kill_and_restore("gateway", self.rng.uniform(0, 2))
 
     def _consumed_queues(self) -> set[str]:
-        return {c.QUEUE_INBOUND} | {c.inbox_queue(a) for a in self.sim.authorities}
+        # Each authority's lane into the hub (the gateway reads every one) and its inbox.
+        return ({c.inbound_queue(a) for a in self.sim.authorities}
+                | {c.inbox_queue(a) for a in self.sim.authorities})
 
     async def kill_rabbitmq(self) -> None:
         await self._kill_and_restore("rabbitmq", 1)

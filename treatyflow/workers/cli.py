@@ -34,6 +34,7 @@ from treatyflow.codec import PayloadKeyError
 from treatyflow.hub import Refusal, operate, request_state, transfer_state
 from treatyflow.keys import (
     KeyStoreError,
+    SignedDirectory,
     read_registry,
     revoke,
     rotate,
@@ -232,7 +233,8 @@ async def _operate(
     except (KeyStoreError, FileNotFoundError) as err:
         return f"cannot sign the action with the operators' key: {err}"
     try:
-        return await operate(client, treaty, request_id, action, key)
+        return await operate(client, treaty, request_id, action, key,
+                             SignedDirectory(settings.secrets_dir))
     except Refusal as refusal:
         return "; ".join(refusal.reasons)
 

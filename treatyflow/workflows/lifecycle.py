@@ -1007,6 +1007,9 @@ class OperatorAction(BaseModel):
         None, max_length=16_384, description="The action as the operator's key signed it: "
         "a JWS (compact) whose payload is this action's JSON without ``signed``. The "
         "workflow acts on nothing else.")
+    directory: str | None = Field(
+        None, description="The hub's signed key directory, sent along so that a request "
+        "holding an older one learns a rotated operators' key (not part of what is signed).")
 
 
 def check_operator(state: RequestState, action: OperatorAction) -> list[str]:

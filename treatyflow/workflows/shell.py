@@ -295,7 +295,7 @@ class Shell(Generic[S, A]):
         earlier run (update ids are deduplicated per run only) is answered, not applied."""
         message = submission.message
         now = workflow.now()
-        self._take_directory(submission)
+        self._take_directory(submission.directory)
         if self._state is None:
             transition = self._open(message, now)
         elif message.message_id in self._state.applied:
@@ -340,6 +340,7 @@ class Shell(Generic[S, A]):
     def _operate(self, action: OperatorAction) -> A:
         """An operator's action, recorded in the timeline with name and reason."""
         now = workflow.now()
+        self._take_directory(action.directory)
         self._step(self._advance(self._require_state(), now))
         self._step(self._apply_operator(self._require_state(), action, now))
         if action.action == "resend_last_notice" and action.party:
@@ -381,16 +382,16 @@ class Shell(Generic[S, A]):
         ring, issued = verify_directory(text, held[0])
         return (ring, issued) if issued > held[1] else None
 
-    def _take_directory(self, submission: Submission) -> None:
+    def _take_directory(self, text: str | None) -> None:
         """The handler's half: keep a newer directory the validator accepted."""
-        if submission.directory is None:
+        if text is None:
             return
         try:
-            offered = self._offered_keys(submission.directory)
+            offered = self._offered_keys(text)
         except SignatureError:
             return
         if offered is not None:
-            self._directory = submission.directory
+            self._directory = text
 
     def _verifying_keys(self, submission: Submission) -> KeyRing:
         """The keys to verify ``submission`` with, or a refusal (validators only)."""
@@ -448,6 +449,13 @@ class Shell(Generic[S, A]):
     def _check_operator_signed(self, action: OperatorAction) -> None:
         """Refuse an operator action unless the operators' key signed exactly it."""
         held = self._held_keys()
+        if action.directory is not None:
+            try:
+                offered = self._offered_keys(action.directory)
+            except SignatureError as err:
+                refused([f"the key directory sent along is not signed by a hub key this "
+                         f"request knows: {err}"], f"{REFUSED_AS}bad_signature")
+            held = offered or held
         if action.signed is None or held is None:
             refused(["an operator action must be signed with the operators' key "
                     f"({c.OPERATOR_SIGNER})"], f"{REFUSED_AS}unsigned")
@@ -458,7 +466,7 @@ class Shell(Generic[S, A]):
             refused([str(err)], f"{REFUSED_AS}{err.problem}")
         except ValidationError:
             signed = None
-        if signed != action.model_copy(update={"signed": None}):
+        if signed != action.model_copy(update={"signed": None, "directory": None}):
             refused(["the operator action is not the action its JWS signs"],
                    f"{REFUSED_AS}bad_signature")
 
