@@ -10,7 +10,7 @@ import aiormq
 import pytest
 from temporalio.client import Client
 
-from tests.conftest import Mailbox
+from tests.conftest import Mailbox, eventually
 from tests.factories import envelope, message, new_message_id, new_request_id, request_body
 from treatyflow import constants as c
 from treatyflow.agency import Unverified
@@ -18,6 +18,7 @@ from treatyflow.hub import request_state
 from treatyflow.schemas.messages import ErrorMessage, NoticeMessage, OutboundMessage
 from treatyflow.settings import Settings
 from treatyflow.topology import read_passwords
+from treatyflow.workers.dead_letter_queue import Letter, reading
 
 pytestmark = pytest.mark.stack
 
@@ -38,28 +39,23 @@ def error_about(message_id: str):  # type: ignore[no-untyped-def]
     return match
 
 
-async def dead_letter(
-    settings: Settings, message_id: str, timeout: float = 10
-) -> aio_pika.IncomingMessage:
-    """Find one message in the hub's dead-letter queue by its message id."""
+async def dead_letter(settings: Settings, message_id: str, timeout: float = 15) -> Letter:
+    """Take one message out of the hub's dead-letter queue by its message id. Read as the
+    operators' tools read it, under the queue's reading lock: the gateway's gauges read
+    the whole queue at times, and a plain ``basic.get`` meanwhile would find it empty."""
     password = read_passwords(settings.secrets_dir)[c.HUB_USER]
-    connection = await aio_pika.connect(settings.amqp_url(c.HUB_USER, password))
-    async with connection:
-        channel = await connection.channel()
-        queue = await channel.get_queue(c.QUEUE_DEAD_LETTER, ensure=False)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            got = await queue.get(fail=False, no_ack=False)
-            if got is None:
-                await asyncio.sleep(0.2)
-                continue
-            if got.message_id == message_id:
-                await got.ack()
-                return got  # type: ignore[return-value]
-            await got.nack(requeue=True)
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"{message_id} not in {c.QUEUE_DEAD_LETTER}")
+    url = settings.amqp_url(c.HUB_USER, password)
+
+    async def taken() -> Letter | None:
+        async with reading(url, wait=timeout, name="tests") as held:
+            for letter in held.letters:
+                if letter.message_id == message_id:
+                    await held.remove(letter)
+                    return letter
+        return None
+
+    return await eventually(taken, timeout=timeout, interval=0.2,
+                            what=f"{message_id} in {c.QUEUE_DEAD_LETTER}")
 
 
 async def status(client: Client, request_id: str):  # type: ignore[no-untyped-def]

@@ -8,6 +8,7 @@ authorities), so one grep follows a request across them.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -72,7 +73,11 @@ def configure(level: str = "info", *, stream: object = None, file: Path | None =
     handler.setLevel(level.upper())
     handlers: list[logging.Handler] = [handler]
     if file is not None:
-        file.parent.mkdir(parents=True, exist_ok=True)
+        file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Logs name requests and parties: owner-only, whatever the caller's umask (a CLI
+        # run from a shell has its own, not the stack's 077).
+        os.close(os.open(file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+        os.chmod(file, 0o600)
         to_file = logging.FileHandler(file, encoding="utf-8")
         to_file.setFormatter(formatter(structlog.processors.JSONRenderer()))
         to_file.setLevel(file_level.upper())
