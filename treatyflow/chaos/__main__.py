@@ -309,6 +309,7 @@ async def dead_letters(settings: Settings) -> Counter[str]:
     counts: Counter[str] = Counter()
     connection = await aio_pika.connect(settings.amqp_url(c.HUB_USER, password))
     async with connection:
+        await faults.dead_letter_lock(connection, 30)  # the gateway's gauges read it too
         channel = await connection.channel()
         queue = await channel.get_queue(c.QUEUE_DEAD_LETTER, ensure=False)
         while (got := await queue.get(fail=False, no_ack=True)) is not None:

@@ -34,6 +34,7 @@ from treatyflow.settings import Settings
 from treatyflow.temporal import connect
 from treatyflow.topology import _quorum, read_passwords
 from treatyflow.workers import stack
+from treatyflow.workers.dead_letter_queue import lock as dead_letter_lock
 from treatyflow.workflows.lifecycle import RequestState
 
 PROBE_USER = "treatyflow-chaos-probe"
@@ -197,6 +198,7 @@ async def _dead_letter_reason(settings: Settings, message_id: str, timeout: floa
     password = read_passwords(settings.secrets_dir)[c.HUB_USER]
     connection = await aio_pika.connect(settings.amqp_url(c.HUB_USER, password))
     async with connection:
+        await dead_letter_lock(connection, timeout)  # the gateway's gauges read it too
         channel = await connection.channel()
         queue = await channel.get_queue(c.QUEUE_DEAD_LETTER, ensure=False)
         deadline = time.monotonic() + timeout

@@ -23,6 +23,7 @@ from treatyflow.agency import AgencyClient
 from treatyflow.agency.signing import KeyRing
 from treatyflow.schemas.messages import ErrorMessage, OutboundMessage, parse_inbound
 from treatyflow.securitycheck.kit import FLOOD_MARGIN, Attempt, Case, Kit, Target, payload_of
+from treatyflow.workers.dead_letter_queue import lock as dead_letter_lock
 from treatyflow.workers.transfers import TRANSFER_TREATY
 
 # How long a withdrawn request's workflow is given to finish before a case aims at it.
@@ -184,6 +185,7 @@ async def dead_letters(url: str, wanted: set[str], timeout: float = 10) -> dict[
     found: dict[str, str] = {}
     connection = await aio_pika.connect(url)
     async with connection:
+        await dead_letter_lock(connection, timeout)  # the gateway's gauges read it too
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=0)
         queue = await channel.get_queue(c.QUEUE_DEAD_LETTER, ensure=False)
@@ -210,6 +212,7 @@ async def kept_headers(url: str, message_id: str, timeout: float = 10) -> dict[s
     to a message given back to a quorum queue (as every read of the queue does)."""
     connection = await aio_pika.connect(url)
     async with connection:
+        await dead_letter_lock(connection, timeout)
         channel = await connection.channel()
         queue = await channel.get_queue(c.QUEUE_DEAD_LETTER, ensure=False)
         seen = asyncio.get_running_loop().create_future()

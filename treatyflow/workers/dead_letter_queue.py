@@ -264,7 +264,9 @@ class Reading:
                 await asyncio.sleep(0.005)
 
 
-async def _lock(connection: AbstractConnection, wait: float) -> None:
+async def lock(connection: AbstractConnection, wait: float) -> None:
+    """Hold the queue's reading lock (an exclusive queue) for the connection's life:
+    every reader takes it, so none finds the queue emptied by another's read."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     while True:
@@ -297,7 +299,7 @@ async def reading(url: str, *, wait: float = 10.0, name: str = "treatyflow-dead-
         raise DeadLetterError(f"cannot reach RabbitMQ ({err}); is the stack up (make up)?"
                               ) from err
     try:
-        await _lock(connection, wait)
+        await lock(connection, wait)
         held = Reading(connection, await connection.channel())
         try:
             await held.take()

@@ -122,10 +122,29 @@ class Outbox:
 
     async def publish(self, exchange: str, message: aio_pika.Message, routing_key: str,
                       timeout: float = 10.0) -> None:
-        """Publish and wait for the broker's confirm (raises on a nack or a return)."""
-        channel = await self.channel()
-        target = await channel.get_exchange(exchange, ensure=False)
-        await target.publish(message, routing_key=routing_key, mandatory=True, timeout=timeout)
+        """Publish and wait for the broker's confirm (raises on a nack or a return). A
+        failure of the connection itself (a broker restarted under it, which aio-pika does
+        not always mark closed) drops it, and the publish is tried once more on a new one."""
+        for attempt in (1, 2):
+            try:
+                channel = await self.channel()
+                target = await channel.get_exchange(exchange, ensure=False)
+                await target.publish(message, routing_key=routing_key, mandatory=True,
+                                     timeout=timeout)
+                return
+            except DeliveryError:
+                raise  # the broker answered: a nack or a return, not a broken connection
+            except Exception:
+                await self._drop()
+                if attempt == 2:
+                    raise
+
+    async def _drop(self) -> None:
+        async with self._lock:
+            connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close()
 
     async def queue_count(self, queue: str) -> int:
         """A queue's message count, on a channel of its own (a missing queue closes it)."""
