@@ -214,21 +214,31 @@ async def _quiet(handle: WorkflowHandle[Any, Any], timeout: float = 15.0) -> Non
 # --- the real local stack ---------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """RabbitMQ, the Temporal dev server, worker and gateway as real processes, on free
-    ports under a temporary state folder (one treaty day = 1 s)."""
+@contextlib.contextmanager
+def running_stack(settings: Settings) -> Iterator[Settings]:
+    """The local stack of ``settings`` on free ports, up for the block, down after it; a
+    stack that does not start fails the test with its reason."""
     from treatyflow.workers import stack
 
-    state = tmp_path_factory.mktemp("stack")
-    settings = stack.on_free_ports(Settings(state_dir=state, seconds_per_day=1.0))
+    settings = stack.on_free_ports(settings)
     try:
         stack.up(settings)
     except stack.StackError as err:
         stack.down(settings)
         pytest.fail(f"local stack did not start: {err}")
-    yield settings
-    stack.down(settings)
+    try:
+        yield settings
+    finally:
+        stack.down(settings)
+
+
+@pytest.fixture(scope="session")
+def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """RabbitMQ, the Temporal dev server, worker and gateway as real processes, on free
+    ports under a temporary state folder (one treaty day = 1 s)."""
+    with running_stack(Settings(state_dir=tmp_path_factory.mktemp("stack"),
+                                seconds_per_day=1.0)) as settings:
+        yield settings
 
 
 @pytest_asyncio.fixture(scope="session")

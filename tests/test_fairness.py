@@ -23,6 +23,7 @@ import aio_pika
 import pytest
 import pytest_asyncio
 
+from tests.conftest import running_stack
 from tests.factories import message, new_request_id
 from treatyflow import constants as c
 from treatyflow.agency import AgencyClient, Inbox, Unverified
@@ -50,16 +51,9 @@ POLICY_TIMEOUT = 60
 
 @pytest.fixture(scope="module")
 def fair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    state = tmp_path_factory.mktemp("fair")
-    settings = stack.on_free_ports(Settings(state_dir=state, seconds_per_day=600.0,
-                                            sender_rate=RATE, sender_burst=BURST))
-    try:
-        stack.up(settings)
-    except stack.StackError as err:
-        stack.down(settings)
-        pytest.fail(f"local stack did not start: {err}")
-    yield settings
-    stack.down(settings)
+    with running_stack(Settings(state_dir=tmp_path_factory.mktemp("fair"), seconds_per_day=600.0,
+                                sender_rate=RATE, sender_burst=BURST)) as settings:
+        yield settings
 
 
 @dataclass

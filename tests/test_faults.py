@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
-from tests.conftest import eventually
+from tests.conftest import eventually, running_stack
 from tests.factories import message, new_request_id, request_body
 from treatyflow import constants as c
 from treatyflow.agency import AgencyClient
@@ -21,7 +21,6 @@ from treatyflow.keys import RegistryFile, signing_key
 from treatyflow.schemas.messages import ErrorMessage, NoticeMessage
 from treatyflow.settings import Settings
 from treatyflow.temporal import connect
-from treatyflow.workers import stack
 from treatyflow.workers.simulator import Expectation, Scenario, Simulation, execute, silent
 from treatyflow.workflows.lifecycle import RequestState
 
@@ -34,15 +33,9 @@ ORAL = {"urgent": True, "oral": True, "signed_by": None}
 @pytest.fixture(scope="module")
 def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """A destructive stack: one treaty day = 1 s."""
-    settings = stack.on_free_ports(Settings(state_dir=tmp_path_factory.mktemp("faults"),
-                                            seconds_per_day=1.0, log_level="warning"))
-    try:
-        stack.up(settings)
-    except stack.StackError as err:
-        stack.down(settings)
-        pytest.fail(f"local stack did not start: {err}")
-    yield settings
-    stack.down(settings)
+    with running_stack(Settings(state_dir=tmp_path_factory.mktemp("faults"),
+                                seconds_per_day=1.0, log_level="warning")) as settings:
+        yield settings
 
 
 @pytest_asyncio.fixture

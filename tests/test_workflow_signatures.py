@@ -21,7 +21,7 @@ from treatyflow import hub, keys
 from treatyflow.agency.signing import KeyRing, PublicKey, SigningKey, sign, sign_directory
 from treatyflow.hub import Refusal, request_state
 from treatyflow.schemas import limits
-from treatyflow.schemas.messages import parse_inbound
+from treatyflow.schemas.messages import InboundMessage, parse_inbound
 from treatyflow.settings import Settings
 from treatyflow.workflows.lifecycle import OperatorAction
 
@@ -40,13 +40,14 @@ async def _events(client: Client, rid: str) -> list[str]:
     return [e.event for e in (await request_state(client, "sco-2010", rid)).timeline]
 
 
-async def _refused(client: Client, rid: str, problem: str, **options: object) -> str:
-    """Submit a receipt of ``rid`` with ``options``; it must be refused with ``problem``
-    and leave the timeline as it was. Returns the reasons."""
+async def _refused(client: Client, rid: str, problem: str, sent: InboundMessage | None = None,
+                   **options: object) -> str:
+    """Submit ``sent`` (by default a receipt of ``rid``) with ``options``; it must be
+    refused with ``problem`` and leave the timeline as it was. Returns the reasons."""
     before = await _events(client, rid)
-    receipt = message("receipt", request_id=rid, sender=RU, recipient=KZ)
+    sent = sent or message("receipt", request_id=rid, sender=RU, recipient=KZ)
     with pytest.raises(Refusal) as refused:
-        await hub.submit(client, receipt, **{"directory": TEST_KEYS, **options})  # type: ignore[arg-type]
+        await hub.submit(client, sent, **{"directory": TEST_KEYS, **options})  # type: ignore[arg-type]
     assert refused.value.problem == problem, refused.value
     assert await _events(client, rid) == before
     return " ".join(refused.value.reasons)
@@ -54,6 +55,16 @@ async def _refused(client: Client, rid: str, problem: str, **options: object) ->
 
 def _directory(ring: KeyRing, signer: SigningKey, at: datetime) -> tuple[str, datetime]:
     return sign_directory(ring, [signer], at), at
+
+
+def _rotated(owner: str, key_id: str) -> tuple[SigningKey, KeyRing, tuple[str, datetime]]:
+    """A new key of ``owner`` added to the test keys, and the newer directory of them
+    that the tests' hub key signed."""
+    key = SigningKey.generate(key_id)
+    at = datetime.now(UTC) + timedelta(seconds=1)
+    ring = KeyRing(keys=[*TEST_KEYS.ring.keys, PublicKey(
+        key_id=key.key_id, owner=owner, public_key=key.public_key, valid_from=at)])
+    return key, ring, _directory(ring, TEST_KEYS.private[c.HUB_SENDER], at)
 
 
 async def test_an_unsigned_message_sent_straight_to_temporal_is_not_applied(
@@ -71,7 +82,7 @@ async def test_a_message_signed_by_another_partys_key_is_not_applied(
     rid = await _opened(stack_client)
     receipt = message("receipt", request_id=rid, sender=RU, recipient=KZ)
     forged = sign(receipt, TEST_KEYS.private[KZ])
-    reasons = await _refused(stack_client, rid, "unknown_key", jws=forged)
+    reasons = await _refused(stack_client, rid, "unknown_key", receipt, jws=forged)
     assert f"not a key of {RU}" in reasons
 
 
@@ -95,42 +106,30 @@ async def test_a_directory_no_known_hub_key_signed_is_not_taken(stack_client: Cl
                   valid_from=later)])
     evil = _directory(ring, evil_hub, later)
     receipt = message("receipt", request_id=rid, sender=RU, recipient=KZ)
-    before = await _events(stack_client, rid)
-    with pytest.raises(Refusal) as refused:
-        await hub.submit(stack_client, receipt, jws=sign(receipt, evil_ru),
-                         directory=lambda: evil)
-    assert refused.value.problem == "bad_signature"
-    assert "not signed by a hub key this request knows" in " ".join(refused.value.reasons)
-    assert await _events(stack_client, rid) == before
+    reasons = await _refused(stack_client, rid, "bad_signature", receipt,
+                             jws=sign(receipt, evil_ru), directory=lambda: evil)
+    assert "not signed by a hub key this request knows" in reasons
 
 
 async def test_a_rotated_key_is_learnt_from_a_newer_directory_and_a_revoked_one_refused(
     stack_client: Client
 ) -> None:
     rid = await _opened(stack_client)
-    rotated = SigningKey.generate("RU-MIA-test-2")
-    at = datetime.now(UTC) + timedelta(seconds=1)
-    ring = KeyRing(keys=[*TEST_KEYS.ring.keys, PublicKey(
-        key_id=rotated.key_id, owner=RU, public_key=rotated.public_key, valid_from=at)])
-    newer = _directory(ring, TEST_KEYS.private[c.HUB_SENDER], at)
+    rotated, ring, newer = _rotated(RU, "RU-MIA-test-2")
     receipt = message("receipt", request_id=rid, sender=RU, recipient=KZ)
     # The request holds the older directory: the hub sends the newer one along, once.
     await hub.submit(stack_client, receipt, jws=sign(receipt, rotated), directory=lambda: newer)
     assert await _events(stack_client, rid) == ["request_sent", "receipt"]
 
-    revoked_at = at + timedelta(seconds=1)
+    revoked_at = newer[1] + timedelta(seconds=1)
     revoked = KeyRing(keys=[k.model_copy(update={"revoked_at": revoked_at})
                             if k.key_id == rotated.key_id else k for k in ring.keys])
     newest = _directory(revoked, TEST_KEYS.private[c.HUB_SENDER], revoked_at)
     report = message("execution_report", request_id=rid, sender=RU, recipient=KZ,
                      body=REPORT)
-    before = await _events(stack_client, rid)
-    with pytest.raises(Refusal) as refused:
-        await hub.submit(stack_client, report, jws=sign(report, rotated),
-                         directory=lambda: newest)
-    assert refused.value.problem == "unknown_key"
-    assert "revoked" in " ".join(refused.value.reasons)
-    assert await _events(stack_client, rid) == before
+    reasons = await _refused(stack_client, rid, "unknown_key", report,
+                             jws=sign(report, rotated), directory=lambda: newest)
+    assert "revoked" in reasons
 
 
 async def test_operator_actions_act_only_when_the_operators_key_signed_them(
@@ -216,12 +215,7 @@ async def test_a_rotated_operators_key_is_learnt_from_the_directory_sent_along(
     """After ``treatyflow keys rotate OPERATOR`` an open request, holding the directory it
     opened with, takes the newer one the action carries, and acts on the new key."""
     rid = await _opened(stack_client)
-    rotated = SigningKey.generate("OPERATOR-test-2")
-    at = datetime.now(UTC) + timedelta(seconds=1)
-    ring = KeyRing(keys=[*TEST_KEYS.ring.keys, PublicKey(
-        key_id=rotated.key_id, owner=c.OPERATOR_SIGNER, public_key=rotated.public_key,
-        valid_from=at)])
-    newer = _directory(ring, TEST_KEYS.private[c.HUB_SENDER], at)
+    rotated, _, newer = _rotated(c.OPERATOR_SIGNER, "OPERATOR-test-2")
     close = OperatorAction(action="close", operator="A. Operator",
                            reason="Closed at the requesting authority's request.")
     with pytest.raises(Refusal) as stale:  # without the directory: a key it never saw
