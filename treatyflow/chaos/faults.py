@@ -35,6 +35,7 @@ from treatyflow.temporal import connect
 from treatyflow.topology import _quorum, read_passwords
 from treatyflow.workers import stack
 from treatyflow.workers.dead_letter_queue import lock as dead_letter_lock
+from treatyflow.workers.simulator import request_content
 from treatyflow.workflows.lifecycle import RequestState
 
 PROBE_USER = "treatyflow-chaos-probe"
@@ -293,7 +294,7 @@ async def outage_over_deadline_probe(settings: Settings) -> str:
 
     client = await connect(settings)
     async with agency(requester) as uz, agency(requested) as kz:
-        await uz.publish(envelope("request", requester, requested, _request_body()))
+        await uz.publish(envelope("request", requester, requested, request_content()))
         await _until(client, rid, "sent", 30)
         await kz.publish(envelope("receipt", requested, requester, {}))
         deadline = (await _until(client, rid, "received", 30)).deadline
@@ -310,16 +311,6 @@ async def outage_over_deadline_probe(settings: Settings) -> str:
         raise ProbeFailed(f"{rid}: the report sent before the deadline was judged late: "
                           f"overdue={state.overdue}, timeline {events}")
     return f"{rid}: executed on time across the outage ({', '.join(events[-3:])})"
-
-
-def _request_body() -> dict[str, Any]:
-    return {"purpose": "Outage drill: a report sent before its deadline.",
-            "assistance_requested": "Bank statements of account 123 for 2025.",
-            "facts": "Funds were moved through account 123 in 2025.",
-            "confidentiality": "confidential", "form_of_cooperation": "information_exchange",
-            "crime_category": "economic_money_laundering_terrorist_financing",
-            "language": "ru", "urgent": False, "oral": False,
-            "signed_by": {"name": "A. Head", "position": "head"}}
 
 
 async def _until(client: Client, rid: str, status: str, timeout: float) -> RequestState:

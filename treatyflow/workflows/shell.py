@@ -393,25 +393,29 @@ class Shell(Generic[S, A]):
         if offered is not None:
             self._directory = text
 
+    def _keys_with(self, text: str | None) -> tuple[KeyRing, datetime] | None:
+        """The keys to verify with (validators only): those of ``text``, a directory sent
+        along, if it is newer than the held one; else the held ones. A directory no hub
+        key of this request signed is refused."""
+        held = self._held_keys()
+        if text is None:
+            return held
+        try:
+            offered = self._offered_keys(text)
+        except SignatureError as err:
+            refused([f"the key directory sent along is not signed by a hub key this "
+                     f"request knows: {err}"], f"{REFUSED_AS}bad_signature")
+        return offered or held
+
     def _verifying_keys(self, submission: Submission) -> KeyRing:
         """The keys to verify ``submission`` with, or a refusal (validators only)."""
-        held = self._held_keys()
-        if submission.directory is not None:
-            try:
-                offered = self._offered_keys(submission.directory)
-            except SignatureError as err:
-                refused([f"the key directory sent along is not signed by a hub key this "
-                        f"request knows: {err}"], f"{REFUSED_AS}bad_signature")
-            if offered is not None:
-                return offered[0]
-        elif held is None or (submission.directory_issued_at is not None
-                              and held[1] < submission.directory_issued_at):
+        keys = self._keys_with(submission.directory)
+        if keys is None or (submission.directory is None
+                            and submission.directory_issued_at is not None
+                            and keys[1] < submission.directory_issued_at):
             refused(["this request holds no key directory or an older one than the hub's; "
-                    "send the directory along"], DIRECTORY_OUTDATED)
-        if held is None:
-            refused(["this request holds no key directory; send the directory along"],
-                    DIRECTORY_OUTDATED)
-        return held[0]
+                     "send the directory along"], DIRECTORY_OUTDATED)
+        return keys[0]
 
     def _check_signed(self, submission: Submission) -> None:
         """Refuse a submission unless its JWS verifies under the sender's key and its
@@ -448,14 +452,7 @@ class Shell(Generic[S, A]):
 
     def _check_operator_signed(self, action: OperatorAction) -> None:
         """Refuse an operator action unless the operators' key signed exactly it."""
-        held = self._held_keys()
-        if action.directory is not None:
-            try:
-                offered = self._offered_keys(action.directory)
-            except SignatureError as err:
-                refused([f"the key directory sent along is not signed by a hub key this "
-                         f"request knows: {err}"], f"{REFUSED_AS}bad_signature")
-            held = offered or held
+        held = self._keys_with(action.directory)
         if action.signed is None or held is None:
             refused(["an operator action must be signed with the operators' key "
                     f"({c.OPERATOR_SIGNER})"], f"{REFUSED_AS}unsigned")
