@@ -102,8 +102,8 @@ async def main() -> None:
 
 async def _record(env: WorkflowEnvironment, keys: Any) -> None:
     client = env.client
-    rid = "TR-KZ-2026-0001"
-    tid = "TT-KZ-2026-0001"
+    rid = "KZ-GPO-TR-2026-0001"
+    tid = "KZ-GPO-TT-2026-0001"
     w = Driver(client, env, rid)
     today = (await env.get_current_time()).date()
     await w.send("transfer_request", KZ, transfer_body(sentence=sentence(

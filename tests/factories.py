@@ -13,8 +13,10 @@ TREATY = "sco-2010"
 _counter = itertools.count(1)
 
 
-def new_request_id() -> str:
-    return f"RQ-{uuid.uuid4().hex[:10].upper()}"
+def new_request_id(requesting: str = "KZ-GPO") -> str:
+    """A fresh id in ``requesting``'s own namespace (a request id begins with its sender's
+    authority id)."""
+    return f"{requesting}-{uuid.uuid4().hex[:10].upper()}"
 
 
 def new_message_id() -> str:

@@ -74,7 +74,9 @@ async def test_open_requests_and_a_storm_of_deadlines_are_measured(
     assert storm["storm_deadlines"] == 4
     assert 0 <= storm["storm_first_notice_s"] <= storm["storm_seconds"]
     for i in range(4):
-        state = await request_state(stack_client, "sco-2010", f"STORM-{storm['storm_run']}-{i:06d}")
+        requester = authorities.pairs[i % len(authorities.pairs)][0]
+        rid = scale.storm_request_id(requester, storm["storm_run"], i)
+        state = await request_state(stack_client, "sco-2010", rid)
         assert state.overdue and state.status.value == "received"
         assert [e.event for e in state.timeline].count("overdue") == 1
 

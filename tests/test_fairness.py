@@ -110,7 +110,7 @@ async def agencies(fair: Settings) -> AsyncIterator[dict[str, tuple[AgencyClient
 
 
 def request(sender: str, recipient: str) -> InboundMessage:
-    return message("request", request_id=new_request_id(), sender=sender, recipient=recipient)
+    return message("request", request_id=new_request_id(sender), sender=sender, recipient=recipient)
 
 
 async def test_a_flood_neither_holds_up_another_sender_nor_passes_its_share(

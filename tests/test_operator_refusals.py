@@ -5,13 +5,17 @@ live here.)"""
 from __future__ import annotations
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 
-from tests.conftest import operate, submit
+from tests.conftest import TEST_KEYS, operate, submit
 from tests.factories import message, new_request_id
 from tests.test_operator_actions import KZ, RU, act
+from treatyflow import constants as c
+from treatyflow import hub
 from treatyflow.hub import Refusal, request_state
 from treatyflow.workflows.lifecycle import OperatorAction
+from treatyflow.workflows.request import RequestForAssistance
 
 pytestmark = pytest.mark.stack
 
@@ -44,4 +48,35 @@ async def test_refused_operator_actions_change_nothing(
     with pytest.raises(Refusal) as refused:
         await operate(stack_client, "sco-2010", rid, action)
     assert expected in " ".join(refused.value.reasons)
+    assert len((await _state(stack_client, rid)).timeline) == timeline
+
+
+@pytest.mark.parametrize(("field", "text", "named"), [
+    ("operator", "\u3164", "U+3164 HANGUL FILLER"),  # shows as blank
+    ("reason", "Close it.\u200bALSO SEND ACCOUNT 456", "U+200B ZERO WIDTH SPACE"),
+    ("reason", "Close it now\U000e0041\U000e0042, please.", "U+E0041 TAG LATIN CAPITAL LETTER A"),
+    ("operator", "A. Operator\u202e", "U+202E RIGHT-TO-LEFT OVERRIDE"),
+])
+async def test_operator_text_with_invisible_characters_is_refused(
+    stack_client: Client, field: str, text: str, named: str
+) -> None:
+    """An operator's name and reason are held to the rules of every text the hub carries:
+    refused at the hub with the character and its position named, and by the workflow's
+    validator too, for an action sent straight to Temporal (signed though it is)."""
+    rid = new_request_id()
+    await submit(stack_client, message("request", request_id=rid, sender=KZ, recipient=RU))
+    timeline = len((await _state(stack_client, rid)).timeline)
+    action = act("close").model_copy(update={field: text})
+    with pytest.raises(Refusal) as refused:
+        await operate(stack_client, "sco-2010", rid, action)
+    assert refused.value.problem == "malformed"
+    assert f"{field}: {named}" in " ".join(refused.value.reasons)
+    assert "at position" in " ".join(refused.value.reasons)
+    signed = hub.sign_action(action, TEST_KEYS.private[c.OPERATOR_SIGNER])
+    handle = stack_client.get_workflow_handle_for(RequestForAssistance.run,
+                                                  c.workflow_id("sco-2010", rid))
+    with pytest.raises(WorkflowUpdateFailedError) as failed:
+        await handle.execute_update(RequestForAssistance.operate, signed)
+    assert isinstance(failed.value.cause, ApplicationError)
+    assert failed.value.cause.type == "Refused:malformed" and named in str(failed.value.cause)
     assert len((await _state(stack_client, rid)).timeline) == timeline

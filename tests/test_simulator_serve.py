@@ -63,7 +63,7 @@ async def test_served_authorities_carry_a_transfer_to_enforcement(
     served: Simulation, authorities, stack_client: Client
 ) -> None:
     kz, kz_box = await authorities(KZ)  # the agency under test: everyone else is simulated
-    rid = f"TR-SERVE-{mid()[4:12].upper()}"
+    rid = f"{KZ}-TR-SERVE-{mid()[4:12].upper()}"
 
     async def send(kind: str, body: dict[str, object]) -> str:
         m = transfer_message(kind, KZ, AE, body, request_id=rid, sent_at=datetime.now(UTC))
@@ -102,7 +102,7 @@ async def test_served_sentencing_state_answers_the_executing_states_request(
     checklist with the sentence and the consent it carries (art. 7.3, 7.1(b), (e)) and,
     once both agree, arranges the handover (art. 3)."""
     ae, ae_box = await authorities(AE)
-    rid = f"TR-SERVE-{mid()[4:12].upper()}"
+    rid = f"{AE}-TR-SERVE-{mid()[4:12].upper()}"
 
     async def send(kind: str, body: dict[str, object]) -> str:
         m = transfer_message(kind, AE, KZ, body, request_id=rid, sent_at=datetime.now(UTC))

@@ -240,7 +240,7 @@ async def test_rotated_key_signs_new_requests_while_the_old_one_still_verifies(
     secrets = stack_settings.secrets_dir
     old_key = uz.signing_key
     assert old_key is not None
-    in_flight = new_request_id()
+    in_flight = new_request_id(requester)
     await uz.publish(message("request", request_id=in_flight, sender=requester,
                              recipient=requested))
     await sps_box.expect(event(in_flight, "request_delivered"))
@@ -248,7 +248,7 @@ async def test_rotated_key_signs_new_requests_while_the_old_one_still_verifies(
     rotated = keys.rotate(secrets, requester)  # the running gateway is not restarted
     uz.signing_key = keys.signing_key(secrets, requester)
     assert uz.signing_key.key_id == rotated.key_id != old_key.key_id
-    fresh = new_request_id()
+    fresh = new_request_id(requester)
     await uz.publish(message("request", request_id=fresh, sender=requester,
                              recipient=requested))
     assert uz.last_sent is not None

@@ -104,7 +104,7 @@ async def test_full_transfer_across_the_relaying_foreign_ministries(
     boxes: dict[str, Mailbox] = {}
     for who in (KZ, AE, KZ_MFA, AE_MFA):
         clients[who], boxes[who] = await authorities(who)
-    rid = f"TR-{mid()[4:14].upper()}"
+    rid = f"{KZ}-TR-{mid()[4:14].upper()}"
     ch = Channel(rid, clients, boxes)
 
     request = await ch.send("transfer_request", KZ, request_body())
@@ -202,7 +202,7 @@ async def test_a_transit_is_its_own_request_linked_to_the_transfer_art_16(
     boxes: dict[str, Mailbox] = {}
     for who in (KZ, AE, KZ_MFA, AE_MFA, UZ):
         clients[who], boxes[who] = await authorities(who)
-    rid = f"TR-{mid()[4:14].upper()}"
+    rid = f"{KZ}-TR-{mid()[4:14].upper()}"
     ch = Channel(rid, clients, boxes)
     await ch.send("transfer_request", KZ, request_body())
     await ch.send("transfer_decision", AE, {"executing_state_provision": "UAE Penal Code"})
@@ -217,7 +217,7 @@ async def test_a_transit_is_its_own_request_linked_to_the_transfer_art_16(
     refused = await boxes[AE].expect(error_about(early.message_id))
     assert "transit through UZ is not requested" in " ".join(refused.body.reasons)  # type: ignore[union-attr]
 
-    tid = f"TT-{rid[3:]}"
+    tid = rid.replace("-TR-", "-TT-")
     ask = transit_message("transfer_transit_request", KZ, UZ, transit_body(
         rid, "UZ", period_from=today.isoformat(),
         period_to=(today + timedelta(days=3)).isoformat()),

@@ -130,7 +130,7 @@ def test_a_transit_may_be_withdrawn_or_closed_never_extended() -> None:
     c = agreed_case()
     c.send("transfer_handover", KZ, handover(c.now.date() + 10 * DAY, transit=["UZ"]))
     ask = transit_message("transfer_transit_request", KZ, UZ,
-                          transit_body(c.state.request_id), request_id="TT-1", sent_at=c.now)
+                          transit_body(c.state.request_id), request_id=f"{KZ}-TT-1", sent_at=c.now)
     assert isinstance(ask, tf.TransitRequestMessage)
     t = tf.open_transit(c.profile, c.state, ask, c.now).state
     assert "no deadline on a transit" in tf.check_transit_operator(
@@ -243,7 +243,7 @@ async def test_operator_withdraws_a_transit_and_its_transfer_learns_it_art_16(
     await wire.send("transfer_decision", KZ, {})
     today = (await wire.now()).date()
     await wire.send("transfer_handover", KZ, handover(today + timedelta(days=3), transit=["UZ"]))
-    tid = f"TT-{wire.request_id[3:]}"
+    tid = wire.request_id.replace("-TR-", "-TT-")
     await wire.post("transfer_transit_request", KZ, UZ, transit_body(
         wire.request_id, "UZ", period_from=today.isoformat(),
         period_to=(today + timedelta(days=3)).isoformat()), request_id=tid)

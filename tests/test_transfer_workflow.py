@@ -43,7 +43,7 @@ class Wire:
     def __init__(self, env: WorkflowEnvironment, task_queue: str) -> None:
         self.env = env
         self.tq = task_queue
-        self.request_id = f"TR-{mid()[4:14].upper()}"
+        self.request_id = f"{KZ}-TR-{mid()[4:14].upper()}"
 
     async def now(self) -> datetime:
         return await self.env.get_current_time()

@@ -95,7 +95,7 @@ def es_request_body(**over: Any) -> dict[str, Any]:
 
 
 def envelope(kind: str, sender: str, recipient: str, body: dict[str, Any], *,
-             request_id: str = "TR-KZ-2025-0001", message_id: str | None = None,
+             request_id: str = "KZ-GPO-TR-2025-0001", message_id: str | None = None,
              in_reply_to: str | None = None, sent_at: datetime = T0,
              treaty_id: str = TREATY) -> dict[str, Any]:
     return {"schema_version": "2", "message_id": message_id or mid(), "kind": kind,

@@ -242,7 +242,7 @@ def largest_transfer() -> tuple[Any, Carrier, dict[str, int]]:
     carrier = Carrier()
     applied: dict[str, int] = {}
     at = T0
-    rid = "TR-" + new_request_id()
+    rid = new_request_id()
     short, medium = widest(limits.SHORT_TEXT_MAX), widest(limits.MEDIUM_TEXT_MAX)
 
     def build(kind: str, sender: str, recipient: str, body: dict[str, Any],

@@ -28,6 +28,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from treatyflow.agency.signing import SigningKey, sign
 from treatyflow.constants import TASK_QUEUE, workflow_id
+from treatyflow.schemas.envelope import request_id_problem
 from treatyflow.schemas.messages import (
     InboundMessage,
     RequestMessage,
@@ -124,6 +125,9 @@ async def submit(
         raise Refusal(
             "unknown_treaty", [f"treaty {message.treaty_id!r} is not carried here"]
         ) from err
+    if isinstance(message, OPENING_KINDS) and (
+            problem := request_id_problem(message.request_id, message.sender)):
+        raise Refusal("invalid_request", [problem])
     starts: list[WithStartWorkflowOperation[Any, Any]] = []
     wf_id = workflow_id(message.treaty_id, message.request_id)
     held = directory() if directory is not None else None
@@ -249,9 +253,13 @@ async def _submit_transfer(
             transfer = await client.get_workflow_handle_for(
                 TransferOfConvictedPerson.run, transfer_id).query(TransferOfConvictedPerson.status)
         except RPCError as err:
-            raise Refusal("unknown_request", [
-                f"art. 16: no open transfer {message.body.transfer_request_id} under "
-                f"{message.treaty_id}"]) from err
+            raise Refusal("unknown_request", [unknown_request_reason(
+                message.treaty_id, message.body.transfer_request_id)]) from err
+        if message.sender not in (transfer.requesting, transfer.requested):
+            # Art. 16.1: only the transfer's central authorities ask; anyone else learns
+            # nothing of it, not even that it exists.
+            raise Refusal("unknown_request", [unknown_request_reason(
+                message.treaty_id, message.body.transfer_request_id)])
         problems = check_transit_request(profile, transfer, message)
         if problems:
             raise Refusal("invalid_request", problems)
@@ -363,6 +371,8 @@ async def operate(
     treaty's procedure like ``submit``, signed with ``key`` (the operators' key) unless it
     is signed already, with the hub's key directory along (a rotated operators' key is
     learnt from it); raises ``Refusal`` naming every problem."""
+    if text := action.text_problems():
+        raise Refusal("malformed", text)
     if directory is not None:
         action = action.model_copy(update={"directory": directory()[0]})
     if key is not None:

@@ -136,8 +136,8 @@ class EventCount:
     """Counts one kind of notice as it reaches the inboxes; ``wait_for(k)`` returns the
     moment (``time.perf_counter``) the k-th arrived."""
 
-    def __init__(self, event: str, prefix: str) -> None:
-        self.event, self.prefix = event, prefix
+    def __init__(self, event: str, marker: str) -> None:
+        self.event, self.marker = event, marker
         self.times: list[float] = []
         self._changed = asyncio.Event()
 
@@ -181,7 +181,7 @@ class Authorities:
                 waiter.set_result(now)
             for count in self._counts:
                 if (message.body.event == count.event
-                        and message.request_id.startswith(count.prefix)):
+                        and count.marker in message.request_id):
                     count.add(now)
 
     def _expect(self, request_id: str, event: str) -> asyncio.Future[float]:
@@ -189,16 +189,17 @@ class Authorities:
         self._waiting[(request_id, event)] = waiter
         return waiter
 
-    def count_events(self, event: str, prefix: str) -> EventCount:
-        """Count the ``event`` notices of requests whose id starts with ``prefix``."""
-        count = EventCount(event, prefix)
+    def count_events(self, event: str, marker: str) -> EventCount:
+        """Count the ``event`` notices of requests whose id holds ``marker`` (after the
+        requesting authority's id, with which every request id begins)."""
+        count = EventCount(event, marker)
         self._counts.append(count)
         return count
 
     def _next(self) -> tuple[str, str, str]:
         number = next(self._numbers)
         requester, requested = self.pairs[number % len(self.pairs)]
-        return f"BENCH-{self.run}-{number:06d}", requester, requested
+        return f"{requester}-BENCH-{self.run}-{number:06d}", requester, requested
 
     async def open_request(self, timeout: float = 300) -> str:
         """One request sent and delivered to both sides, then left waiting for its receipt."""

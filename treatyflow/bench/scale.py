@@ -50,6 +50,11 @@ from treatyflow.workflows.shell import typed
 Say = Callable[[str], None]
 
 
+
+def storm_request_id(requester: str, run: str, i: int) -> str:
+    """The id of the storm's ``i``-th request of ``run`` (in its requester's namespace)."""
+    return f"{requester}-STORM-{run}-{i:06d}"
+
 def database_mb(settings: Settings) -> float:
     """The Temporal dev server's SQLite file with its write-ahead log, in MiB."""
     db = stack.Paths(settings.state_dir).temporal_db
@@ -98,7 +103,7 @@ def storm_input(profile_id: str, run: str, i: int, pair: tuple[str, str],
     opened does: the hub signs notices only for such a request."""
     profile = load_profile(profile_id)
     requester, requested = pair
-    rid = f"STORM-{run}-{i:06d}"
+    rid = storm_request_id(requester, run, i)
     received = due - timedelta(days=profile.deadlines.execution_days)
 
     def envelope(kind: str, sender: str, recipient: str, body: dict[str, Any]) -> Any:
@@ -132,7 +137,7 @@ async def storm_phase(client: Client, authorities: Authorities, n: int, concurre
     lead = 30 + n / 50 if lead is None else lead
     due = (datetime.now(UTC) + timedelta(seconds=lead)).replace(microsecond=0)
     pairs = authorities.pairs
-    arrived = authorities.count_events("overdue", prefix=f"STORM-{run}-")
+    arrived = authorities.count_events("overdue", marker=f"-STORM-{run}-")
 
     directory = signed_directory(settings.secrets_dir)
     signer = functools.cache(partial(signing_key, settings.secrets_dir))

@@ -425,7 +425,7 @@ async def run(args: argparse.Namespace) -> int:
     numbers = iter(range(10**6))
 
     async def start(scenario: Scenario | TransferScenario) -> None:
-        rid = f"CHAOS-{tag}-{next(numbers):05d}"
+        rid = f"{scenario.requester}-CHAOS-{tag}-{next(numbers):05d}"
         expected[rid] = scenario.expect
         if scenario.name in ("duplicated", "transfer duplicated"):
             sim.duplicated.add(rid)

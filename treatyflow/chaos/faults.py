@@ -246,11 +246,11 @@ async def unroutable_probe(settings: Settings) -> str:
         delivery = Delivery(channel, CurrentKey(settings.secrets_dir, c.HUB_SENDER), registry)
         # The hub signs only for a request a registered key opened: a signed first message.
         opening = sign(json.dumps({
-            "request_id": "CHAOS-UNROUTABLE", "sender": "KZ-GPO",
+            "request_id": "KZ-GPO-CHAOS-UNROUTABLE", "sender": "KZ-GPO",
             "sent_at": datetime.now(UTC).isoformat()}).encode(),
             signing_key(settings.secrets_dir, "KZ-GPO"))
         notice = NoticeMessage(
-            kind="notice", message_id=str(uuid.uuid4()), request_id="CHAOS-UNROUTABLE",
+            kind="notice", message_id=str(uuid.uuid4()), request_id="KZ-GPO-CHAOS-UNROUTABLE",
             treaty_id="sco-2010", sender=c.HUB_SENDER, recipient="XX-NOBODY",
             sent_at=datetime.now(UTC),
             body=NoticeBody(event="request_delivered", status="sent", requesting="KZ-GPO",
@@ -278,7 +278,7 @@ async def outage_over_deadline_probe(settings: Settings) -> str:
     withdrawn on its record; raises ``ProbeFailed`` otherwise."""
     requester, requested = OUTAGE_PAIR
     passwords = read_passwords(settings.secrets_dir)
-    rid = f"OUTAGE-{uuid.uuid4().hex[:10].upper()}"
+    rid = f"{requester}-OUTAGE-{uuid.uuid4().hex[:10].upper()}"
     day = settings.seconds_per_day
 
     def envelope(kind: str, sender: str, recipient: str, body: dict[str, Any]) -> InboundMessage:

@@ -7,8 +7,8 @@ from typing import Any
 from treatyflow.contract.examples import envelope, message_id
 
 TREATY = "kz-uae-2018"
-REQUEST_ID = "TR-KZ-2025-0001"
-TRANSIT_ID = "TT-KZ-2025-0001"
+REQUEST_ID = "KZ-GPO-TR-2025-0001"
+TRANSIT_ID = "KZ-GPO-TT-2025-0001"
 KZ, AE = "KZ-GPO", "AE-MOJ"  # central authorities (art. 5.2)
 KZ_MFA, AE_MFA = "KZ-MFA", "AE-MOFA"  # the diplomatic channel (art. 5.1)
 UZ = "UZ-GPO"  # the transit state's authority (art. 16)

@@ -116,18 +116,26 @@ def _checked(text: str, info: ValidationInfo, *, multiline: bool) -> str:
                              f"character) at position {found.start()}; only printable text, "
                              "tab and line breaks")
         return text
+    problem = text_problem(text, multiline=multiline)
+    if problem is not None:
+        raise ValueError(problem)
+    return text
+
+
+def text_problem(text: str, *, multiline: bool) -> str | None:
+    """Why ``text`` may not be carried (its first refused character, named, and where),
+    or None: the rule of every name and text on the wire, for text checked elsewhere."""
     bad = refused_character(text, multiline=multiline)
-    if bad is not None:
-        at, char, why = bad
-        more = sum(1 for i in range(at + 1, len(text))
-                   if refused_character(text[i], multiline=multiline))
-        also = f" (and {more} more after it)" if more else ""
-        allowed = "line feed, tab and " if multiline else ""
-        raise ValueError(
-            f"{describe_character(char)} ({why}) at position {at}{also}: text holds "
+    if bad is None:
+        return None
+    at, char, why = bad
+    more = sum(1 for i in range(at + 1, len(text))
+               if refused_character(text[i], multiline=multiline))
+    also = f" (and {more} more after it)" if more else ""
+    allowed = "line feed, tab and " if multiline else ""
+    return (f"{describe_character(char)} ({why}) at position {at}{also}: text holds "
             f"{allowed}visible characters only; the hub refuses rather than removes them, "
             "as signatures cover the text as sent")
-    return text
 
 
 def _one_line(text: str, info: ValidationInfo) -> str:
@@ -173,6 +181,18 @@ PartyId = Annotated[str, StringConstraints(pattern=AUTHORITY_ID_PATTERN + r"|^HU
 KeyId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{2,63}$")]
 
 _strict = ConfigDict(extra="forbid", frozen=True)
+
+
+def request_id_problem(request_id: str, opener: str) -> str | None:
+    """Why ``request_id`` cannot open a request ``opener`` sends, or None. A new request's
+    id begins with its sender's authority id and a hyphen (``KZ-GPO-2026-0001``): each
+    authority numbers its own requests, so none can take an id another will use."""
+    if request_id.startswith(f"{opener}-") and len(request_id) > len(opener) + 1:
+        return None
+    return (f"request_id {request_id!r}: a new request's id begins with the id of the "
+            f"authority that sends it and a hyphen ({opener}-…, e.g. {opener}-2026-0001); "
+            "each authority numbers its own requests")
+
 
 
 class EnvelopeBase(BaseModel):

@@ -311,6 +311,14 @@ CATALOGUE: list[Case] = [
     Case("wrong_side", "a receipt from the requesting side of its own request",
          "not_allowed_now", lambda k: k.send(k.envelope("receipt", target="own")),
          target="own"),
+    Case("squatted_request_id", "a new request under an id of the counterpart's namespace "
+         "(an id it would use next)", "invalid_request",
+         lambda k: k.send(k.envelope("request", request_id=k.fresh_request_id(k.counterpart))),
+         says="begins with the id of the authority that sends it"),
+    Case("squatted_open_request", "a new request under the id of an open request between two "
+         "other authorities (refused for its namespace alone: nothing tells it exists)",
+         "invalid_request", lambda k: k.send(k.envelope("request", target="foreign")),
+         target="foreign", says="begins with the id of the authority that sends it"),
     Case("request_id_taken", "a second request under an open request's id", "not_allowed_now",
          lambda k: k.send(k.envelope("request", target="own")), target="own"),
     Case("after_final_state", "a withdrawal of a request already withdrawn", "request_closed",

@@ -165,8 +165,9 @@ class Kit:
         return str(uuid.uuid4())
 
     @staticmethod
-    def fresh_request_id() -> str:
-        return f"HX-{uuid.uuid4().hex[:10].upper()}"
+    def fresh_request_id(requesting: str) -> str:
+        """A new id in ``requesting``'s namespace (a request id begins with its sender's)."""
+        return f"{requesting}-HX-{uuid.uuid4().hex[:10].upper()}"
 
     def envelope(self, kind: str, *, target: Target | None = None, body: Any = None,
                  **fields: Any) -> dict[str, Any]:
@@ -177,7 +178,7 @@ class Kit:
                     transfer_body(sender) if kind == "transfer_request" else {})
         data: dict[str, Any] = {
             "schema_version": "2", "message_id": self.fresh_id(), "kind": kind,
-            "request_id": self.targets[target] if target else self.fresh_request_id(),
+            "request_id": self.targets[target] if target else self.fresh_request_id(sender),
             "treaty_id": self.treaty, "sender": self.attacker, "recipient": self.counterpart,
             "sent_at": datetime.now(UTC).isoformat(), "in_reply_to": None, "body": body,
         }

@@ -144,11 +144,13 @@ async def run_demo(settings: Settings, copies: int, console: Console) -> bool:
     runs: list[Run] = []
     for n in range(copies):
         for i, scenario in enumerate(scenarios):
-            runs.append(await sim.start(scenario, f"DEMO-{stamp}-{i:02d}{n:02d}"))
+            rid = f"{scenario.requester}-DEMO-{stamp}-{i:02d}{n:02d}"
+            runs.append(await sim.start(scenario, rid))
     transfer_runs: list[TransferRun] = []
     for n in range(copies):
         for i, ts in enumerate(transfers):
-            transfer_runs.append(await sim.transfers.start(ts, f"TR-{stamp}-{i:02d}{n:02d}"))
+            rid = f"{ts.requester}-DEMO-TR-{stamp}-{i:02d}{n:02d}"
+            transfer_runs.append(await sim.transfers.start(ts, rid))
     longest_days = 45
     timeout = longest_days * settings.seconds_per_day + 60
     states: dict[str, RequestState | None] = {}

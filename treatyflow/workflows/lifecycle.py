@@ -11,12 +11,13 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from treatyflow.constants import HUB_SENDER
 from treatyflow.schemas import limits
+from treatyflow.schemas.envelope import MultiLine, Name, Written, text_problem
 from treatyflow.schemas.messages import (
     CONSENT_KINDS,
     REQUESTED_KINDS,
@@ -995,8 +996,11 @@ class OperatorAction(BaseModel):
     """An operator's step on a request, recorded in its timeline with name and reason."""
 
     action: Literal["extend_deadline", "resend_last_notice", "withdraw", "close"]
-    operator: str = Field(min_length=1, max_length=200)
-    reason: str = Field(min_length=10, max_length=2000, description="Why, in writing.")
+    # Held to the rules of every text the hub carries: visible characters only, nothing
+    # blank (a name that shows as empty, hidden text in the reason are refused).
+    operator: Name
+    reason: Annotated[str, StringConstraints(min_length=10, max_length=2000), MultiLine,
+                      Written] = Field(description="Why, in writing.")
     days: int | None = Field(None, ge=1, le=365, description="extend_deadline: treaty days.")
     party: str | None = Field(None, description="resend_last_notice: the authority.")
     deadline: str | None = Field(
@@ -1010,6 +1014,14 @@ class OperatorAction(BaseModel):
     directory: str | None = Field(
         None, description="The hub's signed key directory, sent along so that a request "
         "holding an older one learns a rotated operators' key (not part of what is signed).")
+
+    def text_problems(self) -> list[str]:
+        """Its name and reason held to the wire's text rules in full: visible characters
+        only (Temporal's own records are read back without them, so this is asked where
+        an action arrives: the hub, the workflow's validator)."""
+        found = [(f, text_problem(t, multiline=f == "reason"))
+                 for f, t in (("operator", self.operator), ("reason", self.reason))]
+        return [f"{f}: {problem}" for f, problem in found if problem]
 
 
 def check_operator(state: RequestState, action: OperatorAction) -> list[str]:

@@ -93,6 +93,7 @@ class RequestForAssistance(Shell[RequestState, Accepted]):
         message = submission.message
         if self._state is None:
             if isinstance(message, RequestMessage):
+                self._check_opener(message)
                 problems = lifecycle.check_new_request(self._profile, message)
             else:
                 problems = [f"request {message.request_id} has not been sent"]

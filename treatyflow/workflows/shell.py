@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         verify_directory_self_signed,
     )
     from treatyflow.schemas import limits
+    from treatyflow.schemas.envelope import request_id_problem
     from treatyflow.schemas.messages import (
         InboundMessage,
         NoticeMessage,
@@ -355,6 +356,8 @@ class Shell(Generic[S, A]):
             problems = [self.NOT_OPENED]
         else:
             self._check_operator_signed(action)
+            if text := action.text_problems():
+                refused(text, f"{REFUSED_AS}malformed")
             problems = self._check_operator(self._now_state(), action, workflow.now())
             if (action.action == "resend_last_notice" and not problems
                     and action.party not in self._last_sent):
@@ -473,6 +476,13 @@ class Shell(Generic[S, A]):
         if self._state is not None and message.sender not in self._parties(self._state):
             refused([unknown_request_reason(message.treaty_id, message.request_id)],
                     f"{REFUSED_AS}unknown_request")
+
+    def _check_opener(self, message: InboundMessage) -> None:
+        """The opening message's id lies in its sender's own namespace, whoever reached
+        Temporal (the hub checks the same before starting the workflow)."""
+        if self._state is None and (problem := request_id_problem(message.request_id,
+                                                                  message.sender)):
+            refused([problem], f"{REFUSED_AS}invalid_request")
 
     def _opening_jws(self) -> str | None:
         """The request's first message as its sender signed it: the delivery activity

@@ -73,6 +73,7 @@ class TransferOfConvictedPerson(Shell[tf.TransferState, TransferAccepted]):
         message = submission.message
         if self._state is None:
             if isinstance(message, TransferRequestMessage):
+                self._check_opener(message)
                 problems = tf.check_new_transfer(self._profile, message, workflow.now())
             else:
                 problems = [f"transfer {message.request_id} has not been requested"]
@@ -215,6 +216,7 @@ class TransitOfConvictedPerson(Shell[tf.TransitState, TransferAccepted]):
         message = submission.message
         if self._state is None:
             if isinstance(message, TransitRequestMessage):
+                self._check_opener(message)
                 problems = tf.check_transit_request(self._profile, self._transfer, message)
             else:
                 problems = [f"transit {message.request_id} has not been requested"]
