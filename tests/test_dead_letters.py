@@ -195,7 +195,7 @@ async def test_replay_of_a_valid_message_advances_its_request(
     ru, ru_box = await authorities(RU)
     # KZ's request, signed by KZ, dead-lettered as the broker does when the gateway failed
     # on it at every delivery (Temporal down, say).
-    rid = f"{KZ}-{new_request_id()}"  # a request id begins with its requester's id
+    rid = new_request_id(KZ)  # a request id begins with its requester's id
     request = message("request", request_id=rid, sender=KZ, recipient=RU)
     await plant(stack_settings, kz.sign(request), request, sender=KZ,
                 problem="delivery_limit", reason="the gateway failed at every delivery")

@@ -1020,3 +1020,31 @@ def test_only_a_party_is_answered_about_an_applied_message() -> None:
         assert lifecycle.not_a_party(state, again) == []
     stranger = build("receipt", request_id=rid, sender="CN-MPS", recipient="KZ-MIA", body={})
     assert lifecycle.not_a_party(state, stranger) == [f"CN-MPS is not a party to request {rid}"]
+
+
+@pytest.mark.parametrize(("kind", "before", "undone"), [
+    ("confirmation", timedelta(seconds=24), True),
+    ("confirmation", -timedelta(seconds=24), False),  # it came after the 72 hours
+    ("withdrawal", timedelta(seconds=24), False),  # only a confirmation answers art. 5.2
+])
+def test_a_lapse_is_undone_only_by_a_confirmation_that_arrived_in_time(
+    kind: str, before: timedelta, undone: bool
+) -> None:
+    rid = new_request_id()
+    oral = message("request", request_id=rid, sender="KZ-GPO", recipient="RU-MIA",
+                   body=request_body(urgent=True, oral=True, signed_by=None))
+    opened = lifecycle.open_request(PROFILE, oral, T0).state  # type: ignore[arg-type]
+    assert opened.confirm_by is not None
+    lapsed = lifecycle.advance(opened, PROFILE, opened.confirm_by + timedelta(hours=1)).state
+    assert lapsed.status == Status.LAPSED
+    body = ({"request": request_body(urgent=True)} if kind == "confirmation"
+            else {"reason": "The case is closed at home."})
+    answer = message(kind, request_id=rid, sender="KZ-GPO", recipient="RU-MIA", body=body)
+    arrived = opened.confirm_by - before
+    corrected = lifecycle.correct_by_arrival(lapsed, answer, arrived,
+                                             opened.confirm_by + timedelta(hours=1))
+    assert (corrected is not None) == undone
+    if corrected is not None:
+        assert corrected.state.status == Status.SENT and corrected.state.oral_unconfirmed
+        assert {n.recipient for n in corrected.notices} == {"KZ-GPO", "RU-MIA"}
+        assert lifecycle.check(corrected.state, PROFILE, answer) == []

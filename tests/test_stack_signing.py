@@ -413,7 +413,7 @@ async def test_after_a_hub_key_rotation_notices_and_errors_carry_the_new_key(
                             signing_key=keys.signing_key(stack_settings.secrets_dir, SRC)) as src, \
             AgencyClient(TJ, stack_settings.amqp_url(TJ, passwords[TJ]),
                          signing_key=keys.signing_key(stack_settings.secrets_dir, TJ)) as tj:
-        rid = new_request_id()
+        rid = new_request_id(SRC)
         await src.publish(message("request", request_id=rid, sender=SRC, recipient=TJ))
         delivered = await read_raw(stack_settings, TJ, notice_about(rid, "request_delivered"))
         assert delivered.key.key_id == new.key_id and delivered.header["kid"] == new.key_id
@@ -448,7 +448,7 @@ async def test_an_agency_directory_learns_a_hub_key_rotation_from_its_inbox(
         assert directory.lookup(new.key_id) is not None, "no new directory in the inbox"
         learnt = len(box.messages)
         # A notice signed by the new hub key: only the new directory verifies it.
-        rid = new_request_id()
+        rid = new_request_id(SRC)
         await src.publish(message("request", request_id=rid, sender=SRC, recipient=TJ))
         delivered = await box.expect(event(rid, "request_delivered"))
         assert delivered.request_id == rid

@@ -224,3 +224,48 @@ async def delivered(outbox: Outbox, recipient: str, event: str, about: str) -> N
 
 # The link of a transit to its transfer (a signal from the transit's workflow, art. 16) is
 # tested on the real stack: test_stack_transfer.py.
+
+
+async def test_a_relay_that_reached_the_hub_before_its_hop_was_due_is_on_time(
+    wire: Wire, time_env: WorkflowEnvironment, skipping: tuple[Client, Outbox]
+) -> None:
+    """Judged by arrival: the ministry's relay reached the hub 24 s before the hop's 10
+    days ran out, but was applied only after the overdue timer fired (Temporal away). The
+    overdue mark is withdrawn, and those the overdue notice told are told so."""
+    _, outbox = skipping
+    request = await wire.send("transfer_request", KZ, await wire.request(), relay=False)
+    await time_env.sleep(timedelta(days=11))
+    state = await wire.state_once(lambda s: s.overdue)
+    hop = next(d for d in state.deadlines if d.open and d.overdue)
+    assert hop.code == "relay_hop" and hop.owner == KZ_MFA
+    arrived = hop.due - timedelta(seconds=24)
+    data = envelope("transfer_relay", KZ_MFA, AE_MFA,
+                    {"relayed_message_id": request, "note_reference": "Note 12/7"},
+                    request_id=wire.request_id, sent_at=arrived - timedelta(seconds=2))
+    await submit(time_env.client, parse_inbound(json.dumps(data)), task_queue=wire.tq,
+                 received_at=arrived)
+    state = await wire.state_once(lambda s: not s.overdue)
+    assert not state.overdue
+    events_now = [e.event for e in state.timeline]
+    assert events_now[-3:] == ["overdue", "overdue_withdrawn", "relayed"], events_now
+    assert "overdue_withdrawn" in await events(outbox, KZ_MFA, "overdue_withdrawn")
+    assert "overdue_withdrawn" in await events(outbox, KZ, "overdue_withdrawn")
+
+
+async def test_a_relay_that_reached_the_hub_after_its_hop_was_due_stays_overdue(
+    wire: Wire, time_env: WorkflowEnvironment, skipping: tuple[Client, Outbox]
+) -> None:
+    _, outbox = skipping
+    request = await wire.send("transfer_request", KZ, await wire.request(), relay=False)
+    await time_env.sleep(timedelta(days=11))
+    state = await wire.state_once(lambda s: s.overdue)
+    hop = next(d for d in state.deadlines if d.open and d.overdue)
+    arrived = hop.due + timedelta(seconds=24)
+    data = envelope("transfer_relay", KZ_MFA, AE_MFA,
+                    {"relayed_message_id": request, "note_reference": "Note 12/7"},
+                    request_id=wire.request_id, sent_at=arrived - timedelta(seconds=2))
+    await submit(time_env.client, parse_inbound(json.dumps(data)), task_queue=wire.tq,
+                 received_at=arrived)
+    state = await wire.state()
+    assert "overdue_withdrawn" not in [e.event for e in state.timeline]
+    assert "overdue_withdrawn" not in outbox.events()

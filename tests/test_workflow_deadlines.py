@@ -172,3 +172,32 @@ async def test_a_report_that_arrived_after_the_deadline_stays_overdue(
     state = await _status(time_env, rid)
     assert state.status == "executed" and state.overdue
     assert "overdue_withdrawn" not in outbox.events()
+
+
+async def test_a_confirmation_that_arrived_within_72_hours_undoes_a_lapse_applied_before_it(
+    time_env: WorkflowEnvironment, skipping: tuple[object, Outbox], task_queue: str
+) -> None:
+    """Art. 5.2 judged by arrival: the lapse timer fired while a written confirmation that
+    had reached the hub 24 s before the 72 hours waited (Temporal away). The request is
+    open again, as it was, and both sides are told the lapse is withdrawn."""
+    _, outbox = skipping
+    rid = await _open(time_env, task_queue, urgent=True, oral=True, signed_by=None)
+    await time_env.sleep(timedelta(hours=72, minutes=1))
+    lapsed = await _status(time_env, rid)
+    assert lapsed.status == "lapsed" and lapsed.confirm_by is not None
+    arrived = lapsed.confirm_by - timedelta(seconds=24)
+    confirmation = message("confirmation", request_id=rid, sender=KZ, recipient=RU,
+                           body={"request": request_body(urgent=True)},
+                           sent_at=arrived - timedelta(seconds=2))
+    await submit(time_env.client, confirmation, task_queue=task_queue, received_at=arrived)
+    await time_env.sleep(timedelta(minutes=1))  # the notices go out
+    state = await _status(time_env, rid)
+    assert state.status == "sent" and not state.oral_unconfirmed
+    assert [e.event for e in state.timeline][-3:] == ["lapsed", "lapse_withdrawn",
+                                                      "confirmation"]
+    assert "lapse_withdrawn" in outbox.events(KZ) and "lapse_withdrawn" in outbox.events(RU)
+    assert "request_confirmed" in outbox.events(RU)
+    # It goes on as any confirmed request: received, then executed.
+    await submit(time_env.client, message("receipt", request_id=rid, sender=RU, recipient=KZ),
+                 task_queue=task_queue)
+    assert (await _status(time_env, rid)).status == "received"

@@ -158,6 +158,9 @@ class RequestState(BaseModel):
     opened_at: datetime
     oral_unconfirmed: bool = False
     confirm_by: datetime | None = None
+    lapsed_from: Status | None = Field(
+        None, description="The status an art. 5.2 lapse ended: a written confirmation that "
+        "reached the hub in time, applied after the lapse, restores it.")
     delivered_at: datetime | None = Field(
         None, description="When the current requested authority was handed the request."
     )
@@ -820,6 +823,34 @@ def correct_overdue(state: RequestState, message: InboundMessage, arrived: datet
     return Transition(state=s, notices=notices)
 
 
+def correct_lapse(state: RequestState, message: InboundMessage, arrived: datetime,
+                  now: datetime) -> Transition | None:
+    """Art. 5.2 judged by arrival: a written confirmation that reached the hub within the
+    hours allowed, applied after the lapse timer fired while it waited (an outage), was in
+    time. The lapse is withdrawn, on the record and to both parties, and the request is
+    as it was; None if there is nothing to correct."""
+    if (state.status != Status.LAPSED or state.lapsed_from is None or state.confirm_by is None
+            or arrived >= state.confirm_by or message.kind != "confirmation"):
+        return None
+    s = state.model_copy(deep=True)
+    s.status, s.lapsed_from, s.oral_unconfirmed = state.lapsed_from, None, True
+    mid = message.message_id
+    _record(s, now, "lapse_withdrawn", HUB_SENDER, message_id=mid,
+            note=f"art. 5.2: confirmation {mid} reached the hub at {_iso(arrived)}, before "
+                 f"the oral request lapsed at {_iso(state.confirm_by)}; it was applied later")
+    notices = _notify(s, "lapse_withdrawn", [s.requesting, s.requested], about=mid,
+                      key=f"lapse-withdrawn-{mid}", arrived_at=_iso(arrived),
+                      confirm_by=_iso(state.confirm_by))
+    return Transition(state=s, notices=notices)
+
+
+def correct_by_arrival(state: RequestState, message: InboundMessage, arrived: datetime,
+                       now: datetime) -> Transition | None:
+    """The deadline a message answers, judged by when it reached the hub (art. 5.2, 6.1)."""
+    return (correct_lapse(state, message, arrived, now)
+            or correct_overdue(state, message, arrived, now))
+
+
 # --- the passing of time ------------------------------------------------------------
 
 
@@ -887,6 +918,7 @@ def advance(state: RequestState, profile: TreatyProfile, now: datetime) -> Trans
             break
         if event == "lapsed":
             # Art. 5.2: not confirmed in writing within 72 hours.
+            s.lapsed_from = s.status
             s.status = Status.LAPSED
             s.oral_unconfirmed = False
             _record(s, at, "lapsed", HUB_SENDER,

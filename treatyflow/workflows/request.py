@@ -43,6 +43,7 @@ from treatyflow.workflows.shell import (
     SA_TREATY,
     SA_URGENT,
     Shell,
+    arrival,
     refuse,
 )
 
@@ -103,6 +104,13 @@ class RequestForAssistance(Shell[RequestState, Accepted]):
             problems = lifecycle.not_a_party(self._state, message)
         else:
             now_state = self._now_state()
+            # Judged as the handler will: a deadline that fell while the message waited
+            # is corrected first (art. 5.2, 6.1).
+            corrected = self._corrected(now_state, message,
+                                        arrival(submission, message, workflow.now()),
+                                        workflow.now())
+            if corrected is not None:
+                now_state = corrected.state
             problems = lifecycle.check(now_state, self._profile, message)
             code = lifecycle.refusal_code(now_state, message, problems) if problems else None
             if code == lifecycle.CONSENT_REQUIRED:
@@ -125,7 +133,7 @@ class RequestForAssistance(Shell[RequestState, Accepted]):
 
     def _corrected(self, state: RequestState, message: InboundMessage, arrived: datetime,
                    now: datetime) -> Transition | None:
-        return lifecycle.correct_overdue(state, message, arrived, now)
+        return lifecycle.correct_by_arrival(state, message, arrived, now)
 
     @workflow.query
     def timeline(self) -> Timeline:

@@ -69,6 +69,11 @@ DELIVERY_RETRY = RetryPolicy(
 )
 # A workflow started for a request whose first message was refused ends after this.
 OPENING_GRACE = timedelta(minutes=10)
+# A request a deadline closed stays open this long (real time) for a message that reached
+# the hub before the deadline but waited, Temporal being away: the gateway's retries of
+# it come within this (a lapse that arrived confirmation undoes, art. 5.2).
+ARRIVAL_GRACE = timedelta(minutes=5)
+ARRIVAL_GRACE_PATCH = "arrival-grace"
 
 SA_STATUS = SearchAttributeKey.for_keyword(c.SA_STATUS)
 SA_TREATY = SearchAttributeKey.for_keyword(c.SA_TREATY)
@@ -266,12 +271,21 @@ class Shell(Generic[S, A]):
     async def _run_to_the_end(self) -> S:
         """Deliver, wait for a message or the next deadline, until the lifecycle is over;
         continue as new when the history grows long."""
+        by_timer = False  # did the last change come from a deadline?
         while True:
             await self._deliver_outbox()
             await self._after_delivery()
             state = self._require_state()
             if self._done(state):
-                break
+                if not by_timer or not workflow.patched(ARRIVAL_GRACE_PATCH):
+                    break
+                by_timer = False
+                try:  # closed by a deadline: a message that arrived before it may follow
+                    await workflow.wait_condition(self._changed_since(self._version),
+                                                  timeout=ARRIVAL_GRACE)
+                except TimeoutError:
+                    break
+                continue
             if workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self._continued())
@@ -279,11 +293,14 @@ class Shell(Generic[S, A]):
             wait = None if due is None else due - workflow.now()
             if wait is not None and wait <= timedelta(0):
                 self._step(self._advance(state, workflow.now()))
+                by_timer = True
                 continue
             try:
                 await workflow.wait_condition(self._changed_since(self._version), timeout=wait)
+                by_timer = False
             except TimeoutError:
                 self._step(self._advance(self._require_state(), workflow.now()))
+                by_timer = True
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._deliver_outbox()
         await self._after_delivery()

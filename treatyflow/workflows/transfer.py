@@ -1311,6 +1311,44 @@ def advance(state: TransferState, profile: TransferProfile, now: datetime) -> Tr
     return Transition(state=s, notices=notices)
 
 
+def correct_overdue(state: TransferState, profile: TransferProfile, message: TransferInbound,
+                    arrived: datetime, now: datetime) -> Transition | None:
+    """Every deadline judged by when the message that meets it reached the hub: one whose
+    overdue timer fired while that message waited (an outage), though it had arrived
+    before the due date, was met on time. Its overdue mark is withdrawn, on the record and
+    to those the overdue notice told; None if there is nothing to correct. The deadlines
+    a message meets are those ``apply`` closes, whatever the article."""
+    try:
+        after = apply(state, profile, message, now).state
+    except Rejected:
+        return None
+    met = {d.key for d in after.deadlines if not d.open}
+    late = {d.key for d in state.deadlines
+            if d.open and d.overdue and d.key in met and arrived < d.due}
+    if not late:
+        return None
+    s = state.model_copy(deep=True)
+    notices: list[Notice] = []
+    mid = message.message_id
+    for d in s.deadlines:
+        if d.key not in late:
+            continue
+        d.overdue = False
+        _record(s, now, "overdue_withdrawn", HUB_SENDER, message_id=mid,
+                note=f"art. {d.article}: {message.kind} {mid} reached the hub at "
+                     f"{arrived.isoformat()}, before {d.code} was due {d.due.isoformat()}; "
+                     "it was applied later")
+        disp = s.dispatch(d.about_message_id) if d.about_message_id else None
+        told = [d.owner, *(s.requesting, s.requested)]
+        if disp is not None and d.code == "relay_hop":
+            told = [d.owner, disp.sender]
+        notices += _notify(s.request_id, "overdue_withdrawn", told, about=mid,
+                           key=f"overdue-withdrawn-{d.key}", deadline=d.code,
+                           article=d.article, due=d.due.isoformat(),
+                           arrived_at=arrived.isoformat())
+    return Transition(state=s, notices=notices)
+
+
 # --- what the hub tells the parties and shows the operator ---------------------------------
 
 

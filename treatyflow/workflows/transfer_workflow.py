@@ -128,6 +128,11 @@ class TransferOfConvictedPerson(Shell[tf.TransferState, TransferAccepted]):
                now: datetime) -> tf.Transition:
         return tf.apply(state, self._profile, message, now)  # type: ignore[arg-type]
 
+    def _corrected(self, state: tf.TransferState, message: InboundMessage, arrived: datetime,
+                   now: datetime) -> tf.Transition | None:
+        return tf.correct_overdue(state, self._profile, message, arrived,  # type: ignore[arg-type]
+                                  now)
+
     def _advance(self, state: tf.TransferState, now: datetime) -> tf.Transition:
         return tf.advance(state, self._profile, now)
 
