@@ -1,6 +1,6 @@
 """The envelope every message shares, and the text types its bodies are built from.
 
-Apart from ``messages.py`` so that each procedure's kinds (``transfer.py``) build on the
+Apart from ``messages.py`` so that each procedure's kinds (``transfer/``) build on the
 same envelope and join the one inbound union in ``messages.py`` without an import cycle.
 """
 

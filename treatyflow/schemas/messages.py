@@ -384,7 +384,7 @@ InboundMessage = Annotated[
     | ConsentRequestMessage
     | ConsentDecisionMessage
     | ResultsTransferMessage
-    # Transfer of a convicted person (KZ–UAE 2018): ``schemas/transfer.py``.
+    # Transfer of a convicted person (KZ–UAE 2018): ``schemas/transfer/messages.py``.
     | TransferMessage
     | TransitMessage,
     Field(discriminator="kind"),

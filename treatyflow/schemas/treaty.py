@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 AUTHORITY_ID_PATTERN = r"^[A-Z]{2}-[A-Z0-9]{2,12}$"
 # The procedure this module's profile carries; each other procedure has its own model
-# (``transfer.TransferProfile`` for "transfer-of-convicted-person").
+# (``transfer.profile.TransferProfile`` for "transfer-of-convicted-person").
 PROCEDURE = "request-for-assistance"
 
 
