@@ -1,8 +1,8 @@
 # One image for treatyflow's own processes; docker-compose.yml picks the process:
-#   python -m treatyflow.workers.worker            Temporal worker (workflows + delivery)
-#   python -m treatyflow.workers.gateway           RabbitMQ hub.inbound -> Temporal
-#   python -m treatyflow.workers.simulator --serve simulated competent authorities
-#   python -m treatyflow.workers.codec             codec endpoint for the Temporal UI
+#   python -m treatyflow.workers.worker                Temporal worker (workflows + delivery)
+#   python -m treatyflow.workers.gateway               RabbitMQ hub.inbound -> Temporal
+#   python -m treatyflow.simulation.simulator --serve  simulated competent authorities
+#   python -m treatyflow.workers.codec                 codec endpoint for the Temporal UI
 # Broker passwords, signing keys and payload keys are not baked in: they are generated on the host
 # (deploy/README.md) and mounted read-only at $TREATYFLOW_STATE_DIR/secrets.
 FROM python:3.11-slim

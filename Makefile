@@ -41,7 +41,7 @@ $(NODE_AGENCY)/node_modules/.installed: $(NODE_AGENCY)/package-lock.json $(NODE_
 	@touch $@
 
 demo: setup
-	$(BIN)/python -m treatyflow.workers.demo
+	$(BIN)/python -m treatyflow.local.demo
 
 test: setup
 	$(BIN)/pytest
@@ -51,25 +51,25 @@ test-unit: setup
 	$(BIN)/pytest -m "not stack and not dist"
 
 up: setup
-	$(BIN)/python -m treatyflow.workers.stack up
+	$(BIN)/python -m treatyflow.local.stack up
 
 down:
-	@if [ -x $(BIN)/python ]; then $(BIN)/python -m treatyflow.workers.stack down; fi
+	@if [ -x $(BIN)/python ]; then $(BIN)/python -m treatyflow.local.stack down; fi
 
 status: setup
-	$(BIN)/python -m treatyflow.workers.stack status
+	$(BIN)/python -m treatyflow.local.stack status
 
 # The Temporal UI in headless Chromium (Debian's), filtered on the Overdue attribute.
 ui-check: setup
 	@bash scripts/ensure-system.sh chromium
 	@$(BIN)/python -c "import playwright" 2>/dev/null || $(BIN)/pip install --quiet playwright
-	$(BIN)/python -m treatyflow.workers.uicheck
+	$(BIN)/python -m treatyflow.local.uicheck
 
 # The hostile-input catalogue (treatyflow/securitycheck/catalogue.py), sent over AMQP with
 # one authority's credentials by a separate process; its last line is the summary. First
 # the host's part (treatyflow/securitycheck/host.py): file modes, listeners, the secret.
 security-check: setup
-	$(BIN)/python -m treatyflow.workers.stack up
+	$(BIN)/python -m treatyflow.local.stack up
 	$(BIN)/python -m treatyflow.securitycheck.host
 	$(BIN)/python -m treatyflow.securitycheck
 

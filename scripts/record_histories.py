@@ -19,8 +19,8 @@ from pathlib import Path
 
 from treatyflow.codec import EncryptionCodec, decrypted_history, load_keys
 from treatyflow.settings import Settings
+from treatyflow.simulation.assistance import demo_scenarios
 from treatyflow.temporal import connect
-from treatyflow.workers.simulator import demo_scenarios
 
 OUT = Path(__file__).resolve().parent.parent / "tests" / "histories"
 

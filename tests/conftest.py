@@ -218,7 +218,7 @@ async def _quiet(handle: WorkflowHandle[Any, Any], timeout: float = 15.0) -> Non
 def running_stack(settings: Settings) -> Iterator[Settings]:
     """The local stack of ``settings`` on free ports, up for the block, down after it; a
     stack that does not start fails the test with its reason."""
-    from treatyflow.workers import stack
+    from treatyflow.local import stack
 
     settings = stack.on_free_ports(settings)
     try:

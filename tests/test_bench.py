@@ -14,10 +14,10 @@ from treatyflow.bench import scale
 from treatyflow.bench.harness import Authorities
 from treatyflow.bench.run import chart, measure
 from treatyflow.hub import request_state
+from treatyflow.local import stack
 from treatyflow.schemas.treaty import all_authorities, known_treaties, load_profile, use_folder
 from treatyflow.settings import Settings
 from treatyflow.topology import definitions
-from treatyflow.workers import stack
 
 
 @pytest.mark.stack

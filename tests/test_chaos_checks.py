@@ -14,8 +14,8 @@ from typing import Any
 from tests.transfer_factories import AE, AE_MFA, KZ, enforcing_case
 from treatyflow.chaos.__main__ import _stuck, scenarios, transfer_satisfied, transfer_told
 from treatyflow.schemas.messages import NoticeBody, NoticeMessage
-from treatyflow.workers.simulator import Scenario
-from treatyflow.workers.transfers import SENTENCING_DOCS, TransferExpectation, TransferScenario
+from treatyflow.simulation.assistance import Scenario
+from treatyflow.simulation.transfer import SENTENCING_DOCS, TransferExpectation, TransferScenario
 
 
 def test_about_one_request_in_twenty_is_a_transfer_through_the_ministries() -> None:

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from treatyflow.codec import load_or_create_keys
+from treatyflow.local import stack
 from treatyflow.settings import Settings
-from treatyflow.workers import stack
 
 WHO = ["--operator", "A. Operator", "--reason", "Both parties abandoned the request."]
 

@@ -316,7 +316,7 @@ def test_ui_origins_accept_both_loopback_spellings_only() -> None:
 
 
 def test_taken_codec_port_is_named_with_its_variable(tmp_path: Path) -> None:
-    from treatyflow.workers import stack
+    from treatyflow.local import stack
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -34,7 +34,7 @@ GATE_SERVICE = "ui-gate"
 APP_MODULES = {
     "worker": "treatyflow.workers.worker",
     "gateway": "treatyflow.workers.gateway",
-    "simulator": "treatyflow.workers.simulator",
+    "simulator": "treatyflow.simulation.simulator",
     GATE_SERVICE: "treatyflow.workers.gate",
 }
 # Every port published on the host, by service: nothing else may be.
@@ -403,7 +403,7 @@ def test_treatyflow_services_use_mutual_tls_with_the_service_name(
 def test_rabbitmq_keeps_erlang_distribution_on_the_containers_loopback(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    from treatyflow.workers.stack import LOOPBACK_DIST
+    from treatyflow.local.stack import LOOPBACK_DIST
 
     env = environment(services[RABBITMQ_SERVICE])
     assert env["ERL_EPMD_ADDRESS"] == "127.0.0.1"
@@ -445,7 +445,7 @@ def test_metrics_endpoints_are_reachable_from_outside_their_containers(
     services: dict[str, dict[str, Any]],
 ) -> None:
     """Prometheus must reach each endpoint: bound beyond loopback, the port published."""
-    from treatyflow.workers.stack import listening_ports
+    from treatyflow.local.stack import listening_ports
 
     for name in ("worker", "gateway"):
         settings = Settings.from_env(
@@ -462,8 +462,8 @@ def test_closed_requests_outlive_the_sent_at_window_under_compose(
     as the local stack does (a replayed message must not reopen a forgotten request)."""
     from datetime import timedelta
 
+    from treatyflow.local.stack import RETENTION
     from treatyflow.workers.gateway import MAX_AGE
-    from treatyflow.workers.stack import RETENTION
 
     admin = services[ADMIN_TOOLS_SERVICE]
     script = "\n".join(str(part) for part in (admin.get("command") or []))

@@ -11,9 +11,9 @@ import sys
 import pytest
 from rich.console import Console
 
+from treatyflow.local import stack
+from treatyflow.local.demo import run_demo
 from treatyflow.settings import Settings
-from treatyflow.workers import stack
-from treatyflow.workers.demo import run_demo
 
 pytestmark = pytest.mark.stack
 

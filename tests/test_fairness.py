@@ -28,10 +28,10 @@ from tests.factories import message, new_request_id
 from treatyflow import constants as c
 from treatyflow.agency import AgencyClient, Inbox, Unverified
 from treatyflow.keys import RegistryFile, signing_key
+from treatyflow.local import stack
 from treatyflow.schemas.messages import ErrorMessage, InboundMessage, OutboundMessage
 from treatyflow.settings import Settings
 from treatyflow.topology import read_passwords
-from treatyflow.workers import stack
 
 pytestmark = pytest.mark.stack
 

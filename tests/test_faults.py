@@ -20,8 +20,9 @@ from treatyflow.hub import request_state
 from treatyflow.keys import RegistryFile, signing_key
 from treatyflow.schemas.messages import ErrorMessage, NoticeMessage
 from treatyflow.settings import Settings
+from treatyflow.simulation.assistance import Expectation, Scenario, execute, silent
+from treatyflow.simulation.simulator import Simulation
 from treatyflow.temporal import connect
-from treatyflow.workers.simulator import Expectation, Scenario, Simulation, execute, silent
 from treatyflow.workflows.lifecycle import RequestState
 
 pytestmark = pytest.mark.stack

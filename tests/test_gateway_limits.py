@@ -243,7 +243,7 @@ def test_each_authority_publishes_into_its_own_lane_only() -> None:
 def test_the_broker_takes_no_message_over_max_message_size() -> None:
     compose = (ROOT / "deploy" / "rabbitmq" / "rabbitmq.conf").read_text()
     assert re.search(rf"^max_message_size = {c.MAX_MESSAGE_BYTES}$", compose, re.M)
-    stack = (ROOT / "treatyflow" / "workers" / "stack.py").read_text()
+    stack = (ROOT / "treatyflow" / "local" / "stack.py").read_text()
     assert 'f"max_message_size = {c.MAX_MESSAGE_BYTES}\\n"' in stack
     assert c.MAX_BODY_BYTES + c.MAX_HEADER_BYTES < c.MAX_MESSAGE_BYTES
 

@@ -41,8 +41,8 @@ from treatyflow.securitycheck.catalogue import (
 from treatyflow.securitycheck.limit_cases import FORGED_REASON
 from treatyflow.securitycheck.runner import HUB_HEADERS, kept_headers
 from treatyflow.settings import Settings
+from treatyflow.simulation.transfer import TRANSFER_TREATY
 from treatyflow.topology import read_passwords
-from treatyflow.workers.transfers import TRANSFER_TREATY
 
 pytestmark = pytest.mark.stack
 

@@ -24,9 +24,10 @@ from tests.test_stack import KZ, REPORT, RU, open_request, status
 from treatyflow import constants as c
 from treatyflow import tls
 from treatyflow.codec import CODEC_TOKEN_FILE, KEYS_FILE, load_codec_token
+from treatyflow.local import stack
 from treatyflow.settings import Settings
 from treatyflow.topology import read_passwords
-from treatyflow.workers import gate, stack
+from treatyflow.workers import gate
 
 ROOT = Path(__file__).resolve().parents[1]
 SETPRIV = shutil.which("setpriv")

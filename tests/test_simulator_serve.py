@@ -29,7 +29,7 @@ from tests.transfer_factories import message as transfer_message
 from treatyflow.hub import transfer_state
 from treatyflow.schemas.messages import NoticeMessage
 from treatyflow.settings import Settings
-from treatyflow.workers.simulator import Simulation, serving_simulation
+from treatyflow.simulation.simulator import Simulation, serving_simulation
 
 pytestmark = pytest.mark.stack
 

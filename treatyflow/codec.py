@@ -158,7 +158,7 @@ def load_keys(settings: Settings) -> PayloadKeys:
     except FileNotFoundError:
         raise PayloadKeyError(
             f"no payload keys: {path} is missing and TREATYFLOW_PAYLOAD_KEYS is not set; "
-            "`make up` or `python -m treatyflow.workers.stack keys` generates them") from None
+            "`make up` or `python -m treatyflow.local.stack keys` generates them") from None
     except ValidationError as err:
         raise PayloadKeyError(f"{path}: {_first_error(err)}") from None
 
@@ -229,7 +229,7 @@ def load_codec_token(settings: Settings) -> str:
     except FileNotFoundError:
         raise PayloadKeyError(
             f"no codec endpoint secret: {path} is missing and TREATYFLOW_CODEC_TOKEN is not "
-            "set; `make up` or `python -m treatyflow.workers.stack keys` generates it") from None
+            "set; `make up` or `python -m treatyflow.local.stack keys` generates it") from None
     if len(token) < 16:
         raise PayloadKeyError(f"{path}: the codec endpoint secret is shorter than 16 characters")
     return token

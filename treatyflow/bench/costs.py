@@ -151,8 +151,8 @@ async def measure(settings: Settings, n: int, concurrency: int = 25) -> dict[str
     """Server CPU milliseconds per lifecycle, by variant."""
     from treatyflow.bench import costs
     from treatyflow.bench.harness import _group_cpu_seconds
+    from treatyflow.local import stack
     from treatyflow.temporal import connect, workflow_runner
-    from treatyflow.workers import stack
 
     client = await connect(settings)
     server = stack._alive(stack.Paths(settings.state_dir).pid("temporal"))
@@ -170,7 +170,7 @@ async def measure(settings: Settings, n: int, concurrency: int = 25) -> dict[str
 
 def main(argv: list[str] | None = None) -> int:
     from treatyflow.bench.run import bench_settings
-    from treatyflow.workers import stack
+    from treatyflow.local import stack
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--lifecycles", type=int, default=300)

@@ -26,10 +26,11 @@ from temporalio.common import WorkflowIDConflictPolicy
 
 from treatyflow.bench.floor import STEPS, FloorLifecycle
 from treatyflow.bench.floor_contract import FloorStart, FloorStep
+from treatyflow.local import stack
 from treatyflow.schemas.messages import NoticeMessage, OutboundMessage
 from treatyflow.settings import Settings
-from treatyflow.workers import stack
-from treatyflow.workers.simulator import TREATY, Simulation, request_content
+from treatyflow.simulation.assistance import TREATY, request_content
+from treatyflow.simulation.simulator import Simulation
 
 # Requesting → requested authority, across parties, taken in turn.
 PAIRS = (("KZ-GPO", "RU-MIA"), ("CN-MPS", "KZ-NSC"), ("RU-GPO", "KZ-GPO"),

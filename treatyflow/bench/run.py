@@ -35,10 +35,10 @@ from treatyflow.bench.harness import (
     offered_phase,
     treatyflow_phase,
 )
+from treatyflow.local import stack
 from treatyflow.process import finish
 from treatyflow.settings import SECONDS_PER_DAY, Settings
 from treatyflow.temporal import connect
-from treatyflow.workers import stack
 
 LOADS = (0.25, 0.5, 0.75, 1.0)  # offered load, as a share of the measured maximum
 FLOOR_QUEUE = "bench-floor"

@@ -37,11 +37,11 @@ from treatyflow.bench.harness import (
     treatyflow_phase,
 )
 from treatyflow.keys import signed_directory, signing_key
+from treatyflow.local import stack
 from treatyflow.schemas.messages import INBOUND, ReceiptMessage, RequestMessage, message_digest
 from treatyflow.schemas.treaty import load_profile, use_folder
 from treatyflow.settings import Settings
-from treatyflow.workers import stack
-from treatyflow.workers.simulator import TREATY, request_content
+from treatyflow.simulation.assistance import TREATY, request_content
 from treatyflow.workflows import lifecycle
 from treatyflow.workflows.contract import INPUT_VERSION, RequestInput
 from treatyflow.workflows.request import RequestForAssistance, search_attributes

@@ -41,24 +41,22 @@ from treatyflow import logs
 from treatyflow.activities.delivery import Deliver
 from treatyflow.chaos import faults
 from treatyflow.hub import request_state, transfer_state
+from treatyflow.local import stack
 from treatyflow.process import finish
 from treatyflow.schemas.messages import NoticeMessage
 from treatyflow.settings import Settings
-from treatyflow.temporal import connect
-from treatyflow.topology import read_passwords
-from treatyflow.workers import stack
-from treatyflow.workers.simulator import (
+from treatyflow.simulation.assistance import (
     TREATY,
     Behaviour,
     Context,
     Expectation,
     Scenario,
-    Simulation,
     execute,
     refuse,
     silent,
 )
-from treatyflow.workers.transfers import (
+from treatyflow.simulation.simulator import Simulation
+from treatyflow.simulation.transfer import (
     KZ_MFA,
     TRANSFER_TREATY,
     TransferExpectation,
@@ -66,6 +64,8 @@ from treatyflow.workers.transfers import (
     transfer_authorities,
     transfer_scenarios,
 )
+from treatyflow.temporal import connect
+from treatyflow.topology import read_passwords
 from treatyflow.workflows.lifecycle import RequestState
 from treatyflow.workflows.transfer import TransferState
 

@@ -29,13 +29,13 @@ from treatyflow.agency import AgencyClient
 from treatyflow.agency.signing import sign
 from treatyflow.hub import request_state
 from treatyflow.keys import CurrentKey, RegistryFile, signing_key
+from treatyflow.local import stack
 from treatyflow.schemas.messages import InboundMessage, NoticeBody, NoticeMessage, parse_inbound
 from treatyflow.settings import Settings
+from treatyflow.simulation.assistance import request_content
 from treatyflow.temporal import connect
 from treatyflow.topology import _quorum, read_passwords
-from treatyflow.workers import stack
 from treatyflow.workers.dead_letter_queue import lock as dead_letter_lock
-from treatyflow.workers.simulator import request_content
 from treatyflow.workflows.lifecycle import RequestState
 
 PROBE_USER = "treatyflow-chaos-probe"

@@ -55,7 +55,7 @@ from treatyflow.securitycheck.catalogue import (
     request_body,
 )
 from treatyflow.settings import Settings
-from treatyflow.workers.transfers import TRANSFER_TREATY
+from treatyflow.simulation.transfer import TRANSFER_TREATY
 
 MIN_INPUTS = 25
 

@@ -64,7 +64,7 @@ from treatyflow.securitycheck.runner import (
     open_target,
 )
 from treatyflow.securitycheck.text_cases import TEXT_CASES
-from treatyflow.workers.transfers import document, transfer_request_content
+from treatyflow.simulation.transfer import document, transfer_request_content
 
 __all__ = [
     "CATALOGUE", "TREATY", "Attempt", "Case", "Kit", "Result", "attempt", "current_key_ids",

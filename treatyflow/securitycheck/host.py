@@ -24,10 +24,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from treatyflow.codec import KEYS_FILE, load_codec_token
+from treatyflow.local import stack
 from treatyflow.process import finish
 from treatyflow.settings import Settings
 from treatyflow.topology import read_passwords
-from treatyflow.workers import stack
 
 LOOPBACK = {"127.0.0.1", "::1"}
 

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from treatyflow import constants as c
 from treatyflow.agency.signing import SigningKey, sign
-from treatyflow.workers.transfers import (
+from treatyflow.simulation.transfer import (
     AE_MOFA,
     KZ_MFA,
     executing_request_content,

@@ -23,8 +23,8 @@ from treatyflow.agency import AgencyClient
 from treatyflow.agency.signing import KeyRing
 from treatyflow.schemas.messages import ErrorMessage, OutboundMessage, parse_inbound
 from treatyflow.securitycheck.kit import FLOOD_MARGIN, Attempt, Case, Kit, Target, payload_of
+from treatyflow.simulation.transfer import TRANSFER_TREATY
 from treatyflow.workers.dead_letter_queue import lock as dead_letter_lock
-from treatyflow.workers.transfers import TRANSFER_TREATY
 
 # How long a withdrawn request's workflow is given to finish before a case aims at it.
 CLOSING_SECONDS = 3.0

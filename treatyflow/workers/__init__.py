@@ -1,1 +1,1 @@
-"""The processes: Temporal worker, gateway, simulated authorities, local stack, CLI."""
+"""The deployed processes: Temporal worker, gateway, gate, codec endpoint, dead letters, CLI."""

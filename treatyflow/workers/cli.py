@@ -41,6 +41,7 @@ from treatyflow.keys import (
     signed_directory,
     signing_key,
 )
+from treatyflow.local import demo, stack
 from treatyflow.metrics import (
     OPEN_STATUSES,
     PROCEDURE_OF_TYPE,
@@ -55,7 +56,7 @@ from treatyflow.schemas.treaty import load_header, use_folder
 from treatyflow.settings import Settings
 from treatyflow.temporal import connect
 from treatyflow.topology import read_passwords
-from treatyflow.workers import deadletters, demo, stack
+from treatyflow.workers import deadletters
 from treatyflow.workers.gateway import describe
 from treatyflow.workflows.lifecycle import OperatorAction, RequestState, treaty_days_left
 from treatyflow.workflows.request import (

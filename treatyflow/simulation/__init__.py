@@ -1,0 +1,1 @@
+"""Simulated authorities: the parties' agencies played over AMQP for the demo, tests and benches."""

@@ -1,0 +1,22 @@
+"""What a procedure's simulated authorities need from the simulation that runs them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import Any, Protocol
+
+
+class Stage(Protocol):
+    """The simulation as a procedure's play sees it: its clock, its signed sending, its tasks."""
+
+    seconds_per_day: float
+
+    async def send(self, sender: str, kind: str, request_id: str, recipient: str,
+                   body: dict[str, Any], *, in_reply_to: str | None = None,
+                   treaty: str = ...) -> str:
+        """Sign and publish one message as ``sender``; its message id."""
+        ...
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        """Run ``coro`` as one of the simulation's tasks (cancelled on close)."""
+        ...
