@@ -35,7 +35,7 @@ async def test_demo_reaches_every_final_state(stack_settings: Settings) -> None:
 
 
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "treatyflow.workers.cli", *args],
+    return subprocess.run([sys.executable, "-m", "treatyflow.cli", *args],
                           env={**settings.to_env(), "PATH": "/usr/bin:/bin"},
                           capture_output=True, text=True, timeout=60, check=False)
 
