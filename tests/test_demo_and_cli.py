@@ -44,7 +44,7 @@ def test_cli_shows_a_request_and_its_timeline(stack_settings: Settings) -> None:
     listed = _cli(stack_settings, "list", "--json", "--limit", "0")
     assert listed.returncode == 0, listed.stderr
     demo_ids = [r["workflow_id"].split(".", 1)[1] for r in json.loads(listed.stdout)
-                if "-DEMO-" in r["workflow_id"]]
+                if "-DEMO-" in r["workflow_id"] and r["procedure"] == "assistance"]
     request_id = demo_ids[0] if demo_ids else ""
     assert request_id, "the demo test leaves requests behind to look at"
     shown = _cli(stack_settings, "status", request_id, "--json")
