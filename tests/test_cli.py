@@ -36,7 +36,7 @@ def test_missing_payload_keys_are_named(tmp_path) -> None:  # type: ignore[no-un
 
 
 def _cli(settings: Settings, command: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "treatyflow.workers.cli", *command],
+    return subprocess.run([sys.executable, "-m", "treatyflow.cli", *command],
                           env=settings.to_env(), capture_output=True, text=True, timeout=60,
                           check=False)
 

@@ -14,9 +14,10 @@ from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSear
 
 from tests.factories import message, new_request_id, request_body
 from tests.transfer_factories import AE, DAY, agreed_case, handover
+from treatyflow.cli.common import CliError
+from treatyflow.cli.requests import _row, list_query, print_list, show, show_transfer
 from treatyflow.metrics import OPEN_QUERY, OPEN_STATUSES, gauge_queries
 from treatyflow.schemas.treaty import load_profile
-from treatyflow.workers.cli import _row, list_query, print_list, show, show_transfer
 from treatyflow.workflows import lifecycle
 from treatyflow.workflows.request import (
     SA_DEADLINE,
@@ -44,7 +45,7 @@ def test_list_covers_transfers_and_transits_unless_one_procedure_is_asked() -> N
     assert query(procedure="transfer").startswith(
         "WorkflowType = 'TransferOfConvictedPerson'")
     assert "RequestForAssistance" not in query(procedure="transfer")
-    with pytest.raises(SystemExit, match="no procedure 'extradition'"):
+    with pytest.raises(CliError, match="no procedure 'extradition'"):
         query(procedure="extradition")
 
 
@@ -70,7 +71,7 @@ def test_an_art_12_deadline_is_found_by_due_within_and_overdue() -> None:
 
 
 def test_a_filter_value_cannot_change_the_query() -> None:
-    with pytest.raises(SystemExit, match="is not a code"):
+    with pytest.raises(CliError, match="is not a code"):
         query(state="x' OR '1'='1")
 
 

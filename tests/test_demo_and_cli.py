@@ -35,7 +35,7 @@ async def test_demo_reaches_every_final_state(stack_settings: Settings) -> None:
 
 
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "treatyflow.workers.cli", *args],
+    return subprocess.run([sys.executable, "-m", "treatyflow.cli", *args],
                           env={**settings.to_env(), "PATH": "/usr/bin:/bin"},
                           capture_output=True, text=True, timeout=60, check=False)
 
@@ -44,7 +44,7 @@ def test_cli_shows_a_request_and_its_timeline(stack_settings: Settings) -> None:
     listed = _cli(stack_settings, "list", "--json", "--limit", "0")
     assert listed.returncode == 0, listed.stderr
     demo_ids = [r["workflow_id"].split(".", 1)[1] for r in json.loads(listed.stdout)
-                if r["workflow_id"].startswith("sco-2010.") and "-DEMO-" in r["workflow_id"]]
+                if "-DEMO-" in r["workflow_id"] and r["procedure"] == "assistance"]
     request_id = demo_ids[0] if demo_ids else ""
     assert request_id, "the demo test leaves requests behind to look at"
     shown = _cli(stack_settings, "status", request_id, "--json")

@@ -65,7 +65,7 @@ def payload_of(token: str) -> bytes:
 
 
 def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "treatyflow.workers.cli", *args],
+    return subprocess.run([sys.executable, "-m", "treatyflow.cli", *args],
                           env={**settings.to_env(), "PATH": "/usr/bin:/bin"},
                           capture_output=True, text=True, timeout=60, check=False)
 

@@ -177,7 +177,7 @@ async def test_full_transfer_across_the_relaying_foreign_ministries(
     assert await _listed(stack_settings, wf_id, "--procedure", "assistance",
                          wanted=False) is None
     table = subprocess.run(
-        [sys.executable, "-m", "treatyflow.workers.cli", "list", "--procedure", "transfer",
+        [sys.executable, "-m", "treatyflow.cli", "list", "--procedure", "transfer",
          "--limit", "0"], env={**stack_settings.to_env(), "PATH": "/usr/bin:/bin",
                                "COLUMNS": "200"},
         capture_output=True, text=True, timeout=60, check=False)

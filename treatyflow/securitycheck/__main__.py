@@ -107,7 +107,7 @@ def _signing_key(secrets: Path, owner: str, ring: KeyRing) -> SigningKey:
 
 def _cli(settings: Settings, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """The operator CLI (``treatyflow ...``), as the stack's operator runs it."""
-    return subprocess.run([sys.executable, "-m", "treatyflow.workers.cli", *args],
+    return subprocess.run([sys.executable, "-m", "treatyflow.cli", *args],
                           env=settings.to_env() | {"PATH": "/usr/bin:/bin"},
                           capture_output=True, text=True, timeout=timeout, check=False)
 
@@ -152,7 +152,7 @@ def _applied(settings: Settings, treaty: str, request_id: str) -> tuple[str, ...
 def _requests_of(settings: Settings, authority: str) -> set[str]:
     """The ids of every request ``authority`` is a party to, as the operator CLI lists them."""
     done = subprocess.run(
-        [sys.executable, "-m", "treatyflow.workers.cli", "list", "--authority", authority,
+        [sys.executable, "-m", "treatyflow.cli", "list", "--authority", authority,
          "--limit", "0", "--json"],
         env=settings.to_env() | {"PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
         timeout=120, check=True)

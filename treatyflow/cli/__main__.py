@@ -1,0 +1,5 @@
+"""``python -m treatyflow.cli``: the ``treatyflow`` command."""
+
+from treatyflow.cli import entry
+
+entry()

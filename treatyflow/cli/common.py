@@ -1,0 +1,45 @@
+"""What every ``treatyflow`` command shares: its error, its settings, its Temporal client."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from temporalio.client import Client
+
+from treatyflow.codec import PayloadKeyError
+from treatyflow.schemas.treaty import use_folder
+from treatyflow.settings import Settings
+from treatyflow.temporal import connect
+
+USAGE = 2  # the exit code of a command that cannot run as asked (argparse's, click's)
+REFUSED = 1  # the exit code of an action the hub refused
+
+
+class CliError(Exception):
+    """A command that cannot go ahead: printed as ``treatyflow: <message>`` on stderr, and
+    the process exits with ``code`` (2 unless said otherwise; 1 for a refusal)."""
+
+    def __init__(self, message: str, code: int = USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@cache
+def settings() -> Settings:
+    """The stack's settings, from the environment, with its treaty profiles chosen."""
+    loaded = Settings.from_env()
+    use_folder(loaded.treaties_dir)
+    return loaded
+
+
+async def temporal(settings: Settings) -> Client:
+    """A client for the stack's Temporal, or a CliError saying why there is none: Temporal
+    away, or its payloads unreadable for want of keys (exit 2, whatever the command)."""
+    try:
+        return await connect(settings)
+    except PayloadKeyError as err:
+        raise CliError(str(err)) from None
+    except RuntimeError as err:
+        why = "connection refused" if "refused" in str(err).lower() else str(err)
+        raise CliError(f"cannot reach Temporal at {settings.temporal_address} ({why}); "
+                       "is the stack up (make up)?") from None
