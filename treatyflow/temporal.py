@@ -73,6 +73,8 @@ SHARED_WITH_WORKFLOWS = (
     "treatyflow.metrics",
     "treatyflow.activities",
     "treatyflow.schemas",
+    "treatyflow.workflows.common",
+    "treatyflow.workflows.assistance",
     "treatyflow.workflows.lifecycle",
     "treatyflow.workflows.contract",
     "treatyflow.workflows.shell",
