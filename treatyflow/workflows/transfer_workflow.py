@@ -3,7 +3,7 @@ each transit request linked to it (art. 16).
 
 Thin shells on ``shell.Shell``, like ``request.py``: inbound messages and operators'
 actions arrive as updates (update id = message id), deadlines as timers from
-``transfer.next_due``; the treaty logic is in ``workflows/transfer.py``. A transit is its
+``transfer.next_due``; the treaty logic is in ``workflows/transfer/``. A transit is its
 own workflow (its own request id) that signals its transfer through ``link_transit``; the
 transfer waits on every permit before the handover may be reported completed (art. 16).
 """
