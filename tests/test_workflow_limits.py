@@ -5,7 +5,6 @@ still fires, a later report is still applied, and its history stays small."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 
 import pytest
 from pydantic import ValidationError
