@@ -16,7 +16,8 @@ from tests.factories import message, new_request_id, request_body
 from tests.transfer_factories import AE, DAY, agreed_case, handover
 from treatyflow.cli.common import CliError
 from treatyflow.cli.requests import _row, list_query, print_list, show, show_transfer
-from treatyflow.metrics import OPEN_QUERY, OPEN_STATUSES, gauge_queries
+from treatyflow.metrics import OPEN_QUERY, gauge_queries
+from treatyflow.procedures import REGISTRY
 from treatyflow.schemas.treaty import load_profile
 from treatyflow.workflows import lifecycle
 from treatyflow.workflows.request import (
@@ -112,7 +113,7 @@ def test_a_row_is_open_only_in_an_open_state_of_its_procedure() -> None:
 def test_gauges_count_every_open_state_of_every_procedure_once() -> None:
     queries = gauge_queries()
     states = [(p, s) for p, s, _ in queries if s is not None]
-    assert states == [(p, s) for p, ss in OPEN_STATUSES.items() for s in ss]
+    assert states == [(p, s) for p, e in REGISTRY.items() for s in e.open_statuses]
     assert ("transfer", "enforcing") in states and ("transit", "transit_requested") in states
     overdue = [p for p, s, _ in queries if s is None]
     assert overdue == ["assistance", "transfer"]  # a transit runs no clock

@@ -16,7 +16,8 @@ from tests.factories import envelope, message, new_message_id, new_request_id
 from tests.test_stack import KZ, REPORT, RU, error_about, event
 from treatyflow import constants as c
 from treatyflow.agency import sign
-from treatyflow.metrics import OPEN_QUERY, OPEN_STATES
+from treatyflow.metrics import OPEN_QUERY
+from treatyflow.procedures import ASSISTANCE
 from treatyflow.settings import Settings
 
 pytestmark = pytest.mark.stack
@@ -109,11 +110,11 @@ async def test_open_requests_and_overdue_are_gauges_from_visibility(
         on at one treaty day a second, so wait for a moment between two moves)."""
         samples = scrape(stack_settings, stack_settings.gateway_metrics_port)
         total = 0
-        for state in OPEN_STATES:
+        for state in ASSISTANCE.open_statuses:
             counted = await stack_client.count_workflows(f"{base} AND {c.SA_STATUS} = '{state}'")
             total += counted.count
             if value(samples, "treatyflow_open_requests", procedure="assistance",
-                     state=state.value) != counted.count:
+                     state=state) != counted.count:
                 return False
         overdue = (await stack_client.count_workflows(f"{base} AND {c.SA_OVERDUE} = true")).count
         return total >= 1 and value(samples, "treatyflow_overdue_requests",

@@ -8,7 +8,7 @@ policy refuses a second run for the same request id.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +26,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from treatyflow import procedures
 from treatyflow.agency.signing import SigningKey, sign
 from treatyflow.constants import TASK_QUEUE, workflow_id
 from treatyflow.schemas.envelope import request_id_problem
@@ -36,10 +37,6 @@ from treatyflow.schemas.messages import (
     message_digest,
 )
 from treatyflow.schemas.transfer import (
-    PROCEDURE as TRANSFER_PROCEDURE,
-)
-from treatyflow.schemas.transfer import (
-    TRANSFER_KINDS,
     TransferRequestMessage,
     TransitDecisionMessage,
     TransitRequestMessage,
@@ -125,6 +122,12 @@ async def submit(
         raise Refusal(
             "unknown_treaty", [f"treaty {message.treaty_id!r} is not carried here"]
         ) from err
+    if message.kind not in procedures.kinds_under(procedure):
+        owner = next((p.treaty_procedure for p in procedures.REGISTRY.values()
+                      if message.kind in p.kinds), "another")
+        raise Refusal("not_allowed_now", [
+            f"a {message.kind} is not a message of the {procedure} procedure of "
+            f"{message.treaty_id}: it belongs to the {owner} procedure"])
     if isinstance(message, OPENING_KINDS) and (
             problem := request_id_problem(message.request_id, message.sender)):
         raise Refusal("invalid_request", [problem])
@@ -136,16 +139,11 @@ async def submit(
                             received_at=received_at)
     opening = held[0] if held else None
 
+    routed = _ROUTES[procedure]
+
     async def route(submission: Submission) -> Accepted | TransferAccepted:
-        if procedure == TRANSFER_PROCEDURE:
-            return await _submit_transfer(client, submission, starts, time_scale=time_scale,
-                                          task_queue=task_queue, directory=opening)
-        if message.kind in TRANSFER_KINDS:
-            raise Refusal("not_allowed_now", [
-                f"a {message.kind} belongs to the {TRANSFER_PROCEDURE} procedure, not to "
-                f"{message.treaty_id} ({procedure})"])
-        return await _submit_request(client, submission, starts, time_scale=time_scale,
-                                     task_queue=task_queue, directory=opening)
+        return await routed(client, submission, starts, time_scale=time_scale,
+                            task_queue=task_queue, directory=opening)
 
     try:
         try:
@@ -226,10 +224,6 @@ async def _submit_transfer(
     """A message of a transfer of a convicted person, or of a transit linked to one
     (KZ–UAE 2018, art. 4–16)."""
     message = submission.message
-    if message.kind not in TRANSFER_KINDS:
-        raise Refusal("not_allowed_now", [
-            f"a {message.kind} is not a message of the {TRANSFER_PROCEDURE} procedure of "
-            f"{message.treaty_id}"])
     profile = load_transfer_profile(message.treaty_id)
     wf_id = workflow_id(message.treaty_id, message.request_id)
     if isinstance(message, TransferRequestMessage):
@@ -280,6 +274,14 @@ async def _submit_transfer(
     handle = client.get_workflow_handle_for(TransferOfConvictedPerson.run, wf_id)
     return await handle.execute_update(TransferOfConvictedPerson.submit, submission,
                                        id=message.message_id)
+
+
+# How a message is applied, by its treaty's procedure: one entry a treaty procedure
+# (a transit is carried by its transfer's route: its messages open and answer it there).
+_ROUTES: dict[str, Callable[..., Awaitable[Accepted | TransferAccepted]]] = {
+    procedures.ASSISTANCE.treaty_procedure: _submit_request,
+    procedures.TRANSFER.treaty_procedure: _submit_transfer,
+}
 
 
 def _start(run: Any, arg: Any, wf_id: str, task_queue: str, summary: str,
@@ -378,18 +380,16 @@ async def operate(
     if key is not None:
         action = sign_action(action, key)
     try:
-        procedure = load_header(treaty_id).procedure
+        workflow = procedures.of_treaty(treaty_id).workflow
     except KeyError as err:
         raise Refusal("unknown_treaty", [f"treaty {treaty_id!r} is not carried here"]) from err
     wf_id = workflow_id(treaty_id, request_id)
     try:
-        if procedure == TRANSFER_PROCEDURE:
-            # A transfer or a transit (art. 16), each its own workflow under the treaty;
-            # both have the same ``operate`` update.
-            return await client.get_workflow_handle(wf_id).execute_update(
-                TransferOfConvictedPerson.operate, action)
-        handle = client.get_workflow_handle_for(RequestForAssistance.run, wf_id)
-        return await handle.execute_update(RequestForAssistance.operate, action)
+        # Every workflow under a treaty (a transfer and its transits, art. 16) has the
+        # same ``operate`` update.
+        answer = await client.get_workflow_handle(wf_id).execute_update(
+            workflow.operate, action)
+        return answer  # type: ignore[no-any-return]
     except WorkflowUpdateFailedError as err:
         raise _refused_by_validator(err) from err
     except RPCError as err:
@@ -409,6 +409,15 @@ async def request_state(client: Client, treaty_id: str, request_id: str) -> Requ
     handle = client.get_workflow_handle_for(RequestForAssistance.run,
                                             workflow_id(treaty_id, request_id))
     return await handle.query(RequestForAssistance.status)
+
+
+async def state_of(client: Client, treaty_id: str, request_id: str
+                   ) -> RequestState | TransferState:
+    """A request or a transfer as it stands, by its treaty's procedure (raises KeyError
+    for a treaty not carried here, RPCError if there is no such request)."""
+    workflow = procedures.of_treaty(treaty_id).workflow
+    handle = client.get_workflow_handle_for(workflow.run, workflow_id(treaty_id, request_id))
+    return await handle.query(workflow.status)  # type: ignore[no-any-return]
 
 
 async def transfer_state(client: Client, treaty_id: str, request_id: str) -> TransferState:

@@ -17,8 +17,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from treatyflow import constants as c
 from treatyflow import logs
-from treatyflow.workflows import transfer as tf
-from treatyflow.workflows.lifecycle import FINAL, Status
+from treatyflow.procedures import ASSISTANCE, REGISTRY, open_statuses
 
 # --- gateway ------------------------------------------------------------------------
 MESSAGES_RECEIVED = Counter(
@@ -99,23 +98,7 @@ def sdk_runtime(host: str, port: int) -> Runtime | None:
 
 
 # --- what is open, per procedure (shared with ``treatyflow list``) ---------------------
-ASSISTANCE, TRANSFER, TRANSIT = "assistance", "transfer", "transit"
-PROCEDURES = (ASSISTANCE, TRANSFER, TRANSIT)
-WORKFLOW_TYPES = {ASSISTANCE: "RequestForAssistance", TRANSFER: "TransferOfConvictedPerson",
-                  TRANSIT: "TransitOfConvictedPerson"}
-PROCEDURE_OF_TYPE = {t: p for p, t in WORKFLOW_TYPES.items()}
-# The states in which each procedure is open. An executed request's workflow runs on through
-# the art. 7 consent phase, and a final transfer's while it carries its last messages
-# (art. 5.1), but neither is open any more (nor overdue). The codes of open states are
-# distinct across the procedures.
-OPEN_STATUSES: dict[str, tuple[str, ...]] = {
-    ASSISTANCE: tuple(s.value for s in Status if s not in FINAL),
-    TRANSFER: tuple(s.value for s in tf.TransferStatus if s not in tf.FINAL),
-    TRANSIT: (tf.TransitStatus.REQUESTED.value,),
-}
-# Procedures whose deadlines may pass: a transit request runs no clock.
-CLOCKED = (ASSISTANCE, TRANSFER)
-OPEN_STATES = [s for s in Status if s not in FINAL]
+# The names, workflow types and open states come from the procedures' registry.
 
 
 def _codes(values: tuple[str, ...] | list[str]) -> str:
@@ -123,22 +106,22 @@ def _codes(values: tuple[str, ...] | list[str]) -> str:
 
 
 def type_clause(procedure: str | None = None) -> str:
-    """The workflows of one procedure, or of every procedure (None)."""
+    """The workflows of one procedure (by name), or of every procedure (None)."""
     if procedure is not None:
-        return f"WorkflowType = '{WORKFLOW_TYPES[procedure]}'"
-    return f"WorkflowType IN {_codes(list(WORKFLOW_TYPES.values()))}"
+        return f"WorkflowType = '{REGISTRY[procedure].workflow_type}'"
+    return f"WorkflowType IN {_codes([p.workflow_type for p in REGISTRY.values()])}"
 
 
 def open_clause(procedure: str | None = None) -> str:
     """Running and in one of its procedure's open states."""
-    states = (OPEN_STATUSES[procedure] if procedure is not None
-              else tuple(v for p in PROCEDURES for v in OPEN_STATUSES[p]))
+    states = (REGISTRY[procedure].open_statuses if procedure is not None
+              else open_statuses())
     return f"ExecutionStatus = 'Running' AND {c.SA_STATUS} IN {_codes(states)}"
 
 
 OPEN_CLAUSE = open_clause()
 # Open requests for assistance.
-OPEN_QUERY = f"{type_clause(ASSISTANCE)} AND {open_clause(ASSISTANCE)}"
+OPEN_QUERY = f"{type_clause(ASSISTANCE.name)} AND {open_clause(ASSISTANCE.name)}"
 
 
 def gauge_queries() -> list[tuple[str, str | None, str]]:
@@ -146,11 +129,11 @@ def gauge_queries() -> list[tuple[str, str | None, str]]:
     One count per open state of each procedure and one for the overdue ones of each
     procedure that runs a clock: 16 scans of visibility a round."""
     queries: list[tuple[str, str | None, str]] = []
-    for procedure in PROCEDURES:
+    for procedure, entry in REGISTRY.items():
         running = f"{type_clause(procedure)} AND ExecutionStatus = 'Running'"
-        for state in OPEN_STATUSES[procedure]:
+        for state in entry.open_statuses:
             queries.append((procedure, state, f"{running} AND {c.SA_STATUS} = '{state}'"))
-        if procedure in CLOCKED:
+        if entry.clocked:
             queries.append((procedure, None, f"{type_clause(procedure)} AND "
                                              f"{open_clause(procedure)} AND {c.SA_OVERDUE} = true"))
     return queries

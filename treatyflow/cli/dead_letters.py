@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from treatyflow import constants as c
-from treatyflow import logs
+from treatyflow import logs, procedures
 from treatyflow.cli.common import REFUSED, CliError, settings
 from treatyflow.cli.dead_letter_records import (
     Filter,
@@ -32,9 +32,8 @@ from treatyflow.cli.dead_letter_records import (
     record,
     when,
 )
-from treatyflow.hub import request_state, transfer_state
-from treatyflow.schemas.transfer import PROCEDURE as TRANSFER_PROCEDURE
-from treatyflow.schemas.treaty import all_authorities, load_header
+from treatyflow.hub import state_of
+from treatyflow.schemas.treaty import all_authorities
 from treatyflow.settings import Settings
 from treatyflow.topology import read_passwords
 from treatyflow.workers.dead_letter_queue import DeadLetterError, Letter, Reading, reading
@@ -70,14 +69,13 @@ class Timelines:
             return None
         treaty, request_id = str(payload.get("treaty_id")), payload["request_id"]
         try:
-            procedure = load_header(treaty).procedure
+            procedures.of_treaty(treaty)
         except KeyError:
             return None
         try:
             if self._client is None:
                 self._client = await connect(self._settings)
-            lookup = transfer_state if procedure == TRANSFER_PROCEDURE else request_state
-            state = await lookup(self._client, treaty, request_id)
+            state = await state_of(self._client, treaty, request_id)
         except RPCError:
             return set()  # no such request (yet)
         except Exception:  # noqa: BLE001 - Temporal away: outcomes unknown

@@ -18,18 +18,11 @@ from temporalio.client import WorkflowExecution
 from temporalio.service import RPCError
 
 from treatyflow import constants as c
-from treatyflow import metrics
+from treatyflow import procedures
 from treatyflow.cli.common import CliError, settings, temporal
-from treatyflow.hub import request_state, transfer_state
-from treatyflow.metrics import (
-    OPEN_STATUSES,
-    PROCEDURE_OF_TYPE,
-    PROCEDURES,
-    open_clause,
-    type_clause,
-)
-from treatyflow.schemas.transfer import PROCEDURE as TRANSFER_PROCEDURE
-from treatyflow.schemas.treaty import load_header
+from treatyflow.hub import state_of
+from treatyflow.metrics import open_clause, type_clause
+from treatyflow.procedures import BY_WORKFLOW_TYPE, REGISTRY
 from treatyflow.settings import Settings
 from treatyflow.workflows.lifecycle import RequestState, treaty_days_left
 from treatyflow.workflows.request import (
@@ -50,12 +43,8 @@ PAGE_SIZE = 200
 Rows = list[dict[str, object]]
 
 
-class Procedure(StrEnum):
-    """The procedures ``list --procedure`` names (metrics.PROCEDURES)."""
-
-    ASSISTANCE = metrics.ASSISTANCE
-    TRANSFER = metrics.TRANSFER
-    TRANSIT = metrics.TRANSIT
+# The procedures ``list --procedure`` names: those of the registry.
+Procedure = StrEnum("Procedure", {name.upper(): name for name in REGISTRY})  # type: ignore[misc]
 
 
 RequestId = Annotated[str, typer.Argument(
@@ -72,14 +61,12 @@ async def _state(settings: Settings, treaty: str, request_id: str
                  ) -> RequestState | TransferState:
     """The request's (or transfer's) state; a CliError if there is none to read."""
     try:
-        procedure = load_header(treaty).procedure
+        procedures.of_treaty(treaty)
     except KeyError:
         raise CliError(f"no treaty {treaty!r} is carried here") from None
     client = await temporal(settings)
     try:
-        if procedure == TRANSFER_PROCEDURE:
-            return await transfer_state(client, treaty, request_id)
-        return await request_state(client, treaty, request_id)
+        return await state_of(client, treaty, request_id)
     except RPCError as err:
         raise CliError(f"no request {request_id} under {treaty} ({err.message})") from None
 
@@ -93,8 +80,8 @@ def list_query(
     requests for assistance, transfers and transits (art. 16) alike, or one ``procedure``.
     A transfer's deadline is the first of those it runs (art. 12's enforcement change,
     a hop of the diplomatic channel...), overdue or not, like a request's art. 6.1 one."""
-    if procedure is not None and procedure not in PROCEDURES:
-        raise CliError(f"no procedure {procedure!r} (one of {', '.join(PROCEDURES)})")
+    if procedure is not None and procedure not in REGISTRY:
+        raise CliError(f"no procedure {procedure!r} (one of {', '.join(REGISTRY)})")
     clauses = [type_clause(procedure)]
     if state:
         clauses.append(f"{c.SA_STATUS} = '{_code(state)}'")
@@ -150,7 +137,8 @@ def _row(wf: WorkflowExecution) -> dict[str, object]:
     of a case). ``deadline`` is the one that falls first (a transit runs none)."""
     sa = wf.typed_search_attributes
     deadline = sa.get(SA_DEADLINE)
-    procedure = PROCEDURE_OF_TYPE.get(wf.workflow_type or "", wf.workflow_type)
+    entry = BY_WORKFLOW_TYPE.get(wf.workflow_type or "")
+    procedure = entry.name if entry else wf.workflow_type
     status = sa.get(SA_STATUS)
     running = wf.status is not None and wf.status.name == "RUNNING"
     return {
@@ -161,7 +149,7 @@ def _row(wf: WorkflowExecution) -> dict[str, object]:
         "requested": sa.get(SA_REQUESTED),
         "deadline": deadline.isoformat(timespec="seconds") if deadline else None,
         "overdue": bool(sa.get(SA_OVERDUE)),
-        "open": running and status in OPEN_STATUSES.get(procedure or "", ()),
+        "open": running and entry is not None and status in entry.open_statuses,
     }
 
 

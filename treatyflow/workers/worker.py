@@ -11,16 +11,12 @@ from treatyflow import amqp, logs, metrics, process
 from treatyflow.activities.delivery import Delivery
 from treatyflow.constants import HUB_SENDER, HUB_USER, TASK_QUEUE
 from treatyflow.keys import CurrentKey, RegistryFile
+from treatyflow.procedures import REGISTRY
 from treatyflow.settings import Settings
 from treatyflow.temporal import connect, workflow_runner
 from treatyflow.topology import read_passwords
-from treatyflow.workflows.request import RequestForAssistance
-from treatyflow.workflows.transfer_workflow import (
-    TransferOfConvictedPerson,
-    TransitOfConvictedPerson,
-)
 
-WORKFLOWS = [RequestForAssistance, TransferOfConvictedPerson, TransitOfConvictedPerson]
+WORKFLOWS = [procedure.workflow for procedure in REGISTRY.values()]  # every procedure's
 
 
 async def run(settings: Settings, stop: asyncio.Event, task_queue: str = TASK_QUEUE) -> None:

@@ -1,0 +1,97 @@
+"""The procedures the hub carries, one entry each: what the hub, the CLI and the metrics
+look up by a treaty's procedure or a workflow's type instead of branching on them.
+
+A procedure is one Temporal workflow (its class named by path, so that this module stays
+below the workflows: the request workflow reads the metrics, which read this), the
+treaty procedure it serves, the message kinds it carries, the states in which it is
+open and whether it runs a clock. Adding one is a package in the layer folders and one
+entry in ``REGISTRY`` (docs/design.md, "Adding a procedure")."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from treatyflow.schemas import transfer as transfer_schema
+from treatyflow.schemas import treaty as treaty_schema
+from treatyflow.schemas.messages import REQUESTED_KINDS, REQUESTER_KINDS
+from treatyflow.schemas.treaty import load_header
+from treatyflow.workflows.assistance import state as assistance
+from treatyflow.workflows.transfer import state as transfer
+from treatyflow.workflows.transfer.transit import TransitStatus
+
+
+@dataclass(frozen=True)
+class Procedure:
+    """One procedure: its workflow, its treaties' procedure, its kinds and open states."""
+
+    name: str  # the short name the CLI and the metrics label it with
+    summary: str
+    workflow_path: str  # "module:Class" of its Temporal workflow
+    workflow_type: str  # the workflow's type as Temporal lists it
+    treaty_procedure: str  # the ``procedure`` of the treaty profiles it runs under
+    load_profile: Callable[[str], Any]
+    kinds: frozenset[str]  # the message kinds it carries
+    open_statuses: tuple[str, ...]  # the states in which it is open (not final)
+    clocked: bool  # whether its deadlines may pass (and it may be overdue)
+
+    @property
+    def workflow(self) -> Any:
+        """Its workflow class (imported when first asked for)."""
+        module, _, name = self.workflow_path.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+ASSISTANCE = Procedure(
+    name="assistance", summary="a request for assistance (SCO 2010, art. 5–7)",
+    workflow_path="treatyflow.workflows.request:RequestForAssistance",
+    workflow_type="RequestForAssistance", treaty_procedure=treaty_schema.PROCEDURE,
+    load_profile=treaty_schema.load_profile, kinds=REQUESTER_KINDS | REQUESTED_KINDS,
+    # An executed request's workflow runs on through the art. 7 consent phase, but it is
+    # no longer open (nor overdue).
+    open_statuses=tuple(s.value for s in assistance.Status if s not in assistance.FINAL),
+    clocked=True)
+TRANSFER = Procedure(
+    name="transfer", summary="a transfer of a convicted person (KZ–UAE 2018, art. 4–15)",
+    workflow_path="treatyflow.workflows.transfer_workflow:TransferOfConvictedPerson",
+    workflow_type="TransferOfConvictedPerson",
+    treaty_procedure=transfer_schema.PROCEDURE,
+    load_profile=transfer_schema.load_transfer_profile,
+    kinds=frozenset(transfer_schema.SENT_BY),
+    # A final transfer's workflow runs on while it carries its last messages (art. 5.1).
+    open_statuses=tuple(s.value for s in transfer.TransferStatus if s not in transfer.FINAL),
+    clocked=True)
+TRANSIT = Procedure(
+    name="transit", summary="a transit linked to a transfer (KZ–UAE 2018, art. 16)",
+    workflow_path="treatyflow.workflows.transfer_workflow:TransitOfConvictedPerson",
+    workflow_type="TransitOfConvictedPerson",
+    treaty_procedure=transfer_schema.PROCEDURE,
+    load_profile=transfer_schema.load_transfer_profile,
+    kinds=transfer_schema.TRANSFER_KINDS - frozenset(transfer_schema.SENT_BY),
+    open_statuses=(TransitStatus.REQUESTED.value,), clocked=False)  # a transit runs no clock
+
+REGISTRY: dict[str, Procedure] = {p.name: p for p in (ASSISTANCE, TRANSFER, TRANSIT)}
+BY_WORKFLOW_TYPE: dict[str, Procedure] = {p.workflow_type: p for p in REGISTRY.values()}
+
+
+def of_treaty(treaty_id: str) -> Procedure:
+    """The procedure a treaty's requests open (its first entry for the treaty's
+    procedure); KeyError for a treaty not carried here."""
+    wanted = load_header(treaty_id).procedure
+    for procedure in REGISTRY.values():
+        if procedure.treaty_procedure == wanted:
+            return procedure
+    raise KeyError(f"treaty {treaty_id!r}: no procedure {wanted!r} is carried here")
+
+
+def kinds_under(treaty_procedure: str) -> frozenset[str]:
+    """Every message kind the procedures under one treaty procedure carry."""
+    return frozenset().union(*(p.kinds for p in REGISTRY.values()
+                               if p.treaty_procedure == treaty_procedure))
+
+
+def open_statuses() -> tuple[str, ...]:
+    """The open states of every procedure (their codes are distinct across them)."""
+    return tuple(s for p in REGISTRY.values() for s in p.open_statuses)
