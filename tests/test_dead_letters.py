@@ -23,6 +23,7 @@ from treatyflow import constants as c
 from treatyflow.schemas.messages import InboundMessage
 from treatyflow.settings import Settings
 from treatyflow.topology import read_passwords
+from treatyflow.workers import dead_letter_queue as dlq
 
 pytestmark = pytest.mark.stack
 
@@ -129,9 +130,14 @@ async def test_listing_keeps_the_queue_order(stack_settings: Settings) -> None:
     problem = f"test_order_{new_message_id()[:8]}"
     planted = [message("receipt", request_id=new_request_id(), sender=RU, recipient=KZ,
                        body={}) for _ in range(40)]
-    for m in planted:
-        await plant(stack_settings, f"x.{m.message_id}.y", m, sender=RU, problem=problem,
-                    reason="planted in order")
+    # Planted under the readers' lock: a message dead-lettered while another reader (the
+    # gateway's depth gauge) gives the queue back lands before those not yet given back.
+    password = read_passwords(stack_settings.secrets_dir)[c.HUB_USER]
+    async with await aio_pika.connect(stack_settings.amqp_url(c.HUB_USER, password)) as held:
+        await dlq.lock(held, wait=30)
+        for m in planted:
+            await plant(stack_settings, f"x.{m.message_id}.y", m, sender=RU, problem=problem,
+                        reason="planted in order")
     before = ids(listed(stack_settings))
     for _ in range(3):
         assert ids(listed(stack_settings)) == before  # no reordering, no copy, no loss
