@@ -68,7 +68,8 @@ def test_every_problem_code_the_hub_answers_with_has_its_row() -> None:
 def _notice_events() -> set[str]:
     """Every event a workflow's lifecycle notifies, as written in the code."""
     source = "".join(p.read_text() for p in (ROOT / "treatyflow" / "workflows").rglob("*.py"))
-    events = set(re.findall(r'_notify\(\s*[\w.]+,\s*"([a-z_]+)"', source))
+    # ``_on_time`` notifies the event it is given (a deadline's mark withdrawn).
+    events = set(re.findall(r'(?:_notify|_on_time)\(\s*[\w.]+,\s*"([a-z_]+)"', source))
     for pair in re.findall(r'event = "([a-z_]+)" if .+ else "([a-z_]+)"', source):
         events |= set(pair)
     return events | {s.value for s in TransitStatus}  # transits notify their status

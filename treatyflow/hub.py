@@ -244,14 +244,13 @@ async def _submit_transfer(
     if isinstance(message, TransitRequestMessage):
         transfer_id = workflow_id(message.treaty_id, message.body.transfer_request_id)
         try:
-            transfer = await client.get_workflow_handle_for(
+            transfer: TransferState | None = await client.get_workflow_handle_for(
                 TransferOfConvictedPerson.run, transfer_id).query(TransferOfConvictedPerson.status)
-        except RPCError as err:
-            raise Refusal("unknown_request", [unknown_request_reason(
-                message.treaty_id, message.body.transfer_request_id)]) from err
-        if message.sender not in (transfer.requesting, transfer.requested):
-            # Art. 16.1: only the transfer's central authorities ask; anyone else learns
-            # nothing of it, not even that it exists.
+        except RPCError:
+            transfer = None
+        # Art. 16.1: only the transfer's central authorities ask; anyone else learns
+        # nothing of it, not even that it exists.
+        if transfer is None or message.sender not in (transfer.requesting, transfer.requested):
             raise Refusal("unknown_request", [unknown_request_reason(
                 message.treaty_id, message.body.transfer_request_id)])
         problems = check_transit_request(profile, transfer, message)

@@ -9,6 +9,7 @@ entry in ``REGISTRY`` (docs/design.md, "Adding a procedure")."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,8 +87,10 @@ def of_treaty(treaty_id: str) -> Procedure:
     raise KeyError(f"treaty {treaty_id!r}: no procedure {wanted!r} is carried here")
 
 
+@functools.cache
 def kinds_under(treaty_procedure: str) -> frozenset[str]:
-    """Every message kind the procedures under one treaty procedure carry."""
+    """Every message kind the procedures under one treaty procedure carry (asked for every
+    message the hub applies: computed once)."""
     return frozenset().union(*(p.kinds for p in REGISTRY.values()
                                if p.treaty_procedure == treaty_procedure))
 

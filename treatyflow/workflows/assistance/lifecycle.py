@@ -8,6 +8,7 @@ Temporal workflow in ``request.py`` is a thin shell that feeds it messages and t
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from treatyflow.constants import HUB_SENDER
 from treatyflow.schemas import limits
@@ -287,14 +288,10 @@ def correct_overdue(state: RequestState, message: InboundMessage, arrived: datet
         return None
     s = state.model_copy(deep=True)
     s.overdue = False
-    mid = message.message_id
-    _record(s, now, "overdue_withdrawn", HUB_SENDER, message_id=mid,
-            note=f"art. 6.1: {message.kind} {mid} reached the hub at {_iso(arrived)}, before "
-                 f"the deadline {_iso(s.deadline)}; it was applied later")
-    notices = _notify(s, "overdue_withdrawn", [s.requesting, s.requested], about=mid,
-                      key=f"overdue-withdrawn-{mid}", arrived_at=_iso(arrived),
-                      deadline=_iso(s.deadline))
-    return Transition(state=s, notices=notices)
+    return _on_time(s, "overdue_withdrawn", message, arrived, now,
+                    f"art. 6.1: {message.kind} {message.message_id} reached the hub at "
+                    f"{_iso(arrived)}, before the deadline {_iso(s.deadline)}; it was applied "
+                    "later", deadline=_iso(s.deadline))
 
 
 def correct_lapse(state: RequestState, message: InboundMessage, arrived: datetime,
@@ -308,13 +305,22 @@ def correct_lapse(state: RequestState, message: InboundMessage, arrived: datetim
         return None
     s = state.model_copy(deep=True)
     s.status, s.lapsed_from, s.oral_unconfirmed = state.lapsed_from, None, True
+    return _on_time(s, "lapse_withdrawn", message, arrived, now,
+                    f"art. 5.2: confirmation {message.message_id} reached the hub at "
+                    f"{_iso(arrived)}, before the oral request lapsed at "
+                    f"{_iso(state.confirm_by)}; it was applied later",
+                    confirm_by=_iso(state.confirm_by))
+
+
+def _on_time(s: RequestState, event: str, message: InboundMessage, arrived: datetime,
+             now: datetime, note: str, **detail: Any) -> Transition:
+    """A deadline's mark withdrawn from ``s`` for ``message``, which reached the hub in
+    time: recorded, and both parties told (with when it arrived)."""
     mid = message.message_id
-    _record(s, now, "lapse_withdrawn", HUB_SENDER, message_id=mid,
-            note=f"art. 5.2: confirmation {mid} reached the hub at {_iso(arrived)}, before "
-                 f"the oral request lapsed at {_iso(state.confirm_by)}; it was applied later")
-    notices = _notify(s, "lapse_withdrawn", [s.requesting, s.requested], about=mid,
-                      key=f"lapse-withdrawn-{mid}", arrived_at=_iso(arrived),
-                      confirm_by=_iso(state.confirm_by))
+    _record(s, now, event, HUB_SENDER, message_id=mid, note=note)
+    notices = _notify(s, event, [s.requesting, s.requested], about=mid,
+                      key=f"{event.replace('_', '-')}-{mid}", arrived_at=_iso(arrived),
+                      **detail)
     return Transition(state=s, notices=notices)
 
 

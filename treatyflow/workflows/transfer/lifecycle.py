@@ -28,6 +28,7 @@ from treatyflow.workflows.transfer.channel import _deliver, _hand_on, _relay, _r
 from treatyflow.workflows.transfer.checks import check, check_new_transfer
 from treatyflow.workflows.transfer.conditions import _missing_text, _settle, missing_documents
 from treatyflow.workflows.transfer.state import (
+    Deadline,
     Decision,
     Dispatch,
     Hop,
@@ -226,6 +227,15 @@ def next_due(state: TransferState, profile: TransferProfile) -> datetime | None:
     return min(due) if due else None
 
 
+def _told(s: TransferState, d: Deadline) -> list[str]:
+    """Who hears of a deadline passing (or judged met after all): its owner and both
+    central authorities, or for a hop of the channel its owner and the hop's sender."""
+    disp = s.dispatch(d.about_message_id) if d.about_message_id else None
+    if disp is not None and d.code == "relay_hop":
+        return [d.owner, disp.sender]
+    return [d.owner, s.requesting, s.requested]
+
+
 def advance(state: TransferState, profile: TransferProfile, now: datetime) -> Transition:
     """Flag every open deadline that has passed by ``now``, and tell both sides."""
     s = state.model_copy(deep=True)
@@ -237,11 +247,7 @@ def advance(state: TransferState, profile: TransferProfile, now: datetime) -> Tr
         basis = "hub policy" if d.basis == "hub_policy" else "treaty"
         _record(s, d.due, "overdue", HUB_SENDER, message_id=d.about_message_id,
                 note=f"art. {d.article} ({basis}): {d.code} by {d.owner} was due {d.due}")
-        disp = s.dispatch(d.about_message_id) if d.about_message_id else None
-        told = [d.owner, *(s.requesting, s.requested)]
-        if disp is not None and d.code == "relay_hop":
-            told = [d.owner, disp.sender]
-        notices += _notify(s.request_id, "overdue", told, about=None, key=d.key,
+        notices += _notify(s.request_id, "overdue", _told(s, d), about=None, key=d.key,
                            deadline=d.code, article=d.article, basis=d.basis,
                            due=d.due.isoformat(), owner=d.owner)
     return Transition(state=s, notices=notices)
@@ -274,11 +280,7 @@ def correct_overdue(state: TransferState, profile: TransferProfile, message: Tra
                 note=f"art. {d.article}: {message.kind} {mid} reached the hub at "
                      f"{arrived.isoformat()}, before {d.code} was due {d.due.isoformat()}; "
                      "it was applied later")
-        disp = s.dispatch(d.about_message_id) if d.about_message_id else None
-        told = [d.owner, *(s.requesting, s.requested)]
-        if disp is not None and d.code == "relay_hop":
-            told = [d.owner, disp.sender]
-        notices += _notify(s.request_id, "overdue_withdrawn", told, about=mid,
+        notices += _notify(s.request_id, "overdue_withdrawn", _told(s, d), about=mid,
                            key=f"overdue-withdrawn-{d.key}", deadline=d.code,
                            article=d.article, due=d.due.isoformat(),
                            arrived_at=arrived.isoformat())
