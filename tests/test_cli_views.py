@@ -20,7 +20,7 @@ from treatyflow.metrics import OPEN_QUERY, gauge_queries
 from treatyflow.procedures import REGISTRY
 from treatyflow.schemas.treaty import load_profile
 from treatyflow.workflows import lifecycle
-from treatyflow.workflows.request import (
+from treatyflow.workflows.shell import (
     SA_DEADLINE,
     SA_OVERDUE,
     SA_REQUESTED,

@@ -48,3 +48,24 @@ def test_open_states_are_the_lifecycles_non_final_ones_and_distinct() -> None:
     assert len(every) == len(set(every))  # a status code names one procedure's state
     assert "transit_requested" in procedures.TRANSIT.open_statuses
     assert not procedures.TRANSIT.clocked and procedures.TRANSFER.clocked
+
+
+def test_each_procedure_opens_with_one_of_its_own_kinds_through_the_hub() -> None:
+    import inspect
+
+    for p in procedures.REGISTRY.values():
+        assert p.opening_kind in p.kinds, p.name
+        assert procedures.BY_KIND[p.opening_kind] is p
+        assert inspect.iscoroutinefunction(p.opening), p.name
+    openers = [p.opening_kind for p in procedures.REGISTRY.values()]
+    assert len(openers) == len(set(openers))
+
+
+def test_every_treaty_has_its_code_lists_from_its_procedures_entry() -> None:
+    from treatyflow.contract.codes import treaty_codes
+
+    for treaty in known_treaties():
+        codes = treaty_codes(treaty)
+        assert codes["id"] == treaty
+        assert codes["procedure"] == load_header(treaty).procedure
+        assert codes["parties"]

@@ -8,9 +8,8 @@ policy refuses a second run for the same request id.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from temporalio.api.common.v1 import WorkflowExecution
@@ -29,66 +28,30 @@ from temporalio.service import RPCError, RPCStatusCode
 from treatyflow import procedures
 from treatyflow.agency.signing import SigningKey, sign
 from treatyflow.constants import TASK_QUEUE, workflow_id
+from treatyflow.refusal import Refusal
 from treatyflow.schemas.envelope import request_id_problem
-from treatyflow.schemas.messages import (
-    InboundMessage,
-    RequestMessage,
-    Submission,
-    message_digest,
-)
-from treatyflow.schemas.transfer import (
-    TransferRequestMessage,
-    TransitDecisionMessage,
-    TransitRequestMessage,
-    load_transfer_profile,
-)
-from treatyflow.schemas.treaty import load_header, load_profile
-from treatyflow.workflows.contract import INPUT_VERSION
-from treatyflow.workflows.lifecycle import (
-    OperatorAction,
-    Rejected,
-    RequestState,
-    open_request,
-)
-from treatyflow.workflows.request import (
-    CONSENT_REQUIRED,
-    Accepted,
-    RequestForAssistance,
-    RequestInput,
-    search_attributes,
-)
+from treatyflow.schemas.messages import InboundMessage, Submission, message_digest
+from treatyflow.schemas.treaty import load_header
+from treatyflow.workflows.lifecycle import OperatorAction, RequestState
+from treatyflow.workflows.request import CONSENT_REQUIRED, Accepted, RequestForAssistance
 from treatyflow.workflows.shell import (
     DIRECTORY_OUTDATED,
     REFUSED_AS,
     typed,
     unknown_request_reason,
 )
-from treatyflow.workflows.transfer import TransferState, check_new_transfer, check_transit_request
-from treatyflow.workflows.transfer_contract import TransferAccepted, TransferInput, TransitInput
+from treatyflow.workflows.transfer import TransferState
+from treatyflow.workflows.transfer_contract import TransferAccepted
 from treatyflow.workflows.transfer_workflow import (
     TransferOfConvictedPerson,
-    TransitOfConvictedPerson,
 )
 
-
-@dataclass
-class Refusal(Exception):
-    """The hub refuses a message: ``problem`` is a code, ``reasons`` say why."""
-
-    problem: str
-    reasons: list[str]
-
-    def __str__(self) -> str:
-        return f"{self.problem}: {'; '.join(self.reasons)}"
-
+__all__ = ["Refusal", "is_transient", "operate", "request_state", "sign_action", "state_of",
+           "submit", "transfer_state"]
 
 TRANSIENT = frozenset(
     {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED}
 )
-
-
-# The messages that open a workflow: no workflow to find yet is not an unknown request.
-OPENING_KINDS = (RequestMessage, TransferRequestMessage, TransitRequestMessage)
 
 
 def is_transient(error: BaseException) -> bool:
@@ -128,7 +91,7 @@ async def submit(
         raise Refusal("not_allowed_now", [
             f"a {message.kind} is not a message of the {procedure} procedure of "
             f"{message.treaty_id}: it belongs to the {owner} procedure"])
-    if isinstance(message, OPENING_KINDS) and (
+    if procedures.is_opening(message.kind) and (
             problem := request_id_problem(message.request_id, message.sender)):
         raise Refusal("invalid_request", [problem])
     starts: list[WithStartWorkflowOperation[Any, Any]] = []
@@ -139,10 +102,8 @@ async def submit(
                             received_at=received_at)
     opening = held[0] if held else None
 
-    routed = _ROUTES[procedure]
-
     async def route(submission: Submission) -> Accepted | TransferAccepted:
-        return await routed(client, submission, starts, time_scale=time_scale,
+        return await _route(client, submission, starts, time_scale=time_scale,
                             task_queue=task_queue, directory=opening)
 
     try:
@@ -166,7 +127,7 @@ async def submit(
         ) from err
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            if isinstance(message, OPENING_KINDS):
+            if procedures.is_opening(message.kind):
                 raise
             closed = await _closed_status(client, wf_id, message.sender)
             if closed and closed != STRANGER:
@@ -185,102 +146,29 @@ async def submit(
         raise
 
 
-async def _submit_request(
+async def _route(
     client: Client, submission: Submission, starts: list[WithStartWorkflowOperation[Any, Any]], *,
     time_scale: float, task_queue: str, directory: str | None,
-) -> Accepted:
-    """A message of a request for assistance (SCO 2010, art. 5–7)."""
+) -> Accepted | TransferAccepted:
+    """A message to the workflow of its procedure (``procedures.BY_KIND``): an opening
+    message starts it (``Procedure.opening`` checks it first, so that a refused opening
+    leaves no workflow behind); any other updates the open one."""
     message = submission.message
-    profile = load_profile(message.treaty_id)
+    procedure = procedures.BY_KIND[message.kind]
+    workflow = procedure.workflow
     wf_id = workflow_id(message.treaty_id, message.request_id)
-    if isinstance(message, RequestMessage):
-        # Checked before starting (a refused request must leave no workflow behind) by the
-        # rules the workflow opens with; that state gives the opening search attributes.
-        try:
-            opening = open_request(profile, message, datetime.now(UTC), time_scale).state
-        except Rejected as err:
-            raise Refusal("invalid_request", err.problems) from err
-        start = _start(RequestForAssistance.run,
-                       RequestInput(profile=profile, version=INPUT_VERSION,
-                                    time_scale=time_scale, directory=directory),
-                       wf_id, task_queue, _summary(message), search_attributes(profile, opening))
-        starts.append(start)
-        return await client.execute_update_with_start_workflow(
-            RequestForAssistance.submit,
-            submission,
-            start_workflow_operation=start,
-            id=message.message_id,
-        )
-    handle = client.get_workflow_handle_for(RequestForAssistance.run, wf_id)
-    return await handle.execute_update(
-        RequestForAssistance.submit, submission, id=message.message_id
-    )
-
-
-async def _submit_transfer(
-    client: Client, submission: Submission, starts: list[WithStartWorkflowOperation[Any, Any]], *,
-    time_scale: float, task_queue: str, directory: str | None,
-) -> TransferAccepted:
-    """A message of a transfer of a convicted person, or of a transit linked to one
-    (KZ–UAE 2018, art. 4–16)."""
-    message = submission.message
-    profile = load_transfer_profile(message.treaty_id)
-    wf_id = workflow_id(message.treaty_id, message.request_id)
-    if isinstance(message, TransferRequestMessage):
-        problems = check_new_transfer(profile, message, datetime.now(UTC))
-        if problems:
-            raise Refusal("invalid_request", problems)
-        start = _start(
-            TransferOfConvictedPerson.run, TransferInput(profile=profile, time_scale=time_scale,
-                                                          directory=directory),
-            wf_id, task_queue,
-            f"{message.treaty_id} transfer {message.request_id}: "
-            f"{message.body.sentencing_state} → {message.body.executing_state}, "
-            f"{message.sender} → {message.recipient}")
-        starts.append(start)
-        return await client.execute_update_with_start_workflow(
-            TransferOfConvictedPerson.submit, submission, start_workflow_operation=start,
-            id=message.message_id)
-    if isinstance(message, TransitRequestMessage):
-        transfer_id = workflow_id(message.treaty_id, message.body.transfer_request_id)
-        try:
-            transfer: TransferState | None = await client.get_workflow_handle_for(
-                TransferOfConvictedPerson.run, transfer_id).query(TransferOfConvictedPerson.status)
-        except RPCError:
-            transfer = None
-        # Art. 16.1: only the transfer's central authorities ask; anyone else learns
-        # nothing of it, not even that it exists.
-        if transfer is None or message.sender not in (transfer.requesting, transfer.requested):
-            raise Refusal("unknown_request", [unknown_request_reason(
-                message.treaty_id, message.body.transfer_request_id)])
-        problems = check_transit_request(profile, transfer, message)
-        if problems:
-            raise Refusal("invalid_request", problems)
-        transit_start = _start(
-            TransitOfConvictedPerson.run, TransitInput(profile=profile, transfer=transfer,
-                                                       directory=directory),
-            wf_id, task_queue,
-            f"{message.treaty_id} transit {message.request_id} through "
-            f"{message.body.transit_state} for transfer {message.body.transfer_request_id}")
-        starts.append(transit_start)
-        return await client.execute_update_with_start_workflow(
-            TransitOfConvictedPerson.submit, submission, start_workflow_operation=transit_start,
-            id=message.message_id)
-    if isinstance(message, TransitDecisionMessage):
-        transit = client.get_workflow_handle_for(TransitOfConvictedPerson.run, wf_id)
-        return await transit.execute_update(TransitOfConvictedPerson.submit, submission,
-                                            id=message.message_id)
-    handle = client.get_workflow_handle_for(TransferOfConvictedPerson.run, wf_id)
-    return await handle.execute_update(TransferOfConvictedPerson.submit, submission,
-                                       id=message.message_id)
-
-
-# How a message is applied, by its treaty's procedure: one entry a treaty procedure
-# (a transit is carried by its transfer's route: its messages open and answer it there).
-_ROUTES: dict[str, Callable[..., Awaitable[Accepted | TransferAccepted]]] = {
-    procedures.ASSISTANCE.treaty_procedure: _submit_request,
-    procedures.TRANSFER.treaty_procedure: _submit_transfer,
-}
+    if message.kind != procedure.opening_kind:
+        handle = client.get_workflow_handle_for(workflow.run, wf_id)
+        return await handle.execute_update(  # type: ignore[no-any-return]
+            workflow.submit, submission, id=message.message_id)
+    opening = await procedure.opening(client, message,
+                                      procedure.load_profile(message.treaty_id),
+                                      time_scale=time_scale, directory=directory)
+    start = _start(workflow.run, opening.input, wf_id, task_queue, opening.summary,
+                   opening.search)
+    starts.append(start)
+    return await client.execute_update_with_start_workflow(  # type: ignore[no-any-return]
+        workflow.submit, submission, start_workflow_operation=start, id=message.message_id)
 
 
 def _start(run: Any, arg: Any, wf_id: str, task_queue: str, summary: str,
@@ -346,16 +234,6 @@ async def _closed_status(client: Client, wf_id: str, asker: str | None) -> str |
             return WorkflowExecutionStatus(raw).name.lower()
         except ValueError:  # a status this SDK does not name
             return "closed"
-
-
-def _summary(message: RequestMessage) -> str:
-    """Codes only: no names or facts of a case in what the UI shows unencrypted."""
-    body = message.body
-    urgent = " (urgent, oral)" if body.oral else (" (urgent)" if body.urgent else "")
-    return (
-        f"{message.treaty_id} request {message.request_id}: {message.body.form_of_cooperation}, "
-        f"{message.sender} → {message.recipient}{urgent}"
-    )
 
 
 def sign_action(action: OperatorAction, key: SigningKey) -> OperatorAction:

@@ -37,12 +37,32 @@ class Procedure:
     kinds: frozenset[str]  # the message kinds it carries
     open_statuses: tuple[str, ...]  # the states in which it is open (not final)
     clocked: bool  # whether its deadlines may pass (and it may be overdue)
+    opening_kind: str  # the kind of the message that opens it
+    opening_path: str  # "module:function" the hub opens it with (``treatyflow.openings``)
+    # "module:function" giving the code lists of its treaties (``make contract``); None
+    # for a procedure that runs under another's treaties and their code lists.
+    code_lists_path: str | None = None
 
     @property
     def workflow(self) -> Any:
         """Its workflow class (imported when first asked for)."""
-        module, _, name = self.workflow_path.partition(":")
-        return getattr(importlib.import_module(module), name)
+        return _named(self.workflow_path)
+
+    @property
+    def opening(self) -> Any:
+        """The hub's opening of it (``openings.open_*``): checks, input, summary."""
+        return _named(self.opening_path)
+
+    @property
+    def code_lists(self) -> Callable[[str], dict[str, Any]] | None:
+        """The code lists of one of its treaties, by treaty id."""
+        return _named(self.code_lists_path) if self.code_lists_path else None
+
+
+def _named(path: str) -> Any:
+    """The object a "module:name" path names (imported when first asked for)."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 ASSISTANCE = Procedure(
@@ -53,7 +73,8 @@ ASSISTANCE = Procedure(
     # An executed request's workflow runs on through the art. 7 consent phase, but it is
     # no longer open (nor overdue).
     open_statuses=tuple(s.value for s in assistance.Status if s not in assistance.FINAL),
-    clocked=True)
+    clocked=True, opening_kind="request", opening_path="treatyflow.openings:open_assistance",
+    code_lists_path="treatyflow.contract.codes:assistance_codes")
 TRANSFER = Procedure(
     name="transfer", summary="a transfer of a convicted person (KZ–UAE 2018, art. 4–15)",
     workflow_path="treatyflow.workflows.transfer_workflow:TransferOfConvictedPerson",
@@ -63,7 +84,9 @@ TRANSFER = Procedure(
     kinds=frozenset(transfer_schema.SENT_BY),
     # A final transfer's workflow runs on while it carries its last messages (art. 5.1).
     open_statuses=tuple(s.value for s in transfer.TransferStatus if s not in transfer.FINAL),
-    clocked=True)
+    clocked=True, opening_kind="transfer_request",
+    opening_path="treatyflow.openings:open_transfer",
+    code_lists_path="treatyflow.contract.codes:transfer_codes")
 TRANSIT = Procedure(
     name="transit", summary="a transit linked to a transfer (KZ–UAE 2018, art. 16)",
     workflow_path="treatyflow.workflows.transfer_workflow:TransitOfConvictedPerson",
@@ -71,10 +94,13 @@ TRANSIT = Procedure(
     treaty_procedure=transfer_schema.PROCEDURE,
     load_profile=transfer_schema.load_transfer_profile,
     kinds=transfer_schema.TRANSFER_KINDS - frozenset(transfer_schema.SENT_BY),
-    open_statuses=(TransitStatus.REQUESTED.value,), clocked=False)  # a transit runs no clock
+    open_statuses=(TransitStatus.REQUESTED.value,), clocked=False,  # a transit runs no clock
+    opening_kind="transfer_transit_request", opening_path="treatyflow.openings:open_transit")
 
 REGISTRY: dict[str, Procedure] = {p.name: p for p in (ASSISTANCE, TRANSFER, TRANSIT)}
 BY_WORKFLOW_TYPE: dict[str, Procedure] = {p.workflow_type: p for p in REGISTRY.values()}
+# Each message kind belongs to one procedure (tests/test_procedures.py).
+BY_KIND: dict[str, Procedure] = {kind: p for p in REGISTRY.values() for kind in p.kinds}
 
 
 def of_treaty(treaty_id: str) -> Procedure:
@@ -98,3 +124,10 @@ def kinds_under(treaty_procedure: str) -> frozenset[str]:
 def open_statuses() -> tuple[str, ...]:
     """The open states of every procedure (their codes are distinct across them)."""
     return tuple(s for p in REGISTRY.values() for s in p.open_statuses)
+
+
+def is_opening(kind: str) -> bool:
+    """Whether a message of ``kind`` opens its procedure's workflow (no workflow to find yet
+    is then no unknown request)."""
+    procedure = BY_KIND.get(kind)
+    return procedure is not None and procedure.opening_kind == kind

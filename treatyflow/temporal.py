@@ -77,7 +77,9 @@ SHARED_WITH_WORKFLOWS = (
     "treatyflow.workflows.assistance",
     "treatyflow.workflows.lifecycle",
     "treatyflow.workflows.contract",
+    "treatyflow.workflows.refusals",
     "treatyflow.workflows.shell",
+    "treatyflow.workflows.signatures",
     "treatyflow.workflows.transfer",
     "treatyflow.workflows.transfer_contract",
 )

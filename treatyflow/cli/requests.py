@@ -25,7 +25,7 @@ from treatyflow.metrics import open_clause, type_clause
 from treatyflow.procedures import BY_WORKFLOW_TYPE, REGISTRY
 from treatyflow.settings import Settings
 from treatyflow.workflows.lifecycle import RequestState, treaty_days_left
-from treatyflow.workflows.request import (
+from treatyflow.workflows.shell import (
     SA_DEADLINE,
     SA_OVERDUE,
     SA_REQUESTED,

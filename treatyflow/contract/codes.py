@@ -5,6 +5,7 @@ from __future__ import annotations
 import typing
 from typing import Any
 
+from treatyflow import procedures
 from treatyflow.schemas import transfer
 from treatyflow.schemas.messages import (
     REQUESTED_KINDS,
@@ -15,12 +16,7 @@ from treatyflow.schemas.messages import (
     ExecutionReportBody,
     RefusalBody,
 )
-from treatyflow.schemas.treaty import (
-    PROCEDURE,
-    known_treaties,
-    load_header,
-    load_profile,
-)
+from treatyflow.schemas.treaty import known_treaties, load_header, load_profile
 
 NOTE = ("Generated from treatyflow/schemas/treaties/{id}.json by `make contract`; the "
         "envelope's codes (kind, form_of_cooperation, grounds, ...) must be among these.")
@@ -32,7 +28,7 @@ def _literal(model: Any, field: str) -> list[str]:
     return [str(v) for v in typing.get_args(annotation)]
 
 
-def _assistance(treaty_id: str) -> dict[str, Any]:
+def assistance_codes(treaty_id: str) -> dict[str, Any]:
     """A request-for-assistance profile (SCO 2010): authorities, categories, grounds."""
     p = load_profile(treaty_id)
     return {
@@ -59,7 +55,7 @@ def _assistance(treaty_id: str) -> dict[str, Any]:
     }
 
 
-def _transfer(treaty_id: str) -> dict[str, Any]:
+def transfer_codes(treaty_id: str) -> dict[str, Any]:
     """A transfer-of-convicted-persons profile (KZ–UAE 2018)."""
     p = transfer.load_transfer_profile(treaty_id)
     documents = [{"role": c.role.value, "checklist_article": c.article,
@@ -90,15 +86,12 @@ def _transfer(treaty_id: str) -> dict[str, Any]:
 
 
 def treaty_codes(treaty_id: str) -> dict[str, Any]:
-    """The code lists of one shipped treaty, by its procedure's loader."""
-    procedure = load_header(treaty_id).procedure
-    if procedure == PROCEDURE:
-        codes = _assistance(treaty_id)
-    elif procedure == transfer.PROCEDURE:
-        codes = _transfer(treaty_id)
-    else:
-        raise KeyError(f"treaty {treaty_id!r}: no code list for procedure {procedure!r}")
-    return {"note": NOTE.format(id=treaty_id), **codes}
+    """The code lists of one shipped treaty, by its procedure's entry in the registry."""
+    wanted = load_header(treaty_id).procedure
+    for procedure in procedures.REGISTRY.values():
+        if procedure.treaty_procedure == wanted and procedure.code_lists is not None:
+            return {"note": NOTE.format(id=treaty_id), **procedure.code_lists(treaty_id)}
+    raise KeyError(f"treaty {treaty_id!r}: no code list for procedure {wanted!r}")
 
 
 def all_codes() -> dict[str, dict[str, Any]]:

@@ -1,13 +1,13 @@
 """The shell every procedure's workflow is made of, around its pure lifecycle.
 
-A workflow of treatyflow feeds one lifecycle (``lifecycle`` for a request for assistance,
-``transfer`` for a transfer or a transit) with messages (updates whose id is the message
-id), the passing of time (timers) and operators' actions (updates), and carries the
-notices the lifecycle returns to their recipients through the delivery activity. What
-that takes is the same for every procedure and lives here: the outbox and its delivery,
-the search attributes (codes only), the main loop with its deadlines and continue-as-new,
-the digests of applied messages, the refusals of validators. A workflow class says only
-which lifecycle functions it hosts (the ``_``-prefixed hooks below).
+A workflow of treatyflow feeds one lifecycle (a ``Lifecycle``: the request for
+assistance's, the transfer's, the transit's) with messages (updates whose id is the
+message id), the passing of time (timers) and operators' actions (updates), and carries
+the notices the lifecycle returns to their recipients through the delivery activity.
+What that takes is the same for every procedure and lives here: the outbox and its
+delivery, the search attributes (codes only), the main loop with its deadlines and
+continue-as-new, the digests of applied messages, and the validators, written once. A
+workflow class names its lifecycle, its input and its queries.
 
 The order of commands this shell issues is what recorded histories replay against
 (tests/test_replay.py): change it only behind ``workflow.patched``.
@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Generic, NoReturn, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
@@ -31,36 +31,37 @@ from temporalio.common import (
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import ValidationError
-
     from treatyflow import constants as c
     from treatyflow.activities.delivery import UNROUTABLE, Deliver, Delivery
-    from treatyflow.agency.signing import (
-        KeyRing,
-        SignatureError,
-        sha256_hex,
-        verify,
-        verify_directory,
-        verify_directory_self_signed,
-    )
-    from treatyflow.schemas import limits
+    from treatyflow.agency.signing import KeyRing
     from treatyflow.schemas.envelope import request_id_problem
     from treatyflow.schemas.messages import (
         InboundMessage,
         NoticeMessage,
         Submission,
         message_digest,
-        parse_inbound,
     )
+    from treatyflow.workflows.common import Notice, OperatorAction
     from treatyflow.workflows.contract import Carried
-    from treatyflow.workflows.lifecycle import Notice, OperatorAction
 
-NOT_ALLOWED = "NotAllowedNow"
-# A validator's refusal carrying the problem code the gateway answers with: the type is
-# this prefix and the code ("Refused:bad_signature").
-REFUSED_AS = "Refused:"
-# The workflow holds an older key directory than the hub: the hub sends it again with it.
-DIRECTORY_OUTDATED = "KeyDirectoryOutdated"
+from treatyflow.workflows.refusals import (
+    CONSENT_REQUIRED,
+    DIRECTORY_OUTDATED,
+    ERROR_TYPE_OF_CODE,
+    NOT_ALLOWED,
+    REFUSED_AS,
+    refuse,
+    refused,
+    unknown_request_reason,
+)
+from treatyflow.workflows.signatures import SignatureChecks
+
+__all__ = [
+    "CONSENT_REQUIRED", "DIRECTORY_OUTDATED", "NOT_ALLOWED", "REFUSED_AS", "Lifecycle",
+    "LifecycleState",
+    "Shell", "arrival", "refuse", "refused", "typed", "unknown_request_reason",
+]
+
 DELIVERY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
@@ -116,6 +117,7 @@ class LifecycleState(Protocol):
 S = TypeVar("S", bound=LifecycleState)
 S_co = TypeVar("S_co", bound=LifecycleState, covariant=True)
 A = TypeVar("A", bound=BaseModel)
+A_co = TypeVar("A_co", bound=BaseModel, covariant=True)
 
 
 class Stepped(Protocol[S_co]):
@@ -128,22 +130,73 @@ class Stepped(Protocol[S_co]):
     def notices(self) -> list[Notice]: ...
 
 
-def refused(problems: list[str], error_type: str) -> NoReturn:
-    """A validator's refusal that always raises (``refuse`` with problems)."""
-    raise ApplicationError("; ".join(problems), problems, type=error_type, non_retryable=True)
+class Lifecycle(Protocol[S, A_co]):
+    """One procedure's treaty logic, pure and deterministic, as its workflow hosts it:
+    each procedure supplies one (``workflows/<procedure>/``)."""
 
+    @property
+    def unopened(self) -> str:
+        """The answer to a first message that does not open it (``{request_id}`` in it)."""
+        ...
 
-def refuse(problems: list[str], error_type: str = NOT_ALLOWED) -> None:
-    """A validator's refusal: every problem, before anything is written to history."""
-    if problems:
-        raise ApplicationError("; ".join(problems), problems, type=error_type,
-                               non_retryable=True)
+    def opens(self, message: InboundMessage) -> bool:
+        """Whether ``message`` is of the kind that opens this lifecycle."""
+        ...
 
+    def check_opening(self, message: InboundMessage, now: datetime) -> list[str]:
+        """Every reason the opening message is refused (empty: it opens)."""
+        ...
 
-def unknown_request_reason(treaty_id: str, request_id: str) -> str:
-    """The one answer about a request that does not exist, is closed to the asker, or
-    has the asker as no party: the same words, so nobody learns which ids are taken."""
-    return f"no open request {request_id} under {treaty_id} of which you are a party"
+    def open(self, message: InboundMessage, now: datetime) -> Stepped[S]: ...
+
+    def check(self, state: S, message: InboundMessage) -> list[str]:
+        """Every reason ``message`` cannot be applied to ``state`` (empty: it can)."""
+        ...
+
+    def refusal_code(self, state: S, message: InboundMessage, problems: list[str]) -> str:
+        """The problem code of a refusal (``refusals.ERROR_TYPE_OF_CODE``)."""
+        ...
+
+    def apply(self, state: S, message: InboundMessage, now: datetime) -> Stepped[S]: ...
+
+    def correct(self, state: S, message: InboundMessage, arrived: datetime,
+                now: datetime) -> Stepped[S] | None:
+        """A deadline judged anew for a message that reached the hub at ``arrived``, before
+        the timer that fired while it waited (None: nothing to correct)."""
+        ...
+
+    def advance(self, state: S, now: datetime) -> Stepped[S] | None:
+        """The passing of time to ``now`` (None: no clock runs in this lifecycle)."""
+        ...
+
+    def next_due(self, state: S) -> datetime | None:
+        """When the workflow must next wake (None: only a message moves it)."""
+        ...
+
+    def done(self, state: S) -> bool:
+        """The lifecycle is over (its workflow ends once its last notices are out)."""
+        ...
+
+    def parties(self, state: S) -> set[str]:
+        """Who may send messages about it: anyone else is answered as though it did not
+        exist (a stranger learns nothing, not even that it exists)."""
+        ...
+
+    def envelope(self, state: S, notice: Notice, now: datetime) -> NoticeMessage: ...
+
+    def search_attributes(self, state: S) -> dict[str, object]:
+        """Codes only: search attributes are never encrypted."""
+        ...
+
+    def describe(self, state: S, now: datetime) -> str: ...
+
+    def accepted(self, state: S, message_id: str) -> A_co: ...
+
+    def check_operator(self, state: S, action: OperatorAction, now: datetime) -> list[str]:
+        """Every reason an operator action is not allowed now (empty: it is)."""
+        ...
+
+    def apply_operator(self, state: S, action: OperatorAction, now: datetime) -> Stepped[S]: ...
 
 
 def arrival(submission: Submission, message: InboundMessage, now: datetime) -> datetime:
@@ -153,13 +206,14 @@ def arrival(submission: Submission, message: InboundMessage, now: datetime) -> d
     return min(max(received, message.sent_at), now)
 
 
-class Shell(Generic[S, A]):
+class Shell(SignatureChecks, Generic[S, A]):
     """A workflow hosting one lifecycle whose state is ``S``; ``A`` answers its updates."""
 
     NOT_OPENED = "request not opened yet"
     _state: S | None
 
-    def _init_shell(self, start: Carried) -> None:
+    def _init_shell(self, start: Carried, lifecycle: Lifecycle[S, A]) -> None:
+        self._lifecycle = lifecycle
         self._outbox: list[NoticeMessage] = list(start.outbox)
         # Each party's last notice, kept without the originals it passed on (their ids
         # instead, to attach again from ``_signed`` on a resend): a copy of every signed
@@ -193,54 +247,14 @@ class Shell(Generic[S, A]):
                 "signed": self._signed, "directory": self._directory,
                 "last_originals": self._last_originals}
 
-    # --- hooks: what each procedure's workflow says ---------------------------------
-
-    def _open(self, message: InboundMessage, now: datetime) -> Stepped[S]:
-        """The lifecycle opened by its first message."""
-        raise NotImplementedError
-
-    def _apply(self, state: S, message: InboundMessage, now: datetime) -> Stepped[S]:
-        """One message on an open lifecycle."""
-        raise NotImplementedError
-
-    def _advance(self, state: S, now: datetime) -> Stepped[S] | None:
-        """The passing of time to ``now`` (None: no clock runs in this lifecycle)."""
-        return None
-
-    def _next_due(self, state: S) -> datetime | None:
-        """When the workflow must next wake (None: only a message moves it)."""
-        return None
+    # --- hooks: what a workflow adds to its lifecycle --------------------------------
 
     def _done(self, state: S) -> bool:
         """The lifecycle is over: the run ends once its last notices are out."""
-        raise NotImplementedError
+        return self._lifecycle.done(state)
 
     def _continued(self) -> BaseModel:
         """The input a continue-as-new starts the next run with."""
-        raise NotImplementedError
-
-    def _envelope(self, state: S, notice: Notice, now: datetime) -> NoticeMessage:
-        raise NotImplementedError
-
-    def _search_attributes(self, state: S) -> dict[str, object]:
-        """Codes only: search attributes are never encrypted."""
-        raise NotImplementedError
-
-    def _describe(self, state: S, now: datetime) -> str:
-        raise NotImplementedError
-
-    def _accepted(self, message_id: str) -> A:
-        raise NotImplementedError
-
-    def _corrected(self, state: S, message: InboundMessage, arrived: datetime,
-                   now: datetime) -> Stepped[S] | None:
-        """A deadline judged anew for a message that reached the hub at ``arrived``, before
-        the timer that fired while it waited (None: nothing to correct)."""
-        return None
-
-    def _parties(self, state: S) -> set[str]:
-        """Who may send messages about this request: anyone else is answered as though
-        it did not exist (a stranger learns nothing, not even that it exists)."""
         raise NotImplementedError
 
     def _stepped(self, previous: S | None, state: S) -> None:
@@ -248,13 +262,6 @@ class Shell(Generic[S, A]):
 
     async def _after_delivery(self) -> None:
         """After each delivery of the outbox."""
-
-    def _check_operator(self, state: S, action: OperatorAction, now: datetime) -> list[str]:
-        """Every reason an operator action is not allowed now (empty: it is)."""
-        raise NotImplementedError
-
-    def _apply_operator(self, state: S, action: OperatorAction, now: datetime) -> Stepped[S]:
-        raise NotImplementedError
 
     # --- the run --------------------------------------------------------------------
 
@@ -289,17 +296,17 @@ class Shell(Generic[S, A]):
             if workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self._continued())
-            due = self._next_due(state)
+            due = self._lifecycle.next_due(state)
             wait = None if due is None else due - workflow.now()
             if wait is not None and wait <= timedelta(0):
-                self._step(self._advance(state, workflow.now()))
+                self._step(self._lifecycle.advance(state, workflow.now()))
                 by_timer = True
                 continue
             try:
                 await workflow.wait_condition(self._changed_since(self._version), timeout=wait)
                 by_timer = False
             except TimeoutError:
-                self._step(self._advance(self._require_state(), workflow.now()))
+                self._step(self._lifecycle.advance(self._require_state(), workflow.now()))
                 by_timer = True
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._deliver_outbox()
@@ -315,22 +322,22 @@ class Shell(Generic[S, A]):
         now = workflow.now()
         self._take_directory(submission.directory)
         if self._state is None:
-            transition = self._open(message, now)
+            transition = self._lifecycle.open(message, now)
         elif message.message_id in self._state.applied:
             return self._with_digest(message.message_id, self._digests.get(message.message_id))
         else:
             # Deadlines that fell due before this message count first (a confirmation
             # after 72 hours finds the request lapsed; a late report finds it overdue)...
-            self._step(self._advance(self._state, now))
+            self._step(self._lifecycle.advance(self._state, now))
             # ... judged by its arrival: one that fell while it waited (Temporal away) is
             # corrected before the message counts.
             self._applying = message
             try:
-                self._step(self._corrected(self._require_state(), message,
+                self._step(self._lifecycle.correct(self._require_state(), message,
                                            arrival(submission, message, now), now))
             finally:
                 self._applying = None
-            transition = self._apply(self._require_state(), message, now)
+            transition = self._lifecycle.apply(self._require_state(), message, now)
         if submission.jws is not None:
             self._signed[message.message_id] = submission.jws
         self._applying = message
@@ -346,151 +353,74 @@ class Shell(Generic[S, A]):
                                                       or message_digest(message))
         return self._with_digest(message.message_id, digest)
 
+    def _validate_submit(self, submission: Submission) -> None:
+        """Every procedure's ``submit`` validator: the signature, the sender a party, the
+        opener's namespace, then the lifecycle's rules on the state the handler will
+        apply the message to (deadlines fallen due counted and corrected by arrival,
+        art. 5.2, 6.1). Nothing is written to history for a refused message."""
+        self._check_signed(submission)
+        self._check_party(submission.message)
+        message, life, now = submission.message, self._lifecycle, workflow.now()
+        if self._state is None:
+            if not life.opens(message):
+                refused([life.unopened.format(request_id=message.request_id)], NOT_ALLOWED)
+            self._check_opener(message)
+            refuse(life.check_opening(message, now))
+            return
+        if message.message_id in self._state.applied:
+            return  # a redelivery (its sender a party) is answered, not applied again
+        state = self._now_state()
+        corrected = life.correct(state, message, arrival(submission, message, now), now)
+        if corrected is not None:
+            state = corrected.state
+        if problems := life.check(state, message):
+            code = life.refusal_code(state, message, problems)
+            refused(problems, ERROR_TYPE_OF_CODE.get(code, NOT_ALLOWED))
+
     def _with_digest(self, message_id: str, digest: str | None) -> A:
-        return self._accepted(message_id).model_copy(update={"digest": digest})
+        accepted = self._lifecycle.accepted(self._require_state(), message_id)
+        return accepted.model_copy(update={"digest": digest})
 
     def _now_state(self) -> S:
         """The state with every deadline fallen due by now counted (for validators)."""
         state = self._require_state()
-        moved = self._advance(state, workflow.now())
+        moved = self._lifecycle.advance(state, workflow.now())
         return state if moved is None else moved.state
 
     def _operate(self, action: OperatorAction) -> A:
         """An operator's action, recorded in the timeline with name and reason."""
         now = workflow.now()
         self._take_directory(action.directory)
-        self._step(self._advance(self._require_state(), now))
-        self._step(self._apply_operator(self._require_state(), action, now))
+        self._step(self._lifecycle.advance(self._require_state(), now))
+        self._step(self._lifecycle.apply_operator(self._require_state(), action, now))
         if action.action == "resend_last_notice" and action.party:
             self._outbox.append(self._resent(action.party))
         workflow.logger.info("operator action", extra={
             "action": action.action, "operator": action.operator,
             "request_id": self._require_state().request_id})
-        return self._accepted(f"operator:{action.action}")
+        return self._lifecycle.accepted(self._require_state(), f"operator:{action.action}")
 
     def _validate_operate(self, action: OperatorAction) -> None:
+        """Every procedure's ``operate`` validator: signed by the operators' key, its text
+        clean, allowed by the lifecycle now."""
         if self._state is None:
             problems = [self.NOT_OPENED]
         else:
             self._check_operator_signed(action)
             if text := action.text_problems():
                 refused(text, f"{REFUSED_AS}malformed")
-            problems = self._check_operator(self._now_state(), action, workflow.now())
+            problems = self._lifecycle.check_operator(self._now_state(), action, workflow.now())
             if (action.action == "resend_last_notice" and not problems
                     and action.party not in self._last_sent):
                 problems.append(f"nothing has been sent to {action.party} yet")
         refuse(problems)
 
-    # --- signatures (art. 5.5): nothing is applied that its sender did not sign --------
-
-    def _held_keys(self) -> tuple[KeyRing, datetime] | None:
-        """The held directory's keys and issue time (checked when it was taken)."""
-        if self._directory is None:
-            return None
-        if self._keys is None or self._keys[0] != self._directory:
-            ring, issued = verify_directory_self_signed(self._directory)
-            self._keys = (self._directory, ring, issued)
-        return self._keys[1], self._keys[2]
-
-    def _offered_keys(self, text: str) -> tuple[KeyRing, datetime] | None:
-        """A directory the hub sent along, if it is newer than the held one and signed by
-        a hub key of it (a run that holds none yet — started before workflows verified —
-        takes one that is signed by a hub key it lists). Raises ``SignatureError``."""
-        held = self._held_keys()
-        if held is None:
-            return verify_directory_self_signed(text)
-        ring, issued = verify_directory(text, held[0])
-        return (ring, issued) if issued > held[1] else None
-
-    def _take_directory(self, text: str | None) -> None:
-        """The handler's half: keep a newer directory the validator accepted."""
-        if text is None:
-            return
-        try:
-            offered = self._offered_keys(text)
-        except SignatureError:
-            return
-        if offered is not None:
-            self._directory = text
-
-    def _keys_with(self, text: str | None) -> tuple[KeyRing, datetime] | None:
-        """The keys to verify with (validators only): those of ``text``, a directory sent
-        along, if it is newer than the held one; else the held ones. A directory no hub
-        key of this request signed is refused."""
-        held = self._held_keys()
-        if text is None:
-            return held
-        try:
-            offered = self._offered_keys(text)
-        except SignatureError as err:
-            refused([f"the key directory sent along is not signed by a hub key this "
-                     f"request knows: {err}"], f"{REFUSED_AS}bad_signature")
-        return offered or held
-
-    def _verifying_keys(self, submission: Submission) -> KeyRing:
-        """The keys to verify ``submission`` with, or a refusal (validators only)."""
-        keys = self._keys_with(submission.directory)
-        if keys is None or (submission.directory is None
-                            and submission.directory_issued_at is not None
-                            and keys[1] < submission.directory_issued_at):
-            refused(["this request holds no key directory or an older one than the hub's; "
-                     "send the directory along"], DIRECTORY_OUTDATED)
-        return keys[0]
-
-    def _check_signed(self, submission: Submission) -> None:
-        """Refuse a submission unless its JWS verifies under the sender's key and its
-        payload is the message submitted: so only signed messages are ever applied,
-        whoever reaches Temporal (the gateway checked the same before; this holds without
-        it)."""
-        message = submission.message
-        keys = self._verifying_keys(submission)
-        if submission.jws is None:
-            refused([f"message {message.message_id} carries no signature: every message is a "
-                    "JWS by its sender's registered key"], f"{REFUSED_AS}unsigned")
-        try:
-            checked = verify(submission.jws, keys, signer=message.sender)
-        except SignatureError as err:
-            refused([str(err)], f"{REFUSED_AS}{err.problem}")
-        try:
-            signed = parse_inbound(checked.payload)
-        except ValidationError:
-            signed = None
-        if signed != message:
-            refused([f"message {message.message_id} is not the message its JWS signs"],
-                   f"{REFUSED_AS}bad_signature")
-        if submission.digest is not None and submission.digest != sha256_hex(checked.payload):
-            refused([f"the digest given for message {message.message_id} is not the SHA-256 "
-                    "of its signed payload"], f"{REFUSED_AS}bad_signature")
-        if message.message_id not in self._signed:
-            held = sum(len(token) for token in self._signed.values())
-            if held + len(submission.jws) > limits.MAX_SIGNED_BYTES_PER_REQUEST:
-                refused([limits.limit_problem(
-                    f"at most {limits.MAX_SIGNED_BYTES_PER_REQUEST // 1024} KiB of signed "
-                    f"messages per request, the hub's limit; the request holds {held} bytes "
-                    f"and this JWS is {len(submission.jws)}")],
-                    f"{REFUSED_AS}{limits.LIMIT_REACHED}")
-
-    def _check_operator_signed(self, action: OperatorAction) -> None:
-        """Refuse an operator action unless the operators' key signed exactly it."""
-        held = self._keys_with(action.directory)
-        if action.signed is None or held is None:
-            refused(["an operator action must be signed with the operators' key "
-                    f"({c.OPERATOR_SIGNER})"], f"{REFUSED_AS}unsigned")
-        try:
-            checked = verify(action.signed, held[0], signer=c.OPERATOR_SIGNER)
-            signed = OperatorAction.model_validate_json(checked.payload, strict=True)
-        except SignatureError as err:
-            refused([str(err)], f"{REFUSED_AS}{err.problem}")
-        except ValidationError:
-            signed = None
-        if signed != action.model_copy(update={"signed": None, "directory": None}):
-            refused(["the operator action is not the action its JWS signs"],
-                   f"{REFUSED_AS}bad_signature")
+    # --- who may send: parties and the opener's namespace ------------------------------
 
     def _check_party(self, message: InboundMessage) -> None:
         """Refuse a sender who is no party exactly as the hub answers about a request that
         does not exist (its redelivered message ids included)."""
-        if self._state is not None and message.sender not in self._parties(self._state):
+        if self._state is not None and message.sender not in self._lifecycle.parties(self._state):
             refused([unknown_request_reason(message.treaty_id, message.request_id)],
                     f"{REFUSED_AS}unknown_request")
 
@@ -526,10 +456,10 @@ class Shell(Generic[S, A]):
         self._stepped(previous, state)
         self._version += 1
         now = workflow.now()
-        self._outbox += [self._with_originals(self._envelope(state, n, now), n)
+        self._outbox += [self._with_originals(self._lifecycle.envelope(state, n, now), n)
                          for n in transition.notices]
-        self._upsert(self._search_attributes(state))
-        workflow.set_current_details(self._describe(state, now))
+        self._upsert(self._lifecycle.search_attributes(state))
+        workflow.set_current_details(self._lifecycle.describe(state, now))
 
     def _with_originals(self, envelope: NoticeMessage, notice: Notice) -> NoticeMessage:
         """The notice carrying the signed messages it is about, as their senders signed
