@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol, TypeVar, cast
 
 from pydantic import BaseModel, Field, StringConstraints
 
+from treatyflow.schemas import limits
 from treatyflow.schemas.envelope import MultiLine, Name, Written, text_problem
+from treatyflow.schemas.messages import InboundMessage
 
 
 class Notice(BaseModel):
@@ -63,6 +65,35 @@ class OperatorAction(BaseModel):
         found = [(f, text_problem(t, multiline=f == "reason"))
                  for f, t in (("operator", self.operator), ("reason", self.reason))]
         return [f"{f}: {problem}" for f, problem in found if problem]
+
+    def resend_problems(self, parties: set[str]) -> list[str]:
+        """A resend names one of the ``parties`` a notice goes to (empty: it does, or it
+        is no resend)."""
+        if self.action != "resend_last_notice" or self.party in parties:
+            return []
+        return [f"party must be one of {', '.join(sorted(parties))}"]
+
+
+class Applied(Protocol):
+    """What ``taken`` counts in a lifecycle's state."""
+
+    applied: list[str]
+    content_bytes: int
+
+
+T = TypeVar("T", bound=BaseModel)
+
+
+def taken(state: T, problems: list[str], message: InboundMessage) -> T:
+    """A copy of ``state`` to apply ``message`` to, the message counted as applied and its
+    content against the request's budget; raises ``Rejected`` with every ``problems``."""
+    if problems:
+        raise Rejected(problems)
+    s = state.model_copy(deep=True)
+    counted = cast(Applied, s)
+    counted.applied.append(message.message_id)
+    counted.content_bytes += limits.content_size(message)
+    return s
 
 
 def treaty_days_left(due: datetime, now: datetime, time_scale: float) -> str:

@@ -12,19 +12,8 @@ from typing import Any
 
 from treatyflow.constants import HUB_SENDER
 from treatyflow.schemas import limits
-from treatyflow.schemas.messages import (
-    CONSENT_KINDS,
-    ConfirmationMessage,
-    ConsentDecisionMessage,
-    ConsentRequestMessage,
-    DeferralMessage,
-    ExecutionReportMessage,
-    ForwardMessage,
-    InboundMessage,
-    RefusalMessage,
-    RequestMessage,
-    ResultsTransferMessage,
-)
+from treatyflow.schemas import messages as ms
+from treatyflow.schemas.messages import CONSENT_KINDS
 from treatyflow.schemas.treaty import ClockRule, TreatyProfile
 from treatyflow.workflows.assistance.rules import check, check_new_request
 from treatyflow.workflows.assistance.state import (
@@ -38,7 +27,7 @@ from treatyflow.workflows.assistance.state import (
     _notify,
     _record,
 )
-from treatyflow.workflows.common import Notice, Rejected, _iso
+from treatyflow.workflows.common import Notice, Rejected, _iso, taken
 
 # --- the clock ----------------------------------------------------------------------
 
@@ -69,7 +58,7 @@ def _start_clock(state: RequestState, profile: TreatyProfile, now: datetime) -> 
 
 
 def open_request(
-    profile: TreatyProfile, message: RequestMessage, now: datetime, time_scale: float = 1.0
+    profile: TreatyProfile, message: ms.RequestMessage, now: datetime, time_scale: float = 1.0
 ) -> Transition:
     """A new request accepted by the hub: delivered to the requested authority (art. 5)."""
     problems = check_new_request(profile, message)
@@ -110,23 +99,18 @@ def open_request(
 
 
 def apply(
-    state: RequestState, profile: TreatyProfile, message: InboundMessage, now: datetime
+    state: RequestState, profile: TreatyProfile, message: ms.InboundMessage, now: datetime
 ) -> Transition:
     """Apply one message; raises ``Rejected`` with every reason if it is not allowed now."""
-    problems = check(state, profile, message)
-    if problems:
-        raise Rejected(problems)
-    s = state.model_copy(deep=True)
-    s.applied.append(message.message_id)
+    s = taken(state, check(state, profile, message), message)
     s.last_message_id = message.message_id
-    s.content_bytes += limits.content_size(message)
     mid = message.message_id
     rules = profile.deadlines
     notices: list[Notice] = []
     note: str | None = None
     match message.kind:
         case "confirmation":
-            assert isinstance(message, ConfirmationMessage)
+            assert isinstance(message, ms.ConfirmationMessage)
             s.request = message.body.request
             s.oral_unconfirmed = False
             s.confirm_by = None
@@ -153,7 +137,7 @@ def apply(
             note = message.body.reason  # type: ignore[union-attr]
             notices += _notify(s, "delayed", [s.requesting], about=mid, reason=note)
         case "forward":
-            assert isinstance(message, ForwardMessage)
+            assert isinstance(message, ms.ForwardMessage)
             s.forwarded_from.append(s.requested)
             s.requested = message.body.to_authority
             s.status = Status.FORWARDED
@@ -173,7 +157,7 @@ def apply(
                                request=s.request.model_dump(mode="json"),
                                forwarded_by=s.forwarded_from[-1], originals=[*documents, mid])
         case "deferral":
-            assert isinstance(message, DeferralMessage)
+            assert isinstance(message, ms.DeferralMessage)
             s.status = Status.DEFERRED
             s.grounds = list(message.body.grounds)
             _pause(s, rules.clock_during_deferral, now)
@@ -185,7 +169,7 @@ def apply(
             _resume(s, now)
             notices += _notify(s, "resumed", [s.requesting], about=mid)
         case "refusal":
-            assert isinstance(message, RefusalMessage)
+            assert isinstance(message, ms.RefusalMessage)
             b = message.body
             s.grounds = list(b.grounds)
             note = b.reason
@@ -204,7 +188,7 @@ def apply(
                 notices += _notify(s, "refused_in_part", [s.requesting], about=mid,
                                    grounds=s.grounds, reason=b.reason, refused_part=b.refused_part)
         case "execution_report":
-            assert isinstance(message, ExecutionReportMessage)
+            assert isinstance(message, ms.ExecutionReportMessage)
             s.status = Status.EXECUTED
             s.outcome = message.body.extent
             # Art. 7: the results carry their marking and the purpose they serve; other
@@ -218,7 +202,7 @@ def apply(
                                **message.body.model_dump(mode="json"),
                                handling=s.results.restrictions())
         case "consent_request":
-            assert isinstance(message, ConsentRequestMessage) and s.results is not None
+            assert isinstance(message, ms.ConsentRequestMessage) and s.results is not None
             ask = message.body
             s.results.consents.append(Consent(
                 request_message_id=mid, scope=ask.scope, purpose=ask.purpose,
@@ -227,7 +211,7 @@ def apply(
             notices += _notify(s, "consent_requested", [s.results.provided_by], about=mid,
                                **ask.model_dump(mode="json"))
         case "consent_decision":
-            assert isinstance(message, ConsentDecisionMessage) and s.results is not None
+            assert isinstance(message, ms.ConsentDecisionMessage) and s.results is not None
             answer = message.body
             asked = s.results.consent(message.in_reply_to)
             assert asked is not None
@@ -241,7 +225,7 @@ def apply(
                                purpose=asked.purpose, third_party=asked.third_party,
                                conditions=answer.conditions, reason=answer.reason)
         case "results_transfer":
-            assert isinstance(message, ResultsTransferMessage) and s.results is not None
+            assert isinstance(message, ms.ResultsTransferMessage) and s.results is not None
             consent = s.results.consent(message.body.consent)
             assert consent is not None
             s.results.transfers.append(Transfer(message_id=mid, to_authority=message.recipient,
@@ -277,7 +261,7 @@ def apply(
 ANSWERS_DEADLINE = frozenset({"execution_report", "refusal"})
 
 
-def correct_overdue(state: RequestState, message: InboundMessage, arrived: datetime,
+def correct_overdue(state: RequestState, message: ms.InboundMessage, arrived: datetime,
                     now: datetime) -> Transition | None:
     """Art. 6.1 judged by when the answer reached the hub, not by when it could be applied:
     a report or refusal that arrived before the deadline, applied after the overdue timer
@@ -294,7 +278,7 @@ def correct_overdue(state: RequestState, message: InboundMessage, arrived: datet
                     "later", deadline=_iso(s.deadline))
 
 
-def correct_lapse(state: RequestState, message: InboundMessage, arrived: datetime,
+def correct_lapse(state: RequestState, message: ms.InboundMessage, arrived: datetime,
                   now: datetime) -> Transition | None:
     """Art. 5.2 judged by arrival: a written confirmation that reached the hub within the
     hours allowed, applied after the lapse timer fired while it waited (an outage), was in
@@ -312,7 +296,7 @@ def correct_lapse(state: RequestState, message: InboundMessage, arrived: datetim
                     confirm_by=_iso(state.confirm_by))
 
 
-def _on_time(s: RequestState, event: str, message: InboundMessage, arrived: datetime,
+def _on_time(s: RequestState, event: str, message: ms.InboundMessage, arrived: datetime,
              now: datetime, note: str, **detail: Any) -> Transition:
     """A deadline's mark withdrawn from ``s`` for ``message``, which reached the hub in
     time: recorded, and both parties told (with when it arrived)."""
@@ -324,7 +308,7 @@ def _on_time(s: RequestState, event: str, message: InboundMessage, arrived: date
     return Transition(state=s, notices=notices)
 
 
-def correct_by_arrival(state: RequestState, message: InboundMessage, arrived: datetime,
+def correct_by_arrival(state: RequestState, message: ms.InboundMessage, arrived: datetime,
                        now: datetime) -> Transition | None:
     """The deadline a message answers, judged by when it reached the hub (art. 5.2, 6.1)."""
     return (correct_lapse(state, message, arrived, now)

@@ -31,10 +31,7 @@ def check_operator(state: RequestState, action: OperatorAction) -> list[str]:
         if state.deadline is None:
             problems.append(f"no execution deadline runs yet (request is {state.status}): "
                             "it starts on receipt (art. 6.1)")
-    if action.action == "resend_last_notice":
-        parties = {state.requesting, state.requested}
-        if action.party not in parties:
-            problems.append(f"party must be one of {', '.join(sorted(parties))}")
+    problems += action.resend_problems({state.requesting, state.requested})
     return problems
 
 

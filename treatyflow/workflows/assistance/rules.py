@@ -4,22 +4,8 @@ is refused, and the code it is refused with (SCO 2010, art. 2–7, 11–13)."""
 from __future__ import annotations
 
 from treatyflow.schemas import limits
-from treatyflow.schemas.messages import (
-    CONSENT_KINDS,
-    REQUESTED_KINDS,
-    REQUESTER_KINDS,
-    ConfirmationMessage,
-    ConsentDecisionMessage,
-    ConsentRequestMessage,
-    DeferralMessage,
-    ExecutionReportMessage,
-    ForwardMessage,
-    InboundMessage,
-    RefusalMessage,
-    RequestBody,
-    RequestMessage,
-    ResultsTransferMessage,
-)
+from treatyflow.schemas import messages as ms
+from treatyflow.schemas.messages import CONSENT_KINDS, REQUESTED_KINDS, REQUESTER_KINDS, RequestBody
 from treatyflow.schemas.treaty import TreatyProfile
 from treatyflow.workflows.assistance.state import FINAL, RequestState, Status
 
@@ -61,7 +47,7 @@ def check_request_content(profile: TreatyProfile, body: RequestBody, *, written:
     return problems
 
 
-def check_new_request(profile: TreatyProfile, message: RequestMessage) -> list[str]:
+def check_new_request(profile: TreatyProfile, message: ms.RequestMessage) -> list[str]:
     """Every reason a new request cannot be sent under this treaty (art. 2, 5, 11, 13)."""
     problems: list[str] = []
     if message.treaty_id != profile.id:
@@ -116,7 +102,7 @@ _ALLOWED_FROM: dict[str, frozenset[Status]] = {
 CONSENT_REQUIRED = "consent_required"
 
 
-def not_a_party(state: RequestState, message: InboundMessage) -> list[str]:
+def not_a_party(state: RequestState, message: ms.InboundMessage) -> list[str]:
     """The refusal for a sender who never was a party to the request (requester, requested
     authority, or one it was forwarded from, art. 6.3); empty for a party."""
     if message.sender in (state.requesting, state.requested, *state.forwarded_from):
@@ -124,7 +110,7 @@ def not_a_party(state: RequestState, message: InboundMessage) -> list[str]:
     return [f"{message.sender} is not a party to request {state.request_id}"]
 
 
-def check(state: RequestState, profile: TreatyProfile, message: InboundMessage) -> list[str]:
+def check(state: RequestState, profile: TreatyProfile, message: ms.InboundMessage) -> list[str]:
     """Every reason this message cannot be applied to this request now (empty: it can)."""
     kind = message.kind
     if message.request_id != state.request_id or message.treaty_id != state.treaty_id:
@@ -155,11 +141,11 @@ def check(state: RequestState, profile: TreatyProfile, message: InboundMessage) 
             f"(allowed when {', '.join(sorted(_ALLOWED_FROM[kind]))})"
         )
     match message:
-        case ConfirmationMessage():
+        case ms.ConfirmationMessage():
             if not state.oral_unconfirmed:
                 problems.append("art. 5.2: there is no unconfirmed oral request to confirm")
             problems += check_request_content(profile, message.body.request, written=True)
-        case ForwardMessage():
+        case ms.ForwardMessage():
             target = profile.authority(message.body.to_authority)
             current = profile.authority(state.requested)
             if target is None:
@@ -174,16 +160,16 @@ def check(state: RequestState, profile: TreatyProfile, message: InboundMessage) 
                 )
             elif target.id == state.requested or target.id in state.forwarded_from:
                 problems.append(f"art. 6.3: {target.id} already had this request")
-        case DeferralMessage():
+        case ms.DeferralMessage():
             problems += _check_grounds(profile, message.body.grounds, deferral=True)
-        case RefusalMessage():
+        case ms.RefusalMessage():
             problems += _check_grounds(profile, message.body.grounds, deferral=False)
             if message.body.extent == "part":
                 if not message.body.refused_part:
                     problems.append("art. 6.9: a refusal in part must say which part")
                 if state.refused_part:
                     problems.append("a part of this request was already refused")
-        case ExecutionReportMessage():
+        case ms.ExecutionReportMessage():
             if state.refused_part and message.body.extent == "full":
                 problems.append(
                     f"part of the request was refused ({state.refused_part}); "
@@ -209,7 +195,7 @@ _ARTICLE = {"delay": "art. 6.2", "clarification_request": "art. 5.3, 6.4",
 MAX_CONSENT_REQUESTS = limits.MAX_PER_KIND
 
 
-def limit_problems(state: RequestState, message: InboundMessage) -> list[str]:
+def limit_problems(state: RequestState, message: ms.InboundMessage) -> list[str]:
     """Every per-request limit this message would pass (``limits``): how many of its kind,
     the bytes of all messages, the timeline; each refusal names the limit and its number."""
     problems: list[str] = []
@@ -230,7 +216,7 @@ def _closed_to_consent(state: RequestState) -> str:
 
 
 def _check_after_results(
-    state: RequestState, profile: TreatyProfile, message: InboundMessage
+    state: RequestState, profile: TreatyProfile, message: ms.InboundMessage
 ) -> list[str]:
     """Consent messages and transfers: only about results provided, while the hub carries
     them (art. 7)."""
@@ -245,7 +231,7 @@ def _check_after_results(
     if kind != "results_transfer" and message.recipient != counterpart:
         problems.append(f"recipient must be {counterpart}, not {message.recipient}")
     match message:
-        case ConsentRequestMessage():
+        case ms.ConsentRequestMessage():
             body = message.body
             if body.third_party is not None:
                 problems += _check_third_party(state, profile, body.third_party)
@@ -254,7 +240,7 @@ def _check_after_results(
             if pending:
                 problems.append(f"consent request {pending[0].request_message_id} for the same "
                                 "scope is still awaiting its decision")
-        case ConsentDecisionMessage():
+        case ms.ConsentDecisionMessage():
             asked = results.consent(message.in_reply_to)
             if asked is None or asked.request_message_id != message.in_reply_to:
                 undecided = [c.request_message_id for c in results.consents if c.granted is None]
@@ -265,7 +251,7 @@ def _check_after_results(
             elif asked.granted is not None:
                 problems.append(f"consent request {asked.request_message_id} was already "
                                 f"decided ({asked.decision_message_id})")
-        case ResultsTransferMessage():
+        case ms.ResultsTransferMessage():
             problems += consent_problems(state, message)
         case _:  # pragma: no cover - CONSENT_KINDS are the three above
             pass
@@ -286,7 +272,7 @@ def _check_third_party(state: RequestState, profile: TreatyProfile, third: str) 
     return []
 
 
-def consent_problems(state: RequestState, message: ResultsTransferMessage) -> list[str]:
+def consent_problems(state: RequestState, message: ms.ResultsTransferMessage) -> list[str]:
     """Art. 7.3: why these results may not go to this recipient (empty: a granted consent
     for exactly this third party is on record)."""
     assert state.results is not None
@@ -308,13 +294,13 @@ def consent_problems(state: RequestState, message: ResultsTransferMessage) -> li
     return []
 
 
-def refusal_code(state: RequestState, message: InboundMessage, problems: list[str]) -> str:
+def refusal_code(state: RequestState, message: ms.InboundMessage, problems: list[str]) -> str:
     """The problem code for a refused message: ``limit_reached`` when it passes only limits
     of the hub (``limits``), ``consent_required`` when the only thing missing is the
     providing authority's consent (art. 7), else ``not_allowed_now``."""
     if problems and all(limits.is_limit_problem(p) for p in problems):
         return limits.LIMIT_REACHED
-    if (isinstance(message, ResultsTransferMessage) and problems and state.consent_open
+    if (isinstance(message, ms.ResultsTransferMessage) and problems and state.consent_open
             and set(problems) <= set(consent_problems(state, message))):
         return CONSENT_REQUIRED
     return "not_allowed_now"

@@ -6,25 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from treatyflow.schemas import limits
-from treatyflow.schemas.transfer import (
-    SENT_BY,
-    ConsentRecord,
-    DocumentItem,
-    Role,
-    TransferCompletedMessage,
-    TransferConsentMessage,
-    TransferDecisionMessage,
-    TransferDocumentsMessage,
-    TransferDocumentsRequestMessage,
-    TransferEnforcementChangeMessage,
-    TransferExecutionReportMessage,
-    TransferHandoverMessage,
-    TransferInbound,
-    TransferProfile,
-    TransferRefusalMessage,
-    TransferRelayMessage,
-    TransferRequestMessage,
-)
+from treatyflow.schemas.transfer import SENT_BY, ConsentRecord, DocumentItem, Role, TransferProfile
+from treatyflow.schemas.transfer import messages as tm
 from treatyflow.workflows.transfer.conditions import (
     _missing_text,
     evaluate_conditions,
@@ -128,7 +111,7 @@ def _check_items(
 
 
 def check_new_transfer(
-    profile: TransferProfile, message: TransferRequestMessage, now: datetime
+    profile: TransferProfile, message: tm.TransferRequestMessage, now: datetime
 ) -> list[str]:
     """Every reason a new transfer request cannot be opened (art. 4–8, 19); ``now`` is the
     hub's clock (art. 19 dates the start of the procedure by it, not by the sender's)."""
@@ -182,7 +165,7 @@ def check_new_transfer(
 # --- messages on an open transfer ---------------------------------------------------------
 
 
-def check(state: TransferState, profile: TransferProfile, message: TransferInbound) -> list[str]:
+def check(state: TransferState, profile: TransferProfile, message: tm.TransferInbound) -> list[str]:
     """Every reason this message cannot be applied to this transfer now (empty: it can)."""
     if message.request_id != state.request_id or message.treaty_id != state.treaty_id:
         return [f"message is about {message.treaty_id}/{message.request_id}, "
@@ -195,7 +178,7 @@ def check(state: TransferState, profile: TransferProfile, message: TransferInbou
     kind = message.kind
     if kind == "transfer_request":
         return [f"transfer {state.request_id} already exists (state {state.status})"]
-    if isinstance(message, TransferRelayMessage):
+    if isinstance(message, tm.TransferRelayMessage):
         # A final transfer still carries its last messages to their recipients.
         return _check_relay(state, message)
     if message.sender in relays:
@@ -229,7 +212,7 @@ def check(state: TransferState, profile: TransferProfile, message: TransferInbou
     known: dict[str, object] = {"sentence": state.sentence, "consent": state.consent,
                                 "executing_state_provision": state.executing_state_provision}
     match message:
-        case TransferDocumentsMessage():
+        case tm.TransferDocumentsMessage():
             b = message.body
             problems += _check_items(profile, role, sender_state, other_state, b.documents,
                                      {"sentence": b.sentence, "consent": b.consent,
@@ -237,7 +220,7 @@ def check(state: TransferState, profile: TransferProfile, message: TransferInbou
                                      known)
             if b.consent is not None:
                 problems += check_consent(profile, b.consent)
-        case TransferDocumentsRequestMessage():
+        case tm.TransferDocumentsRequestMessage():
             for code in message.body.documents:
                 found = profile.document(code)
                 if found is None:
@@ -245,7 +228,7 @@ def check(state: TransferState, profile: TransferProfile, message: TransferInbou
                 elif found[0] is role:
                     problems.append(f"art. {found[1].article}: {code} is for the {role.value} "
                                     "itself to provide, not to ask for")
-        case TransferConsentMessage():
+        case tm.TransferConsentMessage():
             problems += check_consent(profile, message.body.consent)
             cond = profile.condition("written_consent")
             doc = message.body.document
@@ -257,9 +240,9 @@ def check(state: TransferState, profile: TransferProfile, message: TransferInbou
                                        what="the consent document", language=doc.language,
                                        translation=doc.translation, signed=doc.signed,
                                        stamped=doc.stamped)
-        case TransferDecisionMessage():
+        case tm.TransferDecisionMessage():
             problems += _check_decision(state, profile, message, role)
-        case TransferRefusalMessage():
+        case tm.TransferRefusalMessage():
             for code in message.body.grounds:
                 if profile.ground(code) is None:
                     known_grounds = ", ".join(g.code for g in profile.refusal_grounds)
@@ -270,7 +253,7 @@ def check(state: TransferState, profile: TransferProfile, message: TransferInbou
         case _ if kind == "transfer_withdrawal" and message.sender != state.requesting:
             problems.append(f"only the requesting authority {state.requesting} withdraws; "
                             "the requested state refuses (art. 9)")
-        case TransferHandoverMessage():
+        case tm.TransferHandoverMessage():
             b2 = message.body
             if b2.handover_on < message.sent_at.date():
                 problems.append(f"art. 3: the handover date {b2.handover_on} has passed")
@@ -278,14 +261,14 @@ def check(state: TransferState, profile: TransferProfile, message: TransferInbou
                 if t in (state.sentencing_state, state.executing_state):
                     problems.append(f"art. {profile.transit.article}: {t} is a party, not a "
                                     "transit state")
-        case TransferCompletedMessage():
+        case tm.TransferCompletedMessage():
             for t, status in sorted(state.transits.items()):
                 if status != "granted":
                     problems.append(f"art. {profile.transit.article}: transit through {t} is "
                                     f"{status.replace('_', ' ')}, not granted")
-        case TransferExecutionReportMessage():
+        case tm.TransferExecutionReportMessage():
             problems += _check_report(state, profile, message)
-        case TransferEnforcementChangeMessage():
+        case tm.TransferEnforcementChangeMessage():
             problems += _check_enforcement_change(state, profile, message)
         case _:
             pass
@@ -299,7 +282,7 @@ def check(state: TransferState, profile: TransferProfile, message: TransferInbou
 RELAY_MAX_BYTES = 3 * 1024
 
 
-def limit_problems(state: TransferState, message: TransferInbound) -> list[str]:
+def limit_problems(state: TransferState, message: tm.TransferInbound) -> list[str]:
     """Every per-request limit this message would pass (``limits``): how many of its kind,
     the bytes of all messages with its relays, the timeline; each names its number."""
     problems: list[str] = []
@@ -323,7 +306,7 @@ def refusal_code(problems: list[str]) -> str:
     return "not_allowed_now"
 
 
-def _check_relay(state: TransferState, message: TransferRelayMessage) -> list[str]:
+def _check_relay(state: TransferState, message: tm.TransferRelayMessage) -> list[str]:
     mid = message.body.relayed_message_id
     d = state.dispatch(mid)
     if d is None:
@@ -340,7 +323,7 @@ def _check_relay(state: TransferState, message: TransferRelayMessage) -> list[st
 
 
 def _check_decision(
-    state: TransferState, profile: TransferProfile, message: TransferDecisionMessage, role: Role
+    state: TransferState, profile: TransferProfile, message: tm.TransferDecisionMessage, role: Role
 ) -> list[str]:
     """Art. 8, 9.1: a state may agree only where no condition fails and no mandatory ground
     is established; the agreement that completes art. 8.6 needs every condition met."""
@@ -379,7 +362,7 @@ def _check_decision(
 
 
 def _check_report(
-    state: TransferState, profile: TransferProfile, message: TransferExecutionReportMessage
+    state: TransferState, profile: TransferProfile, message: tm.TransferExecutionReportMessage
 ) -> list[str]:
     b = message.body
     problems: list[str] = []
@@ -400,7 +383,7 @@ def _check_report(
 
 
 def _check_enforcement_change(
-    state: TransferState, profile: TransferProfile, message: TransferEnforcementChangeMessage
+    state: TransferState, profile: TransferProfile, message: tm.TransferEnforcementChangeMessage
 ) -> list[str]:
     """Art. 12: answers a decision of the sentencing state that has reached the executing state."""
     ref = message.in_reply_to

@@ -7,23 +7,9 @@ from datetime import UTC, datetime, time, timedelta
 
 from treatyflow.constants import HUB_SENDER
 from treatyflow.schemas import limits
-from treatyflow.schemas.transfer import (
-    TransferCompletedMessage,
-    TransferConsentMessage,
-    TransferDecisionMessage,
-    TransferDocumentsMessage,
-    TransferDocumentsRequestMessage,
-    TransferEnforcementChangeMessage,
-    TransferExecutionReportMessage,
-    TransferHandoverMessage,
-    TransferInbound,
-    TransferProfile,
-    TransferRefusalMessage,
-    TransferRelayMessage,
-    TransferRequestMessage,
-    TransferSentenceDecisionMessage,
-)
-from treatyflow.workflows.lifecycle import Notice, Rejected
+from treatyflow.schemas.transfer import TransferProfile
+from treatyflow.schemas.transfer import messages as tm
+from treatyflow.workflows.common import Notice, Rejected, taken
 from treatyflow.workflows.transfer.channel import _deliver, _hand_on, _relay, _route
 from treatyflow.workflows.transfer.checks import check, check_new_transfer
 from treatyflow.workflows.transfer.conditions import _missing_text, _settle, missing_documents
@@ -45,7 +31,7 @@ from treatyflow.workflows.transfer.transit import transit_needed
 
 
 def open_transfer(
-    profile: TransferProfile, message: TransferRequestMessage, now: datetime,
+    profile: TransferProfile, message: tm.TransferRequestMessage, now: datetime,
     time_scale: float = 1.0,
 ) -> Transition:
     """A new transfer request accepted by the hub and put on the channel (art. 4–7)."""
@@ -72,22 +58,17 @@ def open_transfer(
 
 
 def apply(
-    state: TransferState, profile: TransferProfile, message: TransferInbound, now: datetime
+    state: TransferState, profile: TransferProfile, message: tm.TransferInbound, now: datetime
 ) -> Transition:
     """Apply one message; raises ``Rejected`` with every reason if it is not allowed now."""
-    problems = check(state, profile, message)
-    if problems:
-        raise Rejected(problems)
-    s = state.model_copy(deep=True)
-    s.applied.append(message.message_id)
-    s.content_bytes += limits.content_size(message)
-    if isinstance(message, TransferRelayMessage):
+    s = taken(state, check(state, profile, message), message)
+    if isinstance(message, tm.TransferRelayMessage):
         return Transition(state=s, notices=_relay(s, profile, message, now))
     missing_before = {d.code for d in missing_documents(s, profile)}
     notices: list[Notice] = []
     mid = message.message_id
     match message:
-        case TransferDocumentsMessage():
+        case tm.TransferDocumentsMessage():
             b = message.body
             for item in b.documents:
                 s.documents[item.code] = mid
@@ -95,12 +76,12 @@ def apply(
             s.consent = b.consent or s.consent
             s.executing_state_provision = (b.executing_state_provision
                                            or s.executing_state_provision)
-        case TransferDocumentsRequestMessage():
+        case tm.TransferDocumentsRequestMessage():
             s.documents_asked += [c for c in message.body.documents if c not in s.documents_asked]
-        case TransferConsentMessage():
+        case tm.TransferConsentMessage():
             s.consent = message.body.consent
             s.documents[message.body.document.code] = mid
-        case TransferDecisionMessage():
+        case tm.TransferDecisionMessage():
             role = s.role_of(message.sender)
             assert role is not None
             s.decisions[s.state_of(role)] = Decision(
@@ -108,14 +89,14 @@ def apply(
                 waive_six_months=message.body.waive_six_months)
             s.executing_state_provision = (message.body.executing_state_provision
                                            or s.executing_state_provision)
-        case TransferRefusalMessage():
+        case tm.TransferRefusalMessage():
             s.status = TransferStatus.REFUSED
             s.grounds = list(message.body.grounds)
             s.conditions_not_met = list(message.body.conditions_not_met)
             s.refused_by = message.sender
         case _ if message.kind == "transfer_withdrawal":
             s.status = TransferStatus.WITHDRAWN
-        case TransferHandoverMessage():
+        case tm.TransferHandoverMessage():
             s.status = TransferStatus.HANDOVER_ARRANGED
             s.handover = message.body
             needed = transit_needed(message.body.route, profile)
@@ -126,11 +107,11 @@ def apply(
                 due_day = message.body.handover_on + timedelta(days=limit.days + 1)
                 _open(s, "handover", limit.article, limit.basis, s.executing_authority,
                       datetime.combine(due_day, time(0), tzinfo=UTC), mid)
-        case TransferCompletedMessage():
+        case tm.TransferCompletedMessage():
             s.status = TransferStatus.TRANSFERRED
             s.transferred_on = message.body.handed_over_on
             _close(s, now, lambda d: d.code == "handover")
-        case TransferExecutionReportMessage():
+        case tm.TransferExecutionReportMessage():
             ev = message.body.event
             if ev == "enforcement_continued":
                 s.status = TransferStatus.ENFORCING
@@ -143,7 +124,7 @@ def apply(
             elif ev == "information" and message.in_reply_to:
                 _close(s, now, lambda d: d.code == "information_on_request"
                        and d.about_message_id == message.in_reply_to)
-        case TransferEnforcementChangeMessage():
+        case tm.TransferEnforcementChangeMessage():
             _close(s, now, lambda d: d.code == "enforcement_change"
                    and d.about_message_id == message.in_reply_to)
             s.status = (TransferStatus.ENFORCEMENT_ENDED if message.body.action == "ended"
@@ -154,7 +135,7 @@ def apply(
 
 
 def _after_message(
-    s: TransferState, profile: TransferProfile, message: TransferInbound, now: datetime,
+    s: TransferState, profile: TransferProfile, message: tm.TransferInbound, now: datetime,
     notices: list[Notice], missing_before: set[str] | None = None,
 ) -> Transition:
     """Put the message on the channel, settle the status, tell who owes documents."""
@@ -184,18 +165,18 @@ def _after_message(
     return Transition(state=s, notices=notices)
 
 
-def _note(message: TransferInbound) -> str | None:
+def _note(message: tm.TransferInbound) -> str | None:
     match message:
-        case TransferRefusalMessage():
+        case tm.TransferRefusalMessage():
             cited = [*message.body.grounds, *message.body.conditions_not_met]
             return f"{', '.join(cited)}: {message.body.reason}"
-        case TransferHandoverMessage():
+        case tm.TransferHandoverMessage():
             return f"{message.body.handover_on} at {message.body.place}"
-        case TransferExecutionReportMessage():
+        case tm.TransferExecutionReportMessage():
             return f"{message.body.event} on {message.body.occurred_on}"
-        case TransferSentenceDecisionMessage():
+        case tm.TransferSentenceDecisionMessage():
             return f"{message.body.decision} of {message.body.decided_on}: {message.body.effect}"
-        case TransferDocumentsMessage():
+        case tm.TransferDocumentsMessage():
             return ", ".join(d.code for d in message.body.documents)
         case _:
             return None
@@ -253,7 +234,7 @@ def advance(state: TransferState, profile: TransferProfile, now: datetime) -> Tr
     return Transition(state=s, notices=notices)
 
 
-def correct_overdue(state: TransferState, profile: TransferProfile, message: TransferInbound,
+def correct_overdue(state: TransferState, profile: TransferProfile, message: tm.TransferInbound,
                     arrived: datetime, now: datetime) -> Transition | None:
     """Every deadline judged by when the message that meets it reached the hub: one whose
     overdue timer fired while that message waited (an outage), though it had arrived

@@ -65,11 +65,9 @@ def check_operator(
                 problems.append(f"art. {d.article}: {d.code} was due {d.due.isoformat()}; "
                                 f"{action.days} more days end {due.isoformat()}, which has "
                                 "passed too: extend by more")
-    if action.action == "resend_last_notice":
-        # The foreign ministries get notices too: relay_requested (art. 5.1).
-        parties = {state.requesting, state.requested, *profile.channel.relays.values()}
-        if action.party not in parties:
-            problems.append(f"party must be one of {', '.join(sorted(parties))}")
+    # The foreign ministries get notices too: relay_requested (art. 5.1).
+    problems += action.resend_problems({state.requesting, state.requested,
+                                        *profile.channel.relays.values()})
     if action.action == "withdraw" and state.status not in ALLOWED_FROM["transfer_withdrawal"]:
         problems.append(f"a transfer is withdrawn before the handover; it is {state.status} "
                         "(close it if a party has abandoned it)")
@@ -126,10 +124,7 @@ def check_transit_operator(transit: TransitState, action: OperatorAction) -> lis
     if action.action == "extend_deadline":
         problems.append("art. 16: the hub watches no deadline on a transit request; nothing to "
                         "extend")
-    if action.action == "resend_last_notice":
-        parties = {transit.requesting, transit.transit_authority}
-        if action.party not in parties:
-            problems.append(f"party must be one of {', '.join(sorted(parties))}")
+    problems += action.resend_problems({transit.requesting, transit.transit_authority})
     return problems
 
 
