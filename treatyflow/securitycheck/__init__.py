@@ -1,0 +1,1 @@
+"""The hostile-input catalogue and its runner (make security-check)."""
