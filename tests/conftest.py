@@ -347,15 +347,16 @@ async def authorities(stack_settings: Settings) -> AsyncIterator[
 
 
 def record_entry(request_id: str, n: int, *, sender: str = "KZ-GPO", kind: str = "request",
-                 body: str = "") -> NewEntry:
+                 body: str = "", key: SigningKey | None = None) -> NewEntry:
     """The ``n``th entry of a request as the hub records one: a message signed by its
-    sender's test key, its id derived from the request and ``n`` (so a retry is the same)."""
+    sender's test key (or ``key``), its id derived from the request and ``n`` (so a retry
+    is the same)."""
     payload = json.dumps({"request_id": request_id, "n": n,
                           "facts": body or f"facts of {request_id} #{n}"}).encode()
     return NewEntry(entry_id=entry_id(request_id, str(n)), request_id=request_id,
                     procedure="assistance", treaty="sco-2010", actor=sender, kind=kind,
                     time=record_time(datetime.now(UTC)),
-                    jws=sign(payload, TEST_KEYS.private[sender]))
+                    jws=sign(payload, key or TEST_KEYS.private[sender]))
 
 
 class Postgres:
