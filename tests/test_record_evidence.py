@@ -23,8 +23,9 @@ from treatyflow.agency.signing import KeyRing, sign_directory
 from treatyflow.codec import generate_keys, load_or_create_keys
 from treatyflow.keys import load_or_create_keys as create_signing_keys
 from treatyflow.keys import signing_key
-from treatyflow.record import Record, SignedCheckpoint
+from treatyflow.record import Entry, Record, SignedCheckpoint
 from treatyflow.record.evidence import Bundle, dumps, export, verify
+from treatyflow.record.merkle import leaf_hash
 from treatyflow.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,6 +138,16 @@ async def test_a_key_revoked_before_an_entry_was_signed_fails_it(record: Record)
         problems = verify(data)
         assert bool(problems) is fails, problems
         assert all("revoked" in p and "CN-SPP" in p for p in problems)
+
+
+def test_the_leaf_example_of_the_reference_page_is_true() -> None:
+    page = (ROOT / "docs" / "reference" / "evidence.md").read_text()
+    entry = Entry(index=2, entry_id="e-1", request_id="R-1", procedure="assistance",
+                  treaty="sco-2010", actor="CN-SPP", kind="confirmation",
+                  time="2026-03-01T09:30:00.000000Z", digest="ab" * 32)
+    assert f"\n{entry.leaf().hex()}\n" in page
+    assert f"`{leaf_hash(entry.leaf()).hex()}`" in page
+    assert f"{len(entry.leaf())}-byte leaf" in page
 
 
 # --- a verifier without treatyflow: node's crypto and npm jose -----------------------------
