@@ -33,28 +33,35 @@ function canonical(jws) {
     (p) => /^[A-Za-z0-9_-]+$/.test(p) && Buffer.from(p, 'base64url').toString('base64url') === p);
 }
 
-/** RFC 9162 §2.1.3.2: the root an inclusion proof leads to. */
-function rootFromInclusion(index, size, leaf, proof) {
-  if (!(index >= 0 && index < size)) throw new Problem(`leaf index ${index} is not below the tree size ${size}`);
-  let fn = BigInt(index);
-  let sn = BigInt(size - 1);
-  let r = leaf;
-  for (const p of proof) {
-    if (sn === 0n) throw new Problem('the inclusion proof is longer than the tree is high');
-    if ((fn & 1n) === 1n || fn === sn) {
-      r = nodeHash(p, r);
-      while (fn !== 0n && (fn & 1n) === 0n) { fn >>= 1n; sn >>= 1n; }
-    } else {
-      r = nodeHash(r, p);
-    }
+/** The walk both RFC 9162 verifications share (§2.1.3.2 step 4, §2.1.4.2 step 6): for each
+ *  of `count` proof hashes, whether it is the left sibling; `sn` must reach 0 at the end. */
+function sides(fnStart, snStart, count, what) {
+  let fn = BigInt(fnStart);
+  let sn = BigInt(snStart);
+  const out = [];
+  for (let i = 0; i < count; i += 1) {
+    if (sn === 0n) throw new Problem(`the ${what} proof is longer than the tree is high`);
+    const left = (fn & 1n) === 1n || fn === sn;
+    out.push(left);
+    while (left && fn !== 0n && (fn & 1n) === 0n) { fn >>= 1n; sn >>= 1n; }
     fn >>= 1n; sn >>= 1n;
   }
-  if (sn !== 0n) throw new Problem('the inclusion proof is shorter than the tree is high');
+  if (sn !== 0n) throw new Problem(`the ${what} proof is shorter than the tree is high`);
+  return out;
+}
+
+/** RFC 9162 §2.1.3.2: the root an inclusion proof leads to. */
+export function rootFromInclusion(index, size, leaf, proof) {
+  if (!(index >= 0 && index < size)) throw new Problem(`leaf index ${index} is not below the tree size ${size}`);
+  let r = leaf;
+  sides(index, size - 1, proof.length, 'inclusion').forEach((left, i) => {
+    r = left ? nodeHash(proof[i], r) : nodeHash(r, proof[i]);
+  });
   return r;
 }
 
 /** RFC 9162 §2.1.4.2: the tree of `first` leaves is a prefix of the tree of `second`. */
-function verifyConsistency(first, second, proof, firstRoot, secondRoot) {
+export function verifyConsistency(first, second, proof, firstRoot, secondRoot) {
   if (first > second) throw new Problem(`size ${first} is later than size ${second}`);
   if (first === second || first === 0) {
     if (proof.length) throw new Problem(`a proof from ${first} to ${second} must be empty`);
@@ -62,24 +69,21 @@ function verifyConsistency(first, second, proof, firstRoot, secondRoot) {
     return;
   }
   if (!proof.length) throw new Problem(`the consistency proof from ${first} to ${second} is empty`);
-  const path = (first & (first - 1)) === 0 ? [firstRoot, ...proof] : [...proof];
-  let fn = BigInt(first - 1);
-  let sn = BigInt(second - 1);
-  while ((fn & 1n) === 1n) { fn >>= 1n; sn >>= 1n; }
+  const path = (BigInt(first) & BigInt(first - 1)) === 0n ? [firstRoot, ...proof] : [...proof];
+  let fn = first - 1;
+  let sn = second - 1;
+  while (fn % 2 === 1) { fn = Math.floor(fn / 2); sn = Math.floor(sn / 2); }
   let fr = path[0];
   let sr = path[0];
-  for (const c of path.slice(1)) {
-    if (sn === 0n) throw new Problem('the consistency proof is longer than the tree is high');
-    if ((fn & 1n) === 1n || fn === sn) {
+  sides(fn, sn, path.length - 1, 'consistency').forEach((left, i) => {
+    const c = path[i + 1];
+    if (left) {
       fr = nodeHash(c, fr);
       sr = nodeHash(c, sr);
-      while (fn !== 0n && (fn & 1n) === 0n) { fn >>= 1n; sn >>= 1n; }
     } else {
       sr = nodeHash(sr, c);
     }
-    fn >>= 1n; sn >>= 1n;
-  }
-  if (sn !== 0n) throw new Problem('the consistency proof is shorter than the tree is high');
+  });
   if (!fr.equals(firstRoot)) throw new Problem(`the consistency proof does not lead to the root of size ${first}: the log was rewritten before that size`);
   if (!sr.equals(secondRoot)) throw new Problem(`the consistency proof does not lead to the root of size ${second}`);
 }

@@ -110,24 +110,33 @@ def _hashes(proof: Sequence[bytes], what: str) -> None:
             raise ProofError(f"{what}[{at}] is {len(value)} bytes, not {HASH_BYTES}")
 
 
+def _sides(fn: int, sn: int, count: int, what: str) -> list[bool]:
+    """The walk both verifications share (§2.1.3.2 step 4, §2.1.4.2 step 6): for each of
+    ``count`` proof hashes, whether it is the left sibling (``fn`` odd, or ``fn == sn``),
+    from the node numbers ``fn`` and ``sn`` that each step shifts right; the proof must
+    leave ``sn`` at 0 exactly at its end."""
+    sides = []
+    for _ in range(count):
+        if sn == 0:
+            raise ProofError(f"the {what} proof is longer than the tree is high")
+        left = bool(fn & 1) or fn == sn
+        sides.append(left)
+        while left and fn and not fn & 1:
+            fn, sn = fn >> 1, sn >> 1
+        fn, sn = fn >> 1, sn >> 1
+    if sn != 0:
+        raise ProofError(f"the {what} proof is shorter than the tree is high")
+    return sides
+
+
 def root_from_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes]) -> bytes:
     """The root that ``proof`` leads to from the leaf hash at ``index`` (§2.1.3.2 steps 1-4)."""
     if not 0 <= index < size:
         raise ProofError(f"leaf index {index} is not below the tree size {size}")
     _hashes([leaf, *proof], "inclusion hash")
-    fn, sn, r = index, size - 1, leaf
-    for p in proof:
-        if sn == 0:
-            raise ProofError("the inclusion proof is longer than the tree is high")
-        if fn & 1 or fn == sn:
-            r = node_hash(p, r)
-            while fn and not fn & 1:
-                fn, sn = fn >> 1, sn >> 1
-        else:
-            r = node_hash(r, p)
-        fn, sn = fn >> 1, sn >> 1
-    if sn != 0:
-        raise ProofError("the inclusion proof is shorter than the tree is high")
+    r = leaf
+    for p, left in zip(proof, _sides(index, size - 1, len(proof), "inclusion"), strict=True):
+        r = node_hash(p, r) if left else node_hash(r, p)
     return r
 
 
@@ -163,18 +172,11 @@ def verify_consistency(first: int, second: int, proof: Sequence[bytes], first_ro
     while fn & 1:
         fn, sn = fn >> 1, sn >> 1
     fr = sr = path[0]
-    for c in path[1:]:
-        if sn == 0:
-            raise ProofError("the consistency proof is longer than the tree is high")
-        if fn & 1 or fn == sn:
+    for c, left in zip(path[1:], _sides(fn, sn, len(path) - 1, "consistency"), strict=True):
+        if left:
             fr, sr = node_hash(c, fr), node_hash(c, sr)
-            while fn and not fn & 1:
-                fn, sn = fn >> 1, sn >> 1
         else:
             sr = node_hash(sr, c)
-        fn, sn = fn >> 1, sn >> 1
-    if sn != 0:
-        raise ProofError("the consistency proof is shorter than the tree is high")
     if fr != first_root:
         raise ProofError(f"the consistency proof does not lead to the root of size {first}: "
                          "the log was rewritten before that size")
