@@ -37,7 +37,7 @@ from treatyflow.agency import AgencyClient, Inbox, KeyRing, PublicKey, SigningKe
 from treatyflow.agency.signing import sign, sign_directory
 from treatyflow.codec import PayloadKeys, generate_keys
 from treatyflow.keys import RegistryFile, owners, signing_key
-from treatyflow.record import NewEntry, entry_id, record_time
+from treatyflow.record import NewEntry, Record, entry_id, record_time
 from treatyflow.schemas.messages import InboundMessage, OutboundMessage
 from treatyflow.settings import Settings
 from treatyflow.temporal import (
@@ -441,6 +441,9 @@ def postgres() -> Iterator[Postgres]:
         server.stop()
 
 
+RECORD_KEYS = generate_keys()  # the payload keys the record's tests seal entries with
+
+
 @pytest_asyncio.fixture(params=["sqlite", "postgresql"])
 async def record_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty store for the record, once on each database it runs on: a SQLite file,
@@ -449,3 +452,10 @@ async def record_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite+aiosqlite:///{tmp_path / 'record.sqlite3'}"
     server: Postgres = request.getfixturevalue("postgres")
     return await server.new_database()
+
+
+@pytest_asyncio.fixture
+async def record(record_url: str) -> AsyncIterator[Record]:
+    """The record opened on ``record_url`` (each database in turn)."""
+    async with await Record.open(record_url, RECORD_KEYS) as opened:
+        yield opened

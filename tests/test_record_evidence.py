@@ -9,35 +9,26 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from sqlalchemy import text
 
-from tests.conftest import TEST_KEYS, record_entry
+from tests.conftest import RECORD_KEYS, TEST_KEYS, record_entry
 from treatyflow import constants as c
 from treatyflow.agency.signing import KeyRing, sign_directory
-from treatyflow.codec import generate_keys, load_or_create_keys
+from treatyflow.codec import load_or_create_keys
 from treatyflow.keys import load_or_create_keys as create_signing_keys
 from treatyflow.keys import signing_key
 from treatyflow.record import Entry, Record, SignedCheckpoint
 from treatyflow.record.evidence import Bundle, dumps, export, verify
-from treatyflow.record.merkle import leaf_hash
+from treatyflow.record.merkle import MerkleTree, leaf_hash
 from treatyflow.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_VERIFIER = ROOT / "tests" / "node_agency" / "verify-evidence.mjs"
-KEYS = generate_keys()
 HUB = TEST_KEYS.private[c.HUB_SENDER]
-
-
-@pytest_asyncio.fixture
-async def record(record_url: str) -> AsyncIterator[Record]:
-    async with await Record.open(record_url, KEYS) as opened:
-        yield opened
 
 
 async def _log(record: Record) -> SignedCheckpoint:
@@ -191,13 +182,64 @@ async def test_node_verifies_a_bundle_and_fails_one_changed_byte(record: Record,
     assert "not consistent with the checkpoint you held (size 5" in done.stdout
 
 
+def test_nodes_proof_checks_agree_with_the_rfc_vectors_and_pythons(tmp_path: Path) -> None:
+    """The Node verifier's RFC 9162 algorithms on the RFC test tree's vectors and on every
+    proof of every tree up to 20 leaves, each also once corrupted."""
+    from tests.test_record_merkle import CONSISTENCY, INCLUSION, NODES, ROOTS, TREE
+
+    def named(proof: str) -> list[str]:
+        return [NODES[name].hex() for name in proof.split()]
+
+    cases = [{"type": "inclusion", "index": i, "size": n, "leaf": TREE.leaf(i).hex(),
+              "proof": named(proof), "root": ROOTS[n - 1].hex(), "ok": True}
+             for i, n, proof in INCLUSION]
+    cases += [{"type": "consistency", "first": m, "second": n, "proof": named(proof),
+               "first_root": ROOTS[m - 1].hex(), "second_root": ROOTS[n - 1].hex(), "ok": True}
+              for m, n, proof in CONSISTENCY]
+    for n in range(1, 21):
+        tree = MerkleTree.of_leaves([f"leaf {i}".encode() for i in range(n)])
+        other = MerkleTree.of_leaves([b"other", *[f"leaf {i}".encode() for i in range(1, n)]])
+        for i in range(n):
+            for ok in (True, False):
+                leaf = tree.leaf(i) if ok else leaf_hash(b"another leaf")
+                cases.append({"type": "inclusion", "index": i, "size": n, "ok": ok,
+                              "leaf": leaf.hex(), "root": tree.root().hex(),
+                              "proof": [h.hex() for h in tree.inclusion_proof(i)]})
+        for m in range(1, n):
+            for ok in (True, False):
+                source = tree if ok else other
+                cases.append({"type": "consistency", "first": m, "second": n, "ok": ok,
+                              "proof": [h.hex() for h in source.consistency_proof(m)],
+                              "first_root": tree.root(m).hex(),
+                              "second_root": source.root().hex()})
+    script = ("import { rootFromInclusion, verifyConsistency } from "
+              + json.dumps(NODE_VERIFIER.as_uri()) + ";\n"
+              "import { readFileSync } from 'node:fs';\n"
+              "const h = (x) => Buffer.from(x, 'hex');\nconst wrong = [];\n"
+              "JSON.parse(readFileSync(process.argv[2], 'utf8')).forEach((c, n) => {\n"
+              "  let ok = true;\n  try {\n"
+              "    if (c.type === 'inclusion') ok = rootFromInclusion(c.index, c.size, h(c.leaf), "
+              "c.proof.map(h)).equals(h(c.root));\n"
+              "    else verifyConsistency(c.first, c.second, c.proof.map(h), h(c.first_root), "
+              "h(c.second_root));\n"
+              "  } catch (err) { ok = false; }\n"
+              "  if (ok !== c.ok) wrong.push(n);\n});\n"
+              "console.log(JSON.stringify(wrong));\n")
+    (tmp_path / "proofs.mjs").write_text(script)
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    done = subprocess.run([_node(), str(tmp_path / "proofs.mjs"), str(tmp_path / "cases.json")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [] and len(cases) > 400
+
+
 def test_node_fails_every_seventh_changed_byte_python_fails(tmp_path: Path) -> None:
     """The two verifiers agree: a sample of one-byte changes, each refused by both."""
     import asyncio
 
     async def make() -> str:
         async with await Record.open(f"sqlite+aiosqlite:///{tmp_path / 'r.sqlite3'}",
-                                     KEYS) as record:
+                                     RECORD_KEYS) as record:
             await _log(record)
             return await _bundle(record)
 

@@ -33,39 +33,27 @@ ROOTS = [bytes.fromhex(h) for h in (
     "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
     "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
     "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328")]
-INCLUSION = [  # (index, tree size, proof)
-    (0, 1, []),
-    (0, 8, ["96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
-            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"]),
-    (5, 8, ["bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
-            "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
-            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"]),
-    (2, 3, ["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"]),
-    (1, 5, ["6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
-            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b"]),
-]
-CONSISTENCY = [  # (first size, second size, proof)
-    (1, 1, []),
-    (1, 8, ["96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
-            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"]),
-    (6, 8, ["0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
-            "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
-            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"]),
-    (2, 5, ["5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b"]),
-    (6, 7, ["0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
-            "b08693ec2e721597130641e8211e7eedccb4c26413963eee6c1e2ed16ffb1a5f",
-            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"]),
-]
+# The inner nodes those proofs are made of (the roots of sizes 1, 2 and 4 are among them).
+NODES = {name: bytes.fromhex(h) for name, h in {
+    "96a2": "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+    "5f08": "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+    "6b47": "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+    "bc1a": "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+    "ca85": "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+    "0ebc": "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+    "b086": "b08693ec2e721597130641e8211e7eedccb4c26413963eee6c1e2ed16ffb1a5f",
+}.items()} | {"root1": ROOTS[0], "root2": ROOTS[1], "root4": ROOTS[3]}
+# (index, tree size, proof) and (first size, second size, proof), the proofs by node name.
+INCLUSION = [(0, 1, ""), (0, 8, "96a2 5f08 6b47"), (5, 8, "bc1a ca85 root4"),
+             (2, 3, "root2"), (1, 5, "root1 5f08 bc1a")]
+CONSISTENCY = [(1, 1, ""), (1, 8, "96a2 5f08 6b47"), (6, 8, "0ebc ca85 root4"),
+               (2, 5, "5f08 bc1a"), (6, 7, "0ebc b086 root4")]
 SOME_HASH = bytes.fromhex("abacaba000000000000000000000000000000000000000000060061e00123456")
 TREE = MerkleTree.of_leaves(LEAVES)
 
 
-def _hexes(proof: list[str]) -> list[bytes]:
-    return [bytes.fromhex(h) for h in proof]
+def _hexes(proof: str) -> list[bytes]:
+    return [NODES[name] for name in proof.split()]
 
 
 def test_the_hashes_are_the_rfcs_with_their_domain_prefixes() -> None:
@@ -82,14 +70,14 @@ def test_the_roots_of_the_rfc_test_tree_for_every_size() -> None:
 
 @pytest.mark.parametrize(("index", "size", "proof"), INCLUSION)
 def test_inclusion_proofs_are_the_vectors_and_verify(index: int, size: int,
-                                                     proof: list[str]) -> None:
+                                                     proof: str) -> None:
     assert TREE.inclusion_proof(index, size) == _hexes(proof)
     verify_inclusion(index, size, TREE.leaf(index), _hexes(proof), ROOTS[size - 1])
 
 
 @pytest.mark.parametrize(("first", "second", "proof"), CONSISTENCY)
 def test_consistency_proofs_are_the_vectors_and_verify(first: int, second: int,
-                                                       proof: list[str]) -> None:
+                                                       proof: str) -> None:
     assert TREE.consistency_proof(first, second) == _hexes(proof)
     verify_consistency(first, second, _hexes(proof), ROOTS[first - 1], ROOTS[second - 1])
 
@@ -102,7 +90,7 @@ def _flipped(proof: list[bytes], at: int, bit: int) -> list[bytes]:
 
 @pytest.mark.parametrize(("index", "size", "proof"), [v for v in INCLUSION if v[2]])
 def test_a_corrupted_inclusion_proof_never_verifies(index: int, size: int,
-                                                    proof: list[str]) -> None:
+                                                    proof: str) -> None:
     path, root, leaf = _hexes(proof), ROOTS[size - 1], TREE.leaf(index)
     probes = [(index - 1, size, leaf, path, root), (index + 1, size, leaf, path, root),
               (index ^ 2, size, leaf, path, root), (index, size * 2, leaf, path, root),
@@ -118,7 +106,7 @@ def test_a_corrupted_inclusion_proof_never_verifies(index: int, size: int,
 
 @pytest.mark.parametrize(("first", "second", "proof"), [v for v in CONSISTENCY if v[2]])
 def test_a_corrupted_consistency_proof_never_verifies(first: int, second: int,
-                                                      proof: list[str]) -> None:
+                                                      proof: str) -> None:
     path, r1, r2 = _hexes(proof), ROOTS[first - 1], ROOTS[second - 1]
     probes = [(first - 1, second, path, r1, r2), (first + 1, second, path, r1, r2),
               (first ^ 2, second, path, r1, r2), (first, second * 2, path, r1, r2),

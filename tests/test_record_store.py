@@ -5,17 +5,14 @@ row caught against a checkpoint a party held."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from sqlalchemy import text
 
-from tests.conftest import TEST_KEYS, record_entry
+from tests.conftest import RECORD_KEYS, TEST_KEYS, record_entry
 from treatyflow import constants as c
 from treatyflow.agency.signing import SignatureError
-from treatyflow.codec import PayloadKeys, generate_keys
 from treatyflow.record import (
     EntryConflict,
     Record,
@@ -27,14 +24,7 @@ from treatyflow.record.entries import signed_payload
 from treatyflow.record.merkle import MerkleTree, ProofError, leaf_hash, verify_consistency
 from treatyflow.settings import Settings
 
-KEYS: PayloadKeys = generate_keys()
 HUB = TEST_KEYS.private[c.HUB_SENDER]
-
-
-@pytest_asyncio.fixture
-async def record(record_url: str) -> AsyncIterator[Record]:
-    async with await Record.open(record_url, KEYS) as opened:
-        yield opened
 
 
 async def test_a_retried_append_writes_nothing_again(record: Record) -> None:
@@ -61,7 +51,7 @@ async def test_concurrent_appenders_never_share_an_index(record_url: str) -> Non
     """Six writers, each with its own engine (as the gateway and the workers have), append
     at once, two of them retrying the other's entries meanwhile: the log stays dense, each
     entry is in it once, and each request's entries keep the order they were written in."""
-    writers = [await Record.open(record_url, KEYS) for _ in range(6)]
+    writers = [await Record.open(record_url, RECORD_KEYS) for _ in range(6)]
     try:
         async def write(w: int) -> list[int]:
             indexes = []
@@ -76,7 +66,7 @@ async def test_concurrent_appenders_never_share_an_index(record_url: str) -> Non
     finally:
         for writer in writers:
             await writer.close()
-    async with await Record.open(record_url, KEYS) as record:
+    async with await Record.open(record_url, RECORD_KEYS) as record:
         assert await record.size() == 72
         every = sorted(i for indexes in written for i in indexes)
         assert every == list(range(72))
@@ -106,7 +96,7 @@ async def test_a_body_is_never_stored_in_clear(record: Record, record_url: str,
 async def test_a_store_opened_again_keeps_its_entries_at_the_newest_schema(
         record: Record, record_url: str) -> None:
     await record.append([record_entry("R-1", n) for n in range(3)])
-    async with await Record.open(record_url, KEYS) as again:
+    async with await Record.open(record_url, RECORD_KEYS) as again:
         assert await again.size() == 3
         async with again.engine.connect() as connection:
             version = (await connection.execute(
