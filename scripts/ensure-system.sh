@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages treatyflow needs when they are missing:
-# rabbitmq-server (the local broker) and docker-compose (validates docker-compose.yml).
+# rabbitmq-server (the local broker), docker-compose (validates docker-compose.yml) and
+# postgresql (the record's deployment store: its tests start a throwaway cluster).
 set -euo pipefail
 need=()
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || need+=(rabbitmq-server)
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
 # Node.js (>= 18) and npm: the agency written from the published contract alone (tests/node_agency).
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
@@ -25,7 +27,8 @@ if [ "$(id -u)" -ne 0 ]; then
   fi
 fi
 export DEBIAN_FRONTEND=noninteractive
-# Do not let the package start a system-wide broker: ours runs under the state folder.
+# Do not let the packages start a system-wide broker or database: ours run under the
+# state folder (or a test's temporary one).
 policy=/usr/sbin/policy-rc.d
 created_policy=""
 if [ ! -e "$policy" ]; then

@@ -1,12 +1,20 @@
-"""Shared fixtures: the time-skipping server, workers with a recording delivery stub,
-and (for tests marked ``stack``) the real local stack on free ports."""
+"""Shared fixtures: the time-skipping server, workers with a recording delivery stub, a
+throwaway PostgreSQL for the record's store, and (for tests marked ``stack``) the real
+local stack on free ports."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import inspect
+import json
+import os
+import pwd
+import secrets
 import shutil
+import socket
+import subprocess
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
@@ -29,6 +37,7 @@ from treatyflow.agency import AgencyClient, Inbox, KeyRing, PublicKey, SigningKe
 from treatyflow.agency.signing import sign, sign_directory
 from treatyflow.codec import PayloadKeys, generate_keys
 from treatyflow.keys import RegistryFile, owners, signing_key
+from treatyflow.record import NewEntry, Record, entry_id, record_time
 from treatyflow.schemas.messages import InboundMessage, OutboundMessage
 from treatyflow.settings import Settings
 from treatyflow.temporal import (
@@ -332,3 +341,121 @@ async def authorities(stack_settings: Settings) -> AsyncIterator[
     yield open_as
     for exits in reversed(opened):
         await exits.aclose()
+
+
+# --- PostgreSQL for the record's store (treatyflow.record) -------------------------------
+
+
+def record_entry(request_id: str, n: int, *, sender: str = "KZ-GPO", kind: str = "request",
+                 body: str = "", key: SigningKey | None = None) -> NewEntry:
+    """The ``n``th entry of a request as the hub records one: a message signed by its
+    sender's test key (or ``key``), its id derived from the request and ``n`` (so a retry
+    is the same)."""
+    payload = json.dumps({"request_id": request_id, "n": n,
+                          "facts": body or f"facts of {request_id} #{n}"}).encode()
+    return NewEntry(entry_id=entry_id(request_id, str(n)), request_id=request_id,
+                    procedure="assistance", treaty="sco-2010", actor=sender, kind=kind,
+                    time=record_time(datetime.now(UTC)),
+                    jws=sign(payload, key or TEST_KEYS.private[sender]))
+
+
+class Postgres:
+    """A throwaway PostgreSQL cluster in a temporary folder, on a free loopback port, with
+    one role whose password is generated for the session."""
+
+    USER = "treatyflow"
+
+    def __init__(self) -> None:
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+        if not found:
+            pytest.fail("PostgreSQL is not installed: run `make test`, which installs it "
+                        "(scripts/ensure-system.sh)")
+        self._bin = found[-1].parent
+        # PostgreSQL refuses to run as root: as root, the cluster belongs to the package's
+        # unprivileged `postgres` user (its folder under /tmp, not root's 0700 pytest one).
+        self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self.base = Path(tempfile.mkdtemp(prefix="treatyflow-pg-"))
+        self.password = secrets.token_urlsafe(24)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+
+    def _own(self, path: Path) -> None:
+        if self._as:
+            user = pwd.getpwnam("postgres")
+            os.chown(path, user.pw_uid, user.pw_gid)
+
+    def _run(self, *command: str) -> None:
+        done = subprocess.run([*self._as, str(self._bin / command[0]), *command[1:]],
+                              capture_output=True, text=True, timeout=120)
+        if done.returncode:
+            log = self.base / "server.log"
+            pytest.fail(f"{command[0]} failed: {done.stderr.strip()}"
+                        + (f"\n{log.read_text()[-2000:]}" if log.exists() else ""))
+
+    def start(self) -> None:
+        self._own(self.base)
+        pwfile = self.base / "pwfile"
+        pwfile.touch(mode=0o600)
+        pwfile.write_text(self.password + "\n")
+        self._own(pwfile)
+        self._run("initdb", "-D", str(self.base / "data"), "-U", self.USER, "-A",
+                  "scram-sha-256", "--pwfile", str(pwfile), "-E", "UTF8", "--no-sync")
+        pwfile.unlink()
+        options = (f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 "
+                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+        self._run("pg_ctl", "-D", str(self.base / "data"), "-l", str(self.base / "server.log"),
+                  "-w", "-t", "60", "-o", options, "start")
+
+    def stop(self) -> None:
+        if (self.base / "data" / "postmaster.pid").exists():
+            subprocess.run([*self._as, str(self._bin / "pg_ctl"), "-D", str(self.base / "data"),
+                            "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def url(self, database: str = "postgres") -> str:
+        return (f"postgresql+asyncpg://{self.USER}:{self.password}@127.0.0.1:{self.port}/"
+                f"{database}")
+
+    async def new_database(self) -> str:
+        """The URL of a fresh, empty database of its own."""
+        import asyncpg
+
+        name = f"record_{uuid.uuid4().hex[:12]}"
+        admin = await asyncpg.connect(host="127.0.0.1", port=self.port, user=self.USER,
+                                      password=self.password, database="postgres")
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        return self.url(name)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    server = Postgres()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+RECORD_KEYS = generate_keys()  # the payload keys the record's tests seal entries with
+
+
+@pytest_asyncio.fixture(params=["sqlite", "postgresql"])
+async def record_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty store for the record, once on each database it runs on: a SQLite file,
+    and a database of its own in the session's throwaway PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'record.sqlite3'}"
+    server: Postgres = request.getfixturevalue("postgres")
+    return await server.new_database()
+
+
+@pytest_asyncio.fixture
+async def record(record_url: str) -> AsyncIterator[Record]:
+    """The record opened on ``record_url`` (each database in turn)."""
+    async with await Record.open(record_url, RECORD_KEYS) as opened:
+        yield opened

@@ -61,6 +61,12 @@ class Settings:
     # past it a message is answered ``rate_limited`` (docs/operators/limits.md).
     sender_rate: float = 20.0
     sender_burst: int = 200
+    # The hub's record (treatyflow.record): a SQLAlchemy async URL, e.g.
+    # ``postgresql+asyncpg://user:password@host/db``; empty: the SQLite file
+    # ``record.sqlite3`` in the state folder. May hold a password: never printed.
+    record_url: str = field(default="", repr=False)
+    # How often the hub signs a checkpoint of the record's Merkle log.
+    record_checkpoint_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -94,6 +100,9 @@ class Settings:
                           if env.get("TREATYFLOW_TREATIES_DIR") else None),
             sender_rate=float(env.get("TREATYFLOW_SENDER_RATE", base.sender_rate)),
             sender_burst=int(env.get("TREATYFLOW_SENDER_BURST", base.sender_burst)),
+            record_url=env.get("TREATYFLOW_RECORD_URL", base.record_url),
+            record_checkpoint_seconds=float(env.get("TREATYFLOW_RECORD_CHECKPOINT_SECONDS",
+                                                    base.record_checkpoint_seconds)),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -122,6 +131,8 @@ class Settings:
             "TREATYFLOW_TREATIES_DIR": str(self.treaties_dir or ""),
             "TREATYFLOW_SENDER_RATE": repr(self.sender_rate),
             "TREATYFLOW_SENDER_BURST": str(self.sender_burst),
+            "TREATYFLOW_RECORD_URL": self.record_url,
+            "TREATYFLOW_RECORD_CHECKPOINT_SECONDS": repr(self.record_checkpoint_seconds),
         }
 
     def with_(self, **changes: object) -> Settings:
@@ -162,6 +173,11 @@ class Settings:
     def time_scale(self) -> float:
         """Real seconds per treaty second (1.0 in production)."""
         return self.seconds_per_day / SECONDS_PER_DAY
+
+    @property
+    def record_database_url(self) -> str:
+        """Where the hub's record lives: ``record_url``, or the state folder's SQLite file."""
+        return self.record_url or f"sqlite+aiosqlite:///{self.state_dir / 'record.sqlite3'}"
 
     @property
     def secrets_dir(self) -> Path:

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from treatyflow.cli import dead_letters, keys, local, operate, requests, send
+from treatyflow.cli import dead_letters, evidence, keys, local, operate, requests, send
 from treatyflow.cli.common import CliError
 from treatyflow.process import finish
 
@@ -36,6 +36,7 @@ for commands in (local.app, requests.app, operate.app, send.app):
     app.add_typer(commands)
 app.add_typer(keys.app, name="keys")
 app.add_typer(dead_letters.app, name="dead-letters")
+app.add_typer(evidence.app, name="evidence")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,199 @@
+"""Evidence bundles: one request's entries with proofs against a signed checkpoint, checked offline.
+
+``export`` gathers what a party needs to prove what the hub recorded of a request; ``verify``
+checks a bundle with nothing but the bundle (and, optionally, a checkpoint the party held
+before, which the log must extend). The format and the algorithm are in
+docs/reference/evidence.md, for verifiers written without treatyflow.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from treatyflow.agency.signing import (
+    KeyRing,
+    SignatureError,
+    SigningKey,
+    verify_directory_self_signed,
+)
+from treatyflow.agency.signing import verify as verify_jws
+from treatyflow.record.checkpoints import Checkpoint, read_checkpoint
+from treatyflow.record.entries import Digest, Entry, parse_time
+from treatyflow.record.merkle import ProofError, leaf_hash, verify_consistency, verify_inclusion
+from treatyflow.record.store import Record, RecordError
+
+FORMAT: Literal["treatyflow-evidence/1"] = "treatyflow-evidence/1"
+
+
+class EvidenceEntry(Entry):
+    """An entry as a bundle carries it: its fields, the JWS, and its inclusion proof."""
+
+    jws: str = Field(description="The sender's JWS exactly as received, or the hub's notice.")
+    inclusion: list[Digest] = Field(
+        description="RFC 9162 inclusion proof (PATH) of the entry's leaf in the checkpoint's "
+                    "tree, hex, from the leaf's sibling up.")
+
+
+class ConsistencyProof(BaseModel):
+    """RFC 9162 consistency proof from an earlier tree size to the checkpoint's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    from_size: int = Field(ge=0)
+    proof: list[Digest]
+
+
+class Bundle(BaseModel):
+    """The evidence of one request (docs/reference/evidence.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal["treatyflow-evidence/1"] = FORMAT
+    request_id: str
+    checkpoint: str = Field(description="The checkpoint's JWS (compact), signed by the hub.")
+    directory: str = Field(
+        description="The hub's signed key directory: a JWS in general JSON serialization "
+                    "whose payload is a JWKS of every key, with owner and validity.")
+    entries: list[EvidenceEntry]
+    consistency: list[ConsistencyProof] = Field(default_factory=list)
+
+
+async def export(record: Record, request_id: str, *, hub_key: SigningKey, directory: str,
+                 since: Sequence[int] = ()) -> Bundle:
+    """The request's bundle against a checkpoint signed now; ``since``: sizes of
+    checkpoints the party holds, each given a consistency proof to the new one."""
+    tree = await record.tree()
+    signed = await record.checkpoint(hub_key, tree)
+    entries = [e for e in await record.entries(request_id) if e.index < tree.size]
+    if not entries:
+        raise RecordError(f"the record holds no entry of request {request_id}")
+    proofs = []
+    for size in sorted(set(since)):
+        if size > tree.size:
+            raise RecordError(f"no checkpoint of size {size}: the log holds {tree.size}")
+        proofs.append(ConsistencyProof(
+            from_size=size, proof=[h.hex() for h in tree.consistency_proof(size)]))
+    return Bundle(
+        request_id=request_id, checkpoint=signed.jws, directory=directory,
+        entries=[EvidenceEntry(**e.model_dump(exclude={"jws"}), jws=e.jws or "",
+                               inclusion=[h.hex() for h in tree.inclusion_proof(e.index)])
+                 for e in entries],
+        consistency=proofs)
+
+
+def _canonical(jws: str) -> bool:
+    """Each segment is base64url without padding that re-encodes to itself (a changed
+    unused trailing bit decodes to the same bytes: it must not pass unnoticed)."""
+    parts = jws.split(".")
+    for part in parts:
+        try:
+            raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+        except ValueError:
+            return False
+        if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != part:
+            return False
+    return len(parts) == 3
+
+
+def verify(data: str | bytes, held: str | None = None) -> list[str]:
+    """Every problem of the bundle ``data`` (empty: it verifies). ``held``: the JWS of a
+    checkpoint the party held before; the bundle's checkpoint must extend it."""
+    try:
+        bundle = Bundle.model_validate_json(data)
+    except ValidationError as err:
+        return [f"not an evidence bundle: {_first(err)}"]
+    try:
+        ring, _ = verify_directory_self_signed(bundle.directory)
+    except (SignatureError, ValidationError, ValueError) as err:
+        return [f"the key directory does not verify: {err}"]
+    except (KeyError, TypeError) as err:  # a key listed without a member every key has
+        return [f"the key directory does not verify: a key lacks {err}"]
+    try:
+        checkpoint = read_checkpoint(bundle.checkpoint, ring)
+        if not _canonical(bundle.checkpoint):
+            raise SignatureError("its JWS is not canonical base64url")
+    except (SignatureError, ValidationError) as err:
+        return [f"the checkpoint does not verify: {err}"]
+    problems = _entries(bundle, ring, checkpoint)
+    if held is not None:
+        problems += _extends(bundle, ring, checkpoint, held)
+    return problems
+
+
+def _entries(bundle: Bundle, ring: KeyRing, checkpoint: Checkpoint) -> list[str]:
+    if not bundle.entries:
+        return ["the bundle holds no entry"]
+    # A key revoked after an entry was signed still proves that entry: the signature is
+    # checked without the revocation, then the revocation's time against the entry's.
+    unrevoked = KeyRing(keys=[k.model_copy(update={"revoked_at": None}) for k in ring.keys])
+    problems = []
+    last = -1
+    for n, entry in enumerate(bundle.entries):
+        where = f"entry {n} (index {entry.index}, {entry.kind})"
+        if entry.request_id != bundle.request_id:
+            problems.append(f"{where}: it is of request {entry.request_id}, not "
+                            f"{bundle.request_id}")
+        if entry.index <= last:
+            problems.append(f"{where}: the entries are not in log order")
+        last = entry.index
+        try:
+            if not _canonical(entry.jws):
+                raise SignatureError("its JWS is not canonical base64url")
+            checked = verify_jws(entry.jws, unrevoked)
+        except SignatureError as err:
+            problems.append(f"{where}: the signature does not verify: {err}")
+        else:
+            if hashlib.sha256(checked.payload).hexdigest() != entry.digest:
+                problems.append(f"{where}: the digest is not the SHA-256 of the JWS's payload")
+            revoked = (ring.lookup(checked.key.key_id) or checked.key).revoked_at
+            if revoked is not None and revoked <= parse_time(entry.time):
+                problems.append(f"{where}: signed with key {checked.key.key_id}, revoked "
+                                f"{revoked.isoformat()} before the entry's time")
+        try:
+            verify_inclusion(entry.index, checkpoint.tree_size, leaf_hash(entry.leaf()),
+                             [bytes.fromhex(h) for h in entry.inclusion], checkpoint.root)
+        except ProofError as err:
+            problems.append(f"{where}: not included in the checkpoint of size "
+                            f"{checkpoint.tree_size}: {err}")
+    return problems
+
+
+def _extends(bundle: Bundle, ring: KeyRing, checkpoint: Checkpoint, held: str) -> list[str]:
+    """The checkpoint the party held is a prefix of the bundle's (RFC 9162 §2.1.4.2)."""
+    try:
+        before = read_checkpoint(held, ring)
+    except (SignatureError, ValidationError) as err:
+        return [f"the checkpoint you held does not verify with the bundle's keys: {err}"]
+    if before.tree_size > checkpoint.tree_size:
+        return [f"the checkpoint you held (size {before.tree_size}) is later than the "
+                f"bundle's (size {checkpoint.tree_size}): export the bundle again"]
+    proof = next((p for p in bundle.consistency if p.from_size == before.tree_size), None)
+    if proof is None and before.tree_size not in (0, checkpoint.tree_size):
+        return [f"the bundle carries no consistency proof from size {before.tree_size}: "
+                f"export it with --since {before.tree_size}"]
+    try:
+        verify_consistency(before.tree_size, checkpoint.tree_size,
+                           [bytes.fromhex(h) for h in (proof.proof if proof else [])],
+                           before.root, checkpoint.root)
+    except ProofError as err:
+        return [f"the log is not consistent with the checkpoint you held (size "
+                f"{before.tree_size}, {before.time}): {err}"]
+    return []
+
+
+def _first(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return f"{where}: {first['msg']}" if where else first["msg"]
+
+
+def dumps(bundle: Bundle) -> str:
+    """The bundle as its file holds it: compact JSON, one line (every byte is significant)."""
+    return json.dumps(bundle.model_dump(mode="json"), separators=(",", ":"),
+                      ensure_ascii=False) + "\n"

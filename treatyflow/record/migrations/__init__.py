@@ -1,0 +1,1 @@
+"""The record's Alembic environment and revisions (applied by treatyflow.record.store on open)."""

@@ -1,0 +1,281 @@
+"""The record's store: entries appended once each in log order, read back with their tree.
+
+SQLite (the embedded default, a file under the state folder) or PostgreSQL (the
+deployment store), through SQLAlchemy's async engine; the schema is brought to the
+newest Alembic revision when the store is opened. One appender at a time takes the next
+index: SQLite by ``BEGIN IMMEDIATE`` (its one writer), PostgreSQL by a transaction-scoped
+advisory lock, so concurrent writers in any number of processes never share an index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from cryptography.exceptions import InvalidTag
+from sqlalchemy import event, func, insert, select, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from temporalio.api.common.v1 import Payload
+
+from treatyflow import logs
+from treatyflow.agency.signing import SigningKey
+from treatyflow.codec import ENCODING, EncryptionCodec, PayloadDecodeError, PayloadKeys
+from treatyflow.record.checkpoints import Checkpoint, SignedCheckpoint, sign_checkpoint
+from treatyflow.record.entries import Entry, NewEntry
+from treatyflow.record.merkle import MerkleTree, leaf_hash
+from treatyflow.record.tables import CheckpointRow, EntryRow
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SQLITE_BUSY_SECONDS = 30.0  # how long a writer waits for SQLite's one write lock
+_WRITE = "treatyflow_record_write"  # execution option: this transaction appends
+_LOCK = "treatyflow.record"  # the PostgreSQL advisory lock's name (hashtext of it)
+_FIELDS = (EntryRow.log_index, EntryRow.entry_id, EntryRow.request_id, EntryRow.procedure,
+           EntryRow.treaty, EntryRow.actor, EntryRow.kind, EntryRow.at, EntryRow.digest)
+
+_log = logs.get("treatyflow.record")
+
+
+class RecordError(RuntimeError):
+    """The record cannot do what was asked; the message says why."""
+
+
+class EntryConflict(RecordError):
+    """An entry id written before with other content: a writer's bug, never a retry."""
+
+
+class RecordCorrupt(RecordError):
+    """What the store holds is not what the record wrote (a gap, an altered ciphertext)."""
+
+
+def _engine(url: str) -> AsyncEngine:
+    if not url.startswith("sqlite"):
+        return create_async_engine(url, pool_pre_ping=True)
+    engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
+    if engine.url.database and engine.url.database != ":memory:":
+        Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy, not the driver, says BEGIN
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")  # readers do not wait for the writer
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(connection: Connection) -> None:
+        writes = connection.get_execution_options().get(_WRITE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+
+    return engine
+
+
+def _upgrade(connection: Connection) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def _entry(row: Any) -> Entry:
+    return Entry(index=row.log_index, entry_id=row.entry_id, request_id=row.request_id,
+                 procedure=row.procedure, treaty=row.treaty, actor=row.actor, kind=row.kind,
+                 time=row.at, digest=row.digest)
+
+
+class Record:
+    """The hub's record on one database (``Record.open(settings.record_database_url, keys)``)."""
+
+    def __init__(self, engine: AsyncEngine, keys: PayloadKeys) -> None:
+        self._engine = engine
+        self._codec = EncryptionCodec(keys)
+
+    @classmethod
+    async def open(cls, url: str, keys: PayloadKeys) -> Record:
+        """The record at ``url``, its schema migrated to the newest revision."""
+        record = cls(_engine(url), keys)
+        try:
+            async with record._writing() as connection:
+                await connection.run_sync(_upgrade)
+        except BaseException:
+            await record.close()
+            raise
+        return record
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> Record:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that holds the record's one write lock until it ends."""
+        async with self._engine.connect() as connection:
+            await connection.execution_options(**{_WRITE: True})
+            async with connection.begin():
+                if self._engine.dialect.name == "postgresql":
+                    await connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:n))"),
+                                             {"n": _LOCK})
+                yield connection
+
+    # --- writing -----------------------------------------------------------------------
+
+    async def append(self, entries: Sequence[NewEntry]) -> list[Entry]:
+        """Append ``entries`` in their order, each at the next index; an entry whose id is
+        already in the record is not written again and its stored form is returned (a
+        retried write). Returns one entry per given entry, in the same order."""
+        if not entries:
+            return []
+        by_id: dict[str, NewEntry] = {}
+        for new in entries:
+            by_id.setdefault(new.entry_id, new)
+        async with self._writing() as connection:
+            found = await connection.execute(
+                select(*_FIELDS).where(EntryRow.entry_id.in_(list(by_id))))
+            held = {row.entry_id: _entry(row) for row in found}
+            at = (await connection.execute(
+                select(func.coalesce(func.max(EntryRow.log_index) + 1, 0)))).scalar_one()
+            written: dict[str, Entry] = {}
+            rows = []
+            for new in by_id.values():
+                digest = new.digest()
+                if new.entry_id in held:
+                    written[new.entry_id] = self._same(held[new.entry_id], new, digest)
+                    continue
+                entry = Entry(index=at, digest=digest, jws=new.jws,
+                              **new.model_dump(exclude={"jws"}))
+                rows.append({"log_index": at, "entry_id": new.entry_id,
+                             "request_id": new.request_id, "procedure": new.procedure,
+                             "treaty": new.treaty, "actor": new.actor, "kind": new.kind,
+                             "at": new.time, "digest": digest, "sealed": self._seal(new.jws)})
+                written[new.entry_id] = entry
+                at += 1
+            if rows:
+                await connection.execute(insert(EntryRow), rows)
+        _log.debug("record_appended", written=len(rows), again=len(by_id) - len(rows),
+                   tree_size=at)
+        return [written[new.entry_id] for new in entries]
+
+    @staticmethod
+    def _same(stored: Entry, new: NewEntry, digest: str) -> Entry:
+        """The stored entry, if ``new`` is the same event written again (its time may be
+        later: a retry re-reads the clock); else EntryConflict."""
+        fields = ("request_id", "procedure", "treaty", "actor", "kind")
+        differs = [f for f in fields if getattr(stored, f) != getattr(new, f)]
+        if stored.digest != digest:
+            differs.append("digest")
+        if differs:
+            raise EntryConflict(f"entry {new.entry_id} is in the record (index {stored.index}) "
+                                f"with another {', '.join(differs)}")
+        return stored.model_copy(update={"jws": new.jws})
+
+    def _seal(self, jws: str) -> bytes:
+        return self._codec.encrypt(Payload(data=jws.encode())).SerializeToString()
+
+    def _unseal(self, entry: Entry, sealed: bytes) -> str:
+        try:
+            payload = Payload.FromString(sealed)
+            if payload.metadata.get("encoding") != ENCODING:
+                raise PayloadDecodeError("stored in clear")
+            return self._codec.decrypt(payload).data.decode()
+        except (PayloadDecodeError, InvalidTag, ValueError) as err:
+            raise RecordCorrupt(f"entry {entry.entry_id} (index {entry.index}): its sealed "
+                                f"JWS cannot be read: {err}") from err
+
+    # --- reading -----------------------------------------------------------------------
+
+    async def entries(self, request_id: str) -> list[Entry]:
+        """The request's entries in log order, each with its JWS decrypted."""
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(
+                select(*_FIELDS, EntryRow.sealed).where(EntryRow.request_id == request_id)
+                .order_by(EntryRow.log_index))
+            out = []
+            for row in rows:
+                entry = _entry(row)
+                out.append(entry.model_copy(update={"jws": self._unseal(entry, row.sealed)}))
+            return out
+
+    async def entry(self, entry_id: str) -> Entry | None:
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(
+                select(*_FIELDS, EntryRow.sealed).where(EntryRow.entry_id == entry_id))).first()
+        if row is None:
+            return None
+        entry = _entry(row)
+        return entry.model_copy(update={"jws": self._unseal(entry, row.sealed)})
+
+    async def size(self) -> int:
+        async with self._engine.connect() as connection:
+            return int((await connection.execute(
+                select(func.count()).select_from(EntryRow))).scalar_one())
+
+    async def tree(self, size: int | None = None) -> MerkleTree:
+        """The Merkle tree of the first ``size`` entries (all by default), each leaf
+        recomputed from the entry's stored fields: an altered row changes the root."""
+        query = select(*_FIELDS).order_by(EntryRow.log_index)
+        if size is not None:
+            query = query.where(EntryRow.log_index < size)
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        hashes = []
+        for at, row in enumerate(rows):
+            if row.log_index != at:
+                raise RecordCorrupt(f"the log has no entry at index {at} (next is "
+                                    f"{row.log_index})")
+            hashes.append(leaf_hash(_entry(row).leaf()))
+        if size is not None and len(hashes) < size:
+            raise RecordError(f"the log holds {len(hashes)} entries, not {size}")
+        return MerkleTree(hashes)
+
+    async def consistency(self, first: int, second: int | None = None) -> list[bytes]:
+        """RFC 9162's consistency proof from the tree of ``first`` entries to that of
+        ``second`` (the whole log by default)."""
+        return (await self.tree(second)).consistency_proof(first)
+
+    # --- checkpoints -------------------------------------------------------------------
+
+    async def checkpoint(self, key: SigningKey, tree: MerkleTree | None = None
+                         ) -> SignedCheckpoint:
+        """Sign a checkpoint of ``tree`` (the log as it is now by default) with the hub's
+        ``key`` and keep it."""
+        tree = tree or await self.tree()
+        signed = sign_checkpoint(tree.size, tree.root(), key)
+        async with self._engine.begin() as connection:
+            await connection.execute(insert(CheckpointRow).values(
+                tree_size=signed.checkpoint.tree_size, root_hash=signed.checkpoint.root_hash,
+                at=signed.checkpoint.time, jws=signed.jws))
+        return signed
+
+    async def checkpoints(self) -> list[SignedCheckpoint]:
+        """Every checkpoint the hub signed, oldest first."""
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(select(CheckpointRow).order_by(CheckpointRow.id))
+            return [SignedCheckpoint(
+                checkpoint=Checkpoint(tree_size=row.tree_size, root_hash=row.root_hash,
+                                      time=row.at), jws=row.jws) for row in rows]
+
+    async def audit(self, held: Checkpoint) -> list[str]:
+        """What is wrong with the log as it is now, seen from a checkpoint a party held:
+        shorter than it, or its first entries no longer hashing to its root."""
+        tree = await self.tree()
+        if tree.size < held.tree_size:
+            return [f"the log holds {tree.size} entries, fewer than the {held.tree_size} of "
+                    f"the checkpoint of {held.time}: entries were removed"]
+        if tree.root(held.tree_size) != held.root:
+            return [f"the log's first {held.tree_size} entries no longer hash to the root of "
+                    f"the checkpoint of {held.time}: an entry before it was altered"]
+        return []
+
