@@ -98,5 +98,5 @@ chaos: setup
 
 # The agency client as its own distribution (agency/pyproject.toml), for authorities.
 agency-dist: setup
-	$(BIN)/pip wheel --quiet --no-deps -w dist agency
+	$(BIN)/pip wheel --quiet --no-deps -w dist ./agency
 	@ls dist/treatyflow_agency-*.whl

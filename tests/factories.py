@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from treatyflow.contract.examples import request_body as example_request_body
 from treatyflow.schemas.messages import InboundMessage, parse_inbound
 
 TREATY = "sco-2010"
@@ -24,21 +25,8 @@ def new_message_id() -> str:
 
 
 def request_body(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "purpose": "Investigation of a fraud scheme; the suspect's accounts are abroad.",
-        "assistance_requested": "Bank statements of account 123 for 2025.",
-        "facts": "Between March and June 2025 funds were moved through account 123.",
-        "confidentiality": "confidential",
-        "form_of_cooperation": "information_exchange",
-        "crime_category": "economic_money_laundering_terrorist_financing",
-        "language": "ru",
-        "urgent": False,
-        "oral": False,
-        "signed_by": {"name": "A. Head", "position": "head"},
-        "domestic_case": "KZ-2025-000123",
-    }
-    body.update(overrides)
-    return {k: v for k, v in body.items() if v is not ...}
+    """The contract's example request; a member overridden with ``...`` is left out."""
+    return {k: v for k, v in example_request_body(**overrides).items() if v is not ...}
 
 
 def envelope(

@@ -19,7 +19,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from treatyflow import constants as c
 from treatyflow import topology
-from treatyflow.agency.client import originals
 from treatyflow.agency.signing import (
     ACCEPTED_ALGS,
     KeyRing,
@@ -28,6 +27,7 @@ from treatyflow.agency.signing import (
     verify,
     verify_directory,
 )
+from treatyflow.agency.wire import originals
 from treatyflow.contract.__main__ import main
 from treatyflow.contract.files import ROOT, drift, render
 from treatyflow.schemas import transfer

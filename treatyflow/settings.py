@@ -13,6 +13,17 @@ from pathlib import Path
 SECONDS_PER_DAY = 86_400.0
 
 
+class Within:
+    """A path inside a folder its owner holds: ``Within("root", "run")`` reads as
+    ``self.root / "run"``, so a layout of files is written as a table."""
+
+    def __init__(self, folder: str, *parts: str) -> None:
+        self._folder, self._parts = folder, parts
+
+    def __get__(self, owner: object, kind: type | None = None) -> Path:
+        return Path(getattr(owner, self._folder)).joinpath(*self._parts)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where the stack lives and how to reach it."""
@@ -179,13 +190,8 @@ class Settings:
         """Where the hub's record lives: ``record_url``, or the state folder's SQLite file."""
         return self.record_url or f"sqlite+aiosqlite:///{self.state_dir / 'record.sqlite3'}"
 
-    @property
-    def secrets_dir(self) -> Path:
-        return self.state_dir / "secrets"
-
-    @property
-    def logs_dir(self) -> Path:
-        return self.state_dir / "logs"
+    secrets_dir = Within("state_dir", "secrets")
+    logs_dir = Within("state_dir", "logs")
 
     def amqp_url(self, user: str, password: str) -> str:
         from urllib.parse import quote

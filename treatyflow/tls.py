@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from treatyflow.keys import secrets_lock
+from treatyflow.settings import Within
 
 SERVER_NAMES = ("localhost", "temporal")
 SERVER_IPS = ("127.0.0.1",)
@@ -39,29 +40,12 @@ class TlsFiles:
 
     folder: Path
 
-    @property
-    def ca(self) -> Path:
-        return self.folder / "ca.pem"
-
-    @property
-    def ca_key(self) -> Path:
-        return self.folder / "ca-key.pem"
-
-    @property
-    def server_cert(self) -> Path:
-        return self.folder / "server.pem"
-
-    @property
-    def server_key(self) -> Path:
-        return self.folder / "server-key.pem"
-
-    @property
-    def client_cert(self) -> Path:
-        return self.folder / "client.pem"
-
-    @property
-    def client_key(self) -> Path:
-        return self.folder / "client-key.pem"
+    ca = Within("folder", "ca.pem")
+    ca_key = Within("folder", "ca-key.pem")
+    server_cert = Within("folder", "server.pem")
+    server_key = Within("folder", "server-key.pem")
+    client_cert = Within("folder", "client.pem")
+    client_key = Within("folder", "client-key.pem")
 
     def complete(self) -> bool:
         return all(p.exists() for p in (self.ca, self.server_cert, self.server_key,

@@ -21,7 +21,6 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from treatyflow import metrics
-from treatyflow.agency.client import to_amqp
 from treatyflow.agency.signing import (
     KeyRing,
     KeySource,
@@ -32,6 +31,7 @@ from treatyflow.agency.signing import (
     sign,
     verify,
 )
+from treatyflow.agency.wire import to_amqp
 from treatyflow.constants import EXCHANGE_DELIVER, HUB_USER
 from treatyflow.schemas.messages import NoticeMessage
 

@@ -3,57 +3,16 @@ its inbox, verify the hub's signatures and the original senders' (art. 5.5), and
 the key directory.
 
 It knows only the published contract (exchange names, envelope, JWS, JWKS), never
-Temporal.
+Temporal. Its names are those of its three modules: ``signing`` (JWS and the key
+directory, without aio-pika), ``wire`` (envelopes as AMQP messages and back, which the hub
+uses too) and ``client`` (the connection, the inbox, the directory it follows).
 """
 
-from treatyflow.agency.client import (
-    AgencyClient,
-    Directory,
-    Inbox,
-    Unverified,
-    originals,
-    read_delivery,
-    read_original,
-    to_amqp,
-)
-from treatyflow.agency.signing import (
-    BadSignature,
-    KeyRing,
-    KeySource,
-    Malformed,
-    PublicKey,
-    SignatureError,
-    SigningKey,
-    UnknownKey,
-    Unsigned,
-    Verified,
-    sign,
-    sign_directory,
-    verify,
-    verify_directory,
-)
+from treatyflow.agency import signing, wire
+from treatyflow.agency.client import AgencyClient, Directory, Inbox
+from treatyflow.agency.signing import *  # noqa: F403
+from treatyflow.agency.wire import *  # noqa: F403
 
-__all__ = [
-    "AgencyClient",
-    "BadSignature",
-    "Directory",
-    "Inbox",
-    "KeyRing",
-    "KeySource",
-    "Malformed",
-    "PublicKey",
-    "SignatureError",
-    "SigningKey",
-    "UnknownKey",
-    "Unsigned",
-    "Unverified",
-    "Verified",
-    "originals",
-    "read_delivery",
-    "read_original",
-    "sign",
-    "sign_directory",
-    "to_amqp",
-    "verify",
-    "verify_directory",
-]
+__all__ = ["AgencyClient", "Directory", "Inbox"]
+__all__ += signing.__all__
+__all__ += wire.__all__

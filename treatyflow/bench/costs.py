@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.worker import Worker
 
     from treatyflow import constants as c
-    from treatyflow.bench.harness import bounded
+    from treatyflow.bench.harness import bounded, drive
     from treatyflow.process import finish
     from treatyflow.settings import Settings
 
@@ -135,14 +135,9 @@ async def lifecycles(client: Client, task_queue: str, n: int, concurrency: int,
             CostsLifecycle.run, Variant(request_id=wf_id, **extra),  # type: ignore[arg-type]
             id=wf_id, task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
-        (status, notices), *rest = STEPS
-        await client.execute_update_with_start_workflow(
-            CostsLifecycle.submit, Step(status=status, notices=notices),
-            start_workflow_operation=start)
-        handle = await start.workflow_handle()
-        for index, (status, notices) in enumerate(rest):
-            await handle.execute_update(CostsLifecycle.submit, Step(
-                status=status, notices=notices, final=index == len(rest) - 1))
+        await drive(client, start, CostsLifecycle.submit, STEPS,
+                    lambda status, notices, final: Step(status=status, notices=notices,
+                                                        final=final))
 
     await bounded(n, concurrency, one)
 

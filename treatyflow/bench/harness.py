@@ -20,7 +20,9 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
+from pydantic import BaseModel
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 
@@ -86,6 +88,20 @@ async def bounded(n: int, concurrency: int, one: Callable[[int], Awaitable[None]
     return time.perf_counter() - started
 
 
+async def drive(client: Client, start: WithStartWorkflowOperation[Any, Any], submit: Any,
+                steps: Sequence[tuple[str, int]],
+                step: Callable[[str, int, bool], BaseModel]) -> None:
+    """One lifecycle: its workflow started by the update of the first of ``steps`` (a name
+    and how many notices it causes), then one update ``submit`` per step left, the last
+    one final."""
+    (first, notices), *rest = steps
+    await client.execute_update_with_start_workflow(
+        submit, step(first, notices, False), start_workflow_operation=start)
+    handle = await start.workflow_handle()
+    for index, (name, notices) in enumerate(rest):
+        await handle.execute_update(submit, step(name, notices, index == len(rest) - 1))
+
+
 # --- floor --------------------------------------------------------------------------
 
 
@@ -118,14 +134,9 @@ async def floor_phase(client: Client, task_queue: str, n: int, concurrency: int)
         start = WithStartWorkflowOperation(
             FloorLifecycle.run, FloorStart(request_id=wf_id), id=wf_id, task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
-        (first, notices), *rest = STEPS
-        await client.execute_update_with_start_workflow(
-            FloorLifecycle.submit, FloorStep(kind=first, notices=notices),
-            start_workflow_operation=start)
-        handle = await start.workflow_handle()
-        for index, (kind, notices) in enumerate(rest):
-            await handle.execute_update(FloorLifecycle.submit, FloorStep(
-                kind=kind, notices=notices, final=index == len(rest) - 1))
+        await drive(client, start, FloorLifecycle.submit, STEPS,
+                    lambda kind, notices, final: FloorStep(kind=kind, notices=notices,
+                                                          final=final))
 
     return Phase("floor", n, await bounded(n, concurrency, one))
 

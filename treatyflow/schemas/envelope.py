@@ -180,7 +180,12 @@ AuthorityId = Annotated[str, StringConstraints(pattern=AUTHORITY_ID_PATTERN)]
 PartyId = Annotated[str, StringConstraints(pattern=AUTHORITY_ID_PATTERN + r"|^HUB$")]
 KeyId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{2,63}$")]
 
-_strict = ConfigDict(extra="forbid", frozen=True)
+
+class Strict(BaseModel):
+    """A model of the contract: a member it does not name is refused, and it never changes
+    once read."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def request_id_problem(request_id: str, opener: str) -> str | None:
@@ -195,10 +200,9 @@ def request_id_problem(request_id: str, opener: str) -> str | None:
 
 
 
-class EnvelopeBase(BaseModel):
+class EnvelopeBase(Strict):
     """What every message carries, whatever its kind (docs/design.md, "The wire")."""
 
-    model_config = _strict
     schema_version: Literal["2"] = Field(
         "2", description="The envelope's version: 2, signed as sent (a JWS over these bytes).")
     message_id: MessageId

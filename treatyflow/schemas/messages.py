@@ -38,8 +38,8 @@ from treatyflow.schemas.envelope import (  # re-exported: the contract's one imp
     Reason,
     RequestId,  # noqa: F401
     ShortText,
+    Strict,
     Text,
-    _strict,
 )
 from treatyflow.schemas.transfer import (
     TRANSFER_KINDS,  # noqa: F401
@@ -57,19 +57,17 @@ class Confidentiality(StrEnum):
     SECRET = "secret"
 
 
-class Signatory(BaseModel):
+class Signatory(Strict):
     """Art. 5.5: the head of the requesting authority or a deputy."""
 
-    model_config = _strict
     name: Name = Field(description="Who signed: visible characters, never only fillers or "
                        "spaces (art. 5.5).")
     position: Name = Field(description="'head' or 'deputy' (art. 5.5).", examples=["head"])
 
 
-class RequestBody(BaseModel):
+class RequestBody(Strict):
     """A request for assistance (art. 5.4: required content; art. 5.2: oral when urgent)."""
 
-    model_config = _strict
     purpose: MediumText = Field(description="Purpose and justification (art. 5.4).")
     assistance_requested: MediumText = Field(
         description="What assistance is requested (art. 5.4).")
@@ -89,89 +87,78 @@ class RequestBody(BaseModel):
     )
 
 
-class ConfirmationBody(BaseModel):
+class ConfirmationBody(Strict):
     """Written confirmation of an oral request within 72 hours (art. 5.2)."""
 
-    model_config = _strict
     request: RequestBody
 
 
-class ReceiptBody(BaseModel):
+class ReceiptBody(Strict):
     """The requested authority has received the request: the 30-day clock starts (art. 6.1)."""
 
-    model_config = _strict
     note: ShortText | None = None
 
 
-class ClarificationRequestBody(BaseModel):
+class ClarificationRequestBody(Strict):
     """Confirmation or additional information asked of the requester (art. 5.3, 6.4)."""
 
-    model_config = _strict
     topic: Literal["authenticity", "additional_information"]
     questions: Text
 
 
-class ClarificationBody(BaseModel):
+class ClarificationBody(Strict):
     """The requester's answer to a clarification request (reply to it)."""
 
-    model_config = _strict
     answer: Text
 
 
-class DelayBody(BaseModel):
+class DelayBody(Strict):
     """Circumstances preventing or delaying execution (art. 6.2)."""
 
-    model_config = _strict
     reason: Reason
 
 
-class ForwardBody(BaseModel):
+class ForwardBody(Strict):
     """Sent on to the competent authority of the same state (art. 6.3)."""
 
-    model_config = _strict
     to_authority: AuthorityId
     reason: ShortText
 
 
-class DeferralBody(BaseModel):
+class DeferralBody(Strict):
     """Execution postponed on an art. 6.7 ground, with the reason in writing (art. 6.9)."""
 
-    model_config = _strict
     grounds: Annotated[list[ShortText], Field(min_length=1, max_length=limits.GROUNDS_MAX)]
     reason: Reason
 
 
-class ResumptionBody(BaseModel):
+class ResumptionBody(Strict):
     """Execution resumes after a deferral."""
 
-    model_config = _strict
     note: ShortText | None = None
 
 
-class RefusalBody(BaseModel):
+class RefusalBody(Strict):
     """Refusal in whole or in part (art. 6.7, 6.8) with the reason in writing (art. 6.9)."""
 
-    model_config = _strict
     extent: Literal["whole", "part"]
     grounds: Annotated[list[ShortText], Field(min_length=1, max_length=limits.GROUNDS_MAX)]
     reason: Reason
     refused_part: ShortText | None = Field(None, description="Which part, when extent is 'part'.")
 
 
-class ExecutionReportBody(BaseModel):
+class ExecutionReportBody(Strict):
     """The result of execution, full or partial (art. 6.1)."""
 
-    model_config = _strict
     extent: Literal["full", "partial"]
     summary: Text
     confidentiality: Confidentiality = Field(description="Set by the transmitting side (art. 7.1).")
 
 
-class ConsentRequestBody(BaseModel):
+class ConsentRequestBody(Strict):
     """The requesting authority asks the providing authority's written consent to use the
     results for another purpose (art. 7.2) or to transmit them to a third party (art. 7.3)."""
 
-    model_config = _strict
     scope: Literal["other_purpose", "third_party_transfer"] = Field(
         description="'other_purpose' (art. 7.2) or 'third_party_transfer' (art. 7.3).")
     purpose: MediumText = Field(
@@ -189,38 +176,34 @@ class ConsentRequestBody(BaseModel):
         return self
 
 
-class ConsentDecisionBody(BaseModel):
+class ConsentDecisionBody(Strict):
     """The providing authority's written answer to a consent request (art. 7.2, 7.3)."""
 
-    model_config = _strict
     granted: bool = Field(description="True: written consent given; false: refused.")
     conditions: MediumText | None = Field(
         None, description="Conditions attached to a consent (e.g. no onward transfer).")
     reason: MediumText | None = Field(None, description="Why, in writing (usual for a refusal).")
 
 
-class ResultsTransferBody(BaseModel):
+class ResultsTransferBody(Strict):
     """The requesting authority transmits results to a third party's authority through the
     hub, under a consent on record (art. 7.3)."""
 
-    model_config = _strict
     consent: MessageId = Field(
         description="The message id of the granted consent decision this transfer relies on.")
     content: Text = Field(description="What is transmitted: the results, or the part of them "
                                       "the consent covers.")
 
 
-class WithdrawalBody(BaseModel):
+class WithdrawalBody(Strict):
     """The requester withdraws its request."""
 
-    model_config = _strict
     reason: ShortText
 
 
-class NoticeBody(BaseModel):
+class NoticeBody(Strict):
     """What the hub tells a party: a state change, a reminder, an overdue notice."""
 
-    model_config = _strict
     event: str = Field(description="What happened, e.g. 'request_delivered', 'overdue'.")
     status: str = Field(description="The request's state after it.")
     overdue: bool = False
@@ -236,10 +219,9 @@ class NoticeBody(BaseModel):
         "key in the key directory (art. 5.5), then read its payload.")
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(Strict):
     """The hub refused a message: nothing was applied; it sits in the dead-letter queue."""
 
-    model_config = _strict
     problem: str = Field(description="A code, e.g. 'malformed', 'not_allowed_now'.")
     reasons: list[str]
     refused_message_id: str | None = Field(

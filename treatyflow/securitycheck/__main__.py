@@ -43,17 +43,9 @@ import aio_pika
 from treatyflow import constants as c
 from treatyflow.agency import AgencyClient, Directory, Inbox, KeyRing, SigningKey, Unverified
 from treatyflow.schemas.messages import NoticeMessage, OutboundMessage, parse_inbound
-from treatyflow.securitycheck.catalogue import (
-    CATALOGUE,
-    Kit,
-    Result,
-    attempt,
-    current_key_ids,
-    dead_letters,
-    notice,
-    open_target,
-    request_body,
-)
+from treatyflow.securitycheck import runner
+from treatyflow.securitycheck.catalogue import CATALOGUE
+from treatyflow.securitycheck.kit import Kit, request_body
 from treatyflow.settings import Settings
 from treatyflow.simulation.transfer import TRANSFER_TREATY
 
@@ -172,7 +164,7 @@ async def check(settings: Settings, attacker_id: str, counterpart_id: str, third
     revoked = _revoked_key(settings, attacker_id)
     ring = KeyRing.model_validate_json((secrets / c.KEY_REGISTRY_FILE).read_bytes())
     directory = _directory(settings, ring.only([c.HUB_SENDER]))
-    key_ids = current_key_ids(ring)
+    key_ids = runner.current_key_ids(ring)
     kits = {
         "sco": Kit(attacker_id, counterpart_id, third,
                    _signing_key(secrets, attacker_id, ring), key_ids=key_ids, revoked=revoked,
@@ -203,20 +195,20 @@ async def check(settings: Settings, attacker_id: str, counterpart_id: str, third
         counterpart_box = boxes[counterpart_id]
         # (treaty, request id) -> message ids applied to it
         before: dict[tuple[str, str], tuple[str, ...]] = {}
-        results: list[Result] = []
+        results: list[runner.Result] = []
         flood: tuple[str, datetime, datetime] | None = None
         probe_connection = await aio_pika.connect(url)
         async with probe_connection:
             for case in CATALOGUE:
                 k = kits[case.procedure]
                 if case.target is not None:
-                    applied = await open_target(k, case.target, clients[k.attacker],
-                                                boxes[k.attacker], clients[k.counterpart],
-                                                boxes[k.counterpart])
+                    applied = await runner.open_target(
+                        k, case.target, clients[k.attacker], boxes[k.attacker],
+                        clients[k.counterpart], boxes[k.counterpart])
                     before[(k.treaty, k.targets[case.target])] = tuple(applied)
                 started_at = datetime.now(UTC)
-                result = await attempt(case, k, clients[k.attacker], boxes[k.attacker],
-                                       probe_connection)
+                result = await runner.attempt(case, k, clients[k.attacker],
+                                              boxes[k.attacker], probe_connection)
                 results.append(result)
                 if case.flood:
                     flood = (k.attacker, started_at, datetime.now(UTC))
@@ -233,7 +225,8 @@ async def check(settings: Settings, attacker_id: str, counterpart_id: str, third
         gateway = [r for r in results if r.case.layer == "gateway"]
         broker = [r for r in results if r.case.layer == "broker"]
         wanted = {r.message_id for r in gateway if r.message_id}
-        found = await dead_letters(settings.amqp_url(c.HUB_USER, passwords[c.HUB_USER]), wanted)
+        found = await runner.dead_letters(
+            settings.amqp_url(c.HUB_USER, passwords[c.HUB_USER]), wanted)
         dead_lettered = [r for r in gateway if r.message_id in found
                          and found[r.message_id] == r.case.problem]
         after = {key: _applied(settings, *key) for key in before}
@@ -250,9 +243,9 @@ async def check(settings: Settings, attacker_id: str, counterpart_id: str, third
         await attacker.publish(fresh)
         alive = False
         try:
-            await attacker_box.expect(notice(fresh.request_id, "request_accepted"), 30)
+            await attacker_box.expect(runner.notice(fresh.request_id, "request_accepted"), 30)
             delivered = await counterpart_box.expect(
-                notice(fresh.request_id, "request_delivered"), 30)
+                runner.notice(fresh.request_id, "request_delivered"), 30)
             facts = getattr(fresh.body, "facts", None)
             alive = isinstance(delivered, NoticeMessage) and (
                 delivered.body.detail["request"]["facts"] == facts)

@@ -7,8 +7,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from treatyflow.schemas.messages import ErrorMessage, NoticeMessage, OutboundMessage
-from treatyflow.simulation.stage import Stage
+from treatyflow.contract.examples import request_body
+from treatyflow.schemas.messages import NoticeMessage
+from treatyflow.simulation.stage import Played, Stage
 
 TREATY = "sco-2010"
 
@@ -20,24 +21,9 @@ class Players(Stage, Protocol):
 
 
 def request_content(**overrides: Any) -> dict[str, Any]:
-    """A complete written request (art. 5.4, 5.5, 11) for scenarios to vary."""
-    body: dict[str, Any] = {
-        "purpose": "Pre-trial investigation of a cross-border fraud; the suspect's accounts "
-                   "are held abroad (art. 5.4: purpose and justification).",
-        "assistance_requested": "Statements of the accounts named in the annex for 2025.",
-        "facts": "Between March and June 2025 funds obtained by deception were moved "
-                 "through the named accounts.",
-        "confidentiality": "confidential",
-        "form_of_cooperation": "information_exchange",
-        "crime_category": "economic_money_laundering_terrorist_financing",
-        "language": "ru",
-        "urgent": False,
-        "oral": False,
-        "signed_by": {"name": "Head of the requesting authority", "position": "head"},
-        "domestic_case": "CASE-2025-0001",
-    }
-    body.update(overrides)
-    return body
+    """A complete written request (art. 5.4, 5.5, 11), the contract's example, for scenarios
+    to vary."""
+    return request_body(**overrides)
 
 
 class Context:
@@ -264,14 +250,8 @@ def demo_scenarios() -> list[Scenario]:
     ]
 
 
-@dataclass
-class Run:
-    """One request of one scenario, as the simulation saw it."""
-
-    scenario: Scenario
-    request_id: str
-    received: list[OutboundMessage] = field(default_factory=list)
-    errors: list[ErrorMessage] = field(default_factory=list)
+class Run(Played[Scenario]):
+    """One request for assistance of one scenario, as the simulation saw it."""
 
 
 def scenario_authorities(scenarios: list[Scenario]) -> set[str]:

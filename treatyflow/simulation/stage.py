@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from treatyflow.schemas.messages import ErrorMessage, OutboundMessage
+
+S = TypeVar("S")
 
 
 class Stage(Protocol):
@@ -20,3 +25,14 @@ class Stage(Protocol):
     def spawn(self, coro: Awaitable[None]) -> None:
         """Run ``coro`` as one of the simulation's tasks (cancelled on close)."""
         ...
+
+
+@dataclass
+class Played(Generic[S]):
+    """One request or transfer of one scenario, as the simulation saw it: what the hub sent
+    its authorities, and the errors among it."""
+
+    scenario: S
+    request_id: str
+    received: list[OutboundMessage] = field(default_factory=list)
+    errors: list[ErrorMessage] = field(default_factory=list)

@@ -15,53 +15,29 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from treatyflow.contract import transfer_examples as example
 from treatyflow.schemas.messages import ErrorMessage, NoticeMessage, OutboundMessage
 from treatyflow.schemas.transfer import load_transfer_profile
-from treatyflow.simulation.stage import Stage
+from treatyflow.simulation.stage import Played, Stage
 
 TRANSFER_TREATY = "kz-uae-2018"
 KZ, AE = "KZ-GPO", "AE-MOJ"  # central authorities (art. 5.2)
 KZ_MFA, AE_MOFA = "KZ-MFA", "AE-MOFA"  # the diplomatic channel (art. 5.1)
 TRANSIT_AUTHORITY = "UZ-GPO"  # a third state on the route (art. 16)
-SENTENCING_DOCS = ("personal_data", "sentence_information", "final_judgment", "consent")
-EXECUTING_DOCS = ("citizenship_proof", "dual_criminality_extract", "other_proceedings_report")
-LANGUAGES = {"KZ": ("ru", "en"), "AE": ("ar", "en")}
+SENTENCING_DOCS, EXECUTING_DOCS = example.SS_DOCS, example.ES_DOCS
 PROVISION = "UAE Federal Penal Code, art. 451 (fraud)"
-
-
-def document(code: str, state: str = "KZ") -> dict[str, Any]:
-    """A document of the art. 7 checklist: original language, translation, signed, stamped
-    (art. 6.2)."""
-    language, translation = LANGUAGES[state]
-    return {"code": code, "language": language, "translation": translation, "signed": True,
-            "stamped": True, "ref": f"sha256:{code}"}
+document = example.doc  # a document of the art. 7 checklist (art. 6.2)
 
 
 def person() -> dict[str, Any]:
-    return {"full_name": "Convicted person (demo)", "date_of_birth": "1990-04-12",
-            "place_of_birth": "Abu Dhabi", "citizenship": ["AE"], "prisoner_ref": "KZ-UIS-4471"}
+    return {**example.person(), "full_name": "Convicted person (demo)"}
 
 
 def transfer_request_content(**overrides: Any) -> dict[str, Any]:
     """Kazakhstan, the sentencing state, asks the UAE to take over the enforcement of the
-    sentence of a UAE citizen (art. 4, 6, 7.1, 8): five years from January 2023, so more
-    than six months are left on any day before mid-2027 (art. 8.3)."""
-    body: dict[str, Any] = {
-        "sentencing_state": "KZ", "executing_state": "AE", "initiative": "sentencing_state",
-        "person": person(),
-        "sentence": {"court": "Specialised inter-district criminal court of Almaty",
-                     "judgment_date": "2023-05-10", "judgment_final_on": "2023-06-10",
-                     "enforceable": True, "counted_from": "2023-01-15", "term": {"years": 5},
-                     "offence": {"provision": "Criminal Code of the Republic of Kazakhstan, "
-                                              "art. 190(4)",
-                                 "description": "Large-scale fraud", "military": False}},
-        "consent": {"given_by": "convicted_person", "in_writing": True,
-                    "signed_on": "2025-02-01", "document_ref": "consent-2025-17"},
-        "language": "ru", "translation": "en", "signed": True, "stamped": True,
-        "documents": [document(c) for c in SENTENCING_DOCS],
-    }
-    body.update(overrides)
-    return body
+    sentence of a UAE citizen (art. 4, 6, 7.1, 8): the contract's example, five years from
+    January 2023, so more than six months are left on any day before mid-2027 (art. 8.3)."""
+    return {**example.request_body(), "person": person(), **overrides}
 
 
 def executing_request_content() -> dict[str, Any]:
@@ -144,13 +120,9 @@ def transfer_authorities(scenarios: list[TransferScenario]) -> set[str]:
 
 
 @dataclass
-class TransferRun:
+class TransferRun(Played[TransferScenario]):
     """One transfer of one scenario, as the simulated authorities saw it."""
 
-    scenario: TransferScenario
-    request_id: str
-    received: list[OutboundMessage] = field(default_factory=list)
-    errors: list[ErrorMessage] = field(default_factory=list)
     sentencing: str = KZ  # the central authorities of the two states (art. 5.2)
     executing: str = AE
     handover_delivered: bool = False

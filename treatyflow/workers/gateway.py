@@ -37,7 +37,6 @@ from temporalio.client import Client
 
 from treatyflow import amqp, logs, metrics, process
 from treatyflow import constants as c
-from treatyflow.agency.client import to_amqp
 from treatyflow.agency.signing import (
     KeyRing,
     KeySource,
@@ -47,6 +46,7 @@ from treatyflow.agency.signing import (
     sign,
     verify,
 )
+from treatyflow.agency.wire import to_amqp
 from treatyflow.hub import Refusal, is_transient, submit
 from treatyflow.keys import (
     CurrentKey,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
 from treatyflow.schemas import limits
 from treatyflow.schemas.envelope import (
@@ -19,28 +19,24 @@ from treatyflow.schemas.envelope import (
     Reason,
     RequestId,
     ShortText,
+    Strict,
 )
 from treatyflow.schemas.transfer.profile import Code, ConditionCode, CountryCode, LanguageCode
-
-_strict = ConfigDict(extra="forbid", frozen=True)
-
 
 # --- the convicted person and the sentence ------------------------------------------
 
 
-class Term(BaseModel):
+class Term(Strict):
     """A term of imprisonment in calendar years, months and days."""
 
-    model_config = _strict
     years: int = Field(0, ge=0, le=100)
     months: int = Field(0, ge=0, le=1200)
     days: int = Field(0, ge=0, le=36_500)
 
 
-class Offence(BaseModel):
+class Offence(Strict):
     """The offence the sentence was passed for (art. 7.1(c), 8.4, 9.1(b))."""
 
-    model_config = _strict
     provision: ShortText = Field(
         description="The sentencing state's criminal-law provision.",
         examples=["Criminal Code of the Republic of Kazakhstan, art. 190(4)"],
@@ -49,10 +45,9 @@ class Offence(BaseModel):
     military: bool = Field(False, description="A military crime (art. 9.1(b)).")
 
 
-class PersonData(BaseModel):
+class PersonData(Strict):
     """The convicted person (art. 7.1(a))."""
 
-    model_config = _strict
     full_name: Name
     date_of_birth: date
     place_of_birth: Name
@@ -66,10 +61,9 @@ class PersonData(BaseModel):
     )
 
 
-class SentenceData(BaseModel):
+class SentenceData(Strict):
     """The sentence (art. 7.1(b), (c)): the dates from which art. 8.2 and 8.3 are computed."""
 
-    model_config = _strict
     court: Name
     judgment_date: date
     judgment_final_on: date | None = Field(
@@ -99,10 +93,9 @@ class SentenceData(BaseModel):
 Consenter = Literal["convicted_person", "legal_representative", "spouse", "close_relative"]
 
 
-class ConsentRecord(BaseModel):
+class ConsentRecord(Strict):
     """Written consent to the transfer (art. 8.5, document 7.1(e))."""
 
-    model_config = _strict
     given_by: Consenter
     in_writing: bool
     signed_on: date
@@ -112,10 +105,9 @@ class ConsentRecord(BaseModel):
     document_ref: ShortText = Field(description="Reference of the signed consent document.")
 
 
-class DocumentItem(BaseModel):
+class DocumentItem(Strict):
     """One document of the checklist, with its language and translation (art. 6.2, 7)."""
 
-    model_config = _strict
     code: Code = Field(description="A document code of the profile.", examples=["final_judgment"])
     language: LanguageCode = Field(description="ISO 639-1 of the original (art. 6.2).")
     translation: LanguageCode | None = Field(
@@ -132,10 +124,9 @@ Initiative = Literal["sentencing_state", "executing_state", "convicted_person",
                      "legal_representative"]
 
 
-class TransferRequestBody(BaseModel):
+class TransferRequestBody(Strict):
     """A request for the transfer of a convicted person (art. 4, 6, 7)."""
 
-    model_config = _strict
     sentencing_state: CountryCode = Field(examples=["KZ"])
     executing_state: CountryCode = Field(examples=["AE"])
     initiative: Initiative = Field(
@@ -160,20 +151,18 @@ class TransferRequestBody(BaseModel):
                                           max_length=limits.DOCUMENTS_MAX)
 
 
-class TransferRelayBody(BaseModel):
+class TransferRelayBody(Strict):
     """A foreign ministry passes a message on along the diplomatic channel (art. 5.1)."""
 
-    model_config = _strict
     relayed_message_id: MessageId
     note_reference: ShortText | None = Field(
         None, description="The diplomatic note that carried it.", examples=["No. 12-3/4567"]
     )
 
 
-class TransferDocumentsBody(BaseModel):
+class TransferDocumentsBody(Strict):
     """Documents of the checklist (art. 7), with the structured data they carry."""
 
-    model_config = _strict
     documents: Annotated[list[DocumentItem], Field(min_length=1,
                                                    max_length=limits.DOCUMENTS_MAX)]
     sentence: SentenceData | None = Field(None, description="With 7.1(b).")
@@ -181,26 +170,23 @@ class TransferDocumentsBody(BaseModel):
     executing_state_provision: ShortText | None = Field(None, description="With 7.2(b).")
 
 
-class TransferDocumentsRequestBody(BaseModel):
+class TransferDocumentsRequestBody(Strict):
     """One state asks the other for documents of the checklist (art. 7)."""
 
-    model_config = _strict
     documents: Annotated[list[Code], Field(min_length=1, max_length=limits.DOCUMENTS_MAX)]
     reason: ShortText
 
 
-class TransferConsentBody(BaseModel):
+class TransferConsentBody(Strict):
     """The convicted person's written consent, or a substitute's (art. 8.5; doc. 7.1(e))."""
 
-    model_config = _strict
     consent: ConsentRecord
     document: DocumentItem
 
 
-class TransferDecisionBody(BaseModel):
+class TransferDecisionBody(Strict):
     """A state agrees to the transfer (art. 8.6)."""
 
-    model_config = _strict
     waive_six_months: bool = Field(
         False, description="Art. 8.3 'unless otherwise agreed': agree although less is left."
     )
@@ -210,10 +196,9 @@ class TransferDecisionBody(BaseModel):
     note: ShortText | None = None
 
 
-class TransferRefusalBody(BaseModel):
+class TransferRefusalBody(Strict):
     """A state refuses, citing grounds of art. 9 and/or unmet conditions of art. 8, in writing."""
 
-    model_config = _strict
     grounds: list[Code] = Field(default_factory=list, examples=[["military_offence"]],
                                 max_length=limits.GROUNDS_MAX)
     conditions_not_met: list[ConditionCode] = Field(default_factory=list,
@@ -227,15 +212,13 @@ class TransferRefusalBody(BaseModel):
         return self
 
 
-class TransferWithdrawalBody(BaseModel):
-    model_config = _strict
+class TransferWithdrawalBody(Strict):
     reason: ShortText
 
 
-class Route(BaseModel):
+class Route(Strict):
     """How the person travels; transit states on the way (art. 16)."""
 
-    model_config = _strict
     mode: Literal["air", "land", "sea"]
     transit_states: list[CountryCode] = Field(default_factory=list,
                                               max_length=limits.TRANSIT_STATES_MAX)
@@ -244,25 +227,22 @@ class Route(BaseModel):
     )
 
 
-class TransferHandoverBody(BaseModel):
+class TransferHandoverBody(Strict):
     """Where and when the person is handed over (art. 3), and the route."""
 
-    model_config = _strict
     handover_on: date
     place: ShortText = Field(examples=["Almaty International Airport"])
     route: Route
 
 
-class TransferCompletedBody(BaseModel):
-    model_config = _strict
+class TransferCompletedBody(Strict):
     handed_over_on: date
     place: ShortText
 
 
-class TransferExecutionReportBody(BaseModel):
+class TransferExecutionReportBody(Strict):
     """The executing state reports on enforcement (art. 10, 13.1, 13.2)."""
 
-    model_config = _strict
     event: Literal["enforcement_continued", "escape", "recapture", "death", "sentence_served",
                    "information"]
     occurred_on: date
@@ -272,36 +252,32 @@ class TransferExecutionReportBody(BaseModel):
     details: MediumText | None = None
 
 
-class TransferSentenceDecisionBody(BaseModel):
+class TransferSentenceDecisionBody(Strict):
     """The sentencing state informs of a review, pardon, amnesty or other decision (art. 11, 12)."""
 
-    model_config = _strict
     decision: Literal["review", "pardon", "amnesty", "other"]
     effect: Literal["ends_enforcement", "changes_enforcement", "none"]
     decided_on: date
     details: MediumText
 
 
-class TransferEnforcementChangeBody(BaseModel):
+class TransferEnforcementChangeBody(Strict):
     """The executing state ended or changed enforcement after a decision (art. 12)."""
 
-    model_config = _strict
     action: Literal["ended", "changed"]
     effective_on: date
     details: ShortText | None = None
 
 
-class TransferInformationRequestBody(BaseModel):
+class TransferInformationRequestBody(Strict):
     """The sentencing state asks how the sentence is being executed (art. 13.2)."""
 
-    model_config = _strict
     questions: MediumText
 
 
-class TransitRequestBody(BaseModel):
+class TransitRequestBody(Strict):
     """A request for transit through a state's territory (art. 16.1, 16.2)."""
 
-    model_config = _strict
     transfer_request_id: RequestId
     transit_state: CountryCode
     person: PersonData
@@ -317,10 +293,9 @@ class TransitRequestBody(BaseModel):
         return self
 
 
-class TransitDecisionBody(BaseModel):
+class TransitDecisionBody(Strict):
     """The transit state grants or refuses transit (art. 16.1: under its legislation)."""
 
-    model_config = _strict
     granted: bool
     reason: Reason | None = Field(None, description="Required when transit is refused.")
 
