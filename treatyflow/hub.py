@@ -28,6 +28,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from treatyflow import procedures
 from treatyflow.agency.signing import SigningKey, sign
 from treatyflow.constants import TASK_QUEUE, workflow_id
+from treatyflow.record.writers import Recorder
 from treatyflow.refusal import Refusal
 from treatyflow.schemas.envelope import request_id_problem
 from treatyflow.schemas.messages import InboundMessage, Submission, message_digest
@@ -245,11 +246,13 @@ def sign_action(action: OperatorAction, key: SigningKey) -> OperatorAction:
 async def operate(
     client: Client, treaty_id: str, request_id: str, action: OperatorAction,
     key: SigningKey | None = None, directory: Callable[[], tuple[str, datetime]] | None = None,
+    recorder: Recorder | None = None,
 ) -> Accepted | TransferAccepted:
     """Apply an operator action to a request, a transfer or a transit, routed by the
     treaty's procedure like ``submit``, signed with ``key`` (the operators' key) unless it
     is signed already, with the hub's key directory along (a rotated operators' key is
-    learnt from it); raises ``Refusal`` naming every problem."""
+    learnt from it), and written to the hub's record by ``recorder``; raises ``Refusal``
+    naming every problem."""
     if text := action.text_problems():
         raise Refusal("malformed", text)
     if directory is not None:
@@ -266,6 +269,8 @@ async def operate(
         # same ``operate`` update.
         answer = await client.get_workflow_handle(wf_id).execute_update(
             workflow.operate, action)
+        if recorder is not None and action.signed is not None:
+            await recorder.operated(treaty_id, request_id, action.signed)  # name, reason
         return answer  # type: ignore[no-any-return]
     except WorkflowUpdateFailedError as err:
         raise _refused_by_validator(err) from err

@@ -33,6 +33,7 @@ from treatyflow.agency.signing import (
 )
 from treatyflow.agency.wire import to_amqp
 from treatyflow.constants import EXCHANGE_DELIVER, HUB_USER
+from treatyflow.record.writers import Recorder
 from treatyflow.schemas.messages import NoticeMessage
 
 UNROUTABLE = "Unroutable"
@@ -62,10 +63,11 @@ class Delivery:
     """Publishes with confirms, persistent, mandatory: a notice is in an inbox or raises."""
 
     def __init__(self, channel: AbstractChannel, signing_key: Callable[[], SigningKey],
-                 keys: KeySource) -> None:
+                 keys: KeySource, recorder: Recorder | None = None) -> None:
         self.channel = channel  # replaced on each new broker connection
         self._key = signing_key  # the hub's current key (keys.CurrentKey)
         self._keys = keys  # the registry (keys.RegistryFile), read as it is now
+        self._recorder = recorder  # the hub's record: each notice once it is in an inbox
 
     @activity.defn(name="deliver")
     async def deliver(self, request: Deliver) -> Delivered:
@@ -84,6 +86,10 @@ class Delivery:
                 f"no inbox for {message.recipient}: {exc}", type=UNROUTABLE, non_retryable=True
             ) from exc
         metrics.MESSAGES_SENT.labels(kind="notice", event=message.body.event).inc()
+        if self._recorder is not None:
+            # After the broker's confirm; a failed write retries the activity, and the
+            # notice published again has its message id (the agency drops the copy).
+            await self._recorder.delivered(message, token)
         activity.logger.info(
             "notice delivered",
             extra={"message_id": message.message_id, "request_id": message.request_id,

@@ -12,8 +12,11 @@ from rich.console import Console
 from treatyflow import constants as c
 from treatyflow.cli.common import REFUSED, CliError, settings, temporal
 from treatyflow.cli.requests import DEFAULT_TREATY, RequestId
+from treatyflow.codec import load_keys
 from treatyflow.hub import Refusal, operate
 from treatyflow.keys import KeyStoreError, SignedDirectory, signing_key
+from treatyflow.record import Record
+from treatyflow.record.writers import Recorder
 from treatyflow.settings import Settings
 from treatyflow.workers.gateway import describe
 from treatyflow.workflows.lifecycle import OperatorAction
@@ -41,11 +44,14 @@ async def _operate(settings: Settings, treaty: str, request_id: str, action: Ope
         key = signing_key(settings.secrets_dir, c.OPERATOR_SIGNER)
     except (KeyStoreError, FileNotFoundError) as err:
         raise CliError(f"cannot sign the action with the operators' key: {err}") from None
+    record = await Record.open(settings.record_database_url, load_keys(settings))
     try:
         return await operate(client, treaty, request_id, action, key,
-                             SignedDirectory(settings.secrets_dir))
+                             SignedDirectory(settings.secrets_dir), Recorder(record))
     except Refusal as refusal:
         raise CliError(f"refused: {'; '.join(refusal.reasons)}", REFUSED) from None
+    finally:
+        await record.close()
 
 
 Action = Literal["extend_deadline", "resend_last_notice", "withdraw", "close"]

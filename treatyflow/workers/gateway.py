@@ -47,6 +47,7 @@ from treatyflow.agency.signing import (
     verify,
 )
 from treatyflow.agency.wire import to_amqp
+from treatyflow.codec import load_keys
 from treatyflow.hub import Refusal, is_transient, submit
 from treatyflow.keys import (
     CurrentKey,
@@ -55,6 +56,8 @@ from treatyflow.keys import (
     issued_at,
     signed_directory,
 )
+from treatyflow.record import Record, checkpoint_every
+from treatyflow.record.writers import Recorder
 from treatyflow.schemas.messages import (
     MIGRATION_NOTE,
     REQUESTED_KINDS,
@@ -226,8 +229,10 @@ class Gateway:
         max_age: timedelta = MAX_AGE,
         directory: Callable[[], tuple[str, datetime]] | None = None,
         buckets: TokenBuckets | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self._client = client
+        self._recorder = recorder  # the hub's record: what was accepted, what refused
         self._directory = directory  # the signed key directory the workflows verify with
         self._max_age = max_age  # oldest sent_at accepted (see replay_window)
         self._outbox = outbox  # the hub's own publishes, apart from the lanes' acks
@@ -280,15 +285,20 @@ class Gateway:
             with metrics.SUBMIT_SECONDS.time():
                 async with self._order.hold(wf_id):
                     accepted = await self._submit(message, signed, log, received_at)
+                    if accepted is not None and accepted.digest not in (None, digest):
+                        # Temporal answered an earlier update with this id: not this one.
+                        raise Refusal("replayed_message_id", [
+                            f"message id {message.message_id} was already used for another "
+                            f"message of request {message.request_id}; a new message needs "
+                            "a new id"])
+                    if accepted is not None and self._recorder is not None:
+                        # In the order applied; a failed write requeues the message, and
+                        # its redelivery is answered by Temporal and written once.
+                        await self._recorder.accepted(message, signed.token, received_at)
             if accepted is None:  # stopping while Temporal was unreachable
                 metrics.MESSAGES_REQUEUED.inc()
                 await settle(incoming, log, requeue=True)
                 return
-            if accepted.digest is not None and accepted.digest != digest:
-                # Temporal answered an earlier update with this id: not this message.
-                raise Refusal("replayed_message_id", [
-                    f"message id {message.message_id} was already used for another message "
-                    f"of request {message.request_id}; a new message needs a new id"])
             metrics.MESSAGES_ACCEPTED.labels(kind=message.kind, treaty=message.treaty_id).inc()
             log.info("message accepted", status=accepted.status.value)
         except Refusal as refused:
@@ -322,8 +332,15 @@ class Gateway:
             metrics.DEAD_LETTERS_NOT_KEPT.inc()
             log.error("dead-letter queue full: refused message answered but not kept",
                       problem=refusal.problem, queue=c.QUEUE_DEAD_LETTER)
+        error, token = self._error_for(incoming, refusal, message)
+        if self._recorder is not None:
+            try:
+                await self._recorder.refused(error, token)
+            except Exception:
+                log.exception("could not record a refusal; requeued")
+                return False
         try:
-            await self._reply_error(incoming, refusal, message)
+            await self._reply_error(error, token, refusal)
         except Exception:  # the dead-letter queue keeps it with its reason
             log.exception("could not send the error reply")
         return True
@@ -385,12 +402,10 @@ class Gateway:
         await self._outbox.publish(c.EXCHANGE_DLX, dead_letter_copy(incoming, refusal),
                                    routing_key=refusal.problem)
 
-    async def _reply_error(
-        self, incoming: AbstractIncomingMessage, refusal: Refusal, message: InboundMessage | None
-    ) -> None:
-        recipient = incoming.user_id
-        if recipient not in self._authorities:
-            return  # no inbox to answer; the dead-letter queue keeps it with its reason
+    def _error_for(self, incoming: AbstractIncomingMessage, refusal: Refusal,
+                   message: InboundMessage | None) -> tuple[ErrorMessage, str]:
+        """The hub's signed answer to a refused delivery (art. 5.5)."""
+        recipient = incoming.user_id or "UNKNOWN"
         refused_id = message.message_id if message else incoming.message_id
         # The same delivery refused again (a redelivery) gets the same error id, which the
         # agency drops as a duplicate; another outcome for the same message id (refused
@@ -409,9 +424,13 @@ class Gateway:
             body=ErrorBody(problem=refusal.problem, reasons=refusal.reasons,
                            refused_message_id=refused_id),
         )
-        token = sign(error, self._signing_key())  # the hub signs what it sends (art. 5.5)
+        return error, sign(error, self._signing_key())
+
+    async def _reply_error(self, error: ErrorMessage, token: str, refusal: Refusal) -> None:
+        if error.recipient not in self._authorities:
+            return  # no inbox to answer; the dead-letter queue keeps it with its reason
         await self._outbox.publish(c.EXCHANGE_DELIVER, to_amqp(token, error, user_id=c.HUB_USER),
-                                   routing_key=recipient)
+                                   routing_key=error.recipient)
         metrics.MESSAGES_SENT.labels(kind="error", event=refusal.problem).inc()
 
     async def handle_replay(self, incoming: AbstractIncomingMessage) -> None:
@@ -506,10 +525,12 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_
                     "window is shortened", retention=str(retention), window=str(max_age))
     url = settings.amqp_url(c.HUB_USER, password)
     outbox = Outbox(url)
+    record = await Record.open(settings.record_database_url, load_keys(settings))
     gateway = Gateway(client, outbox, keys=registry, signing_key=hub_key,
                       directory=SignedDirectory(settings.secrets_dir, registry),
                       time_scale=settings.time_scale, task_queue=task_queue, max_age=max_age,
-                      buckets=TokenBuckets(settings.sender_rate, settings.sender_burst))
+                      buckets=TokenBuckets(settings.sender_rate, settings.sender_burst),
+                      recorder=Recorder(record))
     consuming: list[tuple[AbstractQueue, str]] = []
     announcer = Announcer(settings.secrets_dir, registry)
     publishing: list[AbstractChannel] = []  # the key directory's channel, per connection
@@ -548,14 +569,17 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_
 
     dead_letters = asyncio.create_task(dlq.watch(url, stop))
     fill = asyncio.create_task(watch_dead_letter_fill(outbox, stop))
+    checkpoints = asyncio.create_task(checkpoint_every(  # signed tree heads, RFC 9162
+        lambda: record.checkpoint(hub_key()), settings.record_checkpoint_seconds))
     watcher = asyncio.create_task(announcer.watch(
         lambda: publishing[0] if publishing else None, stop))
     async with metrics.watching(client):
         await amqp.stay_connected(url, "treatyflow-gateway", session, stop, stopping)
-    for task in (watcher, dead_letters, fill):
+    for task in (watcher, dead_letters, fill, checkpoints):
         task.cancel()
     with contextlib.suppress(Exception):
         await outbox.close()
+    await record.close()
     log.info("gateway stopped")
 
 

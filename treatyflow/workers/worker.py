@@ -9,9 +9,12 @@ from temporalio.worker import Worker
 
 from treatyflow import amqp, logs, metrics, process
 from treatyflow.activities.delivery import Delivery
+from treatyflow.codec import load_keys
 from treatyflow.constants import HUB_SENDER, HUB_USER, TASK_QUEUE
 from treatyflow.keys import CurrentKey, RegistryFile
 from treatyflow.procedures import REGISTRY
+from treatyflow.record import Record
+from treatyflow.record.writers import Recorder
 from treatyflow.settings import Settings
 from treatyflow.temporal import connect, workflow_runner
 from treatyflow.topology import read_passwords
@@ -26,6 +29,7 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = TASK_QU
     metrics.serve(settings.metrics_host, settings.worker_metrics_port)
     password = read_passwords(settings.secrets_dir)[HUB_USER]
     hub_key = CurrentKey(settings.secrets_dir, HUB_SENDER)
+    record = await Record.open(settings.record_database_url, load_keys(settings))
     delivery: Delivery | None = None
     connected = asyncio.Event()
 
@@ -34,7 +38,8 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = TASK_QU
         nonlocal delivery
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         if delivery is None:
-            delivery = Delivery(channel, hub_key, RegistryFile(settings.secrets_dir))
+            delivery = Delivery(channel, hub_key, RegistryFile(settings.secrets_dir),
+                                Recorder(record))
         delivery.channel = channel
         connected.set()
 
@@ -45,6 +50,7 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = TASK_QU
     if delivery is None:  # stopped before the broker answered
         waiting.cancel()
         await broker
+        await record.close()
         return
     async with Worker(
         client,
@@ -61,6 +67,7 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = TASK_QU
         await stop.wait()
         log.info("worker stopping")
     await broker
+    await record.close()
 
 
 def main() -> None:

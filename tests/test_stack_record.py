@@ -1,0 +1,129 @@
+"""Integration: the hub's record on the real stack. What the gateway accepts and refuses
+and what the worker delivers is written once, in order; a party's export verifies
+offline, and fails after a byte of it or a row of the record is changed."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Mailbox, eventually
+from tests.factories import message, new_request_id
+from treatyflow import constants as c
+from treatyflow.codec import load_keys
+from treatyflow.record import Record
+from treatyflow.schemas.messages import NoticeMessage, OutboundMessage
+from treatyflow.settings import Settings
+
+pytestmark = pytest.mark.stack
+
+KZ, RU = "KZ-GPO", "RU-MIA"
+REPORT = {"extent": "full", "summary": "Statements attached.", "confidentiality": "restricted"}
+
+
+def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "treatyflow.cli", *args],
+                          env={**settings.to_env(), "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def event(request_id: str, name: str):  # type: ignore[no-untyped-def]
+    def match(m: OutboundMessage) -> bool:
+        return isinstance(m, NoticeMessage) and m.request_id == request_id and \
+            m.body.event == name
+    return match
+
+
+async def entries_of(settings: Settings, request_id: str) -> list[tuple[str, str]]:
+    """(kind, actor) of each of the request's entries, in log order."""
+    async with await Record.open(settings.record_database_url, load_keys(settings)) as record:
+        return [(e.kind, e.actor) for e in await record.entries(request_id)]
+
+
+async def executed_request(authorities) -> tuple[str, Mailbox]:  # type: ignore[no-untyped-def]
+    kz, kz_box = await authorities(KZ)
+    ru, ru_box = await authorities(RU)
+    rid = new_request_id()
+    await kz.publish(message("request", request_id=rid, sender=KZ, recipient=RU))
+    await ru_box.expect(event(rid, "request_delivered"))
+    await ru.publish(message("receipt", request_id=rid, sender=RU, recipient=KZ, body={}))
+    await kz_box.expect(event(rid, "received"))
+    await ru.publish(message("execution_report", request_id=rid, sender=RU, recipient=KZ,
+                             body=REPORT))
+    await kz_box.expect(event(rid, "executed"))
+    return rid, kz_box
+
+
+async def test_every_message_and_notice_of_a_request_is_recorded_once_in_order(
+    authorities, stack_settings: Settings
+) -> None:
+    rid, _ = await executed_request(authorities)
+    # The same report again: refused (not allowed now), and recorded as a refusal.
+    again = message("execution_report", request_id=rid, sender=RU, recipient=KZ, body=REPORT)
+    ru, _ = await authorities(RU)
+    await ru.publish(again)
+    await ru.publish(again)  # a duplicate delivery is one entry
+
+    async def complete() -> list[tuple[str, str]] | None:
+        found = await entries_of(stack_settings, rid)
+        return found if ("refused", c.HUB_SENDER) in found else None
+
+    found = await eventually(complete, timeout=20, what=f"the record of {rid}")
+    sent = [(kind, actor) for kind, actor in found if actor in (KZ, RU) and kind not in (
+        "delivered", "deadline")]
+    assert sent == [("request", KZ), ("receipt", RU), ("execution_report", RU)]
+    delivered = [actor for kind, actor in found if kind == "delivered"]
+    assert RU in delivered and KZ in delivered  # request_delivered, then received, executed
+    assert found.count(("refused", c.HUB_SENDER)) == 1
+
+
+async def test_an_export_verifies_offline_and_fails_after_one_changed_byte(
+    authorities, stack_settings: Settings, tmp_path: Path
+) -> None:
+    rid, _ = await executed_request(authorities)
+    await eventually(lambda: _has_delivered(stack_settings, rid, 3), timeout=20,
+                     what="the notices in the record")
+    bundle = tmp_path / "bundle.json"
+    exported = cli(stack_settings, "evidence", "export", rid, "-o", str(bundle))
+    assert exported.returncode == 0, exported.stderr
+    checked = cli(stack_settings, "evidence", "verify", str(bundle))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    kinds = [e["kind"] for e in json.loads(bundle.read_text())["entries"]]
+    assert kinds[0] == "request" and "execution_report" in kinds
+    text = bundle.read_text()
+    at = text.index('"actor":"RU-MIA"') + len('"actor":"RU-M')
+    (tmp_path / "changed.json").write_text(text[:at] + "X" + text[at + 1:])
+    failed = cli(stack_settings, "evidence", "verify", str(tmp_path / "changed.json"))
+    assert failed.returncode == 1
+    assert "not included" in failed.stdout + failed.stderr
+
+
+async def test_a_row_rewritten_in_the_database_is_caught_against_a_held_checkpoint(
+    authorities, stack_settings: Settings, tmp_path: Path
+) -> None:
+    rid, _ = await executed_request(authorities)
+    await eventually(lambda: _has_delivered(stack_settings, rid, 3), timeout=20,
+                     what="the notices in the record")
+    held = tmp_path / "held.jws"
+    made = cli(stack_settings, "evidence", "checkpoint", "-o", str(held))
+    assert made.returncode == 0, made.stderr
+    database = stack_settings.record_database_url.removeprefix("sqlite+aiosqlite:///")
+    with sqlite3.connect(database) as db:  # the hub's operator rewrites who sent the report
+        changed = db.execute("UPDATE record_entries SET actor = ? WHERE request_id = ? AND "
+                             "kind = 'execution_report'", (KZ, rid)).rowcount
+    assert changed == 1
+    bundle = tmp_path / "bundle.json"
+    assert cli(stack_settings, "evidence", "export", rid, "-o", str(bundle)).returncode == 0
+    against = cli(stack_settings, "evidence", "verify", str(bundle), "--held", str(held))
+    assert against.returncode == 1, against.stdout
+    assert "held" in (against.stdout + against.stderr).lower()
+
+
+async def _has_delivered(settings: Settings, request_id: str, at_least: int) -> bool:
+    found = await entries_of(settings, request_id)
+    return sum(kind == "delivered" for kind, _ in found) >= at_least

@@ -1,0 +1,100 @@
+"""What the hub writes to its record, one method an event it sees: a message accepted
+(the sender's JWS as received), a message refused (the hub's signed error), a notice the
+broker confirmed into an inbox, and an operator's action (the operators' signed JWS).
+
+Each entry's id is fixed by what identifies the event, so a write retried after a crash
+(the gateway's requeue, the delivery activity's retry) is written once in effect."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import structlog
+
+from treatyflow import procedures
+from treatyflow.constants import HUB_SENDER, OPERATOR_SIGNER
+from treatyflow.record.entries import (
+    DEADLINE,
+    DELIVERED,
+    OPERATOR,
+    REFUSED,
+    Entry,
+    NewEntry,
+    record_time,
+)
+from treatyflow.record.entries import entry_id as make_id
+from treatyflow.record.store import EntryConflict, Record
+from treatyflow.schemas.messages import ErrorMessage, InboundMessage, NoticeMessage
+
+_log = structlog.get_logger("treatyflow.record")
+
+# Notices of a treaty deadline reached (docs/reference/notices.md): recorded as such.
+DEADLINE_EVENTS = frozenset({"deadline_reminder", "overdue", "lapsed", "receipt_deemed",
+                             "consent_window_closed"})
+
+
+def _procedure(kind: str, treaty_id: str) -> str:
+    """The procedure a message kind belongs to, else the one its treaty opens."""
+    if (owner := procedures.BY_KIND.get(kind)) is not None:
+        return owner.name
+    try:
+        return procedures.of_treaty(treaty_id).name
+    except KeyError:
+        return "unknown"
+
+
+class Recorder:
+    """The hub's writes to its ``Record``."""
+
+    def __init__(self, record: Record) -> None:
+        self.record = record
+
+    async def accepted(self, message: InboundMessage, jws: str,
+                       at: datetime | None = None) -> Entry | None:
+        """A message a workflow accepted, as its sender signed it."""
+        return await self._write(NewEntry(
+            entry_id=make_id(message.treaty_id, message.request_id, message.message_id),
+            request_id=message.request_id, procedure=_procedure(message.kind,
+                                                                message.treaty_id),
+            treaty=message.treaty_id, actor=message.sender, kind=message.kind,
+            time=record_time(at or datetime.now(UTC)), jws=jws))
+
+    async def refused(self, error: ErrorMessage, jws: str) -> Entry | None:
+        """A refusal, as the hub's signed error names its problem and reasons (the same
+        refusal of a redelivery is the same error id: written once; a new signature over
+        it is not a new event)."""
+        return await self._write(NewEntry(
+            entry_id=make_id(error.treaty_id, error.request_id, error.message_id),
+            request_id=error.request_id, procedure=_procedure("error", error.treaty_id),
+            treaty=error.treaty_id, actor=HUB_SENDER, kind=REFUSED,
+            time=record_time(error.sent_at), jws=jws), again_is_fine=True)
+
+    async def delivered(self, notice: NoticeMessage, jws: str) -> Entry | None:
+        """A notice the broker confirmed into its recipient's inbox (a deadline's notice
+        as a deadline reached)."""
+        kind = DEADLINE if notice.body.event in DEADLINE_EVENTS else DELIVERED
+        return await self._write(NewEntry(
+            entry_id=make_id(notice.treaty_id, notice.request_id, notice.message_id),
+            request_id=notice.request_id, procedure=_procedure("notice", notice.treaty_id),
+            treaty=notice.treaty_id, actor=notice.recipient, kind=kind,
+            time=record_time(datetime.now(UTC)), jws=jws), again_is_fine=True)
+
+    async def operated(self, treaty_id: str, request_id: str, signed: str) -> Entry | None:
+        """An operator's action, as the operators' key signed it (name and reason in it)."""
+        return await self._write(NewEntry(
+            entry_id=make_id(treaty_id, request_id, OPERATOR, signed),
+            request_id=request_id, procedure=_procedure(OPERATOR, treaty_id),
+            treaty=treaty_id, actor=OPERATOR_SIGNER, kind=OPERATOR,
+            time=record_time(datetime.now(UTC)), jws=signed))
+
+    async def _write(self, entry: NewEntry, *, again_is_fine: bool = False) -> Entry | None:
+        """Append one entry. ``again_is_fine``: the hub signs some entries anew on a retry
+        (an error's, a notice's signing time); the first one written stands."""
+        try:
+            [written] = await self.record.append([entry])
+        except EntryConflict:
+            if not again_is_fine:
+                raise
+            _log.info("record_entry_kept", entry_id=entry.entry_id, kind=entry.kind)
+            return await self.record.entry(entry.entry_id)
+        return written
