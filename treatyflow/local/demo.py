@@ -6,13 +6,16 @@ scenario must reach the state it should.
     python -m treatyflow.local.demo [--copies N]
 
 Exits 0 only when every request reached its expected state and each side received the
-notices that say so.
+notices that say so, and the hub's record of an executed request and of a transfer
+exports as evidence that verifies offline.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -210,7 +213,31 @@ async def run_demo(settings: Settings, copies: int, console: Console) -> bool:
                   f"requests reached their expected state in {time.monotonic() - started:.0f} s "
                   f"(one treaty day = {settings.seconds_per_day:g} s)")
     console.print(f"Temporal UI: {settings.temporal_ui_url}/namespaces/default/workflows")
-    return all_ok
+    executed = next((r.request_id for r in runs if (st := states[r.request_id]) is not None
+                     and st.status.value == "executed"), None)
+    transferred = next((r.request_id for r in transfer_runs
+                        if (t := tstates[r.request_id]) is not None and t.final), None)
+    return _evidence(settings, console, [rid for rid in (executed, transferred) if rid]) \
+        and all_ok
+
+
+def _evidence(settings: Settings, console: Console, request_ids: list[str]) -> bool:
+    """Each request's evidence, as a party gets and checks it: `treatyflow evidence
+    export`, then `verify` offline (docs/reference/evidence.md)."""
+    folder = settings.state_dir / "evidence"
+    folder.mkdir(parents=True, exist_ok=True)
+    ok = bool(request_ids)
+    for rid in request_ids:
+        bundle = folder / f"{rid}.json"
+        for args in (("export", rid, "-o", str(bundle)), ("verify", str(bundle))):
+            done = subprocess.run([sys.executable, "-m", "treatyflow.cli", "evidence", *args],
+                                  env={**os.environ, **settings.to_env()}, capture_output=True,
+                                  text=True, timeout=120, check=False)
+            said = (done.stdout.strip() or done.stderr.strip()).splitlines()
+            console.print(f"treatyflow evidence {' '.join(args)} → exit {done.returncode}: "
+                          f"{said[-1] if said else ''}")
+            ok &= done.returncode == 0
+    return ok
 
 
 def main(argv: list[str] | None = None) -> int:
