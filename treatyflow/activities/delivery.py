@@ -49,6 +49,9 @@ class Deliver(BaseModel):
     message: NoticeMessage
     opening: str | None = Field(
         None, description="The request's first message as its sender signed it (JWS).")
+    about: str | None = Field(
+        None, description="The message the notice answers, as its sender signed it (JWS): "
+        "written to the hub's record before the notice, if it is not there yet.")
 
 
 class Delivered(BaseModel):
@@ -89,7 +92,7 @@ class Delivery:
         if self._recorder is not None:
             # After the broker's confirm; a failed write retries the activity, and the
             # notice published again has its message id (the agency drops the copy).
-            await self._recorder.delivered(message, token)
+            await self._recorder.delivered(message, token, request.about)
         activity.logger.info(
             "notice delivered",
             extra={"message_id": message.message_id, "request_id": message.request_id,

@@ -21,16 +21,32 @@ from treatyflow.record.entries import (
     Entry,
     NewEntry,
     record_time,
+    signed_payload,
 )
 from treatyflow.record.entries import entry_id as make_id
 from treatyflow.record.store import EntryConflict, Record
-from treatyflow.schemas.messages import ErrorMessage, InboundMessage, NoticeMessage
+from treatyflow.schemas.messages import (
+    ErrorMessage,
+    InboundMessage,
+    NoticeMessage,
+    parse_inbound,
+)
 
 _log = structlog.get_logger("treatyflow.record")
 
 # Notices of a treaty deadline reached (docs/reference/notices.md): recorded as such.
 DEADLINE_EVENTS = frozenset({"deadline_reminder", "overdue", "lapsed", "receipt_deemed",
                              "consent_window_closed"})
+
+
+def _accepted(message: InboundMessage, jws: str, at: datetime | None) -> NewEntry:
+    """The entry of an accepted message (its id from the message's: whoever writes it
+    first, the gateway or the delivery of a notice about it, writes it once)."""
+    return NewEntry(
+        entry_id=make_id(message.treaty_id, message.request_id, message.message_id),
+        request_id=message.request_id, procedure=_procedure(message.kind, message.treaty_id),
+        treaty=message.treaty_id, actor=message.sender, kind=message.kind,
+        time=record_time(at or datetime.now(UTC)), jws=jws)
 
 
 def _procedure(kind: str, treaty_id: str) -> str:
@@ -52,12 +68,7 @@ class Recorder:
     async def accepted(self, message: InboundMessage, jws: str,
                        at: datetime | None = None) -> Entry | None:
         """A message a workflow accepted, as its sender signed it."""
-        return await self._write(NewEntry(
-            entry_id=make_id(message.treaty_id, message.request_id, message.message_id),
-            request_id=message.request_id, procedure=_procedure(message.kind,
-                                                                message.treaty_id),
-            treaty=message.treaty_id, actor=message.sender, kind=message.kind,
-            time=record_time(at or datetime.now(UTC)), jws=jws))
+        return await self._write(_accepted(message, jws, at))
 
     async def refused(self, error: ErrorMessage, jws: str) -> Entry | None:
         """A refusal, as the hub's signed error names its problem and reasons (the same
@@ -69,15 +80,25 @@ class Recorder:
             treaty=error.treaty_id, actor=HUB_SENDER, kind=REFUSED,
             time=record_time(error.sent_at), jws=jws), again_is_fine=True)
 
-    async def delivered(self, notice: NoticeMessage, jws: str) -> Entry | None:
+    async def delivered(self, notice: NoticeMessage, jws: str,
+                        about: str | None = None) -> Entry | None:
         """A notice the broker confirmed into its recipient's inbox (a deadline's notice
-        as a deadline reached)."""
+        as a deadline reached). ``about``: the signed message it answers, written first if
+        the gateway has not yet (it writes after Temporal's answer, which may come after
+        the notice), so a request's entries keep the order the workflow applied them in."""
         kind = DEADLINE if notice.body.event in DEADLINE_EVENTS else DELIVERED
-        return await self._write(NewEntry(
+        entries = [] if about is None else [_accepted(parse_inbound(signed_payload(about)),
+                                                      about, None)]
+        entries.append(NewEntry(
             entry_id=make_id(notice.treaty_id, notice.request_id, notice.message_id),
             request_id=notice.request_id, procedure=_procedure("notice", notice.treaty_id),
             treaty=notice.treaty_id, actor=notice.recipient, kind=kind,
-            time=record_time(datetime.now(UTC)), jws=jws), again_is_fine=True)
+            time=record_time(datetime.now(UTC)), jws=jws))
+        try:
+            return (await self.record.append(entries))[-1]
+        except EntryConflict:  # signed again on a retry: the first one written stands
+            _log.info("record_entry_kept", entry_id=entries[-1].entry_id, kind=kind)
+            return await self.record.entry(entries[-1].entry_id)
 
     async def operated(self, treaty_id: str, request_id: str, signed: str) -> Entry | None:
         """An operator's action, as the operators' key signed it (name and reason in it)."""

@@ -496,7 +496,8 @@ class Shell(SignatureChecks, Generic[S, A]):
             try:
                 await workflow.execute_activity_method(
                     Delivery.deliver,
-                    Deliver(message=message, opening=self._opening_jws()),
+                    Deliver(message=message, opening=self._opening_jws(),
+                            about=self._signed.get(message.in_reply_to or "")),
                     start_to_close_timeout=timedelta(seconds=30),
                     retry_policy=DELIVERY_RETRY,
                 )
