@@ -7,6 +7,9 @@ Each entry's id is fixed by what identifies the event, so a write retried after 
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
@@ -64,6 +67,8 @@ class Recorder:
 
     def __init__(self, record: Record) -> None:
         self.record = record
+        self._waiting: list[_Write] = []
+        self._flushing: asyncio.Task[None] | None = None
 
     async def accepted(self, message: InboundMessage, jws: str,
                        at: datetime | None = None) -> Entry | None:
@@ -94,11 +99,7 @@ class Recorder:
             request_id=notice.request_id, procedure=_procedure("notice", notice.treaty_id),
             treaty=notice.treaty_id, actor=notice.recipient, kind=kind,
             time=record_time(datetime.now(UTC)), jws=jws))
-        try:
-            return (await self.record.append(entries))[-1]
-        except EntryConflict:  # signed again on a retry: the first one written stands
-            _log.info("record_entry_kept", entry_id=entries[-1].entry_id, kind=kind)
-            return await self.record.entry(entries[-1].entry_id)
+        return await self._write(*entries, again_is_fine=True)
 
     async def operated(self, treaty_id: str, request_id: str, signed: str) -> Entry | None:
         """An operator's action, as the operators' key signed it (name and reason in it)."""
@@ -108,14 +109,63 @@ class Recorder:
             treaty=treaty_id, actor=OPERATOR_SIGNER, kind=OPERATOR,
             time=record_time(datetime.now(UTC)), jws=signed))
 
-    async def _write(self, entry: NewEntry, *, again_is_fine: bool = False) -> Entry | None:
-        """Append one entry. ``again_is_fine``: the hub signs some entries anew on a retry
-        (an error's, a notice's signing time); the first one written stands."""
+    async def _write(self, *entries: NewEntry, again_is_fine: bool = False) -> Entry | None:
+        """Append ``entries`` (in order) and return the last one written. Writes waiting
+        together go in one transaction (a group commit: one after another, never on a
+        timer), so a busy hub pays for one commit per batch, not per entry.
+        ``again_is_fine``: the hub signs some entries anew on a retry (an error's, a
+        notice's signing time); the first one written stands."""
+        done: asyncio.Future[Entry | None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Write(list(entries), again_is_fine, done))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush())
+        return await done
+
+    async def _flush(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                written = await self.record.append([e for w in batch for e in w.entries])
+            except EntryConflict:  # one of them again, signed anew: each on its own
+                for write in batch:
+                    await self._settle(write, self._one(write))
+                continue
+            except Exception as err:  # noqa: BLE001 - each writer hears of it and retries
+                for write in batch:
+                    if not write.done.done():
+                        write.done.set_exception(err)
+                continue
+            by_id = {entry.entry_id: entry for entry in written}
+            for write in batch:
+                if not write.done.done():
+                    write.done.set_result(by_id[write.entries[-1].entry_id])
+
+    @staticmethod
+    async def _settle(write: _Write, result: Awaitable[Entry | None]) -> None:
         try:
-            [written] = await self.record.append([entry])
+            value = await result
+        except Exception as err:  # noqa: BLE001 - handed to the writer waiting for it
+            if not write.done.done():
+                write.done.set_exception(err)
+            return
+        if not write.done.done():
+            write.done.set_result(value)
+
+    async def _one(self, write: _Write) -> Entry | None:
+        try:
+            return (await self.record.append(write.entries))[-1]
         except EntryConflict:
-            if not again_is_fine:
+            if not write.again_is_fine:
                 raise
-            _log.info("record_entry_kept", entry_id=entry.entry_id, kind=entry.kind)
-            return await self.record.entry(entry.entry_id)
-        return written
+            last = write.entries[-1]
+            _log.info("record_entry_kept", entry_id=last.entry_id, kind=last.kind)
+            return await self.record.entry(last.entry_id)
+
+
+@dataclass
+class _Write:
+    """Entries one writer waits to see written, and its answer."""
+
+    entries: list[NewEntry]
+    again_is_fine: bool
+    done: asyncio.Future[Entry | None]
