@@ -12,8 +12,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
+import aio_pika
 import pytest
 import pytest_asyncio
 from pydantic import BaseModel
@@ -22,14 +23,21 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from tests.factories import message, new_request_id, request_body
 from treatyflow import constants as c
 from treatyflow import hub
 from treatyflow.activities.delivery import Deliver, Delivered
 from treatyflow.agency import AgencyClient, Inbox, KeyRing, PublicKey, SigningKey, Unverified
 from treatyflow.agency.signing import sign, sign_directory
 from treatyflow.codec import PayloadKeys, generate_keys
+from treatyflow.hub import request_state
 from treatyflow.keys import RegistryFile, owners, signing_key
-from treatyflow.schemas.messages import InboundMessage, OutboundMessage
+from treatyflow.schemas.messages import (
+    ErrorMessage,
+    InboundMessage,
+    NoticeMessage,
+    OutboundMessage,
+)
 from treatyflow.settings import Settings
 from treatyflow.temporal import (
     connect,
@@ -38,9 +46,10 @@ from treatyflow.temporal import (
     workflow_runner,
 )
 from treatyflow.topology import read_passwords
+from treatyflow.workers.dead_letter_queue import Letter, reading
 from treatyflow.workers.worker import WORKFLOWS
 from treatyflow.workflows.contract import Accepted
-from treatyflow.workflows.lifecycle import OperatorAction
+from treatyflow.workflows.lifecycle import OperatorAction, RequestState
 from treatyflow.workflows.transfer_contract import TransferAccepted
 
 
@@ -246,6 +255,15 @@ async def stack_client(stack_settings: Settings) -> Client:
     return await connect(stack_settings)
 
 
+@contextlib.asynccontextmanager
+async def channel_of(settings: Settings, user: str, **options: Any
+                     ) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
+    """A channel on the stack's broker, logged in as ``user`` with its own password."""
+    password = read_passwords(settings.secrets_dir)[user]
+    async with await aio_pika.connect(settings.amqp_url(user, password)) as connection:
+        yield await connection.channel(**options)
+
+
 class Mailbox:
     """Everything one authority's inbox receives while a test runs."""
 
@@ -257,43 +275,41 @@ class Mailbox:
         self, match: Callable[[OutboundMessage], bool], timeout: float = 15
     ) -> OutboundMessage:
         """The first message (already received or arriving within ``timeout``) that matches."""
-        for message in self.messages:
-            if not isinstance(message, Unverified) and match(message):
-                return message
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            left = deadline - loop.time()
-            if left <= 0:
-                raise AssertionError(f"no matching message within {timeout} s; got "
-                                     f"{[getattr(m, 'kind', m) for m in self.messages]}")
-            try:
-                message = await self._inbox.get(timeout=left)
-            except TimeoutError:
-                continue
-            self.messages.append(message)
-            if not isinstance(message, Unverified) and match(message):
-                return message
+        found = await self._first(
+            lambda m: not isinstance(m, Unverified) and match(m), timeout,
+            lambda: f"no matching message within {timeout} s; got "
+                    f"{[getattr(m, 'kind', m) for m in self.messages]}")
+        assert not isinstance(found, Unverified)
+        return found
 
     async def expect_unverified(
         self, match: Callable[[Unverified], bool] = lambda u: True, timeout: float = 15
     ) -> Unverified:
         """The first delivery that failed verification and matches (already received or
         arriving within ``timeout``)."""
-        for message in self.messages:
-            if isinstance(message, Unverified) and match(message):
-                return message
+        found = await self._first(lambda m: isinstance(m, Unverified) and match(m), timeout,
+                                  lambda: f"nothing unverified within {timeout} s")
+        assert isinstance(found, Unverified)
+        return found
+
+    async def _first(self, wanted: Callable[[OutboundMessage | Unverified], bool],
+                     timeout: float, missing: Callable[[], str]) -> OutboundMessage | Unverified:
+        """The first delivery ``wanted``, kept or read within ``timeout`` (every one read is
+        kept); an AssertionError saying ``missing`` if none came."""
+        for got in self.messages:
+            if wanted(got):
+                return got
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while (left := deadline - loop.time()) > 0:
             try:
-                message = await self._inbox.get(timeout=left)
+                got = await self._inbox.get(timeout=left)
             except TimeoutError:
                 break
-            self.messages.append(message)
-            if isinstance(message, Unverified) and match(message):
-                return message
-        raise AssertionError(f"nothing unverified within {timeout} s")
+            self.messages.append(got)
+            if wanted(got):
+                return got
+        raise AssertionError(missing())
 
     async def settle(self, seconds: float = 1.0) -> None:
         """Collect whatever else arrives within ``seconds``."""
@@ -332,3 +348,91 @@ async def authorities(stack_settings: Settings) -> AsyncIterator[
     yield open_as
     for exits in reversed(opened):
         await exits.aclose()
+
+
+# --- one request between KZ-GPO and RU-MIA on the stack --------------------------------
+
+KZ, RU = "KZ-GPO", "RU-MIA"  # the requesting and the requested authority of most stack tests
+
+
+def event(request_id: str, name: str) -> Callable[[OutboundMessage], bool]:
+    """Matches the hub's notice of ``name`` about ``request_id``."""
+    def match(m: OutboundMessage) -> bool:
+        return isinstance(m, NoticeMessage) and m.request_id == request_id and \
+            m.body.event == name
+    return match
+
+
+def error_about(message_id: str) -> Callable[[OutboundMessage], bool]:
+    """Matches the hub's error refusing ``message_id``."""
+    def match(m: OutboundMessage) -> bool:
+        return isinstance(m, ErrorMessage) and m.body.refused_message_id == message_id
+    return match
+
+
+async def dead_letter(settings: Settings, message_id: str, timeout: float = 15) -> Letter:
+    """Take one message out of the hub's dead-letter queue by its message id. Read as the
+    operators' tools read it, under the queue's reading lock: the gateway's gauges read
+    the whole queue at times, and a plain ``basic.get`` meanwhile would find it empty."""
+    password = read_passwords(settings.secrets_dir)[c.HUB_USER]
+    url = settings.amqp_url(c.HUB_USER, password)
+
+    async def taken() -> Letter | None:
+        async with reading(url, wait=timeout, name="tests") as held:
+            for letter in held.letters:
+                if letter.message_id == message_id:
+                    await held.remove(letter)
+                    return letter
+        return None
+
+    return await eventually(taken, timeout=timeout, interval=0.2,
+                            what=f"{message_id} in {c.QUEUE_DEAD_LETTER}")
+
+
+async def status(client: Client, request_id: str) -> RequestState:
+    """The state of an SCO 2010 request, as ``treatyflow status`` shows it."""
+    return await request_state(client, "sco-2010", request_id)
+
+
+async def open_request(kz: AgencyClient, kz_box: Mailbox, ru_box: Mailbox,
+                       **body: object) -> str:
+    """A request KZ-GPO sends RU-MIA (``body`` over the factory's), once RU-MIA has it
+    delivered and KZ-GPO has it accepted: its id."""
+    rid = new_request_id()
+    await kz.publish(message("request", request_id=rid, sender=KZ, recipient=RU,
+                             body=request_body(**body)))
+    await ru_box.expect(event(rid, "request_delivered"))
+    await kz_box.expect(event(rid, "request_accepted"))
+    return rid
+
+
+class Parties(NamedTuple):
+    """KZ-GPO and RU-MIA on the stack, each with its connection and its inbox."""
+
+    kz: AgencyClient
+    kz_box: Mailbox
+    ru: AgencyClient
+    ru_box: Mailbox
+
+
+class Opened(NamedTuple):
+    """A request KZ-GPO sent RU-MIA, delivered and accepted, and both parties to it."""
+
+    kz: AgencyClient
+    kz_box: Mailbox
+    ru: AgencyClient
+    ru_box: Mailbox
+    rid: str
+
+
+@pytest_asyncio.fixture
+async def kz_ru(authorities: Callable[..., Awaitable[tuple[AgencyClient, Mailbox]]]
+                ) -> Parties:
+    """KZ-GPO and RU-MIA connected with their own credentials and keys."""
+    return Parties(*await authorities(KZ), *await authorities(RU))
+
+
+@pytest_asyncio.fixture
+async def opened(kz_ru: Parties) -> Opened:
+    """A fresh request from KZ-GPO to RU-MIA, delivered and accepted."""
+    return Opened(*kz_ru, await open_request(kz_ru.kz, kz_ru.kz_box, kz_ru.ru_box))

@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
-from tests.test_stack import event
+from tests.conftest import event
 from tests.transfer_factories import (
     AE,
     AE_MFA,

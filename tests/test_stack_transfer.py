@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
-from tests.conftest import Mailbox, eventually
+from tests.conftest import Mailbox, error_about, event, eventually
 from tests.test_demo_and_cli import _cli
 from tests.test_observability import scrape, value
-from tests.test_stack import error_about, event
 from tests.transfer_factories import (
     AE,
     AE_MFA,
