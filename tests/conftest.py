@@ -48,8 +48,9 @@ from treatyflow.temporal import (
 from treatyflow.topology import read_passwords
 from treatyflow.workers.dead_letter_queue import Letter, reading
 from treatyflow.workers.worker import WORKFLOWS
-from treatyflow.workflows.contract import Accepted
+from treatyflow.workflows.contract import Accepted, RequestOutcome
 from treatyflow.workflows.lifecycle import OperatorAction, RequestState
+from treatyflow.workflows.request import RequestForAssistance
 from treatyflow.workflows.transfer_contract import TransferAccepted
 
 
@@ -201,6 +202,57 @@ async def skipping(time_env: WorkflowEnvironment, task_queue: str) -> AsyncItera
             await _quiet(handle)
             with contextlib.suppress(Exception):
                 await handle.terminate("test over")
+
+
+class Assistance:
+    """Requests for assistance from KZ-GPO to RU-MIA through ``hub.submit`` on the test's
+    own worker of the time-skipping server; ``outbox`` holds what the workflows delivered."""
+
+    def __init__(self, env: WorkflowEnvironment, task_queue: str, outbox: Outbox) -> None:
+        self.env = env
+        self.task_queue = task_queue
+        self.outbox = outbox
+
+    async def submit(self, message: InboundMessage, **options: Any
+                     ) -> Accepted | TransferAccepted:
+        return await submit(self.env.client, message, task_queue=self.task_queue, **options)
+
+    async def open(self, **body: object) -> str:
+        """A request KZ-GPO sends RU-MIA (``body`` over the factory's): its id."""
+        rid = new_request_id()
+        await self.submit(message("request", request_id=rid, sender="KZ-GPO",
+                                  recipient="RU-MIA", body=request_body(**body)))
+        return rid
+
+    async def receipt(self, rid: str) -> None:
+        """RU-MIA's receipt of the request: its 30 days run from now (art. 6.1)."""
+        await self.submit(message("receipt", request_id=rid, sender="RU-MIA",
+                                  recipient="KZ-GPO"))
+
+    async def received(self, **body: object) -> str:
+        """A request sent and its receipt given: its id."""
+        rid = await self.open(**body)
+        await self.receipt(rid)
+        return rid
+
+    async def state(self, rid: str) -> RequestState:
+        return await request_state(self.env.client, "sco-2010", rid)
+
+    def both_told(self, event: str) -> bool:
+        """Whether KZ-GPO and RU-MIA were each delivered a notice of ``event``."""
+        return event in self.outbox.events("KZ-GPO") and event in self.outbox.events("RU-MIA")
+
+    async def outcome(self, rid: str) -> RequestOutcome:
+        """The request's state once its workflow has ended."""
+        return await self.env.client.get_workflow_handle_for(
+            RequestForAssistance.run, c.workflow_id("sco-2010", rid)).result()
+
+
+@pytest.fixture
+def assistance(time_env: WorkflowEnvironment, skipping: tuple[Client, Outbox],
+               task_queue: str) -> Assistance:
+    """Requests for assistance on the time-skipping server, with a recording outbox."""
+    return Assistance(time_env, task_queue, skipping[1])
 
 
 async def _quiet(handle: WorkflowHandle[Any, Any], timeout: float = 15.0) -> None:
