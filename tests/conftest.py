@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -24,19 +25,22 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from tests.factories import message, new_request_id, request_body
+from tests.transfer_factories import AE, TREATY, envelope, handover, mid, sentence
+from tests.transfer_factories import request_body as transfer_body
 from treatyflow import constants as c
 from treatyflow import hub
 from treatyflow.activities.delivery import Deliver, Delivered
 from treatyflow.agency import AgencyClient, Inbox, KeyRing, PublicKey, SigningKey, Unverified
 from treatyflow.agency.signing import sign, sign_directory
 from treatyflow.codec import PayloadKeys, generate_keys
-from treatyflow.hub import request_state
+from treatyflow.hub import request_state, transfer_state
 from treatyflow.keys import RegistryFile, owners, signing_key
 from treatyflow.schemas.messages import (
     ErrorMessage,
     InboundMessage,
     NoticeMessage,
     OutboundMessage,
+    parse_inbound,
 )
 from treatyflow.settings import Settings
 from treatyflow.temporal import (
@@ -51,6 +55,7 @@ from treatyflow.workers.worker import WORKFLOWS
 from treatyflow.workflows.contract import Accepted, RequestOutcome
 from treatyflow.workflows.lifecycle import OperatorAction, RequestState
 from treatyflow.workflows.request import RequestForAssistance
+from treatyflow.workflows.transfer import TransferState
 from treatyflow.workflows.transfer_contract import TransferAccepted
 
 
@@ -488,3 +493,112 @@ async def kz_ru(authorities: Callable[..., Awaitable[tuple[AgencyClient, Mailbox
 async def opened(kz_ru: Parties) -> Opened:
     """A fresh request from KZ-GPO to RU-MIA, delivered and accepted."""
     return Opened(*kz_ru, await open_request(kz_ru.kz, kz_ru.kz_box, kz_ru.ru_box))
+
+
+# --- a transfer on the time-skipping server -------------------------------------------
+
+
+async def own_time_skipping(payload_keys: PayloadKeys) -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of one test's own, for a module's ``time_env``
+    (``time_env = pytest_asyncio.fixture(own_time_skipping, name="time_env")``). Sharing the
+    session's, the transfer tests saw it stop skipping time now and then (about 1 run in
+    15, env.sleep timing out after the previous test's transfer); a fresh one costs about
+    a second."""
+    env = await start_time_skipping(payload_keys)
+    yield env
+    await env.shutdown()
+
+
+class Wire:
+    """One transfer driven through hub.submit, each message carried hop by hop by the
+    foreign ministries (art. 5.1)."""
+
+    def __init__(self, env: WorkflowEnvironment, task_queue: str) -> None:
+        self.env = env
+        self.tq = task_queue
+        self.request_id = f"{KZ}-TR-{mid()[4:14].upper()}"
+
+    async def now(self) -> datetime:
+        return await self.env.get_current_time()
+
+    async def post(self, kind: str, sender: str, recipient: str, body: dict[str, Any], *,
+                   request_id: str | None = None, **kw: Any) -> str:
+        data = envelope(kind, sender, recipient, body, request_id=request_id or self.request_id,
+                        sent_at=(await self.now()).astimezone(UTC), **kw)
+        await submit(self.env.client, parse_inbound(json.dumps(data)), task_queue=self.tq)
+        return str(data["message_id"])
+
+    async def send(self, kind: str, sender: str, body: dict[str, Any], *, relay: bool = True,
+                   **kw: Any) -> str:
+        recipient = AE if sender == KZ else KZ
+        message_id = await self.post(kind, sender, recipient, body, **kw)
+        if relay:
+            await self.relay(message_id)
+        return message_id
+
+    async def relay(self, message_id: str, hops: int = 2) -> None:
+        for _ in range(hops):
+            d = (await self.state()).dispatch(message_id)
+            assert d is not None and d.next_hop is not None
+            by, to = d.next_hop
+            await self.post("transfer_relay", by, to, {"relayed_message_id": message_id,
+                                                        "note_reference": "Note 12/7"})
+
+    async def request(self) -> dict[str, Any]:
+        """A complete request whose sentence leaves years to serve on the server's clock,
+        which earlier tests of the session have moved on (art. 8.3)."""
+        today = (await self.now()).date()
+        return transfer_body(sentence=sentence(
+            judgment_date=(today - timedelta(days=300)).isoformat(),
+            judgment_final_on=(today - timedelta(days=270)).isoformat(),
+            counted_from=(today - timedelta(days=365)).isoformat()))
+
+    async def state_once(self, holds: Callable[[TransferState], bool],
+                         timeout: float = 30) -> TransferState:
+        """The state once ``holds`` is true of it (a fired timer's workflow task may still
+        be running when the clock has moved), or as it is after ``timeout``."""
+        async def held() -> TransferState | None:
+            state = await self.state()
+            return state if holds(state) else None
+
+        try:
+            return await eventually(held, timeout=timeout, interval=0.1)
+        except AssertionError:
+            return await self.state()
+
+    async def state(self) -> TransferState:
+        return await transfer_state(self.env.client, TREATY, self.request_id)
+
+    async def enforcing(self) -> None:
+        await self.send("transfer_request", KZ, await self.request())
+        await self.send("transfer_decision", AE,
+                        {"executing_state_provision": "UAE Penal Code, art. 451"})
+        await self.send("transfer_decision", KZ, {})
+        today = (await self.now()).date()
+        await hand_over(self.send, today, on=today + timedelta(days=3))
+        assert (await self.state()).status == "enforcing"
+
+
+async def events(outbox: Outbox, recipient: str, wanted: str) -> list[str]:
+    """The events delivered to ``recipient``, once ``wanted`` is among them (the workflow
+    delivers its notices after the update has answered)."""
+    with contextlib.suppress(AssertionError):  # a loaded machine: the caller asserts
+        await eventually(lambda: wanted in outbox.events(recipient), interval=0.05)
+    return outbox.events(recipient)
+
+
+async def hand_over(send: Callable[..., Awaitable[str]], today: date, *, on: date) -> None:
+    """An agreed transfer's handover arranged ``on`` a day, done ``today`` and the UAE's
+    first report: enforcement continued (art. 10). ``send(kind, sender, body)``."""
+    await send("transfer_handover", KZ, handover(on))
+    await send("transfer_completed", AE, {"handed_over_on": today.isoformat(),
+                                          "place": "Almaty International Airport"})
+    await send("transfer_execution_report", AE, {
+        "event": "enforcement_continued", "occurred_on": today.isoformat(),
+        "term_imposed": {"years": 5}})
+
+
+@pytest.fixture
+def wire(time_env: WorkflowEnvironment, task_queue: str) -> Wire:
+    """A transfer from Kazakhstan to the UAE on the test's time-skipping server."""
+    return Wire(time_env, task_queue)

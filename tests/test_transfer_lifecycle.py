@@ -30,6 +30,7 @@ from tests.transfer_factories import (
     person,
     request_body,
     sentence,
+    transit_body,
     transit_message,
 )
 from treatyflow.schemas.transfer import (
@@ -697,14 +698,8 @@ def test_handover_not_reported_is_overdue() -> None:
 
 
 def _transit_body(c: Case, state: str = "TR", **over: Any) -> dict[str, Any]:
-    b: dict[str, Any] = {
-        "transfer_request_id": c.state.request_id, "transit_state": state,
-        "person": person(), "route": {"mode": "air", "transit_states": [state],
-                                      "landing_in_transit": True},
-        "period_from": "2025-04-01", "period_to": "2025-04-02",
-        "documents": [doc(x) for x in SS_DOCS] + [doc("citizenship_proof", "AE")]}
-    b.update(over)
-    return b
+    """The transit request of ``c``'s transfer, through ``state``."""
+    return transit_body(c.state.request_id, state, **over)
 
 
 def test_no_transit_for_a_flight_without_landing_art_16_4() -> None:

@@ -4,7 +4,6 @@ validated updates on the time-skipping server through ``hub.operate``, as the CL
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, timedelta
 
 import pytest
@@ -12,8 +11,7 @@ import pytest_asyncio
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import Outbox, operate, start_time_skipping
-from tests.test_transfer_workflow import Wire, events
+from tests.conftest import Outbox, Wire, events, operate, own_time_skipping
 from tests.transfer_factories import (
     AE,
     AE_MFA,
@@ -28,7 +26,6 @@ from tests.transfer_factories import (
     transit_body,
     transit_message,
 )
-from treatyflow.codec import PayloadKeys
 from treatyflow.constants import workflow_id
 from treatyflow.hub import Refusal
 from treatyflow.workflows import transfer as tf
@@ -149,17 +146,7 @@ def test_a_transit_may_be_withdrawn_or_closed_never_extended() -> None:
 # --- on Temporal, through hub.operate ---------------------------------------------------
 
 
-@pytest_asyncio.fixture
-async def time_env(payload_keys: PayloadKeys) -> AsyncIterator[WorkflowEnvironment]:
-    """A time-skipping server of this test's own, like test_transfer_workflow.py's."""
-    env = await start_time_skipping(payload_keys)
-    yield env
-    await env.shutdown()
-
-
-@pytest.fixture
-def wire(time_env: WorkflowEnvironment, task_queue: str) -> Wire:
-    return Wire(time_env, task_queue)
+time_env = pytest_asyncio.fixture(own_time_skipping, name="time_env")
 
 
 async def test_operator_extends_the_art_12_deadline_of_a_transfer(

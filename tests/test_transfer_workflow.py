@@ -4,18 +4,15 @@ of the channel (hub policy) and after the transfer (art. 12, 13.2)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import Outbox, eventually, start_time_skipping, submit
+from tests.conftest import Outbox, Wire, events, own_time_skipping, submit
 from tests.transfer_factories import (
     AE,
     AE_MFA,
@@ -23,115 +20,13 @@ from tests.transfer_factories import (
     KZ_MFA,
     TREATY,
     envelope,
-    handover,
-    mid,
-    sentence,
 )
-from tests.transfer_factories import request_body as transfer_body
-from treatyflow.codec import PayloadKeys
 from treatyflow.constants import workflow_id
-from treatyflow.hub import Refusal, transfer_state
+from treatyflow.hub import Refusal
 from treatyflow.schemas.messages import parse_inbound
-from treatyflow.workflows.transfer import TransferState
 from treatyflow.workflows.transfer_workflow import TransferOfConvictedPerson
 
-
-class Wire:
-    """One transfer driven through hub.submit, each message carried hop by hop by the
-    foreign ministries (art. 5.1)."""
-
-    def __init__(self, env: WorkflowEnvironment, task_queue: str) -> None:
-        self.env = env
-        self.tq = task_queue
-        self.request_id = f"{KZ}-TR-{mid()[4:14].upper()}"
-
-    async def now(self) -> datetime:
-        return await self.env.get_current_time()
-
-    async def post(self, kind: str, sender: str, recipient: str, body: dict[str, Any], *,
-                   request_id: str | None = None, **kw: Any) -> str:
-        data = envelope(kind, sender, recipient, body, request_id=request_id or self.request_id,
-                        sent_at=(await self.now()).astimezone(UTC), **kw)
-        await submit(self.env.client, parse_inbound(json.dumps(data)), task_queue=self.tq)
-        return str(data["message_id"])
-
-    async def send(self, kind: str, sender: str, body: dict[str, Any], *, relay: bool = True,
-                   **kw: Any) -> str:
-        recipient = AE if sender == KZ else KZ
-        message_id = await self.post(kind, sender, recipient, body, **kw)
-        if relay:
-            await self.relay(message_id)
-        return message_id
-
-    async def relay(self, message_id: str, hops: int = 2) -> None:
-        for _ in range(hops):
-            d = (await self.state()).dispatch(message_id)
-            assert d is not None and d.next_hop is not None
-            by, to = d.next_hop
-            await self.post("transfer_relay", by, to, {"relayed_message_id": message_id,
-                                                        "note_reference": "Note 12/7"})
-
-    async def request(self) -> dict[str, Any]:
-        """A complete request whose sentence leaves years to serve on the server's clock,
-        which earlier tests of the session have moved on (art. 8.3)."""
-        today = (await self.now()).date()
-        return transfer_body(sentence=sentence(
-            judgment_date=(today - timedelta(days=300)).isoformat(),
-            judgment_final_on=(today - timedelta(days=270)).isoformat(),
-            counted_from=(today - timedelta(days=365)).isoformat()))
-
-    async def state_once(self, holds: Callable[[TransferState], bool],
-                         timeout: float = 30) -> TransferState:
-        """The state once ``holds`` is true of it (a fired timer's workflow task may still
-        be running when the clock has moved), or as it is after ``timeout``."""
-        async def held() -> TransferState | None:
-            state = await self.state()
-            return state if holds(state) else None
-
-        try:
-            return await eventually(held, timeout=timeout, interval=0.1)
-        except AssertionError:
-            return await self.state()
-
-    async def state(self) -> TransferState:
-        return await transfer_state(self.env.client, TREATY, self.request_id)
-
-    async def enforcing(self) -> None:
-        await self.send("transfer_request", KZ, await self.request())
-        await self.send("transfer_decision", AE,
-                        {"executing_state_provision": "UAE Penal Code, art. 451"})
-        await self.send("transfer_decision", KZ, {})
-        today = (await self.now()).date()
-        await self.send("transfer_handover", KZ, handover(today + timedelta(days=3)))
-        await self.send("transfer_completed", AE, {"handed_over_on": today.isoformat(),
-                                                   "place": "Almaty International Airport"})
-        await self.send("transfer_execution_report", AE, {
-            "event": "enforcement_continued", "occurred_on": today.isoformat(),
-            "term_imposed": {"years": 5}})
-        assert (await self.state()).status == "enforcing"
-
-
-async def events(outbox: Outbox, recipient: str, wanted: str) -> list[str]:
-    """The events delivered to ``recipient``, once ``wanted`` is among them (the workflow
-    delivers its notices after the update has answered)."""
-    with contextlib.suppress(AssertionError):  # a loaded machine: the caller asserts
-        await eventually(lambda: wanted in outbox.events(recipient), interval=0.05)
-    return outbox.events(recipient)
-
-
-@pytest_asyncio.fixture
-async def time_env(payload_keys: PayloadKeys) -> AsyncIterator[WorkflowEnvironment]:
-    """A time-skipping server of this test's own. Sharing the session's, these tests saw
-    it stop skipping time now and then (about 1 run in 15, env.sleep timing out after the
-    previous test's transfer); a fresh server costs about a second."""
-    env = await start_time_skipping(payload_keys)
-    yield env
-    await env.shutdown()
-
-
-@pytest.fixture
-def wire(time_env: WorkflowEnvironment, task_queue: str) -> Wire:
-    return Wire(time_env, task_queue)
+time_env = pytest_asyncio.fixture(own_time_skipping, name="time_env")
 
 
 async def test_request_travels_through_both_foreign_ministries(
@@ -226,6 +121,24 @@ async def delivered(outbox: Outbox, recipient: str, event: str, about: str) -> N
 # tested on the real stack: test_stack_transfer.py.
 
 
+async def _hop_overdue_then_relayed(wire: Wire, time_env: WorkflowEnvironment,
+                                    before_due: timedelta) -> None:
+    """A request the Kazakh ministry did not relay within its hop's 10 days (the overdue
+    timer fired), then its relay that reached the hub ``before_due`` before the hop was due
+    (negative: after it) and was applied only now, as after an outage of Temporal."""
+    request = await wire.send("transfer_request", KZ, await wire.request(), relay=False)
+    await time_env.sleep(timedelta(days=11))
+    state = await wire.state_once(lambda s: s.overdue)
+    hop = next(d for d in state.deadlines if d.open and d.overdue)
+    assert hop.code == "relay_hop" and hop.owner == KZ_MFA
+    arrived = hop.due - before_due
+    data = envelope("transfer_relay", KZ_MFA, AE_MFA,
+                    {"relayed_message_id": request, "note_reference": "Note 12/7"},
+                    request_id=wire.request_id, sent_at=arrived - timedelta(seconds=2))
+    await submit(time_env.client, parse_inbound(json.dumps(data)), task_queue=wire.tq,
+                 received_at=arrived)
+
+
 async def test_a_relay_that_reached_the_hub_before_its_hop_was_due_is_on_time(
     wire: Wire, time_env: WorkflowEnvironment, skipping: tuple[Client, Outbox]
 ) -> None:
@@ -233,17 +146,7 @@ async def test_a_relay_that_reached_the_hub_before_its_hop_was_due_is_on_time(
     days ran out, but was applied only after the overdue timer fired (Temporal away). The
     overdue mark is withdrawn, and those the overdue notice told are told so."""
     _, outbox = skipping
-    request = await wire.send("transfer_request", KZ, await wire.request(), relay=False)
-    await time_env.sleep(timedelta(days=11))
-    state = await wire.state_once(lambda s: s.overdue)
-    hop = next(d for d in state.deadlines if d.open and d.overdue)
-    assert hop.code == "relay_hop" and hop.owner == KZ_MFA
-    arrived = hop.due - timedelta(seconds=24)
-    data = envelope("transfer_relay", KZ_MFA, AE_MFA,
-                    {"relayed_message_id": request, "note_reference": "Note 12/7"},
-                    request_id=wire.request_id, sent_at=arrived - timedelta(seconds=2))
-    await submit(time_env.client, parse_inbound(json.dumps(data)), task_queue=wire.tq,
-                 received_at=arrived)
+    await _hop_overdue_then_relayed(wire, time_env, timedelta(seconds=24))
     state = await wire.state_once(lambda s: not s.overdue)
     assert not state.overdue
     events_now = [e.event for e in state.timeline]
@@ -256,16 +159,7 @@ async def test_a_relay_that_reached_the_hub_after_its_hop_was_due_stays_overdue(
     wire: Wire, time_env: WorkflowEnvironment, skipping: tuple[Client, Outbox]
 ) -> None:
     _, outbox = skipping
-    request = await wire.send("transfer_request", KZ, await wire.request(), relay=False)
-    await time_env.sleep(timedelta(days=11))
-    state = await wire.state_once(lambda s: s.overdue)
-    hop = next(d for d in state.deadlines if d.open and d.overdue)
-    arrived = hop.due + timedelta(seconds=24)
-    data = envelope("transfer_relay", KZ_MFA, AE_MFA,
-                    {"relayed_message_id": request, "note_reference": "Note 12/7"},
-                    request_id=wire.request_id, sent_at=arrived - timedelta(seconds=2))
-    await submit(time_env.client, parse_inbound(json.dumps(data)), task_queue=wire.tq,
-                 received_at=arrived)
+    await _hop_overdue_then_relayed(wire, time_env, -timedelta(seconds=24))
     state = await wire.state()
     assert "overdue_withdrawn" not in [e.event for e in state.timeline]
     assert "overdue_withdrawn" not in outbox.events()
