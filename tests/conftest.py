@@ -513,9 +513,10 @@ class Wire:
     """One transfer driven through hub.submit, each message carried hop by hop by the
     foreign ministries (art. 5.1)."""
 
-    def __init__(self, env: WorkflowEnvironment, task_queue: str) -> None:
+    def __init__(self, env: WorkflowEnvironment, task_queue: str, outbox: Outbox) -> None:
         self.env = env
         self.tq = task_queue
+        self.outbox = outbox
         self.request_id = f"{KZ}-TR-{mid()[4:14].upper()}"
 
     async def now(self) -> datetime:
@@ -569,6 +570,14 @@ class Wire:
     async def state(self) -> TransferState:
         return await transfer_state(self.env.client, TREATY, self.request_id)
 
+    async def pardon(self) -> str:
+        """Kazakhstan's pardon, a sentence decision ending enforcement: art. 12's deadline
+        runs. Its message id."""
+        today = (await self.now()).date()
+        return await self.send("transfer_sentence_decision", KZ, {
+            "decision": "pardon", "effect": "ends_enforcement", "decided_on": today.isoformat(),
+            "details": "Pardoned by decree of the President of the Republic of Kazakhstan."})
+
     async def enforcing(self) -> None:
         await self.send("transfer_request", KZ, await self.request())
         await self.send("transfer_decision", AE,
@@ -599,6 +608,8 @@ async def hand_over(send: Callable[..., Awaitable[str]], today: date, *, on: dat
 
 
 @pytest.fixture
-def wire(time_env: WorkflowEnvironment, task_queue: str) -> Wire:
-    """A transfer from Kazakhstan to the UAE on the test's time-skipping server."""
-    return Wire(time_env, task_queue)
+def wire(time_env: WorkflowEnvironment, skipping: tuple[Client, Outbox],
+         task_queue: str) -> Wire:
+    """A transfer from Kazakhstan to the UAE on the test's time-skipping server, with a
+    worker on the test's task queue and what it delivered in ``wire.outbox``."""
+    return Wire(time_env, task_queue, skipping[1])
