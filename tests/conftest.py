@@ -18,10 +18,11 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
+import aio_pika
 import pytest
 import pytest_asyncio
 from pydantic import BaseModel
@@ -30,15 +31,25 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from tests.factories import message, new_request_id, request_body
+from tests.transfer_factories import AE, TREATY, envelope, handover, mid, sentence
+from tests.transfer_factories import request_body as transfer_body
 from treatyflow import constants as c
 from treatyflow import hub
 from treatyflow.activities.delivery import Deliver, Delivered
 from treatyflow.agency import AgencyClient, Inbox, KeyRing, PublicKey, SigningKey, Unverified
 from treatyflow.agency.signing import sign, sign_directory
 from treatyflow.codec import PayloadKeys, generate_keys
+from treatyflow.hub import request_state, transfer_state
 from treatyflow.keys import RegistryFile, owners, signing_key
 from treatyflow.record import NewEntry, Record, entry_id, record_time
-from treatyflow.schemas.messages import InboundMessage, OutboundMessage
+from treatyflow.schemas.messages import (
+    ErrorMessage,
+    InboundMessage,
+    NoticeMessage,
+    OutboundMessage,
+    parse_inbound,
+)
 from treatyflow.settings import Settings
 from treatyflow.temporal import (
     connect,
@@ -47,9 +58,12 @@ from treatyflow.temporal import (
     workflow_runner,
 )
 from treatyflow.topology import read_passwords
+from treatyflow.workers.dead_letter_queue import Letter, reading
 from treatyflow.workers.worker import WORKFLOWS
-from treatyflow.workflows.contract import Accepted
-from treatyflow.workflows.lifecycle import OperatorAction
+from treatyflow.workflows.contract import Accepted, RequestOutcome
+from treatyflow.workflows.lifecycle import OperatorAction, RequestState
+from treatyflow.workflows.request import RequestForAssistance
+from treatyflow.workflows.transfer import TransferState
 from treatyflow.workflows.transfer_contract import TransferAccepted
 
 
@@ -203,6 +217,57 @@ async def skipping(time_env: WorkflowEnvironment, task_queue: str) -> AsyncItera
                 await handle.terminate("test over")
 
 
+class Assistance:
+    """Requests for assistance from KZ-GPO to RU-MIA through ``hub.submit`` on the test's
+    own worker of the time-skipping server; ``outbox`` holds what the workflows delivered."""
+
+    def __init__(self, env: WorkflowEnvironment, task_queue: str, outbox: Outbox) -> None:
+        self.env = env
+        self.task_queue = task_queue
+        self.outbox = outbox
+
+    async def submit(self, message: InboundMessage, **options: Any
+                     ) -> Accepted | TransferAccepted:
+        return await submit(self.env.client, message, task_queue=self.task_queue, **options)
+
+    async def open(self, **body: object) -> str:
+        """A request KZ-GPO sends RU-MIA (``body`` over the factory's): its id."""
+        rid = new_request_id()
+        await self.submit(message("request", request_id=rid, sender="KZ-GPO",
+                                  recipient="RU-MIA", body=request_body(**body)))
+        return rid
+
+    async def receipt(self, rid: str) -> None:
+        """RU-MIA's receipt of the request: its 30 days run from now (art. 6.1)."""
+        await self.submit(message("receipt", request_id=rid, sender="RU-MIA",
+                                  recipient="KZ-GPO"))
+
+    async def received(self, **body: object) -> str:
+        """A request sent and its receipt given: its id."""
+        rid = await self.open(**body)
+        await self.receipt(rid)
+        return rid
+
+    async def state(self, rid: str) -> RequestState:
+        return await request_state(self.env.client, "sco-2010", rid)
+
+    def both_told(self, event: str) -> bool:
+        """Whether KZ-GPO and RU-MIA were each delivered a notice of ``event``."""
+        return event in self.outbox.events("KZ-GPO") and event in self.outbox.events("RU-MIA")
+
+    async def outcome(self, rid: str) -> RequestOutcome:
+        """The request's state once its workflow has ended."""
+        return await self.env.client.get_workflow_handle_for(
+            RequestForAssistance.run, c.workflow_id("sco-2010", rid)).result()
+
+
+@pytest.fixture
+def assistance(time_env: WorkflowEnvironment, skipping: tuple[Client, Outbox],
+               task_queue: str) -> Assistance:
+    """Requests for assistance on the time-skipping server, with a recording outbox."""
+    return Assistance(time_env, task_queue, skipping[1])
+
+
 async def _quiet(handle: WorkflowHandle[Any, Any], timeout: float = 15.0) -> None:
     """Wait until a workflow has no activity or workflow task in flight. Terminated with a
     delivery still running, it leaves the time-skipping server waiting on that activity:
@@ -255,6 +320,15 @@ async def stack_client(stack_settings: Settings) -> Client:
     return await connect(stack_settings)
 
 
+@contextlib.asynccontextmanager
+async def channel_of(settings: Settings, user: str, **options: Any
+                     ) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
+    """A channel on the stack's broker, logged in as ``user`` with its own password."""
+    password = read_passwords(settings.secrets_dir)[user]
+    async with await aio_pika.connect(settings.amqp_url(user, password)) as connection:
+        yield await connection.channel(**options)
+
+
 class Mailbox:
     """Everything one authority's inbox receives while a test runs."""
 
@@ -266,43 +340,41 @@ class Mailbox:
         self, match: Callable[[OutboundMessage], bool], timeout: float = 15
     ) -> OutboundMessage:
         """The first message (already received or arriving within ``timeout``) that matches."""
-        for message in self.messages:
-            if not isinstance(message, Unverified) and match(message):
-                return message
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            left = deadline - loop.time()
-            if left <= 0:
-                raise AssertionError(f"no matching message within {timeout} s; got "
-                                     f"{[getattr(m, 'kind', m) for m in self.messages]}")
-            try:
-                message = await self._inbox.get(timeout=left)
-            except TimeoutError:
-                continue
-            self.messages.append(message)
-            if not isinstance(message, Unverified) and match(message):
-                return message
+        found = await self._first(
+            lambda m: not isinstance(m, Unverified) and match(m), timeout,
+            lambda: f"no matching message within {timeout} s; got "
+                    f"{[getattr(m, 'kind', m) for m in self.messages]}")
+        assert not isinstance(found, Unverified)
+        return found
 
     async def expect_unverified(
         self, match: Callable[[Unverified], bool] = lambda u: True, timeout: float = 15
     ) -> Unverified:
         """The first delivery that failed verification and matches (already received or
         arriving within ``timeout``)."""
-        for message in self.messages:
-            if isinstance(message, Unverified) and match(message):
-                return message
+        found = await self._first(lambda m: isinstance(m, Unverified) and match(m), timeout,
+                                  lambda: f"nothing unverified within {timeout} s")
+        assert isinstance(found, Unverified)
+        return found
+
+    async def _first(self, wanted: Callable[[OutboundMessage | Unverified], bool],
+                     timeout: float, missing: Callable[[], str]) -> OutboundMessage | Unverified:
+        """The first delivery ``wanted``, kept or read within ``timeout`` (every one read is
+        kept); an AssertionError saying ``missing`` if none came."""
+        for got in self.messages:
+            if wanted(got):
+                return got
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while (left := deadline - loop.time()) > 0:
             try:
-                message = await self._inbox.get(timeout=left)
+                got = await self._inbox.get(timeout=left)
             except TimeoutError:
                 break
-            self.messages.append(message)
-            if isinstance(message, Unverified) and match(message):
-                return message
-        raise AssertionError(f"nothing unverified within {timeout} s")
+            self.messages.append(got)
+            if wanted(got):
+                return got
+        raise AssertionError(missing())
 
     async def settle(self, seconds: float = 1.0) -> None:
         """Collect whatever else arrives within ``seconds``."""
@@ -459,3 +531,211 @@ async def record(record_url: str) -> AsyncIterator[Record]:
     """The record opened on ``record_url`` (each database in turn)."""
     async with await Record.open(record_url, RECORD_KEYS) as opened:
         yield opened
+
+
+# --- one request between KZ-GPO and RU-MIA on the stack --------------------------------
+
+KZ, RU = "KZ-GPO", "RU-MIA"  # the requesting and the requested authority of most stack tests
+
+
+def event(request_id: str, name: str) -> Callable[[OutboundMessage], bool]:
+    """Matches the hub's notice of ``name`` about ``request_id``."""
+    def match(m: OutboundMessage) -> bool:
+        return isinstance(m, NoticeMessage) and m.request_id == request_id and \
+            m.body.event == name
+    return match
+
+
+def error_about(message_id: str) -> Callable[[OutboundMessage], bool]:
+    """Matches the hub's error refusing ``message_id``."""
+    def match(m: OutboundMessage) -> bool:
+        return isinstance(m, ErrorMessage) and m.body.refused_message_id == message_id
+    return match
+
+
+async def dead_letter(settings: Settings, message_id: str, timeout: float = 15) -> Letter:
+    """Take one message out of the hub's dead-letter queue by its message id. Read as the
+    operators' tools read it, under the queue's reading lock: the gateway's gauges read
+    the whole queue at times, and a plain ``basic.get`` meanwhile would find it empty."""
+    password = read_passwords(settings.secrets_dir)[c.HUB_USER]
+    url = settings.amqp_url(c.HUB_USER, password)
+
+    async def taken() -> Letter | None:
+        async with reading(url, wait=timeout, name="tests") as held:
+            for letter in held.letters:
+                if letter.message_id == message_id:
+                    await held.remove(letter)
+                    return letter
+        return None
+
+    return await eventually(taken, timeout=timeout, interval=0.2,
+                            what=f"{message_id} in {c.QUEUE_DEAD_LETTER}")
+
+
+async def status(client: Client, request_id: str) -> RequestState:
+    """The state of an SCO 2010 request, as ``treatyflow status`` shows it."""
+    return await request_state(client, "sco-2010", request_id)
+
+
+async def open_request(kz: AgencyClient, kz_box: Mailbox, ru_box: Mailbox,
+                       **body: object) -> str:
+    """A request KZ-GPO sends RU-MIA (``body`` over the factory's), once RU-MIA has it
+    delivered and KZ-GPO has it accepted: its id."""
+    rid = new_request_id()
+    await kz.publish(message("request", request_id=rid, sender=KZ, recipient=RU,
+                             body=request_body(**body)))
+    await ru_box.expect(event(rid, "request_delivered"))
+    await kz_box.expect(event(rid, "request_accepted"))
+    return rid
+
+
+class Parties(NamedTuple):
+    """KZ-GPO and RU-MIA on the stack, each with its connection and its inbox."""
+
+    kz: AgencyClient
+    kz_box: Mailbox
+    ru: AgencyClient
+    ru_box: Mailbox
+
+
+class Opened(NamedTuple):
+    """A request KZ-GPO sent RU-MIA, delivered and accepted, and both parties to it."""
+
+    kz: AgencyClient
+    kz_box: Mailbox
+    ru: AgencyClient
+    ru_box: Mailbox
+    rid: str
+
+
+@pytest_asyncio.fixture
+async def kz_ru(authorities: Callable[..., Awaitable[tuple[AgencyClient, Mailbox]]]
+                ) -> Parties:
+    """KZ-GPO and RU-MIA connected with their own credentials and keys."""
+    return Parties(*await authorities(KZ), *await authorities(RU))
+
+
+@pytest_asyncio.fixture
+async def opened(kz_ru: Parties) -> Opened:
+    """A fresh request from KZ-GPO to RU-MIA, delivered and accepted."""
+    return Opened(*kz_ru, await open_request(kz_ru.kz, kz_ru.kz_box, kz_ru.ru_box))
+
+
+# --- a transfer on the time-skipping server -------------------------------------------
+
+
+async def own_time_skipping(payload_keys: PayloadKeys) -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of one test's own, for a module's ``time_env``
+    (``time_env = pytest_asyncio.fixture(own_time_skipping, name="time_env")``). Sharing the
+    session's, the transfer tests saw it stop skipping time now and then (about 1 run in
+    15, env.sleep timing out after the previous test's transfer); a fresh one costs about
+    a second."""
+    env = await start_time_skipping(payload_keys)
+    yield env
+    await env.shutdown()
+
+
+class Wire:
+    """One transfer driven through hub.submit, each message carried hop by hop by the
+    foreign ministries (art. 5.1)."""
+
+    def __init__(self, env: WorkflowEnvironment, task_queue: str, outbox: Outbox) -> None:
+        self.env = env
+        self.tq = task_queue
+        self.outbox = outbox
+        self.request_id = f"{KZ}-TR-{mid()[4:14].upper()}"
+
+    async def now(self) -> datetime:
+        return await self.env.get_current_time()
+
+    async def post(self, kind: str, sender: str, recipient: str, body: dict[str, Any], *,
+                   request_id: str | None = None, **kw: Any) -> str:
+        data = envelope(kind, sender, recipient, body, request_id=request_id or self.request_id,
+                        sent_at=(await self.now()).astimezone(UTC), **kw)
+        await submit(self.env.client, parse_inbound(json.dumps(data)), task_queue=self.tq)
+        return str(data["message_id"])
+
+    async def send(self, kind: str, sender: str, body: dict[str, Any], *, relay: bool = True,
+                   **kw: Any) -> str:
+        recipient = AE if sender == KZ else KZ
+        message_id = await self.post(kind, sender, recipient, body, **kw)
+        if relay:
+            await self.relay(message_id)
+        return message_id
+
+    async def relay(self, message_id: str, hops: int = 2) -> None:
+        for _ in range(hops):
+            d = (await self.state()).dispatch(message_id)
+            assert d is not None and d.next_hop is not None
+            by, to = d.next_hop
+            await self.post("transfer_relay", by, to, {"relayed_message_id": message_id,
+                                                        "note_reference": "Note 12/7"})
+
+    async def request(self) -> dict[str, Any]:
+        """A complete request whose sentence leaves years to serve on the server's clock,
+        which earlier tests of the session have moved on (art. 8.3)."""
+        today = (await self.now()).date()
+        return transfer_body(sentence=sentence(
+            judgment_date=(today - timedelta(days=300)).isoformat(),
+            judgment_final_on=(today - timedelta(days=270)).isoformat(),
+            counted_from=(today - timedelta(days=365)).isoformat()))
+
+    async def state_once(self, holds: Callable[[TransferState], bool],
+                         timeout: float = 30) -> TransferState:
+        """The state once ``holds`` is true of it (a fired timer's workflow task may still
+        be running when the clock has moved), or as it is after ``timeout``."""
+        async def held() -> TransferState | None:
+            state = await self.state()
+            return state if holds(state) else None
+
+        try:
+            return await eventually(held, timeout=timeout, interval=0.1)
+        except AssertionError:
+            return await self.state()
+
+    async def state(self) -> TransferState:
+        return await transfer_state(self.env.client, TREATY, self.request_id)
+
+    async def pardon(self) -> str:
+        """Kazakhstan's pardon, a sentence decision ending enforcement: art. 12's deadline
+        runs. Its message id."""
+        today = (await self.now()).date()
+        return await self.send("transfer_sentence_decision", KZ, {
+            "decision": "pardon", "effect": "ends_enforcement", "decided_on": today.isoformat(),
+            "details": "Pardoned by decree of the President of the Republic of Kazakhstan."})
+
+    async def enforcing(self) -> None:
+        await self.send("transfer_request", KZ, await self.request())
+        await self.send("transfer_decision", AE,
+                        {"executing_state_provision": "UAE Penal Code, art. 451"})
+        await self.send("transfer_decision", KZ, {})
+        today = (await self.now()).date()
+        await hand_over(self.send, today, on=today + timedelta(days=3))
+        assert (await self.state()).status == "enforcing"
+
+
+async def events(outbox: Outbox, recipient: str, wanted: str) -> list[str]:
+    """The events delivered to ``recipient``, once ``wanted`` is among them (the workflow
+    delivers its notices after the update has answered)."""
+    with contextlib.suppress(AssertionError):  # a loaded machine: the caller asserts
+        await eventually(lambda: wanted in outbox.events(recipient), interval=0.05)
+    return outbox.events(recipient)
+
+
+async def hand_over(send: Callable[..., Awaitable[str]], today: date, *, on: date) -> None:
+    """An agreed transfer's handover arranged ``on`` a day, done ``today`` and the UAE's
+    first report: enforcement continued (art. 10). ``send(kind, sender, body)``."""
+    await send("transfer_handover", KZ, handover(on))
+    await send("transfer_completed", AE, {"handed_over_on": today.isoformat(),
+                                          "place": "Almaty International Airport"})
+    await send("transfer_execution_report", AE, {
+        "event": "enforcement_continued", "occurred_on": today.isoformat(),
+        "term_imposed": {"years": 5}})
+
+
+@pytest.fixture
+def wire(time_env: WorkflowEnvironment, skipping: tuple[Client, Outbox],
+         task_queue: str) -> Wire:
+    """A transfer from Kazakhstan to the UAE on the test's time-skipping server, with a
+    worker on the test's task queue and what it delivered in ``wire.outbox``."""
+    return Wire(time_env, task_queue, skipping[1])

@@ -17,8 +17,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.conftest import KZ, RU, event
 from tests.factories import message, new_request_id, request_body
-from tests.test_stack import KZ, RU, event
 from treatyflow import constants as c
 from treatyflow.codec import load_codec_token
 from treatyflow.settings import Settings

@@ -11,12 +11,11 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import Outbox, submit
+from tests.conftest import Assistance
 from tests.factories import message, new_request_id, request_body
 from treatyflow.constants import workflow_id
-from treatyflow.hub import Refusal, request_state
+from treatyflow.hub import Refusal
 from treatyflow.schemas.messages import InboundMessage
 from treatyflow.schemas.treaty import load_profile
 from treatyflow.workflows import lifecycle
@@ -330,49 +329,40 @@ def test_the_consent_window_scales_with_the_time_scale() -> None:
 # --- the workflow: open after execution, closed after the consent phase ---------------
 
 
-async def _executed_on(env: WorkflowEnvironment, tq: str) -> str:
-    rid = new_request_id()
-    await submit(env.client, message("request", request_id=rid, sender=KZ, recipient=RU,
-                                     body=request_body()), task_queue=tq)
-    for kind, body in (("receipt", {}), ("execution_report", REPORT)):
-        await submit(env.client, message(kind, request_id=rid, sender=RU, recipient=KZ,
-                                         body=body), task_queue=tq)
-    return rid
-
-
 async def test_workflow_carries_consent_after_execution_then_closes(
-    time_env: WorkflowEnvironment, skipping: tuple[object, Outbox], task_queue: str
+    assistance: Assistance,
 ) -> None:
-    _, outbox = skipping
-    rid = await _executed_on(time_env, task_queue)
-    client = time_env.client
+    rid = await assistance.received()
+    await assistance.submit(message("execution_report", request_id=rid, sender=RU,
+                                    recipient=KZ, body=REPORT))
+    time_env, outbox = assistance.env, assistance.outbox
     refused = message("results_transfer", request_id=rid, sender=KZ, recipient=CN,
                       body={"consent": "no-such-decision", "content": "Statements."})
     with pytest.raises(Refusal) as err:
-        await submit(client, refused, task_queue=task_queue)
+        await assistance.submit(refused)
     assert err.value.problem == "consent_required" and "art. 7.3" in err.value.reasons[0]
 
     await time_env.sleep(timedelta(days=80))  # within the 90 days: still open
     asked = message("consent_request", request_id=rid, sender=KZ, recipient=RU,
                     body=TRANSFER_ASK)
-    accepted = await submit(client, asked, task_queue=task_queue)
+    accepted = await assistance.submit(asked)
     assert accepted.status == "executed"
     decision = message("consent_decision", request_id=rid, sender=RU, recipient=KZ,
                        in_reply_to=asked.message_id, body=GRANT)
-    await submit(client, decision, task_queue=task_queue)
-    await submit(client, message("results_transfer", request_id=rid, sender=KZ, recipient=CN,
-                                 body={"consent": decision.message_id,
-                                       "content": "Statements."}), task_queue=task_queue)
+    await assistance.submit(decision)
+    await assistance.submit(message("results_transfer", request_id=rid, sender=KZ,
+                                    recipient=CN, body={"consent": decision.message_id,
+                                                        "content": "Statements."}))
     await time_env.sleep(timedelta(hours=1))
     assert "consent_requested" in outbox.events(RU)
     assert "consent_granted" in outbox.events(KZ)
     assert "results_transferred" in outbox.events(CN)
 
-    state = await request_state(client, "sco-2010", rid)
+    state = await assistance.state(rid)
     assert state.status == "executed" and state.results is not None
     assert [c.granted for c in state.results.consents] == [True]
-    handle = client.get_workflow_handle_for(RequestForAssistance.run,
-                                            workflow_id("sco-2010", rid))
+    handle = time_env.client.get_workflow_handle_for(RequestForAssistance.run,
+                                                     workflow_id("sco-2010", rid))
     # 90 quiet days counted from the last consent message, not from execution
     await time_env.sleep(timedelta(days=89))
     assert (await handle.describe()).status.name == "RUNNING"  # type: ignore[union-attr]
@@ -382,6 +372,6 @@ async def test_workflow_carries_consent_after_execution_then_closes(
     assert "consent_window_closed" in outbox.events(KZ)
     assert "consent_window_closed" in outbox.events(RU)
     with pytest.raises(Refusal) as err:
-        await submit(client, message("consent_request", request_id=rid, sender=KZ,
-                                     recipient=RU, body=OTHER_USE_ASK), task_queue=task_queue)
+        await assistance.submit(message("consent_request", request_id=rid, sender=KZ,
+                                        recipient=RU, body=OTHER_USE_ASK))
     assert err.value.problem == "request_closed"

@@ -16,8 +16,8 @@ import aio_pika
 import pytest
 from temporalio.client import Client
 
+from tests.conftest import KZ, RU, Opened, Parties, error_about, event, open_request, status
 from tests.factories import message, new_message_id, new_request_id
-from tests.test_stack import KZ, RU, error_about, event, open_request, status
 from tests.test_stack_signing import cli
 from treatyflow import constants as c
 from treatyflow.schemas.messages import InboundMessage
@@ -67,11 +67,10 @@ def clean(done: Any) -> None:
 
 
 async def test_list_filters_and_show_change_nothing(
-    authorities, stack_settings: Settings
+    kz_ru: Parties, stack_settings: Settings
 ) -> None:
     start = since()
-    kz, kz_box = await authorities(KZ)
-    ru, ru_box = await authorities(RU)
+    kz, kz_box, ru, ru_box = kz_ru
     unsigned = message("receipt", request_id=new_request_id(), sender=KZ, recipient=RU,
                        body={})
     await kz.publish_raw(unsigned.model_dump_json().encode(), content_type="application/json",
@@ -195,10 +194,9 @@ async def test_purge_one_with_a_reason_is_audited(authorities, stack_settings: S
 
 
 async def test_replay_of_a_valid_message_advances_its_request(
-    authorities, stack_client: Client, stack_settings: Settings
+    kz_ru: Parties, stack_client: Client, stack_settings: Settings
 ) -> None:
-    kz, kz_box = await authorities(KZ)
-    ru, ru_box = await authorities(RU)
+    kz, kz_box, _, ru_box = kz_ru
     # KZ's request, signed by KZ, dead-lettered as the broker does when the gateway failed
     # on it at every delivery (Temporal down, say).
     rid = new_request_id(KZ)  # a request id begins with its requester's id
@@ -223,11 +221,9 @@ async def test_replay_of_a_valid_message_advances_its_request(
 
 
 async def test_replay_of_a_message_already_applied_is_a_duplicate(
-    authorities, stack_client: Client, stack_settings: Settings
+    opened: Opened, stack_client: Client, stack_settings: Settings
 ) -> None:
-    kz, kz_box = await authorities(KZ)
-    ru, ru_box = await authorities(RU)
-    rid = await open_request(kz, kz_box, ru_box)
+    _, kz_box, ru, _, rid = opened
     receipt = message("receipt", request_id=rid, sender=RU, recipient=KZ, body={})
     await ru.publish(receipt)
     await kz_box.expect(event(rid, "received"))
@@ -244,10 +240,9 @@ async def test_replay_of_a_message_already_applied_is_a_duplicate(
 
 
 async def test_replay_of_an_invalid_message_is_refused_again(
-    authorities, stack_client: Client, stack_settings: Settings
+    kz_ru: Parties, stack_client: Client, stack_settings: Settings
 ) -> None:
-    kz, kz_box = await authorities(KZ)
-    ru, ru_box = await authorities(RU)
+    kz, kz_box, ru, ru_box = kz_ru
     stray = message("receipt", request_id=new_request_id(), sender=RU, recipient=KZ, body={})
     await ru.publish(stray)
     await ru_box.expect(error_about(stray.message_id))

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_stack import KZ, REPORT, RU, open_request, status
+from tests.conftest import KZ, RU, open_request, status
+from tests.test_stack import REPORT
 from treatyflow import constants as c
 from treatyflow import tls
 from treatyflow.codec import CODEC_TOKEN_FILE, KEYS_FILE, load_codec_token

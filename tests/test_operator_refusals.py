@@ -8,9 +8,9 @@ import pytest
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
-from tests.conftest import TEST_KEYS, operate, submit
+from tests.conftest import KZ, RU, TEST_KEYS, operate, submit
 from tests.factories import message, new_request_id
-from tests.test_operator_actions import KZ, RU, act
+from tests.test_operator_actions import act
 from treatyflow import constants as c
 from treatyflow import hub
 from treatyflow.hub import Refusal, request_state

@@ -6,14 +6,14 @@ over, completed and reported on (art. 10)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
-from tests.test_stack import event
+from tests.conftest import event
 from tests.transfer_factories import (
     AE,
     AE_MFA,
@@ -26,6 +26,7 @@ from tests.transfer_factories import (
     request_body,
 )
 from tests.transfer_factories import message as transfer_message
+from treatyflow.agency import AgencyClient
 from treatyflow.hub import transfer_state
 from treatyflow.schemas.messages import NoticeMessage
 from treatyflow.settings import Settings
@@ -34,22 +35,37 @@ from treatyflow.simulation.simulator import Simulation, serving_simulation
 pytestmark = pytest.mark.stack
 
 
+async def _serving(settings: Settings, authorities: set[str]) -> AsyncIterator[Simulation]:
+    sim = serving_simulation(settings)
+    await sim.connect(authorities)
+    yield sim
+    await sim.close()
+
+
 @pytest_asyncio.fixture
 async def served(stack_settings: Settings) -> AsyncIterator[Simulation]:
     """The UAE's central authority and both foreign ministries, played by ``--serve``."""
-    sim = serving_simulation(stack_settings)
-    await sim.connect({AE, KZ_MFA, AE_MFA})
-    yield sim
-    await sim.close()
+    async for sim in _serving(stack_settings, {AE, KZ_MFA, AE_MFA}):
+        yield sim
 
 
 @pytest_asyncio.fixture
 async def served_kz(stack_settings: Settings) -> AsyncIterator[Simulation]:
     """Kazakhstan's central authority and both foreign ministries, played by ``--serve``."""
-    sim = serving_simulation(stack_settings)
-    await sim.connect({KZ, KZ_MFA, AE_MFA})
-    yield sim
-    await sim.close()
+    async for sim in _serving(stack_settings, {KZ, KZ_MFA, AE_MFA}):
+        yield sim
+
+
+def _sender(client: AgencyClient, sender: str, recipient: str, rid: str
+            ) -> Callable[[str, dict[str, object]], Awaitable[str]]:
+    """Sends a transfer message of ``rid`` from ``sender`` (on ``client``) to ``recipient``:
+    returns its message id."""
+    async def send(kind: str, body: dict[str, object]) -> str:
+        m = transfer_message(kind, sender, recipient, body, request_id=rid,
+                             sent_at=datetime.now(UTC))
+        await client.publish(m)
+        return m.message_id
+    return send
 
 
 def _delivered(request_id: str, kind: str):  # type: ignore[no-untyped-def]
@@ -64,11 +80,7 @@ async def test_served_authorities_carry_a_transfer_to_enforcement(
 ) -> None:
     kz, kz_box = await authorities(KZ)  # the agency under test: everyone else is simulated
     rid = f"{KZ}-TR-SERVE-{mid()[4:12].upper()}"
-
-    async def send(kind: str, body: dict[str, object]) -> str:
-        m = transfer_message(kind, KZ, AE, body, request_id=rid, sent_at=datetime.now(UTC))
-        await kz.publish(m)
-        return m.message_id
+    send = _sender(kz, KZ, AE, rid)
 
     request = await send("transfer_request", request_body())
     decided = await kz_box.expect(_delivered(rid, "transfer_decision"), timeout=60)
@@ -103,11 +115,7 @@ async def test_served_sentencing_state_answers_the_executing_states_request(
     once both agree, arranges the handover (art. 3)."""
     ae, ae_box = await authorities(AE)
     rid = f"{AE}-TR-SERVE-{mid()[4:12].upper()}"
-
-    async def send(kind: str, body: dict[str, object]) -> str:
-        m = transfer_message(kind, AE, KZ, body, request_id=rid, sent_at=datetime.now(UTC))
-        await ae.publish(m)
-        return m.message_id
+    send = _sender(ae, AE, KZ, rid)
 
     await send("transfer_request", es_request_body())
     await ae_box.expect(_delivered(rid, "transfer_decision"), timeout=60)

@@ -10,72 +10,34 @@ import aiormq
 import pytest
 from temporalio.client import Client
 
-from tests.conftest import Mailbox, eventually
+from tests.conftest import (
+    KZ,
+    RU,
+    Opened,
+    Parties,
+    channel_of,
+    dead_letter,
+    error_about,
+    event,
+    open_request,
+    status,
+)
 from tests.factories import envelope, message, new_message_id, new_request_id, request_body
 from treatyflow import constants as c
 from treatyflow.agency import Unverified
-from treatyflow.hub import request_state
-from treatyflow.schemas.messages import ErrorMessage, NoticeMessage, OutboundMessage
+from treatyflow.schemas.messages import ErrorMessage, NoticeMessage
 from treatyflow.settings import Settings
-from treatyflow.topology import read_passwords
-from treatyflow.workers.dead_letter_queue import Letter, reading
 
 pytestmark = pytest.mark.stack
 
-KZ, RU, RU2 = "KZ-GPO", "RU-MIA", "RU-GPO"
+RU2 = "RU-GPO"  # a competent authority of the requested state, not the one asked
 REPORT = {"extent": "full", "summary": "Statements attached.", "confidentiality": "restricted"}
 
 
-def event(request_id: str, name: str):  # type: ignore[no-untyped-def]
-    def match(m: OutboundMessage) -> bool:
-        return isinstance(m, NoticeMessage) and m.request_id == request_id and \
-            m.body.event == name
-    return match
-
-
-def error_about(message_id: str):  # type: ignore[no-untyped-def]
-    def match(m: OutboundMessage) -> bool:
-        return isinstance(m, ErrorMessage) and m.body.refused_message_id == message_id
-    return match
-
-
-async def dead_letter(settings: Settings, message_id: str, timeout: float = 15) -> Letter:
-    """Take one message out of the hub's dead-letter queue by its message id. Read as the
-    operators' tools read it, under the queue's reading lock: the gateway's gauges read
-    the whole queue at times, and a plain ``basic.get`` meanwhile would find it empty."""
-    password = read_passwords(settings.secrets_dir)[c.HUB_USER]
-    url = settings.amqp_url(c.HUB_USER, password)
-
-    async def taken() -> Letter | None:
-        async with reading(url, wait=timeout, name="tests") as held:
-            for letter in held.letters:
-                if letter.message_id == message_id:
-                    await held.remove(letter)
-                    return letter
-        return None
-
-    return await eventually(taken, timeout=timeout, interval=0.2,
-                            what=f"{message_id} in {c.QUEUE_DEAD_LETTER}")
-
-
-async def status(client: Client, request_id: str):  # type: ignore[no-untyped-def]
-    return await request_state(client, "sco-2010", request_id)
-
-
-async def open_request(kz, kz_box: Mailbox, ru_box: Mailbox, **body: object) -> str:  # type: ignore[no-untyped-def]
-    rid = new_request_id()
-    await kz.publish(message("request", request_id=rid, sender=KZ, recipient=RU,
-                             body=request_body(**body)))
-    await ru_box.expect(event(rid, "request_delivered"))
-    await kz_box.expect(event(rid, "request_accepted"))
-    return rid
-
-
 async def test_request_reaches_requested_inbox_and_report_comes_back(
-    authorities, stack_client: Client
+    kz_ru: Parties, stack_client: Client
 ) -> None:
-    kz, kz_box = await authorities(KZ)
-    ru, ru_box = await authorities(RU)
+    kz, kz_box, ru, ru_box = kz_ru
     rid = new_request_id()
     await kz.publish(message("request", request_id=rid, sender=KZ, recipient=RU))
     delivered = await ru_box.expect(event(rid, "request_delivered"))
@@ -128,11 +90,9 @@ async def test_invalid_request_lists_every_reason_and_starts_nothing(
 
 
 async def test_message_delivered_twice_changes_the_request_once(
-    authorities, stack_client: Client
+    opened: Opened, stack_client: Client
 ) -> None:
-    kz, kz_box = await authorities(KZ)
-    ru, ru_box = await authorities(RU)
-    rid = await open_request(kz, kz_box, ru_box)
+    _, kz_box, ru, ru_box, rid = opened
     receipt = message("receipt", request_id=rid, sender=RU, recipient=KZ, body={})
     await ru.publish(receipt)
     await ru.publish(receipt)  # the same message id again (a redelivery)
@@ -148,11 +108,9 @@ async def test_message_delivered_twice_changes_the_request_once(
 
 
 async def test_transition_not_allowed_now_is_refused_and_changes_nothing(
-    authorities, stack_client: Client, stack_settings: Settings
+    opened: Opened, stack_client: Client, stack_settings: Settings
 ) -> None:
-    kz, kz_box = await authorities(KZ)
-    ru, ru_box = await authorities(RU)
-    rid = await open_request(kz, kz_box, ru_box)
+    _, _, ru, ru_box, rid = opened
     early = message("execution_report", request_id=rid, sender=RU, recipient=KZ, body=REPORT)
     await ru.publish(early)
     error = await ru_box.expect(error_about(early.message_id))
@@ -164,12 +122,10 @@ async def test_transition_not_allowed_now_is_refused_and_changes_nothing(
 
 
 async def test_message_about_another_authoritys_request_is_refused(
-    authorities, stack_client: Client
+    opened: Opened, authorities, stack_client: Client
 ) -> None:
-    kz, kz_box = await authorities(KZ)
-    _, ru_box = await authorities(RU)
     other, other_box = await authorities(RU2)
-    rid = await open_request(kz, kz_box, ru_box)
+    rid = opened.rid
     meddling = message("refusal", request_id=rid, sender=RU2, recipient=KZ, body={
         "extent": "whole", "grounds": ["security"], "reason": "Not ours to refuse, really."})
     await other.publish(meddling)
@@ -198,11 +154,8 @@ async def test_sender_must_be_the_connected_authority(
     await dead_letter(stack_settings, forged.message_id)
 
 
-async def test_unknown_request_and_closed_request_are_refused(
-    authorities, stack_settings: Settings
-) -> None:
-    kz, kz_box = await authorities(KZ)
-    ru, ru_box = await authorities(RU)
+async def test_unknown_request_and_closed_request_are_refused(kz_ru: Parties) -> None:
+    kz, kz_box, ru, ru_box = kz_ru
     stray = message("receipt", request_id=new_request_id(), sender=RU, recipient=KZ, body={})
     await ru.publish(stray)
     assert (await ru_box.expect(error_about(stray.message_id))).body.problem == "unknown_request"
@@ -219,35 +172,24 @@ async def test_unknown_request_and_closed_request_are_refused(
 
 
 async def test_authority_cannot_read_another_inbox(stack_settings: Settings) -> None:
-    password = read_passwords(stack_settings.secrets_dir)[KZ]
-    connection = await aio_pika.connect(stack_settings.amqp_url(KZ, password))
-    async with connection:
-        channel = await connection.channel()
+    async with channel_of(stack_settings, KZ) as channel:
         queue = await channel.get_queue(c.inbox_queue(RU), ensure=False)
         with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
             await queue.get(fail=False)
 
 
-async def test_authority_cannot_publish_into_the_delivery_exchange(
-    stack_settings: Settings
+@pytest.mark.parametrize(("exchange", "user_id", "routing_key", "refused"), [
+    (c.EXCHANGE_DELIVER, KZ, RU, aiormq.exceptions.ChannelAccessRefused),  # the hub's alone
+    (c.EXCHANGE_HUB, RU, KZ, aiormq.exceptions.ChannelPreconditionFailed),  # not KZ's login
+], ids=["into_the_delivery_exchange", "with_a_user_id_other_than_the_login"])
+async def test_broker_refuses_an_authority_publishing(
+    stack_settings: Settings, exchange: str, user_id: str, routing_key: str,
+    refused: type[Exception],
 ) -> None:
-    password = read_passwords(stack_settings.secrets_dir)[KZ]
-    connection = await aio_pika.connect(stack_settings.amqp_url(KZ, password))
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.get_exchange(c.EXCHANGE_DELIVER, ensure=False)
-        with pytest.raises(aiormq.exceptions.ChannelAccessRefused):
-            await exchange.publish(aio_pika.Message(b"{}", user_id=KZ), routing_key=RU)
-
-
-async def test_broker_refuses_a_user_id_other_than_the_login(stack_settings: Settings) -> None:
-    password = read_passwords(stack_settings.secrets_dir)[KZ]
-    connection = await aio_pika.connect(stack_settings.amqp_url(KZ, password))
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.get_exchange(c.EXCHANGE_HUB, ensure=False)
-        with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed):
-            await exchange.publish(aio_pika.Message(b"{}", user_id=RU), routing_key=KZ)
+    async with channel_of(stack_settings, KZ, publisher_confirms=True) as channel:
+        to = await channel.get_exchange(exchange, ensure=False)
+        with pytest.raises(refused):
+            await to.publish(aio_pika.Message(b"{}", user_id=user_id), routing_key=routing_key)
 
 
 async def test_no_guest_account(stack_settings: Settings) -> None:
@@ -256,11 +198,9 @@ async def test_no_guest_account(stack_settings: Settings) -> None:
 
 
 async def test_messages_of_one_request_are_applied_in_the_order_sent(
-    authorities, stack_client: Client
+    opened: Opened, stack_client: Client
 ) -> None:
-    kz, kz_box = await authorities(KZ)
-    ru, ru_box = await authorities(RU)
-    rid = await open_request(kz, kz_box, ru_box)
+    _, kz_box, ru, ru_box, rid = opened
     # Back to back: the gateway must not let the report overtake the receipt.
     await ru.publish(message("receipt", request_id=rid, sender=RU, recipient=KZ, body={}))
     await ru.publish(message("execution_report", request_id=rid, sender=RU, recipient=KZ,

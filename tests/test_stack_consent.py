@@ -9,8 +9,9 @@ import asyncio
 import pytest
 from temporalio.client import Client
 
+from tests.conftest import KZ, RU, Opened, dead_letter, error_about, event, status
 from tests.factories import message
-from tests.test_stack import REPORT, dead_letter, error_about, event, open_request, status
+from tests.test_stack import REPORT
 from treatyflow import constants as c
 from treatyflow.metrics import OPEN_QUERY
 from treatyflow.schemas.messages import NoticeMessage
@@ -18,28 +19,27 @@ from treatyflow.settings import Settings
 
 pytestmark = pytest.mark.stack
 
-KZ, RU, CN, UZ = "KZ-GPO", "RU-MIA", "CN-MPS", "UZ-MIA"
+CN, UZ = "CN-MPS", "UZ-MIA"  # a third state's authority; one the results must not reach
 ASK = {"scope": "third_party_transfer", "purpose": "Joint investigation with China.",
        "third_party": CN, "reason": "The funds went on to an account in Urumqi."}
 
 
-async def _executed(authorities, stack_client: Client):  # type: ignore[no-untyped-def]
-    kz, kz_box = await authorities(KZ)
-    ru, ru_box = await authorities(RU)
-    rid = await open_request(kz, kz_box, ru_box)
+async def _executed(opened: Opened) -> None:
+    """The opened request executed: RU-MIA's receipt and report, KZ-GPO told."""
+    _, kz_box, ru, _, rid = opened
     await ru.publish(message("receipt", request_id=rid, sender=RU, recipient=KZ, body={}))
     await ru.publish(message("execution_report", request_id=rid, sender=RU, recipient=KZ,
                              body=REPORT))
     executed = await kz_box.expect(event(rid, "executed"))
     assert isinstance(executed, NoticeMessage)
     assert executed.body.detail["handling"]["confidentiality"] == "restricted"
-    return rid, (kz, kz_box), (ru, ru_box)
 
 
 async def test_results_transferred_to_a_third_party_with_consent(
-    authorities, stack_client: Client
+    opened: Opened, authorities, stack_client: Client
 ) -> None:
-    rid, (kz, kz_box), (ru, ru_box) = await _executed(authorities, stack_client)
+    kz, kz_box, ru, ru_box, rid = opened
+    await _executed(opened)
     _, cn_box = await authorities(CN)
     asked = message("consent_request", request_id=rid, sender=KZ, recipient=RU, body=ASK)
     await kz.publish(asked)
@@ -81,9 +81,10 @@ async def test_results_transferred_to_a_third_party_with_consent(
 
 
 async def test_transfer_without_consent_is_dead_lettered_consent_required(
-    authorities, stack_client: Client, stack_settings: Settings
+    opened: Opened, authorities, stack_client: Client, stack_settings: Settings
 ) -> None:
-    rid, (kz, kz_box), _ = await _executed(authorities, stack_client)
+    kz, kz_box, _, _, rid = opened
+    await _executed(opened)
     _, uz_box = await authorities(UZ)
     transfer = message("results_transfer", request_id=rid, sender=KZ, recipient=UZ,
                        body={"consent": "no-such-consent", "content": "Statements attached."})

@@ -12,17 +12,28 @@ import hmac
 import json
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
 import aio_pika
 import pytest
+import pytest_asyncio
 from temporalio.client import Client
 
-from tests.conftest import Mailbox
+from tests.conftest import (
+    KZ,
+    RU,
+    Mailbox,
+    Opened,
+    Parties,
+    channel_of,
+    dead_letter,
+    error_about,
+    event,
+    status,
+)
 from tests.factories import envelope, message, new_message_id, new_request_id, request_body
-from tests.test_stack import KZ, RU, dead_letter, error_about, event, open_request, status
 from treatyflow import constants as c
 from treatyflow import keys
 from treatyflow.agency import (
@@ -90,110 +101,107 @@ async def assert_refused_and_nothing_changed(
     return error
 
 
+Refused = Callable[[InboundMessage, str], Awaitable[ErrorMessage]]
+
+
+@pytest_asyncio.fixture
+async def refused(opened: Opened, stack_client: Client, stack_settings: Settings) -> Refused:
+    """Checks that RU-MIA's message about the opened request was refused with a problem
+    and changed nothing (as assert_refused_and_nothing_changed); returns the error."""
+    async def check(message: InboundMessage, problem: str) -> ErrorMessage:
+        return await assert_refused_and_nothing_changed(
+            opened.ru_box, stack_settings, stack_client, message, problem,
+            request_id=opened.rid, timeline=["request_sent"])
+    return check
+
+
+def receipt_of(opened: Opened, **body: object) -> InboundMessage:
+    """RU-MIA's receipt of the opened request."""
+    return message("receipt", request_id=opened.rid, sender=RU, recipient=KZ, body=body)
+
+
 async def publish_jws(client: AgencyClient, token: str, of: InboundMessage) -> None:
     """A JWS made by hand, published as it is on ``client``'s connection."""
     await client.publish_raw(token.encode(), content_type=c.CONTENT_TYPE_JWS,
                              message_id=of.message_id)
 
 
+async def publish_json(client: AgencyClient, data: str, message_id: str) -> None:
+    """An envelope as plain JSON, no JWS around it, published on ``client``'s connection."""
+    await client.publish_raw(data.encode(), content_type="application/json",
+                             message_id=message_id)
+
+
 async def test_unsigned_message_is_refused_and_changes_nothing(
-    authorities, stack_client: Client, stack_settings: Settings
+    opened: Opened, refused: Refused, stack_client: Client
 ) -> None:
-    kz, kz_box = await authorities(KZ)
-    ru, ru_box = await authorities(RU)
-    rid = await open_request(kz, kz_box, ru_box)
-    receipt = message("receipt", request_id=rid, sender=RU, recipient=KZ, body={})
-    await ru.publish_raw(receipt.model_dump_json().encode(), content_type="application/json",
-                         message_id=receipt.message_id)
-    error = await assert_refused_and_nothing_changed(
-        ru_box, stack_settings, stack_client, receipt, "unsigned", request_id=rid,
-        timeline=["request_sent"])
-    assert "not a JWS" in error.body.reasons[0]
+    receipt = receipt_of(opened)
+    await publish_json(opened.ru, receipt.model_dump_json(), receipt.message_id)
+    assert "not a JWS" in (await refused(receipt, "unsigned")).body.reasons[0]
     # An unsigned new request starts no workflow at all.
     fresh = message("request", request_id=new_request_id(), sender=KZ, recipient=RU)
-    await kz.publish_raw(fresh.model_dump_json().encode(), content_type="application/json",
-                         message_id=fresh.message_id)
-    assert (await kz_box.expect(error_about(fresh.message_id))).body.problem == "unsigned"
+    await publish_json(opened.kz, fresh.model_dump_json(), fresh.message_id)
+    assert (await opened.kz_box.expect(error_about(fresh.message_id))).body.problem == \
+        "unsigned"
     with pytest.raises(Exception, match="not found|NotFound|workflow"):
         await stack_client.get_workflow_handle(
             c.workflow_id("sco-2010", fresh.request_id)).describe()
 
 
 async def test_message_signed_with_another_authoritys_key_is_refused(
-    authorities, stack_client: Client, stack_settings: Settings
+    opened: Opened, refused: Refused
 ) -> None:
-    kz, kz_box = await authorities(KZ)
-    ru, ru_box = await authorities(RU)
-    rid = await open_request(kz, kz_box, ru_box)
+    kz, ru = opened.kz, opened.ru
     # RU-MIA's connection and sender, but KZ-GPO's key and kid: a valid JWS of the wrong party.
-    receipt = message("receipt", request_id=rid, sender=RU, recipient=KZ, body={})
+    receipt = receipt_of(opened)
     await ru.publish_signed(kz.sign(receipt), receipt)
-    error = await assert_refused_and_nothing_changed(
-        ru_box, stack_settings, stack_client, receipt, "unknown_key", request_id=rid,
-        timeline=["request_sent"])
+    error = await refused(receipt, "unknown_key")
     assert kz.signing_key is not None
     assert f"key {kz.signing_key.key_id!r} is not a key of {RU}" in error.body.reasons[0]
 
 
 async def test_message_altered_after_signing_names_the_kid_and_the_digest(
-    authorities, stack_client: Client, stack_settings: Settings
+    opened: Opened, refused: Refused
 ) -> None:
-    kz, kz_box = await authorities(KZ)
-    ru, ru_box = await authorities(RU)
-    rid = await open_request(kz, kz_box, ru_box)
-    receipt = message("receipt", request_id=rid, sender=RU, recipient=KZ,
-                      body={"note": "received by the duty officer"})
+    ru = opened.ru
+    receipt = receipt_of(opened, note="received by the duty officer")
     head, payload, signature = ru.sign(receipt).split(".")
     data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     data["body"]["note"] = "received by someone else"  # changed in transit
     altered = f"{head}.{b64(json.dumps(data).encode())}.{signature}"
     await publish_jws(ru, altered, receipt)
-    error = await assert_refused_and_nothing_changed(
-        ru_box, stack_settings, stack_client, receipt, "bad_signature", request_id=rid,
-        timeline=["request_sent"])
-    reason = error.body.reasons[0]
+    reason = (await refused(receipt, "bad_signature")).body.reasons[0]
     assert ru.signing_key is not None and repr(ru.signing_key.key_id) in reason
     digest = hashlib.sha256(altered.rsplit(".", 1)[0].encode()).hexdigest()
     assert digest in reason and "altered after signing" in reason
 
 
-async def test_alg_none_and_hs256_keyed_with_the_public_key_are_refused(
-    authorities, stack_client: Client, stack_settings: Settings
+@pytest.mark.parametrize("alg", ["none", "HS256"])
+async def test_alg_none_or_hs256_keyed_with_the_public_key_is_refused(
+    opened: Opened, refused: Refused, alg: str
 ) -> None:
-    kz, kz_box = await authorities(KZ)
-    ru, ru_box = await authorities(RU)
+    ru = opened.ru
     assert ru.signing_key is not None
     kid, public = ru.signing_key.key_id, ru.signing_key.public_key
-    for alg in ("none", "HS256"):
-        rid = await open_request(kz, kz_box, ru_box)  # fresh: no receipt deemed meanwhile
-        receipt = message("receipt", request_id=rid, sender=RU, recipient=KZ, body={})
-        protected = b64(json.dumps({"alg": alg, "kid": kid}).encode())
-        signing_input = f"{protected}.{b64(receipt.model_dump_json().encode())}"
-        mac = hmac.new(public.encode(), signing_input.encode(), hashlib.sha256).digest()
-        # alg none with a signature segment (an empty one is not even a compact JWS)
-        await publish_jws(ru, f"{signing_input}.{b64(mac)}", receipt)
-        error = await assert_refused_and_nothing_changed(
-            ru_box, stack_settings, stack_client, receipt, "bad_signature", request_id=rid,
-            timeline=["request_sent"])
-        assert f"alg {alg!r} is not accepted" in error.body.reasons[0]
+    receipt = receipt_of(opened)
+    protected = b64(json.dumps({"alg": alg, "kid": kid}).encode())
+    signing_input = f"{protected}.{b64(receipt.model_dump_json().encode())}"
+    mac = hmac.new(public.encode(), signing_input.encode(), hashlib.sha256).digest()
+    # alg none with a signature segment (an empty one is not even a compact JWS)
+    await publish_jws(ru, f"{signing_input}.{b64(mac)}", receipt)
+    error = await refused(receipt, "bad_signature")
+    assert f"alg {alg!r} is not accepted" in error.body.reasons[0]
 
 
 async def test_version_1_envelope_is_refused_with_the_migration_note(
-    authorities, stack_client: Client, stack_settings: Settings
+    opened: Opened, refused: Refused
 ) -> None:
-    kz, kz_box = await authorities(KZ)
-    ru, ru_box = await authorities(RU)
-    rid = await open_request(kz, kz_box, ru_box)
-    old = envelope("receipt", request_id=rid, sender=RU, recipient=KZ, body={})
+    old = envelope("receipt", request_id=opened.rid, sender=RU, recipient=KZ, body={})
     old |= {"schema_version": "1", "signature": {"alg": "ed25519", "key_id": "RU-MIA-2026-1",
                                                  "value": b64(bytes(64))}}
-    await ru.publish_raw(json.dumps(old).encode(), content_type="application/json",
-                         message_id=old["message_id"])
-    refused = message("receipt", request_id=rid, sender=RU, recipient=KZ, body={},
-                      message_id=old["message_id"])
-    error = await assert_refused_and_nothing_changed(
-        ru_box, stack_settings, stack_client, refused, "unsupported_version", request_id=rid,
-        timeline=["request_sent"])
+    await publish_json(opened.ru, json.dumps(old), old["message_id"])
+    error = await refused(receipt_of(opened).model_copy(
+        update={"message_id": old["message_id"]}), "unsupported_version")
     assert "schema_version '1'" in error.body.reasons[0]
     assert MIGRATION_NOTE in error.body.reasons
 
@@ -274,10 +282,9 @@ async def test_rotated_key_signs_new_requests_while_the_old_one_still_verifies(
 
 
 async def test_requested_authority_gets_the_requesters_original_jws_and_it_verifies(
-    authorities, stack_settings: Settings
+    kz_ru: Parties, stack_settings: Settings
 ) -> None:
-    kz, kz_box = await authorities(KZ)
-    ru, ru_box = await authorities(RU)
+    kz, _, _, ru_box = kz_ru
     rid = new_request_id()
     sent = await kz.publish(message("request", request_id=rid, sender=KZ, recipient=RU))
     delivered = await ru_box.expect(event(rid, "request_delivered"))
@@ -300,10 +307,7 @@ async def test_requested_authority_gets_the_requesters_original_jws_and_it_verif
 async def _publish_as_hub(settings: Settings, body: bytes, message_id: str, to: str) -> None:
     """Put bytes into an authority's inbox through the delivery exchange (only the hub
     user may): how a forged or damaged notice would reach an agency."""
-    password = read_passwords(settings.secrets_dir)[c.HUB_USER]
-    connection = await aio_pika.connect(settings.amqp_url(c.HUB_USER, password))
-    async with connection:
-        channel = await connection.channel(publisher_confirms=True)
+    async with channel_of(settings, c.HUB_USER, publisher_confirms=True) as channel:
         exchange = await channel.get_exchange(c.EXCHANGE_DELIVER, ensure=False)
         await exchange.publish(
             aio_pika.Message(body, message_id=message_id, content_type=c.CONTENT_TYPE_JWS,
@@ -311,11 +315,9 @@ async def _publish_as_hub(settings: Settings, body: bytes, message_id: str, to: 
 
 
 async def test_agency_verifies_the_hubs_signature_on_what_it_receives(
-    authorities, stack_settings: Settings
+    opened: Opened, stack_settings: Settings
 ) -> None:
-    kz, kz_box = await authorities(KZ)
-    ru, ru_box = await authorities(RU)
-    rid = await open_request(kz, kz_box, ru_box)
+    _, kz_box, ru, ru_box, rid = opened
     accepted = await kz_box.expect(event(rid, "request_accepted"))  # verified, or Unverified
     stray = message("receipt", request_id=new_request_id(), sender=RU, recipient=KZ, body={})
     await ru.publish(stray)
@@ -373,11 +375,8 @@ async def read_raw(settings: Settings, authority: str, match: Callable[[Verified
                    timeout: float = 20) -> Verified:
     """Read ``authority``'s inbox as a system in another language would: the AMQP body
     as it is, checked with a plain JWS verify against the registry (the hub's key)."""
-    password = read_passwords(settings.secrets_dir)[authority]
     registry = keys.read_registry(settings.secrets_dir)
-    connection = await aio_pika.connect(settings.amqp_url(authority, password))
-    async with connection:
-        channel = await connection.channel()
+    async with channel_of(settings, authority) as channel:
         queue = await channel.get_queue(c.inbox_queue(authority), ensure=False)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
-from tests.conftest import Mailbox, eventually
+from tests.conftest import Mailbox, error_about, event, eventually, hand_over
 from tests.test_demo_and_cli import _cli
 from tests.test_observability import scrape, value
-from tests.test_stack import error_about, event
 from tests.transfer_factories import (
     AE,
     AE_MFA,
@@ -119,12 +118,7 @@ async def test_full_transfer_across_the_relaying_foreign_ministries(
     await ch.send("transfer_decision", KZ, {})
     await boxes[KZ].expect(event(rid, "agreed"))
     today = datetime.now(UTC).date()
-    await ch.send("transfer_handover", KZ, handover(today + timedelta(days=1)))
-    await ch.send("transfer_completed", AE, {"handed_over_on": today.isoformat(),
-                                             "place": "Almaty International Airport"})
-    await ch.send("transfer_execution_report", AE, {
-        "event": "enforcement_continued", "occurred_on": today.isoformat(),
-        "term_imposed": {"years": 5}})
+    await hand_over(ch.send, today, on=today + timedelta(days=1))
 
     state = await transfer_state(stack_client, TREATY, rid)
     assert state.status == "enforcing" and not state.overdue

@@ -30,6 +30,7 @@ from tests.transfer_factories import (
     person,
     request_body,
     sentence,
+    transit_body,
     transit_message,
 )
 from treatyflow.schemas.transfer import (
@@ -184,6 +185,13 @@ def test_short_term_blocks_agreement_unless_both_states_agree_otherwise() -> Non
 
 def _condition(case: Case, code: str) -> tf.ConditionResult:
     return next(c for c in case.state.conditions if c.code == code)
+
+
+def _both_agree(c: Case) -> None:
+    """The UAE agrees naming its law (art. 8.4), then Kazakhstan: agreed (art. 8.6)."""
+    c.agree(AE, executing_state_provision="UAE Penal Code, art. 451")
+    c.agree(KZ)
+    assert c.state.status is S.AGREED
 
 
 def test_all_conditions_met_lead_to_agreement_and_are_shown() -> None:
@@ -347,9 +355,7 @@ def test_missing_document_stops_the_request_names_the_article_and_resumes() -> N
     assert "missing final_judgment (art. 7.1(c))" in problems[0]
     c.send("transfer_documents", KZ, {"documents": [doc("final_judgment")]})
     assert c.state.status is S.UNDER_CONSIDERATION
-    c.agree(AE, executing_state_provision="UAE Penal Code, art. 451")
-    c.agree(KZ)
-    assert c.state.status is S.AGREED
+    _both_agree(c)
 
 
 def test_a_document_on_request_art_7_1_d() -> None:
@@ -697,14 +703,8 @@ def test_handover_not_reported_is_overdue() -> None:
 
 
 def _transit_body(c: Case, state: str = "TR", **over: Any) -> dict[str, Any]:
-    b: dict[str, Any] = {
-        "transfer_request_id": c.state.request_id, "transit_state": state,
-        "person": person(), "route": {"mode": "air", "transit_states": [state],
-                                      "landing_in_transit": True},
-        "period_from": "2025-04-01", "period_to": "2025-04-02",
-        "documents": [doc(x) for x in SS_DOCS] + [doc("citizenship_proof", "AE")]}
-    b.update(over)
-    return b
+    """The transit request of ``c``'s transfer, through ``state``."""
+    return transit_body(c.state.request_id, state, **over)
 
 
 def test_no_transit_for_a_flight_without_landing_art_16_4() -> None:
@@ -821,9 +821,7 @@ def test_termination_does_not_stop_a_running_request_art_19_3() -> None:
     last_day = datetime.combine(ends - DAY, datetime.min.time(), tzinfo=UTC) + timedelta(hours=9)
     c = Case(profile=terminated, now=last_day)  # started the day before termination
     c.now = datetime.combine(ends + 30 * DAY, datetime.min.time(), tzinfo=UTC)
-    c.agree(AE, executing_state_provision="UAE Penal Code, art. 451")
-    c.agree(KZ)
-    assert c.state.status is S.AGREED  # it runs to its end
+    _both_agree(c)  # it runs to its end
     on_the_day = datetime.combine(ends, datetime.min.time(), tzinfo=UTC)
     m = message("transfer_request", KZ, AE, request_body(), request_id="TR-KZ-2025-0002")
     problems = tf.check_new_transfer(terminated, m, on_the_day)  # type: ignore[arg-type]

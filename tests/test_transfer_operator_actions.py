@@ -4,16 +4,12 @@ validated updates on the time-skipping server through ``hub.operate``, as the CL
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, timedelta
 
 import pytest
 import pytest_asyncio
-from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
 
-from tests.conftest import Outbox, operate, start_time_skipping
-from tests.test_transfer_workflow import Wire, events
+from tests.conftest import Wire, events, operate, own_time_skipping
 from tests.transfer_factories import (
     AE,
     AE_MFA,
@@ -28,7 +24,6 @@ from tests.transfer_factories import (
     transit_body,
     transit_message,
 )
-from treatyflow.codec import PayloadKeys
 from treatyflow.constants import workflow_id
 from treatyflow.hub import Refusal
 from treatyflow.workflows import transfer as tf
@@ -149,64 +144,45 @@ def test_a_transit_may_be_withdrawn_or_closed_never_extended() -> None:
 # --- on Temporal, through hub.operate ---------------------------------------------------
 
 
-@pytest_asyncio.fixture
-async def time_env(payload_keys: PayloadKeys) -> AsyncIterator[WorkflowEnvironment]:
-    """A time-skipping server of this test's own, like test_transfer_workflow.py's."""
-    env = await start_time_skipping(payload_keys)
-    yield env
-    await env.shutdown()
+time_env = pytest_asyncio.fixture(own_time_skipping, name="time_env")
 
 
-@pytest.fixture
-def wire(time_env: WorkflowEnvironment, task_queue: str) -> Wire:
-    return Wire(time_env, task_queue)
-
-
-async def test_operator_extends_the_art_12_deadline_of_a_transfer(
-    wire: Wire, time_env: WorkflowEnvironment, skipping: tuple[Client, Outbox]
-) -> None:
-    _, outbox = skipping
+async def test_operator_extends_the_art_12_deadline_of_a_transfer(wire: Wire) -> None:
     await wire.enforcing()
     with pytest.raises(Refusal) as refused:  # nothing runs yet: refused with the reason
-        await operate(time_env.client, TREATY, wire.request_id, act("extend_deadline", days=3))
+        await operate(wire.env.client, TREATY, wire.request_id, act("extend_deadline", days=3))
     assert refused.value.problem == "not_allowed_now"
     assert "nothing to extend" in refused.value.reasons[0]
-    today = (await wire.now()).date()
-    await wire.send("transfer_sentence_decision", KZ, {
-        "decision": "pardon", "effect": "ends_enforcement", "decided_on": today.isoformat(),
-        "details": "Pardoned by decree of the President of the Republic of Kazakhstan."})
-    await time_env.sleep(timedelta(days=1))
-    done = await operate(time_env.client, TREATY, wire.request_id,
+    await wire.pardon()
+    await wire.env.sleep(timedelta(days=1))
+    done = await operate(wire.env.client, TREATY, wire.request_id,
                          act("extend_deadline", days=5, deadline="enforcement_change"))
     assert done.status == "enforcing" and not done.overdue and done.deadline
-    await time_env.sleep(timedelta(days=3))  # past art. 12's two days: extended
+    await wire.env.sleep(timedelta(days=3))  # past art. 12's two days: extended
     assert not (await wire.state()).overdue
-    await time_env.sleep(timedelta(days=3))
+    await wire.env.sleep(timedelta(days=3))
     state = await wire.state_once(lambda s: s.overdue)
     assert state.overdue
     entry = next(e for e in state.timeline if e.event == "operator_extend_deadline")
     assert entry.actor == "operator:A. Operator" and "file 17" in (entry.note or "")
-    assert "deadline_extended" in await events(outbox, KZ, "deadline_extended")
-    assert "deadline_extended" in await events(outbox, AE, "deadline_extended")
-    await events(outbox, AE, "overdue")
+    assert "deadline_extended" in await events(wire.outbox, KZ, "deadline_extended")
+    assert "deadline_extended" in await events(wire.outbox, AE, "deadline_extended")
+    await events(wire.outbox, AE, "overdue")
 
 
-async def test_operator_resends_an_unrelayed_request_to_the_foreign_ministry(
-    wire: Wire, time_env: WorkflowEnvironment, skipping: tuple[Client, Outbox]
-) -> None:
-    _, outbox = skipping
+async def test_operator_resends_an_unrelayed_request_to_the_foreign_ministry(wire: Wire) -> None:
     await wire.send("transfer_request", KZ, await wire.request(), relay=False)
-    assert await events(outbox, KZ_MFA, "relay_requested") == ["relay_requested"]
+    assert await events(wire.outbox, KZ_MFA, "relay_requested") == ["relay_requested"]
     with pytest.raises(Refusal, match="nothing has been sent to AE-MOFA yet"):
-        await operate(time_env.client, TREATY, wire.request_id,
+        await operate(wire.env.client, TREATY, wire.request_id,
                       act("resend_last_notice", party=AE_MFA))
-    await operate(time_env.client, TREATY, wire.request_id,
+    await operate(wire.env.client, TREATY, wire.request_id,
                   act("resend_last_notice", party=KZ_MFA))
     for _ in range(300):  # the workflow delivers after the update has answered
-        if len(outbox.events(KZ_MFA)) == 2:
+        if len(wire.outbox.events(KZ_MFA)) == 2:
             break
         await asyncio.sleep(0.05)
-    mine = [d.message for d in outbox.sent if d.message.recipient == KZ_MFA]
+    mine = [d.message for d in wire.outbox.sent if d.message.recipient == KZ_MFA]
     assert len(mine) == 2 and mine[0].message_id == mine[1].message_id  # the same notice
     state = await wire.state()
     assert any(e.event == "operator_resend_last_notice" and KZ_MFA in (e.note or "")
@@ -215,29 +191,24 @@ async def test_operator_resends_an_unrelayed_request_to_the_foreign_ministry(
 
 @pytest.mark.parametrize(("action", "final"), [("withdraw", "withdrawn"), ("close", "closed")])
 async def test_withdraw_and_close_end_a_transfer_and_tell_both_sides(
-    wire: Wire, time_env: WorkflowEnvironment, skipping: tuple[Client, Outbox],
-    action: str, final: str,
+    wire: Wire, action: str, final: str,
 ) -> None:
-    _, outbox = skipping
     await wire.send("transfer_request", KZ, await wire.request())
-    done = await operate(time_env.client, TREATY, wire.request_id, act(action))
+    done = await operate(wire.env.client, TREATY, wire.request_id, act(action))
     assert done.status == final
-    handle = time_env.client.get_workflow_handle(workflow_id(TREATY, wire.request_id))
+    handle = wire.env.client.get_workflow_handle(workflow_id(TREATY, wire.request_id))
     assert (await handle.result())["status"] == final
-    assert final in await events(outbox, KZ, final)
-    assert final in await events(outbox, AE, final)
+    assert final in await events(wire.outbox, KZ, final)
+    assert final in await events(wire.outbox, AE, final)
     # Its Deadline search attribute was unset; the time-skipping server describes it with
     # a null datetime, which the SDK cannot decode: the refusal still names the status.
     with pytest.raises(Refusal) as refused:
-        await operate(time_env.client, TREATY, wire.request_id, act("close"))
+        await operate(wire.env.client, TREATY, wire.request_id, act("close"))
     assert refused.value.problem == "request_closed"
     assert f"already {final}" in refused.value.reasons[0]
 
 
-async def test_operator_withdraws_a_transit_and_its_transfer_learns_it_art_16(
-    wire: Wire, time_env: WorkflowEnvironment, skipping: tuple[Client, Outbox]
-) -> None:
-    _, outbox = skipping
+async def test_operator_withdraws_a_transit_and_its_transfer_learns_it_art_16(wire: Wire) -> None:
     await wire.send("transfer_request", KZ, await wire.request())
     await wire.send("transfer_decision", AE, {"executing_state_provision": "UAE Penal Code"})
     await wire.send("transfer_decision", KZ, {})
@@ -248,12 +219,12 @@ async def test_operator_withdraws_a_transit_and_its_transfer_learns_it_art_16(
         wire.request_id, "UZ", period_from=today.isoformat(),
         period_to=(today + timedelta(days=3)).isoformat()), request_id=tid)
     with pytest.raises(Refusal, match="no deadline on a transit"):
-        await operate(time_env.client, TREATY, tid, act("extend_deadline", days=2))
-    done = await operate(time_env.client, TREATY, tid, act("withdraw"))
+        await operate(wire.env.client, TREATY, tid, act("extend_deadline", days=2))
+    done = await operate(wire.env.client, TREATY, tid, act("withdraw"))
     assert done.status == "transit_withdrawn"
-    transit = time_env.client.get_workflow_handle(workflow_id(TREATY, tid))
+    transit = wire.env.client.get_workflow_handle(workflow_id(TREATY, tid))
     assert (await transit.result())["status"] == "transit_withdrawn"
-    assert "transit_withdrawn" in await events(outbox, UZ, "transit_withdrawn")
+    assert "transit_withdrawn" in await events(wire.outbox, UZ, "transit_withdrawn")
     state = await wire.state_once(lambda s: s.transits == {"UZ": "withdrawn"})
     assert state.transits == {"UZ": "withdrawn"}
     with pytest.raises(Refusal, match="transit through UZ is withdrawn, not granted"):

@@ -11,6 +11,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import pytest_asyncio
 from temporalio.client import Client
 
 from tests.conftest import TEST_KEYS, operate, submit
@@ -36,21 +37,28 @@ async def _opened(client: Client) -> str:
     return rid
 
 
+@pytest_asyncio.fixture
+async def rid(stack_client: Client) -> str:
+    """A request KZ-GPO opened to RU-MIA straight through Temporal, with the tests' keys."""
+    return await _opened(stack_client)
+
+
 async def _events(client: Client, rid: str) -> list[str]:
     return [e.event for e in (await request_state(client, "sco-2010", rid)).timeline]
 
 
 async def _refused(client: Client, rid: str, problem: str, sent: InboundMessage | None = None,
-                   **options: object) -> str:
+                   *, naming: str, **options: object) -> None:
     """Submit ``sent`` (by default a receipt of ``rid``) with ``options``; it must be
-    refused with ``problem`` and leave the timeline as it was. Returns the reasons."""
+    refused with ``problem``, its reasons naming ``naming``, and leave the timeline as it
+    was."""
     before = await _events(client, rid)
     sent = sent or message("receipt", request_id=rid, sender=RU, recipient=KZ)
     with pytest.raises(Refusal) as refused:
         await hub.submit(client, sent, **{"directory": TEST_KEYS, **options})  # type: ignore[arg-type]
     assert refused.value.problem == problem, refused.value
     assert await _events(client, rid) == before
-    return " ".join(refused.value.reasons)
+    assert naming in " ".join(refused.value.reasons), refused.value.reasons
 
 
 def _directory(ring: KeyRing, signer: SigningKey, at: datetime) -> tuple[str, datetime]:
@@ -68,35 +76,34 @@ def _rotated(owner: str, key_id: str) -> tuple[SigningKey, KeyRing, tuple[str, d
 
 
 async def test_an_unsigned_message_sent_straight_to_temporal_is_not_applied(
-    stack_client: Client
+    stack_client: Client, rid: str
 ) -> None:
-    rid = await _opened(stack_client)
-    reasons = await _refused(stack_client, rid, "unsigned", jws=None)
-    assert "carries no signature" in reasons
+    await _refused(stack_client, rid, "unsigned", jws=None, naming="carries no signature")
 
 
 async def test_a_message_signed_by_another_partys_key_is_not_applied(
-    stack_client: Client
+    stack_client: Client, rid: str
 ) -> None:
     """The unsigned-report attack, signed: a receipt "from RU-MIA" under KZ-GPO's key."""
-    rid = await _opened(stack_client)
     receipt = message("receipt", request_id=rid, sender=RU, recipient=KZ)
     forged = sign(receipt, TEST_KEYS.private[KZ])
-    reasons = await _refused(stack_client, rid, "unknown_key", receipt, jws=forged)
-    assert f"not a key of {RU}" in reasons
+    await _refused(stack_client, rid, "unknown_key", receipt, jws=forged,
+                   naming=f"not a key of {RU}")
 
 
-async def test_a_signature_over_another_message_is_not_applied(stack_client: Client) -> None:
-    rid = await _opened(stack_client)
+async def test_a_signature_over_another_message_is_not_applied(
+    stack_client: Client, rid: str
+) -> None:
     other = message("receipt", request_id=new_request_id(), sender=RU, recipient=KZ)
-    reasons = await _refused(stack_client, rid, "bad_signature", jws=TEST_KEYS.sign(other))
-    assert "is not the message its JWS signs" in reasons
+    await _refused(stack_client, rid, "bad_signature", jws=TEST_KEYS.sign(other),
+                   naming="is not the message its JWS signs")
 
 
-async def test_a_directory_no_known_hub_key_signed_is_not_taken(stack_client: Client) -> None:
+async def test_a_directory_no_known_hub_key_signed_is_not_taken(
+    stack_client: Client, rid: str
+) -> None:
     """Whoever makes up a directory (its own hub key, its own key for RU-MIA) gets
     nothing applied with it."""
-    rid = await _opened(stack_client)
     later = datetime.now(UTC) + timedelta(seconds=1)
     evil_hub, evil_ru = SigningKey.generate("HUB-evil-1"), SigningKey.generate("RU-MIA-evil-1")
     ring = KeyRing(keys=[
@@ -106,15 +113,13 @@ async def test_a_directory_no_known_hub_key_signed_is_not_taken(stack_client: Cl
                   valid_from=later)])
     evil = _directory(ring, evil_hub, later)
     receipt = message("receipt", request_id=rid, sender=RU, recipient=KZ)
-    reasons = await _refused(stack_client, rid, "bad_signature", receipt,
-                             jws=sign(receipt, evil_ru), directory=lambda: evil)
-    assert "not signed by a hub key this request knows" in reasons
+    await _refused(stack_client, rid, "bad_signature", receipt, jws=sign(receipt, evil_ru),
+                   directory=lambda: evil, naming="not signed by a hub key this request knows")
 
 
 async def test_a_rotated_key_is_learnt_from_a_newer_directory_and_a_revoked_one_refused(
-    stack_client: Client
+    stack_client: Client, rid: str
 ) -> None:
-    rid = await _opened(stack_client)
     rotated, ring, newer = _rotated(RU, "RU-MIA-test-2")
     receipt = message("receipt", request_id=rid, sender=RU, recipient=KZ)
     # The request holds the older directory: the hub sends the newer one along, once.
@@ -127,15 +132,13 @@ async def test_a_rotated_key_is_learnt_from_a_newer_directory_and_a_revoked_one_
     newest = _directory(revoked, TEST_KEYS.private[c.HUB_SENDER], revoked_at)
     report = message("execution_report", request_id=rid, sender=RU, recipient=KZ,
                      body=REPORT)
-    reasons = await _refused(stack_client, rid, "unknown_key", report,
-                             jws=sign(report, rotated), directory=lambda: newest)
-    assert "revoked" in reasons
+    await _refused(stack_client, rid, "unknown_key", report, jws=sign(report, rotated),
+                   directory=lambda: newest, naming="revoked")
 
 
 async def test_operator_actions_act_only_when_the_operators_key_signed_them(
-    stack_client: Client
+    stack_client: Client, rid: str
 ) -> None:
-    rid = await _opened(stack_client)
     close = OperatorAction(action="close", operator="A. Operator",
                            reason="Closed at the requesting authority's request.")
     before = await _events(stack_client, rid)
@@ -178,12 +181,11 @@ async def test_the_hub_signs_nothing_for_a_request_no_registered_key_opened(
 
 
 async def test_signed_bytes_padded_with_whitespace_are_bounded_per_request(
-    stack_client: Client
+    stack_client: Client, rid: str
 ) -> None:
     """Whitespace in signed JSON is the sender's to choose and is kept as sent, so it
     counts: past the per-request budget of signed bytes a message is refused with
     ``limit_reached``, and the request goes on with messages that fit."""
-    rid = await _opened(stack_client)
     await submit(stack_client, message("receipt", request_id=rid, sender=RU, recipient=KZ))
     pad = b" " * (limits.MAX_SIGNED_BYTES_PER_REQUEST * 3 // 8)  # base64url: 4/3 of it
 
@@ -210,11 +212,10 @@ async def test_signed_bytes_padded_with_whitespace_are_bounded_per_request(
 
 
 async def test_a_rotated_operators_key_is_learnt_from_the_directory_sent_along(
-    stack_client: Client
+    stack_client: Client, rid: str
 ) -> None:
     """After ``treatyflow keys rotate OPERATOR`` an open request, holding the directory it
     opened with, takes the newer one the action carries, and acts on the new key."""
-    rid = await _opened(stack_client)
     rotated, _, newer = _rotated(c.OPERATOR_SIGNER, "OPERATOR-test-2")
     close = OperatorAction(action="close", operator="A. Operator",
                            reason="Closed at the requesting authority's request.")

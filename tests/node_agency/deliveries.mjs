@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs';
 
 import { Directory, TYPE_DIRECTORY, readDelivery } from './agency.mjs';
+import { exitWith } from './side.mjs';
 
 async function main() {
   const cases = JSON.parse(readFileSync(process.argv[2], 'utf8'));
@@ -32,10 +33,4 @@ async function main() {
   return 0;
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err) => {
-    process.stdout.write(`${JSON.stringify({ event: 'crashed', reason: String(err?.stack ?? err) })}\n`);
-    process.exit(2);
-  },
-);
+exitWith(main);
