@@ -14,6 +14,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -536,6 +537,14 @@ async def record(record_url: str) -> AsyncIterator[Record]:
 # --- one request between KZ-GPO and RU-MIA on the stack --------------------------------
 
 KZ, RU = "KZ-GPO", "RU-MIA"  # the requesting and the requested authority of most stack tests
+REPORT = {"extent": "full", "summary": "Statements attached.", "confidentiality": "restricted"}
+
+
+def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """``treatyflow ARGS`` as an operator runs it against the stack of ``settings``."""
+    return subprocess.run([sys.executable, "-m", "treatyflow.cli", *args],
+                          env={**settings.to_env(), "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=60, check=False)
 
 
 def event(request_id: str, name: str) -> Callable[[OutboundMessage], bool]:

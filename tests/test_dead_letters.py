@@ -16,9 +16,8 @@ import aio_pika
 import pytest
 from temporalio.client import Client
 
-from tests.conftest import KZ, RU, Opened, Parties, error_about, event, open_request, status
+from tests.conftest import KZ, RU, Opened, Parties, cli, error_about, event, open_request, status
 from tests.factories import message, new_message_id, new_request_id
-from tests.test_stack_signing import cli
 from treatyflow import constants as c
 from treatyflow.schemas.messages import InboundMessage
 from treatyflow.settings import Settings

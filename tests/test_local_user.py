@@ -20,8 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import KZ, RU, open_request, status
-from tests.test_stack import REPORT
+from tests.conftest import KZ, REPORT, RU, open_request, status
 from treatyflow import constants as c
 from treatyflow import tls
 from treatyflow.codec import CODEC_TOKEN_FILE, KEYS_FILE, load_codec_token

@@ -11,9 +11,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 
-from tests.conftest import KZ, RU, error_about, event, eventually
+from tests.conftest import KZ, REPORT, RU, error_about, event, eventually
 from tests.factories import envelope, message, new_message_id, new_request_id
-from tests.test_stack import REPORT
 from treatyflow import constants as c
 from treatyflow.agency import sign
 from treatyflow.metrics import OPEN_QUERY

@@ -12,6 +12,7 @@ from temporalio.client import Client
 
 from tests.conftest import (
     KZ,
+    REPORT,
     RU,
     Opened,
     Parties,
@@ -31,7 +32,6 @@ from treatyflow.settings import Settings
 pytestmark = pytest.mark.stack
 
 RU2 = "RU-GPO"  # a competent authority of the requested state, not the one asked
-REPORT = {"extent": "full", "summary": "Statements attached.", "confidentiality": "restricted"}
 
 
 async def test_request_reaches_requested_inbox_and_report_comes_back(

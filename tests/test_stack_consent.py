@@ -9,9 +9,8 @@ import asyncio
 import pytest
 from temporalio.client import Client
 
-from tests.conftest import KZ, RU, Opened, dead_letter, error_about, event, status
+from tests.conftest import KZ, REPORT, RU, Opened, dead_letter, error_about, event, status
 from tests.factories import message
-from tests.test_stack import REPORT
 from treatyflow import constants as c
 from treatyflow.metrics import OPEN_QUERY
 from treatyflow.schemas.messages import NoticeMessage

@@ -6,37 +6,19 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
-from tests.conftest import Mailbox, eventually
-from tests.factories import message, new_request_id
+from tests.conftest import KZ, REPORT, RU, Opened, cli, event, eventually
+from tests.factories import message
 from treatyflow import constants as c
 from treatyflow.codec import load_keys
 from treatyflow.record import Record
-from treatyflow.schemas.messages import NoticeMessage, OutboundMessage
 from treatyflow.settings import Settings
 
 pytestmark = pytest.mark.stack
-
-KZ, RU = "KZ-GPO", "RU-MIA"
-REPORT = {"extent": "full", "summary": "Statements attached.", "confidentiality": "restricted"}
-
-
-def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "treatyflow.cli", *args],
-                          env={**settings.to_env(), "PATH": "/usr/bin:/bin"},
-                          capture_output=True, text=True, timeout=60, check=False)
-
-
-def event(request_id: str, name: str):  # type: ignore[no-untyped-def]
-    def match(m: OutboundMessage) -> bool:
-        return isinstance(m, NoticeMessage) and m.request_id == request_id and \
-            m.body.event == name
-    return match
 
 
 async def entries_of(settings: Settings, request_id: str) -> list[tuple[str, str]]:
@@ -45,29 +27,28 @@ async def entries_of(settings: Settings, request_id: str) -> list[tuple[str, str
         return [(e.kind, e.actor) for e in await record.entries(request_id)]
 
 
-async def executed_request(authorities) -> tuple[str, Mailbox]:  # type: ignore[no-untyped-def]
-    kz, kz_box = await authorities(KZ)
-    ru, ru_box = await authorities(RU)
-    rid = new_request_id()
-    await kz.publish(message("request", request_id=rid, sender=KZ, recipient=RU))
-    await ru_box.expect(event(rid, "request_delivered"))
-    await ru.publish(message("receipt", request_id=rid, sender=RU, recipient=KZ, body={}))
-    await kz_box.expect(event(rid, "received"))
-    await ru.publish(message("execution_report", request_id=rid, sender=RU, recipient=KZ,
-                             body=REPORT))
-    await kz_box.expect(event(rid, "executed"))
-    return rid, kz_box
+@pytest_asyncio.fixture
+async def executed(opened: Opened, stack_settings: Settings) -> Opened:
+    """The opened request received and executed, its notices in the record."""
+    await opened.ru.publish(message("receipt", request_id=opened.rid, sender=RU,
+                                    recipient=KZ, body={}))
+    await opened.kz_box.expect(event(opened.rid, "received"))
+    await opened.ru.publish(message("execution_report", request_id=opened.rid, sender=RU,
+                                    recipient=KZ, body=REPORT))
+    await opened.kz_box.expect(event(opened.rid, "executed"))
+    await eventually(lambda: _has_delivered(stack_settings, opened.rid, 3), timeout=20,
+                     what="the notices in the record")
+    return opened
 
 
 async def test_every_message_and_notice_of_a_request_is_recorded_once_in_order(
-    authorities, stack_settings: Settings
+    executed: Opened, stack_settings: Settings
 ) -> None:
-    rid, _ = await executed_request(authorities)
+    rid = executed.rid
     # The same report again: refused (not allowed now), and recorded as a refusal.
     again = message("execution_report", request_id=rid, sender=RU, recipient=KZ, body=REPORT)
-    ru, _ = await authorities(RU)
-    await ru.publish(again)
-    await ru.publish(again)  # a duplicate delivery is one entry
+    await executed.ru.publish(again)
+    await executed.ru.publish(again)  # a duplicate delivery is one entry
 
     async def complete() -> list[tuple[str, str]] | None:
         found = await entries_of(stack_settings, rid)
@@ -86,11 +67,9 @@ async def test_every_message_and_notice_of_a_request_is_recorded_once_in_order(
 
 
 async def test_an_export_verifies_offline_and_fails_after_one_changed_byte(
-    authorities, stack_settings: Settings, tmp_path: Path
+    executed: Opened, stack_settings: Settings, tmp_path: Path
 ) -> None:
-    rid, _ = await executed_request(authorities)
-    await eventually(lambda: _has_delivered(stack_settings, rid, 3), timeout=20,
-                     what="the notices in the record")
+    rid = executed.rid
     bundle = tmp_path / "bundle.json"
     exported = cli(stack_settings, "evidence", "export", rid, "-o", str(bundle))
     assert exported.returncode == 0, exported.stderr
@@ -107,11 +86,9 @@ async def test_an_export_verifies_offline_and_fails_after_one_changed_byte(
 
 
 async def test_a_row_rewritten_in_the_database_is_caught_against_a_held_checkpoint(
-    authorities, stack_settings: Settings, tmp_path: Path
+    executed: Opened, stack_settings: Settings, tmp_path: Path
 ) -> None:
-    rid, _ = await executed_request(authorities)
-    await eventually(lambda: _has_delivered(stack_settings, rid, 3), timeout=20,
-                     what="the notices in the record")
+    rid = executed.rid
     held = tmp_path / "held.jws"
     made = cli(stack_settings, "evidence", "checkpoint", "-o", str(held))
     assert made.returncode == 0, made.stderr

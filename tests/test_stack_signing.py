@@ -10,8 +10,6 @@ import base64
 import hashlib
 import hmac
 import json
-import subprocess
-import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +26,7 @@ from tests.conftest import (
     Opened,
     Parties,
     channel_of,
+    cli,
     dead_letter,
     error_about,
     event,
@@ -73,12 +72,6 @@ def b64(data: bytes) -> str:
 def payload_of(token: str) -> bytes:
     part = token.split(".")[1]
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
-
-
-def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "treatyflow.cli", *args],
-                          env={**settings.to_env(), "PATH": "/usr/bin:/bin"},
-                          capture_output=True, text=True, timeout=60, check=False)
 
 
 async def assert_refused_and_nothing_changed(

@@ -14,9 +14,8 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client
 
-from tests.conftest import TEST_KEYS, operate, submit
+from tests.conftest import REPORT, TEST_KEYS, operate, submit
 from tests.factories import message, new_request_id
-from tests.test_stack import REPORT
 from treatyflow import constants as c
 from treatyflow import hub, keys
 from treatyflow.agency.signing import KeyRing, PublicKey, SigningKey, sign, sign_directory
