@@ -65,6 +65,12 @@ PASSWORD_KEY = re.compile(r"PASSWORD|PASSWD|PWD", re.IGNORECASE)
 # ${VAR}, ${VAR:?message} or ${VAR?message}: never ${VAR:-default}, a literal in disguise.
 REFERENCE_WITHOUT_DEFAULT = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::?\?[^}]*)?\}")
 INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+# The passwords compose demands from the environment: Temporal's PostgreSQL role, the
+# record's own.
+REQUIRED_PASSWORDS = {"POSTGRES_PASSWORD": "compose-config-check",
+                      "RECORD_DB_PASSWORD": "record-config-check"}
+RECORD_SERVICE = "record-database"
+RECORD_WRITERS = ("worker", "gateway")  # the processes that write the hub's record
 
 
 # --- helpers ------------------------------------------------------------------
@@ -184,15 +190,16 @@ def _run_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_docker_compose_validates_the_file() -> None:
-    done = _run_config({**os.environ, "POSTGRES_PASSWORD": "compose-config-check"})
+    done = _run_config({**os.environ, **REQUIRED_PASSWORDS})
     assert done.returncode == 0, done.stderr + done.stdout
 
 
-def test_docker_compose_refuses_to_run_without_the_postgres_password() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "POSTGRES_PASSWORD"}
+@pytest.mark.parametrize("missing", sorted(REQUIRED_PASSWORDS))
+def test_docker_compose_refuses_to_run_without_a_database_password(missing: str) -> None:
+    env = {k: v for k, v in {**os.environ, **REQUIRED_PASSWORDS}.items() if k != missing}
     done = _run_config(env)
     assert done.returncode != 0
-    assert "POSTGRES_PASSWORD" in done.stderr + done.stdout
+    assert missing in done.stderr + done.stdout
 
 
 # --- (b) the file is true to the code ---------------------------------------------------
@@ -421,6 +428,34 @@ def test_no_service_holds_a_literal_password(services: dict[str, dict[str, Any]]
                     f"{name}.{key} must be a ${{VAR}} or ${{VAR:?message}} reference, "
                     f"not {value!r}")
     assert checked, "no password variables found: is the PostgreSQL service still there?"
+
+
+def test_the_record_writers_use_the_record_database_on_postgresql(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """The gateway and the worker write the record to the database and role the one-shot
+    job creates, on the PostgreSQL service, with a password from the environment; they
+    start only once it has run. The other services are not given the record's password."""
+    from sqlalchemy.engine import make_url
+
+    script = "\n".join(str(part) for part in services[RECORD_SERVICE]["command"])
+    urls = set()
+    for name in RECORD_WRITERS:
+        raw = environment(services[name])["TREATYFLOW_RECORD_URL"]
+        assert "${RECORD_DB_PASSWORD:?" in raw, f"{name}: the record's password is not required"
+        settings = Settings.from_env({k: interpolate(v)
+                                      for k, v in environment(services[name]).items()})
+        url = make_url(settings.record_database_url)
+        assert url.drivername == "postgresql+asyncpg" and url.host == "postgresql"
+        assert f"CREATE ROLE {url.username} LOGIN" in script
+        assert f"CREATE DATABASE {url.database} OWNER {url.username}" in script
+        job = (services[name].get("depends_on") or {}).get(RECORD_SERVICE) or {}
+        assert job.get("condition") == "service_completed_successfully"
+        urls.add(raw)
+    assert len(urls) == 1, "the gateway and the worker must write one record"
+    assert "postgresql" in (services[RECORD_SERVICE].get("depends_on") or {})
+    for name in set(APP_MODULES) - set(RECORD_WRITERS):
+        assert "TREATYFLOW_RECORD_URL" not in environment(services[name]), name
 
 
 def test_rabbitmq_loads_the_mounted_definitions(services: dict[str, dict[str, Any]]) -> None:

@@ -6,15 +6,19 @@ check from both sides that nothing was lost, applied twice or left stuck.
 Simulated authorities (acking each notice only once handled) run scenarios with known
 final states: requests for assistance (SCO 2010) and, about one in twenty, transfers of
 convicted persons (KZ–UAE 2018) carried through the two foreign ministries as in the demo;
-a bounded injector kills the worker, the gateway, RabbitMQ (kill -9 and a
-graceful restart, then waits for every consumer) and the Temporal dev server (restarted on
-its SQLite file while deadline timers are pending), crashes an authority holding an unacked
-notice, republishes messages, and runs the poison and unroutable probes. At the end each
-workflow's state and history are compared with what each authority recorded (for a
-transfer also: every message it put on the diplomatic channel reached its recipient, and
-the requester was told the final state). The last line
-reads ``requests=N faults=K lost=0 duplicated_effects=0 stuck=0``; any other figure, or a
-guarantee a probe found broken, exits non-zero.
+a bounded injector kills the worker, the gateway, both at once while one of them is
+writing to the hub's record, RabbitMQ (kill -9 and a graceful restart, then waits for
+every consumer) and the Temporal dev server (restarted on its SQLite file while deadline
+timers are pending), crashes an authority holding an unacked notice, republishes
+messages, and runs the poison and unroutable probes. At the end each workflow's state and
+history are compared with what each authority recorded (for a transfer also: every
+message it put on the diplomatic channel reached its recipient, and the requester was
+told the final state), and the record is checked: one entry for every message a workflow
+applied and every notice an authority received, and the whole Merkle log consistent with
+every checkpoint the hub signed during the run (treatyflow.chaos.record). The last line
+reads ``requests=N faults=K lost=0 duplicated_effects=0 stuck=0 record_lost=0
+record_duplicated=0 log_verified=yes``; any other figure, or a guarantee a probe found
+broken, exits non-zero.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -40,9 +45,12 @@ from treatyflow import constants as c
 from treatyflow import logs
 from treatyflow.activities.delivery import Deliver
 from treatyflow.chaos import faults
-from treatyflow.hub import request_state, transfer_state
+from treatyflow.chaos import record as chaos_record
+from treatyflow.hub import request_state, state_of, transfer_state
+from treatyflow.keys import RegistryFile
 from treatyflow.local import stack
 from treatyflow.process import finish
+from treatyflow.record import record_time
 from treatyflow.schemas.messages import NoticeMessage
 from treatyflow.settings import Settings
 from treatyflow.simulation.assistance import (
@@ -76,7 +84,9 @@ ORAL = {"urgent": True, "oral": True, "signed_by": None}
 FAULT_PLAN = ("kill_worker", "kill_gateway", "kill_rabbitmq", "crash_authority", "duplicate",
               "kill_temporal", "kill_worker", "restart_rabbitmq", "kill_gateway",
               "crash_authority", "duplicate", "poison", "unroutable",
-              "temporal_outage_over_deadline")
+              "temporal_outage_over_deadline", "kill_record_writers")
+# How often the chaos stack's gateway signs a checkpoint of the record: many in one run.
+CHECKPOINT_SECONDS = 5.0
 
 
 def out_of_order() -> Behaviour:
@@ -197,6 +207,11 @@ class Injector:
     async def kill_gateway(self) -> None:
         await self._kill_and_restore("gateway", self.rng.uniform(0, 2))
 
+    async def kill_record_writers(self) -> None:
+        waited = await asyncio.to_thread(faults.kill_mid_write, self.settings)
+        self.notes["killed_mid_write_after_s"].append(round(waited, 2))
+        await faults.restore(self.settings)
+
     def _consumed_queues(self) -> set[str]:
         # Each authority's lane into the hub (the gateway reads every one) and its inbox.
         return ({c.inbound_queue(a) for a in self.sim.authorities}
@@ -257,8 +272,11 @@ def chaos_settings(base: Settings) -> Settings:
     if state.exists():
         stack.down(base.with_(state_dir=state))
         shutil.rmtree(state)
+    # The record is the fresh state folder's own SQLite file, whatever the environment says.
     return stack.on_free_ports(base.with_(state_dir=state, log_level="warning",
-                                          seconds_per_day=c.CHAOS_SECONDS_PER_DAY))
+                                          seconds_per_day=c.CHAOS_SECONDS_PER_DAY,
+                                          record_url="",
+                                          record_checkpoint_seconds=CHECKPOINT_SECONDS))
 
 
 def satisfied(state: RequestState, expect: Expectation) -> bool:
@@ -406,12 +424,33 @@ def _stuck(rid: str, state: RequestState | TransferState | None) -> str:
     return f"{rid}: {state.status.value if state else None}"
 
 
+async def owed_entries(client: Client, sim: ChaosSimulation) -> list[chaos_record.Owed]:
+    """The entries the record owes: every message sent that its workflow applied, every
+    notice an authority received."""
+    applied: dict[tuple[str, str], set[str]] = {}
+    owed = []
+    for _, envelope in sim.sent:
+        key = (envelope.treaty_id, envelope.request_id)
+        if key not in applied:
+            try:
+                applied[key] = set((await state_of(client, *key)).applied)
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                applied[key] = set()
+        if envelope.message_id in applied[key]:
+            owed.append(chaos_record.accepted(envelope))
+    return owed + [chaos_record.delivered(m) for received in sim.inbox.values()
+                   for m in received if isinstance(m, NoticeMessage)]
+
+
 async def run(args: argparse.Namespace) -> int:
     settings = chaos_settings(Settings.from_env())
     # The authorities' reconnect warnings go to a file; the terminal gets the story.
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
     logs.configure("critical", file=settings.logs_dir / "chaos.log", file_level="warning")
     rng = random.Random(args.seed)
+    since = record_time(datetime.now(UTC))
     say(f"fresh stack under {settings.state_dir} (seed {args.seed}, "
         f"{settings.seconds_per_day:g} s per treaty day)")
     await asyncio.to_thread(stack.up, settings)
@@ -456,7 +495,9 @@ async def run(args: argparse.Namespace) -> int:
         f"{sum(injector.done.values())} faults injected")
     await faults.restore(settings)  # every component running for the check
     report = await verify(client, sim, expected, grace=args.grace)
+    owed = await owed_entries(client, sim)
     await sim.close()
+    found = await chaos_record.check(settings, owed, RegistryFile(settings.secrets_dir), since)
     dlq = await dead_letters(settings)
     figures = {
         "faults": dict(injector.done), "failed_faults": injector.failed,
@@ -471,15 +512,23 @@ async def run(args: argparse.Namespace) -> int:
                                       sim.transfers.runs.values() for e in t.errors][:10],
         "lost": report["lost"][:10], "stuck": report["stuck"][:10],
         "duplicated_effects": report["duplicated"][:10],
+        "record": {"entries": found.entries, "owed": len(owed),
+                   "checkpoints": found.checkpoints, "after_last_checkpoint": found.uncovered,
+                   "lost": found.tally.lost[:10], "duplicated": found.tally.duplicated[:10],
+                   "log": found.log[:10]},
     }
     print(json.dumps(figures, indent=1, default=str), flush=True)
     if not args.keep:
         await asyncio.to_thread(stack.down, settings)
     lost, dup, stuck = len(report["lost"]), len(report["duplicated"]), len(report["stuck"])
     faults_done = sum(injector.done.values())
+    record_lost, record_dup = len(found.tally.lost), len(found.tally.duplicated)
     print(f"requests={len(expected)} faults={faults_done} lost={lost} "
-          f"duplicated_effects={dup} stuck={stuck}", flush=True)
-    ok = (lost == dup == stuck == 0 and not injector.failed
+          f"duplicated_effects={dup} stuck={stuck} record_lost={record_lost} "
+          f"record_duplicated={record_dup} log_verified={'yes' if found.verified else 'no'}",
+          flush=True)
+    ok = (lost == dup == stuck == record_lost == record_dup == 0 and found.verified
+          and not injector.failed
           and len(expected) >= args.requests and faults_done >= (10 if args.faults else 0))
     return 0 if ok else 1
 

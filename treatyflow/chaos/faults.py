@@ -8,10 +8,12 @@ the machine is touched.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
 import signal
+import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from typing import Any
 
 import aio_pika
 from aio_pika.exceptions import PublishError
+from sqlalchemy.engine import make_url
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
@@ -67,6 +70,44 @@ def kill(settings: Settings, name: str, timeout: float = 15) -> int | None:
            and time.monotonic() < deadline):
         time.sleep(0.1)
     return pid
+
+
+def kill_mid_write(settings: Settings, names: tuple[str, ...] = ("gateway", "worker"),
+                   timeout: float = 30) -> float:
+    """``kill -9`` the record's writers (SQLite runs in their processes: the gateway
+    writes what it accepts and refuses, the worker what it delivers) the moment one of
+    them holds the record's write lock, so a transaction dies half done; the seconds
+    waited for a write. Raises ``ProbeFailed`` if none began within ``timeout``."""
+    database = make_url(settings.record_database_url).database
+    if not settings.record_database_url.startswith("sqlite") or not database:
+        raise ProbeFailed("the record is not the stack's SQLite file")
+    paths = stack.Paths(settings.state_dir)
+    pids = [pid for name in names if (pid := stack._alive(paths.pid(name))) is not None]
+    if len(pids) != len(names):
+        raise RuntimeError(f"not all of {', '.join(names)} are running")
+    started = time.monotonic()
+    probe = sqlite3.connect(database, timeout=0, isolation_level=None)
+    try:
+        while True:
+            try:
+                probe.execute("BEGIN IMMEDIATE")  # taken at once unless a writer holds it
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err):
+                    raise
+                break
+            probe.execute("ROLLBACK")
+            if time.monotonic() - started > timeout:
+                raise ProbeFailed(f"no write to the record began within {timeout:.0f} s")
+            time.sleep(0.002)
+    finally:
+        probe.close()
+    for pid in pids:  # both at once, before waiting for either
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    waited = time.monotonic() - started
+    for name in names:
+        kill(settings, name)
+    return waited
 
 
 async def restore(settings: Settings, attempts: int = 3) -> None:

@@ -217,6 +217,12 @@ class Record:
         entry = _entry(row)
         return entry.model_copy(update={"jws": self._unseal(entry, row.sealed)})
 
+    async def log(self) -> list[Entry]:
+        """Every entry in log order, without its JWS (what an auditor rebuilds the tree from)."""
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(select(*_FIELDS).order_by(EntryRow.log_index))
+            return [_entry(row) for row in rows]
+
     async def size(self) -> int:
         async with self._engine.connect() as connection:
             return int((await connection.execute(
