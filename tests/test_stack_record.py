@@ -73,6 +73,7 @@ async def test_an_export_verifies_offline_and_fails_after_one_changed_byte(
     bundle = tmp_path / "bundle.json"
     exported = cli(stack_settings, "evidence", "export", rid, "-o", str(bundle))
     assert exported.returncode == 0, exported.stderr
+    assert bundle.stat().st_mode & 0o777 == 0o600  # it holds what the record keeps of a request
     checked = cli(stack_settings, "evidence", "verify", str(bundle))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     kinds = [e["kind"] for e in json.loads(bundle.read_text())["entries"]]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
+from pathlib import Path
 
 from temporalio.client import Client
 
@@ -43,3 +45,15 @@ async def temporal(settings: Settings) -> Client:
         why = "connection refused" if "refused" in str(err).lower() else str(err)
         raise CliError(f"cannot reach Temporal at {settings.temporal_address} ({why}); "
                        "is the stack up (make up)?") from None
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner alone (0600, also when the file was
+    there before): a bundle or checkpoint carries what the record holds of requests."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as err:
+        raise CliError(f"cannot write {path}: {err.strerror}") from None
+    with os.fdopen(fd, "w") as out:
+        os.fchmod(fd, 0o600)
+        out.write(text)

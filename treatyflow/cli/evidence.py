@@ -10,7 +10,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from treatyflow.agency.signing import SigningKey
-from treatyflow.cli.common import REFUSED, CliError, settings
+from treatyflow.cli.common import REFUSED, CliError, settings, write_private
 from treatyflow.codec import PayloadKeyError, load_keys
 from treatyflow.constants import HUB_SENDER
 from treatyflow.keys import KeyStoreError, signed_directory, signing_key
@@ -64,7 +64,7 @@ def export_bundle(
     key, directory = _hub_key(config), signed_directory(config.secrets_dir)
     bundle = _on_record(config, lambda record: export(
         record, request_id, hub_key=key, directory=directory, since=since or []))
-    output.write_text(dumps(bundle))
+    write_private(output, dumps(bundle))
     print(f"{output}: {len(bundle.entries)} entries of request {request_id}, each with its "
           "proof against a checkpoint signed now")
 
@@ -105,6 +105,6 @@ def checkpoint(
     if output is None:
         print(signed.jws)
         return
-    output.write_text(signed.jws + "\n")
+    write_private(output, signed.jws + "\n")
     print(f"{output}: checkpoint of size {signed.checkpoint.tree_size}, root "
           f"{signed.checkpoint.root_hash}")

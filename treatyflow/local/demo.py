@@ -225,7 +225,7 @@ def _evidence(settings: Settings, console: Console, request_ids: list[str]) -> b
     """Each request's evidence, as a party gets and checks it: `treatyflow evidence
     export`, then `verify` offline (docs/reference/evidence.md)."""
     folder = settings.state_dir / "evidence"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)  # bundles hold request contents
     ok = bool(request_ids)
     for rid in request_ids:
         bundle = folder / f"{rid}.json"
