@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
+from treatyflow.agency.entries import DEADLINE, DELIVERED, ENTRY_KINDS
+from treatyflow.agency.merkle import MerkleTree, ProofError, leaf_hash, verify_consistency
 from treatyflow.agency.signing import KeySource, SignatureError
 from treatyflow.codec import load_keys
 from treatyflow.record import Entry, Record, SignedCheckpoint, entry_id, read_checkpoint
 from treatyflow.record.checkpoints import Checkpoint
-from treatyflow.record.entries import DEADLINE, DELIVERED, ENTRY_KINDS
-from treatyflow.record.merkle import MerkleTree, ProofError, leaf_hash, verify_consistency
 from treatyflow.schemas.messages import InboundMessage, NoticeMessage
 from treatyflow.settings import Settings
 

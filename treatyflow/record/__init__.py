@@ -1,5 +1,6 @@
 """The hub's own record: a tamper-evident Merkle log of entries, checkpoints, evidence."""
 
+from treatyflow.agency.entries import ENTRY_KINDS, Entry, NewEntry, entry_id, record_time
 from treatyflow.record.checkpoints import (
     Checkpoint,
     SignedCheckpoint,
@@ -7,7 +8,6 @@ from treatyflow.record.checkpoints import (
     read_checkpoint,
     sign_checkpoint,
 )
-from treatyflow.record.entries import ENTRY_KINDS, Entry, NewEntry, entry_id, record_time
 from treatyflow.record.store import EntryConflict, Record, RecordCorrupt, RecordError
 
 __all__ = [

@@ -16,6 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from treatyflow.agency.entries import Digest, Entry, parse_time
+from treatyflow.agency.merkle import ProofError, leaf_hash, verify_consistency, verify_inclusion
 from treatyflow.agency.signing import (
     KeyRing,
     SignatureError,
@@ -24,8 +26,6 @@ from treatyflow.agency.signing import (
 )
 from treatyflow.agency.signing import verify as verify_jws
 from treatyflow.record.checkpoints import Checkpoint, read_checkpoint
-from treatyflow.record.entries import Digest, Entry, parse_time
-from treatyflow.record.merkle import ProofError, leaf_hash, verify_consistency, verify_inclusion
 from treatyflow.record.store import Record, RecordError
 
 FORMAT: Literal["treatyflow-evidence/1"] = "treatyflow-evidence/1"

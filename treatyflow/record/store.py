@@ -23,11 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from temporalio.api.common.v1 import Payload
 
 from treatyflow import logs
+from treatyflow.agency.entries import Entry, NewEntry
+from treatyflow.agency.merkle import MerkleTree, leaf_hash
 from treatyflow.agency.signing import SigningKey
 from treatyflow.codec import ENCODING, EncryptionCodec, PayloadDecodeError, PayloadKeys
 from treatyflow.record.checkpoints import Checkpoint, SignedCheckpoint, sign_checkpoint
-from treatyflow.record.entries import Entry, NewEntry
-from treatyflow.record.merkle import MerkleTree, leaf_hash
 from treatyflow.record.tables import CheckpointRow, EntryRow
 
 MIGRATIONS = Path(__file__).parent / "migrations"

@@ -15,8 +15,7 @@ from datetime import UTC, datetime
 import structlog
 
 from treatyflow import procedures
-from treatyflow.constants import HUB_SENDER, OPERATOR_SIGNER
-from treatyflow.record.entries import (
+from treatyflow.agency.entries import (
     DEADLINE,
     DELIVERED,
     OPERATOR,
@@ -26,7 +25,8 @@ from treatyflow.record.entries import (
     record_time,
     signed_payload,
 )
-from treatyflow.record.entries import entry_id as make_id
+from treatyflow.agency.entries import entry_id as make_id
+from treatyflow.constants import HUB_SENDER, OPERATOR_SIGNER
 from treatyflow.record.store import EntryConflict, Record
 from treatyflow.schemas.messages import (
     ErrorMessage,
