@@ -17,13 +17,13 @@ from sqlalchemy import text
 
 from tests.conftest import RECORD_KEYS, TEST_KEYS, record_entry
 from treatyflow import constants as c
+from treatyflow.agency.merkle import MerkleTree, leaf_hash
 from treatyflow.agency.signing import KeyRing, sign_directory
 from treatyflow.codec import load_or_create_keys
 from treatyflow.keys import load_or_create_keys as create_signing_keys
 from treatyflow.keys import signing_key
 from treatyflow.record import Entry, Record, SignedCheckpoint
 from treatyflow.record.evidence import Bundle, dumps, export, verify
-from treatyflow.record.merkle import MerkleTree, leaf_hash
 from treatyflow.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from treatyflow.record.merkle import (
+from treatyflow.agency.merkle import (
     EMPTY_ROOT,
     MerkleTree,
     ProofError,

@@ -12,6 +12,8 @@ from sqlalchemy import text
 
 from tests.conftest import RECORD_KEYS, TEST_KEYS, record_entry
 from treatyflow import constants as c
+from treatyflow.agency.entries import signed_payload
+from treatyflow.agency.merkle import MerkleTree, ProofError, leaf_hash, verify_consistency
 from treatyflow.agency.signing import SignatureError
 from treatyflow.record import (
     EntryConflict,
@@ -20,8 +22,6 @@ from treatyflow.record import (
     checkpoint_every,
     read_checkpoint,
 )
-from treatyflow.record.entries import signed_payload
-from treatyflow.record.merkle import MerkleTree, ProofError, leaf_hash, verify_consistency
 from treatyflow.settings import Settings
 
 HUB = TEST_KEYS.private[c.HUB_SENDER]
