@@ -153,7 +153,7 @@ async def test_an_altered_withheld_entry_fails_verification(record: Record) -> N
     cases = {
         hidden.digest: (hidden.digest[:-1] + ("0" if hidden.digest[-1] != "0" else "1"),
                         "entry 0 (index 0, request): not included in the checkpoint"),
-        f'"actor":"{KZ}","kind":"request"': (f'"actor":"KZ-GPP","kind":"request"',
+        f'"actor":"{KZ}","kind":"request"': ('"actor":"KZ-GPP","kind":"request"',
                                               "entry 0 (index 0, request): not included"),
         '"withheld":"not_addressed"': ('"withheld":"not_addresse_"', "not an evidence bundle"),
         '"withheld":': ('"withhelc":', "not an evidence bundle"),
