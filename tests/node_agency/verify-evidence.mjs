@@ -256,7 +256,7 @@ export async function verifyBundle(text, heldJws = null) {
   try {
     bundle = JSON.parse(text);
     if (bundle.format !== FORMAT || typeof bundle.request_id !== 'string' || !Array.isArray(bundle.entries)
-        || !(bundle.party === undefined || (typeof bundle.party === 'string' && bundle.party))) throw new Error(`not ${FORMAT}`);
+        || !(bundle.party === undefined || bundle.party === null || (typeof bundle.party === 'string' && bundle.party))) throw new Error(`not ${FORMAT}`);
   } catch (err) {
     return { problems: [`not an evidence bundle: ${err.message}`] };
   }
