@@ -2,7 +2,9 @@
 
 ``export`` gathers what a party needs to prove what the hub recorded of a request; ``verify``
 checks a bundle with nothing but the bundle (and, optionally, a checkpoint the party held
-before, which the log must extend). The format and the algorithm are in
+before, which the log must extend). A party's export (``party``) withholds the JWS of
+what that party may not read (treatyflow.record.disclosure): such an entry is checked by
+its leaf's inclusion alone. The format and the algorithm are in
 docs/reference/evidence.md, for verifiers written without treatyflow.
 """
 
