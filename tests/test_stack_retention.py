@@ -5,6 +5,7 @@ A request neither knows is still the clear "no request" error."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -14,7 +15,7 @@ from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from tests.conftest import KZ, RU, Opened, cli, eventually, recorded
+from tests.conftest import KZ, RU, Opened, cli, event, eventually, open_request, recorded
 from treatyflow import constants as c
 from treatyflow.settings import Settings
 
@@ -40,7 +41,8 @@ async def forget(client: Client, request_id: str) -> None:
             return err.status == RPCStatusCode.NOT_FOUND
         return False
 
-    await eventually(gone, timeout=30, what=f"{request_id} deleted from Temporal")
+    # The dev server deletes from a background queue: about 35 s measured here.
+    await eventually(gone, timeout=120, interval=1, what=f"{request_id} deleted from Temporal")
 
 
 async def _closed(handle: object) -> bool:
@@ -49,15 +51,24 @@ async def _closed(handle: object) -> bool:
                 != WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING)
 
 
-async def test_an_executed_request_past_retention_is_shown_from_the_record(
+async def test_requests_past_retention_are_shown_from_the_record(
     executed: Opened, stack_settings: Settings, stack_client: Client
 ) -> None:
+    """An executed request, and one an operator closed: each deleted from Temporal (both at
+    once: the dev server takes about 35 s to delete), each shown from the record."""
     rid = executed.rid
+    other = await open_request(executed.kz, executed.kz_box, executed.ru_box)
+    closed = cli(stack_settings, "close", other, "--operator", "A. Operator", "--reason",
+                 "The requesting side withdrew it in writing.")
+    assert closed.returncode == 0, closed.stderr
+    await executed.kz_box.expect(event(other, "closed"))
+    await eventually(lambda: _has(stack_settings, other, "operator"), timeout=20,
+                     what="the operator's action in the record")
     # The art. 7 phase would close it after its consent window; ended here at once, as a
     # closed execution past its retention is: Temporal drops it, the record keeps it.
     handle = stack_client.get_workflow_handle(c.workflow_id(TREATY, rid))
     await handle.terminate(reason="its retention is what this test is about")
-    await forget(stack_client, rid)
+    await asyncio.gather(forget(stack_client, rid), forget(stack_client, other))
     kept = await recorded(stack_settings, rid)
 
     shown = cli(stack_settings, "status", rid)
@@ -77,28 +88,16 @@ async def test_an_executed_request_past_retention_is_shown_from_the_record(
     assert lines[0]["says"].startswith("request ") and f"from {KZ} to {RU}" in lines[0]["says"]
     said = [line["says"] for line in lines]
     assert f"notice request_delivered to {RU}: status sent" in said
-    assert f"notice executed to {KZ}: status executed" in said
+    assert any(s.startswith(f"notice executed to {KZ}: status executed") for s in said)
     assert any(s.startswith("execution_report ") and f"from {RU} to {KZ}" in s for s in said)
     table = cli(stack_settings, "timeline", rid)
     assert table.returncode == 0 and table.stdout.startswith(NOTE)
     assert "execution_report" in table.stdout and "what it says" in table.stdout
     assert "Statements attached" not in table.stdout + json.dumps(lines)  # no body shown
 
-
-async def test_a_request_closed_by_an_operator_then_forgotten_shows_its_close(
-    opened: Opened, stack_settings: Settings, stack_client: Client
-) -> None:
-    rid = opened.rid
-    closed = cli(stack_settings, "close", rid, "--operator", "A. Operator", "--reason",
-                 "The requesting side withdrew it in writing.")
-    assert closed.returncode == 0, closed.stderr
-    await eventually(lambda: _has(stack_settings, rid, "operator"), timeout=20,
-                     what="the operator's action in the record")
-    await forget(stack_client, rid)
-
-    told = json.loads(cli(stack_settings, "status", rid, "--json").stdout)
+    told = json.loads(cli(stack_settings, "status", other, "--json").stdout)
     assert (told["source"], told["status"], told["event"]) == ("record", "closed", "closed")
-    lines = json.loads(cli(stack_settings, "timeline", rid, "--json").stdout)
+    lines = json.loads(cli(stack_settings, "timeline", other, "--json").stdout)
     operator = [line for line in lines if line["kind"] == "operator"]
     assert [line["says"] for line in operator] == [
         "close by A. Operator: The requesting side withdrew it in writing."]

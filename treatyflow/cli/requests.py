@@ -260,14 +260,14 @@ def show_record(entries: list[Entry], console: Console) -> None:
     """A request Temporal no longer holds, from the hub's record: the state it last told
     a party, then every entry (treatyflow.record.views)."""
     told = views.status_of(entries)
-    console.print(told.note, markup=False)
+    console.print(told.note, markup=False, soft_wrap=True)  # one line, whatever the width
     console.print(
         f"[bold]{told.treaty} {told.request_id}[/]  {told.requesting or '?'} → "
         f"{told.requested or '?'}  status [bold]{told.status or 'unknown'}[/]"
         + ("  [red]OVERDUE[/]" if told.overdue else "")
         + (f"  (as told to {told.told} on {told.told_at[:19].replace('T', ' ')}, "
            f"{told.event})" if told.told and told.told_at else
-           "  (the hub delivered no notice of it)"))
+           "  (the hub delivered no notice of it)"), soft_wrap=True)
     table = Table("at (UTC)", "by", "kind", "what it says", title=f"{told.entries} entries "
                   "in the hub's record")
     for line in views.timeline_of(entries):
