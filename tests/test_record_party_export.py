@@ -204,6 +204,42 @@ async def test_node_verifies_a_partys_export_and_fails_an_altered_withheld_diges
         assert done.returncode == 1 and problem in done.stdout, (old, done.stdout)
 
 
+def test_node_fails_every_changed_byte_of_a_partys_export_python_fails(tmp_path: Path) -> None:
+    """The two verifiers agree on a party's export too: a sample of one-byte changes, each
+    refused by both (the withheld members and the party among them)."""
+    import asyncio
+
+    from tests.conftest import RECORD_KEYS
+    from tests.test_record_evidence import NODE_VERIFIER, _node
+
+    async def make() -> str:
+        async with await Record.open(f"sqlite+aiosqlite:///{tmp_path / 'r.sqlite3'}",
+                                     RECORD_KEYS) as record:
+            await _filled(record)
+            return dumps(await export(record, RID, hub_key=HUB, directory=TEST_KEYS.text,
+                                      party=UZ))
+
+    raw = asyncio.run(make()).encode()
+    members = [raw.index(b'"party"'), raw.index(b'"withheld"'), raw.index(b'"jws":null')]
+    tried = sorted({*range(0, len(raw) - 1, 89), *(m + k for m in members for k in range(12))})
+    assert all(verify(raw[:at] + bytes([raw[at] ^ 1]) + raw[at + 1:]) for at in tried)
+    script = ("import { verifyBundle } from " + json.dumps(NODE_VERIFIER.as_uri()) + ";\n"
+              "import { readFileSync } from 'node:fs';\n"
+              "const raw = readFileSync(process.argv[2]);\nconst out = [];\n"
+              "for (const at of JSON.parse(process.argv[3])) {\n"
+              "  const changed = Buffer.from(raw); changed[at] ^= 1;\n"
+              "  const { problems } = await verifyBundle(changed.toString('utf8'));\n"
+              "  if (!problems.length) out.push(at);\n}\n"
+              "const { problems, withheld } = await verifyBundle(raw.toString('utf8'));\n"
+              "console.log(JSON.stringify({ unseen: out, problems, withheld }));\n")
+    (tmp_path / "sweep.mjs").write_text(script)
+    (tmp_path / "bundle.json").write_bytes(raw)
+    done = subprocess.run([_node(), str(tmp_path / "sweep.mjs"), str(tmp_path / "bundle.json"),
+                           json.dumps(tried)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"unseen": [], "problems": [], "withheld": 10}
+
+
 # --- the record's views: a request Temporal no longer holds ------------------------------
 
 

@@ -19,6 +19,10 @@ const HEX64 = /^[0-9a-f]{64}$/;
 const TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
 const TEXT_FIELDS = ['entry_id', 'request_id', 'procedure', 'treaty', 'actor', 'kind', 'time'];
 const WITHHELD = ['not_addressed', 'operator_action']; // why a party's export omits a JWS
+// The members a bundle and an entry may have: any other is refused (every byte counts).
+const BUNDLE_MEMBERS = ['format', 'request_id', 'party', 'checkpoint', 'directory', 'entries', 'consistency'];
+const ENTRY_MEMBERS = [...TEXT_FIELDS, 'index', 'digest', 'jws', 'withheld', 'inclusion'];
+const unknown = (object, members) => Object.keys(object).filter((name) => !members.includes(name));
 
 const sha256 = (...parts) => createHash('sha256').update(Buffer.concat(parts)).digest();
 const leafHash = (leaf) => sha256(Buffer.from([0]), leaf);
@@ -178,7 +182,8 @@ async function readCheckpoint(jws, keys) {
 /** A withheld entry (a party's export): no JWS, a known reason; its leaf, built from the
  *  fields and digest it keeps, is checked by its inclusion proof alone. */
 function withheldProblem(entry, bundle) {
-  if (entry.jws !== null && entry.jws !== undefined) return 'it is marked withheld, yet carries its JWS';
+  if (entry.jws === undefined) return 'it has no jws member (a withheld entry has "jws": null)';
+  if (entry.jws !== null) return 'it is marked withheld, yet carries its JWS';
   if (entry.withheld === undefined || entry.withheld === null) return 'it carries no JWS and is not marked withheld';
   if (!WITHHELD.includes(entry.withheld)) return `it is withheld for an unknown reason ${JSON.stringify(entry.withheld)}`;
   if (typeof bundle.party !== 'string') return 'it is withheld, in a bundle exported for no party';
@@ -199,7 +204,8 @@ function names(payload, party) {
 async function checkEntry(entry, n, bundle, keys, checkpoint, problems) {
   const where = `entry ${n} (index ${entry.index}, ${entry.kind})`;
   const withheld = (entry.withheld !== undefined && entry.withheld !== null) || entry.jws === null;
-  const malformed = TEXT_FIELDS.filter((name) => typeof entry[name] !== 'string' || !entry[name]);
+  const malformed = [...TEXT_FIELDS.filter((name) => typeof entry[name] !== 'string' || !entry[name]),
+    ...unknown(entry, ENTRY_MEMBERS).map((name) => `unknown member ${JSON.stringify(name)}`)];
   if (malformed.length || !Number.isSafeInteger(entry.index) || entry.index < 0 || !HEX64.test(entry.digest)
       || !TIME.test(entry.time) || (!withheld && typeof entry.jws !== 'string')) {
     problems.push(`${where}: its fields are malformed (${malformed.join(', ') || 'index, digest, time or jws'})`);
@@ -257,6 +263,9 @@ export async function verifyBundle(text, heldJws = null) {
     bundle = JSON.parse(text);
     if (bundle.format !== FORMAT || typeof bundle.request_id !== 'string' || !Array.isArray(bundle.entries)
         || !(bundle.party === undefined || bundle.party === null || (typeof bundle.party === 'string' && bundle.party))) throw new Error(`not ${FORMAT}`);
+    const extra = unknown(bundle, BUNDLE_MEMBERS);
+    if (extra.length) throw new Error(`unknown member(s) ${extra.join(', ')}`);
+    if (bundle.consistency !== undefined && !Array.isArray(bundle.consistency)) throw new Error('consistency is not a list');
   } catch (err) {
     return { problems: [`not an evidence bundle: ${err.message}`] };
   }
@@ -279,6 +288,10 @@ export async function verifyBundle(text, heldJws = null) {
   let last = -1;
   let named = false;
   for (const [n, entry] of bundle.entries.entries()) {
+    if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) {
+      problems.push(`entry ${n}: not an object`);
+      continue;
+    }
     if (!(entry.index > last)) problems.push(`entry ${n} (index ${entry.index}, ${entry.kind}): the entries are not in log order`);
     last = entry.index;
     named = (await checkEntry(entry, n, bundle, keys, checkpoint, problems)) || named;
