@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -147,3 +149,42 @@ def test_the_held_checkpoint_is_kept_in_an_owner_only_file(tmp_path: Path) -> No
     os.chmod(path, 0o600)
     with pytest.raises(WitnessError, match="not a checkpoint the hub signed"):
         Witness(path).load(KEYS)
+
+
+def test_the_node_agency_witness_checks_the_same_chain_and_reports_the_fork(
+        tmp_path: Path) -> None:
+    """tests/node_agency/witness.mjs, written from docs/reference/evidence.md: the same
+    deliveries, the same outcomes as the Python witness."""
+    node = shutil.which("node")
+    agency = Path(__file__).resolve().parent / "node_agency"
+    if node is None or not (agency / "node_modules" / "jose").is_dir():
+        pytest.fail("node or tests/node_agency/node_modules missing: run `make setup`")
+    log, rewritten = tree_of(40), tree_of(40, changed=3)
+    wrong = log.consistency_proof(13, 32)
+    wrong[0] = bytes(32)
+    chain = [
+        delivery(checkpoint(log, 5, 0), 0, []),
+        delivery(checkpoint(log, 13, 1), 5, log.consistency_proof(5, 13)),
+        delivery(checkpoint(log, 13, 2), 13, []),
+        delivery(checkpoint(log, 32, 3), 20, log.consistency_proof(20, 32)),  # another size
+        delivery(checkpoint(log, 32, 3), 13, wrong),
+        delivery(checkpoint(rewritten, 40, 4), 13, rewritten.consistency_proof(13, 40)),
+        delivery(checkpoint(log, 8, 5), 0, []),
+        delivery(checkpoint(log, 40, 6, key=TEST_KEYS.private["KZ-GPO"]), 13,
+                 log.consistency_proof(13, 40)),
+        delivery(checkpoint(log, 40, 7), 13, log.consistency_proof(13, 40)),
+    ]
+    python = Witness()
+    expected = [str(python.take(body, KEYS)) for body in chain]
+    assert expected == ["accepted", "accepted", "same", "ask", "fork", "fork", "fork",
+                        "rejected", "accepted"]
+    (tmp_path / "deliveries.json").write_text(json.dumps(
+        [{"type": "record_checkpoint", "body": body.decode()} for body in chain]))
+    (tmp_path / "directory.json").write_text(TEST_KEYS.text)
+    done = subprocess.run([node, str(agency / "witness.mjs"), str(tmp_path / "deliveries.json"),
+                           str(tmp_path / "directory.json")], cwd=agency, capture_output=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    lines = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    assert [line["outcome"] for line in lines] == expected
+    assert [line["held"] for line in lines] == [5, 13, 13, 13, 13, 13, 13, 13, 40]
