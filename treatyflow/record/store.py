@@ -280,7 +280,7 @@ class Record:
         if tree_size is not None:
             query = query.where(CheckpointRow.tree_size == tree_size)
         async with self._engine.connect() as connection:
-            row = (await connection.execute(query)).scalars().first()
+            row = (await connection.execute(query)).first()
         if row is None:
             return None
         return SignedCheckpoint(checkpoint=Checkpoint(
