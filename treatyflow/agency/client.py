@@ -238,6 +238,7 @@ class AgencyClient:
         if self.keys is not None:
             self.witness.load(self.keys)
         self.acknowledge_retrievals = acknowledge_retrievals
+        self._acks: set[asyncio.Task[None]] = set()  # retrievals being published
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._lost = asyncio.Event()
@@ -260,6 +261,8 @@ class AgencyClient:
         )
 
     async def close(self) -> None:
+        if self._acks:  # the retrievals under way, briefly
+            await asyncio.wait(set(self._acks), timeout=5)
         if self._connection is not None:
             await self._connection.close()
 
@@ -339,8 +342,9 @@ class AgencyClient:
         return outcome
 
     async def _retrieved(self, message: OutboundMessage | Unverified, body: bytes) -> None:
-        """Tell the hub the application handled a notice (a signed ``retrieval``); a failed
-        publish is logged, never raised into the application."""
+        """Tell the hub the application handled a notice (a signed ``retrieval``), in the
+        background: the application's loop does not wait for the broker's confirm, and a
+        failed publish is logged, never raised into it."""
         if not (self.acknowledge_retrievals and self.signing_key is not None
                 and isinstance(message, NoticeMessage)):
             return
@@ -351,12 +355,17 @@ class AgencyClient:
             sent_at=datetime.now(UTC), body=RetrievalBody(
                 notice_message_id=message.message_id, request_id=message.request_id,
                 treaty_id=message.treaty_id, digest=digest_of(body.decode())))
+        task = asyncio.create_task(self._acknowledge(retrieval))
+        self._acks.add(task)
+        task.add_done_callback(self._acks.discard)
+
+    async def _acknowledge(self, retrieval: RetrievalMessage) -> None:
         try:
             await self._publish_quietly(retrieval)
         except Exception as err:  # noqa: BLE001 - the notice is handled; only the ack is lost
             _log.warning("could not acknowledge a retrieval to the hub",
-                         authority=self.authority_id, notice=message.message_id,
-                         error=repr(err))
+                         authority=self.authority_id,
+                         notice=retrieval.body.notice_message_id, error=repr(err))
 
     async def _publish_quietly(self, envelope: BaseModel) -> None:
         """Sign and publish what the client sends of its own (``last_sent`` unchanged)."""

@@ -45,8 +45,10 @@ from treatyflow.workers.screen import Outbox
 _PROOF_IDS = uuid.UUID("8a3e1f0c-6b2d-4e57-a9c4-1d7f3b5e2a60")
 _MARKERS = tuple(f'"{kind}"'.encode() for kind in HUB_KINDS)
 # A notice is recorded once the broker confirmed it: its recipient may acknowledge it a
-# moment before. How long a retrieval waits for the notice's entry (seconds, in turn).
-NOTICE_WAITS = (0.1, 0.2, 0.4, 0.8, 1.5)
+# moment before (or, a worker dying mid-write, until the activity's retry writes it). How
+# long a retrieval waits for the notice's entry, in turn (seconds, 10 in all); a notice
+# recorded for someone else is refused at once.
+NOTICE_WAITS = (0.1, 0.2, 0.4, 0.8, 1.5, 3.0, 4.0)
 
 Counter = Callable[[Any, Verified], Awaitable[None]]
 
