@@ -179,10 +179,12 @@ async def test_a_checkpoint_is_sent_when_the_log_changed_with_its_proof_from_the
 ) -> None:
     herald = Herald(record, lambda: HUB, outbox)  # type: ignore[arg-type]
     witness = Witness()
+    await herald()  # an empty log: nothing to witness
+    assert outbox.sent == []
     await record.append([record_entry("R-1", n) for n in range(3)])
     await herald()
     await herald()  # nothing new: signed, not sent
-    assert len(outbox.sent) == 1 and len(await record.checkpoints()) == 2
+    assert len(outbox.sent) == 1 and len(await record.checkpoints()) == 3
     await record.append([record_entry("R-1", n) for n in range(3, 9)])
     outbox.fail = True
     with pytest.raises(ConnectionError):

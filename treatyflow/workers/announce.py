@@ -110,6 +110,8 @@ class Herald:
         tree = await self._record.tree()
         signed = await self._record.checkpoint(self._signing_key(), tree)
         made, sent = signed.checkpoint, self._sent
+        if made.tree_size == 0 and sent is None:
+            return signed  # an empty log: nothing to witness yet
         if sent is not None and (sent.tree_size, sent.root_hash) == (made.tree_size,
                                                                      made.root_hash):
             return signed  # nothing new for the witnesses
