@@ -4,6 +4,7 @@ the checkpoint held stays (treatyflow/agency/witness.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -13,14 +14,23 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import BaseModel
 
 from tests.conftest import TEST_KEYS
 from treatyflow import constants as c
+from treatyflow.agency import AgencyClient, Unverified
 from treatyflow.agency.checkpoints import SignedCheckpoint, sign_checkpoint
+from treatyflow.agency.entries import digest_of
 from treatyflow.agency.merkle import MerkleTree
 from treatyflow.agency.signing import SigningKey, sign
 from treatyflow.agency.witness import Outcome, Witness, WitnessError
-from treatyflow.schemas.record import ConsistencyBody, RecordCheckpointMessage
+from treatyflow.schemas.messages import NoticeMessage
+from treatyflow.schemas.record import (
+    ConsistencyBody,
+    ConsistencyRequestMessage,
+    RecordCheckpointMessage,
+    RetrievalMessage,
+)
 
 HUB = TEST_KEYS.private[c.HUB_SENDER]
 KEYS = TEST_KEYS.ring
@@ -188,3 +198,52 @@ def test_the_node_agency_witness_checks_the_same_chain_and_reports_the_fork(
     lines = [json.loads(line) for line in done.stdout.decode().splitlines()]
     assert [line["outcome"] for line in lines] == expected
     assert [line["held"] for line in lines] == [5, 13, 13, 13, 13, 13, 13, 13, 40]
+
+
+class Published(list[BaseModel]):
+    async def __call__(self, envelope: BaseModel) -> None:
+        self.append(envelope)
+
+
+def client_publishing(**options: object) -> tuple[AgencyClient, Published]:
+    client = AgencyClient("KZ-GPO", "amqp://unused", signing_key=TEST_KEYS.private["KZ-GPO"],
+                          keys=KEYS, **options)  # type: ignore[arg-type]
+    published = Published()
+    client._publish_quietly = published  # type: ignore[method-assign]
+    return client, published
+
+
+async def test_the_client_asks_for_the_proof_its_witness_needs() -> None:
+    client, published = client_publishing()
+    log = tree_of(12)
+    assert await client._take_checkpoint(delivery(checkpoint(log, 5, 0), 0, []), KEYS) is (
+        Outcome.ACCEPTED)
+    assert await client._take_checkpoint(
+        delivery(checkpoint(log, 12, 1), 9, log.consistency_proof(9, 12)), KEYS) is Outcome.ASK
+    (ask,) = published
+    assert isinstance(ask, ConsistencyRequestMessage) and ask.sender == "KZ-GPO"
+    assert (ask.body.from_tree_size, ask.body.to_tree_size) == (5, 12)
+
+
+async def test_a_handled_notice_is_acknowledged_unless_turned_off() -> None:
+    notice = NoticeMessage.model_validate(message_json("notice"))
+    body = sign(notice, HUB).encode()
+    for on in (True, False):
+        client, published = client_publishing(acknowledge_retrievals=on)
+        await client._retrieved(notice, body)
+        await client._retrieved(Unverified("malformed", "not the hub's", b"x"), b"x")
+        await asyncio.gather(*client._acks)
+        if not on:
+            assert published == []
+            continue
+        (retrieval,) = published
+        assert isinstance(retrieval, RetrievalMessage) and retrieval.sender == "KZ-GPO"
+        assert retrieval.body.notice_message_id == notice.message_id
+        assert retrieval.body.digest == digest_of(body.decode())
+
+
+def message_json(kind: str) -> dict[str, object]:
+    return {"message_id": "notice-0001-abcdef", "kind": kind, "request_id": "KZ-GPO-2026-1",
+            "treaty_id": "sco-2010", "sender": "HUB", "recipient": "KZ-GPO",
+            "sent_at": T0.isoformat(), "body": {"event": "request_accepted", "status": "sent",
+                                                "requesting": "KZ-GPO", "requested": "RU-MIA"}}
