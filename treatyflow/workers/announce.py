@@ -119,7 +119,13 @@ class Herald:
         # witness holding it sees the log shrink.
         first = sent.tree_size if sent is not None and sent.tree_size <= tree.size else 0
         proof = tree.consistency_proof(first)
-        await self.send(signed, first, [h.hex() for h in proof])
+        try:
+            await self.send(signed, first, [h.hex() for h in proof])
+        except Exception as err:  # noqa: BLE001 - the broker away: sent with the next one
+            self._log.warning("record checkpoint signed but not sent to the inboxes; the "
+                              "next one goes with its proof from the last sent",
+                              tree_size=made.tree_size, error=repr(err))
+            return signed
         self._sent = made
         return signed
 
