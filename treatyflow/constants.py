@@ -102,6 +102,13 @@ CONTENT_TYPE_JWS: Final = "application/jose"
 CONTENT_TYPE_JWS_JSON: Final = "application/jose+json"
 AMQP_TYPE_DIRECTORY: Final = "key_directory"
 DIRECTORY_ROUTING_KEY: Final = "key-directory"
+# The record's checkpoints (treatyflow/schemas/record.py): each new one the hub signs goes to
+# every inbox like the key directory, under its own routing key (every inbox is bound to
+# it) and AMQP type; the answer to a ``consistency_request`` goes to the asker's inbox. A
+# party's client hands neither to the application: its witness checks them.
+AMQP_TYPE_CHECKPOINT: Final = "record_checkpoint"
+CHECKPOINT_ROUTING_KEY: Final = "record-checkpoint"
+AMQP_TYPE_CONSISTENCY_PROOF: Final = "consistency_proof"
 # The public key registry (every authority's keys and the hub's), read by the gateway.
 KEY_REGISTRY_FILE = "public-keys.json"
 # Private keys: <secrets>/signing/<owner>/<key id>.pem, one file per key, mode 0600.

@@ -315,6 +315,19 @@ class Record:
                 checkpoint=Checkpoint(tree_size=row.tree_size, root_hash=row.root_hash,
                                       time=row.at), jws=row.jws) for row in rows]
 
+    async def latest_checkpoint(self, tree_size: int | None = None
+                                ) -> SignedCheckpoint | None:
+        """The newest checkpoint the hub signed (of ``tree_size`` entries, if given)."""
+        query = select(CheckpointRow).order_by(CheckpointRow.id.desc()).limit(1)
+        if tree_size is not None:
+            query = query.where(CheckpointRow.tree_size == tree_size)
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(query)).first()
+        if row is None:
+            return None
+        return SignedCheckpoint(checkpoint=Checkpoint(
+            tree_size=row.tree_size, root_hash=row.root_hash, time=row.at), jws=row.jws)
+
     async def audit(self, held: Checkpoint) -> list[str]:
         """What is wrong with the log as it is now, seen from a checkpoint a party held:
         shorter than it, or its first entries no longer hashing to its root."""
