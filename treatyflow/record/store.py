@@ -41,6 +41,7 @@ _FIELDS = (EntryRow.log_index, EntryRow.entry_id, EntryRow.request_id, EntryRow.
 _HELD = select(*_FIELDS).where(EntryRow.entry_id.in_(bindparam("ids", expanding=True)))
 _NEXT_INDEX = select(func.coalesce(func.max(EntryRow.log_index) + 1, 0))
 _INSERT = insert(EntryRow)
+_BY_ID = select(*_FIELDS, EntryRow.sealed).where(EntryRow.entry_id == bindparam("id"))
 
 _log = logs.get("treatyflow.record")
 
@@ -184,6 +185,11 @@ class Record:
             with connection.begin():
                 return self._append_rows(connection, by_id, sealed)
 
+    def _entry_sqlite(self, entry_id: str) -> Any:
+        assert self._appends is not None
+        with self._appends.connect() as connection:
+            return connection.execute(_BY_ID, {"id": entry_id}).first()
+
     def _append_rows(self, connection: Connection, by_id: dict[str, NewEntry],
                      sealed: dict[str, bytes]) -> dict[str, Entry]:
         """The append itself, inside the transaction that holds the write lock."""
@@ -251,9 +257,13 @@ class Record:
             return out
 
     async def entry(self, entry_id: str) -> Entry | None:
-        async with self._engine.connect() as connection:
-            row = (await connection.execute(
-                select(*_FIELDS, EntryRow.sealed).where(EntryRow.entry_id == entry_id))).first()
+        """One entry by its id (the gateway asks for one a message at a time: a retrieval's
+        notice), read in one hop as appends are."""
+        if self._appends is not None:
+            row = await asyncio.to_thread(self._entry_sqlite, entry_id)
+        else:
+            async with self._engine.connect() as connection:
+                row = (await connection.execute(_BY_ID, {"id": entry_id})).first()
         if row is None:
             return None
         entry = _entry(row)
