@@ -102,6 +102,9 @@ CONTENT_TYPE_JWS: Final = "application/jose"
 CONTENT_TYPE_JWS_JSON: Final = "application/jose+json"
 AMQP_TYPE_DIRECTORY: Final = "key_directory"
 DIRECTORY_ROUTING_KEY: Final = "key-directory"
+# A receipt from the hub's record (treatyflow.agency.receipts): a JWS by the hub, sent to
+# one authority's inbox through the delivery exchange with this AMQP type.
+AMQP_TYPE_RECEIPT: Final = "record_receipt"
 # The public key registry (every authority's keys and the hub's), read by the gateway.
 KEY_REGISTRY_FILE = "public-keys.json"
 # Private keys: <secrets>/signing/<owner>/<key id>.pem, one file per key, mode 0600.

@@ -18,6 +18,14 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 from pydantic import BaseModel
 
+from treatyflow.agency.entries import digest_of
+from treatyflow.agency.receipts import (
+    Receipt,
+    ReceiptBook,
+    ReceiptError,
+    ReceiptKind,
+    verify_receipt,
+)
 from treatyflow.agency.signing import (
     KeyRing,
     KeySource,
@@ -28,7 +36,12 @@ from treatyflow.agency.signing import (
     verify_directory,
 )
 from treatyflow.agency.wire import Unverified, read_delivery, to_amqp
-from treatyflow.constants import AMQP_TYPE_DIRECTORY, EXCHANGE_HUB, inbox_queue
+from treatyflow.constants import (
+    AMQP_TYPE_DIRECTORY,
+    AMQP_TYPE_RECEIPT,
+    EXCHANGE_HUB,
+    inbox_queue,
+)
 from treatyflow.schemas.messages import OutboundMessage
 
 Envelope = TypeVar("Envelope", bound=BaseModel)
@@ -192,11 +205,17 @@ class AgencyClient:
     ``signing_key`` is the authority's private key (every published envelope is a JWS by
     it); ``keys`` is the key directory (a ``Directory``, or any ``KeySource``): the hub's
     keys verify every message in the inbox, the authorities' keys the originals a notice
-    passes on. A ``Directory`` follows the directories the hub sends to the inbox."""
+    passes on. A ``Directory`` follows the directories the hub sends to the inbox.
+
+    The hub's receipts (treatyflow.agency.receipts) never reach the inbox's reader: each
+    is verified as it arrives and kept in ``receipts`` (a ``ReceiptBook``, on disk if
+    given one with a path); one that does not verify is logged and kept in
+    ``bad_receipts``."""
 
     def __init__(
         self, authority_id: str, url: str, *, signing_key: SigningKey | None = None,
         keys: KeySource | None = None, hub_keys: KeySource | None = None,
+        receipts: ReceiptBook | None = None,
     ) -> None:
         self.authority_id = authority_id
         self._url = url
@@ -208,6 +227,10 @@ class AgencyClient:
         self._seen = RecentIds()
         self._dropped = 0
         self.last_sent: str | None = None  # the JWS of the last envelope published
+        self.receipts = receipts if receipts is not None else ReceiptBook()
+        self.bad_receipts: list[ReceiptError] = []
+        self._sent: OrderedDict[str, set[str]] = OrderedDict()  # message id -> digests sent
+        self._receipt_arrived = asyncio.Event()
 
     async def connect(self) -> None:
         # A plain connection: aio-pika's robust one was measured not to come back after a
@@ -263,6 +286,11 @@ class AgencyClient:
         await exchange.publish(to_amqp(token, envelope, user_id=self.authority_id),
                                routing_key=self.authority_id)
         self.last_sent = token
+        message_id = getattr(envelope, "message_id", None)
+        if isinstance(message_id, str):  # what a receipt's digest must be (recent ones)
+            self._sent.setdefault(message_id, set()).add(digest_of(token))
+            while len(self._sent) > 100_000:
+                self._sent.popitem(last=False)
 
     async def publish_raw(self, body: bytes, *, routing_key: str | None = None,
                           **properties: Any) -> None:
@@ -286,6 +314,32 @@ class AgencyClient:
         except SignatureError as err:
             _log.error("a key directory in the inbox does not verify; kept the one held",
                        authority=self.authority_id, problem=err.problem, reason=str(err))
+
+    def _take_receipt(self, body: bytes) -> None:
+        """A receipt from the hub's record: kept if it verifies (signed by the hub, for
+        this authority, its entry in its checkpoint's tree, about what was sent)."""
+        if self.keys is None:
+            return
+        try:
+            receipt = verify_receipt(body, self.keys, recipient=self.authority_id,
+                                     sent=lambda i: self._sent.get(i, ()))
+        except ReceiptError as err:
+            self.bad_receipts.append(err)
+            _log.error("a receipt in the inbox does not verify", authority=self.authority_id,
+                       problem=err.problem, reason=str(err))
+            return
+        if self.receipts.add(receipt):
+            self._receipt_arrived.set()
+            self._receipt_arrived = asyncio.Event()
+
+    async def receipt(self, message_id: str, kind: ReceiptKind,
+                      timeout: float | None = None) -> Receipt:
+        """The receipt of ``kind`` about our message ``message_id``, held already or
+        received (with an inbox open) within ``timeout`` seconds; else ``TimeoutError``."""
+        async with asyncio.timeout(timeout):
+            while not (found := self.receipts.of(message_id, kind)):
+                await self._receipt_arrived.wait()
+        return found[0]
 
     def _count_drop(self) -> None:
         self._dropped += 1
@@ -315,6 +369,10 @@ class AgencyClient:
         async def on_message(message: AbstractIncomingMessage) -> None:
             if message.type == AMQP_TYPE_DIRECTORY:
                 self._take_directory(message.body)
+                await message.ack()
+                return
+            if message.type == AMQP_TYPE_RECEIPT:
+                self._take_receipt(message.body)
                 await message.ack()
                 return
             read = read_delivery(message.body, keys)

@@ -74,6 +74,7 @@ from treatyflow.settings import Settings
 from treatyflow.temporal import connect, namespace_retention
 from treatyflow.topology import read_passwords
 from treatyflow.workers import dead_letter_queue as dlq
+from treatyflow.workers.receipts import Receipts
 from treatyflow.workers.screen import (
     Outbox,
     TokenBuckets,
@@ -573,12 +574,16 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_
         lambda: record.checkpoint(hub_key()), settings.record_checkpoint_seconds))
     watcher = asyncio.create_task(announcer.watch(
         lambda: publishing[0] if publishing else None, stop))
+    receipts_out = Outbox(url, "treatyflow-gateway-receipts")  # one batch, one checkpoint
+    receipts = asyncio.create_task(Receipts(record, receipts_out, hub_key, all_authorities(
+        )).run(settings.record_receipt_seconds))
     async with metrics.watching(client):
         await amqp.stay_connected(url, "treatyflow-gateway", session, stop, stopping)
-    for task in (watcher, dead_letters, fill, checkpoints):
+    for task in (watcher, dead_letters, fill, checkpoints, receipts):
         task.cancel()
-    with contextlib.suppress(Exception):
-        await outbox.close()
+    for box in (outbox, receipts_out):
+        with contextlib.suppress(Exception):
+            await box.close()
     await record.close()
     log.info("gateway stopped")
 
