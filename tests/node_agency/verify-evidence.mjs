@@ -19,12 +19,12 @@ const TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
 const TEXT_FIELDS = ['entry_id', 'request_id', 'procedure', 'treaty', 'actor', 'kind', 'time'];
 
 const sha256 = (...parts) => createHash('sha256').update(Buffer.concat(parts)).digest();
-const leafHash = (leaf) => sha256(Buffer.from([0]), leaf);
+export const leafHash = (leaf) => sha256(Buffer.from([0]), leaf);
 const nodeHash = (left, right) => sha256(Buffer.from([1]), left, right);
 const hex = (value) => Buffer.from(value, 'hex');
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-class Problem extends Error {}
+export class Problem extends Error {}
 
 /** Each segment base64url without padding, re-encoding to itself (no altered spare bits). */
 function canonical(jws) {
@@ -89,7 +89,7 @@ export function verifyConsistency(first, second, proof, firstRoot, secondRoot) {
 }
 
 /** The entry's canonical leaf: 0x01, index (u64 BE), seven (u16 BE length, UTF-8) texts, digest. */
-function encodeLeaf(entry) {
+export function encodeLeaf(entry) {
   const head = Buffer.alloc(9);
   head.writeUInt8(1, 0);
   head.writeBigUInt64BE(BigInt(entry.index), 1);
@@ -104,7 +104,7 @@ function encodeLeaf(entry) {
   return Buffer.concat(parts);
 }
 
-function proofHashes(list, what) {
+export function proofHashes(list, what) {
   if (!Array.isArray(list) || !list.every((h) => HEX64.test(h))) throw new Problem(`${what} is not a list of lowercase hex SHA-256 hashes`);
   return list.map(hex);
 }
@@ -157,7 +157,7 @@ async function verifyJws(jws, keys, { owner = null, revoked = false } = {}) {
   }
 }
 
-async function readCheckpoint(jws, keys) {
+export async function readCheckpoint(jws, keys) {
   const { payload } = await verifyJws(String(jws).trim(), keys, { owner: 'HUB' });
   let checkpoint;
   try {
@@ -253,7 +253,7 @@ export async function verifyBundle(text, heldJws = null) {
   return { problems, bundle, checkpoint };
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const [bundleFile, heldFile] = process.argv.slice(2);
   let text;
   let held = null;

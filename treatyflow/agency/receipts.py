@@ -73,6 +73,7 @@ class ReceiptPayload(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["record_receipt"] = AMQP_TYPE_RECEIPT
+    sender: Literal["HUB"] = "HUB"
     receipt: ReceiptKind
     message_id: str = Field(description="receipt_id(entry id, recipient).")
     recipient: str = Field(description="The authority the receipt is for.")
