@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from treatyflow import constants as c
 from treatyflow import topology
+from treatyflow.agency.receipts import verify_receipt
 from treatyflow.agency.signing import (
     ACCEPTED_ALGS,
     KeyRing,
@@ -27,7 +28,6 @@ from treatyflow.agency.signing import (
     verify,
     verify_directory,
 )
-from treatyflow.agency.receipts import verify_receipt
 from treatyflow.agency.wire import originals
 from treatyflow.contract.__main__ import main
 from treatyflow.contract.files import ROOT, drift, render
