@@ -18,6 +18,7 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 from pydantic import BaseModel
 
+from treatyflow.agency.checkpoints import Checkpoint
 from treatyflow.agency.entries import digest_of
 from treatyflow.agency.receipts import (
     Receipt,
@@ -231,6 +232,7 @@ class AgencyClient:
         self.bad_receipts: list[ReceiptError] = []
         self._sent: OrderedDict[str, set[str]] = OrderedDict()  # message id -> digests sent
         self._receipt_arrived = asyncio.Event()
+        self._checkpoints: dict[str, Checkpoint] = {}  # verified, by JWS: a batch shares one
 
     async def connect(self) -> None:
         # A plain connection: aio-pika's robust one was measured not to come back after a
@@ -322,7 +324,8 @@ class AgencyClient:
             return
         try:
             receipt = verify_receipt(body, self.keys, recipient=self.authority_id,
-                                     sent=lambda i: self._sent.get(i, ()))
+                                     sent=lambda i: self._sent.get(i, ()),
+                                     checkpoints=self._checkpoints)
         except ReceiptError as err:
             self.bad_receipts.append(err)
             _log.error("a receipt in the inbox does not verify", authority=self.authority_id,

@@ -122,13 +122,15 @@ SentDigests = Callable[[str], Collection[str]]
 
 
 def verify_receipt(token: str | bytes, keys: KeySource, *, recipient: str | None = None,
-                   sent: SentDigests = lambda _: ()) -> Receipt:
+                   sent: SentDigests = lambda _: (),
+                   checkpoints: dict[str, Checkpoint] | None = None) -> Receipt:
     """The receipt ``token`` if every check holds, else ``ReceiptError``: signed by a key
     of the hub in ``keys``; for ``recipient`` (if given); its checkpoint signed by the hub;
     the entry's leaf, recomputed from its fields, included in the checkpoint's tree; the
     entry of the kind the receipt says, about the messages it names; and each named
     message's digest the SHA-256 of a payload ``sent`` says was sent under that id (if
-    ``sent`` remembers any)."""
+    ``sent`` remembers any). ``checkpoints``: checkpoint JWS verified already (a batch's
+    receipts share one), filled as they verify."""
     try:
         checked = verify(token, keys, signer=HUB_SENDER)
     except SignatureError as err:
@@ -146,10 +148,17 @@ def verify_receipt(token: str | bytes, keys: KeySource, *, recipient: str | None
     if payload.message_id != receipt_id(entry.entry_id, payload.recipient):
         raise ReceiptError("malformed", "the receipt's message id is not the one its entry "
                            "and recipient give")
-    try:
-        checkpoint = read_checkpoint(payload.checkpoint, keys)
-    except (SignatureError, ValidationError) as err:
-        raise ReceiptError("bad_checkpoint", f"its checkpoint does not verify: {err}") from err
+    checkpoint = None if checkpoints is None else checkpoints.get(payload.checkpoint)
+    if checkpoint is None:
+        try:
+            checkpoint = read_checkpoint(payload.checkpoint, keys)
+        except (SignatureError, ValidationError) as err:
+            raise ReceiptError("bad_checkpoint", f"its checkpoint does not verify: {err}"
+                               ) from err
+        if checkpoints is not None:
+            while len(checkpoints) >= 64:  # the last few batches' are enough
+                del checkpoints[next(iter(checkpoints))]
+            checkpoints[payload.checkpoint] = checkpoint
     try:
         verify_inclusion(entry.index, checkpoint.tree_size, leaf_hash(entry.leaf()),
                          [bytes.fromhex(h) for h in payload.inclusion], checkpoint.root)
