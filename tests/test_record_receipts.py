@@ -301,3 +301,11 @@ async def test_the_node_agency_verifies_receipts_and_refuses_altered_ones(
         "receipt_refused"] * 3, lines
     assert [line["problem"] for line in lines[2:]] == ["not_included", "not_included",
                                                        "unknown_key"]
+
+
+def test_the_receipts_benchmark_shows_the_frontier_cheaper_than_a_rebuild() -> None:
+    from treatyflow.bench.receipts import measure
+
+    figures = measure(log=4_000, batch=20, batches=2)
+    assert figures["tree_us_per_receipt"] < figures["rebuild_us_per_receipt"] / 5
+    assert figures["total_us_per_receipt"] > 0
