@@ -156,6 +156,30 @@ async def test_a_restart_resumes_where_the_receipts_went_and_loses_none(
             assert receipt.checkpoint.root == whole.root(receipt.checkpoint.tree_size)
 
 
+async def test_a_batch_sent_again_after_the_broker_failed_keeps_its_checkpoint(
+    record: Record
+) -> None:
+    await _a_request_delivered_and_a_refusal(record)
+    outbox = Outbox(fail_after=2)
+    task = _task(record, outbox)
+    with pytest.raises(ConnectionError):
+        await task.once()
+    outbox.fail_after = None
+    assert await task.once() == 3
+    assert len(await record.checkpoints()) == 1  # one checkpoint for the batch, not two
+    assert len({m.message_id for _, m in outbox.sent}) == 3  # the first two sent again
+
+
+async def test_a_backlog_of_large_entries_is_read_a_bounded_slice_at_a_time(
+    record: Record
+) -> None:
+    for _ in range(2):
+        await _a_request_delivered_and_a_refusal(record)
+    small = await record.since(0, 100, max_bytes=1)
+    assert [e.index for e in small] == [0]  # at least one, and not past the bound
+    assert [e.index for e in await record.since(2, 100)] == [2, 3, 4, 5]
+
+
 async def test_a_backlog_goes_out_in_batches_each_under_its_own_checkpoint(
     record: Record
 ) -> None:

@@ -292,20 +292,26 @@ class Record:
 
     # --- receipts (treatyflow.workers.receipts) ----------------------------------------
 
-    async def since(self, start: int, limit: int) -> list[Entry]:
+    async def since(self, start: int, limit: int, max_bytes: int = 32 * 1024 * 1024
+                    ) -> list[Entry]:
         """Up to ``limit`` entries from index ``start`` on, in log order, each with its
-        JWS decrypted: what the receipts task reads each tick. Ends before a gap."""
+        JWS decrypted: what the receipts task reads each tick. Ends before a gap, and once
+        the sealed bytes read pass ``max_bytes`` (at least one entry: a backlog of large
+        messages is read a bounded slice at a time)."""
+        out: list[Entry] = []
+        read = 0
         async with self._engine.connect() as connection:
-            rows = await connection.execute(
+            rows = await connection.stream(
                 select(*_FIELDS, EntryRow.sealed).where(EntryRow.log_index >= start)
-                .order_by(EntryRow.log_index).limit(limit))
-            out: list[Entry] = []
-            for row in rows:
-                if row.log_index != start + len(out):
+                .order_by(EntryRow.log_index).limit(limit)
+                .execution_options(yield_per=200))
+            async for row in rows:
+                if row.log_index != start + len(out) or (out and read >= max_bytes):
                     break
+                read += len(row.sealed)
                 entry = _entry(row)
                 out.append(entry.model_copy(update={"jws": self._unseal(entry, row.sealed)}))
-            return out
+        return out
 
     async def leaf_hashes(self, size: int) -> AsyncIterator[bytes]:
         """The leaf hashes of the first ``size`` entries, streamed from the rows (each

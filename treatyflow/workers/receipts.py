@@ -22,7 +22,7 @@ import aio_pika
 
 from treatyflow import constants as c
 from treatyflow import logs, metrics
-from treatyflow.agency.checkpoints import sign_checkpoint
+from treatyflow.agency.checkpoints import SignedCheckpoint, sign_checkpoint
 from treatyflow.agency.merkle import leaf_hash
 from treatyflow.agency.signing import SigningKey
 from treatyflow.record.compact import Builder, Frontier
@@ -30,7 +30,7 @@ from treatyflow.record.receipts import owed, receipt
 from treatyflow.record.store import Record
 from treatyflow.workers.screen import Outbox, full
 
-BATCH = 5_000  # entries under one checkpoint at most (a backlog is several batches)
+BATCH = 2_000  # entries under one checkpoint at most (a backlog is several batches)
 _CONCURRENT = 200  # receipts waiting for their confirm at once
 
 _log = logs.get("treatyflow.receipts")
@@ -47,6 +47,7 @@ class Receipts:
         self._authorities = set(authorities)  # who has an inbox
         self._batch = batch
         self._frontier: Frontier | None = None
+        self._signed: SignedCheckpoint | None = None  # the last one, again for a retry
 
     @property
     def sent(self) -> int | None:
@@ -75,8 +76,13 @@ class Receipts:
             return 0
         tree = self._frontier.extend([leaf_hash(e.leaf()) for e in entries])
         key = self._key()
-        checkpoint = sign_checkpoint(tree.size, tree.root(), key)
-        await self._record.keep(checkpoint)
+        checkpoint = self._signed
+        if checkpoint is None or (checkpoint.checkpoint.tree_size, checkpoint.checkpoint.root
+                                  ) != (tree.size, tree.root()):
+            # A batch sent again (the broker was away) keeps its checkpoint: one a batch.
+            checkpoint = sign_checkpoint(tree.size, tree.root(), key)
+            await self._record.keep(checkpoint)
+            self._signed = checkpoint
         gate = asyncio.Semaphore(_CONCURRENT)
 
         async def send(message_id: str, token: str, recipient: str, kind: str,
