@@ -79,7 +79,7 @@ class Settings:
     # How often the hub signs a checkpoint of the record's Merkle log.
     record_checkpoint_seconds: float = 60.0
     # How often the gateway sends the receipts of the record's new entries, all of one
-    # batch under one checkpoint (treatyflow.workers.receipts).
+    # batch under one checkpoint (treatyflow.workers.receipts); 0 sends none.
     record_receipt_seconds: float = 1.0
 
     @classmethod

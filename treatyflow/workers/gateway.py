@@ -576,7 +576,8 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_
         lambda: publishing[0] if publishing else None, stop))
     receipts_out = Outbox(url, "treatyflow-gateway-receipts")  # one batch, one checkpoint
     receipts = asyncio.create_task(Receipts(record, receipts_out, hub_key, all_authorities(
-        )).run(settings.record_receipt_seconds))
+        )).run(settings.record_receipt_seconds) if settings.record_receipt_seconds > 0
+        else stop.wait())  # 0: no receipts
     async with metrics.watching(client):
         await amqp.stay_connected(url, "treatyflow-gateway", session, stop, stopping)
     for task in (watcher, dead_letters, fill, checkpoints, receipts):
