@@ -40,7 +40,7 @@ from treatyflow import hub
 from treatyflow.activities.delivery import Deliver, Delivered
 from treatyflow.agency import AgencyClient, Inbox, KeyRing, PublicKey, SigningKey, Unverified
 from treatyflow.agency.signing import sign, sign_directory
-from treatyflow.codec import PayloadKeys, generate_keys
+from treatyflow.codec import PayloadKeys, generate_keys, load_keys
 from treatyflow.hub import request_state, transfer_state
 from treatyflow.keys import RegistryFile, owners, signing_key
 from treatyflow.record import NewEntry, Record, entry_id, record_time
@@ -628,6 +628,30 @@ async def kz_ru(authorities: Callable[..., Awaitable[tuple[AgencyClient, Mailbox
 async def opened(kz_ru: Parties) -> Opened:
     """A fresh request from KZ-GPO to RU-MIA, delivered and accepted."""
     return Opened(*kz_ru, await open_request(kz_ru.kz, kz_ru.kz_box, kz_ru.ru_box))
+
+
+async def recorded(settings: Settings, request_id: str) -> list[tuple[str, str]]:
+    """(kind, actor) of each of the request's entries in the stack's record, in log order."""
+    async with await Record.open(settings.record_database_url, load_keys(settings)) as record:
+        return [(e.kind, e.actor) for e in await record.entries(request_id)]
+
+
+@pytest_asyncio.fixture
+async def executed(opened: Opened, stack_settings: Settings) -> Opened:
+    """The opened request received and executed, its notices in the record."""
+    await opened.ru.publish(message("receipt", request_id=opened.rid, sender=RU,
+                                    recipient=KZ, body={}))
+    await opened.kz_box.expect(event(opened.rid, "received"))
+    await opened.ru.publish(message("execution_report", request_id=opened.rid, sender=RU,
+                                    recipient=KZ, body=REPORT))
+    await opened.kz_box.expect(event(opened.rid, "executed"))
+
+    async def delivered() -> bool:
+        found = await recorded(stack_settings, opened.rid)
+        return sum(kind == "delivered" for kind, _ in found) >= 3
+
+    await eventually(delivered, timeout=20, what="the notices in the record")
+    return opened
 
 
 # --- a transfer on the time-skipping server -------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 from temporalio.client import Client
 
 from treatyflow import constants as c
+from treatyflow.bench import record as record_bench
 from treatyflow.bench import scale
 from treatyflow.bench.harness import Authorities
 from treatyflow.bench.run import chart, measure
@@ -125,3 +126,13 @@ def test_a_stack_serves_a_registry_of_many_authorities(tmp_path: Path) -> None:
     assert figures["registry_rss_mb"]["rabbitmq"]
     assert not stack.is_up(settings.with_(treaties_dir=settings.state_dir / "treaties"))
     assert "bench-registry" not in known_treaties()
+
+
+def test_the_record_bench_appends_and_reports_cpu_per_entry(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    record_bench.main(["--entries", "20"])
+    figures = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(figures) == {"cpu_ms_per_entry_one_at_a_time", "cpu_ms_per_entry_batches_of_10",
+                            "cpu_ms_per_entry_sqlite3_floor", "ratio_floor_to_one_at_a_time"}
+    assert all(value > 0 for value in figures.values())

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from treatyflow import constants as c
 from treatyflow.contract.asyncapi import problem_codes
 from treatyflow.schemas.messages import INBOUND, OUTBOUND, TRANSFER_KINDS
+from treatyflow.schemas.record import HUB_KINDS, HUB_MESSAGES, RECORD_KINDS, RECORD_MESSAGES
 from treatyflow.workflows.transfer import TransitStatus
 
 ROOT = Path(__file__).parent.parent
@@ -46,7 +48,9 @@ def test_the_transfer_page_has_one_example_per_transfer_kind() -> None:
 @pytest.mark.parametrize("item", EXAMPLES, ids=[_id(i) for i in EXAMPLES])
 def test_doc_example_parses(item: tuple[Path, dict]) -> None:  # type: ignore[type-arg]
     _, example = item
-    adapter = OUTBOUND if example["kind"] in ("notice", "error") else INBOUND
+    adapter: Any = (OUTBOUND if example["kind"] in ("notice", "error") else
+                    HUB_MESSAGES if example["kind"] in HUB_KINDS else
+                    RECORD_MESSAGES if example["kind"] in RECORD_KINDS else INBOUND)
     parsed = adapter.validate_json(json.dumps(example), strict=True)
     assert parsed.model_dump(mode="json")["body"].keys() == example["body"].keys()
 

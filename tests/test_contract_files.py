@@ -40,6 +40,7 @@ from treatyflow.schemas.messages import (
     parse_inbound,
     parse_outbound,
 )
+from treatyflow.schemas.record import HUB_MESSAGES, RECORD_MESSAGES, parse_hub, parse_record
 from treatyflow.schemas.treaty import PROCEDURE, all_authorities, known_treaties, load_profile
 
 SCHEMAS = ROOT / "schemas"
@@ -59,7 +60,9 @@ def kinds(adapter: Any) -> set[str]:
 
 
 INBOUND_KINDS, OUTBOUND_KINDS = kinds(INBOUND), kinds(OUTBOUND)
-ALL_KINDS = INBOUND_KINDS | OUTBOUND_KINDS
+# About the hub's record (schemas/record.py): to the hub itself, and to a party's witness.
+HUB_KINDS, RECORD_KINDS = kinds(HUB_MESSAGES), kinds(RECORD_MESSAGES)
+ALL_KINDS = INBOUND_KINDS | OUTBOUND_KINDS | HUB_KINDS | RECORD_KINDS
 
 
 def schema(name: str) -> dict[str, Any]:
@@ -127,8 +130,10 @@ def test_each_schema_is_valid_2020_12_with_id_title_and_description(name: str) -
         assert document["properties"]["kind"]["const"] == name
         assert document["properties"]["sent_at"]["format"] == "date-time"
         assert "pattern" in document["properties"]["message_id"]
-        assert {"message_id", "kind", "request_id", "sender", "body"} <= set(document["required"])
-        assert "in_reply_to" not in document["required"]
+        assert {"message_id", "kind", "sender", "body"} <= set(document["required"])
+        assert ("request_id" in document["required"]) is (name not in HUB_KINDS | RECORD_KINDS)
+        # only an answer names what it answers, always
+        assert ("in_reply_to" in document["required"]) is (name == "consistency_proof")
         assert document["properties"]["schema_version"]["default"] == "2"
 
 
@@ -237,7 +242,9 @@ def test_each_valid_payload_parses_strictly_and_fits_its_schema(name: str) -> No
         assert receipt.kind == "acceptance" and receipt.entry.kind == "request"
         validator("record-receipt").validate(payload)
         return
-    parse = parse_outbound if v["kind"] in OUTBOUND_KINDS else parse_inbound
+    parse = (parse_outbound if v["kind"] in OUTBOUND_KINDS else parse_record
+             if v["kind"] in RECORD_KINDS else parse_hub if v["kind"] in HUB_KINDS
+             else parse_inbound)
     message = parse(v["payload"])
     assert message.kind == v["kind"] == payload["kind"]
     validator(v["kind"]).validate(payload)
@@ -306,7 +313,10 @@ def test_asyncapi_is_3_0_0_and_references_every_schema_file() -> None:
         assert m["payload"] == {"$ref": f"schemas/{kind}.json"}
     sending = ASYNCAPI["operations"]["sendToHub"]
     assert sending["bindings"]["amqp"]["deliveryMode"] == 2
-    assert {r.rsplit("/", 1)[1] for r in refs(sending["messages"])} == INBOUND_KINDS
+    assert {r.rsplit("/", 1)[1] for r in refs(sending["messages"])} == INBOUND_KINDS | HUB_KINDS
+    inbox = ASYNCAPI["operations"]["receiveFromInbox"]
+    assert {r.rsplit("/", 1)[1] for r in refs(inbox["messages"])} == (
+        OUTBOUND_KINDS | RECORD_KINDS | {DIRECTORY, RECEIPT})
 
 
 def test_asyncapi_names_are_the_constants_and_bindings_the_topology() -> None:

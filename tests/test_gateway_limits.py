@@ -255,7 +255,7 @@ async def test_a_full_inbox_does_not_stop_the_key_directory_reaching_the_others(
     """A directory publish reaches every inbox but a full one, which nacks it: the gateway
     takes it as sent (and starts consuming) rather than failing or sending it again."""
     from treatyflow.keys import RegistryFile, load_or_create_keys
-    from treatyflow.workers.gateway import Announcer
+    from treatyflow.workers.announce import Announcer
 
     load_or_create_keys(tmp_path)
     published: list[str] = []

@@ -1,18 +1,31 @@
 """Integration: the hub's record on the real stack. What the gateway accepts and refuses
-and what the worker delivers is written once, in order; a party's export verifies
-offline, and fails after a byte of it or a row of the record is changed."""
+and what the worker delivers is written once, in order; an export verifies offline, and
+fails after a byte of it or a row of the record is changed; a party's export holds only
+what it may see, and verifies in Python and Node."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
-from tests.conftest import KZ, REPORT, RU, Opened, Parties, cli, event, eventually
+from tests.conftest import (
+    KZ,
+    REPORT,
+    RU,
+    Mailbox,
+    Opened,
+    Parties,
+    cli,
+    error_about,
+    eventually,
+    recorded,
+)
 from tests.factories import message, new_request_id
+from tests.test_record_evidence import _node_verify
 from treatyflow import constants as c
 from treatyflow.agency import AgencyClient
 from treatyflow.agency.receipts import verify_receipt
@@ -24,25 +37,10 @@ from treatyflow.settings import Settings
 
 pytestmark = pytest.mark.stack
 
-
-async def entries_of(settings: Settings, request_id: str) -> list[tuple[str, str]]:
-    """(kind, actor) of each of the request's entries, in log order."""
-    async with await Record.open(settings.record_database_url, load_keys(settings)) as record:
-        return [(e.kind, e.actor) for e in await record.entries(request_id)]
+UZ = "UZ-GPO"  # an authority that is no party of the requests here
 
 
-@pytest_asyncio.fixture
-async def executed(opened: Opened, stack_settings: Settings) -> Opened:
-    """The opened request received and executed, its notices in the record."""
-    await opened.ru.publish(message("receipt", request_id=opened.rid, sender=RU,
-                                    recipient=KZ, body={}))
-    await opened.kz_box.expect(event(opened.rid, "received"))
-    await opened.ru.publish(message("execution_report", request_id=opened.rid, sender=RU,
-                                    recipient=KZ, body=REPORT))
-    await opened.kz_box.expect(event(opened.rid, "executed"))
-    await eventually(lambda: _has_delivered(stack_settings, opened.rid, 3), timeout=20,
-                     what="the notices in the record")
-    return opened
+entries_of = recorded  # (kind, actor) of each entry of a request, in log order
 
 
 async def test_every_message_and_notice_of_a_request_is_recorded_once_in_order(
@@ -90,6 +88,86 @@ async def test_an_export_verifies_offline_and_fails_after_one_changed_byte(
     assert "not included" in failed.stdout + failed.stderr
 
 
+async def test_a_row_rewritten_in_the_database_is_caught_against_a_held_checkpoint(
+    executed: Opened, stack_settings: Settings, tmp_path: Path
+) -> None:
+    rid = executed.rid
+    held = tmp_path / "held.jws"
+    made = cli(stack_settings, "evidence", "checkpoint", "-o", str(held))
+    assert made.returncode == 0, made.stderr
+    database = stack_settings.record_database_url.removeprefix("sqlite+aiosqlite:///")
+    with sqlite3.connect(database) as db:  # the hub's operator rewrites who sent the report
+        changed = db.execute("UPDATE record_entries SET actor = ? WHERE request_id = ? AND "
+                             "kind = 'execution_report'", (KZ, rid)).rowcount
+    assert changed == 1
+    bundle = tmp_path / "bundle.json"
+    assert cli(stack_settings, "evidence", "export", rid, "-o", str(bundle)).returncode == 0
+    against = cli(stack_settings, "evidence", "verify", str(bundle), "--held", str(held))
+    assert against.returncode == 1, against.stdout
+    assert "held" in (against.stdout + against.stderr).lower()
+
+
+async def test_a_partys_export_verifies_in_python_and_node_and_holds_only_what_it_may_see(
+    executed: Opened, stack_settings: Settings, tmp_path: Path,
+    authorities: Callable[..., Awaitable[tuple[AgencyClient, Mailbox]]],
+) -> None:
+    rid = executed.rid
+    stranger, stranger_box = await authorities(UZ)  # no party: refused, and recorded so
+    intruding = message("execution_report", request_id=rid, sender=UZ, recipient=KZ,
+                        body=REPORT)
+    await stranger.publish(intruding)
+    await stranger_box.expect(error_about(intruding.message_id))
+    await eventually(lambda: _has_refusal(stack_settings, rid), timeout=20,
+                     what="the stranger's refusal in the record")
+    whole = tmp_path / "whole.json"
+    assert cli(stack_settings, "evidence", "export", rid, "-o", str(whole)).returncode == 0
+    every = {e["index"]: e for e in json.loads(whole.read_text())["entries"]}
+
+    for party, other in ((KZ, RU), (RU, KZ)):
+        mine = tmp_path / f"{party}.json"
+        done = cli(stack_settings, "evidence", "export", rid, "--as", party, "-o", str(mine))
+        assert done.returncode == 0, done.stderr
+        bundle = json.loads(mine.read_text())
+        assert bundle["party"] == party and len(bundle["entries"]) == len(every)
+        hidden = {e["index"]: e["withheld"] for e in bundle["entries"] if e["jws"] is None}
+        for entry in bundle["entries"]:  # the other side's notices and the refusal: withheld
+            told_other = entry["kind"] == "delivered" and entry["actor"] == other
+            if told_other or entry["kind"] == "refused":
+                assert hidden.get(entry["index"]) == "not_addressed", entry
+            if entry["kind"] in ("request", "execution_report", "receipt") or (
+                    entry["kind"] == "delivered" and entry["actor"] == party):
+                assert entry["jws"] == every[entry["index"]]["jws"], entry
+        text = mine.read_text()
+        for index in hidden:  # none of what it may not see, not even the payload
+            assert every[index]["jws"].split(".")[1] not in text
+        checked = cli(stack_settings, "evidence", "verify", str(mine))
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert f"{len(every)} entries, {len(hidden)} withheld (exported for {party}" in \
+            checked.stdout
+        node = _node_verify(mine)
+        assert node.returncode == 0, node.stdout + node.stderr
+        assert f"; {len(hidden)} withheld (exported for {party}" in node.stdout
+
+        at = min(hidden)
+        digest = every[at]["digest"]
+        altered = tmp_path / f"{party}-altered.json"
+        altered.write_text(text.replace(digest, digest[:-1] + ("0" if digest[-1] != "0"
+                                                                else "1"), 1))
+        failed = cli(stack_settings, "evidence", "verify", str(altered))
+        assert failed.returncode == 1
+        assert f"(index {at}, {every[at]['kind']}): not included" in failed.stdout
+        assert _node_verify(altered).returncode == 1
+
+    refused = cli(stack_settings, "evidence", "export", rid, "--as", UZ, "-o",
+                  str(tmp_path / "uz.json"))
+    assert refused.returncode == 1
+    assert f"refused: {UZ} is not a party of request {rid}" in refused.stderr
+
+
+async def _has_refusal(settings: Settings, request_id: str) -> bool:
+    return ("refused", c.HUB_SENDER) in await recorded(settings, request_id)
+
+
 def _receipts(client: AgencyClient, request_id: str) -> list[tuple[str, str, str]]:
     """(receipt kind, entry kind, entry actor) of the receipts the client verified and
     kept about one request, in arrival order."""
@@ -132,30 +210,6 @@ async def test_each_party_gets_verified_receipts_of_what_it_sent_and_what_was_de
 async def _checkpoints(settings: Settings) -> list[SignedCheckpoint]:
     async with await Record.open(settings.record_database_url, load_keys(settings)) as record:
         return await record.checkpoints()
-
-
-async def test_a_row_rewritten_in_the_database_is_caught_against_a_held_checkpoint(
-    executed: Opened, stack_settings: Settings, tmp_path: Path
-) -> None:
-    rid = executed.rid
-    held = tmp_path / "held.jws"
-    made = cli(stack_settings, "evidence", "checkpoint", "-o", str(held))
-    assert made.returncode == 0, made.stderr
-    database = stack_settings.record_database_url.removeprefix("sqlite+aiosqlite:///")
-    with sqlite3.connect(database) as db:  # the hub's operator rewrites who sent the report
-        changed = db.execute("UPDATE record_entries SET actor = ? WHERE request_id = ? AND "
-                             "kind = 'execution_report'", (KZ, rid)).rowcount
-    assert changed == 1
-    bundle = tmp_path / "bundle.json"
-    assert cli(stack_settings, "evidence", "export", rid, "-o", str(bundle)).returncode == 0
-    against = cli(stack_settings, "evidence", "verify", str(bundle), "--held", str(held))
-    assert against.returncode == 1, against.stdout
-    assert "held" in (against.stdout + against.stderr).lower()
-
-
-async def _has_delivered(settings: Settings, request_id: str, at_least: int) -> bool:
-    found = await entries_of(settings, request_id)
-    return sum(kind == "delivered" for kind, _ in found) >= at_least
 
 
 async def test_a_gateway_killed_mid_stream_loses_and_duplicates_no_receipt(

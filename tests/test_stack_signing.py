@@ -379,7 +379,8 @@ async def read_raw(settings: Settings, authority: str, match: Callable[[Verified
                 await asyncio.sleep(0.2)
                 continue
             await got.ack()
-            if got.type == c.AMQP_TYPE_DIRECTORY:
+            if got.type in (c.AMQP_TYPE_DIRECTORY, c.AMQP_TYPE_CHECKPOINT,
+                            c.AMQP_TYPE_CONSISTENCY_PROOF):
                 continue
             assert got.content_type == c.CONTENT_TYPE_JWS
             checked = verify(got.body, registry, signer=c.HUB_SENDER)

@@ -105,6 +105,13 @@ DIRECTORY_ROUTING_KEY: Final = "key-directory"
 # A receipt from the hub's record (treatyflow.agency.receipts): a JWS by the hub, sent to
 # one authority's inbox through the delivery exchange with this AMQP type.
 AMQP_TYPE_RECEIPT: Final = "record_receipt"
+# The record's checkpoints (treatyflow/schemas/record.py): each new one the hub signs goes to
+# every inbox like the key directory, under its own routing key (every inbox is bound to
+# it) and AMQP type; the answer to a ``consistency_request`` goes to the asker's inbox. A
+# party's client hands neither to the application: its witness checks them.
+AMQP_TYPE_CHECKPOINT: Final = "record_checkpoint"
+CHECKPOINT_ROUTING_KEY: Final = "record-checkpoint"
+AMQP_TYPE_CONSISTENCY_PROOF: Final = "consistency_proof"
 # The public key registry (every authority's keys and the hub's), read by the gateway.
 KEY_REGISTRY_FILE = "public-keys.json"
 # Private keys: <secrets>/signing/<owner>/<key id>.pem, one file per key, mode 0600.

@@ -160,7 +160,8 @@ def definitions(passwords: dict[str, str]) -> dict[str, Any]:
     ] + [
         {"source": c.EXCHANGE_DELIVER, "destination": c.inbox_queue(a), "routing_key": key,
          **binding}
-        for a in authorities for key in (a, c.DIRECTORY_ROUTING_KEY)
+        for a in authorities
+        for key in (a, c.DIRECTORY_ROUTING_KEY, c.CHECKPOINT_ROUTING_KEY)
     ] + [
         {"source": c.EXCHANGE_HUB, "destination": c.inbound_queue(a), "routing_key": a,
          **binding}

@@ -21,6 +21,8 @@ import {
   importPKCS8,
 } from 'jose';
 
+import { RECORD_TYPES, Witness } from './witness.mjs';
+
 // --- names of the contract -------------------------------------------------------------
 
 export { base64url };
@@ -410,6 +412,7 @@ export class Agency {
     this.sentDigests = new Map(); // message id -> SHA-256 of the payload we signed
     this.unverified = []; // deliveries that failed verification
     this.seen = new Set();
+    this.witness = new Witness(); // the hub's record, checkpoint after checkpoint
     this._waiters = [];
     this._chain = Promise.resolve();
   }
@@ -482,6 +485,8 @@ export class Agency {
           this.badReceipts.push(err);
           this.say('receipt_refused', { problem: err.problem ?? 'malformed', reason: err.message });
         }
+      } else if (RECORD_TYPES.includes(delivery.properties.type)) {
+        await this._witness(delivery.content);
       } else {
         const read = await readDelivery(delivery.content, this.directory);
         if (!read.ok) {
@@ -500,6 +505,22 @@ export class Agency {
       this.say('handler_failed', { reason: String(err) });
       this.consumer.nack(delivery, false, true);
     }
+  }
+
+  /** A checkpoint of the hub's record, checked by the witness; a fork is said loudly. */
+  async _witness(body) {
+    const got = await this.witness.take(body, this.directory);
+    if (got.outcome === 'fork') {
+      this.say('record_fork', { reason: got.reason, evidence: this.witness.fork });
+    } else if (got.outcome === 'rejected') {
+      this.say('record_message_refused', { reason: got.reason });
+    } else if (got.outcome === 'ask') {
+      const ask = { schema_version: SCHEMA_VERSION, message_id: `cr-${newMessageId()}`, kind: 'consistency_request', sender: this.authority, recipient: HUB, sent_at: new Date().toISOString(), body: this.witness.wanted };
+      await this.send(ask);
+    } else {
+      this.say('record_checkpoint', { outcome: got.outcome, tree_size: this.witness.held?.checkpoint.tree_size });
+    }
+    this._wake();
   }
 
   _wake() {

@@ -1,8 +1,9 @@
 // Verifies an evidence bundle of the hub's record (docs/reference/evidence.md) with node's
 // crypto and npm `jose` alone, as a party without treatyflow would:
 //   node verify-evidence.mjs BUNDLE_FILE [HELD_CHECKPOINT_FILE]
-// Prints "verified: ..." and exits 0, or prints one problem a line and exits 1; 2 if a
-// file cannot be read.
+// Prints "verified: ..." (with how many entries were withheld from the party the bundle was
+// exported for) and exits 0, or prints one problem a line and exits 1; 2 if a file cannot
+// be read.
 
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -17,6 +18,11 @@ const REFUSED_HEADERS = ['jwk', 'jku', 'x5u', 'x5c', 'x5t', 'x5t#S256', 'crit', 
 const HEX64 = /^[0-9a-f]{64}$/;
 const TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
 const TEXT_FIELDS = ['entry_id', 'request_id', 'procedure', 'treaty', 'actor', 'kind', 'time'];
+const WITHHELD = ['not_addressed', 'operator_action']; // why a party's export omits a JWS
+// The members a bundle and an entry may have: any other is refused (every byte counts).
+const BUNDLE_MEMBERS = ['format', 'request_id', 'party', 'checkpoint', 'directory', 'entries', 'consistency'];
+const ENTRY_MEMBERS = [...TEXT_FIELDS, 'index', 'digest', 'jws', 'withheld', 'inclusion'];
+const unknown = (object, members) => Object.keys(object).filter((name) => !members.includes(name));
 
 const sha256 = (...parts) => createHash('sha256').update(Buffer.concat(parts)).digest();
 export const leafHash = (leaf) => sha256(Buffer.from([0]), leaf);
@@ -173,22 +179,53 @@ export async function readCheckpoint(jws, keys) {
   return { ...checkpoint, root: hex(checkpoint.root_hash) };
 }
 
+/** A withheld entry (a party's export): no JWS, a known reason; its leaf, built from the
+ *  fields and digest it keeps, is checked by its inclusion proof alone. */
+function withheldProblem(entry, bundle) {
+  if (entry.jws === undefined) return 'it has no jws member (a withheld entry has "jws": null)';
+  if (entry.jws !== null) return 'it is marked withheld, yet carries its JWS';
+  if (entry.withheld === undefined || entry.withheld === null) return 'it carries no JWS and is not marked withheld';
+  if (!WITHHELD.includes(entry.withheld)) return `it is withheld for an unknown reason ${JSON.stringify(entry.withheld)}`;
+  if (typeof bundle.party !== 'string') return 'it is withheld, in a bundle exported for no party';
+  return null;
+}
+
+/** Whether a verified payload names `party` as its sender or recipient. */
+function names(payload, party) {
+  try {
+    const found = JSON.parse(utf8.decode(payload));
+    return found !== null && typeof found === 'object' && (found.sender === party || found.recipient === party);
+  } catch {
+    return false;
+  }
+}
+
+/** Checks one entry; returns whether its verified payload names the bundle's party. */
 async function checkEntry(entry, n, bundle, keys, checkpoint, problems) {
   const where = `entry ${n} (index ${entry.index}, ${entry.kind})`;
-  const malformed = TEXT_FIELDS.filter((name) => typeof entry[name] !== 'string' || !entry[name]);
+  const withheld = (entry.withheld !== undefined && entry.withheld !== null) || entry.jws === null;
+  const malformed = [...TEXT_FIELDS.filter((name) => typeof entry[name] !== 'string' || !entry[name]),
+    ...unknown(entry, ENTRY_MEMBERS).map((name) => `unknown member ${JSON.stringify(name)}`)];
   if (malformed.length || !Number.isSafeInteger(entry.index) || entry.index < 0 || !HEX64.test(entry.digest)
-      || !TIME.test(entry.time) || typeof entry.jws !== 'string') {
+      || !TIME.test(entry.time) || (!withheld && typeof entry.jws !== 'string')) {
     problems.push(`${where}: its fields are malformed (${malformed.join(', ') || 'index, digest, time or jws'})`);
-    return;
+    return false;
   }
   if (entry.request_id !== bundle.request_id) problems.push(`${where}: it is of request ${entry.request_id}, not ${bundle.request_id}`);
-  try {
-    const { jwk, payload } = await verifyJws(entry.jws, keys, { revoked: true });
-    if (sha256(payload).toString('hex') !== entry.digest) problems.push(`${where}: the digest is not the SHA-256 of the JWS's payload`);
-    if (jwk.revoked_at && Date.parse(jwk.revoked_at) <= Date.parse(entry.time)) problems.push(`${where}: signed with key ${jwk.kid}, revoked before the entry's time`);
-  } catch (err) {
-    if (!(err instanceof Problem)) throw err;
-    problems.push(`${where}: the signature does not verify: ${err.message}`);
+  let named = false;
+  if (withheld) {
+    const problem = withheldProblem(entry, bundle);
+    if (problem) problems.push(`${where}: ${problem}`);
+  } else {
+    try {
+      const { jwk, payload } = await verifyJws(entry.jws, keys, { revoked: true });
+      if (sha256(payload).toString('hex') !== entry.digest) problems.push(`${where}: the digest is not the SHA-256 of the JWS's payload`);
+      if (jwk.revoked_at && Date.parse(jwk.revoked_at) <= Date.parse(entry.time)) problems.push(`${where}: signed with key ${jwk.kid}, revoked before the entry's time`);
+      named = typeof bundle.party === 'string' && names(payload, bundle.party);
+    } catch (err) {
+      if (!(err instanceof Problem)) throw err;
+      problems.push(`${where}: the signature does not verify: ${err.message}`);
+    }
   }
   try {
     const root = rootFromInclusion(entry.index, checkpoint.tree_size, leafHash(encodeLeaf(entry)), proofHashes(entry.inclusion, 'the inclusion proof'));
@@ -197,6 +234,7 @@ async function checkEntry(entry, n, bundle, keys, checkpoint, problems) {
     if (!(err instanceof Problem)) throw err;
     problems.push(`${where}: not included in the checkpoint of size ${checkpoint.tree_size}: ${err.message}`);
   }
+  return named;
 }
 
 async function checkHeld(heldJws, bundle, keys, checkpoint) {
@@ -223,7 +261,11 @@ export async function verifyBundle(text, heldJws = null) {
   let bundle;
   try {
     bundle = JSON.parse(text);
-    if (bundle.format !== FORMAT || typeof bundle.request_id !== 'string' || !Array.isArray(bundle.entries)) throw new Error(`not ${FORMAT}`);
+    if (bundle.format !== FORMAT || typeof bundle.request_id !== 'string' || !Array.isArray(bundle.entries)
+        || !(bundle.party === undefined || bundle.party === null || (typeof bundle.party === 'string' && bundle.party))) throw new Error(`not ${FORMAT}`);
+    const extra = unknown(bundle, BUNDLE_MEMBERS);
+    if (extra.length) throw new Error(`unknown member(s) ${extra.join(', ')}`);
+    if (bundle.consistency !== undefined && !Array.isArray(bundle.consistency)) throw new Error('consistency is not a list');
   } catch (err) {
     return { problems: [`not an evidence bundle: ${err.message}`] };
   }
@@ -244,13 +286,20 @@ export async function verifyBundle(text, heldJws = null) {
   const problems = [];
   if (!bundle.entries.length) problems.push('the bundle holds no entry');
   let last = -1;
+  let named = false;
   for (const [n, entry] of bundle.entries.entries()) {
+    if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) {
+      problems.push(`entry ${n}: not an object`);
+      continue;
+    }
     if (!(entry.index > last)) problems.push(`entry ${n} (index ${entry.index}, ${entry.kind}): the entries are not in log order`);
     last = entry.index;
-    await checkEntry(entry, n, bundle, keys, checkpoint, problems);
+    named = (await checkEntry(entry, n, bundle, keys, checkpoint, problems)) || named;
   }
+  if (typeof bundle.party === 'string' && !named) problems.push(`the bundle is exported for ${bundle.party}, whom none of the messages it carries names as sender or recipient`);
   if (heldJws !== null) problems.push(...await checkHeld(heldJws, bundle, keys, checkpoint));
-  return { problems, bundle, checkpoint };
+  const withheld = bundle.entries.filter((e) => e.jws === null || (e.withheld !== undefined && e.withheld !== null)).length;
+  return { problems, bundle, checkpoint, withheld };
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
@@ -264,10 +313,11 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
     console.error(`verify-evidence: ${err.message}`);
     process.exit(2);
   }
-  const { problems, bundle, checkpoint } = await verifyBundle(text, held);
+  const { problems, bundle, checkpoint, withheld } = await verifyBundle(text, held);
   if (problems.length) {
     for (const problem of problems) console.log(problem);
     process.exit(1);
   }
-  console.log(`verified: ${bundle.entries.length} entries of request ${bundle.request_id}, in the checkpoint of size ${checkpoint.tree_size} signed at ${checkpoint.time}`);
+  const party = typeof bundle.party === 'string' ? ` (exported for ${bundle.party}: each withheld entry checked by its inclusion proof alone)` : '';
+  console.log(`verified: ${bundle.entries.length} entries of request ${bundle.request_id}, in the checkpoint of size ${checkpoint.tree_size} signed at ${checkpoint.time}; ${withheld} withheld${party}`);
 }

@@ -1,16 +1,19 @@
 """Connect as one authority, publish signed envelopes to the hub, read the authority's own
 inbox, verify the hub's signature on everything in it and the original sender's on every
-message a notice passes on (art. 5.5), and follow the hub's key directory."""
+message a notice passes on (art. 5.5), follow the hub's key directory, witness the hub's
+record (``witness.py``) and acknowledge each notice the application handled."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aio_pika
@@ -37,16 +40,31 @@ from treatyflow.agency.signing import (
     verify_directory,
 )
 from treatyflow.agency.wire import Unverified, read_delivery, to_amqp
+from treatyflow.agency.witness import Outcome, Witness
 from treatyflow.constants import (
+    AMQP_TYPE_CHECKPOINT,
+    AMQP_TYPE_CONSISTENCY_PROOF,
     AMQP_TYPE_DIRECTORY,
     AMQP_TYPE_RECEIPT,
     EXCHANGE_HUB,
+    HUB_SENDER,
     inbox_queue,
 )
-from treatyflow.schemas.messages import OutboundMessage
+from treatyflow.schemas.messages import NoticeMessage, OutboundMessage
+from treatyflow.schemas.record import (
+    ConsistencyRequestMessage,
+    RetrievalBody,
+    RetrievalMessage,
+)
 
 Envelope = TypeVar("Envelope", bound=BaseModel)
 _log = structlog.get_logger("treatyflow.agency")
+_RETRIEVAL_IDS = uuid.UUID("5d0c3b7e-2a41-4c8e-9f61-0e7b2d4a9c53")
+Handled = Callable[[OutboundMessage | Unverified, bytes], Awaitable[None]]
+
+
+async def _nothing(message: OutboundMessage | Unverified, body: bytes) -> None:
+    return None
 
 
 class Directory:
@@ -122,8 +140,9 @@ class Inbox:
 
     def __init__(self, queue: asyncio.Queue[_Pending], seen: RecentIds, explicit_ack: bool,
                  on_drop: Callable[[], None] = lambda: None,
-                 lost: asyncio.Event | None = None) -> None:
+                 lost: asyncio.Event | None = None, on_handled: Handled = _nothing) -> None:
         self._queue = queue
+        self._on_handled = on_handled  # after the ack: the client's retrieval
         self._lost = lost or asyncio.Event()
         self._on_drop = on_drop
         self._seen = seen
@@ -187,6 +206,7 @@ class Inbox:
             if message_id is not None:
                 self._seen.add(message_id)
             await _settle(pending.incoming, ack=True)
+            await self._on_handled(pending.message, pending.incoming.body)
 
 
 async def _settle(incoming: AbstractIncomingMessage, *, ack: bool) -> None:
@@ -211,17 +231,29 @@ class AgencyClient:
     The hub's receipts (treatyflow.agency.receipts) never reach the inbox's reader: each
     is verified as it arrives and kept in ``receipts`` (a ``ReceiptBook``, on disk if
     given one with a path); one that does not verify is logged and kept in
-    ``bad_receipts``."""
+    ``bad_receipts``.
+
+    ``witness`` checks every checkpoint of the hub's record the inbox receives (in memory,
+    or kept in ``witness_file``): read ``client.witness.fork`` for a detected rewrite.
+    ``acknowledge_retrievals``: each notice the application handled (``Inbox.next``) is
+    acknowledged to the hub, which records it as retrieved; False sends none."""
 
     def __init__(
         self, authority_id: str, url: str, *, signing_key: SigningKey | None = None,
         keys: KeySource | None = None, hub_keys: KeySource | None = None,
         receipts: ReceiptBook | None = None,
+        witness: Witness | None = None, witness_file: Path | str | None = None,
+        acknowledge_retrievals: bool = True,
     ) -> None:
         self.authority_id = authority_id
         self._url = url
         self.signing_key = signing_key
         self.keys = keys if keys is not None else hub_keys
+        self.witness = witness or Witness(witness_file, party=authority_id)
+        if self.keys is not None:
+            self.witness.load(self.keys)
+        self.acknowledge_retrievals = acknowledge_retrievals
+        self._acks: set[asyncio.Task[None]] = set()  # retrievals being published
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._lost = asyncio.Event()
@@ -249,6 +281,8 @@ class AgencyClient:
         )
 
     async def close(self) -> None:
+        if self._acks:  # the retrievals under way, briefly
+            await asyncio.wait(set(self._acks), timeout=5)
         if self._connection is not None:
             await self._connection.close()
 
@@ -343,6 +377,53 @@ class AgencyClient:
             while not (found := self.receipts.of(message_id, kind)):
                 await self._receipt_arrived.wait()
         return found[0]
+    async def _take_checkpoint(self, body: bytes, keys: KeySource) -> Outcome:
+        """A checkpoint of the hub's record (or a proof asked for), checked by the witness;
+        if its proof starts at another size than the one held, ask the hub for the right
+        one (a proof never arriving leaves the held checkpoint as it is)."""
+        outcome = self.witness.take(body, keys)
+        wanted = self.witness.wanted
+        if outcome is Outcome.ASK and wanted is not None and self.signing_key is not None:
+            ask = ConsistencyRequestMessage(
+                kind="consistency_request", message_id=f"cr-{uuid.uuid4()}",
+                sender=self.authority_id, recipient=HUB_SENDER, sent_at=datetime.now(UTC),
+                body=wanted)
+            with contextlib.suppress(Exception):  # the next checkpoint asks again
+                await self._publish_quietly(ask)
+        return outcome
+
+    async def _retrieved(self, message: OutboundMessage | Unverified, body: bytes) -> None:
+        """Tell the hub the application handled a notice (a signed ``retrieval``), in the
+        background: the application's loop does not wait for the broker's confirm, and a
+        failed publish is logged, never raised into it."""
+        if not (self.acknowledge_retrievals and self.signing_key is not None
+                and isinstance(message, NoticeMessage)):
+            return
+        retrieval = RetrievalMessage(
+            kind="retrieval", sender=self.authority_id, recipient=HUB_SENDER,
+            message_id="rt-" + str(uuid.uuid5(_RETRIEVAL_IDS,
+                                              f"{self.authority_id}|{message.message_id}")),
+            sent_at=datetime.now(UTC), body=RetrievalBody(
+                notice_message_id=message.message_id, request_id=message.request_id,
+                treaty_id=message.treaty_id, digest=digest_of(body.decode())))
+        task = asyncio.create_task(self._acknowledge(retrieval))
+        self._acks.add(task)
+        task.add_done_callback(self._acks.discard)
+
+    async def _acknowledge(self, retrieval: RetrievalMessage) -> None:
+        try:
+            await self._publish_quietly(retrieval)
+        except Exception as err:  # noqa: BLE001 - the notice is handled; only the ack is lost
+            _log.warning("could not acknowledge a retrieval to the hub",
+                         authority=self.authority_id,
+                         notice=retrieval.body.notice_message_id, error=repr(err))
+
+    async def _publish_quietly(self, envelope: BaseModel) -> None:
+        """Sign and publish what the client sends of its own (``last_sent`` unchanged)."""
+        exchange = await self.channel.get_exchange(EXCHANGE_HUB, ensure=False)
+        await exchange.publish(to_amqp(self.sign(envelope), envelope,
+                                       user_id=self.authority_id),
+                               routing_key=self.authority_id)
 
     def _count_drop(self) -> None:
         self._dropped += 1
@@ -367,7 +448,9 @@ class AgencyClient:
         await channel.set_qos(prefetch_count=prefetch)
         queue = await channel.get_queue(inbox_queue(self.authority_id), ensure=False)
         received: asyncio.Queue[_Pending] = asyncio.Queue()
-        inbox = Inbox(received, self._seen, explicit_ack, self._count_drop, self._lost)
+        self.witness.load(keys)
+        inbox = Inbox(received, self._seen, explicit_ack, self._count_drop, self._lost,
+                      self._retrieved)
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             if message.type == AMQP_TYPE_DIRECTORY:
@@ -376,6 +459,10 @@ class AgencyClient:
                 return
             if message.type == AMQP_TYPE_RECEIPT:
                 self._take_receipt(message.body)
+                await message.ack()
+                return
+            if message.type in (AMQP_TYPE_CHECKPOINT, AMQP_TYPE_CONSISTENCY_PROOF):
+                await self._take_checkpoint(message.body, keys)
                 await message.ack()
                 return
             read = read_delivery(message.body, keys)

@@ -15,7 +15,8 @@ from treatyflow.codec import PayloadKeyError, load_keys
 from treatyflow.constants import HUB_SENDER
 from treatyflow.keys import KeyStoreError, signed_directory, signing_key
 from treatyflow.record import Record, RecordError
-from treatyflow.record.evidence import dumps, export, verify
+from treatyflow.record.disclosure import NotAParty
+from treatyflow.record.evidence import check, dumps, export
 from treatyflow.settings import Settings
 
 app = typer.Typer(help="Evidence from the hub's record: a request's bundle, checked offline by "
@@ -57,16 +58,27 @@ def export_bundle(
     since: Annotated[list[int] | None, typer.Option(
         "--since", metavar="SIZE", help="the tree size of a checkpoint the party holds: the "
         "bundle proves the log extends it (repeatable)", show_default=False)] = None,
+    party: Annotated[str | None, typer.Option(
+        "--as", metavar="AUTHORITY", help="the bundle a party of the request gets: the "
+        "signed content of what it may not read is withheld (docs/reference/evidence.md)",
+        show_default=False)] = None,
 ) -> None:
     """Write the request's evidence: its entries and signed messages, each with an
     inclusion proof against a checkpoint signed now, and the hub's keys."""
     config = settings()
     key, directory = _hub_key(config), signed_directory(config.secrets_dir)
-    bundle = _on_record(config, lambda record: export(
-        record, request_id, hub_key=key, directory=directory, since=since or []))
+    try:
+        bundle = _on_record(config, lambda record: export(
+            record, request_id, hub_key=key, directory=directory, since=since or [],
+            party=party))
+    except NotAParty as err:
+        raise CliError(f"refused: {err}", code=REFUSED) from None
     write_private(output, dumps(bundle))
+    hidden = sum(e.withheld is not None for e in bundle.entries)
     print(f"{output}: {len(bundle.entries)} entries of request {request_id}, each with its "
-          "proof against a checkpoint signed now")
+          "proof against a checkpoint signed now"
+          + (f"; for {party}, {hidden} withheld (their signed content is not in it)"
+             if party else ""))
 
 
 @app.command("verify")
@@ -82,13 +94,16 @@ def verify_bundle(
         before = held.read_text().strip() if held else None
     except OSError as err:
         raise CliError(f"cannot read {err.filename}: {err.strerror}") from None
-    problems = verify(data, before)
+    verdict = check(data, before)
+    problems = verdict.problems
     for problem in problems:
         print(problem)
     if problems:
         more = f" (and {len(problems) - 1} more, above)" if len(problems) > 1 else ""
         raise CliError(f"{file} does not verify: {problems[0]}{more}", code=REFUSED)
-    print(f"{file}: verified")
+    print(f"{file}: verified: {verdict.entries} entries, {verdict.withheld} withheld"
+          + (f" (exported for {verdict.party}: each withheld entry checked by its inclusion "
+             "proof alone)" if verdict.party else ""))
 
 
 @app.command("checkpoint")

@@ -15,14 +15,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from temporalio.client import WorkflowExecution
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from treatyflow import constants as c
 from treatyflow import procedures
+from treatyflow.agency.entries import Entry
 from treatyflow.cli.common import CliError, settings, temporal
+from treatyflow.codec import PayloadKeyError, load_keys
 from treatyflow.hub import state_of
 from treatyflow.metrics import open_clause, type_clause
 from treatyflow.procedures import BY_WORKFLOW_TYPE, REGISTRY
+from treatyflow.record import Record, RecordError, views
 from treatyflow.settings import Settings
 from treatyflow.workflows.lifecycle import RequestState, treaty_days_left
 from treatyflow.workflows.shell import (
@@ -58,8 +61,9 @@ AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output (J
 
 
 async def _state(settings: Settings, treaty: str, request_id: str
-                 ) -> RequestState | TransferState:
-    """The request's (or transfer's) state; a CliError if there is none to read."""
+                 ) -> RequestState | TransferState | list[Entry]:
+    """The request's (or transfer's) state; its entries in the hub's record when Temporal
+    no longer holds it (past its retention); a CliError if neither knows it."""
     try:
         procedures.of_treaty(treaty)
     except KeyError:
@@ -68,7 +72,22 @@ async def _state(settings: Settings, treaty: str, request_id: str
     try:
         return await state_of(client, treaty, request_id)
     except RPCError as err:
-        raise CliError(f"no request {request_id} under {treaty} ({err.message})") from None
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise CliError(f"no request {request_id} under {treaty} ({err.message})") from None
+        why = err.message
+    try:
+        async with await Record.open(settings.record_database_url, load_keys(settings)) as r:
+            entries = await r.entries(request_id)
+    except (PayloadKeyError, RecordError) as err:
+        raise CliError(f"no request {request_id} under {treaty} in Temporal ({why}), and "
+                       f"the hub's record cannot be read: {err}") from None
+    mine = [e for e in entries if e.treaty == treaty]
+    if not mine:
+        elsewhere = sorted({e.treaty for e in entries})
+        raise CliError(f"no request {request_id} under {treaty} ({why}; the hub's record "
+                       + (f"holds it under {', '.join(elsewhere)}: --treaty)" if elsewhere
+                          else "holds none either)"))
+    return mine
 
 
 def list_query(
@@ -237,13 +256,37 @@ def show(state: RequestState | TransferState, console: Console,
 # --- the commands -----------------------------------------------------------------------
 
 
+def show_record(entries: list[Entry], console: Console) -> None:
+    """A request Temporal no longer holds, from the hub's record: the state it last told
+    a party, then every entry (treatyflow.record.views)."""
+    told = views.status_of(entries)
+    console.print(told.note, markup=False, soft_wrap=True)  # one line, whatever the width
+    console.print(
+        f"[bold]{told.treaty} {told.request_id}[/]  {told.requesting or '?'} → "
+        f"{told.requested or '?'}  status [bold]{told.status or 'unknown'}[/]"
+        + ("  [red]OVERDUE[/]" if told.overdue else "")
+        + (f"  (as told to {told.told} on {told.told_at[:19].replace('T', ' ')}, "
+           f"{told.event})" if told.told and told.told_at else
+           "  (the hub delivered no notice of it)"), soft_wrap=True)
+    table = Table("at (UTC)", "by", "kind", "what it says", title=f"{told.entries} entries "
+                  "in the hub's record")
+    for line in views.timeline_of(entries):
+        table.add_row(line.time[:19].replace("T", " "), line.actor, line.kind, line.says)
+    console.print(table)
+
+
 @app.command()
 def status(request_id: RequestId, treaty: Treaty = DEFAULT_TREATY,
            as_json: AsJson = False) -> None:
-    """One request's (or transfer's) state, deadline and timeline."""
+    """One request's (or transfer's) state, deadline and timeline; from the hub's record
+    once Temporal no longer holds it."""
     state = asyncio.run(_state(settings(), treaty, request_id))
     if as_json:
-        print(json.dumps(state.model_dump(mode="json"), indent=2, ensure_ascii=False))
+        shown = (views.status_of(state).model_dump(mode="json") if isinstance(state, list)
+                 else {"source": "temporal", **state.model_dump(mode="json")})
+        print(json.dumps(shown, indent=2, ensure_ascii=False))
+    elif isinstance(state, list):
+        show_record(state, Console())
     else:
         show(state, Console())
 
@@ -251,11 +294,16 @@ def status(request_id: RequestId, treaty: Treaty = DEFAULT_TREATY,
 @app.command()
 def timeline(request_id: RequestId, treaty: Treaty = DEFAULT_TREATY,
              as_json: AsJson = False) -> None:
-    """One request's messages and decisions: who, when, what, the status after each."""
+    """One request's messages and decisions: who, when, what, the status after each; from
+    the hub's record (every entry) once Temporal no longer holds it."""
     state = asyncio.run(_state(settings(), treaty, request_id))
     if as_json:
-        entries = [e.model_dump(mode="json") for e in state.timeline]
+        entries = ([e.model_dump(mode="json") for e in views.timeline_of(state)]
+                   if isinstance(state, list) else
+                   [{"source": "temporal", **e.model_dump(mode="json")} for e in state.timeline])
         print(json.dumps(entries, indent=2, ensure_ascii=False))
+    elif isinstance(state, list):
+        show_record(state, Console())
     else:
         show(state, Console())
 

@@ -9,8 +9,14 @@ from typing import Any
 from treatyflow import constants as c
 from treatyflow import topology
 from treatyflow.agency import signing
-from treatyflow.contract.schemas import inbound_models, message_models, outbound_models
+from treatyflow.contract.schemas import (
+    inbound_models,
+    message_models,
+    outbound_models,
+    record_models,
+)
 from treatyflow.schemas.envelope import SCHEMA_VERSION
+from treatyflow.schemas.record import HUB_KINDS, RECORD_KINDS
 from treatyflow.schemas.treaty import all_authorities
 from treatyflow.settings import Settings
 
@@ -79,19 +85,44 @@ def _ref(*path: str) -> dict[str, str]:
     return {"$ref": "#/" + "/".join(path)}
 
 
+RECORD_NOTES = {
+    "record_checkpoint": "Sent to every inbox (routing key "
+    f"{c.CHECKPOINT_ROUTING_KEY!r} of {c.EXCHANGE_DELIVER}) each time the hub signs a "
+    "checkpoint of a log that changed; message_id 'checkpoint-' + 32 hex digits of the "
+    "SHA-256 of the checkpoint's JWS (a resend is the same message). Check it as "
+    "docs/reference/evidence.md ('How a witness checks') says; never handed to the "
+    "application.",
+    "consistency_proof": "The answer to a consistency_request, in the asker's inbox.",
+    "consistency_request": "Addressed to the hub itself (recipient HUB): no request's "
+    "workflow sees it. Answered with a consistency_proof, or refused (out_of_range) with "
+    "an error.",
+    "retrieval": "Addressed to the hub itself (recipient HUB), sent by the client after the "
+    "application handled a notice; recorded as a 'retrieved' entry of the notice's "
+    "request, once per recipient and notice. A notice not delivered to the sender is "
+    "refused (unknown_notice).",
+}
+
+
 def _message(kind: str, model: Any) -> dict[str, Any]:
     doc = " ".join((model.__doc__ or "").split())
-    return {
+    about_record = kind in HUB_KINDS | RECORD_KINDS
+    correlation = ("no correlation_id (it is about no request)" if about_record
+                   else "correlation_id = request_id")
+    out = {
         "name": kind, "title": kind, "summary": doc,
         "description": BODY_NOTE + f" AMQP properties: content_type {c.CONTENT_TYPE_JWS}, "
-        "delivery_mode 2, message_id = envelope message_id, correlation_id = request_id, "
+        f"delivery_mode 2, message_id = envelope message_id, {correlation}, "
         f"type = {kind!r}, user_id = the sender's authority id (RabbitMQ validates it; the hub "
-        f"publishes as {c.HUB_USER}), timestamp = sent_at.",
+        f"publishes as {c.HUB_USER}), timestamp = sent_at." + (
+            f" {RECORD_NOTES[kind]}" if about_record else ""),
         "contentType": c.CONTENT_TYPE_JWS,
         "payload": {"$ref": f"schemas/{kind}.json"},
         "correlationId": _ref("components", "correlationIds", "requestId"),
         "bindings": {"amqp": {"messageType": kind, "bindingVersion": BINDING}},
     }
+    if about_record:
+        del out["correlationId"]
+    return out
 
 
 def _directory_message() -> dict[str, Any]:
@@ -165,7 +196,9 @@ def _dead_letter_message() -> dict[str, Any]:
 def document() -> dict[str, Any]:
     """The AsyncAPI 3.0.0 document (plain data, in reading order)."""
     defs = _definitions()
-    inbound, outbound = inbound_models(), outbound_models()
+    records = record_models()
+    inbound = [*inbound_models(), *sorted(k for k in records if k in HUB_KINDS)]
+    outbound = [*outbound_models(), *sorted(k for k in records if k in RECORD_KINDS)]
     inbox = c.inbox_queue(PARAMETER)
     to_inbox = [*outbound, DIRECTORY_KIND, c.AMQP_TYPE_RECEIPT]
     settings = Settings()
@@ -198,8 +231,9 @@ def document() -> dict[str, Any]:
         "deliver": {
             "address": c.EXCHANGE_DELIVER, "title": "the delivery exchange",
             "description": "Only the hub writes here: routing key = the recipient's authority "
-            f"id, or {c.DIRECTORY_ROUTING_KEY!r} for the key directory (every inbox is bound "
-            "to both).",
+            f"id, {c.DIRECTORY_ROUTING_KEY!r} for the key directory, or "
+            f"{c.CHECKPOINT_ROUTING_KEY!r} for a checkpoint of the hub's record (every inbox "
+            "is bound to all three).",
             "messages": {k: _ref("components", "messages", k) for k in to_inbox},
             "bindings": {"amqp": {"is": "routingKey",
                                   "exchange": _exchange(defs, c.EXCHANGE_DELIVER),

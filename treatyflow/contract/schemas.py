@@ -17,6 +17,7 @@ from treatyflow.schemas.messages import (
     NoticeMessage,
     OutboundMessage,
 )
+from treatyflow.schemas.record import HUB_KINDS, RECORD_KINDS, HubMessage, RecordMessage
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 # A name, not an address: the $id of each schema names its path under docs/contract.
@@ -60,9 +61,22 @@ def outbound_models() -> dict[str, type[BaseModel]]:
     return found
 
 
+def record_models() -> dict[str, type[BaseModel]]:
+    """The messages about the hub's record (``schemas/record.py``): what an authority
+    addresses to the hub itself, and what the hub sends its witness."""
+    found = {_kind(m): m for m in [*_members(HubMessage), *_members(RecordMessage)]}
+    assert found.keys() == HUB_KINDS | RECORD_KINDS, found
+    return found
+
+
+def to_authority() -> set[str]:
+    """The kinds the hub sends an authority."""
+    return set(outbound_models()) | RECORD_KINDS
+
+
 def message_models() -> dict[str, type[BaseModel]]:
     """Every message kind of the contract, sorted by kind."""
-    every = inbound_models() | outbound_models()
+    every = inbound_models() | outbound_models() | record_models()
     return dict(sorted(every.items()))
 
 
@@ -91,7 +105,7 @@ def _document(name: str, title: str, description: str, schema: dict[str, Any]) -
 def message_schema(kind: str, model: type[BaseModel]) -> dict[str, Any]:
     """The schema of one kind's envelope, as the strict parser accepts it (validation mode)."""
     doc = " ".join((model.__doc__ or "").split())
-    direction = "hub → authority" if kind in outbound_models() else "authority → hub"
+    direction = "hub → authority" if kind in to_authority() else "authority → hub"
     return _document(kind, f"{kind} (schema_version {SCHEMA_VERSION}, {direction})",
                      f"{doc} {WIRE_NOTE}", model.model_json_schema(mode="validation"))
 

@@ -14,13 +14,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel
 
 from treatyflow.agency.checkpoints import sign_checkpoint
-from treatyflow.agency.entries import Entry, entry_id
+from treatyflow.agency.entries import Entry, digest_of, entry_id
 from treatyflow.agency.merkle import MerkleTree
 from treatyflow.agency.receipts import About, ReceiptPayload, receipt_id
 from treatyflow.agency.signing import JWS_ALG, KeyRing, PublicKey, SigningKey, b64url, sign
 from treatyflow.agency.signing import sign_directory as _sign_directory
 from treatyflow.constants import AMQP_TYPE_DIRECTORY, AMQP_TYPE_RECEIPT, HUB_SENDER
-from treatyflow.contract import examples, transfer_examples
+from treatyflow.contract import examples, record_examples, transfer_examples
 from treatyflow.keys import issued_at
 from treatyflow.schemas.messages import parse_inbound, parse_outbound
 
@@ -126,6 +126,7 @@ def valid_vectors() -> list[dict[str, Any]]:
                        notice, hub))
     error = parse_outbound(json.dumps(examples.error(), ensure_ascii=False))
     out.append(_signed("valid-error", "An error signed by the hub.", error, hub))
+    out += record_vectors(hub, digest_of(out[-2]["jws"]))
     kz = vector_key("KZ-GPO")
     data = senders["request"]
     out.append(_raw("valid-request-as-written", "The payload as a hand-written client sent "
@@ -182,6 +183,30 @@ def receipt_vector(request: dict[str, Any]) -> dict[str, Any]:
                   "(schemas/record-receipt.json; docs/reference/evidence.md, 'Verifying a "
                   "receipt').", AMQP_TYPE_RECEIPT, HUB_SENDER, hub,
                   sign(text.encode(), hub.signing), payload=text)
+RECORD_DESCRIPTIONS = {
+    "record_checkpoint": "A checkpoint of the hub's record as the hub sends every inbox: "
+    "body.checkpoint is the checkpoint's own JWS (by the hub's key), of a log of 7 leaves "
+    "'entry 0' … 'entry 6' (RFC 9162 leaf hash of each text's UTF-8 bytes), with the "
+    "consistency proof from size 4.",
+    "consistency_proof": "The hub's answer to valid-consistency_request: the same checkpoint "
+    "of 7, with the consistency proof from size 2.",
+    "consistency_request": "KZ-GPO's witness holds the checkpoint of 2 and asks for the "
+    "proof to 7 (addressed to the hub itself).",
+    "retrieval": "RU-MIA's client acknowledges the notice of valid-notice.json: "
+    "body.digest is the SHA-256 of that notice's JWS payload.",
+}
+
+
+def record_vectors(hub: VectorKey, notice_digest: str) -> list[dict[str, Any]]:
+    """One valid vector per message about the record (schemas/record.py)."""
+    out = []
+    for model in [*record_examples.hub_messages(hub.signing),
+                  *record_examples.party_messages(notice_digest)]:
+        kind = str(model.model_dump(include={"kind"})["kind"])
+        sender = str(model.model_dump(include={"sender"})["sender"])
+        out.append(_signed(f"valid-{kind}", RECORD_DESCRIPTIONS[kind], model,
+                           hub if sender == HUB_SENDER else vector_key(sender)))
+    return out
 
 
 def directory_vector() -> dict[str, Any]:

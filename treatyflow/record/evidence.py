@@ -2,7 +2,9 @@
 
 ``export`` gathers what a party needs to prove what the hub recorded of a request; ``verify``
 checks a bundle with nothing but the bundle (and, optionally, a checkpoint the party held
-before, which the log must extend). The format and the algorithm are in
+before, which the log must extend). A party's export (``party``) withholds the JWS of
+what that party may not read (treatyflow.record.disclosure): such an entry is checked by
+its leaf's inclusion alone. The format and the algorithm are in
 docs/reference/evidence.md, for verifiers written without treatyflow.
 """
 
@@ -12,6 +14,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -25,16 +28,23 @@ from treatyflow.agency.signing import (
     verify_directory_self_signed,
 )
 from treatyflow.agency.signing import verify as verify_jws
+from treatyflow.record import disclosure
 from treatyflow.record.checkpoints import Checkpoint, read_checkpoint
+from treatyflow.record.disclosure import Withheld
 from treatyflow.record.store import Record, RecordError
 
 FORMAT: Literal["treatyflow-evidence/1"] = "treatyflow-evidence/1"
 
 
 class EvidenceEntry(Entry):
-    """An entry as a bundle carries it: its fields, the JWS, and its inclusion proof."""
+    """An entry as a bundle carries it: its fields, the JWS (unless withheld from the party
+    the bundle is for), and its inclusion proof."""
 
-    jws: str = Field(description="The sender's JWS exactly as received, or the hub's notice.")
+    jws: str | None = Field(description="The sender's JWS exactly as received, or the hub's "
+                                        "notice; null when withheld.")
+    withheld: Withheld | None = Field(
+        None, description="Why the JWS is not here (a party's export, treatyflow.record."
+                          "disclosure); absent when it is.")
     inclusion: list[Digest] = Field(
         description="RFC 9162 inclusion proof (PATH) of the entry's leaf in the checkpoint's "
                     "tree, hex, from the leaf's sibling up.")
@@ -56,6 +66,8 @@ class Bundle(BaseModel):
 
     format: Literal["treatyflow-evidence/1"] = FORMAT
     request_id: str
+    party: str | None = Field(None, min_length=1, description="The party the export is "
+                              "for (absent: the hub's whole export, nothing withheld).")
     checkpoint: str = Field(description="The checkpoint's JWS (compact), signed by the hub.")
     directory: str = Field(
         description="The hub's signed key directory: a JWS in general JSON serialization "
@@ -65,23 +77,28 @@ class Bundle(BaseModel):
 
 
 async def export(record: Record, request_id: str, *, hub_key: SigningKey, directory: str,
-                 since: Sequence[int] = ()) -> Bundle:
+                 since: Sequence[int] = (), party: str | None = None) -> Bundle:
     """The request's bundle against a checkpoint signed now; ``since``: sizes of
-    checkpoints the party holds, each given a consistency proof to the new one."""
+    checkpoints the party holds, each given a consistency proof to the new one.
+    ``party``: an export for that party of the request, the JWS of what it may not read
+    withheld (treatyflow.record.disclosure); NotAParty if it is none."""
     tree = await record.tree()
-    signed = await record.checkpoint(hub_key, tree)
     entries = [e for e in await record.entries(request_id) if e.index < tree.size]
     if not entries:
         raise RecordError(f"the record holds no entry of request {request_id}")
+    hidden = disclosure.withheld(entries, party) if party is not None else {}
     proofs = []
     for size in sorted(set(since)):
         if size > tree.size:
             raise RecordError(f"no checkpoint of size {size}: the log holds {tree.size}")
         proofs.append(ConsistencyProof(
             from_size=size, proof=[h.hex() for h in tree.consistency_proof(size)]))
+    signed = await record.checkpoint(hub_key, tree)
     return Bundle(
-        request_id=request_id, checkpoint=signed.jws, directory=directory,
-        entries=[EvidenceEntry(**e.model_dump(exclude={"jws"}), jws=e.jws or "",
+        request_id=request_id, party=party, checkpoint=signed.jws, directory=directory,
+        entries=[EvidenceEntry(**e.model_dump(exclude={"jws"}),
+                               jws=None if e.index in hidden else e.jws or "",
+                               withheld=hidden.get(e.index),
                                inclusion=[h.hex() for h in tree.inclusion_proof(e.index)])
                  for e in entries],
         consistency=proofs)
@@ -101,29 +118,45 @@ def _canonical(jws: str) -> bool:
     return len(parts) == 3
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """What checking a bundle found: every problem (none: it verifies), and what it holds."""
+
+    problems: list[str]
+    entries: int = 0
+    withheld: int = 0
+    party: str | None = None
+
+
 def verify(data: str | bytes, held: str | None = None) -> list[str]:
     """Every problem of the bundle ``data`` (empty: it verifies). ``held``: the JWS of a
     checkpoint the party held before; the bundle's checkpoint must extend it."""
+    return check(data, held).problems
+
+
+def check(data: str | bytes, held: str | None = None) -> Verdict:
+    """``verify``, with how many entries the bundle holds and how many are withheld."""
     try:
         bundle = Bundle.model_validate_json(data)
     except ValidationError as err:
-        return [f"not an evidence bundle: {_first(err)}"]
+        return Verdict([f"not an evidence bundle: {_first(err)}"])
     try:
         ring, _ = verify_directory_self_signed(bundle.directory)
     except (SignatureError, ValidationError, ValueError) as err:
-        return [f"the key directory does not verify: {err}"]
+        return Verdict([f"the key directory does not verify: {err}"])
     except (KeyError, TypeError) as err:  # a key listed without a member every key has
-        return [f"the key directory does not verify: a key lacks {err}"]
+        return Verdict([f"the key directory does not verify: a key lacks {err}"])
     try:
         checkpoint = read_checkpoint(bundle.checkpoint, ring)
         if not _canonical(bundle.checkpoint):
             raise SignatureError("its JWS is not canonical base64url")
     except (SignatureError, ValidationError) as err:
-        return [f"the checkpoint does not verify: {err}"]
+        return Verdict([f"the checkpoint does not verify: {err}"])
     problems = _entries(bundle, ring, checkpoint)
     if held is not None:
         problems += _extends(bundle, ring, checkpoint, held)
-    return problems
+    return Verdict(problems, len(bundle.entries),
+                   sum(e.withheld is not None for e in bundle.entries), bundle.party)
 
 
 def _entries(bundle: Bundle, ring: KeyRing, checkpoint: Checkpoint) -> list[str]:
@@ -134,6 +167,7 @@ def _entries(bundle: Bundle, ring: KeyRing, checkpoint: Checkpoint) -> list[str]
     unrevoked = KeyRing(keys=[k.model_copy(update={"revoked_at": None}) for k in ring.keys])
     problems = []
     last = -1
+    named = False  # the party the export is for is the sender or recipient of one of them
     for n, entry in enumerate(bundle.entries):
         where = f"entry {n} (index {entry.index}, {entry.kind})"
         if entry.request_id != bundle.request_id:
@@ -142,26 +176,62 @@ def _entries(bundle: Bundle, ring: KeyRing, checkpoint: Checkpoint) -> list[str]
         if entry.index <= last:
             problems.append(f"{where}: the entries are not in log order")
         last = entry.index
-        try:
-            if not _canonical(entry.jws):
-                raise SignatureError("its JWS is not canonical base64url")
-            checked = verify_jws(entry.jws, unrevoked)
-        except SignatureError as err:
-            problems.append(f"{where}: the signature does not verify: {err}")
+        if entry.withheld is not None or entry.jws is None:
+            problems += [f"{where}: {p}" for p in _withheld(bundle, entry)]
         else:
-            if hashlib.sha256(checked.payload).hexdigest() != entry.digest:
-                problems.append(f"{where}: the digest is not the SHA-256 of the JWS's payload")
-            revoked = (ring.lookup(checked.key.key_id) or checked.key).revoked_at
-            if revoked is not None and revoked <= parse_time(entry.time):
-                problems.append(f"{where}: signed with key {checked.key.key_id}, revoked "
-                                f"{revoked.isoformat()} before the entry's time")
+            found, party_named = _signed(entry, entry.jws, unrevoked, ring, bundle.party)
+            problems += [f"{where}: {p}" for p in found]
+            named = named or party_named
         try:
             verify_inclusion(entry.index, checkpoint.tree_size, leaf_hash(entry.leaf()),
                              [bytes.fromhex(h) for h in entry.inclusion], checkpoint.root)
         except ProofError as err:
             problems.append(f"{where}: not included in the checkpoint of size "
                             f"{checkpoint.tree_size}: {err}")
+    if bundle.party is not None and not named:
+        problems.append(f"the bundle is exported for {bundle.party}, whom none of the messages "
+                        "it carries names as sender or recipient")
     return problems
+
+
+def _withheld(bundle: Bundle, entry: EvidenceEntry) -> list[str]:
+    """A withheld entry: no JWS, a reason, in a party's export (its leaf is checked by
+    its inclusion alone)."""
+    if entry.jws is not None:
+        return ["it is marked withheld, yet carries its JWS"]
+    if entry.withheld is None:
+        return ["it carries no JWS and is not marked withheld"]
+    if bundle.party is None:
+        return ["it is withheld, in a bundle exported for no party"]
+    return []
+
+
+def _signed(entry: EvidenceEntry, jws: str, unrevoked: KeyRing, ring: KeyRing,
+            party: str | None) -> tuple[list[str], bool]:
+    """The problems of an entry's JWS, and whether its payload names ``party`` as sender
+    or recipient."""
+    try:
+        if not _canonical(jws):
+            raise SignatureError("its JWS is not canonical base64url")
+        checked = verify_jws(jws, unrevoked)
+    except SignatureError as err:
+        return [f"the signature does not verify: {err}"], False
+    problems = []
+    if hashlib.sha256(checked.payload).hexdigest() != entry.digest:
+        problems.append("the digest is not the SHA-256 of the JWS's payload")
+    revoked = (ring.lookup(checked.key.key_id) or checked.key).revoked_at
+    if revoked is not None and revoked <= parse_time(entry.time):
+        problems.append(f"signed with key {checked.key.key_id}, revoked "
+                        f"{revoked.isoformat()} before the entry's time")
+    return problems, party is not None and _names(checked.payload, party)
+
+
+def _names(payload: bytes, party: str) -> bool:
+    try:
+        found = json.loads(payload)
+    except ValueError:
+        return False
+    return isinstance(found, dict) and party in (found.get("sender"), found.get("recipient"))
 
 
 def _extends(bundle: Bundle, ring: KeyRing, checkpoint: Checkpoint, held: str) -> list[str]:
@@ -195,5 +265,10 @@ def _first(err: ValidationError) -> str:
 
 def dumps(bundle: Bundle) -> str:
     """The bundle as its file holds it: compact JSON, one line (every byte is significant)."""
-    return json.dumps(bundle.model_dump(mode="json"), separators=(",", ":"),
-                      ensure_ascii=False) + "\n"
+    data = bundle.model_dump(mode="json")
+    if data["party"] is None:  # the hub's whole export: as it was before party exports
+        del data["party"]
+    for entry in data["entries"]:
+        if entry["withheld"] is None:
+            del entry["withheld"]
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False) + "\n"

@@ -93,9 +93,9 @@ async def _delivered(entry: Entry, _: Lookup) -> list[Owed]:
 
 
 async def _retrieved(entry: Entry, lookup: Lookup) -> list[Owed]:
-    """As the delivery of the notice retrieved: the acknowledgement names it by
-    ``in_reply_to`` (its message id); its entry is the notice's delivered entry."""
-    notice_id = _payload(entry.jws).get("in_reply_to")
+    """As the delivery of the notice retrieved: the recipient's signed ``retrieval``
+    names it (``body.notice_message_id``); its entry is the notice's delivered entry."""
+    notice_id = (_payload(entry.jws).get("body") or {}).get("notice_message_id")
     if not isinstance(notice_id, str):
         return []
     delivered = await lookup(entry_id(entry.treaty, entry.request_id, notice_id))

@@ -9,6 +9,7 @@ advisory lock, so concurrent writers in any number of processes never share an i
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,8 +18,8 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from cryptography.exceptions import InvalidTag
-from sqlalchemy import event, func, insert, select, text, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import bindparam, create_engine, event, func, insert, select, text, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from temporalio.api.common.v1 import Payload
 
@@ -36,6 +37,10 @@ _WRITE = "treatyflow_record_write"  # execution option: this transaction appends
 _LOCK = "treatyflow.record"  # the PostgreSQL advisory lock's name (hashtext of it)
 _FIELDS = (EntryRow.log_index, EntryRow.entry_id, EntryRow.request_id, EntryRow.procedure,
            EntryRow.treaty, EntryRow.actor, EntryRow.kind, EntryRow.at, EntryRow.digest)
+# An append's statements, built once (building them anew cost more than running them).
+_HELD = select(*_FIELDS).where(EntryRow.entry_id.in_(bindparam("ids", expanding=True)))
+_NEXT_INDEX = select(func.coalesce(func.max(EntryRow.log_index) + 1, 0))
+_INSERT = insert(EntryRow)
 
 _log = logs.get("treatyflow.record")
 
@@ -58,20 +63,39 @@ def _engine(url: str) -> AsyncEngine:
     engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
     if engine.url.database and engine.url.database != ":memory:":
         Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
+    _sqlite_rules(engine.sync_engine)
+    return engine
 
-    @event.listens_for(engine.sync_engine, "connect")
+
+def _appender(engine: AsyncEngine) -> Engine | None:
+    """For SQLite, a synchronous engine on the same file that appends in a thread of its
+    own: aiosqlite hops to its thread and back for every statement, and an append's five
+    statements (begin, two selects, insert, commit) in one hop cost a third of the CPU
+    (docs/design.md, "The record's cost"). PostgreSQL (asyncpg) needs none."""
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return None
+    sync = create_engine(engine.url.set(drivername="sqlite"),
+                         connect_args={"timeout": SQLITE_BUSY_SECONDS,
+                                       "check_same_thread": False})
+    _sqlite_rules(sync)
+    return sync
+
+
+def _sqlite_rules(engine: Engine) -> None:
+    """WAL (readers never wait for the writer) and ``BEGIN IMMEDIATE`` for a transaction
+    that appends (the one write lock taken before the next index is read)."""
+
+    @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # SQLAlchemy, not the driver, says BEGIN
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")  # readers do not wait for the writer
+        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
         writes = connection.get_execution_options().get(_WRITE, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
-
-    return engine
 
 
 def _upgrade(connection: Connection) -> None:
@@ -92,6 +116,7 @@ class Record:
 
     def __init__(self, engine: AsyncEngine, keys: PayloadKeys) -> None:
         self._engine = engine
+        self._appends = _appender(engine)
         self._codec = EncryptionCodec(keys)
 
     @classmethod
@@ -107,6 +132,8 @@ class Record:
         return record
 
     async def close(self) -> None:
+        if self._appends is not None:
+            self._appends.dispose()
         await self._engine.dispose()
 
     async def __aenter__(self) -> Record:
@@ -141,32 +168,47 @@ class Record:
         by_id: dict[str, NewEntry] = {}
         for new in entries:
             by_id.setdefault(new.entry_id, new)
-        async with self._writing() as connection:
-            found = await connection.execute(
-                select(*_FIELDS).where(EntryRow.entry_id.in_(list(by_id))))
-            held = {row.entry_id: _entry(row) for row in found}
-            at = (await connection.execute(
-                select(func.coalesce(func.max(EntryRow.log_index) + 1, 0)))).scalar_one()
-            written: dict[str, Entry] = {}
-            rows = []
-            for new in by_id.values():
-                digest = new.digest()
-                if new.entry_id in held:
-                    written[new.entry_id] = self._same(held[new.entry_id], new, digest)
-                    continue
-                entry = Entry(index=at, digest=digest, jws=new.jws,
-                              **new.model_dump(exclude={"jws"}))
-                rows.append({"log_index": at, "entry_id": new.entry_id,
-                             "request_id": new.request_id, "procedure": new.procedure,
-                             "treaty": new.treaty, "actor": new.actor, "kind": new.kind,
-                             "at": new.time, "digest": digest, "sealed": self._seal(new.jws)})
-                written[new.entry_id] = entry
-                at += 1
-            if rows:
-                await connection.execute(insert(EntryRow), rows)
+        sealed = {entry_id: self._seal(new.jws) for entry_id, new in by_id.items()}
+        if self._appends is not None:
+            written = await asyncio.to_thread(self._append_sqlite, by_id, sealed)
+        else:
+            async with self._writing() as connection:
+                written = await connection.run_sync(self._append_rows, by_id, sealed)
+        return [written[new.entry_id] for new in entries]
+
+    def _append_sqlite(self, by_id: dict[str, NewEntry], sealed: dict[str, bytes]
+                       ) -> dict[str, Entry]:
+        assert self._appends is not None
+        with self._appends.connect() as connection:
+            connection = connection.execution_options(**{_WRITE: True})
+            with connection.begin():
+                return self._append_rows(connection, by_id, sealed)
+
+    def _append_rows(self, connection: Connection, by_id: dict[str, NewEntry],
+                     sealed: dict[str, bytes]) -> dict[str, Entry]:
+        """The append itself, inside the transaction that holds the write lock."""
+        held = {row.entry_id: _entry(row)
+                for row in connection.execute(_HELD, {"ids": list(by_id)})}
+        at = connection.execute(_NEXT_INDEX).scalar_one()
+        written: dict[str, Entry] = {}
+        rows = []
+        for new in by_id.values():
+            digest = new.digest()
+            if new.entry_id in held:
+                written[new.entry_id] = self._same(held[new.entry_id], new, digest)
+                continue
+            written[new.entry_id] = Entry(index=at, digest=digest, jws=new.jws,
+                                          **new.model_dump(exclude={"jws"}))
+            rows.append({"log_index": at, "entry_id": new.entry_id,
+                         "request_id": new.request_id, "procedure": new.procedure,
+                         "treaty": new.treaty, "actor": new.actor, "kind": new.kind,
+                         "at": new.time, "digest": digest, "sealed": sealed[new.entry_id]})
+            at += 1
+        if rows:
+            connection.execute(_INSERT, rows)
         _log.debug("record_appended", written=len(rows), again=len(by_id) - len(rows),
                    tree_size=at)
-        return [written[new.entry_id] for new in entries]
+        return written
 
     @staticmethod
     def _same(stored: Entry, new: NewEntry, digest: str) -> Entry:
@@ -276,6 +318,19 @@ class Record:
             return [SignedCheckpoint(
                 checkpoint=Checkpoint(tree_size=row.tree_size, root_hash=row.root_hash,
                                       time=row.at), jws=row.jws) for row in rows]
+
+    async def latest_checkpoint(self, tree_size: int | None = None
+                                ) -> SignedCheckpoint | None:
+        """The newest checkpoint the hub signed (of ``tree_size`` entries, if given)."""
+        query = select(CheckpointRow).order_by(CheckpointRow.id.desc()).limit(1)
+        if tree_size is not None:
+            query = query.where(CheckpointRow.tree_size == tree_size)
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(query)).first()
+        if row is None:
+            return None
+        return SignedCheckpoint(checkpoint=Checkpoint(
+            tree_size=row.tree_size, root_hash=row.root_hash, time=row.at), jws=row.jws)
 
     async def audit(self, held: Checkpoint) -> list[str]:
         """What is wrong with the log as it is now, seen from a checkpoint a party held:

@@ -1,6 +1,7 @@
 """What the hub writes to its record, one method an event it sees: a message accepted
 (the sender's JWS as received), a message refused (the hub's signed error), a notice the
-broker confirmed into an inbox, and an operator's action (the operators' signed JWS).
+broker confirmed into an inbox, a notice its recipient's client acknowledged (the
+recipient's signed retrieval) and an operator's action (the operators' signed JWS).
 
 Each entry's id is fixed by what identifies the event, so a write retried after a crash
 (the gateway's requeue, the delivery activity's retry) is written once in effect."""
@@ -20,6 +21,7 @@ from treatyflow.agency.entries import (
     DELIVERED,
     OPERATOR,
     REFUSED,
+    RETRIEVED,
     Entry,
     NewEntry,
     record_time,
@@ -34,6 +36,7 @@ from treatyflow.schemas.messages import (
     NoticeMessage,
     parse_inbound,
 )
+from treatyflow.schemas.record import RetrievalMessage
 
 _log = structlog.get_logger("treatyflow.record")
 
@@ -100,6 +103,17 @@ class Recorder:
             treaty=notice.treaty_id, actor=notice.recipient, kind=kind,
             time=record_time(datetime.now(UTC)), jws=jws))
         return await self._write(*entries, again_is_fine=True)
+
+    async def retrieved(self, retrieval: RetrievalMessage, jws: str, delivered: Entry
+                        ) -> Entry | None:
+        """A notice its recipient's client acknowledged (``delivered``: the notice's entry),
+        as the recipient signed the retrieval. Its id is fixed by the recipient and the
+        notice: a retrieval sent again (another message id, signed anew) is written once."""
+        return await self._write(NewEntry(
+            entry_id=make_id(retrieval.sender, retrieval.body.notice_message_id, RETRIEVED),
+            request_id=delivered.request_id, procedure=delivered.procedure,
+            treaty=delivered.treaty, actor=retrieval.sender, kind=RETRIEVED,
+            time=record_time(datetime.now(UTC)), jws=jws), again_is_fine=True)
 
     async def operated(self, treaty_id: str, request_id: str, signed: str) -> Entry | None:
         """An operator's action, as the operators' key signed it (name and reason in it)."""

@@ -27,9 +27,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import aio_pika
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
 from pydantic import ValidationError
@@ -38,7 +36,6 @@ from temporalio.client import Client
 from treatyflow import amqp, logs, metrics, process
 from treatyflow import constants as c
 from treatyflow.agency.signing import (
-    KeyRing,
     KeySource,
     SignatureError,
     SigningKey,
@@ -49,13 +46,7 @@ from treatyflow.agency.signing import (
 from treatyflow.agency.wire import to_amqp
 from treatyflow.codec import load_keys
 from treatyflow.hub import Refusal, is_transient, submit
-from treatyflow.keys import (
-    CurrentKey,
-    RegistryFile,
-    SignedDirectory,
-    issued_at,
-    signed_directory,
-)
+from treatyflow.keys import CurrentKey, RegistryFile, SignedDirectory
 from treatyflow.record import Record, checkpoint_every
 from treatyflow.record.writers import Recorder
 from treatyflow.schemas.messages import (
@@ -69,11 +60,14 @@ from treatyflow.schemas.messages import (
     InboundMessage,
     parse_inbound,
 )
+from treatyflow.schemas.record import HubAddressed, ToHub
 from treatyflow.schemas.treaty import all_authorities
 from treatyflow.settings import Settings
 from treatyflow.temporal import connect, namespace_retention
 from treatyflow.topology import read_passwords
 from treatyflow.workers import dead_letter_queue as dlq
+from treatyflow.workers.announce import Announcer, Herald
+from treatyflow.workers.desk import Desk
 from treatyflow.workers.receipts import Receipts
 from treatyflow.workers.screen import (
     Outbox,
@@ -231,8 +225,10 @@ class Gateway:
         directory: Callable[[], tuple[str, datetime]] | None = None,
         buckets: TokenBuckets | None = None,
         recorder: Recorder | None = None,
+        desk: Desk | None = None,
     ) -> None:
         self._client = client
+        self._desk = desk  # what is addressed to the hub itself (workers/desk.py)
         self._recorder = recorder  # the hub's record: what was accepted, what refused
         self._directory = directory  # the signed key directory the workflows verify with
         self._max_age = max_age  # oldest sent_at accepted (see replay_window)
@@ -278,7 +274,13 @@ class Gateway:
         refusal: Refusal | None = None
         try:
             self.screen(incoming, replayed=replayed)
-            message, signed = self.parse(incoming)
+            parsed, signed = self.parse(incoming)
+            if isinstance(parsed, HubAddressed):  # to the hub itself: no workflow sees it
+                assert self._desk is not None
+                await self._desk.answer(parsed, signed)
+                await settle(incoming, log)
+                return
+            message = parsed
             wf_id = c.workflow_id(message.treaty_id, message.request_id)
             log = log.bind(request_id=message.request_id, kind=message.kind, workflow_id=wf_id,
                            message_id=message.message_id)
@@ -346,7 +348,8 @@ class Gateway:
             log.exception("could not send the error reply")
         return True
 
-    def parse(self, incoming: AbstractIncomingMessage) -> tuple[InboundMessage, Verified]:
+    def parse(self, incoming: AbstractIncomingMessage
+              ) -> tuple[InboundMessage | ToHub, Verified]:
         """The envelope and its verified JWS: signed by a key of the connected authority
         (RabbitMQ's validated user id), then parsed strictly from the bytes as signed."""
         body = incoming.body
@@ -368,7 +371,10 @@ class Gateway:
         _refuse_old_version(signed.payload)
         _refuse_repeated_members(signed.payload)
         try:
-            message = parse_inbound(signed.payload)
+            message: InboundMessage | ToHub = (
+                self._desk.parse(signed.payload)
+                if self._desk is not None and self._desk.addressed(signed.payload)
+                else parse_inbound(signed.payload))
         except ValidationError as err:
             if past_limits(err):
                 raise Refusal("limit_reached", describe(err)) from err
@@ -457,60 +463,6 @@ class Gateway:
         await settle(incoming, self._log)
 
 
-DIRECTORY_POLL_S = 2.0
-
-
-class Announcer:
-    """Sends the signed key directory to every inbox (RFC 7517 JWKS in a JWS) on each new
-    broker connection and whenever the registry changes: a rotation or a revocation
-    reaches every party within ``DIRECTORY_POLL_S``. A directory sent again is the same
-    message (same id), which agencies drop."""
-
-    def __init__(self, secrets_dir: Path, registry: RegistryFile) -> None:
-        self._secrets_dir = secrets_dir
-        self._registry = registry
-        self._sent: KeyRing | None = None
-        self._log = logs.get("treatyflow.gateway")
-
-    async def announce(self, channel: AbstractChannel, *, again: bool = False) -> None:
-        ring = self._registry.ring
-        if ring == self._sent and not again:
-            return
-        text = signed_directory(self._secrets_dir, ring)
-        exchange = await channel.get_exchange(c.EXCHANGE_DELIVER, ensure=False)
-        try:
-            await exchange.publish(aio_pika.Message(
-                body=text.encode(), content_type=c.CONTENT_TYPE_JWS_JSON,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT, type=c.AMQP_TYPE_DIRECTORY,
-                message_id=f"directory-{hashlib.sha256(text.encode()).hexdigest()[:32]}",
-                user_id=c.HUB_USER, timestamp=issued_at(ring),
-            ), routing_key=c.DIRECTORY_ROUTING_KEY)
-        except Exception as err:
-            if not full(err):
-                raise
-            # An inbox at its bound turned it away; every other inbox has it, and sending
-            # it again would only repeat it there. The full one gets the next directory.
-            self._log.warning("key directory refused by a full inbox; every other inbox "
-                              "has it", error=repr(err))
-        self._sent = ring
-        self._log.info("key directory sent to every inbox", keys=len(ring.keys),
-                       issued_at=issued_at(ring).isoformat())
-
-    async def watch(self, channel: Callable[[], AbstractChannel | None],
-                    stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), DIRECTORY_POLL_S)
-            current = channel()
-            if current is None or stop.is_set():
-                continue
-            try:
-                await self.announce(current)
-            except Exception as err:  # noqa: BLE001 - broker away: the next tick tries again
-                self._log.warning("could not send the key directory; will retry",
-                                  error=repr(err))
-
-
 async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_QUEUE) -> None:
     log = logs.get("treatyflow.gateway")
     client = await connect(settings)
@@ -527,11 +479,12 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_
     url = settings.amqp_url(c.HUB_USER, password)
     outbox = Outbox(url)
     record = await Record.open(settings.record_database_url, load_keys(settings))
+    recorder = Recorder(record)
     gateway = Gateway(client, outbox, keys=registry, signing_key=hub_key,
                       directory=SignedDirectory(settings.secrets_dir, registry),
                       time_scale=settings.time_scale, task_queue=task_queue, max_age=max_age,
                       buckets=TokenBuckets(settings.sender_rate, settings.sender_burst),
-                      recorder=Recorder(record))
+                      recorder=recorder, desk=Desk(record, recorder, outbox, hub_key))
     consuming: list[tuple[AbstractQueue, str]] = []
     announcer = Announcer(settings.secrets_dir, registry)
     publishing: list[AbstractChannel] = []  # the key directory's channel, per connection
@@ -570,8 +523,8 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_
 
     dead_letters = asyncio.create_task(dlq.watch(url, stop))
     fill = asyncio.create_task(watch_dead_letter_fill(outbox, stop))
-    checkpoints = asyncio.create_task(checkpoint_every(  # signed tree heads, RFC 9162
-        lambda: record.checkpoint(hub_key()), settings.record_checkpoint_seconds))
+    checkpoints = asyncio.create_task(checkpoint_every(  # signed tree heads, RFC 9162,
+        Herald(record, hub_key, outbox), settings.record_checkpoint_seconds))  # to every inbox
     watcher = asyncio.create_task(announcer.watch(
         lambda: publishing[0] if publishing else None, stop))
     receipts_out = Outbox(url, "treatyflow-gateway-receipts")  # one batch, one checkpoint
