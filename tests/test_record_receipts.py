@@ -131,6 +131,33 @@ async def test_each_party_gets_its_receipts_under_one_checkpoint_per_batch(
     assert await task.once() == 0 and len(outbox.sent) == 3  # nothing new: nothing sent
 
 
+async def test_a_retrieval_gives_the_original_sender_a_retrieval_receipt(
+    record: Record
+) -> None:
+    """RU-MIA's client acknowledges the notice that passed KZ-GPO's request on: KZ-GPO
+    gets a retrieval receipt of it, naming its request (the table's retrieved row)."""
+    from treatyflow.agency.entries import DELIVERED
+    from treatyflow.schemas.record import RetrievalBody, RetrievalMessage
+
+    sent = await _a_request_delivered_and_a_refusal(record)
+    delivered = next(e for e in await record.entries(sent["rid"]) if e.kind == DELIVERED)
+    notice_id = _payload(delivered.jws or "")["message_id"]
+    retrieval = RetrievalMessage(
+        kind="retrieval", message_id=f"rt-{uuid.uuid4()}", sender=RU, recipient="HUB",
+        sent_at=datetime.now(UTC), body=RetrievalBody(
+            notice_message_id=notice_id, request_id=sent["rid"], treaty_id="sco-2010",
+            digest=delivered.digest))
+    await Recorder(record).retrieved(retrieval, TEST_KEYS.sign(retrieval), delivered)
+    outbox = Outbox()
+    assert await _task(record, outbox).once() == 4
+    kz = _read(outbox, KZ, {sent["request"].message_id: sent["request_jws"]})
+    assert sorted(r.kind for r in kz) == ["acceptance", "delivery", "retrieval"]
+    retrieved = next(r for r in kz if r.kind == "retrieval")
+    assert retrieved.entry.kind == "retrieved" and retrieved.entry.actor == RU
+    assert retrieved.message_ids == [sent["request"].message_id]
+    assert [r.kind for r in _read(outbox, RU)] == ["rejection"]  # nothing of its own
+
+
 async def test_a_restart_resumes_where_the_receipts_went_and_loses_none(
     record: Record
 ) -> None:
