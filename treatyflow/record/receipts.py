@@ -36,7 +36,9 @@ from treatyflow.agency.signing import SigningKey, sign
 
 _log = logs.get("treatyflow.record")
 
-Lookup = Callable[[str], Awaitable[Entry | None]]  # an entry (with its JWS) by entry id
+# The delivery receipts owed for the delivered entry of this id (None: no such entry);
+# the receipts task answers from the batches it sent, else from the record.
+Deliveries = Callable[[str], Awaitable["list[Owed] | None"]]
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ def _payload(jws: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-async def _accepted(entry: Entry, _: Lookup) -> list[Owed]:
+async def _accepted(entry: Entry, _: Deliveries) -> list[Owed]:
     message_id = _payload(entry.jws).get("message_id")
     if not isinstance(message_id, str) or not message_id:
         return []
@@ -70,7 +72,7 @@ async def _accepted(entry: Entry, _: Lookup) -> list[Owed]:
                                                    digest=entry.digest)])]
 
 
-async def _refused(entry: Entry, _: Lookup) -> list[Owed]:
+async def _refused(entry: Entry, _: Deliveries) -> list[Owed]:
     error = _payload(entry.jws)
     refused = (error.get("body") or {}).get("refused_message_id")
     recipient = error.get("recipient")
@@ -79,7 +81,7 @@ async def _refused(entry: Entry, _: Lookup) -> list[Owed]:
     return [Owed("rejection", recipient, [About(message_id=refused)], error=entry.jws)]
 
 
-async def _delivered(entry: Entry, _: Lookup) -> list[Owed]:
+async def _delivered(entry: Entry, _: Deliveries) -> list[Owed]:
     """The senders of the signed messages the notice passed on (its body's originals)."""
     notice = _payload(entry.jws)
     by_sender: dict[str, list[About]] = {}
@@ -92,24 +94,24 @@ async def _delivered(entry: Entry, _: Lookup) -> list[Owed]:
     return [Owed("delivery", sender, about) for sender, about in by_sender.items()]
 
 
-async def _retrieved(entry: Entry, lookup: Lookup) -> list[Owed]:
+async def _retrieved(entry: Entry, deliveries: Deliveries) -> list[Owed]:
     """As the delivery of the notice retrieved: the recipient's signed ``retrieval``
     names it (``body.notice_message_id``); its entry is the notice's delivered entry."""
     notice_id = (_payload(entry.jws).get("body") or {}).get("notice_message_id")
     if not isinstance(notice_id, str):
         return []
-    delivered = await lookup(entry_id(entry.treaty, entry.request_id, notice_id))
-    if delivered is None or delivered.kind not in (DELIVERED, DEADLINE):
+    delivered = await deliveries(entry_id(entry.treaty, entry.request_id, notice_id))
+    if delivered is None:
         _log.warning("receipt_retrieved_unknown", entry_id=entry.entry_id, notice=notice_id)
         return []
-    return [Owed("retrieval", o.recipient, o.about) for o in await _delivered(delivered, lookup)]
+    return [Owed("retrieval", o.recipient, o.about) for o in delivered]
 
 
-async def _nobody(_: Entry, __: Lookup) -> list[Owed]:
+async def _nobody(_: Entry, __: Deliveries) -> list[Owed]:
     return []
 
 
-Resolve = Callable[[Entry, Lookup], Awaitable[list[Owed]]]
+Resolve = Callable[[Entry, Deliveries], Awaitable[list[Owed]]]
 # Entry kind -> the receipts owed for it; a kind not listed is a message kind as sent.
 RECIPIENTS: dict[str, Resolve] = {
     REFUSED: _refused,
@@ -120,9 +122,20 @@ RECIPIENTS: dict[str, Resolve] = {
 }
 
 
-async def owed(entry: Entry, lookup: Lookup) -> list[Owed]:
+async def owed(entry: Entry, deliveries: Deliveries) -> list[Owed]:
     """The receipts owed for ``entry`` (``RECIPIENTS``)."""
-    return await RECIPIENTS.get(entry.kind, _accepted)(entry, lookup)
+    return await RECIPIENTS.get(entry.kind, _accepted)(entry, deliveries)
+
+
+async def delivery_owed(entry: Entry | None) -> list[Owed] | None:
+    """The delivery receipts owed for a delivered (or deadline) entry; None for another."""
+    if entry is None or entry.kind not in (DELIVERED, DEADLINE):
+        return None
+    return await _delivered(entry, _no_deliveries)
+
+
+async def _no_deliveries(_: str) -> list[Owed] | None:
+    return None
 
 
 def receipt(entry: Entry, due: Owed, checkpoint: SignedCheckpoint, inclusion: list[bytes],

@@ -352,21 +352,28 @@ class Record:
         """Up to ``limit`` entries from index ``start`` on, in log order, each with its
         JWS decrypted: what the receipts task reads each tick. Ends before a gap, and once
         the sealed bytes read pass ``max_bytes`` (at least one entry: a backlog of large
-        messages is read a bounded slice at a time)."""
-        out: list[Entry] = []
-        read = 0
+        messages is read a bounded slice at a time). On SQLite in one hop to a thread, as
+        an append is (aiosqlite would hop for every slice of rows)."""
+        query = (select(*_FIELDS, EntryRow.sealed).where(EntryRow.log_index >= start)
+                 .order_by(EntryRow.log_index).limit(limit).execution_options(yield_per=200))
+        if self._appends is not None:
+            return await asyncio.to_thread(self._since_sync, query, start, max_bytes)
+        batch = _Slice(self, start, max_bytes)
         async with self._engine.connect() as connection:
-            rows = await connection.stream(
-                select(*_FIELDS, EntryRow.sealed).where(EntryRow.log_index >= start)
-                .order_by(EntryRow.log_index).limit(limit)
-                .execution_options(yield_per=200))
-            async for row in rows:
-                if row.log_index != start + len(out) or (out and read >= max_bytes):
+            rows = await connection.stream(query)
+            async for row in rows:  # streamed: stops reading at the bound
+                if not batch.take(row):
                     break
-                read += len(row.sealed)
-                entry = _entry(row)
-                out.append(entry.model_copy(update={"jws": self._unseal(entry, row.sealed)}))
-        return out
+        return batch.entries
+
+    def _since_sync(self, query: Any, start: int, max_bytes: int) -> list[Entry]:
+        assert self._appends is not None
+        batch = _Slice(self, start, max_bytes)
+        with self._appends.connect() as connection:
+            for row in connection.execute(query):
+                if not batch.take(row):
+                    break
+        return batch.entries
 
     async def leaf_hashes(self, size: int) -> AsyncIterator[bytes]:
         """The leaf hashes of the first ``size`` entries, streamed from the rows (each
@@ -403,3 +410,23 @@ class Record:
                         ReceiptsSentRow.name == "receipts"))).first() is None:
                 await connection.execute(insert(ReceiptsSentRow).values(
                     name="receipts", tree_size=size))
+
+
+class _Slice:
+    """The entries ``Record.since`` reads: dense from ``start``, up to ``max_bytes``."""
+
+    def __init__(self, record: Record, start: int, max_bytes: int) -> None:
+        self._record, self._start, self._max = record, start, max_bytes
+        self.entries: list[Entry] = []
+        self._read = 0
+
+    def take(self, row: Any) -> bool:
+        """Add ``row`` unless it is past a gap or the bound (then False: stop reading)."""
+        if row.log_index != self._start + len(self.entries) or (
+                self.entries and self._read >= self._max):
+            return False
+        self._read += len(row.sealed)
+        entry = _entry(row)
+        self.entries.append(entry.model_copy(
+            update={"jws": self._record._unseal(entry, row.sealed)}))
+        return True

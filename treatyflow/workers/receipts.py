@@ -15,6 +15,7 @@ duplicate. Nothing is lost, nothing is kept twice.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Callable, Collection
 from time import perf_counter
 
@@ -23,15 +24,17 @@ import aio_pika
 from treatyflow import constants as c
 from treatyflow import logs, metrics
 from treatyflow.agency.checkpoints import SignedCheckpoint, sign_checkpoint
+from treatyflow.agency.entries import DEADLINE, DELIVERED
 from treatyflow.agency.merkle import leaf_hash
 from treatyflow.agency.signing import SigningKey
 from treatyflow.record.compact import Builder, Frontier
-from treatyflow.record.receipts import owed, receipt
+from treatyflow.record.receipts import Owed, delivery_owed, owed, receipt
 from treatyflow.record.store import Record
 from treatyflow.workers.screen import Outbox, full
 
 BATCH = 2_000  # entries under one checkpoint at most (a backlog is several batches)
 _CONCURRENT = 200  # receipts waiting for their confirm at once
+_DELIVERIES_KEPT = 20_000  # recent notices' delivery receipts, for their retrievals
 
 _log = logs.get("treatyflow.receipts")
 
@@ -48,6 +51,9 @@ class Receipts:
         self._batch = batch
         self._frontier: Frontier | None = None
         self._signed: SignedCheckpoint | None = None  # the last one, again for a retry
+        # The delivery receipts of recent notices, for their retrievals' receipts (a
+        # retrieval comes moments after its notice; an older one is read from the record).
+        self._deliveries: OrderedDict[str, list[Owed]] = OrderedDict()
 
     @property
     def sent(self) -> int | None:
@@ -92,7 +98,12 @@ class Receipts:
 
         sends = []
         for entry in entries:
-            for due in await owed(entry, self._record.entry):
+            dues = await owed(entry, self._delivered)
+            if entry.kind in (DELIVERED, DEADLINE):
+                self._deliveries[entry.entry_id] = dues
+                while len(self._deliveries) > _DELIVERIES_KEPT:
+                    self._deliveries.popitem(last=False)
+            for due in dues:
                 if due.recipient not in self._authorities:
                     continue
                 message_id, token = receipt(entry, due, checkpoint,
@@ -105,6 +116,12 @@ class Receipts:
         _log.info("receipts_sent", entries=len(entries), receipts=len(sends),
                   tree_size=tree.size, root_hash=checkpoint.checkpoint.root_hash)
         return len(entries)
+
+    async def _delivered(self, delivered_id: str) -> list[Owed] | None:
+        found = self._deliveries.get(delivered_id)
+        if found is not None:
+            return found
+        return await delivery_owed(await self._record.entry(delivered_id))
 
     async def _publish(self, message_id: str, token: str, recipient: str, kind: str,
                        request_id: str) -> None:
