@@ -75,6 +75,10 @@ def test_installed_alone_it_verifies_the_published_vectors(agency_python: Path) 
         "        verify(v['jws'], KeyRing(keys=[PublicKey.from_jwk(v['jwk'])]),"
         " signer=v['signer']); got = None\n"
         "    except SignatureError as e: got = e.problem\n"
+        "    if v['kind'] == 'record_receipt':\n"
+        "        from treatyflow.agency.receipts import verify_receipt\n"
+        "        r = verify_receipt(v['jws'], KeyRing(keys=[PublicKey.from_jwk(v['jwk'])]))\n"
+        "        got = None if r.kind == 'acceptance' else 'wrong'\n"
         "    out.append([v['name'], v['problem'], got])\n"
         "print(json.dumps(out))\n")
     done = subprocess.run([str(agency_python), "-c", script,
@@ -84,6 +88,7 @@ def test_installed_alone_it_verifies_the_published_vectors(agency_python: Path) 
     checked = json.loads(done.stdout)
     assert len(checked) >= 40
     assert [c for c in checked if c[1] != c[2]] == []
+    assert "valid-record-receipt" in {c[0] for c in checked}  # its proofs, checked alone
 
 
 def _env(settings: Settings, tmp: Path, request_id: str, request: dict[str, Any]

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from treatyflow import constants as c
 from treatyflow import topology
+from treatyflow.agency.receipts import verify_receipt
 from treatyflow.agency.signing import (
     ACCEPTED_ALGS,
     KeyRing,
@@ -48,6 +49,8 @@ VECTORS = {p.stem: json.loads(p.read_text(encoding="utf-8"))
 VALID = [name for name, v in VECTORS.items() if v["valid"]]
 INVALID = [name for name, v in VECTORS.items() if not v["valid"]]
 DIRECTORY = "key_directory"
+RECEIPT = c.AMQP_TYPE_RECEIPT  # a receipt from the hub's record
+EXTRA_SCHEMAS = {"key-directory", "record-receipt"}  # payloads that are not envelopes
 PROBLEMS = {None, "bad_signature", "unknown_key", "unsigned", "malformed"}
 
 
@@ -110,19 +113,19 @@ def test_every_kind_has_a_schema_file_and_a_valid_vector() -> None:
     assert {"notice", "error"} == OUTBOUND_KINDS
     assert transfer.TRANSFER_KINDS <= INBOUND_KINDS
     files = {p.stem for p in SCHEMAS.glob("*.json")}
-    assert files == ALL_KINDS | {"key-directory"}
+    assert files == ALL_KINDS | EXTRA_SCHEMAS
     covered = {VECTORS[name]["kind"] for name in VALID}
-    assert covered == ALL_KINDS | {DIRECTORY}, ALL_KINDS - covered
+    assert covered == ALL_KINDS | {DIRECTORY, RECEIPT}, ALL_KINDS - covered
 
 
-@pytest.mark.parametrize("name", sorted(ALL_KINDS | {"key-directory"}))
+@pytest.mark.parametrize("name", sorted(ALL_KINDS | EXTRA_SCHEMAS))
 def test_each_schema_is_valid_2020_12_with_id_title_and_description(name: str) -> None:
     document = schema(name)
     jsonschema.Draft202012Validator.check_schema(document)
     assert document["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert document["$id"].endswith(f"schemas/{name}.json")
     assert document["title"] and document["description"]
-    if name != "key-directory":
+    if name not in EXTRA_SCHEMAS:
         assert document["additionalProperties"] is False
         assert document["properties"]["kind"]["const"] == name
         assert document["properties"]["sent_at"]["format"] == "date-time"
@@ -233,6 +236,12 @@ def test_each_valid_payload_parses_strictly_and_fits_its_schema(name: str) -> No
             validator("key-directory").validate({"issued_at": payload["issued_at"],
                                                  "keys": [key.jwk()]})
         return
+    if v["kind"] == RECEIPT:  # the hub's receipt of valid-request, its proof included
+        receipt = verify_receipt(v["jws"], registered(v), recipient="KZ-GPO", sent=lambda _: {
+            hashlib.sha256(VECTORS["valid-request"]["payload"].encode()).hexdigest()})
+        assert receipt.kind == "acceptance" and receipt.entry.kind == "request"
+        validator("record-receipt").validate(payload)
+        return
     parse = (parse_outbound if v["kind"] in OUTBOUND_KINDS else parse_record
              if v["kind"] in RECORD_KINDS else parse_hub if v["kind"] in HUB_KINDS
              else parse_inbound)
@@ -307,7 +316,7 @@ def test_asyncapi_is_3_0_0_and_references_every_schema_file() -> None:
     assert {r.rsplit("/", 1)[1] for r in refs(sending["messages"])} == INBOUND_KINDS | HUB_KINDS
     inbox = ASYNCAPI["operations"]["receiveFromInbox"]
     assert {r.rsplit("/", 1)[1] for r in refs(inbox["messages"])} == (
-        OUTBOUND_KINDS | RECORD_KINDS | {DIRECTORY})
+        OUTBOUND_KINDS | RECORD_KINDS | {DIRECTORY, RECEIPT})
 
 
 def test_asyncapi_names_are_the_constants_and_bindings_the_topology() -> None:

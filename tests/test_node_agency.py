@@ -140,6 +140,20 @@ async def test_node_agencies_carry_a_request_to_executed(
     assert ru_original["digest"] == report_sent["digest"]  # the bytes RU-MIA signed
     assert _one(req, "notice", notice_event="executed")["status"] == "executed"
 
+    # The hub's receipts, each verified by the node agency with the bundle verifier's code:
+    # KZ-GPO's request accepted and delivered into RU-MIA's inbox, its malformed one
+    # refused; RU-MIA's report accepted and delivered into KZ-GPO's.
+    accepted = _one(req, "receipt_checked", receipt="acceptance", message_id=request_id_sent)
+    assert accepted["entry_kind"] == "request" and accepted["actor"] == KZ
+    assert accepted["digest"] == request_sent["digest"]
+    delivery = _one(req, "receipt_checked", receipt="delivery", message_id=request_id_sent)
+    assert delivery["entry_kind"] == "delivered" and delivery["actor"] == RU
+    assert _one(req, "receipt_checked", receipt="rejection")["entry_kind"] == "refused"
+    reported = _one(ru, "receipt_checked", receipt="delivery",
+                    message_id=report_sent["message_id"])
+    assert reported["actor"] == KZ and reported["about"][0]["digest"] == report_sent["digest"]
+    assert _one(req, "done")["bad_receipts"] == 0 == _one(ru, "done")["bad_receipts"]
+
     # The tampered message: bad_signature naming the kid and the SHA-256 of its signing input.
     tampered = _one(req, "sent", tampered=True)
     bad = _one(req, "error_checked", expected="bad_signature")

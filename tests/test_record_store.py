@@ -101,7 +101,7 @@ async def test_a_store_opened_again_keeps_its_entries_at_the_newest_schema(
         async with again.engine.connect() as connection:
             version = (await connection.execute(
                 text("SELECT version_num FROM record_alembic_version"))).scalar_one()
-    assert version == "r0001"
+    assert version == "r0002"  # the newest revision (r0002: record_receipts_sent)
 
 
 async def test_the_tree_is_the_rfc_tree_of_the_entries_leaves(record: Record) -> None:

@@ -18,15 +18,21 @@ from tests.conftest import (
     RU,
     Mailbox,
     Opened,
+    Parties,
     cli,
     error_about,
     eventually,
     recorded,
 )
-from tests.factories import message
+from tests.factories import message, new_request_id
 from tests.test_record_evidence import _node_verify
 from treatyflow import constants as c
 from treatyflow.agency import AgencyClient
+from treatyflow.agency.receipts import verify_receipt
+from treatyflow.chaos import faults
+from treatyflow.codec import load_keys
+from treatyflow.keys import RegistryFile
+from treatyflow.record import Record, SignedCheckpoint
 from treatyflow.settings import Settings
 
 pytestmark = pytest.mark.stack
@@ -160,3 +166,75 @@ async def test_a_partys_export_verifies_in_python_and_node_and_holds_only_what_i
 
 async def _has_refusal(settings: Settings, request_id: str) -> bool:
     return ("refused", c.HUB_SENDER) in await recorded(settings, request_id)
+
+
+def _receipts(client: AgencyClient, request_id: str) -> list[tuple[str, str, str]]:
+    """(receipt kind, entry kind, entry actor) of the receipts the client verified and
+    kept about one request, in arrival order."""
+    return [(r.kind, r.entry.kind, r.entry.actor) for r in client.receipts
+            if r.entry.request_id == request_id]
+
+
+async def test_each_party_gets_verified_receipts_of_what_it_sent_and_what_was_delivered(
+    executed: Opened, stack_settings: Settings
+) -> None:
+    rid, kz, ru = executed.rid, executed.kz, executed.ru
+    again = await ru.publish(message("execution_report", request_id=rid, sender=RU,
+                                     recipient=KZ, body=REPORT))  # refused: not allowed now
+    wanted_kz = {("acceptance", "request", KZ), ("delivery", "delivered", RU)}
+    wanted_ru = {("acceptance", "receipt", RU), ("acceptance", "execution_report", RU),
+                 ("delivery", "delivered", KZ), ("rejection", "refused", c.HUB_SENDER)}
+    await eventually(lambda: wanted_kz <= set(_receipts(kz, rid))
+                     and wanted_ru <= set(_receipts(ru, rid)), timeout=30,
+                     what="the receipts of both parties")
+    assert kz.bad_receipts == [] and ru.bad_receipts == []
+    # The rejection names the refused report; the delivery the report RU-MIA signed.
+    (rejection,) = [r for r in ru.receipts.of(again.message_id) if r.kind == "rejection"]
+    assert rejection.entry.request_id == rid
+    report = next(r for r in ru.receipts if r.entry.request_id == rid
+                  and r.entry.kind == "execution_report")
+    delivered = [r for r in ru.receipts.of(report.message_ids[0]) if r.kind == "delivery"]
+    assert delivered and delivered[0].entry.actor == KZ  # into KZ-GPO's inbox
+    assert delivered[0].payload.about[0].digest == report.entry.digest
+    # Each is a receipt anyone verifies with the key directory alone, under a checkpoint
+    # the hub signed and kept in its record (one a batch, not one a receipt).
+    registry = RegistryFile(stack_settings.secrets_dir)
+    kept = {k.jws for k in await _checkpoints(stack_settings)}
+    mine = [r for r in [*kz.receipts, *ru.receipts] if r.entry.request_id == rid]
+    for receipt in mine:
+        assert verify_receipt(receipt.jws, registry).entry == receipt.entry
+        assert receipt.payload.checkpoint in kept
+    assert len({r.payload.checkpoint for r in mine}) <= len(mine)
+
+
+async def _checkpoints(settings: Settings) -> list[SignedCheckpoint]:
+    async with await Record.open(settings.record_database_url, load_keys(settings)) as record:
+        return await record.checkpoints()
+
+
+async def test_a_gateway_killed_mid_stream_loses_and_duplicates_no_receipt(
+    kz_ru: Parties, stack_settings: Settings
+) -> None:
+    """KZ-GPO sends requests while the gateway is killed (-9) and started again: every
+    request it sent gets one acceptance receipt, each verified, and the receipts task
+    resumes where it was (its cursor reaches the log)."""
+    kz = kz_ru.kz
+    sent = []
+    for n in range(10):
+        if n == 5:
+            assert faults.kill(stack_settings, "gateway") is not None
+            await faults.restore(stack_settings)
+        sent.append(await kz.publish(message("request", request_id=new_request_id(),
+                                             sender=KZ, recipient=RU)))
+    ids = [m.message_id for m in sent]
+    await eventually(lambda: all(kz.receipts.of(i, "acceptance") for i in ids), timeout=60,
+                     what="an acceptance receipt of every request")
+    assert [len(kz.receipts.of(i, "acceptance")) for i in ids] == [1] * len(ids)
+    assert kz.bad_receipts == []
+
+    async def caught_up() -> bool:
+        async with await Record.open(stack_settings.record_database_url,
+                                     load_keys(stack_settings)) as record:
+            return await record.receipts_sent() == await record.size()
+
+    await eventually(caught_up, timeout=30, what="the receipts task at the log's end")

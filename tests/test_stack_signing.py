@@ -380,7 +380,7 @@ async def read_raw(settings: Settings, authority: str, match: Callable[[Verified
                 continue
             await got.ack()
             if got.type in (c.AMQP_TYPE_DIRECTORY, c.AMQP_TYPE_CHECKPOINT,
-                            c.AMQP_TYPE_CONSISTENCY_PROOF):
+                            c.AMQP_TYPE_CONSISTENCY_PROOF, c.AMQP_TYPE_RECEIPT):
                 continue
             assert got.content_type == c.CONTENT_TYPE_JWS
             checked = verify(got.body, registry, signer=c.HUB_SENDER)

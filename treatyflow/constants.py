@@ -102,6 +102,9 @@ CONTENT_TYPE_JWS: Final = "application/jose"
 CONTENT_TYPE_JWS_JSON: Final = "application/jose+json"
 AMQP_TYPE_DIRECTORY: Final = "key_directory"
 DIRECTORY_ROUTING_KEY: Final = "key-directory"
+# A receipt from the hub's record (treatyflow.agency.receipts): a JWS by the hub, sent to
+# one authority's inbox through the delivery exchange with this AMQP type.
+AMQP_TYPE_RECEIPT: Final = "record_receipt"
 # The record's checkpoints (treatyflow/schemas/record.py): each new one the hub signs goes to
 # every inbox like the key directory, under its own routing key (every inbox is bound to
 # it) and AMQP type; the answer to a ``consistency_request`` goes to the asker's inbox. A

@@ -78,6 +78,9 @@ class Settings:
     record_url: str = field(default="", repr=False)
     # How often the hub signs a checkpoint of the record's Merkle log.
     record_checkpoint_seconds: float = 60.0
+    # How often the gateway sends the receipts of the record's new entries, all of one
+    # batch under one checkpoint (treatyflow.workers.receipts); 0 sends none.
+    record_receipt_seconds: float = 1.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -114,6 +117,8 @@ class Settings:
             record_url=env.get("TREATYFLOW_RECORD_URL", base.record_url),
             record_checkpoint_seconds=float(env.get("TREATYFLOW_RECORD_CHECKPOINT_SECONDS",
                                                     base.record_checkpoint_seconds)),
+            record_receipt_seconds=float(env.get("TREATYFLOW_RECORD_RECEIPT_SECONDS",
+                                                 base.record_receipt_seconds)),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -144,6 +149,7 @@ class Settings:
             "TREATYFLOW_SENDER_BURST": str(self.sender_burst),
             "TREATYFLOW_RECORD_URL": self.record_url,
             "TREATYFLOW_RECORD_CHECKPOINT_SECONDS": repr(self.record_checkpoint_seconds),
+            "TREATYFLOW_RECORD_RECEIPT_SECONDS": repr(self.record_receipt_seconds),
         }
 
     def with_(self, **changes: object) -> Settings:

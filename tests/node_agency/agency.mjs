@@ -9,6 +9,8 @@ import { createHash, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 
 import amqp from 'amqplib';
+// The receipts' proofs: the bundle verifier's code (written from docs/reference/evidence.md).
+import { Problem, encodeLeaf, leafHash, proofHashes, readCheckpoint, rootFromInclusion } from './verify-evidence.mjs';
 import {
   CompactSign,
   base64url,
@@ -30,6 +32,7 @@ export const EXCHANGE_HUB = 'treatyflow.inbound';
 export const CONTENT_TYPE_JWS = 'application/jose';
 export const CONTENT_TYPE_JWS_JSON = 'application/jose+json';
 export const TYPE_DIRECTORY = 'key_directory';
+export const TYPE_RECEIPT = 'record_receipt';
 export const HUB = 'HUB';
 export const SCHEMA_VERSION = '2';
 export const JWS_ALG = 'EdDSA';
@@ -302,6 +305,53 @@ export async function readDelivery(body, directory) {
   }
 }
 
+// --- receipts from the hub's record (docs/reference/evidence.md, "Receipts") ---------
+
+const RECEIPT_ENTRY_KINDS = { rejection: ['refused'], delivery: ['delivered', 'deadline'], retrieval: ['retrieved'] };
+const HUB_ENTRY_KINDS = ['refused', 'delivered', 'retrieved', 'deadline', 'operator'];
+
+/**
+ * A receipt (a JWS by a hub key) for `recipient`: its checkpoint signed by a hub key, its
+ * entry's leaf (recomputed from the fields) included in the checkpoint's tree, of the
+ * kind the receipt says, and each message it names of the digest we sent under that id
+ * (`sent`: message id -> SHA-256 of the payload). Throws VerifyError naming the check.
+ */
+export async function verifyReceipt(body, directory, recipient, sent = new Map()) {
+  const checked = await verifyCompact(body, directory, { signer: HUB });
+  const r = checked.envelope;
+  const entry = r.entry;
+  if (r.kind !== TYPE_RECEIPT || !entry || typeof entry !== 'object' || !Array.isArray(r.about) || !r.about.length) {
+    throw new VerifyError('malformed', 'not a receipt of the record');
+  }
+  if (r.recipient !== recipient) throw new VerifyError('not_ours', `the receipt is for ${r.recipient}, not ${recipient}`);
+  let checkpoint;
+  try {
+    checkpoint = await readCheckpoint(r.checkpoint, directory.keys);
+  } catch (err) {
+    throw new VerifyError('bad_checkpoint', `its checkpoint does not verify: ${err.message}`);
+  }
+  try {
+    const root = rootFromInclusion(entry.index, checkpoint.tree_size, leafHash(encodeLeaf(entry)), proofHashes(r.inclusion, 'the inclusion proof'));
+    if (!root.equals(checkpoint.root)) throw new Problem(`the inclusion proof of leaf ${entry.index} leads to another root`);
+  } catch (err) {
+    if (!(err instanceof Problem) && !(err instanceof TypeError) && !(err instanceof RangeError)) throw err;
+    throw new VerifyError('not_included', `entry ${entry.entry_id} is not in the checkpoint of size ${checkpoint.tree_size}: ${err.message}`);
+  }
+  const allowed = RECEIPT_ENTRY_KINDS[r.receipt];
+  if (r.receipt === 'acceptance' ? HUB_ENTRY_KINDS.includes(entry.kind) : !allowed?.includes(entry.kind)) {
+    throw new VerifyError('wrong_kind', `an entry of kind ${entry.kind} is not what a ${r.receipt} receipt is about`);
+  }
+  if (r.receipt === 'acceptance' && (r.about.length !== 1 || r.about[0].digest !== entry.digest || entry.actor !== recipient)) {
+    throw new VerifyError('wrong_entry', 'the entry is not the acceptance of the named message');
+  }
+  for (const about of r.about) {
+    if (about.digest && sent.has(about.message_id) && sent.get(about.message_id) !== about.digest) {
+      throw new VerifyError('wrong_digest', `message ${about.message_id}: the receipt's digest is not the SHA-256 of what was sent`);
+    }
+  }
+  return { receipt: r, entry, checkpoint, token: checked.token };
+}
+
 // --- envelopes -------------------------------------------------------------------------
 
 export const newMessageId = () => randomUUID();
@@ -357,6 +407,9 @@ export class Agency {
     this.signingKey = signingKey;
     this.directory = directory;
     this.received = []; // verified messages, in arrival order
+    this.receipts = []; // verified receipts from the hub's record, kept for a dispute
+    this.badReceipts = []; // receipts that failed verification
+    this.sentDigests = new Map(); // message id -> SHA-256 of the payload we signed
     this.unverified = []; // deliveries that failed verification
     this.seen = new Set();
     this.witness = new Witness(); // the hub's record, checkpoint after checkpoint
@@ -399,6 +452,7 @@ export class Agency {
   /** Sign `envelope` with this authority's key and publish it; returns the JWS sent. */
   async send(message) {
     const token = await signEnvelope(message, this.signingKey);
+    this.sentDigests.set(message.message_id, payloadDigest(token));
     await this.publishToken(token, { messageId: message.message_id, correlationId: message.request_id, type: message.kind, sentAt: message.sent_at });
     return token;
   }
@@ -419,6 +473,17 @@ export class Agency {
           this.say('directory', { verified: true, ...(await this.directory.update(delivery.content)) });
         } catch (err) {
           this.say('directory_refused', { problem: err.problem ?? 'malformed', reason: err.message });
+        }
+      } else if (delivery.properties.type === TYPE_RECEIPT) {
+        try {
+          const read = await verifyReceipt(delivery.content, this.directory, this.authority, this.sentDigests);
+          if (!this.receipts.some((r) => r.entry.entry_id === read.entry.entry_id)) {
+            this.receipts.push(read);
+            this._wake();
+          }
+        } catch (err) {
+          this.badReceipts.push(err);
+          this.say('receipt_refused', { problem: err.problem ?? 'malformed', reason: err.message });
         }
       } else if (RECORD_TYPES.includes(delivery.properties.type)) {
         await this._witness(delivery.content);
@@ -462,11 +527,17 @@ export class Agency {
     for (const waiter of [...this._waiters]) waiter();
   }
 
+  /** The verified receipt of `kind` about our message `messageId`, held or within `timeoutMs`. */
+  expectReceipt(messageId, kind, timeoutMs) {
+    const match = (r) => r.receipt.receipt === kind && r.receipt.about.some((a) => a.message_id === messageId);
+    return this.expect(match, timeoutMs, `a ${kind} receipt of ${messageId}`, this.receipts);
+  }
+
   /** The first verified message matching `match`, received already or within `timeoutMs`. */
-  expect(match, timeoutMs, what = 'a message') {
+  expect(match, timeoutMs, what = 'a message', list = this.received) {
     return new Promise((resolve, reject) => {
       const check = () => {
-        const found = this.received.find((r) => match(r));
+        const found = list.find((r) => match(r));
         if (!found) return false;
         cleanup();
         resolve(found);

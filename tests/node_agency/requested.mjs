@@ -51,6 +51,7 @@ runSide(async ({ agency, config, fail }) => {
   });
   const reportToken = await agency.send(report);
   agency.say('sent', { kind: 'execution_report', message_id: report.message_id, in_reply_to: request.message_id, digest: payloadDigest(reportToken) });
+  agency.expectedReceipts = [['acceptance', receipt.message_id], ['acceptance', report.message_id], ['delivery', report.message_id]];
 
   await new Promise((resolve) => setTimeout(resolve, LINGER_MS));
   for (const sent of [receipt, report]) {

@@ -35,6 +35,8 @@ runSide(async ({ agency, config, fail }) => {
   // 1. The request.
   const request = envelope('request', { sender: me, recipient: peer, requestId, body: requestBody() });
   const requestToken = await agency.send(request);
+  // The hub's receipts: our request accepted, and delivered to the requested authority;
+  // the malformed one refused (checked once the rest is done, in side.mjs).
   agency.say('sent', { kind: 'request', message_id: request.message_id, request_id: requestId, kid: config.kid, digest: payloadDigest(requestToken) });
 
   // 2. A valid JWS whose payload segment was replaced after signing.
@@ -51,6 +53,7 @@ runSide(async ({ agency, config, fail }) => {
   const wrongType = envelope('request', { sender: me, recipient: peer, requestId: `${requestId}-W`, body: requestBody({ urgent: 'no' }) });
   await agency.send(wrongType);
   agency.say('sent', { kind: 'request', wrong_type: 'body.urgent', message_id: wrongType.message_id });
+  agency.expectedReceipts = [['acceptance', request.message_id], ['delivery', request.message_id], ['rejection', wrongType.message_id]];
 
   const wait = config.timeoutMs;
   const [executed, badSignature, malformed] = await Promise.allSettled([

@@ -16,6 +16,22 @@ export function exitWith(main) {
 }
 
 /**
+ * The hub's receipts of what this side sent (the `receipts` list of what to expect, set
+ * by the side as `agency.expectedReceipts`), each verified by the agency as it arrived:
+ * one `receipt_checked` line each, with its entry and checkpoint.
+ */
+async function checkReceipts(agency, config, fail) {
+  for (const [kind, messageId] of agency.expectedReceipts ?? []) {
+    try {
+      const { receipt, entry, checkpoint } = await agency.expectReceipt(messageId, kind, config.timeoutMs);
+      agency.say('receipt_checked', { receipt: kind, message_id: messageId, entry_kind: entry.kind, actor: entry.actor, index: entry.index, digest: entry.digest, tree_size: checkpoint.tree_size, about: receipt.about });
+    } catch (err) {
+      fail(`receipt_${kind}`, { message_id: messageId, reason: err.message });
+    }
+  }
+}
+
+/**
  * Runs one side of a request: `check({ agency, config, fail })` with the inbox started,
  * where `fail(what, detail)` records a failed check; then the `done` line and the exit code.
  */
@@ -32,8 +48,9 @@ export function runSide(check) {
     try {
       await agency.startInbox();
       await check({ agency, config, fail });
+      await checkReceipts(agency, config, fail);
     } finally {
-      agency.say('done', { ok: failures.length === 0, failures, unverified: agency.unverified.length, directory_issued_at: agency.directory.issuedAt });
+      agency.say('done', { ok: failures.length === 0, failures, unverified: agency.unverified.length, receipts: agency.receipts.length, bad_receipts: agency.badReceipts.length, directory_issued_at: agency.directory.issuedAt });
       await agency.close();
     }
     return failures.length === 0 ? 0 : 1;

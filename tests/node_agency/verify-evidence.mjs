@@ -25,12 +25,12 @@ const ENTRY_MEMBERS = [...TEXT_FIELDS, 'index', 'digest', 'jws', 'withheld', 'in
 const unknown = (object, members) => Object.keys(object).filter((name) => !members.includes(name));
 
 const sha256 = (...parts) => createHash('sha256').update(Buffer.concat(parts)).digest();
-const leafHash = (leaf) => sha256(Buffer.from([0]), leaf);
+export const leafHash = (leaf) => sha256(Buffer.from([0]), leaf);
 const nodeHash = (left, right) => sha256(Buffer.from([1]), left, right);
 const hex = (value) => Buffer.from(value, 'hex');
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-class Problem extends Error {}
+export class Problem extends Error {}
 
 /** Each segment base64url without padding, re-encoding to itself (no altered spare bits). */
 function canonical(jws) {
@@ -95,7 +95,7 @@ export function verifyConsistency(first, second, proof, firstRoot, secondRoot) {
 }
 
 /** The entry's canonical leaf: 0x01, index (u64 BE), seven (u16 BE length, UTF-8) texts, digest. */
-function encodeLeaf(entry) {
+export function encodeLeaf(entry) {
   const head = Buffer.alloc(9);
   head.writeUInt8(1, 0);
   head.writeBigUInt64BE(BigInt(entry.index), 1);
@@ -110,7 +110,7 @@ function encodeLeaf(entry) {
   return Buffer.concat(parts);
 }
 
-function proofHashes(list, what) {
+export function proofHashes(list, what) {
   if (!Array.isArray(list) || !list.every((h) => HEX64.test(h))) throw new Problem(`${what} is not a list of lowercase hex SHA-256 hashes`);
   return list.map(hex);
 }
@@ -163,7 +163,7 @@ async function verifyJws(jws, keys, { owner = null, revoked = false } = {}) {
   }
 }
 
-async function readCheckpoint(jws, keys) {
+export async function readCheckpoint(jws, keys) {
   const { payload } = await verifyJws(String(jws).trim(), keys, { owner: 'HUB' });
   let checkpoint;
   try {
@@ -302,7 +302,7 @@ export async function verifyBundle(text, heldJws = null) {
   return { problems, bundle, checkpoint, withheld };
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const [bundleFile, heldFile] = process.argv.slice(2);
   let text;
   let held = null;

@@ -5,10 +5,12 @@ the key directory.
 It knows only the published contract (exchange names, envelope, JWS, JWKS), never
 Temporal. Its names are those of its three modules: ``signing`` (JWS and the key
 directory, without aio-pika), ``wire`` (envelopes as AMQP messages and back, which the hub
-uses too) and ``client`` (the connection, the inbox, the directory it follows). Three more
+uses too) and ``client`` (the connection, the inbox, the directory it follows). Four more
 check the hub's record as a party does: ``entries`` (an entry's leaf), ``merkle`` (RFC
-9162 proofs) and ``checkpoints`` (the hub's signed tree heads); ``witness`` keeps the last
-checkpoint the inbox brought and checks each next one against it (the client runs it).
+9162 proofs), ``checkpoints`` (the hub's signed tree heads) and ``receipts`` (the hub's
+receipts of what the party sent, which the client verifies and keeps); ``witness`` keeps
+the last checkpoint the inbox brought and checks each next one against it (the client
+runs it).
 """
 
 from treatyflow.agency import signing, wire

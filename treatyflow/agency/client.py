@@ -21,7 +21,15 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 from pydantic import BaseModel
 
+from treatyflow.agency.checkpoints import Checkpoint
 from treatyflow.agency.entries import digest_of
+from treatyflow.agency.receipts import (
+    Receipt,
+    ReceiptBook,
+    ReceiptError,
+    ReceiptKind,
+    verify_receipt,
+)
 from treatyflow.agency.signing import (
     KeyRing,
     KeySource,
@@ -37,6 +45,7 @@ from treatyflow.constants import (
     AMQP_TYPE_CHECKPOINT,
     AMQP_TYPE_CONSISTENCY_PROOF,
     AMQP_TYPE_DIRECTORY,
+    AMQP_TYPE_RECEIPT,
     EXCHANGE_HUB,
     HUB_SENDER,
     inbox_queue,
@@ -219,6 +228,11 @@ class AgencyClient:
     keys verify every message in the inbox, the authorities' keys the originals a notice
     passes on. A ``Directory`` follows the directories the hub sends to the inbox.
 
+    The hub's receipts (treatyflow.agency.receipts) never reach the inbox's reader: each
+    is verified as it arrives and kept in ``receipts`` (a ``ReceiptBook``, on disk if
+    given one with a path); one that does not verify is logged and kept in
+    ``bad_receipts``.
+
     ``witness`` checks every checkpoint of the hub's record the inbox receives (in memory,
     or kept in ``witness_file``): read ``client.witness.fork`` for a detected rewrite.
     ``acknowledge_retrievals``: each notice the application handled (``Inbox.next``) is
@@ -227,6 +241,7 @@ class AgencyClient:
     def __init__(
         self, authority_id: str, url: str, *, signing_key: SigningKey | None = None,
         keys: KeySource | None = None, hub_keys: KeySource | None = None,
+        receipts: ReceiptBook | None = None,
         witness: Witness | None = None, witness_file: Path | str | None = None,
         acknowledge_retrievals: bool = True,
     ) -> None:
@@ -245,6 +260,11 @@ class AgencyClient:
         self._seen = RecentIds()
         self._dropped = 0
         self.last_sent: str | None = None  # the JWS of the last envelope published
+        self.receipts = receipts if receipts is not None else ReceiptBook()
+        self.bad_receipts: list[ReceiptError] = []
+        self._sent: OrderedDict[str, set[str]] = OrderedDict()  # message id -> digests sent
+        self._receipt_arrived = asyncio.Event()
+        self._checkpoints: dict[str, Checkpoint] = {}  # verified, by JWS: a batch shares one
 
     async def connect(self) -> None:
         # A plain connection: aio-pika's robust one was measured not to come back after a
@@ -302,6 +322,11 @@ class AgencyClient:
         await exchange.publish(to_amqp(token, envelope, user_id=self.authority_id),
                                routing_key=self.authority_id)
         self.last_sent = token
+        message_id = getattr(envelope, "message_id", None)
+        if isinstance(message_id, str):  # what a receipt's digest must be (recent ones)
+            self._sent.setdefault(message_id, set()).add(digest_of(token))
+            while len(self._sent) > 100_000:
+                self._sent.popitem(last=False)
 
     async def publish_raw(self, body: bytes, *, routing_key: str | None = None,
                           **properties: Any) -> None:
@@ -326,6 +351,32 @@ class AgencyClient:
             _log.error("a key directory in the inbox does not verify; kept the one held",
                        authority=self.authority_id, problem=err.problem, reason=str(err))
 
+    def _take_receipt(self, body: bytes) -> None:
+        """A receipt from the hub's record: kept if it verifies (signed by the hub, for
+        this authority, its entry in its checkpoint's tree, about what was sent)."""
+        if self.keys is None:
+            return
+        try:
+            receipt = verify_receipt(body, self.keys, recipient=self.authority_id,
+                                     sent=lambda i: self._sent.get(i, ()),
+                                     checkpoints=self._checkpoints)
+        except ReceiptError as err:
+            self.bad_receipts.append(err)
+            _log.error("a receipt in the inbox does not verify", authority=self.authority_id,
+                       problem=err.problem, reason=str(err))
+            return
+        if self.receipts.add(receipt):
+            self._receipt_arrived.set()
+            self._receipt_arrived = asyncio.Event()
+
+    async def receipt(self, message_id: str, kind: ReceiptKind,
+                      timeout: float | None = None) -> Receipt:
+        """The receipt of ``kind`` about our message ``message_id``, held already or
+        received (with an inbox open) within ``timeout`` seconds; else ``TimeoutError``."""
+        async with asyncio.timeout(timeout):
+            while not (found := self.receipts.of(message_id, kind)):
+                await self._receipt_arrived.wait()
+        return found[0]
     async def _take_checkpoint(self, body: bytes, keys: KeySource) -> Outcome:
         """A checkpoint of the hub's record (or a proof asked for), checked by the witness;
         if its proof starts at another size than the one held, ask the hub for the right
@@ -404,6 +455,10 @@ class AgencyClient:
         async def on_message(message: AbstractIncomingMessage) -> None:
             if message.type == AMQP_TYPE_DIRECTORY:
                 self._take_directory(message.body)
+                await message.ack()
+                return
+            if message.type == AMQP_TYPE_RECEIPT:
+                self._take_receipt(message.body)
                 await message.ack()
                 return
             if message.type in (AMQP_TYPE_CHECKPOINT, AMQP_TYPE_CONSISTENCY_PROOF):

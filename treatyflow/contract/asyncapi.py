@@ -143,6 +143,24 @@ def _directory_message() -> dict[str, Any]:
     }
 
 
+def _receipt_message() -> dict[str, Any]:
+    return {
+        "name": c.AMQP_TYPE_RECEIPT, "title": "record receipt",
+        "summary": "The hub's receipt of an entry of its record about what you sent: "
+                   "accepted, refused, delivered to the other party, retrieved by it.",
+        "description": "The AMQP body is a JWS compact serialization by a hub key whose "
+        "payload this schema describes: the entry, a checkpoint the hub signed whose tree "
+        "includes it, and the RFC 9162 inclusion proof (docs/reference/evidence.md, "
+        "'Receipts'). Sent to the recipient's inbox in batches, one checkpoint a batch; "
+        f"content_type {c.CONTENT_TYPE_JWS}, type {c.AMQP_TYPE_RECEIPT!r}, message_id "
+        "'receipt-' + 40 hex digits fixed by the entry and recipient: drop one you hold.",
+        "contentType": c.CONTENT_TYPE_JWS,
+        "payload": {"$ref": "schemas/record-receipt.json"},
+        "correlationId": _ref("components", "correlationIds", "requestId"),
+        "bindings": {"amqp": {"messageType": c.AMQP_TYPE_RECEIPT, "bindingVersion": BINDING}},
+    }
+
+
 def _dead_letter_message() -> dict[str, Any]:
     headers: dict[str, Any] = {
         c.HEADER_PROBLEM: {"type": "string", "description": "The problem code, as in the "
@@ -182,7 +200,7 @@ def document() -> dict[str, Any]:
     inbound = [*inbound_models(), *sorted(k for k in records if k in HUB_KINDS)]
     outbound = [*outbound_models(), *sorted(k for k in records if k in RECORD_KINDS)]
     inbox = c.inbox_queue(PARAMETER)
-    to_inbox = [*outbound, DIRECTORY_KIND]
+    to_inbox = [*outbound, DIRECTORY_KIND, c.AMQP_TYPE_RECEIPT]
     settings = Settings()
     channels: dict[str, Any] = {
         "hub": {
@@ -271,6 +289,7 @@ def document() -> dict[str, Any]:
     }
     messages = {k: _message(k, m) for k, m in message_models().items()}
     messages[DIRECTORY_KIND] = _directory_message()
+    messages[c.AMQP_TYPE_RECEIPT] = _receipt_message()
     messages["dead_letter"] = _dead_letter_message()
     return {
         "asyncapi": "3.0.0",

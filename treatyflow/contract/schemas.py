@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, NotRequired
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, with_config
 from typing_extensions import TypedDict  # pydantic needs this one on Python 3.11
 
+from treatyflow.agency.receipts import ReceiptPayload
 from treatyflow.agency.signing import Base64Url, PublicKey
 from treatyflow.schemas.envelope import SCHEMA_VERSION, KeyId, PartyId
 from treatyflow.schemas.messages import (
@@ -22,6 +23,7 @@ DRAFT = "https://json-schema.org/draft/2020-12/schema"
 # A name, not an address: the $id of each schema names its path under docs/contract.
 BASE_ID = f"urn:treatyflow:contract:v{SCHEMA_VERSION}:"
 DIRECTORY = "key-directory"
+RECEIPT = "record-receipt"
 WIRE_NOTE = (
     "On the wire this envelope is the payload of a JWS compact serialization (RFC 7515 "
     "§7.1) signed with the sender's Ed25519 key (alg EdDSA, RFC 8037; kid = the key id in "
@@ -165,8 +167,27 @@ def directory_schema() -> dict[str, Any]:
                      schema)
 
 
+RECEIPT_NOTE = (
+    "The payload of a receipt from the hub's record: a JWS compact serialization signed by "
+    "a hub key, sent to one authority's inbox (AMQP type record_receipt, content type "
+    "application/jose) about a second after the entry it names was written. Check it as "
+    "docs/reference/evidence.md ('Verifying a receipt') says: the hub's signature, the "
+    "checkpoint's, the entry's leaf recomputed from its fields and included by the proof "
+    "in the checkpoint's tree, the digest of what you sent.")
+
+
+def receipt_schema() -> dict[str, Any]:
+    schema = ReceiptPayload.model_json_schema(mode="validation")
+    entry = schema["$defs"]["Entry"]
+    entry["properties"].pop("jws", None)  # a receipt's entry carries no JWS
+    return _document(RECEIPT, "record receipt (hub → authority)",
+                     f"{' '.join((ReceiptPayload.__doc__ or '').split())} {RECEIPT_NOTE}",
+                     schema)
+
+
 def all_schemas() -> dict[str, dict[str, Any]]:
-    """File stem → schema document: every message kind and the key directory."""
+    """File stem → schema document: every message kind, the key directory, the receipt."""
     out = {kind: message_schema(kind, model) for kind, model in message_models().items()}
     out[DIRECTORY] = directory_schema()
+    out[RECEIPT] = receipt_schema()
     return out

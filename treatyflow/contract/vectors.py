@@ -13,10 +13,13 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel
 
-from treatyflow.agency.entries import digest_of
+from treatyflow.agency.checkpoints import sign_checkpoint
+from treatyflow.agency.entries import Entry, digest_of, entry_id
+from treatyflow.agency.merkle import MerkleTree
+from treatyflow.agency.receipts import About, ReceiptPayload, receipt_id
 from treatyflow.agency.signing import JWS_ALG, KeyRing, PublicKey, SigningKey, b64url, sign
 from treatyflow.agency.signing import sign_directory as _sign_directory
-from treatyflow.constants import AMQP_TYPE_DIRECTORY, HUB_SENDER
+from treatyflow.constants import AMQP_TYPE_DIRECTORY, AMQP_TYPE_RECEIPT, HUB_SENDER
 from treatyflow.contract import examples, record_examples, transfer_examples
 from treatyflow.keys import issued_at
 from treatyflow.schemas.messages import parse_inbound, parse_outbound
@@ -149,9 +152,37 @@ def valid_vectors() -> list[dict[str, Any]]:
                       "retired key still verifies.", "request", kz.owner, retired,
                       sign(text.encode(), retired.signing), payload=text))
     out.append(directory_vector())
+    out.append(receipt_vector(request))
     return out
 
 
+def receipt_vector(request: dict[str, Any]) -> dict[str, Any]:
+    """The acceptance receipt of the valid request: its entry at index 1 of a log of 3
+    (the leaves of the other two fixed), a checkpoint of the 3 and the inclusion proof."""
+    sent = json.loads(request["payload"])
+    entry = Entry(index=1, entry_id=entry_id(sent["treaty_id"], sent["request_id"],
+                                             sent["message_id"]),
+                  request_id=sent["request_id"], procedure="assistance",
+                  treaty=sent["treaty_id"], actor=sent["sender"], kind="request",
+                  time="2026-11-23T04:00:01.250000Z",
+                  digest=hashlib.sha256(request["payload"].encode()).hexdigest())
+    others = [hashlib.sha256(f"treatyflow vector leaf {n}".encode()).digest() for n in (0, 2)]
+    tree = MerkleTree([others[0], MerkleTree.of_leaves([entry.leaf()]).leaf(0), others[1]])
+    hub = vector_key(HUB_SENDER)
+    checkpoint = sign_checkpoint(tree.size, tree.root(), hub.signing,
+                                 datetime(2026, 11, 23, 4, 0, 2, tzinfo=UTC))
+    payload = ReceiptPayload(
+        receipt="acceptance", message_id=receipt_id(entry.entry_id, entry.actor),
+        recipient=entry.actor, issued_at="2026-11-23T04:00:02.000000Z", entry=entry,
+        inclusion=[h.hex() for h in tree.inclusion_proof(1)], checkpoint=checkpoint.jws,
+        about=[About(message_id=sent["message_id"], digest=entry.digest)])
+    text = payload.model_dump_json(exclude={"entry": {"jws"}})
+    return vector("valid-record-receipt", "The hub's acceptance receipt of valid-request "
+                  f"(AMQP type {AMQP_TYPE_RECEIPT}): the request's entry, a checkpoint of a "
+                  "log of 3 entries signed by the hub and the entry's inclusion proof "
+                  "(schemas/record-receipt.json; docs/reference/evidence.md, 'Verifying a "
+                  "receipt').", AMQP_TYPE_RECEIPT, HUB_SENDER, hub,
+                  sign(text.encode(), hub.signing), payload=text)
 RECORD_DESCRIPTIONS = {
     "record_checkpoint": "A checkpoint of the hub's record as the hub sends every inbox: "
     "body.checkpoint is the checkpoint's own JWS (by the hub's key), of a log of 7 leaves "

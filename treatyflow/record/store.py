@@ -18,7 +18,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from cryptography.exceptions import InvalidTag
-from sqlalchemy import bindparam, create_engine, event, func, insert, select, text
+from sqlalchemy import bindparam, create_engine, event, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from temporalio.api.common.v1 import Payload
@@ -29,7 +29,7 @@ from treatyflow.agency.merkle import MerkleTree, leaf_hash
 from treatyflow.agency.signing import SigningKey
 from treatyflow.codec import ENCODING, EncryptionCodec, PayloadDecodeError, PayloadKeys
 from treatyflow.record.checkpoints import Checkpoint, SignedCheckpoint, sign_checkpoint
-from treatyflow.record.tables import CheckpointRow, EntryRow
+from treatyflow.record.tables import CheckpointRow, EntryRow, ReceiptsSentRow
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_SECONDS = 30.0  # how long a writer waits for SQLite's one write lock
@@ -311,11 +311,15 @@ class Record:
         ``key`` and keep it."""
         tree = tree or await self.tree()
         signed = sign_checkpoint(tree.size, tree.root(), key)
+        await self.keep(signed)
+        return signed
+
+    async def keep(self, signed: SignedCheckpoint) -> None:
+        """Keep a checkpoint the hub signed (one the receipts task signed of its batch)."""
         async with self._engine.begin() as connection:
             await connection.execute(insert(CheckpointRow).values(
                 tree_size=signed.checkpoint.tree_size, root_hash=signed.checkpoint.root_hash,
                 at=signed.checkpoint.time, jws=signed.jws))
-        return signed
 
     async def checkpoints(self) -> list[SignedCheckpoint]:
         """Every checkpoint the hub signed, oldest first."""
@@ -350,3 +354,89 @@ class Record:
                     f"the checkpoint of {held.time}: an entry before it was altered"]
         return []
 
+
+    # --- receipts (treatyflow.workers.receipts) ----------------------------------------
+
+    async def since(self, start: int, limit: int, max_bytes: int = 32 * 1024 * 1024
+                    ) -> list[Entry]:
+        """Up to ``limit`` entries from index ``start`` on, in log order, each with its
+        JWS decrypted: what the receipts task reads each tick. Ends before a gap, and once
+        the sealed bytes read pass ``max_bytes`` (at least one entry: a backlog of large
+        messages is read a bounded slice at a time). On SQLite in one hop to a thread, as
+        an append is (aiosqlite would hop for every slice of rows)."""
+        query = (select(*_FIELDS, EntryRow.sealed).where(EntryRow.log_index >= start)
+                 .order_by(EntryRow.log_index).limit(limit).execution_options(yield_per=200))
+        if self._appends is not None:
+            return await asyncio.to_thread(self._since_sync, query, start, max_bytes)
+        batch = _Slice(self, start, max_bytes)
+        async with self._engine.connect() as connection:
+            rows = await connection.stream(query)
+            async for row in rows:  # streamed: stops reading at the bound
+                if not batch.take(row):
+                    break
+        return batch.entries
+
+    def _since_sync(self, query: Any, start: int, max_bytes: int) -> list[Entry]:
+        assert self._appends is not None
+        batch = _Slice(self, start, max_bytes)
+        with self._appends.connect() as connection:
+            for row in connection.execute(query):
+                if not batch.take(row):
+                    break
+        return batch.entries
+
+    async def leaf_hashes(self, size: int) -> AsyncIterator[bytes]:
+        """The leaf hashes of the first ``size`` entries, streamed from the rows (each
+        leaf recomputed from the row's fields, as ``tree`` does)."""
+        async with self._engine.connect() as connection:
+            rows = await connection.stream(
+                select(*_FIELDS).where(EntryRow.log_index < size)
+                .order_by(EntryRow.log_index).execution_options(yield_per=2000))
+            at = 0
+            async for row in rows:
+                if row.log_index != at:
+                    raise RecordCorrupt(f"the log has no entry at index {at}")
+                yield leaf_hash(_entry(row).leaf())
+                at += 1
+            if at < size:
+                raise RecordError(f"the log holds {at} entries, not {size}")
+
+    async def receipts_sent(self) -> int:
+        """The tree size below which every entry's receipts were published (0 at first)."""
+        async with self._engine.connect() as connection:
+            found = (await connection.execute(select(ReceiptsSentRow.tree_size).where(
+                ReceiptsSentRow.name == "receipts"))).scalar_one_or_none()
+        return 0 if found is None else int(found)
+
+    async def note_receipts_sent(self, size: int) -> None:
+        """Every entry below ``size`` had its receipts published (never goes back)."""
+        async with self._writing() as connection:
+            done = await connection.execute(
+                update(ReceiptsSentRow).where(ReceiptsSentRow.name == "receipts",
+                                              ReceiptsSentRow.tree_size < size)
+                .values(tree_size=size))
+            if done.rowcount == 0 and (await connection.execute(
+                    select(ReceiptsSentRow.tree_size).where(
+                        ReceiptsSentRow.name == "receipts"))).first() is None:
+                await connection.execute(insert(ReceiptsSentRow).values(
+                    name="receipts", tree_size=size))
+
+
+class _Slice:
+    """The entries ``Record.since`` reads: dense from ``start``, up to ``max_bytes``."""
+
+    def __init__(self, record: Record, start: int, max_bytes: int) -> None:
+        self._record, self._start, self._max = record, start, max_bytes
+        self.entries: list[Entry] = []
+        self._read = 0
+
+    def take(self, row: Any) -> bool:
+        """Add ``row`` unless it is past a gap or the bound (then False: stop reading)."""
+        if row.log_index != self._start + len(self.entries) or (
+                self.entries and self._read >= self._max):
+            return False
+        self._read += len(row.sealed)
+        entry = _entry(row)
+        self.entries.append(entry.model_copy(
+            update={"jws": self._record._unseal(entry, row.sealed)}))
+        return True

@@ -38,3 +38,13 @@ class CheckpointRow(Base):
     root_hash: Mapped[str] = mapped_column(String(64))
     at: Mapped[str] = mapped_column(String(32))
     jws: Mapped[str] = mapped_column(Text)
+
+
+class ReceiptsSentRow(Base):
+    """How far the hub's receipts went: every entry below ``tree_size`` had its receipts
+    published (and confirmed by the broker). One row, ``name`` 'receipts'."""
+
+    __tablename__ = "record_receipts_sent"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tree_size: Mapped[int] = mapped_column(BigInteger)

@@ -68,6 +68,7 @@ from treatyflow.topology import read_passwords
 from treatyflow.workers import dead_letter_queue as dlq
 from treatyflow.workers.announce import Announcer, Herald
 from treatyflow.workers.desk import Desk
+from treatyflow.workers.receipts import Receipts
 from treatyflow.workers.screen import (
     Outbox,
     TokenBuckets,
@@ -526,12 +527,17 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_
         Herald(record, hub_key, outbox), settings.record_checkpoint_seconds))  # to every inbox
     watcher = asyncio.create_task(announcer.watch(
         lambda: publishing[0] if publishing else None, stop))
+    receipts_out = Outbox(url, "treatyflow-gateway-receipts")  # one batch, one checkpoint
+    receipts = asyncio.create_task(Receipts(record, receipts_out, hub_key, all_authorities(
+        )).run(settings.record_receipt_seconds) if settings.record_receipt_seconds > 0
+        else stop.wait())  # 0: no receipts
     async with metrics.watching(client):
         await amqp.stay_connected(url, "treatyflow-gateway", session, stop, stopping)
-    for task in (watcher, dead_letters, fill, checkpoints):
+    for task in (watcher, dead_letters, fill, checkpoints, receipts):
         task.cancel()
-    with contextlib.suppress(Exception):
-        await outbox.close()
+    for box in (outbox, receipts_out):
+        with contextlib.suppress(Exception):
+            await box.close()
     await record.close()
     log.info("gateway stopped")
 

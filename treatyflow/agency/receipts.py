@@ -1,0 +1,252 @@
+"""Receipts from the hub's record: what a party keeps to prove, later, what the hub
+recorded of its messages (e-CODEX's evidences: submission accepted or rejected, delivered,
+retrieved), and checks with this distribution alone.
+
+A receipt is a JWS (compact) by a key of the hub whose payload names one entry of the
+record (its fields, index and digest), a checkpoint the hub signed whose tree includes it,
+and the RFC 9162 inclusion proof of its leaf (docs/reference/evidence.md, "Receipts").
+``verify_receipt`` checks all of it, and that the entry is about what the party sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from treatyflow.agency.checkpoints import Checkpoint, read_checkpoint
+from treatyflow.agency.entries import (
+    DEADLINE,
+    DELIVERED,
+    ENTRY_KINDS,
+    REFUSED,
+    RETRIEVED,
+    Digest,
+    Entry,
+    Time,
+    digest_of,
+    entry_id,
+)
+from treatyflow.agency.merkle import ProofError, leaf_hash, verify_inclusion
+from treatyflow.agency.signing import KeySource, SignatureError, verify
+from treatyflow.constants import AMQP_TYPE_RECEIPT, HUB_SENDER
+
+__all__ = ["RECEIPT_KINDS", "Receipt", "ReceiptBook", "ReceiptError", "ReceiptPayload",
+           "receipt_id", "verify_receipt"]
+
+ReceiptKind = Literal["acceptance", "rejection", "delivery", "retrieval"]
+RECEIPT_KINDS: tuple[ReceiptKind, ...] = ("acceptance", "rejection", "delivery", "retrieval")
+# The entry kinds each receipt may be about (acceptance: any message kind as sent).
+_ENTRY_KINDS: dict[str, frozenset[str]] = {
+    "rejection": frozenset({REFUSED}),
+    "delivery": frozenset({DELIVERED, DEADLINE}),
+    "retrieval": frozenset({RETRIEVED}),
+}
+
+
+def receipt_id(entry: str, recipient: str) -> str:
+    """The receipt's message id, fixed by its entry and recipient: a receipt sent again
+    (the hub restarted before it noted it sent) is the same message, dropped by its id."""
+    return "receipt-" + hashlib.sha256(f"{entry}\x1f{recipient}".encode()).hexdigest()[:40]
+
+
+class About(BaseModel):
+    """One message of the receipt's recipient the entry is about: its id and, when known,
+    the SHA-256 of the payload it signed (null for a refused message: the hub's error
+    names it by id)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    message_id: str = Field(min_length=1, max_length=200)
+    digest: Digest | None = None
+
+
+class ReceiptPayload(BaseModel):
+    """The payload of a receipt's JWS (docs/reference/evidence.md, "Receipts")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["record_receipt"] = AMQP_TYPE_RECEIPT
+    sender: Literal["HUB"] = "HUB"
+    receipt: ReceiptKind
+    message_id: str = Field(description="receipt_id(entry id, recipient).")
+    recipient: str = Field(description="The authority the receipt is for.")
+    issued_at: Time
+    entry: Entry = Field(description="The entry, without its JWS.")
+    inclusion: list[Digest] = Field(description="RFC 9162 PATH of the entry's leaf in the "
+                                                "checkpoint's tree, hex, sibling first.")
+    checkpoint: str = Field(description="The checkpoint's JWS (compact), signed by the hub.")
+    about: list[About] = Field(min_length=1, description="The recipient's own messages "
+                                                         "the entry is about.")
+    error: str | None = Field(None, description="rejection: the hub's signed error (its "
+                                                "payload's SHA-256 is the entry's digest).")
+
+
+class ReceiptError(ValueError):
+    """A receipt that does not verify; ``problem`` says which check failed."""
+
+    def __init__(self, problem: str, reason: str) -> None:
+        super().__init__(reason)
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A receipt that verified: what it says, and its JWS (what to keep for a dispute)."""
+
+    payload: ReceiptPayload
+    checkpoint: Checkpoint
+    jws: str
+
+    @property
+    def kind(self) -> ReceiptKind:
+        return self.payload.receipt
+
+    @property
+    def entry(self) -> Entry:
+        return self.payload.entry
+
+    @property
+    def message_ids(self) -> list[str]:
+        return [a.message_id for a in self.payload.about]
+
+
+# message id -> SHA-256 (hex) of each payload sent under it that the party remembers
+SentDigests = Callable[[str], Collection[str]]
+
+
+def verify_receipt(token: str | bytes, keys: KeySource, *, recipient: str | None = None,
+                   sent: SentDigests = lambda _: (),
+                   checkpoints: dict[str, Checkpoint] | None = None) -> Receipt:
+    """The receipt ``token`` if every check holds, else ``ReceiptError``: signed by a key
+    of the hub in ``keys``; for ``recipient`` (if given); its checkpoint signed by the hub;
+    the entry's leaf, recomputed from its fields, included in the checkpoint's tree; the
+    entry of the kind the receipt says, about the messages it names; and each named
+    message's digest the SHA-256 of a payload ``sent`` says was sent under that id (if
+    ``sent`` remembers any). ``checkpoints``: checkpoint JWS verified already (a batch's
+    receipts share one), filled as they verify."""
+    try:
+        checked = verify(token, keys, signer=HUB_SENDER)
+    except SignatureError as err:
+        raise ReceiptError("bad_signature", f"the receipt is not signed by the hub: {err}"
+                           ) from err
+    try:
+        payload = ReceiptPayload.model_validate_json(checked.payload)
+    except ValidationError as err:
+        raise ReceiptError("malformed", f"not a receipt: {err.errors()[0]['msg']} at "
+                           f"{'.'.join(str(p) for p in err.errors()[0]['loc'])}") from err
+    if recipient is not None and payload.recipient != recipient:
+        raise ReceiptError("not_ours", f"the receipt is for {payload.recipient}, not "
+                           f"{recipient}")
+    entry = payload.entry
+    if payload.message_id != receipt_id(entry.entry_id, payload.recipient):
+        raise ReceiptError("malformed", "the receipt's message id is not the one its entry "
+                           "and recipient give")
+    checkpoint = None if checkpoints is None else checkpoints.get(payload.checkpoint)
+    if checkpoint is None:
+        try:
+            checkpoint = read_checkpoint(payload.checkpoint, keys)
+        except (SignatureError, ValidationError) as err:
+            raise ReceiptError("bad_checkpoint", f"its checkpoint does not verify: {err}"
+                               ) from err
+        if checkpoints is not None:
+            while len(checkpoints) >= 64:  # the last few batches' are enough
+                del checkpoints[next(iter(checkpoints))]
+            checkpoints[payload.checkpoint] = checkpoint
+    try:
+        verify_inclusion(entry.index, checkpoint.tree_size, leaf_hash(entry.leaf()),
+                         [bytes.fromhex(h) for h in payload.inclusion], checkpoint.root)
+    except ProofError as err:
+        raise ReceiptError("not_included", f"entry {entry.entry_id} (index {entry.index}) is "
+                           f"not in the checkpoint of size {checkpoint.tree_size}: {err}"
+                           ) from err
+    _check_kind(payload, keys)
+    for about in payload.about:
+        held = sent(about.message_id)
+        if held and about.digest is not None and about.digest not in held:
+            raise ReceiptError("wrong_digest", f"message {about.message_id}: the receipt's "
+                               f"digest {about.digest} is not the SHA-256 of what was sent "
+                               f"({', '.join(sorted(held))})")
+    return Receipt(payload=payload, checkpoint=checkpoint, jws=checked.token)
+
+
+def _check_kind(payload: ReceiptPayload, keys: KeySource) -> None:
+    """The entry is of the receipt's kind and about the messages the receipt names."""
+    entry, kind = payload.entry, payload.receipt
+    allowed = _ENTRY_KINDS.get(kind)
+    if (entry.kind in ENTRY_KINDS) if allowed is None else (entry.kind not in allowed):
+        raise ReceiptError("wrong_kind", f"an entry of kind {entry.kind} is not what a "
+                           f"{kind} receipt is about")
+    if kind == "acceptance":
+        about = payload.about[0]
+        if len(payload.about) != 1 or about.digest != entry.digest or (
+                entry.actor != payload.recipient) or (
+                entry.entry_id != entry_id(entry.treaty, entry.request_id, about.message_id)):
+            raise ReceiptError("wrong_entry", "the entry is not the acceptance of the named "
+                               "message sent by the receipt's recipient")
+    elif kind == "rejection":
+        _check_error(payload, keys)
+
+
+def _check_error(payload: ReceiptPayload, keys: KeySource) -> None:
+    """A rejection carries the hub's signed error: its digest is the entry's, it answers
+    the receipt's recipient and names the refused message."""
+    if payload.error is None:
+        raise ReceiptError("wrong_entry", "a rejection receipt without the hub's error")
+    try:
+        checked = verify(payload.error, keys, signer=HUB_SENDER)
+        error = json.loads(checked.payload)
+    except (SignatureError, ValueError) as err:
+        raise ReceiptError("wrong_entry", f"the error it carries does not verify: {err}"
+                           ) from err
+    refused = (error.get("body") or {}).get("refused_message_id") if isinstance(
+        error, dict) else None
+    if digest_of(payload.error) != payload.entry.digest or not isinstance(error, dict) or (
+            error.get("recipient") != payload.recipient) or (
+            [a.message_id for a in payload.about] != [refused]):
+        raise ReceiptError("wrong_entry", "the error it carries is not the entry's refusal "
+                           "of the named message of the receipt's recipient")
+
+
+class ReceiptBook:
+    """The receipts an agency received, by entry id (a receipt of an entry held already is
+    not kept again), each appended to ``path`` (one receipt JWS a line) when given: what
+    the agency keeps for a dispute, read back by ``ReceiptBook(path)``."""
+
+    def __init__(self, path: Path | None = None, capacity: int = 100_000) -> None:
+        self._by_entry: OrderedDict[str, Receipt] = OrderedDict()
+        self._capacity = capacity
+        self.path = path
+        self.raw: list[str] = []  # the receipts' JWS as read from ``path``
+        if path is not None and path.exists():
+            self.raw = [line for line in path.read_text().splitlines() if line.strip()]
+
+    def add(self, receipt: Receipt) -> bool:
+        """Keep ``receipt``; False if one of its entry is held already."""
+        key = f"{receipt.entry.entry_id}|{receipt.payload.recipient}"
+        if key in self._by_entry:
+            return False
+        self._by_entry[key] = receipt
+        while len(self._by_entry) > self._capacity:
+            self._by_entry.popitem(last=False)
+        if self.path is not None:
+            with self.path.open("a") as out:
+                out.write(receipt.jws + "\n")
+        return True
+
+    def __iter__(self) -> Iterator[Receipt]:
+        return iter(list(self._by_entry.values()))
+
+    def __len__(self) -> int:
+        return len(self._by_entry)
+
+    def of(self, message_id: str, kind: ReceiptKind | None = None) -> list[Receipt]:
+        """The receipts about one of our messages (of ``kind`` if given), oldest first."""
+        return [r for r in self._by_entry.values() if message_id in r.message_ids
+                and (kind is None or r.kind == kind)]
