@@ -17,6 +17,7 @@ from pathlib import Path
 import aio_pika
 import pytest
 import pytest_asyncio
+from pydantic import ValidationError
 
 from tests.conftest import RECORD_KEYS, TEST_KEYS, record_entry
 from treatyflow import constants as c
@@ -151,6 +152,41 @@ async def test_sizes_out_of_range_are_refused(desk: Desk, record: Record, outbox
             await desk.answer(bad, signed(bad))
         assert refused.value.problem == "out_of_range" and words in refused.value.reasons[0]
     assert outbox.sent == []
+
+
+async def test_proofs_stay_right_as_the_log_grows_without_rebuilding_it(
+    desk: Desk, record: Record, outbox: Outbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The desk keeps the log's tree and extends it: a proof asked after the log grew is
+    the one a rebuild gives, and no question makes the desk read the whole log again."""
+    await record.append([record_entry("R-1", n) for n in range(5)])
+    await record.checkpoint(HUB)
+    first = ask(2)
+    await desk.answer(first, signed(first))
+
+    async def no_rebuild(size: int | None = None) -> object:
+        raise AssertionError("the desk rebuilt the whole tree")
+
+    rebuilt_tree = record.tree
+    monkeypatch.setattr(record, "tree", no_rebuild)
+    await record.append([record_entry("R-1", n) for n in range(5, 13)])
+    newest = await record.checkpoint(HUB, await rebuilt_tree())
+    for start in (2, 5, 7):
+        question = ask(start)
+        await desk.answer(question, signed(question))
+        answer = parse_record(verify(outbox.sent[-1][1].body, TEST_KEYS.ring,
+                                     signer=c.HUB_SENDER).payload)
+        assert answer.body.checkpoint == newest.jws
+        assert [bytes.fromhex(h) for h in answer.body.consistency_proof] == \
+            (await rebuilt_tree()).consistency_proof(start, 13)
+
+
+def test_a_tree_size_past_any_log_is_malformed_not_a_crash() -> None:
+    """2**63 and more overflow a database integer: refused by the contract's bound."""
+    payload = ask(0).model_dump(mode="json")
+    payload["body"]["from_tree_size"] = 10**30
+    with pytest.raises(ValidationError, match="from_tree_size"):
+        Desk.parse(json.dumps(payload).encode())
 
 
 async def test_a_retrieval_is_recorded_once_and_only_by_the_notices_recipient(

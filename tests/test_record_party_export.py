@@ -24,7 +24,7 @@ from treatyflow.agency.signing import SigningKey, sign
 from treatyflow.codec import load_or_create_keys
 from treatyflow.keys import load_or_create_keys as create_signing_keys
 from treatyflow.keys import signing_key
-from treatyflow.record import Record
+from treatyflow.record import Record, RecordError
 from treatyflow.record.disclosure import NotAParty, withheld
 from treatyflow.record.evidence import Bundle, check, dumps, export, verify
 from treatyflow.record.views import status_of, timeline_of
@@ -127,7 +127,9 @@ async def test_a_partys_export_verifies_and_holds_no_jws_of_what_it_may_not_see(
     whole = {e.index: e.jws for e in await record.entries(RID)}
     data = dumps(await export(record, RID, hub_key=HUB, directory=TEST_KEYS.text, party=UZ))
     bundle = Bundle.model_validate_json(data)
-    assert bundle.party == UZ and len(bundle.entries) == 12  # every entry, by its fields
+    # Every entry by its fields, but the refusal sent to TJ: not even that it happened.
+    assert bundle.party == UZ and [e.index for e in bundle.entries] == [
+        0, 1, 2, *range(4, 12)]
     for entry in bundle.entries:
         assert (entry.jws is None) is (entry.index not in (9, 10))
         assert entry.jws in (None, whole[entry.index])
@@ -136,11 +138,32 @@ async def test_a_partys_export_verifies_and_holds_no_jws_of_what_it_may_not_see(
     for jws in (whole[0], whole[7], whole[0].split(".")[1]):  # neither request nor report
         assert jws not in data
     verdict = check(data)
-    assert verdict.problems == [] and (verdict.entries, verdict.withheld) == (12, 10)
+    assert verdict.problems == [] and (verdict.entries, verdict.withheld) == (11, 9)
     assert '"jws":null,' in data and '"withheld":"not_addressed"' in data
     full = dumps(await export(record, RID, hub_key=HUB, directory=TEST_KEYS.text))
     assert '"withheld"' not in full and '"party"' not in full  # the hub's: as before
     assert check(full).withheld == 0
+
+
+async def test_a_request_id_under_two_treaties_is_exported_one_treaty_at_a_time(
+        record: Record) -> None:
+    """A request id is unique within its treaty only: a party of the id under one treaty
+    learns nothing of the other's entries, not even their fields."""
+    await _filled(record)
+    other = NewEntry(entry_id=entry_id("other", RID), request_id=RID, procedure="transfer",
+                     treaty="kz-uae-2018", actor="AE-MOJ", kind="transfer_request",
+                     time=record_time(datetime.now(UTC)), jws=sign(json.dumps(
+                         {"request_id": RID, "sender": "AE-MOJ"}).encode(),
+                         TEST_KEYS.private[KZ]))
+    await record.append([other])
+    with pytest.raises(RecordError, match="under several treaties"):
+        await export(record, RID, hub_key=HUB, directory=TEST_KEYS.text, party=UZ)
+    mine = Bundle.model_validate_json(dumps(await export(
+        record, RID, hub_key=HUB, directory=TEST_KEYS.text, party=UZ, treaty="sco-2010")))
+    assert {e.treaty for e in mine.entries} == {"sco-2010"}
+    with pytest.raises(NotAParty):
+        await export(record, RID, hub_key=HUB, directory=TEST_KEYS.text, party=UZ,
+                     treaty="kz-uae-2018")
 
 
 async def test_an_altered_withheld_entry_fails_verification(record: Record) -> None:
@@ -187,8 +210,8 @@ async def test_node_verifies_a_partys_export_and_fails_an_altered_withheld_diges
     (tmp_path / "kz.json").write_text(data)
     done = _node_verify(tmp_path / "kz.json")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"12 entries of request {RID}" in done.stdout
-    assert f"; 6 withheld (exported for {KZ}" in done.stdout
+    assert f"11 entries of request {RID}" in done.stdout  # not the refusal sent to TJ
+    assert f"; 5 withheld (exported for {KZ}" in done.stdout
     digest = Bundle.model_validate_json(data).entries[1].digest  # RU-MIA's notice
     (tmp_path / "altered.json").write_text(_changed(data, digest, digest[:-1] + (
         "0" if digest[-1] != "0" else "1")))
@@ -237,7 +260,7 @@ def test_node_fails_every_changed_byte_of_a_partys_export_python_fails(tmp_path:
     done = subprocess.run([_node(), str(tmp_path / "sweep.mjs"), str(tmp_path / "bundle.json"),
                            json.dumps(tried)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"unseen": [], "problems": [], "withheld": 10}
+    assert json.loads(done.stdout) == {"unseen": [], "problems": [], "withheld": 9}
 
 
 # --- the record's views: a request Temporal no longer holds ------------------------------
@@ -293,11 +316,11 @@ async def test_the_command_exports_for_a_party_and_refuses_a_stranger(tmp_path: 
     out = tmp_path / "ru.json"
     done = _cli(settings, "export", RID, "--as", RU, "-o", str(out))
     assert done.returncode == 0, done.stderr
-    assert f"12 entries of request {RID}" in done.stdout and f"for {RU}, 9 withheld" in done.stdout
+    assert f"11 entries of request {RID}" in done.stdout and f"for {RU}, 8 withheld" in done.stdout
     assert out.stat().st_mode & 0o777 == 0o600
     done = _cli(settings, "verify", str(out))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"verified: 12 entries, 9 withheld (exported for {RU}" in done.stdout
+    assert f"verified: 11 entries, 8 withheld (exported for {RU}" in done.stdout
     done = _cli(settings, "export", RID, "--as", TJ, "-o", str(tmp_path / "tj.json"))
     assert done.returncode == 1
     assert f"treatyflow: refused: {TJ} is not a party of request {RID}" in done.stderr

@@ -131,6 +131,26 @@ async def test_each_party_gets_its_receipts_under_one_checkpoint_per_batch(
     assert await task.once() == 0 and len(outbox.sent) == 3  # nothing new: nothing sent
 
 
+async def test_a_refusal_of_an_overlong_amqp_id_stops_no_other_receipt(record: Record) -> None:
+    """A hostile sender's AMQP message id (a shortstr: up to 255 characters) is more than a
+    receipt can name: that refusal gets its signed error only, and every later entry its
+    receipts (the stream never stalls on it)."""
+    rid = new_request_id()
+    error = ErrorMessage(
+        kind="error", message_id=str(uuid.uuid4()), request_id=rid, treaty_id="sco-2010",
+        sender="HUB", recipient=RU, sent_at=datetime.now(UTC), in_reply_to=None,
+        body=ErrorBody(problem="bad_signature", reasons=["does not verify"],
+                       refused_message_id="x" * 250))
+    await Recorder(record).refused(error, sign(error, HUB_KEY))
+    sent = await _a_request_delivered_and_a_refusal(record)
+    outbox = Outbox()
+    assert await _task(record, outbox).once() == 4
+    kz = _read(outbox, KZ, {sent["request"].message_id: sent["request_jws"]})
+    ru = _read(outbox, RU, {sent["report"].message_id: sent["report_jws"]})
+    assert sorted(r.kind for r in kz) == ["acceptance", "delivery"]
+    assert [r.message_ids for r in ru] == [[sent["report"].message_id]]  # not the long one
+
+
 async def test_a_retrieval_gives_the_original_sender_a_retrieval_receipt(
     record: Record
 ) -> None:

@@ -66,6 +66,9 @@ MESSAGES_SENT = Counter(
     "treatyflow_messages_sent",
     "Messages confirmed into an authority's inbox: notices by event, errors by problem.",
     ["kind", "event"])
+RECEIPTS_UNISSUABLE = Counter(
+    "treatyflow_receipts_unissuable",
+    "Record entries no receipt could be made of (logged with the entry id); the others go on.")
 NOTICES_UNVOUCHED = Counter(
     "treatyflow_notices_unvouched_total",
     "Notices the hub refused to sign: their request was opened by no registered key, or an "

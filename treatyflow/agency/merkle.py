@@ -49,6 +49,10 @@ class MerkleTree:
     def size(self) -> int:
         return len(self._leaves)
 
+    def extend(self, leaf_hashes: Sequence[bytes]) -> None:
+        """Append leaves (an append-only log grows): every subtree hash kept stays true."""
+        self._leaves.extend(leaf_hashes)
+
     def leaf(self, index: int) -> bytes:
         return self._leaves[index]
 

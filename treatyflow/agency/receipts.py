@@ -56,6 +56,9 @@ def receipt_id(entry: str, recipient: str) -> str:
     return "receipt-" + hashlib.sha256(f"{entry}\x1f{recipient}".encode()).hexdigest()[:40]
 
 
+MAX_ABOUT_ID = 200  # the longest message id a receipt names (an AMQP id may be longer)
+
+
 class About(BaseModel):
     """One message of the receipt's recipient the entry is about: its id and, when known,
     the SHA-256 of the payload it signed (null for a refused message: the hub's error
@@ -63,7 +66,7 @@ class About(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    message_id: str = Field(min_length=1, max_length=200)
+    message_id: str = Field(min_length=1, max_length=MAX_ABOUT_ID)
     digest: Digest | None = None
 
 

@@ -62,6 +62,9 @@ def export_bundle(
         "--as", metavar="AUTHORITY", help="the bundle a party of the request gets: the "
         "signed content of what it may not read is withheld (docs/reference/evidence.md)",
         show_default=False)] = None,
+    treaty: Annotated[str | None, typer.Option(
+        "--treaty", metavar="TREATY", help="the treaty the request is under (needed when its "
+        "id is in the record under several)", show_default=False)] = None,
 ) -> None:
     """Write the request's evidence: its entries and signed messages, each with an
     inclusion proof against a checkpoint signed now, and the hub's keys."""
@@ -70,7 +73,7 @@ def export_bundle(
     try:
         bundle = _on_record(config, lambda record: export(
             record, request_id, hub_key=key, directory=directory, since=since or [],
-            party=party))
+            party=party, treaty=treaty))
     except NotAParty as err:
         raise CliError(f"refused: {err}", code=REFUSED) from None
     write_private(output, dumps(bundle))

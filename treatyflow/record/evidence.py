@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from treatyflow.agency.entries import Digest, Entry, parse_time
+from treatyflow.agency.entries import REFUSED, Digest, Entry, parse_time
 from treatyflow.agency.merkle import ProofError, leaf_hash, verify_consistency, verify_inclusion
 from treatyflow.agency.signing import (
     KeyRing,
@@ -77,16 +77,29 @@ class Bundle(BaseModel):
 
 
 async def export(record: Record, request_id: str, *, hub_key: SigningKey, directory: str,
-                 since: Sequence[int] = (), party: str | None = None) -> Bundle:
+                 since: Sequence[int] = (), party: str | None = None,
+                 treaty: str | None = None) -> Bundle:
     """The request's bundle against a checkpoint signed now; ``since``: sizes of
     checkpoints the party holds, each given a consistency proof to the new one.
     ``party``: an export for that party of the request, the JWS of what it may not read
-    withheld (treatyflow.record.disclosure); NotAParty if it is none."""
+    withheld (treatyflow.record.disclosure); NotAParty if it is none. ``treaty``: the
+    treaty it is under, needed when the id is in the record under several (a request id
+    is unique within its treaty only)."""
     tree = await record.tree()
-    entries = [e for e in await record.entries(request_id) if e.index < tree.size]
+    entries = [e for e in await record.entries(request_id)
+               if e.index < tree.size and treaty in (None, e.treaty)]
     if not entries:
-        raise RecordError(f"the record holds no entry of request {request_id}")
+        under = f" under {treaty}" if treaty else ""
+        raise RecordError(f"the record holds no entry of request {request_id}{under}")
+    treaties = sorted({e.treaty for e in entries})
+    if len(treaties) > 1:
+        raise RecordError(f"request id {request_id} is in the record under several treaties "
+                          f"({', '.join(treaties)}): name one with --treaty")
     hidden = disclosure.withheld(entries, party) if party is not None else {}
+    if party is not None:
+        # A refusal addressed to somebody else is none of the party's business, not even
+        # that it happened (an unparsed message's refusal is filed under the id it named).
+        entries = [e for e in entries if not (e.kind == REFUSED and e.index in hidden)]
     proofs = []
     for size in sorted(set(since)):
         if size > tree.size:

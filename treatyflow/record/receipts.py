@@ -31,7 +31,13 @@ from treatyflow.agency.entries import (
     record_time,
     signed_payload,
 )
-from treatyflow.agency.receipts import About, ReceiptKind, ReceiptPayload, receipt_id
+from treatyflow.agency.receipts import (
+    MAX_ABOUT_ID,
+    About,
+    ReceiptKind,
+    ReceiptPayload,
+    receipt_id,
+)
 from treatyflow.agency.signing import SigningKey, sign
 
 _log = logs.get("treatyflow.record")
@@ -76,8 +82,11 @@ async def _refused(entry: Entry, _: Deliveries) -> list[Owed]:
     error = _payload(entry.jws)
     refused = (error.get("body") or {}).get("refused_message_id")
     recipient = error.get("recipient")
-    if not isinstance(refused, str) or not refused or not isinstance(recipient, str):
-        return []  # a delivery with no message id: the error itself is all it gets
+    if (not isinstance(refused, str) or not isinstance(recipient, str)
+            or not 0 < len(refused) <= MAX_ABOUT_ID):
+        # A delivery with no message id, or one no receipt can name (an AMQP message id
+        # longer than the contract's): the signed error it got is all it gets.
+        return []
     return [Owed("rejection", recipient, [About(message_id=refused)], error=entry.jws)]
 
 

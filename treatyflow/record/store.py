@@ -298,6 +298,32 @@ class Record:
             raise RecordError(f"the log holds {len(hashes)} entries, not {size}")
         return MerkleTree(hashes)
 
+    async def leaves_between(self, start: int, stop: int) -> list[bytes]:
+        """The RFC 9162 leaf hashes of the entries at ``start`` to ``stop - 1``, recomputed
+        from their stored fields (what extends a tree kept in memory)."""
+        query = (select(*_FIELDS).where(EntryRow.log_index >= start, EntryRow.log_index < stop)
+                 .order_by(EntryRow.log_index))
+        rows: list[Any]
+        if self._appends is not None:
+            rows = await asyncio.to_thread(self._rows_sync, query)
+        else:
+            async with self._engine.connect() as connection:
+                rows = list(await connection.execute(query))
+        hashes = []
+        for at, row in enumerate(rows, start):
+            if row.log_index != at:
+                raise RecordCorrupt(f"the log has no entry at index {at} (next is "
+                                    f"{row.log_index})")
+            hashes.append(leaf_hash(_entry(row).leaf()))
+        if len(hashes) != stop - start:
+            raise RecordError(f"the log holds {start + len(hashes)} entries, not {stop}")
+        return hashes
+
+    def _rows_sync(self, query: Any) -> list[Any]:
+        assert self._appends is not None
+        with self._appends.connect() as connection:
+            return list(connection.execute(query))
+
     async def consistency(self, first: int, second: int | None = None) -> list[bytes]:
         """RFC 9162's consistency proof from the tree of ``first`` entries to that of
         ``second`` (the whole log by default)."""

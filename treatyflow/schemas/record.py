@@ -28,6 +28,7 @@ CompactJws = Annotated[str, StringConstraints(
 TreatyId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]{3,40}$")]
 # A consistency proof holds at most one hash per level of the tree, and a level more.
 MAX_PROOF = 64
+MAX_TREE_SIZE = 2**62  # far past any log; bounds what a sender may name (a database integer)
 
 
 class HubAddressed(Strict):
@@ -47,9 +48,9 @@ class ConsistencyBody(Strict):
         description="The checkpoint as the hub signed it: a JWS compact serialization whose "
         "payload is {log, tree_size, root_hash, time} (docs/reference/evidence.md).")
     from_tree_size: int = Field(
-        ge=0, description="The tree size the proof starts from: the previous checkpoint the "
-        "hub sent (record_checkpoint), or the size asked for (consistency_proof); 0 when "
-        "there is none.")
+        ge=0, le=MAX_TREE_SIZE, description="The tree size the proof starts from: the "
+        "previous checkpoint the hub sent (record_checkpoint), or the size asked for "
+        "(consistency_proof); 0 when there is none.")
     consistency_proof: Annotated[list[Hash], Field(max_length=MAX_PROOF)] = Field(
         description="RFC 9162 §2.1.4 PROOF(from_tree_size, D[0:tree_size]), hex, in order; "
         "empty when from_tree_size is 0 or the checkpoint's own size.")
@@ -76,11 +77,11 @@ class ConsistencyProofMessage(HubAddressed):
 class ConsistencyRequestBody(Strict):
     """Which proof a witness asks for."""
 
-    from_tree_size: int = Field(ge=0, description="The tree size of the checkpoint the "
-                                "witness holds.")
+    from_tree_size: int = Field(ge=0, le=MAX_TREE_SIZE, description="The tree size of "
+                                "the checkpoint the witness holds.")
     to_tree_size: int | None = Field(
-        None, ge=0, description="The size of a checkpoint the hub signed (one the witness "
-        "received); omitted: the hub's newest checkpoint.")
+        None, ge=0, le=MAX_TREE_SIZE, description="The size of a checkpoint the hub signed "
+        "(one the witness received); omitted: the hub's newest checkpoint.")
 
 
 class ConsistencyRequestMessage(HubAddressed):

@@ -173,6 +173,22 @@ def _bad_checklist(k: Kit) -> Attempt:
                              body=transfer_body(k.attacker, documents=docs)))
 
 
+def _to_hub(k: Kit, kind: str, body: dict[str, object]) -> Attempt:
+    """A message addressed to the hub itself (docs/contract: retrieval, consistency_request),
+    validly signed by the attacker."""
+    return k.send({"schema_version": "2", "message_id": k.fresh_id(),
+                   "sent_at": datetime.now(UTC).isoformat(), "kind": kind,
+                   "sender": k.attacker, "recipient": c.HUB_SENDER, "body": body})
+
+
+def _foreign_retrieval(k: Kit) -> Attempt:
+    """A retrieval of a notice of a request between two other authorities: recording it
+    would put the attacker in that request's record as having received its notices."""
+    return _to_hub(k, "retrieval", {"notice_message_id": k.fresh_id(),
+                                    "request_id": k.targets["foreign"], "treaty_id": k.treaty,
+                                    "digest": "0" * 64})
+
+
 # --- broker probes --------------------------------------------------------------------
 
 
@@ -370,6 +386,20 @@ CATALOGUE: list[Case] = [
          "with another person in it", "replayed_message_id", _transfer_changed_duplicate,
          target="own", procedure="transfer"),
     # --- JWS forgeries (jws_cases.py)
+    # --- what is addressed to the hub itself (its record)
+    Case("retrieval_of_a_foreign_notice", "a retrieval of a notice of a request between two "
+         "other authorities (answered as for a notice that does not exist)", "unknown_notice",
+         _foreign_retrieval, target="foreign"),
+    Case("consistency_out_of_range", "a consistency proof asked from a tree size the hub's "
+         "log never reached", "out_of_range",
+         lambda k: _to_hub(k, "consistency_request", {"from_tree_size": 10**12})),
+    Case("hub_kind_to_an_authority", "a retrieval addressed to another authority instead of "
+         "the hub", "malformed", lambda k: k.send({
+             "schema_version": "2", "message_id": k.fresh_id(),
+             "sent_at": datetime.now(UTC).isoformat(), "kind": "retrieval",
+             "sender": k.attacker, "recipient": k.counterpart, "body": {
+                 "notice_message_id": k.fresh_id(), "request_id": k.targets["own"],
+                 "treaty_id": k.treaty, "digest": "0" * 64}}), target="own"),
     *JWS_CASES,
     # --- invisible text and limits (text_cases.py, issue 12)
     *TEXT_CASES,

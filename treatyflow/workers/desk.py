@@ -25,6 +25,7 @@ from typing import Any
 from treatyflow import constants as c
 from treatyflow import logs
 from treatyflow.agency.entries import DEADLINE, DELIVERED, Entry, entry_id
+from treatyflow.agency.merkle import MerkleTree
 from treatyflow.agency.signing import SigningKey, Verified, sign
 from treatyflow.agency.wire import to_amqp
 from treatyflow.hub import Refusal
@@ -40,7 +41,7 @@ from treatyflow.schemas.record import (
     ToHub,
     parse_hub,
 )
-from treatyflow.workers.screen import Outbox
+from treatyflow.workers.screen import Outbox, full
 
 _PROOF_IDS = uuid.UUID("8a3e1f0c-6b2d-4e57-a9c4-1d7f3b5e2a60")
 _MARKERS = tuple(f'"{kind}"'.encode() for kind in HUB_KINDS)
@@ -75,6 +76,11 @@ class Desk:
         self._outbox = outbox
         self._signing_key = signing_key
         self._log = logs.get("treatyflow.gateway")
+        # The log's tree, kept and extended by the leaves appended since: a proof costs
+        # O(log n) hashes, not a rebuild from every row (which a sender could ask for at
+        # its full rate); one extension at a time.
+        self._tree = MerkleTree([])
+        self._growing = asyncio.Lock()
         self.counters: dict[str, Counter] = {
             "consistency_request": self._consistency,
             "retrieval": self._retrieval,
@@ -107,18 +113,34 @@ class Desk:
             raise Refusal("out_of_range", [
                 f"from_tree_size {first} is past the {size} entries of the checkpoint asked "
                 f"for; a proof goes from the size you hold to a newer one"])
-        proof = await self._record.consistency(first, size)
+        proof = (await self._tree_of(size)).consistency_proof(first, size)
         reply = ConsistencyProofMessage(
             kind="consistency_proof", sender="HUB", recipient=message.sender,
             message_id=str(uuid.uuid5(_PROOF_IDS, f"{message.sender}|{message.message_id}")),
             in_reply_to=message.message_id, sent_at=datetime.now(UTC),
             body=ConsistencyBody(checkpoint=target.jws, from_tree_size=first,
                                  consistency_proof=[h.hex() for h in proof]))
-        await self._outbox.publish(
-            c.EXCHANGE_DELIVER, to_amqp(sign(reply, self._signing_key()), reply,
-                                        user_id=c.HUB_USER), routing_key=message.sender)
+        try:
+            await self._outbox.publish(
+                c.EXCHANGE_DELIVER, to_amqp(sign(reply, self._signing_key()), reply,
+                                            user_id=c.HUB_USER), routing_key=message.sender)
+        except Exception as err:
+            if not full(err):
+                raise
+            # The sender's inbox is at its bound: answered, not delivered (asking again
+            # once it has room costs the same proof; requeueing would compute it again).
+            self._log.warning("consistency proof not delivered: the sender's inbox is full",
+                              recipient=message.sender)
+            return
         self._log.info("consistency proof sent", recipient=message.sender,
                        from_tree_size=first, tree_size=size)
+
+    async def _tree_of(self, size: int) -> MerkleTree:
+        """The log's tree of at least ``size`` leaves."""
+        async with self._growing:
+            if self._tree.size < size:
+                self._tree.extend(await self._record.leaves_between(self._tree.size, size))
+        return self._tree
 
     # --- retrieval --------------------------------------------------------------------
 

@@ -98,16 +98,23 @@ class Receipts:
 
         sends = []
         for entry in entries:
-            dues = await owed(entry, self._delivered)
-            if entry.kind in (DELIVERED, DEADLINE):
-                self._deliveries[entry.entry_id] = dues
-                while len(self._deliveries) > _DELIVERIES_KEPT:
-                    self._deliveries.popitem(last=False)
-            for due in dues:
-                if due.recipient not in self._authorities:
-                    continue
-                message_id, token = receipt(entry, due, checkpoint,
-                                            tree.inclusion_proof(entry.index), key)
+            try:
+                dues = await owed(entry, self._delivered)
+                if entry.kind in (DELIVERED, DEADLINE):
+                    self._deliveries[entry.entry_id] = dues
+                    while len(self._deliveries) > _DELIVERIES_KEPT:
+                        self._deliveries.popitem(last=False)
+                built = [(due, receipt(entry, due, checkpoint,
+                                       tree.inclusion_proof(entry.index), key))
+                         for due in dues if due.recipient in self._authorities]
+            except Exception:  # noqa: BLE001 - one entry no receipt can be made of (its
+                # stored message holds what a receipt cannot carry) must not stop the
+                # receipts of every other entry: it stays in the record and its exports.
+                _log.exception("receipt_unissuable", entry_id=entry.entry_id,
+                               kind=entry.kind, index=entry.index)
+                metrics.RECEIPTS_UNISSUABLE.inc()
+                continue
+            for due, (message_id, token) in built:
                 sends.append(send(message_id, token, due.recipient, due.kind,
                                   entry.request_id))
         await asyncio.gather(*sends)
