@@ -157,6 +157,25 @@ def test_status_counts_a_request_on_the_same_scaled_clock() -> None:
     assert "(12.0 treaty days left)" in console.export_text()
 
 
+def test_a_partys_words_in_the_timeline_are_shown_as_written_never_as_markup() -> None:
+    """A refusal's reason is the requested authority's text: Rich markup in it (here a
+    style that would hide the words) is printed as it was written."""
+    rid = new_request_id()
+    profile = load_profile("sco-2010")
+    state = lifecycle.open_request(profile, message(
+        "request", request_id=rid, sender="KZ-GPO", recipient="RU-MIA", body=request_body()),
+        NOW).state
+    reason = "[white on white]we refuse[/] for reasons of state security"
+    state = lifecycle.apply(state, profile, message(
+        "receipt", request_id=rid, sender="RU-MIA", recipient="KZ-GPO"), NOW).state
+    state = lifecycle.apply(state, profile, message(
+        "refusal", request_id=rid, sender="RU-MIA", recipient="KZ-GPO",
+        body={"extent": "whole", "grounds": ["security"], "reason": reason}), NOW).state
+    console = Console(record=True, width=300)
+    show(state, console, NOW)
+    assert "[white on white]we refuse[/]" in console.export_text()
+
+
 ROWS: list[dict[str, object]] = [
     {"workflow_id": "sco-2010.DEMO-overdue-no-answer-1a2b3c4d", "procedure": "assistance",
      "status": "received", "requesting": "KZ-GPO", "requested": "RU-MIA",

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape  # a party's words are shown as written, never as markup
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from temporalio.client import WorkflowExecution
@@ -221,7 +222,7 @@ def show_transfer(state: TransferState, console: Console, now: datetime | None =
     table = Table("at", "event", "by", "hop", "state", "note")
     for entry in state.timeline:
         table.add_row(f"{entry.at:%Y-%m-%d %H:%M:%S}", entry.event, entry.actor,
-                      entry.hop or "", entry.status, entry.note or "")
+                      entry.hop or "", entry.status, escape(entry.note or ""))
     console.print(table)
 
 
@@ -249,7 +250,7 @@ def show(state: RequestState | TransferState, console: Console,
     table = Table("at", "event", "by", "state", "note")
     for entry in state.timeline:
         table.add_row(f"{entry.at:%Y-%m-%d %H:%M:%S}", entry.event, entry.actor,
-                      entry.status.value, entry.note or "")
+                      entry.status.value, escape(entry.note or ""))
     console.print(table)
 
 
@@ -271,7 +272,7 @@ def show_record(entries: list[Entry], console: Console) -> None:
     table = Table("at (UTC)", "by", "kind", "what it says", title=f"{told.entries} entries "
                   "in the hub's record")
     for line in views.timeline_of(entries):
-        table.add_row(line.time[:19].replace("T", " "), line.actor, line.kind, line.says)
+        table.add_row(line.time[:19].replace("T", " "), line.actor, line.kind, escape(line.says))
     console.print(table)
 
 

@@ -110,7 +110,8 @@ class Recorder:
         as the recipient signed the retrieval. Its id is fixed by the recipient and the
         notice: a retrieval sent again (another message id, signed anew) is written once."""
         return await self._write(NewEntry(
-            entry_id=make_id(retrieval.sender, retrieval.body.notice_message_id, RETRIEVED),
+            entry_id=make_id(delivered.treaty, delivered.request_id, retrieval.sender,
+                             retrieval.body.notice_message_id, RETRIEVED),
             request_id=delivered.request_id, procedure=delivered.procedure,
             treaty=delivered.treaty, actor=retrieval.sender, kind=RETRIEVED,
             time=record_time(datetime.now(UTC)), jws=jws), again_is_fine=True)
