@@ -96,15 +96,21 @@ async def test_a_row_rewritten_in_the_database_is_caught_against_a_held_checkpoi
     made = cli(stack_settings, "evidence", "checkpoint", "-o", str(held))
     assert made.returncode == 0, made.stderr
     database = stack_settings.record_database_url.removeprefix("sqlite+aiosqlite:///")
+    rewrite = ("UPDATE record_entries SET actor = ? WHERE request_id = ? AND "
+               "kind = 'execution_report'")
     with sqlite3.connect(database) as db:  # the hub's operator rewrites who sent the report
-        changed = db.execute("UPDATE record_entries SET actor = ? WHERE request_id = ? AND "
-                             "kind = 'execution_report'", (KZ, rid)).rowcount
+        changed = db.execute(rewrite, (KZ, rid)).rowcount
     assert changed == 1
-    bundle = tmp_path / "bundle.json"
-    assert cli(stack_settings, "evidence", "export", rid, "-o", str(bundle)).returncode == 0
-    against = cli(stack_settings, "evidence", "verify", str(bundle), "--held", str(held))
-    assert against.returncode == 1, against.stdout
-    assert "held" in (against.stdout + against.stderr).lower()
+    try:
+        bundle = tmp_path / "bundle.json"
+        exported = cli(stack_settings, "evidence", "export", rid, "-o", str(bundle))
+        assert exported.returncode == 0
+        against = cli(stack_settings, "evidence", "verify", str(bundle), "--held", str(held))
+        assert against.returncode == 1, against.stdout
+        assert "held" in (against.stdout + against.stderr).lower()
+    finally:  # the stack is shared: the next tests' witnesses see the log as it was
+        with sqlite3.connect(database) as db:
+            db.execute(rewrite, (RU, rid))
 
 
 async def test_a_partys_export_verifies_in_python_and_node_and_holds_only_what_it_may_see(
