@@ -274,6 +274,10 @@ async def test_a_receipt_verifies_and_is_kept_once(record: Record, tmp_path: Any
     assert book.add(receipt) and not book.add(receipt)
     assert ReceiptBook(tmp_path / "receipts.jws").raw == [token]  # kept for a dispute
     assert book.of(sent["request"].message_id, "acceptance") == [receipt]
+    assert (tmp_path / "receipts.jws").stat().st_mode & 0o777 == 0o600
+    # the client restarted and the hub sent the batch again: the file keeps it once
+    assert not ReceiptBook(tmp_path / "receipts.jws").add(receipt)
+    assert ReceiptBook(tmp_path / "receipts.jws").raw == [token]
 
 
 @pytest.mark.parametrize(("what", "change", "problem"), [

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from treatyflow.agency.entries import (
     Time,
     digest_of,
     entry_id,
+    signed_payload,
 )
 from treatyflow.agency.merkle import ProofError, leaf_hash, verify_inclusion
 from treatyflow.agency.signing import KeySource, SignatureError, verify
@@ -217,6 +219,16 @@ def _check_error(payload: ReceiptPayload, keys: KeySource) -> None:
                            "of the named message of the receipt's recipient")
 
 
+def _key_of(jws: str) -> str | None:
+    """The ``entry_id|recipient`` a stored receipt is of (its payload read, not verified:
+    it was verified when it was kept)."""
+    try:
+        payload = json.loads(signed_payload(jws))
+        return f"{payload['entry']['entry_id']}|{payload['recipient']}"
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 class ReceiptBook:
     """The receipts an agency received, by entry id (a receipt of an entry held already is
     not kept again), each appended to ``path`` (one receipt JWS a line) when given: what
@@ -227,20 +239,28 @@ class ReceiptBook:
         self._capacity = capacity
         self.path = path
         self.raw: list[str] = []  # the receipts' JWS as read from ``path``
+        self._on_file: set[str] = set()  # their keys: a receipt sent again is not kept twice
         if path is not None and path.exists():
             self.raw = [line for line in path.read_text().splitlines() if line.strip()]
+            self._on_file = {key for line in self.raw if (key := _key_of(line))}
 
     def add(self, receipt: Receipt) -> bool:
-        """Keep ``receipt``; False if one of its entry is held already."""
+        """Keep ``receipt``; False if one of its entry is held already. On ``path``, written
+        owner-only and synced before it returns (the client acks the delivery after it)."""
         key = f"{receipt.entry.entry_id}|{receipt.payload.recipient}"
-        if key in self._by_entry:
+        if key in self._by_entry or key in self._on_file:
             return False
         self._by_entry[key] = receipt
         while len(self._by_entry) > self._capacity:
             self._by_entry.popitem(last=False)
         if self.path is not None:
-            with self.path.open("a") as out:
-                out.write(receipt.jws + "\n")
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, (receipt.jws + "\n").encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._on_file.add(key)
         return True
 
     def __iter__(self) -> Iterator[Receipt]:
