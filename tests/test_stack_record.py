@@ -28,6 +28,7 @@ from tests.factories import message, new_request_id
 from tests.test_record_evidence import _node_verify
 from treatyflow import constants as c
 from treatyflow.agency import AgencyClient
+from treatyflow.agency.entries import signed_payload
 from treatyflow.agency.receipts import verify_receipt
 from treatyflow.chaos import faults
 from treatyflow.codec import load_keys
@@ -134,11 +135,14 @@ async def test_a_partys_export_verifies_in_python_and_node_and_holds_only_what_i
         done = cli(stack_settings, "evidence", "export", rid, "--as", party, "-o", str(mine))
         assert done.returncode == 0, done.stderr
         bundle = json.loads(mine.read_text())
-        assert bundle["party"] == party and len(bundle["entries"]) == len(every)
+        # Every entry but the refusals sent to others (the stranger's): not even their fields.
+        assert bundle["party"] == party
+        assert [e["index"] for e in bundle["entries"]] == sorted(
+            i for i, e in every.items() if e["kind"] != "refused"
+            or json.loads(signed_payload(e["jws"]))["recipient"] == party)
         hidden = {e["index"]: e["withheld"] for e in bundle["entries"] if e["jws"] is None}
-        for entry in bundle["entries"]:  # the other side's notices and the refusal: withheld
-            told_other = entry["kind"] == "delivered" and entry["actor"] == other
-            if told_other or entry["kind"] == "refused":
+        for entry in bundle["entries"]:  # the other side's notices: withheld
+            if entry["kind"] == "delivered" and entry["actor"] == other:
                 assert hidden.get(entry["index"]) == "not_addressed", entry
             if entry["kind"] in ("request", "execution_report", "receipt") or (
                     entry["kind"] == "delivered" and entry["actor"] == party):
@@ -148,8 +152,8 @@ async def test_a_partys_export_verifies_in_python_and_node_and_holds_only_what_i
             assert every[index]["jws"].split(".")[1] not in text
         checked = cli(stack_settings, "evidence", "verify", str(mine))
         assert checked.returncode == 0, checked.stdout + checked.stderr
-        assert f"{len(every)} entries, {len(hidden)} withheld (exported for {party}" in \
-            checked.stdout
+        assert f"{len(bundle['entries'])} entries, {len(hidden)} withheld (exported for " \
+            f"{party}" in checked.stdout
         node = _node_verify(mine)
         assert node.returncode == 0, node.stdout + node.stderr
         assert f"; {len(hidden)} withheld (exported for {party}" in node.stdout
