@@ -109,6 +109,7 @@ async def operate(client: Client, treaty_id: str, request_id: str, action: Opera
 
 
 Probed = TypeVar("Probed")
+T = TypeVar("T")
 
 
 async def eventually(probe: Callable[[], Probed | Awaitable[Probed]], *, timeout: float = 30,
@@ -328,6 +329,27 @@ async def channel_of(settings: Settings, user: str, **options: Any
     password = read_passwords(settings.secrets_dir)[user]
     async with await aio_pika.connect(settings.amqp_url(user, password)) as connection:
         yield await connection.channel(**options)
+
+
+async def next_raw(settings: Settings, authority: str,
+                   take: Callable[[aio_pika.abc.AbstractIncomingMessage], T | None],
+                   timeout: float = 20, what: str = "the message wanted") -> T:
+    """Read ``authority``'s inbox raw, acking each delivery, until ``take`` makes
+    something of one (None: read on); AssertionError after ``timeout`` seconds."""
+    async with channel_of(settings, authority) as channel:
+        queue = await channel.get_queue(c.inbox_queue(authority), ensure=False)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            got = await queue.get(fail=False, no_ack=False)
+            if got is None:
+                await asyncio.sleep(0.2)
+                continue
+            await got.ack()
+            found = take(got)
+            if found is not None:
+                return found
+    raise AssertionError(f"{what} not in {authority}'s inbox within {timeout} s")
 
 
 class Mailbox:

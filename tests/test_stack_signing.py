@@ -5,7 +5,6 @@ key directory the hub sends to their inboxes."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -30,6 +29,7 @@ from tests.conftest import (
     dead_letter,
     error_about,
     event,
+    next_raw,
     status,
 )
 from tests.factories import envelope, message, new_message_id, new_request_id, request_body
@@ -369,24 +369,16 @@ async def read_raw(settings: Settings, authority: str, match: Callable[[Verified
     """Read ``authority``'s inbox as a system in another language would: the AMQP body
     as it is, checked with a plain JWS verify against the registry (the hub's key)."""
     registry = keys.read_registry(settings.secrets_dir)
-    async with channel_of(settings, authority) as channel:
-        queue = await channel.get_queue(c.inbox_queue(authority), ensure=False)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            got = await queue.get(fail=False, no_ack=False)
-            if got is None:
-                await asyncio.sleep(0.2)
-                continue
-            await got.ack()
-            if got.type in (c.AMQP_TYPE_DIRECTORY, c.AMQP_TYPE_CHECKPOINT,
-                            c.AMQP_TYPE_CONSISTENCY_PROOF, c.AMQP_TYPE_RECEIPT):
-                continue
-            assert got.content_type == c.CONTENT_TYPE_JWS
-            checked = verify(got.body, registry, signer=c.HUB_SENDER)
-            if match(checked):
-                return checked
-    raise AssertionError(f"nothing matching in {authority}'s inbox within {timeout} s")
+
+    def take(got: aio_pika.abc.AbstractIncomingMessage) -> Verified | None:
+        if got.type in (c.AMQP_TYPE_DIRECTORY, c.AMQP_TYPE_CHECKPOINT,
+                        c.AMQP_TYPE_CONSISTENCY_PROOF, c.AMQP_TYPE_RECEIPT):
+            return None
+        assert got.content_type == c.CONTENT_TYPE_JWS
+        checked = verify(got.body, registry, signer=c.HUB_SENDER)
+        return checked if match(checked) else None
+
+    return await next_raw(settings, authority, take, timeout, "anything matching")
 
 
 def notice_about(request_id: str, name: str) -> Callable[[Verified], bool]:

@@ -28,11 +28,11 @@ from tests.conftest import (
     KZ,
     RU,
     Mailbox,
-    channel_of,
     dead_letter,
     error_about,
     event,
     eventually,
+    next_raw,
     running_stack,
 )
 from tests.factories import message, new_request_id, request_body
@@ -147,19 +147,8 @@ async def test_retrievals_are_not_sent_when_turned_off(
 async def read_raw(settings: Settings, authority: str, wanted: str, timeout: float = 20
                    ) -> aio_pika.abc.AbstractIncomingMessage:
     """The next delivery of AMQP type ``wanted`` in ``authority``'s inbox, read raw."""
-    async with channel_of(settings, authority) as channel:
-        queue = await channel.get_queue(c.inbox_queue(authority), ensure=False)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while loop.time() < deadline:
-            got = await queue.get(fail=False, no_ack=False)
-            if got is None:
-                await asyncio.sleep(0.2)
-                continue
-            await got.ack()
-            if got.type == wanted:
-                return got
-    raise AssertionError(f"no {wanted} in {authority}'s inbox within {timeout} s")
+    return await next_raw(settings, authority, lambda got: got if got.type == wanted else None,
+                          timeout, f"a {wanted}")
 
 
 async def test_a_consistency_request_is_answered_with_a_proof_that_verifies(
