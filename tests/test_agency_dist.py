@@ -76,8 +76,8 @@ def test_installed_alone_it_verifies_the_published_vectors(agency_python: Path) 
         " signer=v['signer']); got = None\n"
         "    except SignatureError as e: got = e.problem\n"
         "    if v['kind'] == 'record_receipt':\n"
-        "        from treatyflow.agency.receipts import verify_receipt\n"
-        "        r = verify_receipt(v['jws'], KeyRing(keys=[PublicKey.from_jwk(v['jwk'])]))\n"
+        "        from treatyflow.agency.receipts import verify_receipts\n"
+        "        (r,) = verify_receipts(v['jws'], KeyRing(keys=[PublicKey.from_jwk(v['jwk'])]))\n"
         "        got = None if r.kind == 'acceptance' else 'wrong'\n"
         "    out.append([v['name'], v['problem'], got])\n"
         "print(json.dumps(out))\n")

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from treatyflow import constants as c
 from treatyflow import topology
-from treatyflow.agency.receipts import verify_receipt
+from treatyflow.agency.receipts import verify_receipts
 from treatyflow.agency.signing import (
     ACCEPTED_ALGS,
     KeyRing,
@@ -237,7 +237,7 @@ def test_each_valid_payload_parses_strictly_and_fits_its_schema(name: str) -> No
                                                  "keys": [key.jwk()]})
         return
     if v["kind"] == RECEIPT:  # the hub's receipt of valid-request, its proof included
-        receipt = verify_receipt(v["jws"], registered(v), recipient="KZ-GPO", sent=lambda _: {
+        (receipt,) = verify_receipts(v["jws"], registered(v), recipient="KZ-GPO", sent=lambda _: {
             hashlib.sha256(VECTORS["valid-request"]["payload"].encode()).hexdigest()})
         assert receipt.kind == "acceptance" and receipt.entry.kind == "request"
         validator("record-receipt").validate(payload)

@@ -36,6 +36,7 @@ from treatyflow.schemas.record import (
     RecordCheckpointMessage,
     RetrievalBody,
     RetrievalMessage,
+    RetrievedNotice,
     parse_record,
 )
 from treatyflow.workers import desk as desk_module
@@ -91,12 +92,21 @@ def ask(first: int, to: int | None = None, sender: str = KZ) -> ConsistencyReque
         body=ConsistencyRequestBody(from_tree_size=first, to_tree_size=to))
 
 
-def retrieval(sender: str, notice_id: str = NOTICE_ID) -> RetrievalMessage:
+def retrieval(sender: str, *notice_ids: str, request_id: str = "R-1") -> RetrievalMessage:
     return RetrievalMessage(
         kind="retrieval", message_id=f"rt-{uuid.uuid4()}", sender=sender, recipient="HUB",
-        sent_at=datetime.now(UTC), body=RetrievalBody(
-            notice_message_id=notice_id, request_id="R-1", treaty_id="sco-2010",
-            digest="0" * 64))
+        sent_at=datetime.now(UTC), body=RetrievalBody(notices=[RetrievedNotice(
+            notice_message_id=notice_id, request_id=request_id, treaty_id="sco-2010",
+            digest="0" * 64) for notice_id in notice_ids or (NOTICE_ID,)]))
+
+
+async def delivered(record: Record, request_id: str, notice_id: str, to: str = RU) -> None:
+    """A notice of ``request_id`` delivered to ``to``, as the worker records it."""
+    await record.append([NewEntry(
+        entry_id=entry_id("sco-2010", request_id, notice_id), request_id=request_id,
+        procedure="assistance", treaty="sco-2010", actor=to, kind=DELIVERED,
+        time=record_time(datetime.now(UTC)),
+        jws=sign(json.dumps({"kind": "notice", "id": notice_id}).encode(), HUB))])
 
 
 def test_only_the_hub_addressed_kinds_go_to_the_desk() -> None:
@@ -208,6 +218,45 @@ async def test_a_retrieval_is_recorded_once_and_only_by_the_notices_recipient(
         assert refused.value.problem == "unknown_notice"
         assert f"delivered to you ({stranger.sender})" in refused.value.reasons[0]
     assert len(await record.entries("R-1")) == 3
+
+
+async def test_a_retrieval_of_several_notices_records_each_in_its_own_request(
+    desk: Desk, record: Record
+) -> None:
+    await delivered(record, "R-1", "notice-n1")
+    await delivered(record, "R-2", "notice-n2")
+    await delivered(record, "R-2", "notice-n3", to=KZ)  # someone else's
+    both = retrieval(RU, "notice-n1")
+    both.body.notices.append(RetrievedNotice(notice_message_id="notice-n2", request_id="R-2",
+                                             treaty_id="sco-2010", digest="0" * 64))
+    await desk.answer(both, signed(both))
+    for rid in ("R-1", "R-2"):
+        retrieved = [e for e in await record.entries(rid) if e.kind == "retrieved"]
+        assert [e.actor for e in retrieved] == [RU]
+        assert retrieved[0].jws == signed(both).token  # the retrieval as RU signed it
+    # Two bad items among good ones: each named by its place, the good one recorded.
+    mixed = retrieval(RU, "never-sent", "notice-n3", request_id="R-2")
+    mixed.body.notices.insert(1, RetrievedNotice(notice_message_id="notice-n1", request_id="R-1",
+                                                 treaty_id="sco-2010", digest="0" * 64))
+    with pytest.raises(Refusal) as refused:
+        await desk.answer(mixed, signed(mixed))
+    assert refused.value.problem == "unknown_notice"
+    assert [r.split(":")[0] for r in refused.value.reasons[:2]] == [
+        "body.notices[0]", "body.notices[2]"]
+    assert "notice-n3" in refused.value.reasons[1] and "recorded" in refused.value.reasons[2]
+    # notice-n1 listed again (in another retrieval): still one entry each
+    assert [len([e for e in await record.entries(r) if e.kind == "retrieved"])
+            for r in ("R-1", "R-2")] == [1, 1]
+
+
+def test_a_retrieval_lists_at_least_one_notice_and_at_most_the_limit() -> None:
+    from treatyflow.schemas.limits import RETRIEVALS_PER_MESSAGE_MAX
+
+    payload = retrieval(RU).model_dump(mode="json")
+    for n in (0, RETRIEVALS_PER_MESSAGE_MAX + 1):
+        payload["body"]["notices"] = payload["body"]["notices"][:1] * n
+        with pytest.raises(ValidationError, match="notices"):
+            Desk.parse(json.dumps(payload).encode())
 
 
 async def test_a_checkpoint_is_sent_when_the_log_changed_with_its_proof_from_the_last_sent(

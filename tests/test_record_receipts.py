@@ -20,7 +20,7 @@ from tests.factories import message, new_request_id
 from treatyflow import constants as c
 from treatyflow.agency.checkpoints import sign_checkpoint
 from treatyflow.agency.merkle import MerkleTree
-from treatyflow.agency.receipts import Receipt, ReceiptBook, ReceiptError, verify_receipt
+from treatyflow.agency.receipts import Receipt, ReceiptBook, ReceiptError, verify_receipts
 from treatyflow.agency.signing import SigningKey, sign
 from treatyflow.record import Record
 from treatyflow.record.compact import Frontier
@@ -80,9 +80,9 @@ async def _a_request_delivered_and_a_refusal(record: Record) -> dict[str, Any]:
 def _read(outbox: Outbox, who: str, sent: dict[str, str] | None = None) -> list[Receipt]:
     """Every receipt published to ``who``, verified as its agency client does."""
     digests = {i: {_digest(t)} for i, t in (sent or {}).items()}
-    return [verify_receipt(m.body, TEST_KEYS.ring, recipient=who,
-                           sent=lambda i: digests.get(i, set()))
-            for key, m in outbox.sent if key == who]
+    return [r for key, m in outbox.sent if key == who
+            for r in verify_receipts(m.body, TEST_KEYS.ring, recipient=who,
+                                     sent=lambda i: digests.get(i, set()))]
 
 
 def _digest(token: str) -> str:
@@ -128,7 +128,8 @@ async def test_each_party_gets_its_receipts_under_one_checkpoint_per_batch(
     assert delivery.entry.kind == "delivered" and delivery.entry.actor == RU  # RU got it
     assert delivery.message_ids == [sent["request"].message_id]
     assert ru[0].message_ids == [sent["report"].message_id]
-    assert await task.once() == 0 and len(outbox.sent) == 3  # nothing new: nothing sent
+    assert sorted(who for who, _ in outbox.sent) == [KZ, RU]  # one message to each party
+    assert await task.once() == 0 and len(outbox.sent) == 2  # nothing new: nothing sent
 
 
 async def test_a_refusal_of_an_overlong_amqp_id_stops_no_other_receipt(record: Record) -> None:
@@ -157,19 +158,22 @@ async def test_a_retrieval_gives_the_original_sender_a_retrieval_receipt(
     """RU-MIA's client acknowledges the notice that passed KZ-GPO's request on: KZ-GPO
     gets a retrieval receipt of it, naming its request (the table's retrieved row)."""
     from treatyflow.agency.entries import DELIVERED
-    from treatyflow.schemas.record import RetrievalBody, RetrievalMessage
+    from treatyflow.schemas.record import RetrievalBody, RetrievalMessage, RetrievedNotice
 
     sent = await _a_request_delivered_and_a_refusal(record)
     delivered = next(e for e in await record.entries(sent["rid"]) if e.kind == DELIVERED)
     notice_id = _payload(delivered.jws or "")["message_id"]
     retrieval = RetrievalMessage(
         kind="retrieval", message_id=f"rt-{uuid.uuid4()}", sender=RU, recipient="HUB",
-        sent_at=datetime.now(UTC), body=RetrievalBody(
-            notice_message_id=notice_id, request_id=sent["rid"], treaty_id="sco-2010",
-            digest=delivered.digest))
+        sent_at=datetime.now(UTC), body=RetrievalBody(notices=[
+            RetrievedNotice(notice_message_id="another-notice", request_id="KZ-GPO-2026-1",
+                            treaty_id="sco-2010", digest=delivered.digest),
+            RetrievedNotice(notice_message_id=notice_id, request_id=sent["rid"],
+                            treaty_id="sco-2010", digest=delivered.digest)]))
     first = Outbox()
     assert await _task(record, first).once() == 3  # the notice's batch, then a restart:
-    await Recorder(record).retrieved(retrieval, TEST_KEYS.sign(retrieval), delivered)
+    await Recorder(record).retrieved(retrieval, TEST_KEYS.sign(retrieval),
+                                     retrieval.body.notices[1], delivered)
     outbox = Outbox()
     assert await _task(record, outbox).once() == 1  # its delivery read from the record
     outbox.sent = first.sent + outbox.sent
@@ -188,7 +192,7 @@ async def test_a_restart_resumes_where_the_receipts_went_and_loses_none(
     first = Outbox()
     assert await _task(record, first).once() == 3
     await _a_request_delivered_and_a_refusal(record)
-    crashing = Outbox(fail_after=1)  # the broker goes away after one receipt of the batch
+    crashing = Outbox(fail_after=1)  # the broker goes away after one message of the batch
     with pytest.raises(ConnectionError):
         await _task(record, crashing).once()
     assert await record.receipts_sent() == 3  # not moved on: the batch goes again
@@ -197,7 +201,7 @@ async def test_a_restart_resumes_where_the_receipts_went_and_loses_none(
     assert await restarted.once() == 3
     assert await record.receipts_sent() == 6
     ids = [m.message_id for _, m in first.sent + again.sent]
-    assert len(ids) == len(set(ids)) == 6  # every receipt once, none of the first batch again
+    assert len(ids) == len(set(ids)) == 4  # each party's message of each batch once
     # The one sent before the crash is sent again under the same id: its client drops it.
     assert crashing.sent[0][1].message_id in {m.message_id for _, m in again.sent}
     whole = await record.tree()
@@ -210,14 +214,15 @@ async def test_a_batch_sent_again_after_the_broker_failed_keeps_its_checkpoint(
     record: Record
 ) -> None:
     await _a_request_delivered_and_a_refusal(record)
-    outbox = Outbox(fail_after=2)
+    outbox = Outbox(fail_after=1)
     task = _task(record, outbox)
     with pytest.raises(ConnectionError):
         await task.once()
     outbox.fail_after = None
     assert await task.once() == 3
     assert len(await record.checkpoints()) == 1  # one checkpoint for the batch, not two
-    assert len({m.message_id for _, m in outbox.sent}) == 3  # the first two sent again
+    assert len(outbox.sent) == 3  # the first message sent again, under its id
+    assert len({m.message_id for _, m in outbox.sent}) == 2
 
 
 async def test_a_backlog_of_large_entries_is_read_a_bounded_slice_at_a_time(
@@ -242,6 +247,39 @@ async def test_a_backlog_goes_out_in_batches_each_under_its_own_checkpoint(
     assert len(_read(outbox, KZ)) == 6 and len(_read(outbox, RU)) == 3
 
 
+async def test_a_partys_receipts_past_the_bounds_go_in_several_messages(
+    record: Record
+) -> None:
+    """Many receipts for one party in a batch: messages of at most the count, each JWS
+    within the bytes, every receipt in exactly one, each message verifying."""
+    from treatyflow.record.receipts import owed, receipt, receipt_message, split
+
+    for _ in range(6):
+        await _a_request_delivered_and_a_refusal(record)
+    entries = await record.since(0, 100)
+    tree = await record.tree()
+    checkpoint = sign_checkpoint(tree.size, tree.root(), HUB_KEY)
+    items = [receipt(e, due, tree.inclusion_proof(e.index)) for e in entries
+             for due in await owed(e, _no_deliveries) if due.recipient == KZ]
+    assert len(items) == 12
+    for most, max_bytes, parts in [(5, 256 * 1024, [5, 5, 2]), (100, 7_000, None)]:
+        split_up = split(items, checkpoint, most, max_bytes)
+        assert [i for part in split_up for i in part] == items
+        if parts is not None:
+            assert [len(part) for part in split_up] == parts
+        else:
+            assert len(split_up) > 2
+        for part in split_up:
+            _, token = receipt_message(KZ, part, checkpoint, HUB_KEY)
+            assert len(token) <= max_bytes
+            assert [r.entry for r in verify_receipts(token, TEST_KEYS.ring, recipient=KZ)
+                    ] == [i.entry for i in part]
+
+
+async def _no_deliveries(_: str) -> None:
+    return None
+
+
 # --- the agency's check ----------------------------------------------------------------
 
 
@@ -249,14 +287,19 @@ async def _one_receipt(record: Record) -> tuple[str, dict[str, Any]]:
     sent = await _a_request_delivered_and_a_refusal(record)
     outbox = Outbox()
     await _task(record, outbox).once()
-    token = next(m.body.decode() for who, m in outbox.sent if who == KZ
-                 and _payload(m.body.decode())["receipt"] == "acceptance")
+    token = next(m.body.decode() for who, m in outbox.sent if who == KZ)
+    assert [r["receipt"] for r in _payload(token)["receipts"]] == ["acceptance", "delivery"]
     return token, sent
 
 
 def _payload(token: str) -> dict[str, Any]:
     raw = token.split(".")[1]
     return json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+
+
+def _first(payload: dict[str, Any]) -> dict[str, Any]:
+    first: dict[str, Any] = payload["receipts"][0]
+    return first
 
 
 def _resigned(token: str, change: Any, key: SigningKey = HUB_KEY) -> str:
@@ -267,50 +310,60 @@ def _resigned(token: str, change: Any, key: SigningKey = HUB_KEY) -> str:
 
 async def test_a_receipt_verifies_and_is_kept_once(record: Record, tmp_path: Any) -> None:
     token, sent = await _one_receipt(record)
-    receipt = verify_receipt(token, TEST_KEYS.ring, recipient=KZ,
-                             sent=lambda _: {_digest(sent["request_jws"])})
+    receipts = verify_receipts(token, TEST_KEYS.ring, recipient=KZ,
+                               sent=lambda _: {_digest(sent["request_jws"])})
+    receipt = receipts[0]
     assert receipt.entry.kind == "request" and receipt.entry.actor == KZ
+    assert {r.checkpoint.tree_size for r in receipts} == {3}
     book = ReceiptBook(tmp_path / "receipts.jws")
-    assert book.add(receipt) and not book.add(receipt)
-    assert ReceiptBook(tmp_path / "receipts.jws").raw == [token]  # kept for a dispute
+    assert book.keep(receipts) == receipts and book.keep(receipts) == []
+    assert not book.add(receipt)
+    assert ReceiptBook(tmp_path / "receipts.jws").raw == [token]  # kept once, for a dispute
     assert book.of(sent["request"].message_id, "acceptance") == [receipt]
     assert (tmp_path / "receipts.jws").stat().st_mode & 0o777 == 0o600
     # the client restarted and the hub sent the batch again: the file keeps it once
-    assert not ReceiptBook(tmp_path / "receipts.jws").add(receipt)
+    assert ReceiptBook(tmp_path / "receipts.jws").keep(receipts) == []
     assert ReceiptBook(tmp_path / "receipts.jws").raw == [token]
 
 
 @pytest.mark.parametrize(("what", "change", "problem"), [
-    ("an altered entry", lambda p: p["entry"].update(time="2020-01-01T00:00:00.000000Z"),
+    ("an altered entry", lambda p: _first(p)["entry"].update(
+        time="2020-01-01T00:00:00.000000Z"), "not_included"),
+    ("another index", lambda p: _first(p)["entry"].update(
+        index=_first(p)["entry"]["index"] + 1), "not_included"),
+    ("a wrong proof", lambda p: _first(p).update(
+        inclusion=["00" * 32, *_first(p)["inclusion"][1:]]), "not_included"),
+    ("a shorter proof", lambda p: _first(p).update(inclusion=_first(p)["inclusion"][1:]),
      "not_included"),
-    ("another index", lambda p: p["entry"].update(index=p["entry"]["index"] + 1),
-     "not_included"),
-    ("a wrong proof", lambda p: p.update(inclusion=["00" * 32, *p["inclusion"][1:]]),
-     "not_included"),
-    ("a shorter proof", lambda p: p.update(inclusion=p["inclusion"][1:]), "not_included"),
     ("another recipient", lambda p: p.update(recipient=RU), "not_ours"),
+    ("another receipt's proof", lambda p: _first(p).update(
+        inclusion=p["receipts"][1]["inclusion"]), "not_included"),
+    ("one entry twice", lambda p: p.update(receipts=[_first(p), _first(p)]), "malformed"),
+    ("an entry left out", lambda p: p.update(receipts=[_first(p)]), "malformed"),
 ])
 async def test_a_receipt_altered_and_signed_again_by_the_hub_fails(
     record: Record, what: str, change: Any, problem: str
 ) -> None:
     token, _ = await _one_receipt(record)
     with pytest.raises(ReceiptError) as failed:
-        verify_receipt(_resigned(token, change), TEST_KEYS.ring, recipient=KZ)
+        verify_receipts(_resigned(token, change), TEST_KEYS.ring, recipient=KZ)
     assert failed.value.problem == problem, what
+    if problem == "not_included":  # the receipt that failed is named
+        assert "receipts[0]" in str(failed.value), what
 
 
 async def test_a_receipt_of_another_digest_than_what_was_sent_fails(record: Record) -> None:
     token, sent = await _one_receipt(record)
     with pytest.raises(ReceiptError) as failed:
-        verify_receipt(token, TEST_KEYS.ring, recipient=KZ,
+        verify_receipts(token, TEST_KEYS.ring, recipient=KZ,
                        sent=lambda _: {_digest(sent["report_jws"])})
     assert failed.value.problem == "wrong_digest"
     # The digest changed to what was sent, in entry and receipt: the leaf no longer is.
     other = _digest(sent["report_jws"])
-    forged = _resigned(token, lambda p: (p["entry"].update(digest=other),
-                                         p["about"][0].update(digest=other)))
+    forged = _resigned(token, lambda p: (_first(p)["entry"].update(digest=other),
+                                         _first(p)["about"][0].update(digest=other)))
     with pytest.raises(ReceiptError) as failed:
-        verify_receipt(forged, TEST_KEYS.ring, sent=lambda _: {other})
+        verify_receipts(forged, TEST_KEYS.ring, sent=lambda _: {other})
     assert failed.value.problem == "not_included"
 
 
@@ -318,30 +371,30 @@ async def test_a_receipt_or_checkpoint_not_signed_by_the_hub_fails(record: Recor
     token, _ = await _one_receipt(record)
     by_authority = _resigned(token, lambda p: None, TEST_KEYS.private[RU])
     with pytest.raises(ReceiptError) as failed:
-        verify_receipt(by_authority, TEST_KEYS.ring)
+        verify_receipts(by_authority, TEST_KEYS.ring)
     assert failed.value.problem == "bad_signature"
     tampered = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
     with pytest.raises(ReceiptError) as failed:
-        verify_receipt(tampered, TEST_KEYS.ring)
+        verify_receipts(tampered, TEST_KEYS.ring)
     assert failed.value.problem == "bad_signature"
     held = _payload(token)["checkpoint"]
     checkpoint = json.loads(base64.urlsafe_b64decode(held.split(".")[1] + "=="))
     by_ru = sign_checkpoint(checkpoint["tree_size"], bytes.fromhex(checkpoint["root_hash"]),
                             TEST_KEYS.private[RU]).jws
     with pytest.raises(ReceiptError) as failed:
-        verify_receipt(_resigned(token, lambda p: p.update(checkpoint=by_ru)), TEST_KEYS.ring)
+        verify_receipts(_resigned(token, lambda p: p.update(checkpoint=by_ru)), TEST_KEYS.ring)
     assert failed.value.problem == "bad_checkpoint"
 
 
 async def test_a_receipt_of_the_wrong_kind_for_its_entry_fails(record: Record) -> None:
     token, _ = await _one_receipt(record)
     with pytest.raises(ReceiptError) as failed:
-        verify_receipt(_resigned(token, lambda p: p.update(receipt="delivery")),
-                       TEST_KEYS.ring)
+        verify_receipts(_resigned(token, lambda p: _first(p).update(receipt="delivery")),
+                        TEST_KEYS.ring)
     assert failed.value.problem == "wrong_kind"
     with pytest.raises(ReceiptError) as failed:
-        verify_receipt(_resigned(token, lambda p: p["about"][0].update(message_id="other")),
-                       TEST_KEYS.ring)
+        verify_receipts(_resigned(
+            token, lambda p: _first(p)["about"][0].update(message_id="other")), TEST_KEYS.ring)
     assert failed.value.problem == "wrong_entry"
 
 
@@ -362,8 +415,8 @@ async def test_the_node_agency_verifies_receipts_and_refuses_altered_ones(
     outbox = Outbox()
     await _task(record, outbox).once()
     genuine = [m.body.decode() for who, m in outbox.sent if who == KZ]
-    altered = [_resigned(genuine[0], lambda p: p["entry"].update(actor=RU)),
-               _resigned(genuine[0], lambda p: p.update(inclusion=["11" * 32])),
+    altered = [_resigned(genuine[0], lambda p: _first(p)["entry"].update(actor=RU)),
+               _resigned(genuine[0], lambda p: _first(p).update(inclusion=["11" * 32])),
                _resigned(genuine[0], lambda p: None, TEST_KEYS.private[KZ])]
     (tmp_path / "receipts").write_text("\n".join(genuine + altered) + "\n")
     (tmp_path / "directory.json").write_text(TEST_KEYS.text)

@@ -50,6 +50,7 @@ from treatyflow.schemas.record import (
     ConsistencyRequestMessage,
     RetrievalBody,
     RetrievalMessage,
+    RetrievedNotice,
     parse_record,
 )
 from treatyflow.settings import Settings
@@ -85,9 +86,10 @@ async def kinds_of(settings: Settings, request_id: str) -> list[tuple[str, str]]
 def retrieval(sender: str, notice: NoticeMessage, digest: str = "0" * 64) -> RetrievalMessage:
     return RetrievalMessage(kind="retrieval", message_id=f"rt-{uuid.uuid4()}", sender=sender,
                             recipient="HUB", sent_at=datetime.now(UTC), body=RetrievalBody(
-                                notice_message_id=notice.message_id,
-                                request_id=notice.request_id, treaty_id=notice.treaty_id,
-                                digest=digest))
+                                notices=[RetrievedNotice(
+                                    notice_message_id=notice.message_id,
+                                    request_id=notice.request_id, treaty_id=notice.treaty_id,
+                                    digest=digest)]))
 
 
 async def test_a_notice_the_application_handled_is_recorded_as_retrieved_once(

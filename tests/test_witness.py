@@ -139,6 +139,23 @@ def test_a_proof_from_another_size_makes_it_ask_once(holding: Witness) -> None:
     assert holding.wanted is None
 
 
+def test_a_receipts_checkpoint_is_held_first_and_checked_for_a_second_root() -> None:
+    """A receipt's checkpoint (no proof with it): held when nothing is, a fork when it
+    gives the held size another root or the log shrank, left alone when larger."""
+    witness = Witness()
+    log, rewritten = tree_of(12), tree_of(12, changed=3)
+    assert witness.seen(checkpoint(log, 5, 0), KEYS) is Outcome.ACCEPTED
+    assert witness.seen(checkpoint(log, 9, 1), KEYS) is Outcome.STALE  # no proof: not held
+    assert witness.held is not None and witness.held.checkpoint.tree_size == 5
+    assert witness.seen(checkpoint(log, 5, 2), KEYS) is Outcome.SAME
+    assert witness.fork is None
+    assert witness.seen(checkpoint(rewritten, 5, 3), KEYS) is Outcome.FORK
+    assert witness.fork is not None and witness.held.checkpoint.root == log.root(5)
+    shrunk = Witness()
+    shrunk.seen(checkpoint(log, 9, 0), KEYS)
+    assert shrunk.seen(checkpoint(log, 4, 1), KEYS) is Outcome.FORK
+
+
 def test_the_held_checkpoint_is_kept_in_an_owner_only_file(tmp_path: Path) -> None:
     path = tmp_path / "witness.json"
     first = Witness(path)
@@ -225,21 +242,80 @@ async def test_the_client_asks_for_the_proof_its_witness_needs() -> None:
     assert (ask.body.from_tree_size, ask.body.to_tree_size) == (5, 12)
 
 
-async def test_a_handled_notice_is_acknowledged_unless_turned_off() -> None:
-    notice = NoticeMessage.model_validate(message_json("notice"))
-    body = sign(notice, HUB).encode()
-    for on in (True, False):
-        client, published = client_publishing(acknowledge_retrievals=on)
-        await client._retrieved(notice, body)
-        await client._retrieved(Unverified("malformed", "not the hub's", b"x"), b"x")
-        await asyncio.gather(*client._acks)
-        if not on:
-            assert published == []
-            continue
-        (retrieval,) = published
-        assert isinstance(retrieval, RetrievalMessage) and retrieval.sender == "KZ-GPO"
-        assert retrieval.body.notice_message_id == notice.message_id
-        assert retrieval.body.digest == digest_of(body.decode())
+class Incoming:
+    """A delivery of the inbox, and when it was acked (after how many publishes)."""
+
+    def __init__(self, body: bytes, published: Published) -> None:
+        self.body = body
+        self._published = published
+        self.acked_after: int | None = None
+
+    async def ack(self) -> None:
+        self.acked_after = len(self._published)
+
+
+def notices(n: int) -> list[tuple[NoticeMessage, bytes]]:
+    out = []
+    for i in range(n):
+        notice = NoticeMessage.model_validate({**message_json("notice"),
+                                               "message_id": f"notice-{i:04d}-abcdef"})
+        out.append((notice, sign(notice, HUB).encode()))
+    return out
+
+
+async def test_handled_notices_are_acknowledged_in_one_retrieval_then_acked() -> None:
+    client, published = client_publishing(retrieval_seconds=0.05)
+    handled = [(notice, Incoming(body, published)) for notice, body in notices(3)]
+    assert all(client._retrieved(n, i) for n, i in handled)  # type: ignore[arg-type]
+    assert not client._retrieved(Unverified("malformed", "not the hub's", b"x"),
+                                 Incoming(b"x", published))  # type: ignore[arg-type]
+    assert published == [] and {i.acked_after for _, i in handled} == {None}  # held
+    await asyncio.sleep(0.2)
+    (retrieval,) = published  # one for the three, after the short wait
+    assert isinstance(retrieval, RetrievalMessage) and retrieval.sender == "KZ-GPO"
+    assert [n.notice_message_id for n in retrieval.body.notices] == [
+        n.message_id for n, _ in handled]
+    assert [n.digest for n in retrieval.body.notices] == [
+        digest_of(i.body.decode()) for _, i in handled]
+    assert [i.acked_after for _, i in handled] == [1, 1, 1]  # acked once it was confirmed
+
+
+async def test_a_full_retrieval_goes_at_once_and_close_sends_what_is_held() -> None:
+    client, published = client_publishing(retrieval_seconds=60)
+    client._retrievals.most = 2
+    handled = [(notice, Incoming(body, published)) for notice, body in notices(3)]
+    for notice, incoming in handled:
+        client._retrieved(notice, incoming)  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert [len(r.body.notices) for r in published] == [2]  # type: ignore[attr-defined]
+    await client.close()
+    assert [len(r.body.notices) for r in published] == [2, 1]  # type: ignore[attr-defined]
+    assert [i.acked_after for _, i in handled] == [1, 1, 2]
+
+
+async def test_a_retrieval_not_confirmed_still_acks_and_is_sent_again_on_a_redelivery(
+) -> None:
+    client, published = client_publishing(retrieval_seconds=0.01)
+
+    async def broker_away(envelope: BaseModel) -> None:
+        raise ConnectionError("the broker went away")
+
+    client._publish_quietly = broker_away  # type: ignore[method-assign]
+    ((notice, body),) = notices(1)
+    incoming = Incoming(body, published)
+    client._retrieved(notice, incoming)  # type: ignore[arg-type]
+    await client._retrievals.drain()
+    assert incoming.acked_after == 0  # the notice was handled: not handed out again
+    assert client._retrievals.failed == {notice.message_id}  # a redelivery lists it again
+
+
+async def test_no_retrieval_when_turned_off() -> None:
+    client, published = client_publishing(acknowledge_retrievals=False)
+    ((notice, body),) = notices(1)
+    assert not client._retrieved(notice, Incoming(body, published))  # type: ignore[arg-type]
+    await client.close()
+    assert published == []
 
 
 def message_json(kind: str) -> dict[str, object]:

@@ -310,26 +310,48 @@ export async function readDelivery(body, directory) {
 const RECEIPT_ENTRY_KINDS = { rejection: ['refused'], delivery: ['delivered', 'deadline'], retrieval: ['retrieved'] };
 const HUB_ENTRY_KINDS = ['refused', 'delivered', 'retrieved', 'deadline', 'operator'];
 
+/** The message id of `recipient`'s receipts of these entries (ids, in order). */
+export const receiptId = (recipient, entryIds) => `receipt-${sha256hex([recipient, ...entryIds].join('\x1f')).slice(0, 40)}`;
+
 /**
- * A receipt (a JWS by a hub key) for `recipient`: its checkpoint signed by a hub key, its
- * entry's leaf (recomputed from the fields) included in the checkpoint's tree, of the
- * kind the receipt says, and each message it names of the digest we sent under that id
- * (`sent`: message id -> SHA-256 of the payload). Throws VerifyError naming the check.
+ * A message of receipts (a JWS by a hub key) for `recipient`: its checkpoint signed by a
+ * hub key, its message id the one its recipient and entries give, and each receipt's
+ * entry's leaf (recomputed from the fields) included in the checkpoint's tree, of the kind
+ * the receipt says, each message it names of the digest we sent under that id (`sent`:
+ * message id -> SHA-256 of the payload). Returns one { receipt, entry, checkpoint, token }
+ * per receipt; throws VerifyError naming the check (and the receipt) that failed.
  */
-export async function verifyReceipt(body, directory, recipient, sent = new Map()) {
+export async function verifyReceipts(body, directory, recipient, sent = new Map()) {
   const checked = await verifyCompact(body, directory, { signer: HUB });
-  const r = checked.envelope;
-  const entry = r.entry;
-  if (r.kind !== TYPE_RECEIPT || !entry || typeof entry !== 'object' || !Array.isArray(r.about) || !r.about.length) {
-    throw new VerifyError('malformed', 'not a receipt of the record');
+  const m = checked.envelope;
+  if (m.kind !== TYPE_RECEIPT || !Array.isArray(m.receipts) || !m.receipts.length
+      || m.receipts.some((r) => !r || typeof r.entry !== 'object' || !r.entry || !Array.isArray(r.about) || !r.about.length)) {
+    throw new VerifyError('malformed', 'not a message of receipts of the record');
   }
-  if (r.recipient !== recipient) throw new VerifyError('not_ours', `the receipt is for ${r.recipient}, not ${recipient}`);
+  if (m.recipient !== recipient) throw new VerifyError('not_ours', `the receipt is for ${m.recipient}, not ${recipient}`);
+  const ids = m.receipts.map((r) => r.entry.entry_id);
+  if (new Set(ids).size !== ids.length || m.message_id !== receiptId(m.recipient, ids)) {
+    throw new VerifyError('malformed', 'the message id is not the one its recipient and entries give');
+  }
   let checkpoint;
   try {
-    checkpoint = await readCheckpoint(r.checkpoint, directory.keys);
+    checkpoint = await readCheckpoint(m.checkpoint, directory.keys);
   } catch (err) {
     throw new VerifyError('bad_checkpoint', `its checkpoint does not verify: ${err.message}`);
   }
+  return m.receipts.map((r, at) => {
+    try {
+      checkReceipt(r, recipient, checkpoint, sent);
+    } catch (err) {
+      if (err instanceof VerifyError) throw new VerifyError(err.problem, `receipts[${at}] (entry ${r.entry.entry_id}): ${err.message}`);
+      throw err;
+    }
+    return { receipt: r, entry: r.entry, checkpoint, token: checked.token };
+  });
+}
+
+function checkReceipt(r, recipient, checkpoint, sent) {
+  const entry = r.entry;
   try {
     const root = rootFromInclusion(entry.index, checkpoint.tree_size, leafHash(encodeLeaf(entry)), proofHashes(r.inclusion, 'the inclusion proof'));
     if (!root.equals(checkpoint.root)) throw new Problem(`the inclusion proof of leaf ${entry.index} leads to another root`);
@@ -349,7 +371,6 @@ export async function verifyReceipt(body, directory, recipient, sent = new Map()
       throw new VerifyError('wrong_digest', `message ${about.message_id}: the receipt's digest is not the SHA-256 of what was sent`);
     }
   }
-  return { receipt: r, entry, checkpoint, token: checked.token };
 }
 
 // --- envelopes -------------------------------------------------------------------------
@@ -476,9 +497,10 @@ export class Agency {
         }
       } else if (delivery.properties.type === TYPE_RECEIPT) {
         try {
-          const read = await verifyReceipt(delivery.content, this.directory, this.authority, this.sentDigests);
-          if (!this.receipts.some((r) => r.entry.entry_id === read.entry.entry_id)) {
-            this.receipts.push(read);
+          const read = await verifyReceipts(delivery.content, this.directory, this.authority, this.sentDigests);
+          const fresh = read.filter((one) => !this.receipts.some((r) => r.entry.entry_id === one.entry.entry_id));
+          if (fresh.length) {
+            this.receipts.push(...fresh);
             this._wake();
           }
         } catch (err) {

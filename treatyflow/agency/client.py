@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +28,7 @@ from treatyflow.agency.receipts import (
     ReceiptBook,
     ReceiptError,
     ReceiptKind,
-    verify_receipt,
+    verify_receipts,
 )
 from treatyflow.agency.signing import (
     KeyRing,
@@ -50,21 +50,26 @@ from treatyflow.constants import (
     HUB_SENDER,
     inbox_queue,
 )
+from treatyflow.schemas.limits import RETRIEVALS_PER_MESSAGE_MAX
 from treatyflow.schemas.messages import NoticeMessage, OutboundMessage
 from treatyflow.schemas.record import (
     ConsistencyRequestMessage,
     RetrievalBody,
     RetrievalMessage,
+    RetrievedNotice,
 )
 
 Envelope = TypeVar("Envelope", bound=BaseModel)
 _log = structlog.get_logger("treatyflow.agency")
 _RETRIEVAL_IDS = uuid.UUID("5d0c3b7e-2a41-4c8e-9f61-0e7b2d4a9c53")
-Handled = Callable[[OutboundMessage | Unverified, bytes], Awaitable[None]]
+# A message the application handled and its delivery: True if the hook acks it (once the
+# retrieval listing it is confirmed), False to have it acked now.
+Handled = Callable[[OutboundMessage | Unverified, AbstractIncomingMessage], bool]
 
 
-async def _nothing(message: OutboundMessage | Unverified, body: bytes) -> None:
-    return None
+def _nothing(message: OutboundMessage | Unverified, incoming: AbstractIncomingMessage
+             ) -> bool:
+    return False
 
 
 class Directory:
@@ -136,13 +141,15 @@ class Inbox:
     forgets a message as soon as it is in this in-memory queue, so a crash loses what the
     application had not read yet. ``next()`` (``explicit_ack=True``): the message is acked
     only when the ``async with`` block ends without an exception; on an exception it is
-    requeued, and if the process dies first the broker delivers it again."""
+    requeued, and if the process dies first the broker delivers it again. A notice handled
+    so is acked once the hub confirmed the retrieval listing it (``AgencyClient``): within
+    about ``retrieval_seconds``."""
 
     def __init__(self, queue: asyncio.Queue[_Pending], seen: RecentIds, explicit_ack: bool,
                  on_drop: Callable[[], None] = lambda: None,
                  lost: asyncio.Event | None = None, on_handled: Handled = _nothing) -> None:
         self._queue = queue
-        self._on_handled = on_handled  # after the ack: the client's retrieval
+        self._on_handled = on_handled  # the client's retrieval, which then acks
         self._lost = lost or asyncio.Event()
         self._on_drop = on_drop
         self._seen = seen
@@ -205,8 +212,8 @@ class Inbox:
         if pending.incoming is not None:
             if message_id is not None:
                 self._seen.add(message_id)
-            await _settle(pending.incoming, ack=True)
-            await self._on_handled(pending.message, pending.incoming.body)
+            if not self._on_handled(pending.message, pending.incoming):
+                await _settle(pending.incoming, ack=True)
 
 
 async def _settle(incoming: AbstractIncomingMessage, *, ack: bool) -> None:
@@ -218,6 +225,67 @@ async def _settle(incoming: AbstractIncomingMessage, *, ack: bool) -> None:
             await incoming.ack()
         else:
             await incoming.nack(requeue=True)
+
+
+class _Retrievals:
+    """The notices the application handled, acknowledged to the hub a ``retrieval`` at a
+    time: one lists what was handled within ``wait`` seconds, up to ``most`` notices. Each
+    notice's delivery is acked once the broker confirmed the retrieval listing it, so a
+    crash before loses no retrieval: the notice comes again, and is acknowledged then."""
+
+    def __init__(self, client: AgencyClient, wait: float) -> None:
+        self._client = client
+        self.wait = wait
+        self.most = RETRIEVALS_PER_MESSAGE_MAX
+        self._held: list[tuple[RetrievedNotice, AbstractIncomingMessage]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+        self.failed: set[str] = set()  # notices whose retrieval was not confirmed
+
+    def add(self, notice: RetrievedNotice, incoming: AbstractIncomingMessage) -> None:
+        self._held.append((notice, incoming))
+        if len(self._held) >= self.most:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.wait, self.flush)
+
+    def flush(self) -> None:
+        """Send what is held now (in the background)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._held:
+            return
+        batch, self._held = self._held, []
+        task = asyncio.create_task(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Send what is held and wait (briefly) for every retrieval under way."""
+        self.flush()
+        if self._sending:
+            await asyncio.wait(set(self._sending), timeout=timeout)
+
+    async def _send(self, batch: list[tuple[RetrievedNotice, AbstractIncomingMessage]]
+                    ) -> None:
+        client = self._client
+        ids = [n.notice_message_id for n, _ in batch]
+        retrieval = RetrievalMessage(
+            kind="retrieval", sender=client.authority_id, recipient=HUB_SENDER,
+            message_id="rt-" + str(uuid.uuid5(_RETRIEVAL_IDS, "|".join(
+                [client.authority_id, *ids]))),
+            sent_at=datetime.now(UTC), body=RetrievalBody(notices=[n for n, _ in batch]))
+        try:
+            await client._publish_quietly(retrieval)
+            self.failed.difference_update(ids)
+        except Exception as err:  # noqa: BLE001 - the notices are handled; only the acks
+            # are lost (a notice coming again is acknowledged again: ``failed``)
+            self.failed.update(ids)
+            _log.warning("could not acknowledge retrievals to the hub",
+                         authority=client.authority_id, notices=ids, error=repr(err))
+        for _, incoming in batch:
+            await _settle(incoming, ack=True)
 
 
 class AgencyClient:
@@ -236,14 +304,16 @@ class AgencyClient:
     ``witness`` checks every checkpoint of the hub's record the inbox receives (in memory,
     or kept in ``witness_file``): read ``client.witness.fork`` for a detected rewrite.
     ``acknowledge_retrievals``: each notice the application handled (``Inbox.next``) is
-    acknowledged to the hub, which records it as retrieved; False sends none."""
+    acknowledged to the hub, which records it as retrieved, one ``retrieval`` for what was
+    handled within ``retrieval_seconds``; its delivery is acked once the hub's broker
+    confirmed that retrieval. False sends none."""
 
     def __init__(
         self, authority_id: str, url: str, *, signing_key: SigningKey | None = None,
         keys: KeySource | None = None, hub_keys: KeySource | None = None,
         receipts: ReceiptBook | None = None,
         witness: Witness | None = None, witness_file: Path | str | None = None,
-        acknowledge_retrievals: bool = True,
+        acknowledge_retrievals: bool = True, retrieval_seconds: float = 1.0,
     ) -> None:
         self.authority_id = authority_id
         self._url = url
@@ -253,7 +323,7 @@ class AgencyClient:
         if self.keys is not None:
             self.witness.load(self.keys)
         self.acknowledge_retrievals = acknowledge_retrievals
-        self._acks: set[asyncio.Task[None]] = set()  # retrievals being published
+        self._retrievals = _Retrievals(self, retrieval_seconds)
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._lost = asyncio.Event()
@@ -281,8 +351,7 @@ class AgencyClient:
         )
 
     async def close(self) -> None:
-        if self._acks:  # the retrievals under way, briefly
-            await asyncio.wait(set(self._acks), timeout=5)
+        await self._retrievals.drain()  # the retrievals under way, briefly
         if self._connection is not None:
             await self._connection.close()
 
@@ -352,20 +421,22 @@ class AgencyClient:
                        authority=self.authority_id, problem=err.problem, reason=str(err))
 
     def _take_receipt(self, body: bytes) -> None:
-        """A receipt from the hub's record: kept if it verifies (signed by the hub, for
-        this authority, its entry in its checkpoint's tree, about what was sent)."""
+        """A message of receipts from the hub's record: kept if it verifies (signed by the
+        hub, for this authority, each entry in its checkpoint's tree, about what was
+        sent); its checkpoint goes to the witness (``Witness.seen``)."""
         if self.keys is None:
             return
         try:
-            receipt = verify_receipt(body, self.keys, recipient=self.authority_id,
-                                     sent=lambda i: self._sent.get(i, ()),
-                                     checkpoints=self._checkpoints)
+            receipts = verify_receipts(body, self.keys, recipient=self.authority_id,
+                                       sent=lambda i: self._sent.get(i, ()),
+                                       checkpoints=self._checkpoints)
         except ReceiptError as err:
             self.bad_receipts.append(err)
             _log.error("a receipt in the inbox does not verify", authority=self.authority_id,
                        problem=err.problem, reason=str(err))
             return
-        if self.receipts.add(receipt):
+        self.witness.seen(receipts[0].signed_checkpoint, self.keys)
+        if self.receipts.keep(receipts):
             self._receipt_arrived.set()
             self._receipt_arrived = asyncio.Event()
 
@@ -392,31 +463,18 @@ class AgencyClient:
                 await self._publish_quietly(ask)
         return outcome
 
-    async def _retrieved(self, message: OutboundMessage | Unverified, body: bytes) -> None:
-        """Tell the hub the application handled a notice (a signed ``retrieval``), in the
-        background: the application's loop does not wait for the broker's confirm, and a
-        failed publish is logged, never raised into it."""
+    def _retrieved(self, message: OutboundMessage | Unverified,
+                   incoming: AbstractIncomingMessage) -> bool:
+        """A notice the application handled: listed in the next ``retrieval`` to the hub,
+        which acks its delivery once confirmed (True). False for anything else: acked now."""
         if not (self.acknowledge_retrievals and self.signing_key is not None
                 and isinstance(message, NoticeMessage)):
-            return
-        retrieval = RetrievalMessage(
-            kind="retrieval", sender=self.authority_id, recipient=HUB_SENDER,
-            message_id="rt-" + str(uuid.uuid5(_RETRIEVAL_IDS,
-                                              f"{self.authority_id}|{message.message_id}")),
-            sent_at=datetime.now(UTC), body=RetrievalBody(
-                notice_message_id=message.message_id, request_id=message.request_id,
-                treaty_id=message.treaty_id, digest=digest_of(body.decode())))
-        task = asyncio.create_task(self._acknowledge(retrieval))
-        self._acks.add(task)
-        task.add_done_callback(self._acks.discard)
-
-    async def _acknowledge(self, retrieval: RetrievalMessage) -> None:
-        try:
-            await self._publish_quietly(retrieval)
-        except Exception as err:  # noqa: BLE001 - the notice is handled; only the ack is lost
-            _log.warning("could not acknowledge a retrieval to the hub",
-                         authority=self.authority_id,
-                         notice=retrieval.body.notice_message_id, error=repr(err))
+            return False
+        self._retrievals.add(RetrievedNotice(
+            notice_message_id=message.message_id, request_id=message.request_id,
+            treaty_id=message.treaty_id, digest=digest_of(incoming.body.decode())),
+            incoming)
+        return True
 
     async def _publish_quietly(self, envelope: BaseModel) -> None:
         """Sign and publish what the client sends of its own (``last_sent`` unchanged)."""
@@ -469,6 +527,10 @@ class AgencyClient:
             duplicate = not isinstance(read, Unverified) and read.message_id in self._seen
             if duplicate:
                 self._dropped += 1  # a retried publish of a notice already handled
+                if (isinstance(read, NoticeMessage)
+                        and read.message_id in self._retrievals.failed
+                        and self._retrieved(read, message)):
+                    return  # handled, its retrieval lost: listed again, acked then
                 await message.ack()
                 return
             if explicit_ack:
@@ -482,10 +544,12 @@ class AgencyClient:
             await received.put(_Pending(read))
 
         tag = await queue.consume(on_message)
+        self._retrievals.most = max(1, min(RETRIEVALS_PER_MESSAGE_MAX, prefetch))
         try:
             yield inbox
         finally:
             with contextlib.suppress(Exception):  # the connection may be gone already
                 await queue.cancel(tag)
+            await self._retrievals.drain()  # their acks on this channel, before it closes
             with contextlib.suppress(Exception):
                 await channel.close()

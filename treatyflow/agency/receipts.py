@@ -2,10 +2,12 @@
 recorded of its messages (e-CODEX's evidences: submission accepted or rejected, delivered,
 retrieved), and checks with this distribution alone.
 
-A receipt is a JWS (compact) by a key of the hub whose payload names one entry of the
-record (its fields, index and digest), a checkpoint the hub signed whose tree includes it,
-and the RFC 9162 inclusion proof of its leaf (docs/reference/evidence.md, "Receipts").
-``verify_receipt`` checks all of it, and that the entry is about what the party sent.
+A ``record_receipt`` message is a JWS (compact) by a key of the hub, for one recipient,
+whose payload carries a checkpoint the hub signed and one receipt per entry: the entry
+(its fields, index and digest), the RFC 9162 inclusion proof of its leaf in the
+checkpoint's tree and the recipient's messages it is about (docs/reference/evidence.md,
+"Receipts"). ``verify_receipts`` checks all of it, and that each entry is about what the
+party sent.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ import hashlib
 import json
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from treatyflow.agency.checkpoints import Checkpoint, read_checkpoint
+from treatyflow.agency.checkpoints import Checkpoint, SignedCheckpoint, read_checkpoint
 from treatyflow.agency.entries import (
     DEADLINE,
     DELIVERED,
@@ -38,9 +40,10 @@ from treatyflow.agency.entries import (
 from treatyflow.agency.merkle import ProofError, leaf_hash, verify_inclusion
 from treatyflow.agency.signing import KeySource, SignatureError, verify
 from treatyflow.constants import AMQP_TYPE_RECEIPT, HUB_SENDER
+from treatyflow.schemas.limits import RECEIPTS_PER_MESSAGE_MAX
 
-__all__ = ["RECEIPT_KINDS", "Receipt", "ReceiptBook", "ReceiptError", "ReceiptPayload",
-           "receipt_id", "verify_receipt"]
+__all__ = ["RECEIPT_KINDS", "Receipt", "ReceiptBook", "ReceiptError", "ReceiptItem",
+           "ReceiptPayload", "receipt_id", "verify_receipts"]
 
 ReceiptKind = Literal["acceptance", "rejection", "delivery", "retrieval"]
 RECEIPT_KINDS: tuple[ReceiptKind, ...] = ("acceptance", "rejection", "delivery", "retrieval")
@@ -52,10 +55,12 @@ _ENTRY_KINDS: dict[str, frozenset[str]] = {
 }
 
 
-def receipt_id(entry: str, recipient: str) -> str:
-    """The receipt's message id, fixed by its entry and recipient: a receipt sent again
-    (the hub restarted before it noted it sent) is the same message, dropped by its id."""
-    return "receipt-" + hashlib.sha256(f"{entry}\x1f{recipient}".encode()).hexdigest()[:40]
+def receipt_id(recipient: str, entries: Iterable[str]) -> str:
+    """The message id of ``recipient``'s receipts of these entries (ids, in order), fixed
+    by them: a message sent again (the hub restarted before it noted it sent) is the same
+    message, dropped by its id."""
+    text = "\x1f".join([recipient, *entries])
+    return "receipt-" + hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
 MAX_ABOUT_ID = 200  # the longest message id a receipt names (an AMQP id may be longer)
@@ -72,25 +77,36 @@ class About(BaseModel):
     digest: Digest | None = None
 
 
+class ReceiptItem(BaseModel):
+    """The receipt of one entry, in a ``record_receipt`` message."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    receipt: ReceiptKind
+    entry: Entry = Field(description="The entry, without its JWS.")
+    inclusion: list[Digest] = Field(description="RFC 9162 PATH of the entry's leaf in the "
+                                                "checkpoint's tree, hex, sibling first.")
+    about: list[About] = Field(min_length=1, description="The recipient's own messages "
+                                                         "the entry is about.")
+    error: str | None = Field(None, description="rejection: the hub's signed error (its "
+                                                "payload's SHA-256 is the entry's digest).")
+
+
 class ReceiptPayload(BaseModel):
-    """The payload of a receipt's JWS (docs/reference/evidence.md, "Receipts")."""
+    """The payload of a record_receipt message's JWS: one recipient's receipts of one
+    batch under one checkpoint (docs/reference/evidence.md, "Receipts")."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["record_receipt"] = AMQP_TYPE_RECEIPT
     sender: Literal["HUB"] = "HUB"
-    receipt: ReceiptKind
-    message_id: str = Field(description="receipt_id(entry id, recipient).")
-    recipient: str = Field(description="The authority the receipt is for.")
+    message_id: str = Field(description="receipt_id(recipient, the receipts' entry ids).")
+    recipient: str = Field(description="The authority the receipts are for.")
     issued_at: Time
-    entry: Entry = Field(description="The entry, without its JWS.")
-    inclusion: list[Digest] = Field(description="RFC 9162 PATH of the entry's leaf in the "
-                                                "checkpoint's tree, hex, sibling first.")
-    checkpoint: str = Field(description="The checkpoint's JWS (compact), signed by the hub.")
-    about: list[About] = Field(min_length=1, description="The recipient's own messages "
-                                                         "the entry is about.")
-    error: str | None = Field(None, description="rejection: the hub's signed error (its "
-                                                "payload's SHA-256 is the entry's digest).")
+    checkpoint: str = Field(description="The checkpoint's JWS (compact), signed by the hub, "
+                                        "whose tree includes every entry.")
+    receipts: list[ReceiptItem] = Field(min_length=1, max_length=RECEIPTS_PER_MESSAGE_MAX,
+                                        description="One receipt per entry, in log order.")
 
 
 class ReceiptError(ValueError):
@@ -103,11 +119,18 @@ class ReceiptError(ValueError):
 
 @dataclass(frozen=True)
 class Receipt:
-    """A receipt that verified: what it says, and its JWS (what to keep for a dispute)."""
+    """One entry's receipt that verified: what it says, and the JWS of the message that
+    carried it (what to keep for a dispute)."""
 
-    payload: ReceiptPayload
+    payload: ReceiptItem
+    recipient: str
     checkpoint: Checkpoint
     jws: str
+    checkpoint_jws: str = ""
+
+    @property
+    def signed_checkpoint(self) -> SignedCheckpoint:
+        return SignedCheckpoint(checkpoint=self.checkpoint, jws=self.checkpoint_jws)
 
     @property
     def kind(self) -> ReceiptKind:
@@ -126,16 +149,17 @@ class Receipt:
 SentDigests = Callable[[str], Collection[str]]
 
 
-def verify_receipt(token: str | bytes, keys: KeySource, *, recipient: str | None = None,
-                   sent: SentDigests = lambda _: (),
-                   checkpoints: dict[str, Checkpoint] | None = None) -> Receipt:
-    """The receipt ``token`` if every check holds, else ``ReceiptError``: signed by a key
+def verify_receipts(token: str | bytes, keys: KeySource, *, recipient: str | None = None,
+                    sent: SentDigests = lambda _: (),
+                    checkpoints: dict[str, Checkpoint] | None = None) -> list[Receipt]:
+    """The receipts of the ``record_receipt`` message ``token`` if every check holds, else
+    ``ReceiptError`` (one receipt failing refuses the message, naming it): signed by a key
     of the hub in ``keys``; for ``recipient`` (if given); its checkpoint signed by the hub;
-    the entry's leaf, recomputed from its fields, included in the checkpoint's tree; the
-    entry of the kind the receipt says, about the messages it names; and each named
+    each entry's leaf, recomputed from its fields, included in the checkpoint's tree; each
+    entry of the kind its receipt says, about the messages it names; and each named
     message's digest the SHA-256 of a payload ``sent`` says was sent under that id (if
-    ``sent`` remembers any). ``checkpoints``: checkpoint JWS verified already (a batch's
-    receipts share one), filled as they verify."""
+    ``sent`` remembers any). ``checkpoints``: checkpoint JWS verified already (the
+    messages of a batch share one), filled as they verify."""
     try:
         checked = verify(token, keys, signer=HUB_SENDER)
     except SignatureError as err:
@@ -149,39 +173,62 @@ def verify_receipt(token: str | bytes, keys: KeySource, *, recipient: str | None
     if recipient is not None and payload.recipient != recipient:
         raise ReceiptError("not_ours", f"the receipt is for {payload.recipient}, not "
                            f"{recipient}")
-    entry = payload.entry
-    if payload.message_id != receipt_id(entry.entry_id, payload.recipient):
-        raise ReceiptError("malformed", "the receipt's message id is not the one its entry "
-                           "and recipient give")
-    checkpoint = None if checkpoints is None else checkpoints.get(payload.checkpoint)
-    if checkpoint is None:
+    ids = [item.entry.entry_id for item in payload.receipts]
+    if len(set(ids)) != len(ids):
+        raise ReceiptError("malformed", "the message holds two receipts of one entry")
+    if payload.message_id != receipt_id(payload.recipient, ids):
+        raise ReceiptError("malformed", "the receipt's message id is not the one its "
+                           "recipient and entries give")
+    checkpoint = _checkpoint(payload.checkpoint, keys, checkpoints)
+    out = []
+    for at, item in enumerate(payload.receipts):
         try:
-            checkpoint = read_checkpoint(payload.checkpoint, keys)
-        except (SignatureError, ValidationError) as err:
-            raise ReceiptError("bad_checkpoint", f"its checkpoint does not verify: {err}"
-                               ) from err
-        if checkpoints is not None:
-            while len(checkpoints) >= 64:  # the last few batches' are enough
-                del checkpoints[next(iter(checkpoints))]
-            checkpoints[payload.checkpoint] = checkpoint
+            _check_item(item, payload.recipient, checkpoint, keys, sent)
+        except ReceiptError as err:
+            raise ReceiptError(err.problem, f"receipts[{at}] (entry {item.entry.entry_id}): "
+                               f"{err}") from err
+        out.append(Receipt(payload=item, recipient=payload.recipient, checkpoint=checkpoint,
+                           jws=checked.token, checkpoint_jws=payload.checkpoint))
+    return out
+
+
+def _checkpoint(jws: str, keys: KeySource, verified: dict[str, Checkpoint] | None
+                ) -> Checkpoint:
+    checkpoint = None if verified is None else verified.get(jws)
+    if checkpoint is not None:
+        return checkpoint
+    try:
+        checkpoint = read_checkpoint(jws, keys)
+    except (SignatureError, ValidationError) as err:
+        raise ReceiptError("bad_checkpoint", f"its checkpoint does not verify: {err}"
+                           ) from err
+    if verified is not None:
+        while len(verified) >= 64:  # the last few batches' are enough
+            del verified[next(iter(verified))]
+        verified[jws] = checkpoint
+    return checkpoint
+
+
+def _check_item(item: ReceiptItem, recipient: str, checkpoint: Checkpoint, keys: KeySource,
+                sent: SentDigests) -> None:
+    entry = item.entry
     try:
         verify_inclusion(entry.index, checkpoint.tree_size, leaf_hash(entry.leaf()),
-                         [bytes.fromhex(h) for h in payload.inclusion], checkpoint.root)
+                         [bytes.fromhex(h) for h in item.inclusion], checkpoint.root)
     except ProofError as err:
         raise ReceiptError("not_included", f"entry {entry.entry_id} (index {entry.index}) is "
                            f"not in the checkpoint of size {checkpoint.tree_size}: {err}"
                            ) from err
-    _check_kind(payload, keys)
-    for about in payload.about:
+    _check_kind(item, recipient, keys)
+    for about in item.about:
         held = sent(about.message_id)
         if held and about.digest is not None and about.digest not in held:
             raise ReceiptError("wrong_digest", f"message {about.message_id}: the receipt's "
                                f"digest {about.digest} is not the SHA-256 of what was sent "
                                f"({', '.join(sorted(held))})")
-    return Receipt(payload=payload, checkpoint=checkpoint, jws=checked.token)
 
 
-def _check_kind(payload: ReceiptPayload, keys: KeySource) -> None:
+def _check_kind(payload: ReceiptItem, recipient: str, keys: KeySource) -> None:
     """The entry is of the receipt's kind and about the messages the receipt names."""
     entry, kind = payload.entry, payload.receipt
     allowed = _ENTRY_KINDS.get(kind)
@@ -191,15 +238,15 @@ def _check_kind(payload: ReceiptPayload, keys: KeySource) -> None:
     if kind == "acceptance":
         about = payload.about[0]
         if len(payload.about) != 1 or about.digest != entry.digest or (
-                entry.actor != payload.recipient) or (
+                entry.actor != recipient) or (
                 entry.entry_id != entry_id(entry.treaty, entry.request_id, about.message_id)):
             raise ReceiptError("wrong_entry", "the entry is not the acceptance of the named "
                                "message sent by the receipt's recipient")
     elif kind == "rejection":
-        _check_error(payload, keys)
+        _check_error(payload, recipient, keys)
 
 
-def _check_error(payload: ReceiptPayload, keys: KeySource) -> None:
+def _check_error(payload: ReceiptItem, recipient: str, keys: KeySource) -> None:
     """A rejection carries the hub's signed error: its digest is the entry's, it answers
     the receipt's recipient and names the refused message."""
     if payload.error is None:
@@ -213,55 +260,66 @@ def _check_error(payload: ReceiptPayload, keys: KeySource) -> None:
     refused = (error.get("body") or {}).get("refused_message_id") if isinstance(
         error, dict) else None
     if digest_of(payload.error) != payload.entry.digest or not isinstance(error, dict) or (
-            error.get("recipient") != payload.recipient) or (
+            error.get("recipient") != recipient) or (
             [a.message_id for a in payload.about] != [refused]):
         raise ReceiptError("wrong_entry", "the error it carries is not the entry's refusal "
                            "of the named message of the receipt's recipient")
 
 
-def _key_of(jws: str) -> str | None:
-    """The ``entry_id|recipient`` a stored receipt is of (its payload read, not verified:
-    it was verified when it was kept)."""
+def _keys_of(jws: str) -> list[str]:
+    """The ``entry_id|recipient`` of each receipt a stored message carries (its payload
+    read, not verified: it was verified when it was kept)."""
     try:
         payload = json.loads(signed_payload(jws))
-        return f"{payload['entry']['entry_id']}|{payload['recipient']}"
+        return [f"{item['entry']['entry_id']}|{payload['recipient']}"
+                for item in payload["receipts"]]
     except (ValueError, KeyError, TypeError):
-        return None
+        return []
 
 
 class ReceiptBook:
     """The receipts an agency received, by entry id (a receipt of an entry held already is
-    not kept again), each appended to ``path`` (one receipt JWS a line) when given: what
-    the agency keeps for a dispute, read back by ``ReceiptBook(path)``."""
+    not kept again), the JWS of each message carrying a new one appended to ``path`` (one
+    ``record_receipt`` JWS a line) when given: what the agency keeps for a dispute, read
+    back by ``ReceiptBook(path)``."""
 
     def __init__(self, path: Path | None = None, capacity: int = 100_000) -> None:
         self._by_entry: OrderedDict[str, Receipt] = OrderedDict()
         self._capacity = capacity
         self.path = path
-        self.raw: list[str] = []  # the receipts' JWS as read from ``path``
+        self.raw: list[str] = []  # the messages' JWS as read from ``path``
         self._on_file: set[str] = set()  # their keys: a receipt sent again is not kept twice
         if path is not None and path.exists():
             self.raw = [line for line in path.read_text().splitlines() if line.strip()]
-            self._on_file = {key for line in self.raw if (key := _key_of(line))}
+            self._on_file = {key for line in self.raw for key in _keys_of(line)}
 
     def add(self, receipt: Receipt) -> bool:
-        """Keep ``receipt``; False if one of its entry is held already. On ``path``, written
-        owner-only and synced before it returns (the client acks the delivery after it)."""
-        key = f"{receipt.entry.entry_id}|{receipt.payload.recipient}"
-        if key in self._by_entry or key in self._on_file:
-            return False
-        self._by_entry[key] = receipt
+        """Keep ``receipt``; False if one of its entry is held already."""
+        return bool(self.keep([receipt]))
+
+    def keep(self, receipts: Iterable[Receipt]) -> list[Receipt]:
+        """Keep each of ``receipts`` not held already (by entry and recipient) and return
+        those. On ``path``, the JWS of the messages carrying them is written owner-only
+        and synced before it returns (the client acks the delivery after it), once each."""
+        new: list[Receipt] = []
+        for receipt in receipts:
+            key = f"{receipt.entry.entry_id}|{receipt.recipient}"
+            if key in self._by_entry or key in self._on_file:
+                continue
+            self._by_entry[key] = receipt
+            new.append(receipt)
         while len(self._by_entry) > self._capacity:
             self._by_entry.popitem(last=False)
-        if self.path is not None:
+        if self.path is not None and new:
+            tokens = list(dict.fromkeys(r.jws for r in new))
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                os.write(fd, (receipt.jws + "\n").encode())
+                os.write(fd, "".join(t + "\n" for t in tokens).encode())
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            self._on_file.add(key)
-        return True
+            self._on_file.update(f"{r.entry.entry_id}|{r.recipient}" for r in new)
+        return new
 
     def __iter__(self) -> Iterator[Receipt]:
         return iter(list(self._by_entry.values()))

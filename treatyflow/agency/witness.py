@@ -157,6 +157,32 @@ class Witness:
                               f"entries to the one of {offered.tree_size}: {err}", new, body)
         return self._hold(new)
 
+    def seen(self, new: SignedCheckpoint, keys: KeySource) -> Outcome:
+        """A checkpoint the hub signed (verified already) that came without a consistency
+        proof, a receipt's: held if nothing is, checked against the held one for one root
+        per size and a log that never shrinks; a larger one is left to the next
+        ``record_checkpoint`` and its proof (asking for a proof at every receipt would
+        double the messages)."""
+        self.load(keys)
+        held = self.held
+        if held is None:
+            return self._hold(new)
+        old, offered = held.checkpoint, new.checkpoint
+        if offered.tree_size > old.tree_size:
+            return Outcome.STALE
+        body = ConsistencyBody(checkpoint=new.jws, from_tree_size=0, consistency_proof=[])
+        if offered.tree_size < old.tree_size:
+            if parse_time(offered.time) <= parse_time(old.time):
+                return Outcome.STALE
+            return self._fork(f"the log shrank: a receipt's checkpoint of "
+                              f"{offered.tree_size} entries signed at {offered.time}, after "
+                              f"the one of {old.tree_size} held (signed at {old.time})",
+                              new, body)
+        if offered.root_hash != old.root_hash:
+            return self._fork(f"two roots for the same tree size {old.tree_size}: the log "
+                              "was rewritten (a receipt's checkpoint)", new, body)
+        return Outcome.SAME
+
     def _hold(self, new: SignedCheckpoint) -> Outcome:
         self.held = new
         self.wanted = None

@@ -26,7 +26,8 @@ from treatyflow.agency.merkle import MerkleTree, leaf_hash
 from treatyflow.agency.receipts import About
 from treatyflow.agency.signing import SigningKey
 from treatyflow.record.compact import Frontier
-from treatyflow.record.receipts import Owed, receipt
+from treatyflow.record.receipts import Owed, receipt, receipt_message, split
+from treatyflow.schemas.limits import RECEIPT_MESSAGE_MAX_BYTES, RECEIPTS_PER_MESSAGE_MAX
 
 
 def _entry(index: int) -> Entry:
@@ -53,10 +54,12 @@ def measure(log: int, batch: int, batches: int) -> dict[str, float]:
         frontier = extended.frontier()
         tree_s += time.process_time() - began
         began = time.process_time()
-        for e, proof in zip(entries, proofs, strict=True):
-            receipt(e, Owed("acceptance", e.actor, [About(message_id=str(e.index),
-                                                          digest=e.digest)]),
-                    checkpoint, proof, key)
+        items = [receipt(e, Owed("acceptance", e.actor, [About(message_id=str(e.index),
+                                                               digest=e.digest)]), proof)
+                 for e, proof in zip(entries, proofs, strict=True)]
+        for part in split(items, checkpoint, RECEIPTS_PER_MESSAGE_MAX,
+                          RECEIPT_MESSAGE_MAX_BYTES):
+            receipt_message("KZ-GPO", part, checkpoint, key)
         sign_s += time.process_time() - began
         leaves += new
         began = time.process_time()

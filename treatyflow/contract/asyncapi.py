@@ -15,6 +15,7 @@ from treatyflow.contract.schemas import (
     outbound_models,
     record_models,
 )
+from treatyflow.schemas import limits
 from treatyflow.schemas.envelope import SCHEMA_VERSION
 from treatyflow.schemas.record import HUB_KINDS, RECORD_KINDS
 from treatyflow.schemas.treaty import all_authorities
@@ -97,9 +98,11 @@ RECORD_NOTES = {
     "workflow sees it. Answered with a consistency_proof, or refused (out_of_range) with "
     "an error.",
     "retrieval": "Addressed to the hub itself (recipient HUB), sent by the client after the "
-    "application handled a notice; recorded as a 'retrieved' entry of the notice's "
-    "request, once per recipient and notice. A notice not delivered to the sender is "
-    "refused (unknown_notice).",
+    "application handled notices (up to "
+    f"{limits.RETRIEVALS_PER_MESSAGE_MAX} in one); each recorded as a 'retrieved' entry of "
+    "its notice's request, once per recipient and notice. Notices not delivered to the "
+    "sender are refused (unknown_notice, naming each by its place in body.notices), the "
+    "others recorded.",
 }
 
 

@@ -20,6 +20,7 @@ from treatyflow.schemas.record import (
     RecordCheckpointMessage,
     RetrievalBody,
     RetrievalMessage,
+    RetrievedNotice,
 )
 
 # The example log's leaves: "entry 0" … "entry 6" (a real leaf is an entry's encoding).
@@ -54,7 +55,7 @@ def party_messages(notice_digest: str) -> list[BaseModel]:
         body=ConsistencyRequestBody(from_tree_size=2, to_tree_size=7))
     retrieval = RetrievalMessage(
         kind="retrieval", message_id=message_id("retrieval"), sender=RU, recipient="HUB",
-        sent_at=SENT_AT, body=RetrievalBody(
+        sent_at=SENT_AT, body=RetrievalBody(notices=[RetrievedNotice(
             notice_message_id=message_id("notice"), request_id="KZ-GPO-2026-0042",
-            treaty_id="sco-2010", digest=notice_digest))
+            treaty_id="sco-2010", digest=notice_digest)]))
     return [ask, retrieval]

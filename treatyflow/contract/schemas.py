@@ -10,6 +10,7 @@ from typing_extensions import TypedDict  # pydantic needs this one on Python 3.1
 
 from treatyflow.agency.receipts import ReceiptPayload
 from treatyflow.agency.signing import Base64Url, PublicKey
+from treatyflow.schemas import limits
 from treatyflow.schemas.envelope import SCHEMA_VERSION, KeyId, PartyId
 from treatyflow.schemas.messages import (
     ErrorMessage,
@@ -168,12 +169,14 @@ def directory_schema() -> dict[str, Any]:
 
 
 RECEIPT_NOTE = (
-    "The payload of a receipt from the hub's record: a JWS compact serialization signed by "
-    "a hub key, sent to one authority's inbox (AMQP type record_receipt, content type "
-    "application/jose) about a second after the entry it names was written. Check it as "
-    "docs/reference/evidence.md ('Verifying a receipt') says: the hub's signature, the "
-    "checkpoint's, the entry's leaf recomputed from its fields and included by the proof "
-    "in the checkpoint's tree, the digest of what you sent.")
+    "The payload of a message of receipts from the hub's record: a JWS compact "
+    "serialization signed by a hub key, sent to one authority's inbox (AMQP type "
+    "record_receipt, content type application/jose) about a second after the entries it "
+    "names were written, one message per batch (or several past "
+    f"{limits.RECEIPTS_PER_MESSAGE_MAX} receipts or {limits.RECEIPT_MESSAGE_MAX_BYTES} "
+    "bytes). Check it as docs/reference/evidence.md ('Verifying a receipt') says: the "
+    "hub's signature, the checkpoint's, each entry's leaf recomputed from its fields and "
+    "included by its proof in the checkpoint's tree, the digest of what you sent.")
 
 
 def receipt_schema() -> dict[str, Any]:

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from treatyflow.agency.checkpoints import sign_checkpoint
 from treatyflow.agency.entries import Entry, digest_of, entry_id
 from treatyflow.agency.merkle import MerkleTree
-from treatyflow.agency.receipts import About, ReceiptPayload, receipt_id
+from treatyflow.agency.receipts import About, ReceiptItem, ReceiptPayload, receipt_id
 from treatyflow.agency.signing import JWS_ALG, KeyRing, PublicKey, SigningKey, b64url, sign
 from treatyflow.agency.signing import sign_directory as _sign_directory
 from treatyflow.constants import AMQP_TYPE_DIRECTORY, AMQP_TYPE_RECEIPT, HUB_SENDER
@@ -172,14 +172,17 @@ def receipt_vector(request: dict[str, Any]) -> dict[str, Any]:
     checkpoint = sign_checkpoint(tree.size, tree.root(), hub.signing,
                                  datetime(2026, 11, 23, 4, 0, 2, tzinfo=UTC))
     payload = ReceiptPayload(
-        receipt="acceptance", message_id=receipt_id(entry.entry_id, entry.actor),
-        recipient=entry.actor, issued_at="2026-11-23T04:00:02.000000Z", entry=entry,
-        inclusion=[h.hex() for h in tree.inclusion_proof(1)], checkpoint=checkpoint.jws,
-        about=[About(message_id=sent["message_id"], digest=entry.digest)])
-    text = payload.model_dump_json(exclude={"entry": {"jws"}})
-    return vector("valid-record-receipt", "The hub's acceptance receipt of valid-request "
-                  f"(AMQP type {AMQP_TYPE_RECEIPT}): the request's entry, a checkpoint of a "
-                  "log of 3 entries signed by the hub and the entry's inclusion proof "
+        message_id=receipt_id(entry.actor, [entry.entry_id]), recipient=entry.actor,
+        issued_at="2026-11-23T04:00:02.000000Z", checkpoint=checkpoint.jws,
+        receipts=[ReceiptItem(
+            receipt="acceptance", entry=entry,
+            inclusion=[h.hex() for h in tree.inclusion_proof(1)],
+            about=[About(message_id=sent["message_id"], digest=entry.digest)])])
+    text = payload.model_dump_json(exclude={"receipts": {"__all__": {"entry": {"jws"}}}})
+    return vector("valid-record-receipt", "The hub's receipts message to KZ-GPO (AMQP type "
+                  f"{AMQP_TYPE_RECEIPT}) carrying one receipt, the acceptance of "
+                  "valid-request: a checkpoint of a log of 3 entries signed by the hub, the "
+                  "request's entry and its inclusion proof "
                   "(schemas/record-receipt.json; docs/reference/evidence.md, 'Verifying a "
                   "receipt').", AMQP_TYPE_RECEIPT, HUB_SENDER, hub,
                   sign(text.encode(), hub.signing), payload=text)

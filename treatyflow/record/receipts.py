@@ -34,6 +34,7 @@ from treatyflow.agency.entries import (
 from treatyflow.agency.receipts import (
     MAX_ABOUT_ID,
     About,
+    ReceiptItem,
     ReceiptKind,
     ReceiptPayload,
     receipt_id,
@@ -104,16 +105,27 @@ async def _delivered(entry: Entry, _: Deliveries) -> list[Owed]:
 
 
 async def _retrieved(entry: Entry, deliveries: Deliveries) -> list[Owed]:
-    """As the delivery of the notice retrieved: the recipient's signed ``retrieval``
-    names it (``body.notice_message_id``); its entry is the notice's delivered entry."""
-    notice_id = (_payload(entry.jws).get("body") or {}).get("notice_message_id")
-    if not isinstance(notice_id, str):
+    """As the delivery of the notice retrieved: the recipient's signed ``retrieval`` lists
+    it (the one of ``body.notices`` whose retrieved entry id is the entry's); its entry is
+    the notice's delivered entry."""
+    notice_id = _retrieved_notice(entry)
+    if notice_id is None:
         return []
     delivered = await deliveries(entry_id(entry.treaty, entry.request_id, notice_id))
     if delivered is None:
         _log.warning("receipt_retrieved_unknown", entry_id=entry.entry_id, notice=notice_id)
         return []
     return [Owed("retrieval", o.recipient, o.about) for o in delivered]
+
+
+def _retrieved_notice(entry: Entry) -> str | None:
+    """The id of the notice a retrieved entry is of, from the retrieval it records."""
+    for notice in (_payload(entry.jws).get("body") or {}).get("notices") or []:
+        notice_id = notice.get("notice_message_id") if isinstance(notice, dict) else None
+        if isinstance(notice_id, str) and entry.entry_id == entry_id(
+                entry.treaty, entry.request_id, entry.actor, notice_id, RETRIEVED):
+            return notice_id
+    return None
 
 
 async def _nobody(_: Entry, __: Deliveries) -> list[Owed]:
@@ -147,14 +159,63 @@ async def _no_deliveries(_: str) -> list[Owed] | None:
     return None
 
 
-def receipt(entry: Entry, due: Owed, checkpoint: SignedCheckpoint, inclusion: list[bytes],
-            key: SigningKey, at: datetime | None = None) -> tuple[str, str]:
-    """(message id, JWS) of the receipt of ``entry`` owed as ``due``, under ``checkpoint``
-    whose tree includes the entry by ``inclusion``."""
-    message_id = receipt_id(entry.entry_id, due.recipient)
+def receipt(entry: Entry, due: Owed, inclusion: list[bytes]) -> ReceiptItem:
+    """The receipt of ``entry`` owed as ``due``, whose leaf the checkpoint's tree includes
+    by ``inclusion``."""
+    return ReceiptItem(receipt=due.kind, entry=entry.model_copy(update={"jws": None}),
+                       inclusion=[h.hex() for h in inclusion], about=due.about,
+                       error=due.error)
+
+
+# What a record_receipt message's payload holds besides its receipts, at most (ids, time,
+# members' names), and a receipt besides its entry's texts, proof, about and error.
+_ENVELOPE_BYTES = 600
+_ITEM_BYTES = 500
+
+
+def size_of(item: ReceiptItem) -> int:
+    """An upper bound of the bytes ``item`` takes in a message's payload (UTF-8 JSON: a
+    text's character written in 6 bytes at most, an error's JWS in ASCII)."""
+    entry = item.entry
+    texts = (entry.entry_id, entry.request_id, entry.procedure, entry.treaty, entry.actor,
+             entry.kind, *(a.message_id for a in item.about))
+    return (_ITEM_BYTES + 6 * sum(len(t) for t in texts) + 67 * len(item.inclusion)
+            + 100 * len(item.about) + len(item.error or "") + 4)
+
+
+def split(items: list[ReceiptItem], checkpoint: SignedCheckpoint, most: int, max_bytes: int
+          ) -> list[list[ReceiptItem]]:
+    """One recipient's receipts in messages of at most ``most`` receipts whose JWS
+    (base64url of the payload, 4 bytes per 3, and the header) stays within ``max_bytes``;
+    a receipt too large for a message of its own is left out (``ValueError``, logged by
+    the caller)."""
+    room = (max_bytes - 200) * 3 // 4 - _ENVELOPE_BYTES - len(checkpoint.jws)
+    out: list[list[ReceiptItem]] = []
+    held: list[ReceiptItem] = []
+    used = 0
+    for item in items:
+        size = size_of(item)
+        if size > room:
+            _log.error("receipt_too_large", entry_id=item.entry.entry_id, bytes=size)
+            continue
+        if held and (len(held) >= most or used + size > room):
+            out.append(held)
+            held, used = [], 0
+        held.append(item)
+        used += size
+    if held:
+        out.append(held)
+    return out
+
+
+def receipt_message(recipient: str, items: list[ReceiptItem], checkpoint: SignedCheckpoint,
+                    key: SigningKey, at: datetime | None = None) -> tuple[str, str]:
+    """(message id, JWS) of the ``record_receipt`` message of ``recipient``'s receipts
+    ``items``, under ``checkpoint`` whose tree includes each entry."""
+    message_id = receipt_id(recipient, [item.entry.entry_id for item in items])
     payload = ReceiptPayload(
-        receipt=due.kind, message_id=message_id, recipient=due.recipient,
-        issued_at=record_time(at or datetime.now(UTC)),
-        entry=entry.model_copy(update={"jws": None}), inclusion=[h.hex() for h in inclusion],
-        checkpoint=checkpoint.jws, about=due.about, error=due.error)
-    return message_id, sign(payload.model_dump_json(exclude={"entry": {"jws"}}).encode(), key)
+        message_id=message_id, recipient=recipient,
+        issued_at=record_time(at or datetime.now(UTC)), checkpoint=checkpoint.jws,
+        receipts=items)
+    return message_id, sign(payload.model_dump_json(
+        exclude={"receipts": {"__all__": {"entry": {"jws"}}}}).encode(), key)

@@ -36,7 +36,7 @@ from treatyflow.schemas.messages import (
     NoticeMessage,
     parse_inbound,
 )
-from treatyflow.schemas.record import RetrievalMessage
+from treatyflow.schemas.record import RetrievalMessage, RetrievedNotice
 
 _log = structlog.get_logger("treatyflow.record")
 
@@ -104,14 +104,16 @@ class Recorder:
             time=record_time(datetime.now(UTC)), jws=jws))
         return await self._write(*entries, again_is_fine=True)
 
-    async def retrieved(self, retrieval: RetrievalMessage, jws: str, delivered: Entry
-                        ) -> Entry | None:
-        """A notice its recipient's client acknowledged (``delivered``: the notice's entry),
-        as the recipient signed the retrieval. Its id is fixed by the recipient and the
-        notice: a retrieval sent again (another message id, signed anew) is written once."""
+    async def retrieved(self, retrieval: RetrievalMessage, jws: str, notice: RetrievedNotice,
+                        delivered: Entry) -> Entry | None:
+        """A notice its recipient's client acknowledged (one of the retrieval's; its entry
+        ``delivered``), as the recipient signed the retrieval: each notice a retrieval
+        lists is an entry of its own request, all of them with the retrieval's JWS. Its id
+        is fixed by the recipient and the notice: a retrieval sent again (another message
+        id, signed anew, listing it among others) is written once."""
         return await self._write(NewEntry(
             entry_id=make_id(delivered.treaty, delivered.request_id, retrieval.sender,
-                             retrieval.body.notice_message_id, RETRIEVED),
+                             notice.notice_message_id, RETRIEVED),
             request_id=delivered.request_id, procedure=delivered.procedure,
             treaty=delivered.treaty, actor=retrieval.sender, kind=RETRIEVED,
             time=record_time(datetime.now(UTC)), jws=jws), again_is_fine=True)

@@ -131,3 +131,13 @@ def operator_problems(events: list[str]) -> list[str]:
         problems.append(limit_problem(f"at most {TIMELINE_FOR_MESSAGES} timeline entries of "
                                       "messages and actions per request, the hub's limit"))
     return problems
+
+# --- the record's messages ----------------------------------------------------------------
+# A record_receipt message carries one recipient's receipts of one batch under one
+# checkpoint: at most this many, and its JWS at most this many bytes (the body a party's
+# client reads, as the gateway reads at most constants.MAX_BODY_BYTES); a recipient's
+# receipts past either bound go in several messages (treatyflow.workers.receipts).
+RECEIPTS_PER_MESSAGE_MAX: Final = 200
+RECEIPT_MESSAGE_MAX_BYTES: Final = 256 * 1024
+# Notices one retrieval acknowledges at most (the client sends several as they come).
+RETRIEVALS_PER_MESSAGE_MAX: Final = 100

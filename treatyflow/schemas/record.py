@@ -4,8 +4,9 @@ The hub sends every inbox each new checkpoint of its record (``record_checkpoint
 the RFC 9162 consistency proof from the checkpoint it sent before, and answers a party's
 ``consistency_request`` with a ``consistency_proof``: both carry a ``ConsistencyBody``,
 which a witness checks alike (``treatyflow.agency.witness``). A party's client tells the
-hub what it retrieved (``retrieval``). ``consistency_request`` and ``retrieval`` are
-addressed to the hub itself (recipient ``HUB``, no request's workflow): ``HUB_KINDS``.
+hub what it retrieved (``retrieval``, several notices at a time). ``consistency_request``
+and ``retrieval`` are addressed to the hub itself (recipient ``HUB``, no request's
+workflow): ``HUB_KINDS``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from treatyflow.schemas.envelope import (
     RequestId,
     Strict,
 )
+from treatyflow.schemas.limits import RETRIEVALS_PER_MESSAGE_MAX
 
 Hash = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 CompactJws = Annotated[str, StringConstraints(
@@ -94,8 +96,8 @@ class ConsistencyRequestMessage(HubAddressed):
     body: ConsistencyRequestBody
 
 
-class RetrievalBody(Strict):
-    """Which delivery the recipient's application handled."""
+class RetrievedNotice(Strict):
+    """One delivery the recipient's application handled."""
 
     notice_message_id: MessageId = Field(description="The message id of the notice.")
     request_id: RequestId = Field(description="The notice's request_id.")
@@ -104,9 +106,19 @@ class RetrievalBody(Strict):
                          "retrieved: what the record's delivered entry digests.")
 
 
+class RetrievalBody(Strict):
+    """The deliveries the recipient's application handled, as they came (the client sends
+    one retrieval for several)."""
+
+    notices: Annotated[list[RetrievedNotice], Field(
+        min_length=1, max_length=RETRIEVALS_PER_MESSAGE_MAX)] = Field(
+        description="Each notice acknowledged, once; every one is recorded as a retrieved "
+        "entry of its own request.")
+
+
 class RetrievalMessage(HubAddressed):
-    """Authority → hub: the recipient's client acknowledges a notice its application handled;
-    the hub records it as a retrieved entry of the notice's request."""
+    """Authority → hub: the recipient's client acknowledges notices its application
+    handled; the hub records each as a retrieved entry of the notice's request."""
 
     kind: Literal["retrieval"]
     sender: AuthorityId

@@ -184,9 +184,9 @@ def _to_hub(k: Kit, kind: str, body: dict[str, object]) -> Attempt:
 def _foreign_retrieval(k: Kit) -> Attempt:
     """A retrieval of a notice of a request between two other authorities: recording it
     would put the attacker in that request's record as having received its notices."""
-    return _to_hub(k, "retrieval", {"notice_message_id": k.fresh_id(),
-                                    "request_id": k.targets["foreign"], "treaty_id": k.treaty,
-                                    "digest": "0" * 64})
+    return _to_hub(k, "retrieval", {"notices": [{
+        "notice_message_id": k.fresh_id(), "request_id": k.targets["foreign"],
+        "treaty_id": k.treaty, "digest": "0" * 64}]})
 
 
 # --- broker probes --------------------------------------------------------------------

@@ -9,8 +9,9 @@ dead-letters it and answers the sender with an ``error``, as for any message).
 - ``consistency_request``: the RFC 9162 consistency proof from the size the sender's
   witness holds to a checkpoint the hub signed, with that checkpoint, in the sender's inbox
   (``consistency_proof``).
-- ``retrieval``: the sender's client handled a notice delivered to it; recorded as a
-  ``retrieved`` entry of the notice's request, once per recipient and notice.
+- ``retrieval``: the sender's client handled notices delivered to it (several in one);
+  each recorded as a ``retrieved`` entry of the notice's request, once per recipient and
+  notice; a notice not delivered to the sender is refused by its place in the list.
 """
 
 from __future__ import annotations
@@ -145,21 +146,35 @@ class Desk:
     # --- retrieval --------------------------------------------------------------------
 
     async def _retrieval(self, message: RetrievalMessage, signed: Verified) -> None:
-        body = message.body
-        delivered = await self._delivered(
-            entry_id(body.treaty_id, body.request_id, body.notice_message_id), message.sender)
-        if delivered is None:
-            # The same words whether the notice does not exist or went to someone else.
+        """Each notice the retrieval lists, recorded as retrieved; those not delivered to
+        the sender are refused by their place in the list, once the others are written
+        (the retrieval is dead-lettered with the reasons; a replay writes the rest once)."""
+        notices = list({n.notice_message_id: n for n in message.body.notices}.values())
+        found = await asyncio.gather(*(self._delivered(
+            entry_id(n.treaty_id, n.request_id, n.notice_message_id), message.sender)
+            for n in notices))
+        known = [(n, d) for n, d in zip(notices, found, strict=True) if d is not None]
+        for notice, delivered in known:
+            if delivered.digest != notice.digest:
+                self._log.warning("a retrieval names another digest than the notice "
+                                  "recorded (a copy signed again on a retry); recorded as "
+                                  "sent", notice=notice.notice_message_id,
+                                  recipient=message.sender)
+        await asyncio.gather(*(self._recorder.retrieved(message, signed.token, n, d)
+                               for n, d in known))
+        self._log.info("retrieval recorded", notices=len(known), recipient=message.sender)
+        missing = {n.notice_message_id for n, d in zip(notices, found, strict=True)
+                   if d is None}
+        unknown = [(at, n) for at, n in enumerate(message.body.notices)
+                   if n.notice_message_id in missing]
+        if unknown:
+            # The same words whether a notice does not exist or went to someone else.
             raise Refusal("unknown_notice", [
-                f"no notice {body.notice_message_id} of request {body.request_id} under "
-                f"{body.treaty_id} was delivered to you ({message.sender})"])
-        if delivered.digest != body.digest:
-            self._log.warning("a retrieval names another digest than the notice recorded "
-                              "(a copy signed again on a retry); recorded as sent",
-                              notice=body.notice_message_id, recipient=message.sender)
-        await self._recorder.retrieved(message, signed.token, delivered)
-        self._log.info("retrieval recorded", notice=body.notice_message_id,
-                       request_id=body.request_id, recipient=message.sender)
+                f"body.notices[{at}]: no notice {n.notice_message_id} of request "
+                f"{n.request_id} under {n.treaty_id} was delivered to you ({message.sender})"
+                for at, n in unknown] + ([
+                    f"the {len(known)} other notices listed were recorded as retrieved"]
+                    if known else []))
 
     async def _delivered(self, notice_entry: str, recipient: str) -> Entry | None:
         """The notice's delivered (or deadline) entry, if it went to ``recipient``."""

@@ -1,15 +1,17 @@
 """The gateway's receipts task: every ``TREATYFLOW_RECORD_RECEIPT_SECONDS`` it reads the
 entries appended to the record since the last batch (by any writer: the gateway, the
-worker, the CLI), signs ONE checkpoint of the log covering them, and publishes each
-entry's receipts (treatyflow.record.receipts.RECIPIENTS) to the recipients' inboxes
-through the delivery exchange, AMQP type ``record_receipt``.
+worker, the CLI), signs ONE checkpoint of the log covering them, and publishes to each
+recipient (treatyflow.record.receipts.RECIPIENTS) ONE ``record_receipt`` message carrying
+the checkpoint and its receipts of the batch (several when they pass the bounds of
+treatyflow.schemas.limits), through the delivery exchange: one signature, one message
+read and verified per recipient and batch, not one per receipt.
 
 The tree is kept in memory as the log's frontier (treatyflow.record.compact), built from
 the rows once at start and extended by each batch's new leaves only. How far the receipts
 went is a row of the record (``record_receipts_sent``), moved on only once the broker
-confirmed every receipt of the batch: after a crash the batch is sent again, each receipt
-under its id fixed by its entry and recipient, which the agency's client drops as a
-duplicate. Nothing is lost, nothing is kept twice.
+confirmed every message of the batch: after a crash the batch is sent again, each message
+under its id fixed by its recipient and entries, and the agency's client keeps a receipt
+of an entry it holds already once. Nothing is lost, nothing is kept twice.
 """
 
 from __future__ import annotations
@@ -26,14 +28,23 @@ from treatyflow import logs, metrics
 from treatyflow.agency.checkpoints import SignedCheckpoint, sign_checkpoint
 from treatyflow.agency.entries import DEADLINE, DELIVERED
 from treatyflow.agency.merkle import leaf_hash
+from treatyflow.agency.receipts import ReceiptItem
 from treatyflow.agency.signing import SigningKey
 from treatyflow.record.compact import Builder, Frontier
-from treatyflow.record.receipts import Owed, delivery_owed, owed, receipt
+from treatyflow.record.receipts import (
+    Owed,
+    delivery_owed,
+    owed,
+    receipt,
+    receipt_message,
+    split,
+)
 from treatyflow.record.store import Record
+from treatyflow.schemas.limits import RECEIPT_MESSAGE_MAX_BYTES, RECEIPTS_PER_MESSAGE_MAX
 from treatyflow.workers.screen import Outbox, full
 
 BATCH = 2_000  # entries under one checkpoint at most (a backlog is several batches)
-_CONCURRENT = 200  # receipts waiting for their confirm at once
+_CONCURRENT = 200  # messages waiting for their confirm at once
 _DELIVERIES_KEPT = 20_000  # recent notices' delivery receipts, for their retrievals
 
 _log = logs.get("treatyflow.receipts")
@@ -89,14 +100,7 @@ class Receipts:
             checkpoint = sign_checkpoint(tree.size, tree.root(), key)
             await self._record.keep(checkpoint)
             self._signed = checkpoint
-        gate = asyncio.Semaphore(_CONCURRENT)
-
-        async def send(message_id: str, token: str, recipient: str, kind: str,
-                       request_id: str) -> None:
-            async with gate:
-                await self._publish(message_id, token, recipient, kind, request_id)
-
-        sends = []
+        by_recipient: dict[str, list[ReceiptItem]] = {}
         for entry in entries:
             try:
                 dues = await owed(entry, self._delivered)
@@ -104,9 +108,9 @@ class Receipts:
                     self._deliveries[entry.entry_id] = dues
                     while len(self._deliveries) > _DELIVERIES_KEPT:
                         self._deliveries.popitem(last=False)
-                built = [(due, receipt(entry, due, checkpoint,
-                                       tree.inclusion_proof(entry.index), key))
-                         for due in dues if due.recipient in self._authorities]
+                wanted = [due for due in dues if due.recipient in self._authorities]
+                proof = tree.inclusion_proof(entry.index) if wanted else []
+                built = [(due, receipt(entry, due, proof)) for due in wanted]
             except Exception:  # noqa: BLE001 - one entry no receipt can be made of (its
                 # stored message holds what a receipt cannot carry) must not stop the
                 # receipts of every other entry: it stays in the record and its exports.
@@ -114,13 +118,23 @@ class Receipts:
                                kind=entry.kind, index=entry.index)
                 metrics.RECEIPTS_UNISSUABLE.inc()
                 continue
-            for due, (message_id, token) in built:
-                sends.append(send(message_id, token, due.recipient, due.kind,
-                                  entry.request_id))
+            for due, item in built:
+                by_recipient.setdefault(due.recipient, []).append(item)
+        gate = asyncio.Semaphore(_CONCURRENT)
+
+        async def send(recipient: str, items: list[ReceiptItem]) -> None:
+            message_id, token = receipt_message(recipient, items, checkpoint, key)
+            async with gate:
+                await self._publish(message_id, token, recipient, items)
+
+        sends = [send(recipient, part) for recipient, items in by_recipient.items()
+                 for part in split(items, checkpoint, RECEIPTS_PER_MESSAGE_MAX,
+                                   RECEIPT_MESSAGE_MAX_BYTES)]
         await asyncio.gather(*sends)
         await self._record.note_receipts_sent(tree.size)
         self._frontier = tree.frontier()
-        _log.info("receipts_sent", entries=len(entries), receipts=len(sends),
+        _log.info("receipts_sent", entries=len(entries), messages=len(sends),
+                  receipts=sum(len(i) for i in by_recipient.values()),
                   tree_size=tree.size, root_hash=checkpoint.checkpoint.root_hash)
         return len(entries)
 
@@ -130,23 +144,24 @@ class Receipts:
             return found
         return await delivery_owed(await self._record.entry(delivered_id))
 
-    async def _publish(self, message_id: str, token: str, recipient: str, kind: str,
-                       request_id: str) -> None:
+    async def _publish(self, message_id: str, token: str, recipient: str,
+                       items: list[ReceiptItem]) -> None:
         message = aio_pika.Message(
             body=token.encode(), content_type=c.CONTENT_TYPE_JWS,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT, type=c.AMQP_TYPE_RECEIPT,
-            message_id=message_id, correlation_id=request_id, user_id=c.HUB_USER)
+            message_id=message_id, user_id=c.HUB_USER)
         try:
             await self._outbox.publish(c.EXCHANGE_DELIVER, message, routing_key=recipient)
         except Exception as err:
             if not full(err):
                 raise  # the broker away: the batch goes again at the next tick
-            # A full inbox turns it away (its party reads nothing); the entry stays in the
-            # record, in every export. The others' receipts are not held up by it.
-            _log.warning("receipt refused by a full inbox", recipient=recipient,
-                         message_id=message_id)
+            # A full inbox turns it away (its party reads nothing); the entries stay in
+            # the record, in every export. The others' receipts are not held up by it.
+            _log.warning("receipts refused by a full inbox", recipient=recipient,
+                         message_id=message_id, receipts=len(items))
             return
-        metrics.MESSAGES_SENT.labels(kind=c.AMQP_TYPE_RECEIPT, event=kind).inc()
+        for item in items:
+            metrics.MESSAGES_SENT.labels(kind=c.AMQP_TYPE_RECEIPT, event=item.receipt).inc()
 
     async def run(self, interval: float) -> None:
         """Send batches every ``interval`` seconds (at once while a backlog lasts) until
