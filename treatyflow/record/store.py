@@ -256,9 +256,10 @@ class Record:
                 out.append(entry.model_copy(update={"jws": self._unseal(entry, row.sealed)}))
             return out
 
-    async def entry(self, entry_id: str) -> Entry | None:
+    async def entry(self, entry_id: str, *, jws: bool = True) -> Entry | None:
         """One entry by its id (the gateway asks for one a message at a time: a retrieval's
-        notice), read in one hop as appends are."""
+        notice), read in one hop as appends are; ``jws=False``: without its JWS (nothing
+        decrypted)."""
         if self._appends is not None:
             row = await asyncio.to_thread(self._entry_sqlite, entry_id)
         else:
@@ -267,6 +268,8 @@ class Record:
         if row is None:
             return None
         entry = _entry(row)
+        if not jws:
+            return entry
         return entry.model_copy(update={"jws": self._unseal(entry, row.sealed)})
 
     async def log(self) -> list[Entry]:

@@ -140,4 +140,6 @@ def operator_problems(events: list[str]) -> list[str]:
 RECEIPTS_PER_MESSAGE_MAX: Final = 200
 RECEIPT_MESSAGE_MAX_BYTES: Final = 256 * 1024
 # Notices one retrieval acknowledges at most (the client sends several as they come).
-RETRIEVALS_PER_MESSAGE_MAX: Final = 100
+# Each notice's retrieved entry keeps the whole retrieval as signed (its digest is the
+# retrieval's), so a retrieval of n notices stores n copies: few, to keep that small.
+RETRIEVALS_PER_MESSAGE_MAX: Final = 20

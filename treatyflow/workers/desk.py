@@ -180,7 +180,7 @@ class Desk:
         """The notice's delivered (or deadline) entry, if it went to ``recipient``."""
         for wait in (0.0, *NOTICE_WAITS):
             await asyncio.sleep(wait)
-            found = await self._record.entry(notice_entry)
+            found = await self._record.entry(notice_entry, jws=False)
             if found is not None:
                 ok = found.kind in (DELIVERED, DEADLINE) and found.actor == recipient
                 return found if ok else None
