@@ -397,9 +397,9 @@ CATALOGUE: list[Case] = [
          "the hub", "malformed", lambda k: k.send({
              "schema_version": "2", "message_id": k.fresh_id(),
              "sent_at": datetime.now(UTC).isoformat(), "kind": "retrieval",
-             "sender": k.attacker, "recipient": k.counterpart, "body": {
+             "sender": k.attacker, "recipient": k.counterpart, "body": {"notices": [{
                  "notice_message_id": k.fresh_id(), "request_id": k.targets["own"],
-                 "treaty_id": k.treaty, "digest": "0" * 64}}), target="own"),
+                 "treaty_id": k.treaty, "digest": "0" * 64}]}}), target="own"),
     *JWS_CASES,
     # --- invisible text and limits (text_cases.py, issue 12)
     *TEXT_CASES,
