@@ -93,8 +93,9 @@ async def waiting_longest(record: Record, limit: int = 10, *,
 
 async def forecast(record: Record, request_id: str, *,
                    seconds_per_day: float = SECONDS_PER_DAY,
-                   now: datetime | None = None) -> Forecast:
-    """When request ``request_id``'s answer can be expected; UnknownRequest if none."""
+                   now: datetime | None = None) -> Forecast | None:
+    """When request ``request_id``'s answer can be expected (None: too few answers in
+    the record to fit any model); UnknownRequest if there is no such request."""
     facts = await read_facts(record, seconds_per_day=seconds_per_day, now=now)
     found = [f for f in facts if f.request_id == request_id]
     if not found:

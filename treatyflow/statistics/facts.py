@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from treatyflow.agency.entries import DEADLINE, DELIVERED, Entry, parse_time, signed_payload
+from treatyflow.agency.entries import DEADLINE, DELIVERED, Entry, signed_payload
 from treatyflow.procedures import ASSISTANCE
 from treatyflow.record import Record
 from treatyflow.schemas.treaty import ClockRule, TreatyProfile, load_profile
@@ -43,7 +43,8 @@ class Fact:
     crime_category: str | None = None
     domestic_case: str | None = None
     received_at: datetime | None = None  # the requested authority's receipt (art. 6.1)
-    deemed_at: datetime | None = None  # receipt deemed by the hub (no receipt sent)
+    deemed_at: datetime | None = None  # receipt deemed by the hub: as of the delivery
+    delivered_at: datetime | None = None  # to the authority it is with now
     final_at: datetime | None = None  # the answer (execution report, refusal in whole)
     closed_at: datetime | None = None  # ended without an answer (withdrawn, lapsed, closed)
     outcome: Outcome = "open"
@@ -114,6 +115,11 @@ def state_of(authority: str) -> str:
     return authority.split("-", 1)[0]
 
 
+def _time(text: str) -> datetime:
+    """A record time (``record_time``'s form, ``...Z``) as an aware instant."""
+    return datetime.fromisoformat(text)
+
+
 def _payload(entry: Entry) -> dict[str, Any]:
     assert entry.jws is not None
     data = json.loads(signed_payload(entry.jws))
@@ -136,17 +142,18 @@ class _Reader:
                 self._profiles[treaty] = None
         return self._profiles[treaty]
 
-    def take(self, entry: Entry) -> None:
+    def take(self, entry: Entry, at: datetime | None = None) -> None:
+        """Fold in one entry (``at``: its time, parsed)."""
         if entry.procedure != ASSISTANCE.name:
             return
         key = (entry.treaty, entry.request_id)
-        at = parse_time(entry.time)
+        at = at or _time(entry.time)
         fact = self.facts.get(key)
         if fact is None:
             if entry.kind != "request":
                 return  # a request refused at the door has no entries but the refusal
-            body = _payload(entry).get("body", {})
             message = _payload(entry)
+            body = message.get("body", {})
             self.facts[key] = self._new(entry, message, body, at)
             return
         if entry.kind in NOTICE_KINDS:
@@ -163,7 +170,7 @@ class _Reader:
                     form=str(body.get("form_of_cooperation", "other")), sent_at=at,
                     crime_category=body.get("crime_category"),
                     domestic_case=body.get("domestic_case"),
-                    seconds_per_day=self.declared)
+                    seconds_per_day=self.declared, delivered_at=at)
         days = profile.deadlines.execution_days if profile else 30
         fact.term_seconds = days * self.declared
         return fact
@@ -209,6 +216,7 @@ class _Reader:
                                                         fact.requested_authority))
                 fact.status = "forwarded"
                 fact.received_at = fact.deemed_at = fact.paused_since = None
+                fact.delivered_at = at
                 fact.paused_seconds = 0.0
             case "deferral":
                 fact.deferred = True
@@ -241,7 +249,7 @@ class _Reader:
     def _notice(self, fact: Fact, body: dict[str, Any], at: datetime) -> None:
         event, deadline = body.get("event"), body.get("deadline")
         if event == "receipt_deemed" and fact.received_at is None:
-            fact.deemed_at = fact.deemed_at or at
+            fact.deemed_at = fact.deemed_at or fact.delivered_at or at  # art. 6.1
         if event in ("received", "receipt_deemed") and deadline and not fact.clock_from_record:
             start = fact.received_at or fact.deemed_at or at
             due = datetime.fromisoformat(deadline).astimezone(UTC)
@@ -289,7 +297,8 @@ async def read_facts(record: Record, *, seconds_per_day: float = SECONDS_PER_DAY
         if not batch:
             break
         for entry in batch:
-            if cutoff is None or parse_time(entry.time) <= cutoff:
-                reader.take(entry)
+            at = _time(entry.time)
+            if cutoff is None or at <= cutoff:
+                reader.take(entry, at)
         start += len(batch)
     return list(reader.facts.values())
