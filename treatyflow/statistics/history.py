@@ -82,6 +82,7 @@ BEHAVIOURS: dict[str, Behaviour] = {b.state: b for b in (
 # Who asks whom: most requests go out from Kazakhstan (weights of the requested states).
 ABROAD = {"RU": 0.35, "CN": 0.2, "KG": 0.15, "TJ": 0.12, "UZ": 0.18}
 INBOUND_SHARE = 0.25  # of the cases, those opened abroad that ask Kazakhstan
+REQUESTS_PER_CASE = 1.28  # the mean of the case sizes ``_Planner.case`` draws
 GROUNDS = ("security", "public_order", "contrary_to_law", "essential_interests", "no_offence")
 
 
@@ -292,7 +293,7 @@ async def generate_history(record: Record, signer: Callable[[str], SigningKey], 
     rng = random.Random(seed)
     behaviours = behaviours or BEHAVIOURS
     planner = _Planner(rng, seed, end, behaviours)
-    cases_per_year = per_year / 1.5
+    cases_per_year = per_year / REQUESTS_PER_CASE
     plans: list[Planned] = []
     opened = start
     while True:
