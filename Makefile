@@ -8,7 +8,7 @@ export TREATYFLOW_STATE_DIR ?= $(CURDIR)/.state
 # Real time: make up TREATYFLOW_SECONDS_PER_DAY=86400
 export TREATYFLOW_SECONDS_PER_DAY ?= 1
 
-.PHONY: agency-dist help setup system demo test test-unit up down status lint clean ui-check bench security-check chaos
+.PHONY: agency-dist help setup system demo test test-unit up down status lint clean ui-check bench security-check chaos history
 
 help:
 	@echo "make demo   - set up, start the local stack, run the scenario demo"
@@ -22,6 +22,7 @@ help:
 	@echo "make security-check - the hostile-input catalogue against the local stack, as one authority"
 	@echo "make bench  - treatyflow against bare Temporal on a fresh stack (figures in docs/benchmarks)"
 	@echo "make chaos  - 500 requests on a fresh stack while workers, gateway, RabbitMQ, Temporal are killed"
+	@echo "make history - write 5 years of simulated requests into the record (treatyflow stats, case)"
 
 NODE_AGENCY := tests/node_agency
 setup: system $(BIN)/.installed $(NODE_AGENCY)/node_modules/.installed
@@ -95,6 +96,12 @@ bench: setup
 # while a bounded injector kills its components; last line requests=N faults=K lost=0 ...
 chaos: setup
 	$(BIN)/python -m treatyflow.chaos $(CHAOS_ARGS)
+
+# Simulated history in the record (docs/operators/statistics.md): years of requests as the
+# hub writes them, for `treatyflow stats`, `treatyflow case` and the report.
+HISTORY_ARGS ?= --years 5 --per-year 2000
+history: setup
+	$(BIN)/python -m treatyflow.cli history generate $(HISTORY_ARGS)
 
 # The agency client as its own distribution (agency/pyproject.toml), for authorities.
 agency-dist: setup

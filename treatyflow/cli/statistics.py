@@ -201,7 +201,10 @@ def generate(
         await record.checkpoint(signer(HUB_SENDER))  # as the hub's receipts task signs
         return summary
 
-    summary = _on_record(config, write)
+    try:
+        summary = _on_record(config, write)
+    except history.HistoryExists as err:
+        raise CliError(str(err)) from None
     if as_json:
         print(summary.model_dump_json(indent=2))
         return

@@ -6,8 +6,10 @@ verifying the signature again (the gateway did before it wrote the entry; the lo
 verification is ``treatyflow evidence`` and the chaos record check). Times are the
 record's (when the hub recorded each event), real UTC. Durations are treaty days on the
 clock the request ran under: from the hub's notice stating the term of art. 6.1 when the
-record holds one (its deadline minus the receipt is ``execution_days`` treaty days), else
-the declared clock passed in (the settings' ``seconds_per_day``).
+record holds one (its deadline minus the receipt is ``execution_days`` treaty days); for
+a request with none yet, the clock of the nearest request sent before it that states one
+(``_Reader.done``); with none at all, the declared clock passed in (the settings'
+``seconds_per_day``).
 """
 
 from __future__ import annotations
@@ -56,7 +58,11 @@ class Fact:
     paused_since: datetime | None = None
     seconds_per_day: float = SECONDS_PER_DAY
     clock_from_record: bool = False
-    term_seconds: float = 0.0  # the art. 6.1 term in real seconds, once the clock is known
+    term_days: float = 30.0  # the art. 6.1 term in treaty days
+
+    @property
+    def term_seconds(self) -> float:
+        return self.term_days * self.seconds_per_day
 
     @property
     def requesting_state(self) -> str:
@@ -171,8 +177,7 @@ class _Reader:
                     crime_category=body.get("crime_category"),
                     domestic_case=body.get("domestic_case"),
                     seconds_per_day=self.declared, delivered_at=at)
-        days = profile.deadlines.execution_days if profile else 30
-        fact.term_seconds = days * self.declared
+        fact.term_days = profile.deadlines.execution_days if profile else 30
         return fact
 
     def _pausing(self, fact: Fact, rule: str) -> bool:
@@ -262,18 +267,34 @@ class _Reader:
 
     def _clock(self, fact: Fact, term: float) -> None:
         """The request's clock from its term as the hub's notice states it."""
-        profile = self.profile(fact.treaty)
-        days = profile.deadlines.execution_days if profile else 30
-        if term <= 0 or days <= 0:
+        if term <= 0 or fact.term_days <= 0:
             return
-        seen = term / days
+        seen = term / fact.term_days
         for known in (self.declared, SECONDS_PER_DAY):
             if abs(seen - known) <= _SNAP * known:
                 seen = known
                 break
         fact.seconds_per_day = seen
-        fact.term_seconds = days * seen
         fact.clock_from_record = True
+
+    def done(self) -> list[Fact]:
+        """The facts, those whose entries state no clock (no receipt yet) given the clock
+        of the nearest request sent before them that states one (a hub runs one clock at
+        a time), else of the nearest after, else the declared one."""
+        facts = sorted(self.facts.values(), key=lambda f: f.sent_at)
+        last: float | None = None
+        unstated: list[Fact] = []
+        for fact in facts:
+            if fact.clock_from_record:
+                last = fact.seconds_per_day
+                for waiting in unstated:
+                    waiting.seconds_per_day = last
+                unstated = []
+            elif last is not None:
+                fact.seconds_per_day = last
+            else:
+                unstated.append(fact)
+        return list(self.facts.values())
 
 
 def facts_of(entries: Iterable[Entry], seconds_per_day: float = SECONDS_PER_DAY
@@ -282,7 +303,7 @@ def facts_of(entries: Iterable[Entry], seconds_per_day: float = SECONDS_PER_DAY
     reader = _Reader(seconds_per_day)
     for entry in entries:
         reader.take(entry)
-    return list(reader.facts.values())
+    return reader.done()
 
 
 async def read_facts(record: Record, *, seconds_per_day: float = SECONDS_PER_DAY,
@@ -301,4 +322,4 @@ async def read_facts(record: Record, *, seconds_per_day: float = SECONDS_PER_DAY
             if cutoff is None or at <= cutoff:
                 reader.take(entry, at)
         start += len(batch)
-    return list(reader.facts.values())
+    return reader.done()

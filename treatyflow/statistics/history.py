@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from treatyflow.agency.entries import entry_id
 from treatyflow.agency.signing import SigningKey, sign
 from treatyflow.constants import HUB_SENDER
 from treatyflow.record import Record
@@ -84,6 +85,10 @@ ABROAD = {"RU": 0.35, "CN": 0.2, "KG": 0.15, "TJ": 0.12, "UZ": 0.18}
 INBOUND_SHARE = 0.25  # of the cases, those opened abroad that ask Kazakhstan
 REQUESTS_PER_CASE = 1.28  # the mean of the case sizes ``_Planner.case`` draws
 GROUNDS = ("security", "public_order", "contrary_to_law", "essential_interests", "no_offence")
+
+
+class HistoryExists(RuntimeError):
+    """The record already holds history of this seed: written again, it would conflict."""
 
 
 @dataclass
@@ -307,6 +312,11 @@ async def generate_history(record: Record, signer: Callable[[str], SigningKey], 
                   plan.events, key=lambda e: e[0]))
               if when <= end]
     events.sort(key=lambda e: (e[0], e[2].request_id, e[1]))
+    if events and await record.entry(entry_id(TREATY, events[0][2].request_id,
+                                              f"{events[0][2].request_id}-m0-request")):
+        raise HistoryExists(f"the record already holds simulated history of seed {seed} "
+                            f"(request {events[0][2].request_id}): generate into another "
+                            "record or with another seed")
     writer = _Writer(record, signer)
     await writer.write(events)
     answered = sum(1 for p in plans if p.answer_days is not None
