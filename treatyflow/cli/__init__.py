@@ -18,6 +18,7 @@ from treatyflow.cli import (
     send,
     statistics,
 )
+from treatyflow.cli import report as report_cli
 from treatyflow.cli.common import CliError
 from treatyflow.process import finish
 
@@ -47,6 +48,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(dead_letters.app, name="dead-letters")
 app.add_typer(evidence.app, name="evidence")
 app.add_typer(statistics.history_app, name="history")
+app.add_typer(report_cli.app)
 
 
 def main(argv: list[str] | None = None) -> int:
