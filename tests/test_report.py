@@ -174,8 +174,8 @@ def test_one_survival_curve_and_band_per_requested_state() -> None:
     assert [c["data-state"] for c in curves] == ["RU", "CN"]
     assert [b["data-state"] for b in bands] == ["RU", "CN"]
     for c in curves:
-        # A step function: from day 0 at 100 %, two corners per step.
-        assert len(str(c["d"]).split("L")) == 2 * int(str(c["data-points"])) + 1
+        # A step function from day 0 at 100 % to the axis' end: two corners per step.
+        assert len(str(c["d"]).split("L")) == 2 * int(str(c["data-points"])) - 1
 
 
 def test_a_hostile_authority_name_ground_and_case_stay_text() -> None:

@@ -146,8 +146,8 @@ async def record_figures(settings: Settings, as_of: datetime, filters: dict[str,
 
 def check(settings: Settings, folder: Path) -> Outcome:
     """Open ``folder``'s page in Chromium and compare it with the record."""
-    page = folder / PAGE
-    screenshot = folder / SCREENSHOT
+    page = folder.resolve() / PAGE
+    screenshot = folder.resolve() / SCREENSHOT
     shown = read_page(page, screenshot)
     embedded = json.loads(shown["figures"])
     as_of = datetime.fromisoformat(embedded["as_of"])

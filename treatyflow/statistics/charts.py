@@ -160,7 +160,7 @@ def survival_chart(curves: Sequence[dict[str, Any]]) -> str:
     label = "Kaplan–Meier: share of requests still waiting for the final answer"
     if not any(c["points"] for c in curves):
         return _empty(label)
-    xmax = max((p["day"] for c in curves for p in c["points"]), default=1.0) or 1.0
+    xmax = _last_change(curves)
     frame = _Frame(xmax, 1.0)
     step = nice_step(xmax)
     xticks = [(i * step, f"{i * step:g}") for i in range(int(xmax // step) + 1)]
@@ -170,7 +170,9 @@ def survival_chart(curves: Sequence[dict[str, Any]]) -> str:
             f'y2="{frame.y(0.5)}"/>']
     for i, curve in enumerate(curves):
         points = [(0.0, 1.0, 1.0, 1.0)] + [
-            (p["day"], p["survival"], p["lower"], p["upper"]) for p in curve["points"]]
+            (p["day"], p["survival"], p["lower"], p["upper"]) for p in curve["points"]
+            if p["day"] <= xmax]
+        points.append((xmax, *points[-1][1:]))  # flat to the axis' end
         upper = _steps([(d, u) for d, _, _, u in points], frame)
         lower = _steps([(d, lo) for d, _, lo, _ in points], frame)
         state = esc(curve["requested_state"])
@@ -181,9 +183,24 @@ def survival_chart(curves: Sequence[dict[str, Any]]) -> str:
         body.append(f'<path class="km-band" data-state="{state}" d="{band}" '
                     f'fill="{colour(i)}"/>'
                     f'<path class="km-curve" data-state="{state}" '
-                    f'data-points="{len(curve["points"])}" d="{line}" stroke="{colour(i)}">'
+                    f'data-points="{len(points)}" d="{line}" stroke="{colour(i)}">'
                     f'<title>{esc(title)}</title></path>')
     return _svg("".join(body), label)
+
+
+def _last_change(curves: Sequence[dict[str, Any]]) -> float:
+    """Where the axis of days ends: a tenth past the last day any curve or band moves
+    (beyond it every curve is flat), at most the last day of any curve."""
+    last, moved = 0.0, 0.0
+    for curve in curves:
+        before = (1.0, 1.0, 1.0)
+        for p in curve["points"]:
+            now = (p["survival"], p["lower"], p["upper"])
+            if now != before:
+                moved = max(moved, p["day"])
+            before = now
+            last = max(last, p["day"])
+    return min(moved * 1.1, last) or last or 1.0
 
 
 def legend(curves: Sequence[dict[str, Any]]) -> str:
