@@ -8,7 +8,7 @@ export TREATYFLOW_STATE_DIR ?= $(CURDIR)/.state
 # Real time: make up TREATYFLOW_SECONDS_PER_DAY=86400
 export TREATYFLOW_SECONDS_PER_DAY ?= 1
 
-.PHONY: agency-dist help setup system demo test test-unit up down status lint clean ui-check bench security-check chaos history
+.PHONY: agency-dist help setup system demo test test-unit up down status lint clean ui-check bench security-check chaos history report
 
 help:
 	@echo "make demo   - set up, start the local stack, run the scenario demo"
@@ -19,6 +19,7 @@ help:
 	@echo "make agency-dist - build the treatyflow-agency wheel (the agency client alone) into dist/"
 	@echo "make contract - regenerate the wire contract in docs/contract (schemas, AsyncAPI, vectors)"
 	@echo "make ui-check - the Temporal UI, filtered on overdue requests, in headless Chromium"
+	@echo "make report - simulated history, then the static report with charts (.state/report), checked in headless Chromium"
 	@echo "make security-check - the hostile-input catalogue against the local stack, as one authority"
 	@echo "make bench  - treatyflow against bare Temporal on a fresh stack (figures in docs/benchmarks)"
 	@echo "make chaos  - 500 requests on a fresh stack while workers, gateway, RabbitMQ, Temporal are killed"
@@ -44,7 +45,9 @@ $(NODE_AGENCY)/node_modules/.installed: $(NODE_AGENCY)/package-lock.json $(NODE_
 demo: setup
 	$(BIN)/python -m treatyflow.local.demo
 
+# Chromium (Debian's) for the report's browser test (tests/test_report_browser.py).
 test: setup
+	@bash scripts/ensure-system.sh chromium
 	$(BIN)/pytest
 
 # Everything not marked `stack`: models, lifecycles, workflows on the time-skipping server.
@@ -65,6 +68,19 @@ ui-check: setup
 	@bash scripts/ensure-system.sh chromium
 	@$(BIN)/python -c "import playwright" 2>/dev/null || $(BIN)/pip install --quiet playwright
 	$(BIN)/python -m treatyflow.local.uicheck
+
+# The record's figures as a static page (docs/operators/statistics.md): simulated history
+# first when the record holds no request yet (treatyflow history generate $(HISTORY_ARGS)),
+# then treatyflow report, then the page in headless Chromium against the record's figures
+# (its numbers, a Kaplan-Meier curve per requested state); screenshot report/report.png.
+REPORT_DIR ?= $(TREATYFLOW_STATE_DIR)/report
+report: setup
+	@bash scripts/ensure-system.sh chromium
+	@if $(BIN)/treatyflow stats --json | $(BIN)/python -c \
+	    "import json, sys; sys.exit(json.load(sys.stdin)['totals']['sent'] > 0)"; then \
+	  $(BIN)/treatyflow history generate $(HISTORY_ARGS); fi
+	$(BIN)/treatyflow report -o $(REPORT_DIR)
+	$(BIN)/python -m treatyflow.local.reportcheck $(REPORT_DIR)
 
 # The hostile-input catalogue (treatyflow/securitycheck/catalogue.py), sent over AMQP with
 # one authority's credentials by a separate process; its last line is the summary. First

@@ -232,3 +232,38 @@ def test_the_report_is_written_owner_only(tmp_path: Path) -> None:
                                            ("2026-03-31T00:00:00Z", "date", "2026-03-31")])
 def test_numbers_are_written_as_the_check_expects(value: Any, fmt: str, text: str) -> None:
     assert FORMATS[fmt](value) == text
+
+
+def _as_read(html: str) -> dict[str, Any]:
+    """What the browser check reads of a page, read here without a browser."""
+    page = parse(html)
+    marks = [{"source": a["data-source"], "figure": a["data-figure"], "value": a["data-value"],
+              "format": a["data-format"], "text": text.strip(),
+              "tag": "circle" if "cx" in a else "span"} for a, text in page.marked]
+    curves = [{"state": a["data-state"], "d": a["d"], "length": 1.0, "box": 1.0}
+              for t, a in page.tags if t == "path" and a.get("class") == "km-curve"]
+    bands = [a["data-state"] for t, a in page.tags if t == "path" and a.get("class") == "km-band"]
+    return {"figures": page.scripts["figures"], "cases": page.scripts["cases"], "marks": marks,
+            "curves": curves, "bands": bands, "fetched": []}
+
+
+def test_the_check_passes_a_true_page_and_names_what_a_doctored_one_gets_wrong() -> None:
+    from treatyflow.local.reportcheck import compare
+
+    figs, view = figures(), case_view()
+    html = render(figs, {view.case_no: view})
+    truth = figs.model_dump(mode="json")
+    cases = {view.case_no: view.model_dump(mode="json")}
+    good = compare(_as_read(html), truth, cases)
+    assert not good.problems and good.curves == ["RU", "CN"] and good.numbers > 50
+    # The record moved on since the page was written: one more request sent.
+    later = json.loads(json.dumps(truth))
+    later["totals"]["sent"] += 1
+    found = compare(_as_read(html), later, cases).problems
+    assert any("/totals/sent" in p for p in found) and any("embedded" in p for p in found)
+    # A number shown other than its value; a curve not drawn.
+    doctored = html.replace(">120</span>", ">121</span>", 1).replace('class="km-curve" '
+                                                                     'data-state="CN"', 'class="x"')
+    found = compare(_as_read(doctored), truth, cases).problems
+    assert any("/totals/sent: shows '121'" in p for p in found), found
+    assert "no Kaplan–Meier curve drawn for CN" in found
