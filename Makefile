@@ -19,11 +19,11 @@ help:
 	@echo "make agency-dist - build the treatyflow-agency wheel (the agency client alone) into dist/"
 	@echo "make contract - regenerate the wire contract in docs/contract (schemas, AsyncAPI, vectors)"
 	@echo "make ui-check - the Temporal UI, filtered on overdue requests, in headless Chromium"
-	@echo "make report - simulated history, then the static report with charts (.state/report), checked in headless Chromium"
 	@echo "make security-check - the hostile-input catalogue against the local stack, as one authority"
 	@echo "make bench  - treatyflow against bare Temporal on a fresh stack (figures in docs/benchmarks)"
 	@echo "make chaos  - 500 requests on a fresh stack while workers, gateway, RabbitMQ, Temporal are killed"
 	@echo "make history - write 5 years of simulated requests into the record (treatyflow stats, case)"
+	@echo "make report - the record's figures as a static page with charts (.state/report; history first if none), checked in headless Chromium"
 
 NODE_AGENCY := tests/node_agency
 setup: system $(BIN)/.installed $(NODE_AGENCY)/node_modules/.installed
@@ -76,10 +76,10 @@ ui-check: setup
 REPORT_DIR ?= $(TREATYFLOW_STATE_DIR)/report
 report: setup
 	@bash scripts/ensure-system.sh chromium
-	@if $(BIN)/treatyflow stats --json | $(BIN)/python -c \
+	@if $(BIN)/python -m treatyflow.cli stats --json | $(BIN)/python -c \
 	    "import json, sys; sys.exit(json.load(sys.stdin)['totals']['sent'] > 0)"; then \
-	  $(BIN)/treatyflow history generate $(HISTORY_ARGS); fi
-	$(BIN)/treatyflow report -o $(REPORT_DIR)
+	  $(BIN)/python -m treatyflow.cli history generate $(HISTORY_ARGS); fi
+	$(BIN)/python -m treatyflow.cli report -o $(REPORT_DIR)
 	$(BIN)/python -m treatyflow.local.reportcheck $(REPORT_DIR)
 
 # The hostile-input catalogue (treatyflow/securitycheck/catalogue.py), sent over AMQP with
