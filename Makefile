@@ -45,9 +45,10 @@ $(NODE_AGENCY)/node_modules/.installed: $(NODE_AGENCY)/package-lock.json $(NODE_
 demo: setup
 	$(BIN)/python -m treatyflow.local.demo
 
-# Chromium (Debian's) for the report's browser test (tests/test_report_browser.py).
+# Chromium (Debian's) for the report's browser test (tests/test_report_browser.py) and
+# promtool (Debian's prometheus) for the dashboard's queries (tests/test_dashboard.py).
 test: setup
-	@bash scripts/ensure-system.sh chromium
+	@bash scripts/ensure-system.sh chromium prometheus
 	$(BIN)/pytest
 
 # Everything not marked `stack`: models, lifecycles, workflows on the time-skipping server.

@@ -159,3 +159,27 @@ def test_grafana_is_provisioned_with_that_prometheus_and_the_dashboard(
     assert source["url"] == "http://prometheus:9090"
     assert environment(grafana)["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
     assert dashboard["uid"] and not dashboard["editable"]
+
+
+def test_prometheus_accepts_the_config_and_every_query_of_the_dashboard(
+    dashboard: dict[str, Any], tmp_path: Path,
+) -> None:
+    """promtool (Debian's prometheus package) parses the scrape config, and every query as
+    the expression of a recording rule (Grafana's ``$__rate_interval`` as 5m)."""
+    import shutil
+    import subprocess
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    done = subprocess.run([promtool, "check", "config", "--syntax-only", str(PROMETHEUS_CONFIG)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rules = {"groups": [{"name": "dashboard", "rules": [
+        {"record": f"dashboard:query{i}", "expr": expr.replace("$__rate_interval", "5m")}
+        for i, (_, expr) in enumerate(expressions(dashboard))]}]}
+    path = tmp_path / "rules.yml"
+    path.write_text(yaml.safe_dump(rules))
+    done = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
