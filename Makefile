@@ -8,7 +8,7 @@ export TREATYFLOW_STATE_DIR ?= $(CURDIR)/.state
 # Real time: make up TREATYFLOW_SECONDS_PER_DAY=86400
 export TREATYFLOW_SECONDS_PER_DAY ?= 1
 
-.PHONY: agency-dist help setup system demo test test-unit up down status lint clean ui-check bench security-check chaos
+.PHONY: agency-dist help setup system demo test test-unit up down status lint clean ui-check bench security-check chaos history report
 
 help:
 	@echo "make demo   - set up, start the local stack, run the scenario demo"
@@ -22,6 +22,8 @@ help:
 	@echo "make security-check - the hostile-input catalogue against the local stack, as one authority"
 	@echo "make bench  - treatyflow against bare Temporal on a fresh stack (figures in docs/benchmarks)"
 	@echo "make chaos  - 500 requests on a fresh stack while workers, gateway, RabbitMQ, Temporal are killed"
+	@echo "make history - write 5 years of simulated requests into the record (treatyflow stats, case)"
+	@echo "make report - the record's figures as a static page with charts (.state/report; history first if none), checked in headless Chromium"
 
 NODE_AGENCY := tests/node_agency
 setup: system $(BIN)/.installed $(NODE_AGENCY)/node_modules/.installed
@@ -43,7 +45,10 @@ $(NODE_AGENCY)/node_modules/.installed: $(NODE_AGENCY)/package-lock.json $(NODE_
 demo: setup
 	$(BIN)/python -m treatyflow.local.demo
 
+# Chromium (Debian's) for the report's browser test (tests/test_report_browser.py) and
+# promtool (Debian's prometheus) for the dashboard's queries (tests/test_dashboard.py).
 test: setup
+	@bash scripts/ensure-system.sh chromium prometheus
 	$(BIN)/pytest
 
 # Everything not marked `stack`: models, lifecycles, workflows on the time-skipping server.
@@ -64,6 +69,19 @@ ui-check: setup
 	@bash scripts/ensure-system.sh chromium
 	@$(BIN)/python -c "import playwright" 2>/dev/null || $(BIN)/pip install --quiet playwright
 	$(BIN)/python -m treatyflow.local.uicheck
+
+# The record's figures as a static page (docs/operators/statistics.md): simulated history
+# first when the record holds no request yet (treatyflow history generate $(HISTORY_ARGS)),
+# then treatyflow report, then the page in headless Chromium against the record's figures
+# (its numbers, a Kaplan-Meier curve per requested state); screenshot report/report.png.
+REPORT_DIR ?= $(TREATYFLOW_STATE_DIR)/report
+report: setup
+	@bash scripts/ensure-system.sh chromium
+	@if $(BIN)/python -m treatyflow.cli stats --json | $(BIN)/python -c \
+	    "import json, sys; sys.exit(json.load(sys.stdin)['totals']['sent'] > 0)"; then \
+	  $(BIN)/python -m treatyflow.cli history generate $(HISTORY_ARGS); fi
+	$(BIN)/python -m treatyflow.cli report -o $(REPORT_DIR)
+	$(BIN)/python -m treatyflow.local.reportcheck $(REPORT_DIR)
 
 # The hostile-input catalogue (treatyflow/securitycheck/catalogue.py), sent over AMQP with
 # one authority's credentials by a separate process; its last line is the summary. First
@@ -95,6 +113,12 @@ bench: setup
 # while a bounded injector kills its components; last line requests=N faults=K lost=0 ...
 chaos: setup
 	$(BIN)/python -m treatyflow.chaos $(CHAOS_ARGS)
+
+# Simulated history in the record (docs/operators/statistics.md): years of requests as the
+# hub writes them, for `treatyflow stats`, `treatyflow case` and the report.
+HISTORY_ARGS ?= --years 5 --per-year 2000
+history: setup
+	$(BIN)/python -m treatyflow.cli history generate $(HISTORY_ARGS)
 
 # The agency client as its own distribution (agency/pyproject.toml), for authorities.
 agency-dist: setup

@@ -311,9 +311,10 @@ def running_stack(settings: Settings) -> Iterator[Settings]:
 @pytest.fixture(scope="session")
 def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """RabbitMQ, the Temporal dev server, worker and gateway as real processes, on free
-    ports under a temporary state folder (one treaty day = 1 s)."""
-    with running_stack(Settings(state_dir=tmp_path_factory.mktemp("stack"),
-                                seconds_per_day=1.0)) as settings:
+    ports under a temporary state folder (one treaty day = 1 s; the gauges from the record
+    counted every second)."""
+    with running_stack(Settings(state_dir=tmp_path_factory.mktemp("stack"), seconds_per_day=1.0,
+                                statistics_seconds=1.0)) as settings:  # gauges every second
         yield settings
 
 

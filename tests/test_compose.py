@@ -44,6 +44,7 @@ PUBLISHED = {
     GATE_SERVICE: {8080},  # the UI and /codec, behind the stack's secret
     "worker": {9465, 9466},  # Prometheus
     "gateway": {9464},
+    "grafana": {3000},  # the hub's dashboard, behind Grafana's admin password
 }
 TLS_MOUNT = "/etc/temporal/tls"
 # The variables DESIGN/deploy promise the treatyflow containers set.
@@ -66,9 +67,10 @@ PASSWORD_KEY = re.compile(r"PASSWORD|PASSWD|PWD", re.IGNORECASE)
 REFERENCE_WITHOUT_DEFAULT = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::?\?[^}]*)?\}")
 INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 # The passwords compose demands from the environment: Temporal's PostgreSQL role, the
-# record's own.
+# record's own, Grafana's administrator.
 REQUIRED_PASSWORDS = {"POSTGRES_PASSWORD": "compose-config-check",
-                      "RECORD_DB_PASSWORD": "record-config-check"}
+                      "RECORD_DB_PASSWORD": "record-config-check",
+                      "GRAFANA_ADMIN_PASSWORD": "grafana-config-check"}
 RECORD_SERVICE = "record-database"
 RECORD_WRITERS = ("worker", "gateway")  # the processes that write the hub's record
 
@@ -195,7 +197,7 @@ def test_docker_compose_validates_the_file() -> None:
 
 
 @pytest.mark.parametrize("missing", sorted(REQUIRED_PASSWORDS))
-def test_docker_compose_refuses_to_run_without_a_database_password(missing: str) -> None:
+def test_docker_compose_refuses_to_run_without_a_required_password(missing: str) -> None:
     env = {k: v for k, v in {**os.environ, **REQUIRED_PASSWORDS}.items() if k != missing}
     done = _run_config(env)
     assert done.returncode != 0

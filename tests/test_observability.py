@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from temporalio.client import Client
 
 from tests.conftest import KZ, REPORT, RU, error_about, event, eventually
-from tests.factories import envelope, message, new_message_id, new_request_id
+from tests.factories import envelope, message, new_message_id, new_request_id, request_body
 from treatyflow import constants as c
 from treatyflow.agency import sign
 from treatyflow.metrics import OPEN_QUERY
@@ -141,3 +141,45 @@ async def test_one_request_followed_across_processes_with_one_grep(
         assert entry.get("request_id") == rid, (name, entry)
         assert entry.get("workflow_id") == f"sco-2010.{rid}", (name, entry)
         assert entry.get("message_id"), (name, entry)
+
+
+async def test_cases_waiting_and_open_by_age_are_gauges_from_the_record(
+    authorities, stack_settings: Settings
+) -> None:
+    """Two requests of one new domestic case: the gateway's gauges count the case and the
+    requests, as the record's facts say at that moment."""
+    from datetime import UTC, datetime
+
+    from treatyflow.codec import load_keys
+    from treatyflow.record import Record
+    from treatyflow.statistics.facts import read_facts
+    from treatyflow.statistics.gauges import values_of
+
+    kz, kz_box = await authorities(KZ)
+    await authorities(RU)
+    case = f"KZ-OBS-{new_message_id()[:8]}"
+    for _ in range(2):
+        rid = new_request_id()
+        await kz.publish(message("request", request_id=rid, sender=KZ, recipient=RU,
+                                 body=request_body(domestic_case=case)))
+        await kz_box.expect(event(rid, "request_accepted"))
+    record = await Record.open(stack_settings.record_database_url, load_keys(stack_settings))
+
+    async def matches() -> bool:
+        facts = await read_facts(record, seconds_per_day=stack_settings.seconds_per_day)
+        truth = values_of(facts, datetime.now(UTC))
+        mine = [f for f in facts if f.domestic_case == case and f.ended_at is None]
+        samples = scrape(stack_settings, stack_settings.gateway_metrics_port)
+        open_ru = value(samples, "treatyflow_requests_open_by_age", treaty="sco-2010",
+                        requested_state="RU")
+        return (len(mine) == 2
+                and value(samples, "treatyflow_cases_waiting", requesting_state="KZ")
+                == truth.cases_waiting["KZ"] >= 1
+                and open_ru == sum(n for (t, s, _), n in truth.open_by_age.items()
+                                   if (t, s) == ("sco-2010", "RU")) >= 2)
+
+    try:
+        await eventually(matches, timeout=30, interval=1,
+                         what="the gauges from the record matching its facts")
+    finally:
+        await record.close()

@@ -61,6 +61,20 @@ OVERDUE_REQUESTS = Gauge(
     "Open requests (art. 6.1) and transfers (any deadline they run) past a deadline, by "
     "procedure.", ["procedure"])
 
+# --- gateway: from the record (treatyflow.statistics; docs/operators/statistics.md) ---
+CASES_WAITING = Gauge(
+    "treatyflow_cases_waiting",
+    "Domestic cases with at least one request for assistance open abroad, by the state "
+    "whose case it is (from the hub's record).", ["requesting_state"])
+REQUESTS_OPEN_BY_AGE = Gauge(
+    "treatyflow_requests_open_by_age",
+    "Open requests for assistance by treaty days since receipt (art. 6.1), in bands "
+    "(0-30, 30-90, 90-180, 180-365, 365+), by treaty and requested state (from the record).",
+    ["treaty", "requested_state", "band"])
+STATISTICS_REFRESHED = Gauge(
+    "treatyflow_statistics_refreshed_timestamp_seconds",
+    "When the gateway last computed the two gauges above from the record (Unix time).")
+
 # --- both: what the hub publishes into authorities' inboxes ---------------------------
 MESSAGES_SENT = Counter(
     "treatyflow_messages_sent",

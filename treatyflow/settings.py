@@ -81,6 +81,9 @@ class Settings:
     # How often the gateway sends the receipts of the record's new entries, all of one
     # batch under one checkpoint (treatyflow.workers.receipts); 0 sends none.
     record_receipt_seconds: float = 1.0
+    # How often the gateway counts cases waiting and requests open by age band from the
+    # record (treatyflow.statistics.gauges; less often when counting takes longer); 0: never.
+    statistics_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -119,6 +122,8 @@ class Settings:
                                                     base.record_checkpoint_seconds)),
             record_receipt_seconds=float(env.get("TREATYFLOW_RECORD_RECEIPT_SECONDS",
                                                  base.record_receipt_seconds)),
+            statistics_seconds=float(env.get("TREATYFLOW_STATISTICS_SECONDS",
+                                             base.statistics_seconds)),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -150,6 +155,7 @@ class Settings:
             "TREATYFLOW_RECORD_URL": self.record_url,
             "TREATYFLOW_RECORD_CHECKPOINT_SECONDS": repr(self.record_checkpoint_seconds),
             "TREATYFLOW_RECORD_RECEIPT_SECONDS": repr(self.record_receipt_seconds),
+            "TREATYFLOW_STATISTICS_SECONDS": repr(self.statistics_seconds),
         }
 
     def with_(self, **changes: object) -> Settings:

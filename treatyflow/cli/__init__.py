@@ -8,7 +8,17 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from treatyflow.cli import dead_letters, evidence, keys, local, operate, requests, send
+from treatyflow.cli import (
+    dead_letters,
+    evidence,
+    keys,
+    local,
+    operate,
+    requests,
+    send,
+    statistics,
+)
+from treatyflow.cli import report as report_cli
 from treatyflow.cli.common import CliError
 from treatyflow.process import finish
 
@@ -32,11 +42,13 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_show_locals=False, rich_markup_mode="markdown",
 )
-for commands in (local.app, requests.app, operate.app, send.app):
+for commands in (local.app, requests.app, operate.app, send.app, statistics.app):
     app.add_typer(commands)
 app.add_typer(keys.app, name="keys")
 app.add_typer(dead_letters.app, name="dead-letters")
 app.add_typer(evidence.app, name="evidence")
+app.add_typer(statistics.history_app, name="history")
+app.add_typer(report_cli.app)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -88,8 +88,8 @@ class Recorder:
             treaty=error.treaty_id, actor=HUB_SENDER, kind=REFUSED,
             time=record_time(error.sent_at), jws=jws), again_is_fine=True)
 
-    async def delivered(self, notice: NoticeMessage, jws: str,
-                        about: str | None = None) -> Entry | None:
+    async def delivered(self, notice: NoticeMessage, jws: str, about: str | None = None,
+                        at: datetime | None = None) -> Entry | None:
         """A notice the broker confirmed into its recipient's inbox (a deadline's notice
         as a deadline reached). ``about``: the signed message it answers, written first if
         the gateway has not yet (it writes after Temporal's answer, which may come after
@@ -101,7 +101,7 @@ class Recorder:
             entry_id=make_id(notice.treaty_id, notice.request_id, notice.message_id),
             request_id=notice.request_id, procedure=_procedure("notice", notice.treaty_id),
             treaty=notice.treaty_id, actor=notice.recipient, kind=kind,
-            time=record_time(datetime.now(UTC)), jws=jws))
+            time=record_time(at or datetime.now(UTC)), jws=jws))
         return await self._write(*entries, again_is_fine=True)
 
     async def retrieved(self, retrieval: RetrievalMessage, jws: str, notice: RetrievedNotice,

@@ -27,6 +27,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
@@ -81,6 +82,9 @@ from treatyflow.workers.screen import (
 )
 from treatyflow.workflows.request import Accepted
 from treatyflow.workflows.transfer_contract import TransferAccepted
+
+if TYPE_CHECKING:  # imported when the gauges start: numpy, scipy, lifelines
+    from treatyflow.statistics.gauges import GaugeWatcher
 
 _ERROR_IDS = uuid.UUID("0b8f6a52-3d0e-4f43-8f7c-9f3a7e0c2d11")
 MAX_REASONS = 20
@@ -531,15 +535,31 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_
     receipts = asyncio.create_task(Receipts(record, receipts_out, hub_key, all_authorities(
         )).run(settings.record_receipt_seconds) if settings.record_receipt_seconds > 0
         else stop.wait())  # 0: no receipts
+    gauges = _statistics_gauges(settings)  # cases waiting, requests open by age band
     async with metrics.watching(client):
         await amqp.stay_connected(url, "treatyflow-gateway", session, stop, stopping)
     for task in (watcher, dead_letters, fill, checkpoints, receipts):
         task.cancel()
+    if gauges is not None:
+        await asyncio.to_thread(gauges.stop)
     for box in (outbox, receipts_out):
         with contextlib.suppress(Exception):
             await box.close()
     await record.close()
     log.info("gateway stopped")
+
+
+def _statistics_gauges(settings: Settings) -> GaugeWatcher | None:
+    """The gauges from the record, refreshed in a thread of their own (0 s: none)."""
+    if settings.statistics_seconds <= 0:
+        return None
+    from treatyflow.statistics.gauges import GaugeWatcher
+
+    gauges = GaugeWatcher(settings.record_database_url, load_keys(settings),
+                          interval=settings.statistics_seconds,
+                          seconds_per_day=settings.seconds_per_day)
+    gauges.start()
+    return gauges
 
 
 def main() -> None:
