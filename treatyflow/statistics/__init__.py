@@ -20,13 +20,13 @@ already read (``figures_of``, ``case_of``, ...) let a caller read the record onc
 
 from __future__ import annotations
 
+import importlib
 from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
 
 from treatyflow.record import Record
 from treatyflow.settings import SECONDS_PER_DAY
-from treatyflow.statistics.cases import case_of, waiting_longest_of
 from treatyflow.statistics.facts import Fact, read_facts
-from treatyflow.statistics.figures import figures_of
 from treatyflow.statistics.models import (
     AgeBand,
     CaseRequest,
@@ -45,7 +45,22 @@ from treatyflow.statistics.models import (
     RefusalCount,
     TrueBehaviour,
 )
-from treatyflow.statistics.survival import ForecastModel, fit_forecasts
+
+if TYPE_CHECKING:
+    from treatyflow.statistics.cases import case_of, waiting_longest_of
+    from treatyflow.statistics.survival import ForecastModel, fit_forecasts
+    from treatyflow.statistics.tables import figures_of
+
+# The survival models load numpy and lifelines (seconds of CPU, 200 MB): imported when a
+# caller first needs them, so that the gateway's gauges (``gauges``) never do.
+_LAZY = {"case_of": "cases", "waiting_longest_of": "cases", "figures_of": "tables",
+         "ForecastModel": "survival", "fit_forecasts": "survival"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "AgeBand", "CaseRequest", "CaseSummary", "CaseView", "Clock", "Curve", "CurvePoint",
@@ -68,6 +83,8 @@ async def figures(record: Record, *, treaty: str | None = None, state: str | Non
                   since: date | None = None, seconds_per_day: float = SECONDS_PER_DAY,
                   now: datetime | None = None, longest: int = 10) -> Figures:
     """The figures of the record's requests (filtered by treaty, state, sending date)."""
+    from treatyflow.statistics.tables import figures_of
+
     facts = await read_facts(record, seconds_per_day=seconds_per_day, now=now)
     return figures_of(facts, treaty=treaty, state=state, since=since, now=now,
                       seconds_per_day=seconds_per_day, longest=longest)
@@ -76,6 +93,9 @@ async def figures(record: Record, *, treaty: str | None = None, state: str | Non
 async def case(record: Record, case_no: str, *, seconds_per_day: float = SECONDS_PER_DAY,
                now: datetime | None = None) -> CaseView:
     """The requests abroad domestic case ``case_no`` waits on; UnknownCase if none."""
+    from treatyflow.statistics.cases import case_of
+    from treatyflow.statistics.survival import fit_forecasts
+
     facts = await read_facts(record, seconds_per_day=seconds_per_day, now=now)
     view = case_of(facts, case_no, fit_forecasts(facts, now=now), now=now)
     if not view.requests:
@@ -87,6 +107,9 @@ async def waiting_longest(record: Record, limit: int = 10, *,
                           seconds_per_day: float = SECONDS_PER_DAY,
                           now: datetime | None = None) -> list[CaseSummary]:
     """The ``limit`` domestic cases whose oldest open request has waited longest."""
+    from treatyflow.statistics.cases import waiting_longest_of
+    from treatyflow.statistics.survival import fit_forecasts
+
     facts = await read_facts(record, seconds_per_day=seconds_per_day, now=now)
     return waiting_longest_of(facts, fit_forecasts(facts, now=now), limit, now=now)
 
@@ -96,6 +119,8 @@ async def forecast(record: Record, request_id: str, *,
                    now: datetime | None = None) -> Forecast | None:
     """When request ``request_id``'s answer can be expected (None: too few answers in
     the record to fit any model); UnknownRequest if there is no such request."""
+    from treatyflow.statistics.survival import fit_forecasts
+
     facts = await read_facts(record, seconds_per_day=seconds_per_day, now=now)
     found = [f for f in facts if f.request_id == request_id]
     if not found:

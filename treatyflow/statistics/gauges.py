@@ -2,7 +2,7 @@
 band (treatyflow.metrics.CASES_WAITING, REQUESTS_OPEN_BY_AGE).
 
 Counted from the record's facts (``read_facts``), the bands those of ``treatyflow stats``
-(``figures.open_by_age``: days since sending). The record is read again every
+(``ages.open_by_age``: days since sending). The record is read again every
 ``interval`` seconds, or less often so that reading takes at most ``max_share`` of the
 time (it grows with the record), in a thread of its own with its own connection to the
 record: folding the entries into facts never holds up the gateway's event loop.
@@ -24,8 +24,8 @@ from treatyflow import logs, metrics
 from treatyflow.codec import PayloadKeys
 from treatyflow.record import Record
 from treatyflow.settings import SECONDS_PER_DAY
+from treatyflow.statistics.ages import open_by_age
 from treatyflow.statistics.facts import Fact, read_facts
-from treatyflow.statistics.figures import open_by_age
 
 _log = logs.get("treatyflow.statistics")
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 
 from treatyflow.schemas.treaty import load_profile
 from treatyflow.settings import SECONDS_PER_DAY
+from treatyflow.statistics.ages import open_by_age
 from treatyflow.statistics.cases import waiting_longest_of
 from treatyflow.statistics.facts import Fact
 from treatyflow.statistics.models import (
-    AgeBand,
     Clock,
     Curve,
     Figures,
@@ -23,8 +22,6 @@ from treatyflow.statistics.models import (
 )
 from treatyflow.statistics.survival import curve, durations, fit_forecasts
 
-AGE_BANDS: tuple[tuple[int, int | None], ...] = ((0, 30), (31, 90), (91, 180), (181, 365),
-                                                 (366, None))
 DIMENSIONS: dict[str, Callable[[Fact], str]] = {
     "treaty": lambda f: f.treaty,
     "requesting_state": lambda f: f.requesting_state,
@@ -78,15 +75,6 @@ def group(dimension: str, value: str, facts: Sequence[Fact], now: datetime) -> G
 
 def _split(pairs: Sequence[tuple[float, bool]]) -> tuple[list[float], list[bool]]:
     return [p[0] for p in pairs], [p[1] for p in pairs]
-
-
-def open_by_age(facts: Sequence[Fact], now: datetime) -> list[AgeBand]:
-    """The open requests by days waited since sending."""
-    ages = [math.floor(f.waited(now)) for f in facts if f.ended_at is None]  # whole days
-    return [AgeBand(band=f"{low}-{high}" if high is not None else f"{low}+", lower_days=low,
-                    upper_days=high,
-                    open=sum(1 for a in ages if a >= low and (high is None or a <= high)))
-            for low, high in AGE_BANDS]
 
 
 def _month_ends(first: datetime, now: datetime) -> list[tuple[str, datetime]]:
