@@ -440,3 +440,29 @@ def test_the_receipts_benchmark_shows_the_frontier_cheaper_than_a_rebuild() -> N
     figures = measure(log=4_000, batch=20, batches=2)
     assert figures["tree_us_per_receipt"] < figures["rebuild_us_per_receipt"] / 5
     assert figures["total_us_per_receipt"] > 0
+
+
+async def test_a_backlogs_receipts_under_a_smaller_later_checkpoint_are_no_fork(
+    record: Record
+) -> None:
+    """The hub signs a checkpoint of the whole log (the Herald, at every gateway start)
+    while the receipts task works through a backlog under checkpoints of the entries it
+    reached: signed later, smaller. A witness holding the first takes such a receipt's
+    checkpoint as what it is, an older state of the same log, not as a shrunk one."""
+    from treatyflow.agency.witness import Outcome, Witness
+    from treatyflow.schemas.record import ConsistencyBody
+
+    for _ in range(3):
+        await _a_request_delivered_and_a_refusal(record)
+    whole = await record.checkpoint(HUB_KEY)
+    witness = Witness(party=KZ)
+    assert witness.check(ConsistencyBody(checkpoint=whole.jws, from_tree_size=0,
+                                         consistency_proof=[]), TEST_KEYS.ring
+                         ) is Outcome.ACCEPTED
+    outbox = Outbox()
+    await _task(record, outbox, batch=4).once()
+    receipts = _read(outbox, KZ)
+    assert receipts and receipts[0].checkpoint.tree_size == 4 < whole.checkpoint.tree_size
+    assert receipts[0].checkpoint.time > whole.checkpoint.time
+    assert witness.seen(receipts[0].signed_checkpoint, TEST_KEYS.ring) is Outcome.STALE
+    assert witness.fork is None and witness.held.checkpoint == whole.checkpoint

@@ -160,24 +160,18 @@ class Witness:
     def seen(self, new: SignedCheckpoint, keys: KeySource) -> Outcome:
         """A checkpoint the hub signed (verified already) that came without a consistency
         proof, a receipt's: held if nothing is, checked against the held one for one root
-        per size and a log that never shrinks; a larger one is left to the next
-        ``record_checkpoint`` and its proof (asking for a proof at every receipt would
-        double the messages)."""
+        per size; a larger one is left to the next ``record_checkpoint`` and its proof
+        (asking for a proof at every receipt would double the messages). A smaller one
+        is no shrunk log, whenever it was signed: the receipts task signs checkpoints of
+        the entries it reached, behind the whole log's while a backlog lasts."""
         self.load(keys)
         held = self.held
         if held is None:
             return self._hold(new)
         old, offered = held.checkpoint, new.checkpoint
-        if offered.tree_size > old.tree_size:
+        if offered.tree_size != old.tree_size:
             return Outcome.STALE
         body = ConsistencyBody(checkpoint=new.jws, from_tree_size=0, consistency_proof=[])
-        if offered.tree_size < old.tree_size:
-            if parse_time(offered.time) <= parse_time(old.time):
-                return Outcome.STALE
-            return self._fork(f"the log shrank: a receipt's checkpoint of "
-                              f"{offered.tree_size} entries signed at {offered.time}, after "
-                              f"the one of {old.tree_size} held (signed at {old.time})",
-                              new, body)
         if offered.root_hash != old.root_hash:
             return self._fork(f"two roots for the same tree size {old.tree_size}: the log "
                               "was rewritten (a receipt's checkpoint)", new, body)
