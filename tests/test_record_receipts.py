@@ -466,3 +466,50 @@ async def test_a_backlogs_receipts_under_a_smaller_later_checkpoint_are_no_fork(
     assert receipts[0].checkpoint.time > whole.checkpoint.time
     assert witness.seen(receipts[0].signed_checkpoint, TEST_KEYS.ring) is Outcome.STALE
     assert witness.fork is None and witness.held.checkpoint == whole.checkpoint
+
+
+async def test_the_receipt_book_on_a_file_that_was_there_is_made_owner_only(
+        record: Record, tmp_path: Any) -> None:
+    token, _ = await _one_receipt(record)
+    path = tmp_path / "receipts.jws"
+    path.touch(0o644)  # made by hand, or by an older client
+    os.chmod(path, 0o644)
+    ReceiptBook(path).keep(verify_receipts(token, TEST_KEYS.ring, recipient=KZ))
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+async def test_a_receipt_the_book_could_not_write_is_written_when_it_comes_again(
+        record: Record, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk full for a moment: the client does not ack the message (the error goes up),
+    the hub's message comes again, and its receipts reach the file then."""
+    token, _ = await _one_receipt(record)
+    receipts = verify_receipts(token, TEST_KEYS.ring, recipient=KZ)
+    path = tmp_path / "receipts.jws"
+    book = ReceiptBook(path)
+    real = os.write
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(OSError):
+        book.keep(receipts)
+    monkeypatch.setattr(os, "write", real)
+    assert book.keep(receipts) == receipts
+    assert ReceiptBook(path).raw == [token]
+
+
+async def test_the_receipt_book_remembers_a_bounded_number_of_receipts(
+        record: Record, tmp_path: Any) -> None:
+    """A long-running agency's book: the receipts of the last ``capacity`` entries in
+    memory, the file holding every one; reading the file back keeps as few."""
+    tokens = [(await _one_receipt(record))[0] for _ in range(3)]
+    path = tmp_path / "receipts.jws"
+    book = ReceiptBook(path, capacity=2)
+    for token in tokens:
+        book.keep(verify_receipts(token, TEST_KEYS.ring, recipient=KZ))
+    assert len(book) == 2 and len(book._on_file) <= 2  # noqa: SLF001
+    again = ReceiptBook(path, capacity=2)
+    assert again.raw == tokens and len(again._on_file) <= 2  # noqa: SLF001
+    last = verify_receipts(tokens[-1], TEST_KEYS.ring, recipient=KZ)
+    assert again.keep(last) == []  # the batch sent again: still kept once

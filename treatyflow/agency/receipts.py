@@ -281,17 +281,32 @@ class ReceiptBook:
     """The receipts an agency received, by entry id (a receipt of an entry held already is
     not kept again), the JWS of each message carrying a new one appended to ``path`` (one
     ``record_receipt`` JWS a line) when given: what the agency keeps for a dispute, read
-    back by ``ReceiptBook(path)``."""
+    back by ``ReceiptBook(path).raw``. Memory holds the last ``capacity`` receipts and
+    keys (a batch sent again comes within moments); the file holds every one."""
 
     def __init__(self, path: Path | None = None, capacity: int = 100_000) -> None:
         self._by_entry: OrderedDict[str, Receipt] = OrderedDict()
         self._capacity = capacity
         self.path = path
-        self.raw: list[str] = []  # the messages' JWS as read from ``path``
-        self._on_file: set[str] = set()  # their keys: a receipt sent again is not kept twice
-        if path is not None and path.exists():
-            self.raw = [line for line in path.read_text().splitlines() if line.strip()]
-            self._on_file = {key for line in self.raw for key in _keys_of(line)}
+        # the keys of the last receipts on file: one sent again is not written twice
+        self._on_file: OrderedDict[str, None] = OrderedDict()
+        for line in self.raw:
+            self._note(_keys_of(line))
+
+    @property
+    def raw(self) -> list[str]:
+        """The messages' JWS on ``path``, read from it now."""
+        if self.path is None or not self.path.exists():
+            return []
+        with self.path.open() as lines:
+            return [line.strip() for line in lines if line.strip()]
+
+    def _note(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self._on_file[key] = None
+            self._on_file.move_to_end(key)
+        while len(self._on_file) > self._capacity:
+            self._on_file.popitem(last=False)
 
     def add(self, receipt: Receipt) -> bool:
         """Keep ``receipt``; False if one of its entry is held already."""
@@ -300,26 +315,27 @@ class ReceiptBook:
     def keep(self, receipts: Iterable[Receipt]) -> list[Receipt]:
         """Keep each of ``receipts`` not held already (by entry and recipient) and return
         those. On ``path``, the JWS of the messages carrying them is written owner-only
-        and synced before it returns (the client acks the delivery after it), once each."""
-        new: list[Receipt] = []
+        and synced before it returns (the client acks the delivery after it), once each;
+        a write that fails raises and keeps none (the message comes again)."""
+        new: dict[str, Receipt] = {}
         for receipt in receipts:
             key = f"{receipt.entry.entry_id}|{receipt.recipient}"
-            if key in self._by_entry or key in self._on_file:
-                continue
-            self._by_entry[key] = receipt
-            new.append(receipt)
-        while len(self._by_entry) > self._capacity:
-            self._by_entry.popitem(last=False)
+            if key not in self._by_entry and key not in self._on_file:
+                new.setdefault(key, receipt)
         if self.path is not None and new:
-            tokens = list(dict.fromkeys(r.jws for r in new))
+            tokens = list(dict.fromkeys(r.jws for r in new.values()))
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
+                os.fchmod(fd, 0o600)  # also a file that was there
                 os.write(fd, "".join(t + "\n" for t in tokens).encode())
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            self._on_file.update(f"{r.entry.entry_id}|{r.recipient}" for r in new)
-        return new
+            self._note(new)
+        self._by_entry.update(new)
+        while len(self._by_entry) > self._capacity:
+            self._by_entry.popitem(last=False)
+        return list(new.values())
 
     def __iter__(self) -> Iterator[Receipt]:
         return iter(list(self._by_entry.values()))
