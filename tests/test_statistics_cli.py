@@ -56,3 +56,14 @@ def test_history_then_stats_and_case(tmp_path: Path) -> None:
 
     missing = cli(settings, "case", "NO-SUCH-CASE")
     assert missing.returncode == 1 and "NO-SUCH-CASE" in missing.stderr
+
+
+def test_stats_and_case_read_the_record_and_never_make_its_keys(tmp_path: Path) -> None:
+    """Run where the payload keys are not (another shell's environment, a wrong folder),
+    the read-only commands say so: they make no new keys beside a record sealed under
+    others, which the hub would then take for its own."""
+    settings = Settings(state_dir=tmp_path, payload_keys="")
+    for args in (("stats", "--json"), ("case", "KZ-2024-1"), ("case", "--longest", "3")):
+        shown = cli(settings, *args)
+        assert shown.returncode == 2 and "no payload keys" in shown.stderr, args
+    assert not (settings.secrets_dir / "payload-keys.json").exists()

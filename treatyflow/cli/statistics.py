@@ -19,7 +19,7 @@ from treatyflow import logs
 from treatyflow import statistics as st
 from treatyflow.agency.signing import SigningKey
 from treatyflow.cli.common import CliError, settings
-from treatyflow.codec import PayloadKeyError, load_or_create_keys
+from treatyflow.codec import PayloadKeyError, load_keys, load_or_create_keys
 from treatyflow.constants import HUB_SENDER
 from treatyflow.keys import KeyStoreError, signing_key
 from treatyflow.keys import load_or_create_keys as load_or_create_signing_keys
@@ -34,9 +34,14 @@ history_app = typer.Typer(help="Simulated history in the record, for the demo an
 Done = TypeVar("Done")
 
 
-def _on_record(config: Settings, work: Callable[[Record], Awaitable[Done]]) -> Done:
+def _on_record(config: Settings, work: Callable[[Record], Awaitable[Done]], *,
+               writes: bool = False) -> Done:
+    """``work`` on the record; only a command that ``writes`` makes payload keys where
+    there are none (a reading one, run where the keys are not, would leave new keys beside
+    a record sealed under others)."""
     async def run() -> Done:
-        record = await Record.open(config.record_database_url, load_or_create_keys(config))
+        keys = load_or_create_keys(config) if writes else load_keys(config)
+        record = await Record.open(config.record_database_url, keys)
         try:
             return await work(record)
         finally:
@@ -202,7 +207,7 @@ def generate(
         return summary
 
     try:
-        summary = _on_record(config, write)
+        summary = _on_record(config, write, writes=True)
     except history.HistoryExists as err:
         raise CliError(str(err)) from None
     if as_json:
