@@ -227,6 +227,19 @@ def test_the_report_is_written_owner_only(tmp_path: Path) -> None:
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
 
 
+def test_the_report_is_not_written_through_a_link_planted_in_its_folder(
+        tmp_path: Path) -> None:
+    """A folder someone else could write into before it was made owner-only: a link
+    named index.html to one of the operator's files is refused, the file left as it was."""
+    folder, target = tmp_path / "report", tmp_path / "profile"
+    folder.mkdir()
+    target.write_text("the operator's own file\n")
+    (folder / "index.html").symlink_to(target)
+    with pytest.raises(OSError):
+        write(folder, render(figures()))
+    assert target.read_text() == "the operator's own file\n"
+
+
 @pytest.mark.parametrize("value,fmt,text", [(1234, "int", "1,234"), (None, "days", "—"),
                                            (40.25, "days", "40.2"), (0.2857, "share", "28.6 %"),
                                            ("2026-03-31T00:00:00Z", "date", "2026-03-31")])

@@ -218,8 +218,9 @@ def views_of(facts: Sequence[Any], figures: Figures, now: datetime) -> dict[str,
 
 
 def write_private(path: Path, data: str | bytes) -> None:
-    """``data`` into ``path``, readable by its owner alone (0600, also if it was there)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """``data`` into ``path``, readable by its owner alone (0600, also if it was there);
+    never through a symbolic link (one planted there would have it overwrite its target)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     os.fchmod(fd, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(data.encode() if isinstance(data, str) else data)
