@@ -30,6 +30,7 @@ from treatyflow.statistics import (
     MonthPoint,
     RefusalCount,
 )
+from treatyflow.statistics.cases import case_key
 from treatyflow.statistics.charts import FORMATS, resolve
 from treatyflow.statistics.report import render, write
 
@@ -80,10 +81,15 @@ def figures(authority: str = "KZ-GPO", ground: str = "sovereignty",
                                      share_overdue=m / (10 + m)) for m in range(1, 13)],
         refusals=[RefusalCount(treaty="sco-2010", ground=ground, article="4.1", whole=3, part=1)],
         cases_waiting=6,
-        waiting_longest=[CaseSummary(case_no=case_no, requesting_authority=authority, open=1,
+        waiting_longest=[CaseSummary(case_no=case_no, requesting_state="KZ",
+                                     requesting_authority=authority, open=1,
                                      requests=2, longest_wait_days=120.0,
                                      expected_complete_at=AS_OF + timedelta(days=30))],
     )
+
+
+def key(view: CaseView) -> str:
+    return case_key(view.requesting_state, view.case_no)
 
 
 def case_view(authority: str = "KZ-GPO", case_no: str = "KZ-2025-000123") -> CaseView:
@@ -94,7 +100,8 @@ def case_view(authority: str = "KZ-GPO", case_no: str = "KZ-2025-000123") -> Cas
         answered_at=None, days_waited=120.0, overdue=True, forecast=forecast("RU"))
     done = request.model_copy(update={"request_id": "KZ-GPO-2025-0003", "outcome":
                                       "executed_full", "forecast": None})
-    return CaseView(case_no=case_no, as_of=AS_OF, requests=[done, request], open=1,
+    return CaseView(case_no=case_no, requesting_state="KZ", as_of=AS_OF,
+                    requests=[done, request], open=1,
                     longest_wait_days=120.0, expected_complete_at=AS_OF + timedelta(days=30))
 
 
@@ -139,11 +146,11 @@ def parse(page: str) -> Page:
 
 def test_every_marked_number_is_the_figure_it_points_at_written_as_shown() -> None:
     figs, view = figures(), case_view()
-    page = parse(render(figs, {view.case_no: view}))
+    page = parse(render(figs, {key(view): view}))
     documents = {"figures": figs.model_dump(mode="json"),
-                 f"case:{view.case_no}": view.model_dump(mode="json")}
+                 f"case:{key(view)}": view.model_dump(mode="json")}
     assert json.loads(page.scripts["figures"]) == documents["figures"]
-    assert json.loads(page.scripts["cases"]) == {view.case_no: documents[f"case:{view.case_no}"]}
+    assert json.loads(page.scripts["cases"]) == {key(view): documents[f"case:{key(view)}"]}
     pointers = set()
     for attrs, text in page.marked:
         document = documents[str(attrs["data-source"])]
@@ -159,7 +166,7 @@ def test_every_marked_number_is_the_figure_it_points_at_written_as_shown() -> No
                    "/overdue_by_month/11/overdue", "/refusals/0/part",
                    "/waiting_longest/0/longest_wait_days", "/groups/1/sent"):
         assert ("figures", wanted) in pointers, wanted
-    case = f"case:{view.case_no}"
+    case = f"case:{key(view)}"
     for wanted in ("/requests/1/forecast/expected_at", "/requests/1/forecast/lower_at",
                    "/requests/1/forecast/upper_at", "/requests/1/days_waited"):
         assert (case, wanted) in pointers, wanted
@@ -181,7 +188,7 @@ def test_one_survival_curve_and_band_per_requested_state() -> None:
 def test_a_hostile_authority_name_ground_and_case_stay_text() -> None:
     figs = figures(authority=HOSTILE, ground=HOSTILE, case_no="X</script>")
     view = case_view(authority=HOSTILE, case_no="X</script>")
-    html = render(figs, {view.case_no: view})
+    html = render(figs, {key(view): view})
     page = parse(html)
     assert [t for t, _ in page.tags if t == "script"] == ["script", "script"]
     assert not [t for t, _ in page.tags if t == "img"]
@@ -190,7 +197,7 @@ def test_a_hostile_authority_name_ground_and_case_stay_text() -> None:
         '</script>\n<script type="application/json" id="cases">', "")
     # The embedded figures still read back as they were, the hostile text included.
     assert json.loads(page.scripts["figures"])["refusals"][0]["ground"] == HOSTILE
-    assert json.loads(page.scripts["cases"])["X</script>"]["case_no"] == "X</script>"
+    assert json.loads(page.scripts["cases"])["KZ:X</script>"]["case_no"] == "X</script>"
     shown = "".join(text for _, text in page.marked) + html
     assert HOSTILE not in html and "&lt;/script&gt;&lt;script&gt;" in shown
 
@@ -264,9 +271,9 @@ def test_the_check_passes_a_true_page_and_names_what_a_doctored_one_gets_wrong()
     from treatyflow.local.reportcheck import compare
 
     figs, view = figures(), case_view()
-    html = render(figs, {view.case_no: view})
+    html = render(figs, {key(view): view})
     truth = figs.model_dump(mode="json")
-    cases = {view.case_no: view.model_dump(mode="json")}
+    cases = {key(view): view.model_dump(mode="json")}
     good = compare(_as_read(html), truth, cases)
     assert not good.problems and good.curves == ["RU", "CN"] and good.numbers > 50
     # The record moved on since the page was written: one more request sent.

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from tests.conftest import RECORD_KEYS, TEST_KEYS
 from treatyflow.chaos.record import log_problems
 from treatyflow.constants import HUB_SENDER
@@ -12,7 +14,9 @@ from treatyflow.contract.examples import request_body
 from treatyflow.record import Record
 from treatyflow.record.writers import Recorder
 from treatyflow.schemas.messages import INBOUND, NoticeBody, NoticeMessage
-from treatyflow.statistics import case_of, fit_forecasts, read_facts
+from treatyflow.statistics import AmbiguousCase, case_of, fit_forecasts, read_facts
+from treatyflow.statistics.cases import waiting_longest_of
+from treatyflow.statistics.facts import Fact
 from treatyflow.statistics.history import generate_history
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -89,3 +93,27 @@ async def test_history_leaves_a_log_that_verifies(tmp_path: object) -> None:
     view = case_of(facts, waiting.domestic_case or "", fit_forecasts(facts, now=end), now=end)
     mine = next(r for r in view.requests if r.request_id == waiting.request_id)
     assert mine.outcome == "open" and mine.days_waited == round(waiting.waited(end), 3)
+
+
+def test_another_states_request_never_joins_a_domestic_case() -> None:
+    """A case number is its requesting state's: a request of RU that carries KZ's number
+    (the pattern lets any state write any number) is RU's case, not part of KZ's view
+    nor of its wait."""
+    now = day(400)
+    kz = [Fact(request_id=f"KZ-GPO-2025-000{i}", treaty="sco-2010",
+               requesting_authority="KZ-GPO", requested_authority="CN-MPS",
+               form="identification", sent_at=day(300 + i), domestic_case="KZ-77")
+          for i in range(2)]
+    hostile = Fact(request_id="RU-MIA-2020-0001", treaty="sco-2010",
+                   requesting_authority="RU-MIA", requested_authority="CN-MPS",
+                   form="identification", sent_at=day(0), domestic_case="KZ-77")
+    facts = [*kz, hostile]
+    model = fit_forecasts(facts, now=now)
+    view = case_of(facts, "KZ-77", model, state="KZ", now=now)
+    assert [r.request_id for r in view.requests] == [f.request_id for f in kz]
+    assert view.longest_wait_days == 100
+    with pytest.raises(AmbiguousCase, match="KZ, RU"):
+        case_of(facts, "KZ-77", model, now=now)
+    longest = waiting_longest_of(facts, model, 5, now=now)
+    assert [(c.requesting_state, c.case_no, c.requests) for c in longest] == [
+        ("RU", "KZ-77", 1), ("KZ", "KZ-77", 2)]

@@ -131,6 +131,9 @@ def case(
                        ] = None,
     longest: Annotated[int | None, typer.Option(
         "--longest", metavar="N", help="instead: the N cases waiting longest")] = None,
+    state: Annotated[str | None, typer.Option(
+        "--state", metavar="STATE", help="the requesting state whose case it is (needed "
+        "when requests of several states carry the number)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="as JSON")] = False,
 ) -> None:
     """A domestic case: every request abroad it waits on, days waited, and when each open
@@ -152,14 +155,14 @@ def case(
     assert case_no is not None
     try:
         view = _on_record(config, lambda record: st.case(
-            record, case_no, seconds_per_day=config.seconds_per_day))
-    except st.UnknownCase as err:
+            record, case_no, state=state, seconds_per_day=config.seconds_per_day))
+    except (st.UnknownCase, st.AmbiguousCase) as err:
         raise CliError(str(err), code=1) from None
     if as_json:
         print(json.dumps(view.model_dump(mode="json"), indent=2, ensure_ascii=False))
         return
-    table = Table(title=f"Case {view.case_no}: {view.open} of {len(view.requests)} requests "
-                  "abroad open")
+    table = Table(title=f"Case {view.case_no} ({view.requesting_state}): {view.open} of "
+                  f"{len(view.requests)} requests abroad open")
     for title in ("request", "to", "form", "status", "days", "expected (80 %)"):
         table.add_column(title)
     for r in view.requests:

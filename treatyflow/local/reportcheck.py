@@ -26,6 +26,7 @@ from treatyflow.local.uicheck import CHROMIUM
 from treatyflow.process import finish
 from treatyflow.record import Record, RecordError
 from treatyflow.settings import Settings
+from treatyflow.statistics.cases import case_key
 from treatyflow.statistics.charts import FORMATS, resolve
 from treatyflow.statistics.report import PAGE, SCREENSHOT, build, write_private
 
@@ -123,7 +124,7 @@ def compare(shown: dict[str, Any], figures: dict[str, Any],
     if not out.curves:
         out.problems.append("no Kaplan–Meier curve at all (is the record empty?)")
     for summary in figures["waiting_longest"]:
-        if summary["case_no"] not in cases:
+        if case_key(summary["requesting_state"], summary["case_no"]) not in cases:
             out.problems.append(f"case {summary['case_no']} is listed without its requests")
     return out
 

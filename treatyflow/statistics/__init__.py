@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from treatyflow.record import Record
 from treatyflow.settings import SECONDS_PER_DAY
+from treatyflow.statistics.cases import AmbiguousCase
 from treatyflow.statistics.facts import Fact, read_facts
 from treatyflow.statistics.models import (
     AgeBand,
@@ -63,12 +64,15 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
-    "AgeBand", "CaseRequest", "CaseSummary", "CaseView", "Clock", "Curve", "CurvePoint",
+    "AgeBand", "AmbiguousCase", "CaseRequest", "CaseSummary", "CaseView", "Clock", "Curve",
+    "CurvePoint",
     "Durations", "Fact", "Figures", "Filters", "Forecast", "ForecastModel", "Group",
     "HistorySummary", "MonthPoint", "RefusalCount", "TrueBehaviour", "case", "case_of",
     "figures", "figures_of", "fit_forecasts", "forecast", "read_facts", "waiting_longest",
     "waiting_longest_of",
 ]
+
+
 
 
 class UnknownCase(LookupError):
@@ -90,16 +94,20 @@ async def figures(record: Record, *, treaty: str | None = None, state: str | Non
                       seconds_per_day=seconds_per_day, longest=longest)
 
 
-async def case(record: Record, case_no: str, *, seconds_per_day: float = SECONDS_PER_DAY,
+async def case(record: Record, case_no: str, *, state: str | None = None,
+               seconds_per_day: float = SECONDS_PER_DAY,
                now: datetime | None = None) -> CaseView:
-    """The requests abroad domestic case ``case_no`` waits on; UnknownCase if none."""
+    """The requests abroad domestic case ``case_no`` of requesting ``state`` waits on
+    (without ``state``: the one state whose requests carry it); UnknownCase if none,
+    AmbiguousCase if requests of several states carry the number."""
     from treatyflow.statistics.cases import case_of
     from treatyflow.statistics.survival import fit_forecasts
 
     facts = await read_facts(record, seconds_per_day=seconds_per_day, now=now)
-    view = case_of(facts, case_no, fit_forecasts(facts, now=now), now=now)
+    view = case_of(facts, case_no, fit_forecasts(facts, now=now), state=state, now=now)
     if not view.requests:
-        raise UnknownCase(f"no request in the record carries domestic case {case_no!r}")
+        of = f" of {state}" if state else ""
+        raise UnknownCase(f"no request{of} in the record carries domestic case {case_no!r}")
     return view
 
 

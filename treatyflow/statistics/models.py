@@ -175,6 +175,8 @@ class CaseView(_Model):
     expected to be answered."""
 
     case_no: str
+    requesting_state: str = Field(description="The state whose domestic case it is: a "
+                                  "case number is that state's, and only its requests count.")
     as_of: datetime
     requests: list[CaseRequest]
     open: int
@@ -188,6 +190,7 @@ class CaseSummary(_Model):
     """A case in the list of those waiting longest."""
 
     case_no: str
+    requesting_state: str
     requesting_authority: str
     open: int
     requests: int

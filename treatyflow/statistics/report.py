@@ -30,6 +30,7 @@ from treatyflow.statistics import (
     fit_forecasts,
     read_facts,
 )
+from treatyflow.statistics.cases import case_key
 from treatyflow.statistics.charts import (
     DASH,
     bar_chart,
@@ -131,11 +132,12 @@ def _longest(figures: dict[str, Any], cases: Mapping[str, dict[str, Any]]) -> st
             f'<td class="num">{_of(summary, at, "longest_wait_days", "days")}</td>'
             f'<td class="num">{_of(summary, at, "expected_complete_at", "date")}</td>'
             "<td></td></tr>")
-        view = cases.get(summary["case_no"])
+        key = case_key(summary["requesting_state"], summary["case_no"])
+        view = cases.get(key)
         for j, request in enumerate(view["requests"] if view else []):
             if request["outcome"] != "open":
                 continue
-            rows.append(_request_row(summary["case_no"], j, request))
+            rows.append(_request_row(key, j, request))
     if not rows:
         return '<p class="note">No domestic case waits on a request abroad.</p>'
     return ('<table class="longest"><thead><tr><th>case / request</th><th>authority / '
@@ -144,10 +146,10 @@ def _longest(figures: dict[str, Any], cases: Mapping[str, dict[str, Any]]) -> st
             f'</thead><tbody>{"".join(rows)}</tbody></table>')
 
 
-def _request_row(case_no: str, j: int, request: dict[str, Any]) -> str:
-    """One open request of a case: its wait, and when its answer is expected (the
-    forecast's median) within its 80 % interval."""
-    source = f"case:{case_no}"
+def _request_row(key: str, j: int, request: dict[str, Any]) -> str:
+    """One open request of a case (``case_key``): its wait, and when its answer is
+    expected (the forecast's median) within its 80 % interval."""
+    source = f"case:{key}"
     at: tuple[str | int, ...] = ("requests", j)
     forecast = request.get("forecast")
     expected = interval = DASH
@@ -213,7 +215,8 @@ def views_of(facts: Sequence[Any], figures: Figures, now: datetime) -> dict[str,
     if not figures.waiting_longest:
         return {}
     model = fit_forecasts(facts, now=now)
-    return {s.case_no: case_of(facts, s.case_no, model, now=now)
+    return {case_key(s.requesting_state, s.case_no):
+            case_of(facts, s.case_no, model, state=s.requesting_state, now=now)
             for s in figures.waiting_longest}
 
 
