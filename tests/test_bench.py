@@ -3,19 +3,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from treatyflow import constants as c
 from treatyflow.bench import record as record_bench
+from treatyflow.bench import run as bench_run
 from treatyflow.bench import scale
-from treatyflow.bench.harness import Authorities
+from treatyflow.bench.harness import Authorities, floor_worker
 from treatyflow.bench.run import chart, measure
 from treatyflow.hub import request_state
 from treatyflow.local import stack
+from treatyflow.schemas.messages import NoticeMessage
 from treatyflow.schemas.treaty import all_authorities, known_treaties, load_profile, use_folder
 from treatyflow.settings import Settings
 from treatyflow.topology import definitions
@@ -80,6 +85,70 @@ async def test_open_requests_and_a_storm_of_deadlines_are_measured(
         state = await request_state(stack_client, "sco-2010", rid)
         assert state.overdue and state.status.value == "received"
         assert [e.event for e in state.timeline].count("overdue") == 1
+
+
+@pytest.mark.stack
+async def test_the_storm_floor_fires_its_timers_and_signs_a_notice_to_each_party(
+    stack_settings: Settings, stack_client: Client, task_queue: str
+) -> None:
+    """The storm's floor: each bare workflow's timer fires at the instant, then one
+    activity per party publishes a notice the party's client verifies as the hub's."""
+    async with floor_worker(stack_settings, task_queue), Authorities(
+            stack_settings, pairs=scale.FLOOR_PAIRS, acknowledge_retrievals=False) as parties:
+        storm = await scale.floor_storm_phase(stack_client, parties, task_queue, 4, 4,
+                                              lambda _: None, stack_settings, lead=3)
+        inboxes = {a: list(parties.sim.inbox[a]) for pair in parties.pairs for a in pair}
+    assert storm["storm_floor_deadlines"] == 4
+    assert 0 <= storm["storm_floor_first_notice_s"] <= storm["storm_floor_seconds"]
+    assert "floor-" + task_queue in storm["storm_floor_cpu_cores"]
+    marker = f"-FLOOR-{storm['storm_floor_run']}-"
+    for i in range(4):
+        requesting, requested = scale.FLOOR_PAIRS[i % len(scale.FLOOR_PAIRS)]
+        rid = f"{requesting}{marker}{i:06d}"
+        for party in (requesting, requested):
+            got = [m for m in inboxes[party] if m.request_id == rid]
+            assert len(got) == 1 and isinstance(got[0], NoticeMessage)
+            assert got[0].body.event == "overdue" and got[0].sender == c.HUB_SENDER
+        events = [e.event_type async for e in stack_client.get_workflow_handle(
+            f"floor-storm-{rid}").fetch_history_events()]
+        assert events.count(EventType.EVENT_TYPE_TIMER_FIRED) == 1
+        assert events.count(EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED) == 2
+
+
+async def test_the_storm_and_its_floor_are_printed_with_their_ratio(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``make bench`` runs the storm's floor, then treatyflow's storm of as many
+    deadlines, and prints both with their ratio."""
+    calls: list[tuple[str, int]] = []
+
+    async def floor(client: object, parties: object, queue: str, n: int, *rest: object
+                    ) -> dict[str, object]:
+        calls.append(("floor", n))
+        return {"storm_floor_seconds": n / 40, "storm_floor_deadlines_per_s": 40.0,
+                "storm_floor_cpu_cores": {"temporal": 1.0}}
+
+    async def ours(client: object, authorities: object, n: int, *rest: object
+                   ) -> dict[str, object]:
+        calls.append(("treatyflow", n))
+        return {"storm_seconds": n / 30, "storm_deadlines_per_s": 30.0,
+                "storm_cpu_cores": {"worker": 0.5}}
+
+    @contextlib.asynccontextmanager
+    async def parties(settings: Settings, **options: object) -> AsyncIterator[object]:
+        assert options == {"pairs": scale.FLOOR_PAIRS, "acknowledge_retrievals": False}
+        yield object()
+
+    monkeypatch.setattr(scale, "floor_storm_phase", floor)
+    monkeypatch.setattr(scale, "storm_phase", ours)
+    monkeypatch.setattr(bench_run, "Authorities", parties)
+    said: list[str] = []
+    figures = await bench_run.storms(object(), object(), Settings(), 200, 8,  # type: ignore[arg-type]
+                                     said.append)
+    assert calls == [("floor", 200), ("treatyflow", 200)]  # the floor first, as many
+    assert figures["storm_ratio_vs_floor"] == 0.75
+    assert figures["storm_floor_deadlines_per_s"] == 40.0
+    assert "(30.0/s, 0.75 of the floor)" in said[-1] and "(40.0/s)" in said[0]
 
 
 def test_a_registry_of_generated_authorities_is_served_from_the_treaties_folder(

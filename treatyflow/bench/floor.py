@@ -1,6 +1,7 @@
 """The floor: bare Temporal doing what one typical request lifecycle does (three updates,
 the first an update-with-start, and four notice activities), with no RabbitMQ, no
-validation, no treaty logic. Its worker runs as its own process, like treatyflow's.
+validation, no treaty logic. Its worker runs as its own process, like treatyflow's, and
+hosts the storm's floor too (``floor_storm.py``), whose notices go through RabbitMQ.
 
     python -m treatyflow.bench.floor --task-queue Q   # the floor's worker
 """
@@ -69,16 +70,28 @@ class FloorLifecycle:
 
 
 async def run(settings: Settings, stop: asyncio.Event, task_queue: str) -> None:
+    import aio_pika
+
     # Registered from the module by its name, even when this file runs as __main__.
-    from treatyflow.bench import floor
+    from treatyflow.bench import floor, floor_storm
+    from treatyflow.constants import HUB_SENDER, HUB_USER
+    from treatyflow.keys import signing_key
     from treatyflow.temporal import connect, workflow_runner
+    from treatyflow.topology import read_passwords
 
     client = await connect(settings)
+    # The storm floor's notices: the hub's broker user and key, a channel with confirms.
+    broker = await aio_pika.connect(settings.amqp_url(
+        HUB_USER, read_passwords(settings.secrets_dir)[HUB_USER]))
+    channel = await broker.channel(publisher_confirms=True, on_return_raises=True)
+    notices = floor_storm.FloorNotices(channel, signing_key(settings.secrets_dir, HUB_SENDER))
     # The same sandbox settings as treatyflow's worker: the models are shared with the
-    # sandbox, the workflow module is re-imported for each run.
-    async with Worker(client, task_queue=task_queue, workflows=[floor.FloorLifecycle],
-                      activities=[floor.notify],
-                      workflow_runner=workflow_runner("treatyflow.bench.floor_contract")):
+    # sandbox, the workflow modules are re-imported for each run.
+    async with broker, Worker(
+            client, task_queue=task_queue,
+            workflows=[floor.FloorLifecycle, floor_storm.FloorStorm],
+            activities=[floor.notify, notices.notify],
+            workflow_runner=workflow_runner("treatyflow.bench.floor_contract")):
         ready = settings.state_dir / "run" / f"floor-{task_queue}.ready"
         ready.parent.mkdir(parents=True, exist_ok=True)
         ready.touch()

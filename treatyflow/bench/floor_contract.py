@@ -5,7 +5,7 @@ while the floor's workflow module itself is re-imported for each run, as treatyf
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 
 class FloorStart(BaseModel):
@@ -47,3 +47,30 @@ class FloorDone(BaseModel):
 
     request_id: str
     steps: int
+
+
+# --- the storm's floor (``floor_storm.py``) ------------------------------------------
+
+
+class FloorStormStart(BaseModel):
+    """A bare request waiting for one deadline: who its parties are, and when it falls
+    due."""
+
+    request_id: str
+    treaty_id: str
+    requesting: str
+    requested: str
+    due: AwareDatetime
+
+
+class FloorOverdue(BaseModel):
+    """One overdue notice the storm's floor publishes, its message id fixed by the
+    workflow (as treatyflow's notices are)."""
+
+    message_id: str
+    request_id: str
+    treaty_id: str
+    recipient: str
+    requesting: str
+    requested: str
+    due: AwareDatetime

@@ -169,8 +169,9 @@ class Authorities:
     """Simulated authorities that run bench lifecycles and time what reaches their inboxes."""
 
     def __init__(self, settings: Settings, *, pairs: Sequence[tuple[str, str]] = PAIRS,
-                 treaty: str = TREATY) -> None:
-        self.sim = Simulation(settings, settings.seconds_per_day)
+                 treaty: str = TREATY, acknowledge_retrievals: bool = True) -> None:
+        self.sim = Simulation(settings, settings.seconds_per_day,
+                              acknowledge_retrievals=acknowledge_retrievals)
         self.pairs, self.treaty = tuple(pairs), treaty
         self._waiting: dict[tuple[str, str], asyncio.Future[float]] = {}
         self._counts: list[EventCount] = []

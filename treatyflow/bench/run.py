@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from temporalio.client import Client
+
 from treatyflow import logs
 from treatyflow.bench import scale
 from treatyflow.bench.harness import (
@@ -60,43 +62,19 @@ async def measure(settings: Settings, lifecycles: int, concurrency: int,
                   open_requests: int = 0, storm: int = 0, rounds: int = 3) -> dict[str, Any]:
     """Every phase against a running stack; the figures as one dict. ``loads`` are shares
     of the measured maximum and must include 0.5 (the latency figures); then, if asked,
-    ``open_requests`` left open and a ``storm`` of deadlines falling due together."""
+    ``open_requests`` left open and a ``storm`` of deadlines falling due together, after
+    its floor. ``rounds`` 0 skips the throughput and latency phases."""
     def note(text: str) -> None:
         say(f"[bench] {text}")
 
     client = await connect(settings)
-    warm = max(5, lifecycles // 20)
-    floors: list[Phase] = []
-    ourses: list[Phase] = []
+    figures: dict[str, Any] = {}
+    at_scale: dict[str, Any] = {"rss_mb_50k_open": None}
     async with floor_worker(settings, FLOOR_QUEUE), Authorities(settings) as authorities:
-        await floor_phase(client, FLOOR_QUEUE, warm, concurrency)
-        await treatyflow_phase(authorities, warm, concurrency)
-        # Rounds taken in turn, so that a slow spell of the machine or of the server's
-        # database falls on both: the figures are the sums over the rounds.
-        for _ in range(rounds):
-            with CpuMeter(settings, extra=(f"floor-{FLOOR_QUEUE}",)) as cpu:
-                floors.append(await floor_phase(client, FLOOR_QUEUE, lifecycles,
-                                                concurrency))
-            floors[-1].cpu_cores = cpu.cores
-            with CpuMeter(settings, extra=(f"floor-{FLOOR_QUEUE}",)) as cpu:
-                ourses.append(await treatyflow_phase(authorities, lifecycles, concurrency))
-            ourses[-1].cpu_cores = cpu.cores
-            note(f"round {len(floors)}: floor {floors[-1].lifecycles_per_s:.1f}, treatyflow "
-                 f"{ourses[-1].lifecycles_per_s:.1f} lifecycles/s")
-        floor, ours = combined("floor", floors), combined("treatyflow", ourses)
-        note(f"floor: {floor.lifecycles_per_s:.1f} lifecycles/s; cores used "
-             f"{_cores(floor.cpu_cores)}")
-        note(f"treatyflow: {ours.lifecycles_per_s:.1f} lifecycles/s; cores used "
-             f"{_cores(ours.cpu_cores)}")
-        memory = scale.memory(settings)
-        offered: list[Phase] = []
-        for share in loads:
-            rate = share * ours.lifecycles_per_s
-            n = max(least_per_load, round(rate * seconds_per_load))
-            offered.append(await offered_phase(authorities, rate, n))
-            note(f"offered {rate:.1f}/s: achieved {offered[-1].lifecycles_per_s:.1f}/s, "
-                 f"p99 {offered[-1].percentile(99):.0f} ms")
-        at_scale: dict[str, Any] = {"rss_mb_50k_open": None}
+        if rounds:
+            figures = await throughput(client, authorities, settings, lifecycles, concurrency,
+                                       note, loads=loads, seconds_per_load=seconds_per_load,
+                                       least_per_load=least_per_load, rounds=rounds)
         if open_requests:
             at_scale |= await scale.open_phase(authorities, open_requests, 4 * concurrency,
                                                note)
@@ -108,10 +86,48 @@ async def measure(settings: Settings, lifecycles: int, concurrency: int,
                  f"database {at_scale['database_mb_open']} MiB, idle cores "
                  f"{_cores(at_scale['idle_cores_open'])}")
         if storm:
-            at_scale |= await scale.storm_phase(client, authorities, storm, 4 * concurrency,
-                                                note, settings)
-            note(f"storm of {storm} deadlines: every overdue notice delivered in "
-                 f"{at_scale['storm_seconds']} s ({at_scale['storm_deadlines_per_s']}/s)")
+            at_scale |= await storms(client, authorities, settings, storm, 4 * concurrency,
+                                     note)
+    phases = figures.pop("phases", [])
+    return {**figures, **at_scale, "lifecycles": lifecycles, "concurrency": concurrency,
+            "messages_per_lifecycle": MESSAGES_PER_LIFECYCLE, "phases": phases}
+
+
+async def throughput(client: Client, authorities: Authorities, settings: Settings,
+                     lifecycles: int, concurrency: int, note: Callable[[str], None], *,
+                     loads: tuple[float, ...], seconds_per_load: float, least_per_load: int,
+                     rounds: int) -> dict[str, Any]:
+    """The floor's and treatyflow's throughput in rounds taken in turn, then latency at
+    fixed offered loads."""
+    warm = max(5, lifecycles // 20)
+    floors: list[Phase] = []
+    ourses: list[Phase] = []
+    await floor_phase(client, FLOOR_QUEUE, warm, concurrency)
+    await treatyflow_phase(authorities, warm, concurrency)
+    # Rounds taken in turn, so that a slow spell of the machine or of the server's
+    # database falls on both: the figures are the sums over the rounds.
+    for _ in range(rounds):
+        with CpuMeter(settings, extra=(f"floor-{FLOOR_QUEUE}",)) as cpu:
+            floors.append(await floor_phase(client, FLOOR_QUEUE, lifecycles, concurrency))
+        floors[-1].cpu_cores = cpu.cores
+        with CpuMeter(settings, extra=(f"floor-{FLOOR_QUEUE}",)) as cpu:
+            ourses.append(await treatyflow_phase(authorities, lifecycles, concurrency))
+        ourses[-1].cpu_cores = cpu.cores
+        note(f"round {len(floors)}: floor {floors[-1].lifecycles_per_s:.1f}, treatyflow "
+             f"{ourses[-1].lifecycles_per_s:.1f} lifecycles/s")
+    floor, ours = combined("floor", floors), combined("treatyflow", ourses)
+    note(f"floor: {floor.lifecycles_per_s:.1f} lifecycles/s; cores used "
+         f"{_cores(floor.cpu_cores)}")
+    note(f"treatyflow: {ours.lifecycles_per_s:.1f} lifecycles/s; cores used "
+         f"{_cores(ours.cpu_cores)}")
+    memory = scale.memory(settings)
+    offered: list[Phase] = []
+    for share in loads:
+        rate = share * ours.lifecycles_per_s
+        n = max(least_per_load, round(rate * seconds_per_load))
+        offered.append(await offered_phase(authorities, rate, n))
+        note(f"offered {rate:.1f}/s: achieved {offered[-1].lifecycles_per_s:.1f}/s, "
+             f"p99 {offered[-1].percentile(99):.0f} ms")
     half = offered[loads.index(0.5)]
     return {
         "ratio_vs_floor": round(ours.lifecycles_per_s / floor.lifecycles_per_s, 3),
@@ -132,12 +148,29 @@ async def measure(settings: Settings, lifecycles: int, concurrency: int,
         "cpu_cores_treatyflow": ours.cpu_cores,
         "rss_mb_worker": memory["worker"],
         "rss_mb_gateway": memory["gateway"],
-        **at_scale,
-        "lifecycles": lifecycles,
-        "concurrency": concurrency,
-        "messages_per_lifecycle": MESSAGES_PER_LIFECYCLE,
         "phases": [p.summary() for p in (floor, ours, *offered)],
     }
+
+
+async def storms(client: Client, authorities: Authorities, settings: Settings, n: int,
+                 concurrency: int, note: Callable[[str], None]) -> dict[str, Any]:
+    """The storm's floor, then treatyflow's storm of as many deadlines, one after the other
+    so that their timers never overlap; the ratio of their deadlines per second."""
+    async with Authorities(settings, pairs=scale.FLOOR_PAIRS,
+                           acknowledge_retrievals=False) as parties:
+        figures = await scale.floor_storm_phase(client, parties, FLOOR_QUEUE, n, concurrency,
+                                                note, settings)
+    note(f"storm floor of {n} deadlines: every notice delivered in "
+         f"{figures['storm_floor_seconds']} s ({figures['storm_floor_deadlines_per_s']}/s); "
+         f"cores used {_cores(figures['storm_floor_cpu_cores'])}")
+    figures |= await scale.storm_phase(client, authorities, n, concurrency, note, settings)
+    figures["storm_ratio_vs_floor"] = round(
+        figures["storm_deadlines_per_s"] / figures["storm_floor_deadlines_per_s"], 3)
+    note(f"storm of {n} deadlines: every overdue notice delivered in "
+         f"{figures['storm_seconds']} s ({figures['storm_deadlines_per_s']}/s, "
+         f"{figures['storm_ratio_vs_floor']} of the floor); cores used "
+         f"{_cores(figures['storm_cpu_cores'])}")
+    return figures
 
 
 def combined(name: str, phases: list[Phase]) -> Phase:
@@ -198,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
     parser.add_argument("--rounds", type=int, default=3,
-                        help="floor and treatyflow throughput runs, taken in turn")
+                        help="floor and treatyflow throughput runs, taken in turn "
+                             "(0: skip them and the latency phases)")
     parser.add_argument("--open", type=int, default=50_000,
                         help="requests left open for the scale figures (0: skip)")
     parser.add_argument("--storm", type=int, default=10_000,
@@ -226,8 +260,9 @@ def main(argv: list[str] | None = None) -> int:
                                   "bench-registry")
         figures |= scale.registry_phase(registry, args.registry, args.lifecycles,
                                         args.concurrency, lambda text: print(f"[bench] {text}"))
-        figures["registry_ratio_vs_base"] = round(
-            figures["registry_lifecycles_per_s"] / figures["lifecycles_per_s"], 3)
+        if "lifecycles_per_s" in figures:
+            figures["registry_ratio_vs_base"] = round(
+                figures["registry_lifecycles_per_s"] / figures["lifecycles_per_s"], 3)
     figures |= {
         "stack_startup_s": round(startup, 1),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -236,9 +271,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.json").write_text(json.dumps(figures, indent=2) + "\n")
-    drawn = chart(figures, args.out / "throughput-latency.png")
+    drawn = (chart(figures, args.out / "throughput-latency.png")
+             if "floor_lifecycles_per_s" in figures else None)
     print(f"[bench] figures: {args.out / 'latest.json'}"
-          + (f", chart: {drawn}" if drawn else " (no chart: matplotlib missing)"))
+          + (f", chart: {drawn}" if drawn else " (no chart)"))
     print(json.dumps({k: v for k, v in figures.items() if k not in ("phases", "machine")}))
     return 0
 

@@ -6,7 +6,8 @@
   the idle stack costs with them open;
 - a deadline storm: N more requests whose art. 6.1 execution deadline (30 days from
   receipt) falls due at one instant; the time until every "overdue" notice is in both
-  parties' inboxes;
+  parties' inboxes; and first its floor, N bare workflows whose timers fire at one
+  instant, each then publishing a signed notice to both parties (``floor_storm.py``);
 - a registry of many authorities (``registry_phase``): a second stack whose broker,
   key registry and gateway serve that many authorities (Europol's SIENA connects about
   3,000), its start-up time and its throughput.
@@ -18,7 +19,7 @@ import asyncio
 import functools
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -29,9 +30,12 @@ from temporalio.common import WorkflowIDReusePolicy
 
 from treatyflow import constants as c
 from treatyflow.agency.signing import SigningKey, sign
+from treatyflow.bench.floor_contract import FloorStormStart
+from treatyflow.bench.floor_storm import FloorStorm
 from treatyflow.bench.harness import (
     Authorities,
     CpuMeter,
+    EventCount,
     bounded,
     rss_mb,
     treatyflow_phase,
@@ -48,6 +52,9 @@ from treatyflow.workflows.request import RequestForAssistance, search_attributes
 from treatyflow.workflows.shell import typed
 
 Say = Callable[[str], None]
+# The storm floor's parties: authorities the bench's lifecycles leave alone, so that their
+# inboxes hold only the floor's notices.
+FLOOR_PAIRS = (("KZ-SPS", "CN-SPP"), ("KG-GPO", "UZ-GPO"), ("KZ-ACA", "KZ-SRC"))
 
 
 
@@ -133,9 +140,7 @@ async def storm_phase(client: Client, authorities: Authorities, n: int, concurre
     how long until every one has been noticed and both parties hold its "overdue"
     notice."""
     run = uuid.uuid4().hex[:6].upper()
-    # Seeding runs at about a hundred starts a second; leave time for it before the instant.
-    lead = 30 + n / 50 if lead is None else lead
-    due = (datetime.now(UTC) + timedelta(seconds=lead)).replace(microsecond=0)
+    due = storm_instant(n, lead)
     pairs = authorities.pairs
     arrived = authorities.count_events("overdue", marker=f"-STORM-{run}-")
 
@@ -153,20 +158,61 @@ async def storm_phase(client: Client, authorities: Authorities, n: int, concurre
             # the deadline changes is upserted when it falls due.
             search_attributes=typed(search_attributes(start.profile, start.state)))
 
+    figures = await fall_due(n, concurrency, seed, due, arrived, say, settings)
+    return {"storm_run": run, **{f"storm_{k}": v for k, v in figures.items()}}
+
+
+async def floor_storm_phase(client: Client, parties: Authorities, task_queue: str, n: int,
+                            concurrency: int, say: Say, settings: Settings,
+                            treaty: str = TREATY, lead: float | None = None,
+                            ) -> dict[str, Any]:
+    """The storm's floor (``floor_storm.py``): ``n`` bare workflows whose timer fires at
+    one instant, each then publishing a signed notice to both of its parties, timed as
+    the storm is."""
+    run = uuid.uuid4().hex[:6].upper()
+    due = storm_instant(n, lead)
+    pairs = parties.pairs
+    arrived = parties.count_events("overdue", marker=f"-FLOOR-{run}-")
+
+    async def seed(i: int) -> None:
+        requesting, requested = pairs[i % len(pairs)]
+        rid = f"{requesting}-FLOOR-{run}-{i:06d}"
+        await client.start_workflow(
+            FloorStorm.run, FloorStormStart(request_id=rid, treaty_id=treaty,
+                                            requesting=requesting, requested=requested,
+                                            due=due),
+            id=f"floor-storm-{rid}", task_queue=task_queue)
+
+    figures = await fall_due(n, concurrency, seed, due, arrived, say, settings,
+                             extra=(f"floor-{task_queue}",))
+    return {"storm_floor_run": run, **{f"storm_floor_{k}": v for k, v in figures.items()}}
+
+
+def storm_instant(n: int, lead: float | None) -> datetime:
+    """When a storm of ``n`` falls due: ``lead`` seconds from now, by default time enough
+    to seed them (about a hundred starts a second)."""
+    lead = 30 + n / 50 if lead is None else lead
+    return (datetime.now(UTC) + timedelta(seconds=lead)).replace(microsecond=0)
+
+
+async def fall_due(n: int, concurrency: int, seed: Callable[[int], Awaitable[None]],
+                   due: datetime, arrived: EventCount, say: Say, settings: Settings,
+                   extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Seed ``n`` deadlines due at ``due``, then time from that instant until both parties
+    of each hold its notice (``arrived`` counts them), with the cores each part used."""
     seeded_s = await bounded(n, concurrency, seed)
     left = (due - datetime.now(UTC)).total_seconds()
     say(f"{n} deadlines seeded in {seeded_s:.0f} s; they fall due in {left:.0f} s")
     await asyncio.sleep(max(0.0, left))
     started = time.perf_counter()
-    with CpuMeter(settings) as cpu:
+    with CpuMeter(settings, extra=extra) as cpu:
         first = await arrived.wait_for(1)
         await arrived.wait_for(2 * n, timeout=max(600.0, n / 5))
     seconds = time.perf_counter() - started
-    return {"storm_deadlines": n, "storm_run": run, "storm_seeded_s": round(seeded_s, 1),
-            "storm_seeded_late_s": round(max(0.0, -left), 1),
-            "storm_first_notice_s": round(first - started, 2),
-            "storm_seconds": round(seconds, 1),
-            "storm_deadlines_per_s": round(n / seconds, 1), "storm_cpu_cores": cpu.cores}
+    return {"deadlines": n, "seeded_s": round(seeded_s, 1),
+            "seeded_late_s": round(max(0.0, -left), 1),
+            "first_notice_s": round(first - started, 2), "seconds": round(seconds, 1),
+            "deadlines_per_s": round(n / seconds, 1), "cpu_cores": cpu.cores}
 
 
 REGISTRY_TREATY = "bench-registry"

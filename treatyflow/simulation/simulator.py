@@ -48,8 +48,11 @@ class Simulation:
     """Runs simulated authorities, each with its own connection and inbox."""
 
     def __init__(self, settings: Settings, seconds_per_day: float,
-                 default_behaviour: Behaviour | None = None) -> None:
+                 default_behaviour: Behaviour | None = None, *,
+                 acknowledge_retrievals: bool = True) -> None:
         self.settings = settings
+        # Each notice handled is acknowledged to the hub (a signed retrieval), as agencies do.
+        self.acknowledge_retrievals = acknowledge_retrievals
         self.default_behaviour = default_behaviour
         self.seconds_per_day = seconds_per_day
         self._passwords = read_passwords(settings.secrets_dir)
@@ -76,7 +79,7 @@ class Simulation:
         return AgencyClient(
             authority, self.settings.amqp_url(authority, self._passwords[authority]),
             signing_key=signing_key(self.settings.secrets_dir, authority),
-            keys=self._keys,
+            keys=self._keys, acknowledge_retrievals=self.acknowledge_retrievals,
         )
 
     async def connect(self, authorities: set[str]) -> None:
