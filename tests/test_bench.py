@@ -101,6 +101,7 @@ async def test_the_storm_floor_fires_its_timers_and_signs_a_notice_to_each_party
     assert storm["storm_floor_deadlines"] == 4
     assert 0 <= storm["storm_floor_first_notice_s"] <= storm["storm_floor_seconds"]
     assert "floor-" + task_queue in storm["storm_floor_cpu_cores"]
+    assert storm["storm_floor_cpu_ms_per_deadline"]["temporal"] > 0
     marker = f"-FLOOR-{storm['storm_floor_run']}-"
     for i in range(4):
         requesting, requested = scale.FLOOR_PAIRS[i % len(scale.FLOOR_PAIRS)]
@@ -126,13 +127,13 @@ async def test_the_storm_and_its_floor_are_printed_with_their_ratio(
                     ) -> dict[str, object]:
         calls.append(("floor", n))
         return {"storm_floor_seconds": n / 40, "storm_floor_deadlines_per_s": 40.0,
-                "storm_floor_cpu_cores": {"temporal": 1.0}}
+                "storm_floor_cpu_ms_per_deadline": {"temporal": 25.0}}
 
     async def ours(client: object, authorities: object, n: int, *rest: object
                    ) -> dict[str, object]:
         calls.append(("treatyflow", n))
         return {"storm_seconds": n / 30, "storm_deadlines_per_s": 30.0,
-                "storm_cpu_cores": {"worker": 0.5}}
+                "storm_cpu_ms_per_deadline": {"worker": 16.0}}
 
     @contextlib.asynccontextmanager
     async def parties(settings: Settings, **options: object) -> AsyncIterator[object]:
@@ -148,7 +149,8 @@ async def test_the_storm_and_its_floor_are_printed_with_their_ratio(
     assert calls == [("floor", 200), ("treatyflow", 200)]  # the floor first, as many
     assert figures["storm_ratio_vs_floor"] == 0.75
     assert figures["storm_floor_deadlines_per_s"] == 40.0
-    assert "(30.0/s, 0.75 of the floor)" in said[-1] and "(40.0/s)" in said[0]
+    assert "(30.0/s, 0.75 of the floor)" in said[-1] and "worker 16.0" in said[-1]
+    assert "(40.0/s)" in said[0] and "temporal 25.0" in said[0]
 
 
 def test_a_registry_of_generated_authorities_is_served_from_the_treaties_folder(

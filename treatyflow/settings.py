@@ -84,6 +84,11 @@ class Settings:
     # How often the gateway counts cases waiting and requests open by age band from the
     # record (treatyflow.statistics.gauges; less often when counting takes longer); 0: never.
     statistics_seconds: float = 60.0
+    # Open workflows the worker keeps in memory between their tasks (Temporal's
+    # max_cached_workflows). One no longer held is replayed from its history when its
+    # next task comes: a storm of more deadlines than this falling due together replays
+    # most of them (docs/operators/benchmarks.md).
+    worker_cached_workflows: int = 1000
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -124,6 +129,8 @@ class Settings:
                                                  base.record_receipt_seconds)),
             statistics_seconds=float(env.get("TREATYFLOW_STATISTICS_SECONDS",
                                              base.statistics_seconds)),
+            worker_cached_workflows=int(env.get("TREATYFLOW_WORKER_CACHED_WORKFLOWS",
+                                                base.worker_cached_workflows)),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -153,6 +160,7 @@ class Settings:
             "TREATYFLOW_SENDER_RATE": repr(self.sender_rate),
             "TREATYFLOW_SENDER_BURST": str(self.sender_burst),
             "TREATYFLOW_RECORD_URL": self.record_url,
+            "TREATYFLOW_WORKER_CACHED_WORKFLOWS": str(self.worker_cached_workflows),
             "TREATYFLOW_RECORD_CHECKPOINT_SECONDS": repr(self.record_checkpoint_seconds),
             "TREATYFLOW_RECORD_RECEIPT_SECONDS": repr(self.record_receipt_seconds),
             "TREATYFLOW_STATISTICS_SECONDS": repr(self.statistics_seconds),

@@ -91,7 +91,8 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str) -> None:
             client, task_queue=task_queue,
             workflows=[floor.FloorLifecycle, floor_storm.FloorStorm],
             activities=[floor.notify, notices.notify],
-            workflow_runner=workflow_runner("treatyflow.bench.floor_contract")):
+            workflow_runner=workflow_runner("treatyflow.bench.floor_contract"),
+            max_cached_workflows=settings.worker_cached_workflows):
         ready = settings.state_dir / "run" / f"floor-{task_queue}.ready"
         ready.parent.mkdir(parents=True, exist_ok=True)
         ready.touch()

@@ -162,14 +162,14 @@ async def storms(client: Client, authorities: Authorities, settings: Settings, n
                                                 note, settings)
     note(f"storm floor of {n} deadlines: every notice delivered in "
          f"{figures['storm_floor_seconds']} s ({figures['storm_floor_deadlines_per_s']}/s); "
-         f"cores used {_cores(figures['storm_floor_cpu_cores'])}")
+         f"CPU ms per deadline {_cores(figures['storm_floor_cpu_ms_per_deadline'], 1)}")
     figures |= await scale.storm_phase(client, authorities, n, concurrency, note, settings)
     figures["storm_ratio_vs_floor"] = round(
         figures["storm_deadlines_per_s"] / figures["storm_floor_deadlines_per_s"], 3)
     note(f"storm of {n} deadlines: every overdue notice delivered in "
          f"{figures['storm_seconds']} s ({figures['storm_deadlines_per_s']}/s, "
-         f"{figures['storm_ratio_vs_floor']} of the floor); cores used "
-         f"{_cores(figures['storm_cpu_cores'])}")
+         f"{figures['storm_ratio_vs_floor']} of the floor); CPU ms per deadline "
+         f"{_cores(figures['storm_cpu_ms_per_deadline'], 1)}")
     return figures
 
 
@@ -193,8 +193,9 @@ def _per_lifecycle(phase: Phase) -> dict[str, float]:
             for part, used in phase.cpu_cores.items() if used}
 
 
-def _cores(cores: dict[str, float]) -> str:
-    return ", ".join(f"{name} {used:.2f}" for name, used in cores.items() if used >= 0.01)
+def _cores(cores: dict[str, float], digits: int = 2) -> str:
+    return ", ".join(f"{name} {used:.{digits}f}" for name, used in cores.items()
+                     if used >= 10 ** -digits)
 
 
 def chart(figures: dict[str, Any], path: Path) -> Path | None:

@@ -212,7 +212,11 @@ async def fall_due(n: int, concurrency: int, seed: Callable[[int], Awaitable[Non
     return {"deadlines": n, "seeded_s": round(seeded_s, 1),
             "seeded_late_s": round(max(0.0, -left), 1),
             "first_notice_s": round(first - started, 2), "seconds": round(seconds, 1),
-            "deadlines_per_s": round(n / seconds, 1), "cpu_cores": cpu.cores}
+            "deadlines_per_s": round(n / seconds, 1), "cpu_cores": cpu.cores,
+            # What each part costs a deadline, however busy the machine was.
+            "cpu_ms_per_deadline": {part: round(1000 * used * seconds / n, 1)
+                                    for part, used in cpu.cores.items() if used},
+            "rss_mb": {name: rss_mb(settings, name) for name in ("worker", *extra)}}
 
 
 REGISTRY_TREATY = "bench-registry"

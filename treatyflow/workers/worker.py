@@ -58,6 +58,7 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = TASK_QU
         workflows=WORKFLOWS,
         activities=[delivery.deliver],
         workflow_runner=workflow_runner(),
+        max_cached_workflows=settings.worker_cached_workflows,
     ):
         log.info("worker ready", task_queue=task_queue, hub_key=hub_key().key_id,
                  metrics=f"{settings.metrics_host}:{settings.worker_metrics_port}",
