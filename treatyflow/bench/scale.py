@@ -38,8 +38,9 @@ from treatyflow.bench.harness import (
 )
 from treatyflow.keys import signed_directory, signing_key
 from treatyflow.local import stack
+from treatyflow.profile_store import ProfileStore, in_memory
 from treatyflow.schemas.messages import INBOUND, ReceiptMessage, RequestMessage, message_digest
-from treatyflow.schemas.treaty import load_profile, use_folder
+from treatyflow.schemas.treaty import TreatyProfile, load_profile, use_folder
 from treatyflow.settings import Settings
 from treatyflow.simulation.assistance import TREATY, request_content
 from treatyflow.workflows import lifecycle
@@ -95,13 +96,14 @@ async def idle_cost(settings: Settings, seconds: float = 20.0) -> dict[str, floa
 
 def storm_input(profile_id: str, run: str, i: int, pair: tuple[str, str],
                 due: datetime, signer: Callable[[str], SigningKey], directory: str,
-                ) -> tuple[str, RequestInput]:
+                store: ProfileStore | None = None) -> tuple[str, RequestInput]:
     """A request received 30 treaty days before ``due`` and not executed since: its state
     as a continue-as-new would carry it, built by the lifecycle's own rules, with the
     reminders already sent so that only the deadline remains. Its messages are signed by
     their senders' keys (``signer``) and it holds the key directory, as a request the hub
-    opened does: the hub signs notices only for such a request."""
-    profile = load_profile(profile_id)
+    opened does: the hub signs notices only for such a request. Its profile version and
+    directory are by reference, published in ``store`` (the stack's) as the hub does."""
+    ref, profile = (store or in_memory()).profile(profile_id, TreatyProfile)
     requester, requested = pair
     rid = storm_request_id(requester, run, i)
     received = due - timedelta(days=profile.deadlines.execution_days)
@@ -121,9 +123,10 @@ def storm_input(profile_id: str, run: str, i: int, pair: tuple[str, str],
     state.reminders_done = list(profile.deadlines.reminder_days_before)
     assert state.deadline == due, (state.deadline, due)
     signed = {m.message_id: sign(m, signer(m.sender)) for m in (request, receipt)}
-    return rid, RequestInput(profile=profile, version=INPUT_VERSION, state=state,
+    return rid, RequestInput(profile_ref=ref, version=INPUT_VERSION, state=state,
                              digests={m.message_id: message_digest(m) for m in (request, receipt)},
-                             signed=signed, directory=directory)
+                             signed=signed,
+                             directory_digest=(store or in_memory()).directory(directory))
 
 
 async def storm_phase(client: Client, authorities: Authorities, n: int, concurrency: int,
@@ -141,9 +144,12 @@ async def storm_phase(client: Client, authorities: Authorities, n: int, concurre
 
     directory = signed_directory(settings.secrets_dir)
     signer = functools.cache(partial(signing_key, settings.secrets_dir))
+    store = ProfileStore(settings.published_dir)
+    profile = store.profile(treaty, TreatyProfile)[1]
 
     async def seed(i: int) -> None:
-        rid, start = storm_input(treaty, run, i, pairs[i % len(pairs)], due, signer, directory)
+        rid, start = storm_input(treaty, run, i, pairs[i % len(pairs)], due, signer, directory,
+                                 store)
         assert start.state is not None
         await client.start_workflow(
             RequestForAssistance.run, start, id=c.workflow_id(treaty, rid),
@@ -151,7 +157,7 @@ async def storm_phase(client: Client, authorities: Authorities, n: int, concurre
             static_summary=f"bench storm {rid}",
             # As the hub starts a request: with its search attributes, so that only what
             # the deadline changes is upserted when it falls due.
-            search_attributes=typed(search_attributes(start.profile, start.state)))
+            search_attributes=typed(search_attributes(profile, start.state)))
 
     seeded_s = await bounded(n, concurrency, seed)
     left = (due - datetime.now(UTC)).total_seconds()
