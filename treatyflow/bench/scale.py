@@ -43,6 +43,7 @@ from treatyflow.schemas.messages import INBOUND, ReceiptMessage, RequestMessage,
 from treatyflow.schemas.treaty import TreatyProfile, load_profile, use_folder
 from treatyflow.settings import Settings
 from treatyflow.simulation.assistance import TREATY, request_content
+from treatyflow.temporal import connect
 from treatyflow.workflows import lifecycle
 from treatyflow.workflows.contract import INPUT_VERSION, RequestInput
 from treatyflow.workflows.request import RequestForAssistance, search_attributes
@@ -197,10 +198,22 @@ def write_registry(folder: Path, authorities: int, treaty_id: str = REGISTRY_TRE
     return [(ids[k * step], ids[k * step + 1 + (k % 5)]) for k in range(6)]
 
 
+async def input_bytes(client: Client, workflow_id: str) -> dict[str, int]:
+    """The start input of one request's workflow as Temporal holds it: its JSON as the
+    pydantic converter wrote it, and the payload stored (compressed, encrypted)."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    stored = history.events[0].workflow_execution_started_event_attributes.input.payloads[0]
+    codec = client.data_converter.payload_codec
+    plain = (await codec.decode([stored]))[0] if codec is not None else stored
+    return {"json": len(plain.data), "stored": stored.ByteSize()}
+
+
 def registry_phase(settings: Settings, n: int, lifecycles: int, concurrency: int,
-                   say: Say) -> dict[str, Any]:
-    """A fresh stack whose registry holds ``n`` more authorities: start-up time, memory and
-    throughput (``settings`` name a stack that is down; it is left down)."""
+                   say: Say, rounds: int = 1) -> dict[str, Any]:
+    """A fresh stack whose registry holds ``n`` more authorities: start-up time, memory
+    after as many lifecycles as the base stack ran (``rounds`` of ``lifecycles``),
+    throughput, and the size of a request's workflow input (``settings`` name a stack
+    that is down; it is left down)."""
     folder = settings.state_dir / "treaties"
     pairs = write_registry(folder, n)
     settings = settings.with_(treaties_dir=folder)
@@ -209,19 +222,25 @@ def registry_phase(settings: Settings, n: int, lifecycles: int, concurrency: int
     startup = time.perf_counter() - started
     say(f"stack with {n} more authorities up in {startup:.1f} s")
 
-    async def throughput() -> float:
+    async def throughput() -> tuple[float, dict[str, int]]:
         async with Authorities(settings, pairs=pairs, treaty=REGISTRY_TREATY) as authorities:
             await treatyflow_phase(authorities, max(5, lifecycles // 20), concurrency)
-            return (await treatyflow_phase(authorities, lifecycles, concurrency)
-                    ).lifecycles_per_s
+            phases = [await treatyflow_phase(authorities, lifecycles, concurrency)
+                      for _ in range(rounds)]
+            first = authorities.request_id(0)
+        size = await input_bytes(await connect(settings), c.workflow_id(REGISTRY_TREATY, first))
+        return sum(p.lifecycles for p in phases) / sum(p.seconds for p in phases), size
 
     try:
-        per_s = asyncio.run(throughput())
+        per_s, size = asyncio.run(throughput())
         figures = {"registry_authorities": n, "registry_stack_startup_s": round(startup, 1),
                    "registry_lifecycles_per_s": round(per_s, 2),
-                   "registry_rss_mb": memory(settings)}
+                   "registry_rss_mb": memory(settings),
+                   "registry_input_bytes": size["json"],
+                   "registry_input_stored_bytes": size["stored"]}
         say(f"with {n} more authorities: {per_s:.1f} lifecycles/s; RSS "
-            f"{figures['registry_rss_mb']} MiB")
+            f"{figures['registry_rss_mb']} MiB; a request's workflow input {size['json']} "
+            f"bytes of JSON ({size['stored']} stored)")
     finally:
         stack.down(settings)
         use_folder(None)
