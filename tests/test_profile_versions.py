@@ -20,13 +20,14 @@ from temporalio.worker import Replayer
 
 from tests.conftest import Outbox, eventually, submit
 from tests.factories import message, new_request_id
+from treatyflow.bench.scale import write_registry
 from treatyflow.codec import PayloadKeys
 from treatyflow.constants import workflow_id
 from treatyflow.hub import Refusal, request_state
 from treatyflow.profile_store import ProfileStore, PublishError
 from treatyflow.schemas import published
 from treatyflow.schemas.published import NotPublished, ProfileRef, canonical, digest_of
-from treatyflow.schemas.treaty import TreatyProfile, profile_text
+from treatyflow.schemas.treaty import TreatyProfile, profile_text, use_folder
 from treatyflow.temporal import data_converter, workflow_runner
 from treatyflow.workflows.contract import RequestInput
 from treatyflow.workflows.request import RequestForAssistance
@@ -187,3 +188,23 @@ async def test_a_history_by_reference_replays_from_the_store_alone(
     published.install_loader(ProfileStore(tmp_path / "empty").read)
     failed = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert 'r#type: "NotPublished"' in str(failed.replay_failure)  # its task failed
+
+
+def test_an_edited_profile_file_is_the_next_version_when_the_gateway_starts(
+    tmp_path: Path,
+) -> None:
+    folder, treaty = tmp_path / "treaties", "extra-registry"
+    store = ProfileStore(tmp_path / "published")
+    try:
+        write_registry(folder, 30, treaty_id=treaty)
+        use_folder(folder)
+        assert [r.version for r in store.sync([SCO, treaty])] == [1, 1]
+        assert [r.version for r in store.sync([SCO, treaty])] == [1, 1]  # a restart: same
+        write_registry(folder, 31, treaty_id=treaty)  # an authority more in the file
+        use_folder(folder)  # read again, as a process starting
+        assert [r.version for r in store.sync([SCO, treaty])] == [1, 2]
+        first, second = (store.profile(treaty, TreatyProfile)[1], published.profile(
+            store.versions(treaty)[0], TreatyProfile))
+        assert (len(first.authorities), len(second.authorities)) == (31, 30)
+    finally:
+        use_folder(None)
