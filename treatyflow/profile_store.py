@@ -49,8 +49,6 @@ class ProfileStore:
         self._memory: dict[str, bytes] = {}
         self._current: dict[str, tuple[tuple[int, int] | None, ProfileRef | None]] = {}
         self._directory: tuple[str, str] | None = None  # the last text and its digest
-        if folder is not None:
-            _private(folder)
 
     # --- profiles ---------------------------------------------------------------------
 
@@ -181,6 +179,7 @@ class ProfileStore:
         if self._folder is None:
             yield
             return
+        _private(self._folder)  # made by its first writer; a reader never writes
         fd = os.open(self._folder / "publish.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
