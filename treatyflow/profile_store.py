@@ -79,7 +79,7 @@ class ProfileStore:
     def profile(self, treaty_id: str, model: type[M]) -> tuple[ProfileRef, M]:
         """The current version and its profile, parsed with ``model`` (once per process)."""
         ref = self.current(treaty_id)
-        return ref, published.profile(ref, model)
+        return ref, published.profile(ref, model, self.read)
 
     def publish(self, treaty_id: str, text: str | bytes) -> ProfileRef:
         """``text`` as the treaty's next version, unless it is the current one already

@@ -124,13 +124,14 @@ def hold_text(digest: str, text: str) -> str:
     return str(_held.put((digest, str), text))
 
 
-def text(name: str, digest: str) -> str:
-    """The published text ``digest`` names, held or read through the loader and checked
-    against the digest; ``NotPublished`` if there is none."""
+def text(name: str, digest: str, loader: Loader | None = None) -> str:
+    """The published text ``digest`` names, held or read through ``loader`` (by default
+    the installed one) and checked against the digest; ``NotPublished`` if there is none."""
     held = _held.get((digest, str))
     if held is not None:
         return str(held)
-    data = _held.loader(name) if _held.loader is not None else None
+    loader = loader or _held.loader
+    data = loader(name) if loader is not None else None
     if data is None:
         raise NotPublished(f"{name} is not published here (yet)")
     if digest_of(data) != digest:
@@ -138,14 +139,15 @@ def text(name: str, digest: str) -> str:
     return hold_text(digest, data.decode())
 
 
-def profile(ref: ProfileRef | None, model: type[M]) -> M:
-    """The profile version ``ref`` names, parsed with ``model`` once per process."""
+def profile(ref: ProfileRef | None, model: type[M], loader: Loader | None = None) -> M:
+    """The profile version ``ref`` names, parsed with ``model`` once per process (read as
+    ``text`` reads it)."""
     if ref is None:
         raise NotPublished("no treaty profile is given")
     held = _held.get((ref.digest, model))
     if held is not None:
         return held  # type: ignore[no-any-return]
-    parsed = model.model_validate_json(text(ref.name, ref.digest))
+    parsed = model.model_validate_json(text(ref.name, ref.digest, loader))
     if getattr(parsed, "id", ref.treaty) != ref.treaty:
         raise NotPublished(f"{ref.name} is a profile of {getattr(parsed, 'id', '?')}")
     return _held.put((ref.digest, model), parsed)  # type: ignore[no-any-return]
