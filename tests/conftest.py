@@ -43,6 +43,7 @@ from treatyflow.agency.signing import sign, sign_directory
 from treatyflow.codec import PayloadKeys, generate_keys, load_keys
 from treatyflow.hub import request_state, transfer_state
 from treatyflow.keys import RegistryFile, owners, signing_key
+from treatyflow.profile_store import ProfileStore
 from treatyflow.record import NewEntry, Record, entry_id, record_time
 from treatyflow.schemas.messages import (
     ErrorMessage,
@@ -98,7 +99,14 @@ async def submit(client: Client, message: InboundMessage, **options: Any
     the test key directory at hand."""
     options.setdefault("jws", TEST_KEYS.sign(message))
     options.setdefault("directory", TEST_KEYS)
+    # A stack's worker reads profile versions from that stack's store, as the gateway
+    # publishes them; the time-skipping server's worker is in this process.
+    options.setdefault("profiles", STACK_STORES.get(id(client)))
     return await hub.submit(client, message, **options)
+
+
+# The store of published profile versions of the stack each ``stack_client`` talks to.
+STACK_STORES: dict[int, ProfileStore] = {}
 
 
 async def operate(client: Client, treaty_id: str, request_id: str, action: OperatorAction,
@@ -320,7 +328,9 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
 
 @pytest_asyncio.fixture(scope="session")
 async def stack_client(stack_settings: Settings) -> Client:
-    return await connect(stack_settings)
+    client = await connect(stack_settings)
+    STACK_STORES[id(client)] = ProfileStore(stack_settings.published_dir)
+    return client
 
 
 @contextlib.asynccontextmanager

@@ -40,6 +40,8 @@ async def test_the_harness_runs_every_phase_and_reports_its_figures(
         figures["lifecycles_per_s"] / figures["floor_lifecycles_per_s"], rel=0.01)
     assert 0 < figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"]
     assert figures["rss_mb_worker"] and figures["rss_mb_gateway"]
+    # A request's start input, read back from Temporal: the profile by reference.
+    assert 0 < figures["input_bytes"] < 8 * 1024 and figures["input_stored_bytes"] > 0
     # Where the CPU went, per component of the stack and the driver.
     for phase in ("cpu_cores_floor", "cpu_cores_treatyflow"):
         cores = figures[phase]
@@ -195,6 +197,8 @@ def test_a_stack_serves_a_registry_of_many_authorities(tmp_path: Path) -> None:
     assert figures["registry_authorities"] == 18
     assert figures["registry_lifecycles_per_s"] > 0 and figures["registry_stack_startup_s"] > 0
     assert figures["registry_rss_mb"]["rabbitmq"]
+    # Issue 16: the input does not grow with the registry (it carried the profile whole).
+    assert 0 < figures["registry_input_bytes"] < 8 * 1024
     assert not stack.is_up(settings.with_(treaties_dir=settings.state_dir / "treaties"))
     assert "bench-registry" not in known_treaties()
 

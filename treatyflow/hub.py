@@ -28,6 +28,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from treatyflow import procedures
 from treatyflow.agency.signing import SigningKey, sign
 from treatyflow.constants import TASK_QUEUE, workflow_id
+from treatyflow.openings import Published
+from treatyflow.profile_store import ProfileStore, in_memory
 from treatyflow.record.writers import Recorder
 from treatyflow.refusal import Refusal
 from treatyflow.schemas.envelope import request_id_problem
@@ -72,6 +74,7 @@ async def submit(
     jws: str | None = None,
     directory: Callable[[], tuple[str, datetime]] | None = None,
     received_at: datetime | None = None,
+    profiles: ProfileStore | None = None,
 ) -> Accepted | TransferAccepted:
     """Apply ``message`` to its request, routed by the treaty's procedure; raises
     ``Refusal`` naming every problem. ``jws``: the message as its sender signed it (the
@@ -79,7 +82,9 @@ async def submit(
     its signed payload (the gateway compares it with the answer's); ``directory``: the
     hub's signed key directory and its issue time (``keys.SignedDirectory``), which a new
     workflow starts with and an open one is sent when it holds an older one;
-    ``received_at``: when the gateway first received it (timeliness is judged by it)."""
+    ``received_at``: when the gateway first received it (timeliness is judged by it);
+    ``profiles``: the store a new workflow's profile version and directory are published
+    in, which it is started with by reference (none: the process's own, in memory)."""
     try:
         procedure = load_header(message.treaty_id).procedure
     except KeyError as err:
@@ -101,11 +106,13 @@ async def submit(
     submission = Submission(message=message, digest=digest or message_digest(message), jws=jws,
                             directory_issued_at=held[1] if held else None,
                             received_at=received_at)
-    opening = held[0] if held else None
+    store = profiles or in_memory()
+    # Stored before any workflow may be sent it, whole or by digest.
+    opening = store.directory(held[0]) if held else None
 
     async def route(submission: Submission) -> Accepted | TransferAccepted:
         return await _route(client, submission, starts, time_scale=time_scale,
-                            task_queue=task_queue, directory=opening)
+                            task_queue=task_queue, profiles=store, directory=opening)
 
     try:
         try:
@@ -149,11 +156,12 @@ async def submit(
 
 async def _route(
     client: Client, submission: Submission, starts: list[WithStartWorkflowOperation[Any, Any]], *,
-    time_scale: float, task_queue: str, directory: str | None,
+    time_scale: float, task_queue: str, profiles: ProfileStore, directory: str | None,
 ) -> Accepted | TransferAccepted:
     """A message to the workflow of its procedure (``procedures.BY_KIND``): an opening
     message starts it (``Procedure.opening`` checks it first, so that a refused opening
-    leaves no workflow behind); any other updates the open one."""
+    leaves no workflow behind) under the treaty's current profile version and the hub's
+    directory (``directory``: its digest), by reference; any other updates the open one."""
     message = submission.message
     procedure = procedures.BY_KIND[message.kind]
     workflow = procedure.workflow
@@ -162,9 +170,9 @@ async def _route(
         handle = client.get_workflow_handle_for(workflow.run, wf_id)
         return await handle.execute_update(  # type: ignore[no-any-return]
             workflow.submit, submission, id=message.message_id)
-    opening = await procedure.opening(client, message,
-                                      procedure.load_profile(message.treaty_id),
-                                      time_scale=time_scale, directory=directory)
+    ref, profile = profiles.profile(message.treaty_id, procedure.profile_model)
+    opening = await procedure.opening(client, message, profile, Published(ref, directory),
+                                      time_scale=time_scale)
     start = _start(workflow.run, opening.input, wf_id, task_queue, opening.summary,
                    opening.search)
     starts.append(start)

@@ -15,6 +15,7 @@ from temporalio.service import RPCError
 from treatyflow.constants import workflow_id
 from treatyflow.refusal import Refusal
 from treatyflow.schemas.messages import InboundMessage, RequestMessage
+from treatyflow.schemas.published import ProfileRef
 from treatyflow.schemas.transfer import (
     TransferProfile,
     TransferRequestMessage,
@@ -31,6 +32,15 @@ from treatyflow.workflows.transfer_contract import TransferInput, TransitInput
 
 
 @dataclass(frozen=True)
+class Published:
+    """What a new workflow is started under, by reference (``schemas.published``): the
+    treaty profile's current version and the hub's key directory."""
+
+    profile: ProfileRef
+    directory_digest: str | None = None
+
+
+@dataclass(frozen=True)
 class Opening:
     """What a procedure's workflow starts with: its input, the summary the UI shows (codes
     only: no names or facts of a case go unencrypted) and the opening search attributes."""
@@ -40,8 +50,8 @@ class Opening:
     search: dict[str, object] = field(default_factory=dict)
 
 
-async def open_assistance(client: Client, message: InboundMessage, profile: TreatyProfile, *,
-                          time_scale: float, directory: str | None) -> Opening:
+async def open_assistance(client: Client, message: InboundMessage, profile: TreatyProfile,
+                          under: Published, *, time_scale: float) -> Opening:
     """A request for assistance (SCO 2010, art. 5): checked by the rules the workflow
     opens with; that state gives the opening search attributes."""
     assert isinstance(message, RequestMessage)
@@ -52,28 +62,29 @@ async def open_assistance(client: Client, message: InboundMessage, profile: Trea
     body = message.body
     urgent = " (urgent, oral)" if body.oral else (" (urgent)" if body.urgent else "")
     return Opening(
-        RequestInput(profile=profile, version=INPUT_VERSION, time_scale=time_scale,
-                     directory=directory),
+        RequestInput(profile_ref=under.profile, version=INPUT_VERSION, time_scale=time_scale,
+                     directory_digest=under.directory_digest),
         f"{message.treaty_id} request {message.request_id}: {body.form_of_cooperation}, "
         f"{message.sender} → {message.recipient}{urgent}",
         search_attributes(profile, opening))
 
 
-async def open_transfer(client: Client, message: InboundMessage, profile: TransferProfile, *,
-                        time_scale: float, directory: str | None) -> Opening:
+async def open_transfer(client: Client, message: InboundMessage, profile: TransferProfile,
+                        under: Published, *, time_scale: float) -> Opening:
     """A transfer of a convicted person (KZ–UAE 2018, art. 6, 7)."""
     assert isinstance(message, TransferRequestMessage)
     if problems := check_new_transfer(profile, message, datetime.now(UTC)):
         raise Refusal("invalid_request", problems)
     return Opening(
-        TransferInput(profile=profile, time_scale=time_scale, directory=directory),
+        TransferInput(profile_ref=under.profile, time_scale=time_scale,
+                      directory_digest=under.directory_digest),
         f"{message.treaty_id} transfer {message.request_id}: "
         f"{message.body.sentencing_state} → {message.body.executing_state}, "
         f"{message.sender} → {message.recipient}")
 
 
-async def open_transit(client: Client, message: InboundMessage, profile: TransferProfile, *,
-                       time_scale: float, directory: str | None) -> Opening:
+async def open_transit(client: Client, message: InboundMessage, profile: TransferProfile,
+                       under: Published, *, time_scale: float) -> Opening:
     """A transit request (art. 16), started with its transfer as it stands."""
     assert isinstance(message, TransitRequestMessage)
     transfer_id = workflow_id(message.treaty_id, message.body.transfer_request_id)
@@ -90,6 +101,7 @@ async def open_transit(client: Client, message: InboundMessage, profile: Transfe
     if problems := check_transit_request(profile, transfer, message):
         raise Refusal("invalid_request", problems)
     return Opening(
-        TransitInput(profile=profile, transfer=transfer, directory=directory),
+        TransitInput(profile_ref=under.profile, transfer=transfer,
+                     directory_digest=under.directory_digest),
         f"{message.treaty_id} transit {message.request_id} through "
         f"{message.body.transit_state} for transfer {message.body.transfer_request_id}")

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
 from treatyflow.schemas import transfer as transfer_schema
 from treatyflow.schemas import treaty as treaty_schema
 from treatyflow.schemas.messages import REQUESTED_KINDS, REQUESTER_KINDS
@@ -33,7 +35,8 @@ class Procedure:
     workflow_path: str  # "module:Class" of its Temporal workflow
     workflow_type: str  # the workflow's type as Temporal lists it
     treaty_procedure: str  # the ``procedure`` of the treaty profiles it runs under
-    load_profile: Callable[[str], Any]
+    load_profile: Callable[[str], Any]  # the profile file's, as shipped or in the folder
+    profile_model: type[BaseModel]  # what the workflow parses its published version with
     kinds: frozenset[str]  # the message kinds it carries
     open_statuses: tuple[str, ...]  # the states in which it is open (not final)
     clocked: bool  # whether its deadlines may pass (and it may be overdue)
@@ -69,7 +72,8 @@ ASSISTANCE = Procedure(
     name="assistance", summary="a request for assistance (SCO 2010, art. 5–7)",
     workflow_path="treatyflow.workflows.request:RequestForAssistance",
     workflow_type="RequestForAssistance", treaty_procedure=treaty_schema.PROCEDURE,
-    load_profile=treaty_schema.load_profile, kinds=REQUESTER_KINDS | REQUESTED_KINDS,
+    load_profile=treaty_schema.load_profile, profile_model=treaty_schema.TreatyProfile,
+    kinds=REQUESTER_KINDS | REQUESTED_KINDS,
     # An executed request's workflow runs on through the art. 7 consent phase, but it is
     # no longer open (nor overdue).
     open_statuses=tuple(s.value for s in assistance.Status if s not in assistance.FINAL),
@@ -81,6 +85,7 @@ TRANSFER = Procedure(
     workflow_type="TransferOfConvictedPerson",
     treaty_procedure=transfer_schema.PROCEDURE,
     load_profile=transfer_schema.load_transfer_profile,
+    profile_model=transfer_schema.TransferProfile,
     kinds=frozenset(transfer_schema.SENT_BY),
     # A final transfer's workflow runs on while it carries its last messages (art. 5.1).
     open_statuses=tuple(s.value for s in transfer.TransferStatus if s not in transfer.FINAL),
@@ -93,6 +98,7 @@ TRANSIT = Procedure(
     workflow_type="TransitOfConvictedPerson",
     treaty_procedure=transfer_schema.PROCEDURE,
     load_profile=transfer_schema.load_transfer_profile,
+    profile_model=transfer_schema.TransferProfile,
     kinds=transfer_schema.TRANSFER_KINDS - frozenset(transfer_schema.SENT_BY),
     open_statuses=(TransitStatus.REQUESTED.value,), clocked=False,  # a transit runs no clock
     opening_kind="transfer_transit_request", opening_path="treatyflow.openings:open_transit")

@@ -212,6 +212,9 @@ class Settings:
 
     secrets_dir = Within("state_dir", "secrets")
     logs_dir = Within("state_dir", "logs")
+    # Every treaty profile version and key directory the hub published for its workflows
+    # to read by reference (treatyflow.profile_store); the gateway writes, the worker reads.
+    published_dir = Within("state_dir", "published")
 
     def amqp_url(self, user: str, password: str) -> str:
         from urllib.parse import quote

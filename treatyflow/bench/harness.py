@@ -209,10 +209,15 @@ class Authorities:
         self._counts.append(count)
         return count
 
+    def request_id(self, number: int) -> str:
+        """The id of this run's ``number``-th request (0: the first)."""
+        requester = self.pairs[number % len(self.pairs)][0]
+        return f"{requester}-BENCH-{self.run}-{number:06d}"
+
     def _next(self) -> tuple[str, str, str]:
         number = next(self._numbers)
         requester, requested = self.pairs[number % len(self.pairs)]
-        return f"{requester}-BENCH-{self.run}-{number:06d}", requester, requested
+        return self.request_id(number), requester, requested
 
     async def open_request(self, timeout: float = 300) -> str:
         """One request sent and delivered to both sides, then left waiting for its receipt."""

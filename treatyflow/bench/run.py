@@ -25,6 +25,7 @@ from typing import Any
 
 from temporalio.client import Client
 
+from treatyflow import constants as c
 from treatyflow import logs
 from treatyflow.bench import scale
 from treatyflow.bench.harness import (
@@ -121,6 +122,8 @@ async def throughput(client: Client, authorities: Authorities, settings: Setting
     note(f"treatyflow: {ours.lifecycles_per_s:.1f} lifecycles/s; cores used "
          f"{_cores(ours.cpu_cores)}")
     memory = scale.memory(settings)
+    size = await scale.input_bytes(client, c.workflow_id(authorities.treaty,
+                                                          authorities.request_id(0)))
     offered: list[Phase] = []
     for share in loads:
         rate = share * ours.lifecycles_per_s
@@ -148,6 +151,8 @@ async def throughput(client: Client, authorities: Authorities, settings: Setting
         "cpu_cores_treatyflow": ours.cpu_cores,
         "rss_mb_worker": memory["worker"],
         "rss_mb_gateway": memory["gateway"],
+        "input_bytes": size["json"],
+        "input_stored_bytes": size["stored"],
         "phases": [p.summary() for p in (floor, ours, *offered)],
     }
 
@@ -260,10 +265,19 @@ def main(argv: list[str] | None = None) -> int:
         registry = bench_settings(settings.with_(state_dir=settings.state_dir.parent),
                                   "bench-registry")
         figures |= scale.registry_phase(registry, args.registry, args.lifecycles,
-                                        args.concurrency, lambda text: print(f"[bench] {text}"))
+                                        args.concurrency, lambda text: print(f"[bench] {text}"),
+                                        rounds=max(1, args.rounds))
         if "lifecycles_per_s" in figures:
             figures["registry_ratio_vs_base"] = round(
                 figures["registry_lifecycles_per_s"] / figures["lifecycles_per_s"], 3)
+            # The worker's memory after as many lifecycles on each stack (issue 16: ≤ 1.15).
+            worker = figures["registry_rss_mb"]["worker"]
+            figures["registry_worker_memory_ratio"] = (
+                round(worker / figures["rss_mb_worker"], 3)
+                if worker and figures["rss_mb_worker"] else None)
+            print(f"[bench] registry of {args.registry}: worker memory "
+                  f"{figures['registry_worker_memory_ratio']} of the base stack's, a request's "
+                  f"input {figures['registry_input_bytes']} bytes")
     figures |= {
         "stack_startup_s": round(startup, 1),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -42,10 +42,12 @@ from treatyflow.bench.harness import (
 )
 from treatyflow.keys import signed_directory, signing_key
 from treatyflow.local import stack
+from treatyflow.profile_store import ProfileStore, in_memory
 from treatyflow.schemas.messages import INBOUND, ReceiptMessage, RequestMessage, message_digest
-from treatyflow.schemas.treaty import load_profile, use_folder
+from treatyflow.schemas.treaty import TreatyProfile, load_profile, use_folder
 from treatyflow.settings import Settings
 from treatyflow.simulation.assistance import TREATY, request_content
+from treatyflow.temporal import connect
 from treatyflow.workflows import lifecycle
 from treatyflow.workflows.contract import INPUT_VERSION, RequestInput
 from treatyflow.workflows.request import RequestForAssistance, search_attributes
@@ -102,13 +104,14 @@ async def idle_cost(settings: Settings, seconds: float = 20.0) -> dict[str, floa
 
 def storm_input(profile_id: str, run: str, i: int, pair: tuple[str, str],
                 due: datetime, signer: Callable[[str], SigningKey], directory: str,
-                ) -> tuple[str, RequestInput]:
+                store: ProfileStore | None = None) -> tuple[str, RequestInput]:
     """A request received 30 treaty days before ``due`` and not executed since: its state
     as a continue-as-new would carry it, built by the lifecycle's own rules, with the
     reminders already sent so that only the deadline remains. Its messages are signed by
     their senders' keys (``signer``) and it holds the key directory, as a request the hub
-    opened does: the hub signs notices only for such a request."""
-    profile = load_profile(profile_id)
+    opened does: the hub signs notices only for such a request. Its profile version and
+    directory are by reference, published in ``store`` (the stack's) as the hub does."""
+    ref, profile = (store or in_memory()).profile(profile_id, TreatyProfile)
     requester, requested = pair
     rid = storm_request_id(requester, run, i)
     received = due - timedelta(days=profile.deadlines.execution_days)
@@ -128,9 +131,10 @@ def storm_input(profile_id: str, run: str, i: int, pair: tuple[str, str],
     state.reminders_done = list(profile.deadlines.reminder_days_before)
     assert state.deadline == due, (state.deadline, due)
     signed = {m.message_id: sign(m, signer(m.sender)) for m in (request, receipt)}
-    return rid, RequestInput(profile=profile, version=INPUT_VERSION, state=state,
+    return rid, RequestInput(profile_ref=ref, version=INPUT_VERSION, state=state,
                              digests={m.message_id: message_digest(m) for m in (request, receipt)},
-                             signed=signed, directory=directory)
+                             signed=signed,
+                             directory_digest=(store or in_memory()).directory(directory))
 
 
 async def storm_phase(client: Client, authorities: Authorities, n: int, concurrency: int,
@@ -146,9 +150,12 @@ async def storm_phase(client: Client, authorities: Authorities, n: int, concurre
 
     directory = signed_directory(settings.secrets_dir)
     signer = functools.cache(partial(signing_key, settings.secrets_dir))
+    store = ProfileStore(settings.published_dir)
+    profile = store.profile(treaty, TreatyProfile)[1]
 
     async def seed(i: int) -> None:
-        rid, start = storm_input(treaty, run, i, pairs[i % len(pairs)], due, signer, directory)
+        rid, start = storm_input(treaty, run, i, pairs[i % len(pairs)], due, signer, directory,
+                                 store)
         assert start.state is not None
         await client.start_workflow(
             RequestForAssistance.run, start, id=c.workflow_id(treaty, rid),
@@ -156,7 +163,7 @@ async def storm_phase(client: Client, authorities: Authorities, n: int, concurre
             static_summary=f"bench storm {rid}",
             # As the hub starts a request: with its search attributes, so that only what
             # the deadline changes is upserted when it falls due.
-            search_attributes=typed(search_attributes(start.profile, start.state)))
+            search_attributes=typed(search_attributes(profile, start.state)))
 
     figures = await fall_due(n, concurrency, seed, due, arrived, say, settings)
     return {"storm_run": run, **{f"storm_{k}": v for k, v in figures.items()}}
@@ -241,10 +248,22 @@ def write_registry(folder: Path, authorities: int, treaty_id: str = REGISTRY_TRE
     return [(ids[k * step], ids[k * step + 1 + (k % 5)]) for k in range(6)]
 
 
+async def input_bytes(client: Client, workflow_id: str) -> dict[str, int]:
+    """The start input of one request's workflow as Temporal holds it: its JSON as the
+    pydantic converter wrote it, and the payload stored (compressed, encrypted)."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    stored = history.events[0].workflow_execution_started_event_attributes.input.payloads[0]
+    codec = client.data_converter.payload_codec
+    plain = (await codec.decode([stored]))[0] if codec is not None else stored
+    return {"json": len(plain.data), "stored": stored.ByteSize()}
+
+
 def registry_phase(settings: Settings, n: int, lifecycles: int, concurrency: int,
-                   say: Say) -> dict[str, Any]:
-    """A fresh stack whose registry holds ``n`` more authorities: start-up time, memory and
-    throughput (``settings`` name a stack that is down; it is left down)."""
+                   say: Say, rounds: int = 1) -> dict[str, Any]:
+    """A fresh stack whose registry holds ``n`` more authorities: start-up time, memory
+    after as many lifecycles as the base stack ran (``rounds`` of ``lifecycles``),
+    throughput, and the size of a request's workflow input (``settings`` name a stack
+    that is down; it is left down)."""
     folder = settings.state_dir / "treaties"
     pairs = write_registry(folder, n)
     settings = settings.with_(treaties_dir=folder)
@@ -253,19 +272,25 @@ def registry_phase(settings: Settings, n: int, lifecycles: int, concurrency: int
     startup = time.perf_counter() - started
     say(f"stack with {n} more authorities up in {startup:.1f} s")
 
-    async def throughput() -> float:
+    async def throughput() -> tuple[float, dict[str, int]]:
         async with Authorities(settings, pairs=pairs, treaty=REGISTRY_TREATY) as authorities:
             await treatyflow_phase(authorities, max(5, lifecycles // 20), concurrency)
-            return (await treatyflow_phase(authorities, lifecycles, concurrency)
-                    ).lifecycles_per_s
+            phases = [await treatyflow_phase(authorities, lifecycles, concurrency)
+                      for _ in range(rounds)]
+            first = authorities.request_id(0)
+        size = await input_bytes(await connect(settings), c.workflow_id(REGISTRY_TREATY, first))
+        return sum(p.lifecycles for p in phases) / sum(p.seconds for p in phases), size
 
     try:
-        per_s = asyncio.run(throughput())
+        per_s, size = asyncio.run(throughput())
         figures = {"registry_authorities": n, "registry_stack_startup_s": round(startup, 1),
                    "registry_lifecycles_per_s": round(per_s, 2),
-                   "registry_rss_mb": memory(settings)}
+                   "registry_rss_mb": memory(settings),
+                   "registry_input_bytes": size["json"],
+                   "registry_input_stored_bytes": size["stored"]}
         say(f"with {n} more authorities: {per_s:.1f} lifecycles/s; RSS "
-            f"{figures['registry_rss_mb']} MiB")
+            f"{figures['registry_rss_mb']} MiB; a request's workflow input {size['json']} "
+            f"bytes of JSON ({size['stored']} stored)")
     finally:
         stack.down(settings)
         use_folder(None)

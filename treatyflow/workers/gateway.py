@@ -48,6 +48,7 @@ from treatyflow.agency.wire import to_amqp
 from treatyflow.codec import load_keys
 from treatyflow.hub import Refusal, is_transient, submit
 from treatyflow.keys import CurrentKey, RegistryFile, SignedDirectory
+from treatyflow.profile_store import ProfileStore
 from treatyflow.record import Record, checkpoint_every
 from treatyflow.record.writers import Recorder
 from treatyflow.schemas.messages import (
@@ -62,7 +63,7 @@ from treatyflow.schemas.messages import (
     parse_inbound,
 )
 from treatyflow.schemas.record import HubAddressed, ToHub
-from treatyflow.schemas.treaty import all_authorities
+from treatyflow.schemas.treaty import all_authorities, known_treaties
 from treatyflow.settings import Settings
 from treatyflow.temporal import connect, namespace_retention
 from treatyflow.topology import read_passwords
@@ -230,8 +231,10 @@ class Gateway:
         buckets: TokenBuckets | None = None,
         recorder: Recorder | None = None,
         desk: Desk | None = None,
+        profiles: ProfileStore | None = None,
     ) -> None:
         self._client = client
+        self._profiles = profiles  # the published profile versions new requests start under
         self._desk = desk  # what is addressed to the hub itself (workers/desk.py)
         self._recorder = recorder  # the hub's record: what was accepted, what refused
         self._directory = directory  # the signed key directory the workflows verify with
@@ -399,7 +402,7 @@ class Gateway:
                                     jws=signed.token, directory=self._directory,
                                     received_at=received_at,
                                     time_scale=self._time_scale,
-                                    task_queue=self._task_queue)
+                                    task_queue=self._task_queue, profiles=self._profiles)
             except Exception as err:
                 if not is_transient(err):
                     raise
@@ -484,11 +487,15 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_
     outbox = Outbox(url)
     record = await Record.open(settings.record_database_url, load_keys(settings))
     recorder = Recorder(record)
+    profiles = ProfileStore(settings.published_dir)
+    for ref in profiles.sync(known_treaties()):  # an edited profile file: its next version
+        log.info("treaty profile", treaty=ref.treaty, version=ref.version, digest=ref.digest)
     gateway = Gateway(client, outbox, keys=registry, signing_key=hub_key,
                       directory=SignedDirectory(settings.secrets_dir, registry),
                       time_scale=settings.time_scale, task_queue=task_queue, max_age=max_age,
                       buckets=TokenBuckets(settings.sender_rate, settings.sender_burst),
-                      recorder=recorder, desk=Desk(record, recorder, outbox, hub_key))
+                      recorder=recorder, desk=Desk(record, recorder, outbox, hub_key),
+                      profiles=profiles)
     consuming: list[tuple[AbstractQueue, str]] = []
     announcer = Announcer(settings.secrets_dir, registry)
     publishing: list[AbstractChannel] = []  # the key directory's channel, per connection

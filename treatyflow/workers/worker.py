@@ -13,8 +13,10 @@ from treatyflow.codec import load_keys
 from treatyflow.constants import HUB_SENDER, HUB_USER, TASK_QUEUE
 from treatyflow.keys import CurrentKey, RegistryFile
 from treatyflow.procedures import REGISTRY
+from treatyflow.profile_store import ProfileStore
 from treatyflow.record import Record
 from treatyflow.record.writers import Recorder
+from treatyflow.schemas import published
 from treatyflow.settings import Settings
 from treatyflow.temporal import connect, workflow_runner
 from treatyflow.topology import read_passwords
@@ -30,6 +32,8 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = TASK_QU
     password = read_passwords(settings.secrets_dir)[HUB_USER]
     hub_key = CurrentKey(settings.secrets_dir, HUB_SENDER)
     record = await Record.open(settings.record_database_url, load_keys(settings))
+    # Workflows read their profile version and key directory from the gateway's store.
+    published.install_loader(ProfileStore(settings.published_dir).read)
     delivery: Delivery | None = None
     connected = asyncio.Event()
 

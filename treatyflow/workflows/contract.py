@@ -9,17 +9,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
 from treatyflow.schemas.messages import NoticeMessage, recorded
+from treatyflow.schemas.published import DIGEST_PATTERN, ProfileRef
 from treatyflow.schemas.treaty import TreatyProfile
 from treatyflow.workflows import lifecycle
 from treatyflow.workflows.lifecycle import RequestState
 
 # What the hub starts requests with. 1 (absent): the art. 7 consent phase is decided by a
 # Temporal patch marker; 2: by the profile alone (``consent_window_days``), which spares
-# every request the marker and its TemporalChangeVersion upsert (a visibility write).
-INPUT_VERSION = 2
+# every request the marker and its TemporalChangeVersion upsert (a visibility write);
+# 3: the treaty profile and the key directory by reference (``profile_ref``,
+# ``directory_digest``), not whole (``schemas.published``).
+INPUT_VERSION = 3
 
 
 Recorded = Annotated[NoticeMessage, BeforeValidator(recorded)]
@@ -42,17 +45,39 @@ class Carried(BaseModel):
     directory: str | None = Field(
         None, description="The hub's signed key directory the workflow verifies every "
         "message against (given at the start, replaced only by a newer one that a key of "
-        "the held one signed).")
+        "the held one signed). Inputs from before version 3 carry it whole.")
+    directory_digest: str | None = Field(
+        None, pattern=DIGEST_PATTERN, description="The same directory by its SHA-256, as "
+        "the hub published it (``schemas.published``): what inputs carry from version 3.")
+
+    @model_validator(mode="after")
+    def _one_directory(self) -> Carried:
+        if self.directory is not None and self.directory_digest is not None:
+            raise ValueError("a key directory is given whole or by digest, not both")
+        return self
+
+
+def one_profile(profile: object, ref: ProfileRef | None) -> None:
+    """An input names its treaty profile whole (before version 3) or by reference."""
+    if (profile is None) == (ref is None):
+        raise ValueError("a treaty profile is given whole or by reference (exactly one)")
 
 
 class RequestInput(Carried):
-    """Start (or continue-as-new) input: the treaty as it stood when the request began."""
+    """Start (or continue-as-new) input: the treaty as it stood when the request began,
+    by its published version (inputs from before version 3: whole)."""
 
-    profile: TreatyProfile
+    profile: TreatyProfile | None = None
+    profile_ref: ProfileRef | None = None
     version: int = Field(1, ge=1, le=INPUT_VERSION,
                          description="The hub's input version (INPUT_VERSION when started).")
     time_scale: float = Field(1.0, gt=0, description="Real seconds per treaty second.")
     state: RequestState | None = None
+
+    @model_validator(mode="after")
+    def _one_profile(self) -> RequestInput:
+        one_profile(self.profile, self.profile_ref)
+        return self
 
 
 class Accepted(BaseModel):

@@ -12,7 +12,9 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from treatyflow.metrics import RECEIPT_TO_FINAL
+    from treatyflow.schemas import published
     from treatyflow.schemas.messages import Submission
+    from treatyflow.schemas.treaty import TreatyProfile
     from treatyflow.workflows.assistance.procedure import Assistance, search_attributes
     from treatyflow.workflows.contract import Accepted, RequestInput, RequestOutcome, Timeline
     from treatyflow.workflows.lifecycle import OperatorAction, RequestState
@@ -38,11 +40,14 @@ class RequestForAssistance(Shell[RequestState, Accepted]):
 
     @workflow.init
     def __init__(self, start: RequestInput) -> None:
-        self._profile = start.profile
+        # The profile version the request started under, to its end: by reference from
+        # input version 3 (read from the worker's cache, one copy for all), whole before.
+        self._profile_ref = start.profile_ref
+        self._profile = start.profile or published.profile(start.profile_ref, TreatyProfile)
         self._scale = start.time_scale
         self._input_version = start.version
         self._state = start.state
-        self._init_shell(start, Assistance(start.profile, start.time_scale))
+        self._init_shell(start, Assistance(self._profile, start.time_scale))
 
     @workflow.run
     async def run(self, start: RequestInput) -> RequestOutcome:
@@ -88,7 +93,8 @@ class RequestForAssistance(Shell[RequestState, Accepted]):
         return super()._done(state)
 
     def _continued(self) -> BaseModel:
-        return RequestInput(profile=self._profile, version=self._input_version,
+        return RequestInput(profile=None if self._profile_ref else self._profile,
+                            profile_ref=self._profile_ref, version=self._input_version,
                             time_scale=self._scale, state=self._state,
                             **self._carried())
 

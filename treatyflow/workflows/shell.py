@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from treatyflow import constants as c
     from treatyflow.activities.delivery import UNROUTABLE, Deliver, Delivery
     from treatyflow.agency.signing import KeyRing
+    from treatyflow.schemas import published
     from treatyflow.schemas.envelope import request_id_problem
     from treatyflow.schemas.messages import (
         InboundMessage,
@@ -227,8 +228,13 @@ class Shell(SignatureChecks, Generic[S, A]):
         self._signed: dict[str, str] = dict(start.signed)
         # The key directory every message is verified against (art. 5.5), whoever calls
         # Temporal: given at the start, replaced only by a newer one the held one vouches
-        # for. Its parsed keys are cached beside it, never carried.
+        # for. Its parsed keys are cached beside it, never carried. From input version 3
+        # it comes by digest: its text and keys are the worker's, one copy for all.
         self._directory: str | None = start.directory
+        self._directory_digest: str | None = start.directory_digest
+        if start.directory_digest is not None:
+            self._directory = published.text(published.directory_name(start.directory_digest),
+                                             start.directory_digest)
         self._keys: tuple[str, KeyRing, datetime] | None = None
         self._applying: InboundMessage | None = None
         self._version = 0
@@ -243,9 +249,11 @@ class Shell(SignatureChecks, Generic[S, A]):
 
     def _carried(self) -> dict[str, Any]:
         """The shell's part of a continue-as-new input (``contract.Carried``)."""
+        by_digest = self._directory_digest is not None
         return {"outbox": self._outbox, "last_sent": self._last_sent, "digests": self._digests,
-                "signed": self._signed, "directory": self._directory,
-                "last_originals": self._last_originals}
+                "signed": self._signed, "last_originals": self._last_originals,
+                "directory": None if by_digest else self._directory,
+                "directory_digest": self._directory_digest}
 
     # --- hooks: what a workflow adds to its lifecycle --------------------------------
 

@@ -20,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
         verify_directory,
         verify_directory_self_signed,
     )
-    from treatyflow.schemas import limits
+    from treatyflow.schemas import limits, published
     from treatyflow.schemas.messages import Submission, parse_inbound
     from treatyflow.workflows.common import OperatorAction
 
@@ -32,16 +32,22 @@ class SignatureChecks:
     sets ``_directory``, ``_keys`` and ``_signed``)."""
 
     _directory: str | None
+    _directory_digest: str | None  # set when the run holds its directory by digest
     _keys: tuple[str, KeyRing, datetime] | None
     _signed: dict[str, str]
 
     def _held_keys(self) -> tuple[KeyRing, datetime] | None:
-        """The held directory's keys and issue time (checked when it was taken)."""
-        if self._directory is None:
+        """The held directory's keys and issue time (checked when it was taken); parsed
+        once per worker for a directory held by digest, once per run otherwise."""
+        text = self._directory
+        if text is None:
             return None
-        if self._keys is None or self._keys[0] != self._directory:
-            ring, issued = verify_directory_self_signed(self._directory)
-            self._keys = (self._directory, ring, issued)
+        if self._keys is None or self._keys[0] is not text:
+            digest = self._directory_digest
+            ring, issued = (verify_directory_self_signed(text) if digest is None else
+                            published.parsed(digest, KeyRing,
+                                             lambda: verify_directory_self_signed(text)))
+            self._keys = (text, ring, issued)
         return self._keys[1], self._keys[2]
 
     def _offered_keys(self, text: str) -> tuple[KeyRing, datetime] | None:
@@ -63,7 +69,11 @@ class SignatureChecks:
         except SignatureError:
             return
         if offered is not None:
-            self._directory = text
+            if self._directory_digest is None:
+                self._directory = text
+            else:  # a run holding its directory by digest carries the newer one so too
+                self._directory_digest = published.digest_of(text)
+                self._directory = published.hold_text(self._directory_digest, text)
 
     def _keys_with(self, text: str | None) -> tuple[KeyRing, datetime] | None:
         """The keys to verify with (validators only): those of ``text``, a directory sent

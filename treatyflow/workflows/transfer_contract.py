@@ -6,10 +6,11 @@ through (``treatyflow.temporal.SHARED_WITH_WORKFLOWS``), like ``contract.py``.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
+from treatyflow.schemas.published import ProfileRef
 from treatyflow.schemas.transfer import TransferProfile
-from treatyflow.workflows.contract import Carried
+from treatyflow.workflows.contract import Carried, one_profile
 from treatyflow.workflows.transfer import (
     TimelineEntry,
     TransferState,
@@ -20,20 +21,33 @@ from treatyflow.workflows.transfer import (
 
 
 class TransferInput(Carried):
-    """Start (or continue-as-new) input: the treaty as it stood when the transfer began."""
+    """Start (or continue-as-new) input: the treaty as it stood when the transfer began,
+    by its published version (inputs from before references: whole)."""
 
-    profile: TransferProfile
+    profile: TransferProfile | None = None
+    profile_ref: ProfileRef | None = None
     time_scale: float = Field(1.0, gt=0, description="Real seconds per treaty second.")
     state: TransferState | None = None
+
+    @model_validator(mode="after")
+    def _one_profile(self) -> TransferInput:
+        one_profile(self.profile, self.profile_ref)
+        return self
 
 
 class TransitInput(Carried):
     """Start input of a transit request (art. 16): the transfer as the hub saw it when the
     request arrived (the validator checks the request against it)."""
 
-    profile: TransferProfile
+    profile: TransferProfile | None = None
+    profile_ref: ProfileRef | None = None
     transfer: TransferState
     state: TransitState | None = None
+
+    @model_validator(mode="after")
+    def _one_profile(self) -> TransitInput:
+        one_profile(self.profile, self.profile_ref)
+        return self
 
 
 class TransitLink(BaseModel):

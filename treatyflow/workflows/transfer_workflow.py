@@ -17,7 +17,9 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from treatyflow import constants as c
+    from treatyflow.schemas import published
     from treatyflow.schemas.messages import Submission
+    from treatyflow.schemas.transfer import TransferProfile
     from treatyflow.workflows import transfer as tf
     from treatyflow.workflows.common import OperatorAction, Rejected
     from treatyflow.workflows.transfer.procedure import Transfer, Transit
@@ -66,10 +68,11 @@ class TransferOfConvictedPerson(_Carried[tf.TransferState]):
 
     @workflow.init
     def __init__(self, start: TransferInput) -> None:
-        self._profile = start.profile
+        self._profile_ref = start.profile_ref  # as in RequestForAssistance
+        self._profile = start.profile or published.profile(start.profile_ref, TransferProfile)
         self._scale = start.time_scale
         self._state = start.state
-        self._init_shell(start, Transfer(start.profile, start.time_scale))
+        self._init_shell(start, Transfer(self._profile, start.time_scale))
 
     @workflow.run
     async def run(self, start: TransferInput) -> TransferOutcome:
@@ -101,8 +104,9 @@ class TransferOfConvictedPerson(_Carried[tf.TransferState]):
         return TransferTimeline(request_id=state.request_id, entries=state.timeline)
 
     def _continued(self) -> BaseModel:
-        return TransferInput(profile=self._profile, time_scale=self._scale, state=self._state,
-                             **self._carried())
+        return TransferInput(profile=None if self._profile_ref else self._profile,
+                             profile_ref=self._profile_ref, time_scale=self._scale,
+                             state=self._state, **self._carried())
 
 
 @workflow.defn(name="TransitOfConvictedPerson")
@@ -113,10 +117,11 @@ class TransitOfConvictedPerson(_Carried[tf.TransitState]):
 
     @workflow.init
     def __init__(self, start: TransitInput) -> None:
-        self._profile = start.profile
+        self._profile_ref = start.profile_ref
+        self._profile = start.profile or published.profile(start.profile_ref, TransferProfile)
         self._transfer = start.transfer
         self._state = start.state
-        self._init_shell(start, Transit(start.profile, start.transfer))
+        self._init_shell(start, Transit(self._profile, start.transfer))
         self._linked: str | None = None
 
     @workflow.run
@@ -132,8 +137,9 @@ class TransitOfConvictedPerson(_Carried[tf.TransitState]):
         return self._require_state()
 
     def _continued(self) -> BaseModel:
-        return TransitInput(profile=self._profile, transfer=self._transfer, state=self._state,
-                            **self._carried())
+        return TransitInput(profile=None if self._profile_ref else self._profile,
+                            profile_ref=self._profile_ref, transfer=self._transfer,
+                            state=self._state, **self._carried())
 
     async def _after_delivery(self) -> None:
         """Tell the transfer where this transit stands, once per status."""
