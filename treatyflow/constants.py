@@ -139,6 +139,9 @@ REPLAY_MAX_BYTES: Final = 64 * 1024 * 1024
 DEAD_LETTER_ALERT_RATIO: Final = 0.8
 # Unacked deliveries the gateway holds per lane (RabbitMQ's prefetch is per consumer).
 LANE_PREFETCH: Final = 16
+# How often the gateway looks for the lane of an authority added while it runs
+# (``treatyflow authority add``): a new authority's first message waits at most this long.
+LANE_FOLLOW_SECONDS: Final = 1.0
 # A message's ``sent_at`` against the hub's clock: at most this far ahead (clock skew) and
 # at most this old (a message that waited in a queue through an outage); else refused as
 # ``implausible_time``. Wall-clock time, whatever the treaty clock's scale.

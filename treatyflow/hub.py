@@ -107,6 +107,8 @@ async def submit(
                             directory_issued_at=held[1] if held else None,
                             received_at=received_at)
     store = profiles or in_memory()
+    if procedures.is_opening(message.kind):
+        _refuse_removed(store, message)
     # Stored before any workflow may be sent it, whole or by digest.
     opening = store.directory(held[0]) if held else None
 
@@ -152,6 +154,20 @@ async def submit(
                 "request_closed", [f"request {message.request_id} is closed: {err.message}"]
             ) from err
         raise
+
+
+def _refuse_removed(store: ProfileStore, message: InboundMessage) -> None:
+    """A new request to or from an authority the treaty's list no longer names (art. 2.2:
+    an amendment removed it) is refused ``authority_removed``; its running requests go on
+    (art. 13.3 by analogy), so only an opening is checked here."""
+    removed = store.removed(message.treaty_id)
+    for role, who in (("sender", message.sender), ("recipient", message.recipient)):
+        if (ref := removed.get(who)) is not None:
+            raise Refusal("authority_removed", [
+                f"{role} {who} is no longer a competent authority under "
+                f"{message.treaty_id}: the list was amended (art. 2.2) and profile version "
+                f"{ref.version} leaves it out; requests already running with it go on, a "
+                "new one needs another authority of its state"])
 
 
 async def _route(

@@ -147,11 +147,12 @@ def rotate(
 
     Without ``public_key`` a key pair is generated here (the local stack); with it, the
     authority's own public key is registered and no private key is kept."""
-    if owner not in owners():
-        raise KeyStoreError(f"{owner!r} is neither an authority of a carried treaty nor the hub")
     at = now or datetime.now(UTC)
     with secrets_lock(secrets_dir):
         ring = _load(secrets_dir)
+        if owner not in owners() and not ring.of(owner):  # or one added live: it has a slot
+            raise KeyStoreError(f"{owner!r} is neither an authority of a carried treaty "
+                                "nor the hub")
         key_id = _next_key_id(ring, owner, at)
         if public_key is None:
             key = SigningKey.generate(key_id)
@@ -164,6 +165,43 @@ def rotate(
                 else k for k in ring.keys]
         _write_registry(secrets_dir, KeyRing(keys=[*keys, new]))
         return new
+
+
+def add_owner(secrets_dir: Path, owner: str, *, public_key: str | None = None,
+              now: datetime | None = None) -> PublicKey:
+    """A key slot for a new authority (``treatyflow authority add``): its current key,
+    generated here (the local stack) or its own public key registered (a real agency
+    keeps its private key). An owner that has a current key keeps it."""
+    at = now or datetime.now(UTC)
+    with secrets_lock(secrets_dir):
+        ring = _load(secrets_dir)
+        if current := [k for k in ring.of(owner) if k.current]:
+            return current[-1]
+        key_id = _next_key_id(ring, owner, at)
+        if public_key is None:
+            key = SigningKey.generate(key_id)
+            _write_private(secrets_dir, owner, key)
+            public_key = key.public_key
+        new = PublicKey(key_id=key_id, owner=owner, public_key=public_key, valid_from=at)
+        if any(k.public_key == new.public_key for k in ring.keys):
+            raise KeyStoreError("that public key is already registered")
+        _write_registry(secrets_dir, KeyRing(keys=[*ring.keys, new]))
+        return new
+
+
+def retire_owner(secrets_dir: Path, owner: str, *, now: datetime | None = None) -> int:
+    """Retire every current key of ``owner`` (a retired authority): they still verify
+    what was signed with them (the record's evidence), and none is current any more. The
+    number retired."""
+    at = now or datetime.now(UTC)
+    with secrets_lock(secrets_dir):
+        ring = _load(secrets_dir)
+        keys = [k.model_copy(update={"retired_at": at}) if k.owner == owner and k.current
+                else k for k in ring.keys]
+        retired = sum(a != b for a, b in zip(keys, ring.keys, strict=True))
+        if retired:
+            _write_registry(secrets_dir, KeyRing(keys=keys))
+        return retired
 
 
 def revoke(secrets_dir: Path, key_id: str, *, now: datetime | None = None) -> PublicKey:

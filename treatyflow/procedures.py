@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from treatyflow.schemas import amendment as amendment_schema
 from treatyflow.schemas import transfer as transfer_schema
 from treatyflow.schemas import treaty as treaty_schema
 from treatyflow.schemas.messages import REQUESTED_KINDS, REQUESTER_KINDS
@@ -40,8 +41,10 @@ class Procedure:
     kinds: frozenset[str]  # the message kinds it carries
     open_statuses: tuple[str, ...]  # the states in which it is open (not final)
     clocked: bool  # whether its deadlines may pass (and it may be overdue)
-    opening_kind: str  # the kind of the message that opens it
-    opening_path: str  # "module:function" the hub opens it with (``treatyflow.openings``)
+    # The kind of the message that opens it, and "module:function" the hub opens it with
+    # (``treatyflow.openings``); None for one the hub's operators open (an amendment).
+    opening_kind: str | None
+    opening_path: str | None
     # "module:function" giving the code lists of its treaties (``make contract``); None
     # for a procedure that runs under another's treaties and their code lists.
     code_lists_path: str | None = None
@@ -54,7 +57,7 @@ class Procedure:
     @property
     def opening(self) -> Any:
         """The hub's opening of it (``openings.open_*``): checks, input, summary."""
-        return _named(self.opening_path)
+        return _named(self.opening_path) if self.opening_path else None
 
     @property
     def code_lists(self) -> Callable[[str], dict[str, Any]] | None:
@@ -103,7 +106,21 @@ TRANSIT = Procedure(
     open_statuses=(TransitStatus.REQUESTED.value,), clocked=False,  # a transit runs no clock
     opening_kind="transfer_transit_request", opening_path="treatyflow.openings:open_transit")
 
-REGISTRY: dict[str, Procedure] = {p.name: p for p in (ASSISTANCE, TRANSFER, TRANSIT)}
+AMENDMENT = Procedure(
+    name="amendment",
+    summary="an amendment to a list of competent authorities (SCO 2010, art. 2.2)",
+    workflow_path="treatyflow.workflows.amendment_workflow:AmendmentOfAuthorities",
+    workflow_type="AmendmentOfAuthorities", treaty_procedure=amendment_schema.PROCEDURE,
+    # It runs under any treaty and changes its profile (a new version): it reads none.
+    load_profile=treaty_schema.load_header, profile_model=treaty_schema.ProfileHeader,
+    kinds=frozenset(),  # no authority's message: the depositary's operators act
+    open_statuses=tuple(s.value for s in amendment_schema.AmendmentStatus
+                        if s not in amendment_schema.FINAL),
+    clocked=True,  # the depositary's 7 days
+    opening_kind=None, opening_path=None)
+
+REGISTRY: dict[str, Procedure] = {p.name: p for p in (ASSISTANCE, TRANSFER, TRANSIT,
+                                                       AMENDMENT)}
 BY_WORKFLOW_TYPE: dict[str, Procedure] = {p.workflow_type: p for p in REGISTRY.values()}
 # Each message kind belongs to one procedure (tests/test_procedures.py).
 BY_KIND: dict[str, Procedure] = {kind: p for p in REGISTRY.values() for kind in p.kinds}

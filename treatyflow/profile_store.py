@@ -22,7 +22,7 @@ import contextlib
 import fcntl
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -49,6 +49,7 @@ class ProfileStore:
         self._memory: dict[str, bytes] = {}
         self._current: dict[str, tuple[tuple[int, int] | None, ProfileRef | None]] = {}
         self._directory: tuple[str, str] | None = None  # the last text and its digest
+        self._removed: dict[str, tuple[tuple[int, int] | None, dict[str, ProfileRef]]] = {}
 
     # --- profiles ---------------------------------------------------------------------
 
@@ -107,10 +108,31 @@ class ProfileStore:
         published.hold_text(digest, data.decode())
         return ref
 
-    def sync(self, treaty_ids: Iterable[str]) -> list[ProfileRef]:
-        """Publish each treaty's profile file as its next version where it differs from
-        the current one (the gateway at its start); the current version of each."""
-        return [self.publish(t, profile_text(t)) for t in treaty_ids]
+    def sync(self, treaty_ids: Iterable[str],
+             text: Callable[[str], str] = profile_text) -> list[ProfileRef]:
+        """Publish each treaty's profile file (``text``: with the amendments applied live,
+        ``authorities.AuthorityRegistry.effective_text``) as its next version where it
+        differs from the current one (the gateway at its start); the current of each."""
+        return [self.publish(t, text(t)) for t in treaty_ids]
+
+    def removed(self, treaty_id: str) -> dict[str, ProfileRef]:
+        """The authorities an earlier version of the treaty listed and the current one does
+        not, each with the version that left it out (art. 2.2: an amended list): the hub
+        refuses a new request to or from one of them (``authority_removed``)."""
+        stamp = self._stamp(treaty_id)
+        cached = self._removed.get(treaty_id)
+        if cached is not None and cached[0] == stamp and stamp is not None:
+            return cached[1]
+        found: dict[str, ProfileRef] = {}
+        listed: set[str] = set()
+        for ref in self.versions(treaty_id):
+            header = ProfileHeader.model_validate_json(self._read_checked(ref))
+            now = {a.id for a in header.authorities}
+            found = {a: r for a, r in found.items() if a not in now}
+            found |= {a: ref for a in listed - now if a not in found}
+            listed |= now
+        self._removed[treaty_id] = (stamp, found)
+        return found
 
     # --- key directories and reading -----------------------------------------------
 

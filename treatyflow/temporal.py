@@ -73,6 +73,7 @@ SHARED_WITH_WORKFLOWS = (
     "treatyflow.metrics",
     "treatyflow.activities",
     "treatyflow.schemas",
+    "treatyflow.workflows.amendment",
     "treatyflow.workflows.common",
     "treatyflow.workflows.assistance",
     "treatyflow.workflows.lifecycle",

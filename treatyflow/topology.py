@@ -12,6 +12,7 @@ import json
 import os
 import re
 import secrets
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -74,17 +75,20 @@ def password_hash(password: str) -> str:
     return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
 
 
-def load_or_create_passwords(secrets_dir: Path) -> dict[str, str]:
-    """One generated password per broker user, kept readable by the owner only."""
+def load_or_create_passwords(secrets_dir: Path, authorities: Iterable[str] | None = None
+                             ) -> dict[str, str]:
+    """One generated password per broker user (the hub, each of ``authorities``, default
+    the profile files'), kept readable by the owner only; existing ones are kept."""
     secrets_dir.mkdir(parents=True, exist_ok=True)
     secrets_dir.chmod(0o700)
     path = secrets_dir / SECRETS_FILE
-    users = [c.HUB_USER, *sorted(all_authorities())]
+    users = [c.HUB_USER, *sorted(all_authorities() if authorities is None else authorities)]
     known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     missing = [u for u in users if u not in known]
     if missing or not path.exists():
         known |= {u: secrets.token_urlsafe(24) for u in missing}
         tmp = path.with_suffix(".tmp")
+        tmp.unlink(missing_ok=True)
         tmp.touch(mode=0o600)
         tmp.write_text(json.dumps(known, indent=2))
         tmp.replace(path)
@@ -96,20 +100,55 @@ def read_passwords(secrets_dir: Path) -> dict[str, str]:
     return json.loads((secrets_dir / SECRETS_FILE).read_text())  # type: ignore[no-any-return]
 
 
-def definitions(passwords: dict[str, str]) -> dict[str, Any]:
+def _user(name: str, password: str) -> dict[str, Any]:
+    return {"name": name, "password_hash": password_hash(password),
+            "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": []}
+
+
+_QUEUE = {"vhost": c.VHOST, "durable": True, "auto_delete": False}
+_BINDING = {"vhost": c.VHOST, "destination_type": "queue", "arguments": {}}
+
+
+def authority_permissions(authority: str, *, retired: bool = False) -> dict[str, Any]:
+    """What an authority may do: publish to the hub exchange (into its own lane) and read
+    its own inbox; a retired one reads its inbox only (what is left in it)."""
+    return {"user": authority, "vhost": c.VHOST, "configure": "^$",
+            "write": "^$" if retired else f"^{re.escape(c.EXCHANGE_HUB)}$",
+            "read": f"^{re.escape(c.inbox_queue(authority))}$"}
+
+
+def authority_definitions(authority: str, password: str, *, retired: bool = False
+                          ) -> dict[str, list[dict[str, Any]]]:
+    """One authority's part of the definitions: its user, permissions, inbox and lane and
+    their bindings. ``definitions`` is the hub's part and every authority's; a live
+    onboarding imports this part alone (``treatyflow.authorities``)."""
+    return {
+        "users": [_user(authority, password)],
+        "permissions": [authority_permissions(authority, retired=retired)],
+        # Topic authorisation: on the hub exchange an authority's routing key must be its
+        # own id (a user without an entry here could use any key, so every one has one).
+        "topic_permissions": [{"user": authority, "vhost": c.VHOST,
+                               "exchange": c.EXCHANGE_HUB,
+                               "write": "^$" if retired else f"^{re.escape(authority)}$",
+                               "read": "^$"}],
+        "queues": [{"name": c.inbox_queue(authority), **_QUEUE, "arguments": _quorum()},
+                   {"name": c.inbound_queue(authority), **_QUEUE,
+                    "arguments": _quorum(single_consumer=True)}],
+        "bindings": [
+            {"source": c.EXCHANGE_DELIVER, "destination": c.inbox_queue(authority),
+             "routing_key": key, **_BINDING}
+            for key in (authority, c.DIRECTORY_ROUTING_KEY, c.CHECKPOINT_ROUTING_KEY)
+        ] + [{"source": c.EXCHANGE_HUB, "destination": c.inbound_queue(authority),
+              "routing_key": authority, **_BINDING}],
+    }
+
+
+def definitions(passwords: dict[str, str], authorities: Iterable[str] | None = None,
+                retired: Collection[str] = ()) -> dict[str, Any]:
     """The broker definitions: each authority may publish only to the hub exchange, under
     its own id as routing key (into its own lane), and read only its own inbox; only the
-    hub writes to the delivery exchange and reads the lanes."""
-    authorities = sorted(all_authorities())
-    users = [
-        {
-            "name": name,
-            "password_hash": password_hash(passwords[name]),
-            "hashing_algorithm": "rabbit_password_hashing_sha256",
-            "tags": [],
-        }
-        for name in [c.HUB_USER, *authorities]
-    ]
+    hub writes to the delivery exchange and reads the lanes. ``authorities``: every one
+    the hub knows (default: the profile files'); ``retired``: those that read only."""
     # The hub alone publishes replays; it may create one queue only: the dead-letter
     # readers' lock (an exclusive queue, gone with the connection that holds it).
     hub_reads = "|".join([*(re.escape(q) for q in (c.QUEUE_INBOUND, c.QUEUE_DEAD_LETTER,
@@ -117,23 +156,12 @@ def definitions(passwords: dict[str, str]) -> dict[str, Any]:
                           f"{re.escape(c.QUEUE_INBOUND)}\\..+"])
     hub_writes = "|".join(re.escape(x) for x in (c.EXCHANGE_DELIVER, c.EXCHANGE_DLX,
                                                   c.EXCHANGE_REPLAY))
-    permissions = [
-        {"user": c.HUB_USER, "vhost": c.VHOST,
-         "configure": f"^{re.escape(c.QUEUE_DEAD_LETTER_LOCK)}$",
-         "write": f"^({hub_writes})$", "read": f"^({hub_reads})$"},
-    ] + [
-        {"user": a, "vhost": c.VHOST, "configure": "^$",
-         "write": f"^{re.escape(c.EXCHANGE_HUB)}$",
-         "read": f"^{re.escape(c.inbox_queue(a))}$"}
-        for a in authorities
-    ]
-    # Topic authorisation: on the hub exchange an authority's routing key must be its own
-    # id (a user without an entry here could use any key, so every authority has one).
-    topic_permissions = [
-        {"user": a, "vhost": c.VHOST, "exchange": c.EXCHANGE_HUB,
-         "write": f"^{re.escape(a)}$", "read": "^$"}
-        for a in authorities
-    ]
+    parts = [authority_definitions(a, passwords[a], retired=a in retired)
+             for a in sorted(all_authorities() if authorities is None else authorities)]
+
+    def each(key: str) -> list[dict[str, Any]]:
+        return [item for part in parts for item in part[key]]
+
     exchange = {"vhost": c.VHOST, "durable": True, "auto_delete": False, "internal": False,
                 "arguments": {}}
     exchanges = [
@@ -142,38 +170,32 @@ def definitions(passwords: dict[str, str]) -> dict[str, Any]:
         {"name": c.EXCHANGE_DLX, "type": "fanout", **exchange},
         {"name": c.EXCHANGE_REPLAY, "type": "fanout", **exchange},
     ]
-    queue = {"vhost": c.VHOST, "durable": True, "auto_delete": False}
     queues = [
-        {"name": c.QUEUE_INBOUND, **queue, "arguments": _quorum()},
-        {"name": c.QUEUE_DEAD_LETTER, **queue,
+        {"name": c.QUEUE_INBOUND, **_QUEUE, "arguments": _quorum()},
+        {"name": c.QUEUE_DEAD_LETTER, **_QUEUE,
          "arguments": _quorum(dead_letter=False, limit=None)},
-        {"name": c.QUEUE_REPLAY, **queue, "arguments": _quorum()},
-    ] + [{"name": c.inbox_queue(a), **queue, "arguments": _quorum()} for a in authorities
-         ] + [{"name": c.inbound_queue(a), **queue, "arguments": _quorum(single_consumer=True)}
-              for a in authorities]
-    binding = {"vhost": c.VHOST, "destination_type": "queue", "arguments": {}}
+        {"name": c.QUEUE_REPLAY, **_QUEUE, "arguments": _quorum()},
+    ]
     bindings = [
         {"source": c.EXCHANGE_DLX, "destination": c.QUEUE_DEAD_LETTER, "routing_key": "",
-         **binding},
+         **_BINDING},
         {"source": c.EXCHANGE_REPLAY, "destination": c.QUEUE_REPLAY, "routing_key": "",
-         **binding},
-    ] + [
-        {"source": c.EXCHANGE_DELIVER, "destination": c.inbox_queue(a), "routing_key": key,
-         **binding}
-        for a in authorities
-        for key in (a, c.DIRECTORY_ROUTING_KEY, c.CHECKPOINT_ROUTING_KEY)
-    ] + [
-        {"source": c.EXCHANGE_HUB, "destination": c.inbound_queue(a), "routing_key": a,
-         **binding}
-        for a in authorities
+         **_BINDING},
     ]
     return {
-        "users": users,
+        "users": [_user(c.HUB_USER, passwords[c.HUB_USER]), *each("users")],
         "vhosts": [{"name": c.VHOST}],
-        "permissions": permissions,
-        "topic_permissions": topic_permissions,
+        "permissions": [
+            {"user": c.HUB_USER, "vhost": c.VHOST,
+             "configure": f"^{re.escape(c.QUEUE_DEAD_LETTER_LOCK)}$",
+             "write": f"^({hub_writes})$", "read": f"^({hub_reads})$"},
+            *each("permissions")],
+        "topic_permissions": each("topic_permissions"),
         "policies": policies(),
         "exchanges": exchanges,
-        "queues": queues,
-        "bindings": bindings,
+        # Every inbox, then every lane (each authority's part holds one of each).
+        "queues": queues + each("queues")[0::2] + each("queues")[1::2],
+        "bindings": bindings + [b for b in each("bindings")
+                                if b["source"] == c.EXCHANGE_DELIVER] + [
+            b for b in each("bindings") if b["source"] == c.EXCHANGE_HUB],
     }

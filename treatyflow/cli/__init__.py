@@ -9,6 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from treatyflow.cli import (
+    authority,
     dead_letters,
     evidence,
     keys,
@@ -45,6 +46,7 @@ app = typer.Typer(
 for commands in (local.app, requests.app, operate.app, send.app, statistics.app):
     app.add_typer(commands)
 app.add_typer(keys.app, name="keys")
+app.add_typer(authority.app, name="authority")
 app.add_typer(dead_letters.app, name="dead-letters")
 app.add_typer(evidence.app, name="evidence")
 app.add_typer(statistics.history_app, name="history")

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from treatyflow import constants as c
 from treatyflow import tls
+from treatyflow.authorities import AuthorityRegistry
 from treatyflow.codec import (
     CODEC_TOKEN_FILE,
     PayloadKeyError,
@@ -231,12 +232,14 @@ def rabbitmqctl(
 def write_definitions(settings: Settings, out: Path) -> Path:
     """The broker definitions file; the broker passwords and the signing keys they go
     with are generated on first use (docker-compose mounts both, deploy/README.md)."""
-    passwords = load_or_create_passwords(settings.secrets_dir)
+    added = AuthorityRegistry(settings.published_dir)  # with those added or retired live
+    passwords = load_or_create_passwords(settings.secrets_dir, added.known())
     load_or_create_keys(settings.secrets_dir)
     load_or_create_secrets(settings)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.touch(mode=0o600)
-    out.write_text(json.dumps(definitions(passwords), indent=2))
+    out.write_text(json.dumps(definitions(passwords, added.known(), added.retired()),
+                              indent=2))
     return out
 
 

@@ -45,6 +45,7 @@ from treatyflow.agency.signing import (
     verify,
 )
 from treatyflow.agency.wire import to_amqp
+from treatyflow.authorities import AuthorityRegistry
 from treatyflow.codec import load_keys
 from treatyflow.hub import Refusal, is_transient, submit
 from treatyflow.keys import CurrentKey, RegistryFile, SignedDirectory
@@ -245,10 +246,14 @@ class Gateway:
         self._signing_key = signing_key  # the hub's current key, for the errors it sends
         self._time_scale = time_scale
         self._task_queue = task_queue
-        self._authorities = set(all_authorities())
+        self._authorities = set(all_authorities())  # who has an inbox (``learn`` adds)
         self._log = logs.get("treatyflow.gateway")
         self._order = KeyedLock()
         self.stopping = asyncio.Event()
+
+    def learn(self, authority: str) -> None:
+        """An authority added while the gateway runs (``treatyflow authority add``)."""
+        self._authorities.add(authority)
 
     async def handle(self, incoming: AbstractIncomingMessage) -> None:
         """Process one delivery: ack on success or refusal, requeue on our own failure.
@@ -470,6 +475,29 @@ class Gateway:
         await settle(incoming, self._log)
 
 
+async def follow_lanes(channel: AbstractChannel, registry: AuthorityRegistry, known: set[str],
+                       consuming: list[tuple[AbstractQueue, str]], gateway: Gateway,
+                       receipts: list[Receipts], every: float = c.LANE_FOLLOW_SECONDS) -> None:
+    """Consume the lane of each authority added while the gateway runs (``treatyflow
+    authority add`` declares it before it publishes the profile version naming it)."""
+    log = logs.get("treatyflow.gateway")
+    while True:
+        await asyncio.sleep(every)
+        try:
+            new = registry.known() - known
+        except (OSError, ValueError):
+            log.exception("could not read the authorities added live; will retry")
+            continue
+        for authority in sorted(new):
+            queue = await channel.get_queue(c.inbound_queue(authority), ensure=False)
+            consuming.append((queue, await queue.consume(gateway.handle)))
+            known.add(authority)
+            gateway.learn(authority)
+            for each in receipts:
+                each.learn(authority)
+            log.info("lane added", authority=authority, lane=queue.name)
+
+
 async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_QUEUE) -> None:
     log = logs.get("treatyflow.gateway")
     client = await connect(settings)
@@ -488,7 +516,9 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_
     record = await Record.open(settings.record_database_url, load_keys(settings))
     recorder = Recorder(record)
     profiles = ProfileStore(settings.published_dir)
-    for ref in profiles.sync(known_treaties()):  # an edited profile file: its next version
+    added = AuthorityRegistry(settings.published_dir)  # authorities added or removed live
+    # An edited profile file, with the amendments made live applied: its next version.
+    for ref in profiles.sync(known_treaties(), added.effective_text):
         log.info("treaty profile", treaty=ref.treaty, version=ref.version, digest=ref.digest)
     gateway = Gateway(client, outbox, keys=registry, signing_key=hub_key,
                       directory=SignedDirectory(settings.secrets_dir, registry),
@@ -497,6 +527,8 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_
                       recorder=recorder, desk=Desk(record, recorder, outbox, hub_key),
                       profiles=profiles)
     consuming: list[tuple[AbstractQueue, str]] = []
+    following: list[asyncio.Task[None]] = []  # the new lanes' follower, per connection
+    receipts_of: list[Receipts] = []
     announcer = Announcer(settings.secrets_dir, registry)
     publishing: list[AbstractChannel] = []  # the key directory's channel, per connection
 
@@ -514,11 +546,13 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_
             await announcer.announce(publish, again=True)
         except Exception as err:  # noqa: BLE001 - its watcher tries again; consume anyway
             log.warning("could not send the key directory; will retry", error=repr(err))
-        lanes = [c.inbound_queue(a) for a in sorted(all_authorities())] + [c.QUEUE_INBOUND]
+        lanes = [c.inbound_queue(a) for a in sorted(added.known())] + [c.QUEUE_INBOUND]
         consuming.clear()
         for name in lanes:
             queue = await consume.get_queue(name, ensure=False)
             consuming.append((queue, await queue.consume(gateway.handle)))
+        following[:] = [asyncio.create_task(follow_lanes(
+            consume, added, set(added.known()), consuming, gateway, receipts_of))]
         consuming.extend(await dlq.consume_replays(connection, gateway.handle_replay))
         log.info("gateway consuming", lanes=len(lanes), time_scale=settings.time_scale,
                  metrics=f"{settings.metrics_host}:{settings.gateway_metrics_port}",
@@ -529,6 +563,8 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_
 
     async def stopping() -> None:
         gateway.stopping.set()
+        for task in following:
+            task.cancel()
         for queue, tag in consuming:
             await queue.cancel(tag)
 
@@ -539,13 +575,14 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_
     watcher = asyncio.create_task(announcer.watch(
         lambda: publishing[0] if publishing else None, stop))
     receipts_out = Outbox(url, "treatyflow-gateway-receipts")  # one batch, one checkpoint
-    receipts = asyncio.create_task(Receipts(record, receipts_out, hub_key, all_authorities(
-        )).run(settings.record_receipt_seconds) if settings.record_receipt_seconds > 0
-        else stop.wait())  # 0: no receipts
+    receipts_of.append(Receipts(record, receipts_out, hub_key, added.known()))
+    receipts = asyncio.create_task(receipts_of[0].run(settings.record_receipt_seconds)
+                                   if settings.record_receipt_seconds > 0
+                                   else stop.wait())  # 0: no receipts
     gauges = _statistics_gauges(settings)  # cases waiting, requests open by age band
     async with metrics.watching(client):
         await amqp.stay_connected(url, "treatyflow-gateway", session, stop, stopping)
-    for task in (watcher, dead_letters, fill, checkpoints, receipts):
+    for task in (watcher, dead_letters, fill, checkpoints, receipts, *following):
         task.cancel()
     if gauges is not None:
         await asyncio.to_thread(gauges.stop)

@@ -66,6 +66,10 @@ class Receipts:
         # retrieval comes moments after its notice; an older one is read from the record).
         self._deliveries: OrderedDict[str, list[Owed]] = OrderedDict()
 
+    def learn(self, authority: str) -> None:
+        """An authority added while the gateway runs: its inbox gets receipts too."""
+        self._authorities.add(authority)
+
     @property
     def sent(self) -> int | None:
         """The tree size below which every receipt went out (None before ``start``)."""

@@ -1,4 +1,5 @@
-"""The Temporal worker: hosts the workflows of every procedure and the delivery activity."""
+"""The Temporal worker: hosts the workflows of every procedure, the delivery activity and
+the amendments' publishing."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from aio_pika.abc import AbstractConnection
 from temporalio.worker import Worker
 
 from treatyflow import amqp, logs, metrics, process
+from treatyflow.activities.amendment import Amendments
 from treatyflow.activities.delivery import Delivery
+from treatyflow.authorities import Onboarding
 from treatyflow.codec import load_keys
 from treatyflow.constants import HUB_SENDER, HUB_USER, TASK_QUEUE
 from treatyflow.keys import CurrentKey, RegistryFile
@@ -60,7 +63,8 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = TASK_QU
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=[delivery.deliver],
+        # An amendment's activity publishes a profile version into the gateway's store.
+        activities=[delivery.deliver, Amendments(Onboarding(settings)).apply],
         workflow_runner=workflow_runner(),
         max_cached_workflows=settings.worker_cached_workflows,
     ):
