@@ -144,7 +144,7 @@ OPEN_QUERY = f"{type_clause(ASSISTANCE.name)} AND {open_clause(ASSISTANCE.name)}
 def gauge_queries() -> list[tuple[str, str | None, str]]:
     """One round of counts: (procedure, state or None for the overdue figure, query).
     One count per open state of each procedure and one for the overdue ones of each
-    procedure that runs a clock: 16 scans of visibility a round."""
+    procedure that runs a clock: 19 scans of visibility a round."""
     queries: list[tuple[str, str | None, str]] = []
     for procedure, entry in REGISTRY.items():
         running = f"{type_clause(procedure)} AND ExecutionStatus = 'Running'"
