@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from treatyflow import keys, topology
 from treatyflow.profile_store import ProfileStore, PublishError
+from treatyflow.schemas import published
 from treatyflow.schemas.amendment import AppliedChange, AuthorityBook, AuthorityChange
 from treatyflow.schemas.published import ProfileRef
 from treatyflow.schemas.treaty import ProfileHeader, all_authorities, profile_text
@@ -115,14 +116,14 @@ class AuthorityRegistry:
         return json.dumps(data, ensure_ascii=False)
 
     def record(self, applied: AppliedChange) -> None:
-        self._write(self.book().model_copy(update={
+        self.write(self.book().model_copy(update={
             "changes": [*self.book().changes, applied]}))
 
     def retire(self, authority_id: str, at: datetime) -> None:
         book = self.book()
-        self._write(book.model_copy(update={"retired": {**book.retired, authority_id: at}}))
+        self.write(book.model_copy(update={"retired": {**book.retired, authority_id: at}}))
 
-    def _write(self, book: AuthorityBook) -> None:
+    def write(self, book: AuthorityBook) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._path.with_name(f".{BOOK_FILE}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -151,6 +152,8 @@ class Onboarding:
         self._broker = broker or LocalBroker(settings)
         self.store = store or ProfileStore(settings.published_dir)
         self.registry = AuthorityRegistry(settings.published_dir)
+        if published.loader() is None:  # a command's process: the versions the gateway wrote
+            published.install_loader(self.store.read)
 
     def current(self, treaty_id: str) -> tuple[ProfileRef, ProfileHeader]:
         try:
@@ -203,11 +206,11 @@ class Onboarding:
                 model.model_validate_json(text)  # the treaty's own rules (roles, …)
             ref = self.store.publish(change.treaty, text)
         except (ValueError, PublishError) as err:
-            self.registry._write(before)  # nothing was published: un-book it
+            self.registry.write(before)  # nothing was published: un-book it
             raise AuthorityError(f"the new version of {change.treaty} is not valid: "
                                  f"{err}") from err
         book = self.registry.book()
-        self.registry._write(book.model_copy(update={"changes": [
+        self.registry.write(book.model_copy(update={"changes": [
             *book.changes[:-1], applied.model_copy(update={"version": ref.version})]}))
         return ref
 

@@ -489,8 +489,12 @@ async def follow_lanes(channel: AbstractChannel, registry: AuthorityRegistry, kn
             log.exception("could not read the authorities added live; will retry")
             continue
         for authority in sorted(new):
-            queue = await channel.get_queue(c.inbound_queue(authority), ensure=False)
-            consuming.append((queue, await queue.consume(gateway.handle)))
+            try:
+                queue = await channel.get_queue(c.inbound_queue(authority), ensure=False)
+                consuming.append((queue, await queue.consume(gateway.handle)))
+            except Exception:  # noqa: BLE001 - the connection's next session consumes it
+                log.exception("could not consume a new lane; will retry", authority=authority)
+                continue
             known.add(authority)
             gateway.learn(authority)
             for each in receipts:
@@ -551,6 +555,8 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_
         for name in lanes:
             queue = await consume.get_queue(name, ensure=False)
             consuming.append((queue, await queue.consume(gateway.handle)))
+        for task in following:  # the last connection's, on a closed channel
+            task.cancel()
         following[:] = [asyncio.create_task(follow_lanes(
             consume, added, set(added.known()), consuming, gateway, receipts_of))]
         consuming.extend(await dlq.consume_replays(connection, gateway.handle_replay))

@@ -1,0 +1,145 @@
+"""Integration: competent authorities added and removed while the stack runs (art. 2.2),
+with the real RabbitMQ, Temporal dev server, worker and gateway, none restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.conftest import KZ, REPORT, RU, Mailbox, cli, dead_letter, error_about, event
+from tests.factories import message, new_request_id, request_body
+from treatyflow import constants as c
+from treatyflow.agency import AgencyClient
+from treatyflow.keys import RegistryFile, signing_key
+from treatyflow.settings import Settings
+from treatyflow.topology import read_passwords
+
+pytestmark = pytest.mark.stack
+
+
+def _new_id() -> str:
+    return f"KZ-N{uuid.uuid4().hex[:6].upper()}"
+
+
+@contextlib.asynccontextmanager
+async def connected(settings: Settings, authority: str
+                    ) -> AsyncIterator[tuple[AgencyClient, Mailbox]]:
+    """``authority`` on the stack with the password and key ``authority add`` made."""
+    password = read_passwords(settings.secrets_dir)[authority]
+    async with AgencyClient(authority, settings.amqp_url(authority, password),
+                            signing_key=signing_key(settings.secrets_dir, authority),
+                            keys=RegistryFile(settings.secrets_dir)) as client, \
+            client.inbox(explicit_ack=False) as inbox:
+        yield client, Mailbox(inbox)
+
+
+def _add(settings: Settings, authority: str) -> str:
+    done = cli(settings, "authority", "add", "--treaty", "sco-2010", "--party", "KZ",
+               "--id", authority, "--name", "Agency for Financial Monitoring")
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+async def _executed(requester: AgencyClient, requester_box: Mailbox, ru: AgencyClient,
+                    ru_box: Mailbox, sender: str, rid: str) -> None:
+    """RU-MIA receives and executes ``rid``; the requester is told."""
+    await ru_box.expect(event(rid, "request_delivered"))
+    await ru.publish(message("receipt", request_id=rid, sender=RU, recipient=sender, body={}))
+    await requester_box.expect(event(rid, "received"))
+    await ru.publish(message("execution_report", request_id=rid, sender=RU, recipient=sender,
+                             body=REPORT))
+    executed = await requester_box.expect(event(rid, "executed"), timeout=20)
+    assert executed.body.status == "executed"
+
+
+async def test_an_authority_added_live_sends_a_request_that_reaches_executed(
+        authorities, stack_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    kz, kz_box = await authorities(KZ)
+    ru, ru_box = await authorities(RU)
+    new = _new_id()
+    # Traffic between others goes on while the authority is added: none of it is lost.
+    sent: list[str] = []
+
+    async def traffic() -> None:
+        while True:
+            rid = new_request_id()
+            await kz.publish(message("request", request_id=rid, sender=KZ, recipient=RU,
+                                     body=request_body()))
+            sent.append(rid)
+            await asyncio.sleep(0.1)
+
+    flowing = asyncio.create_task(traffic())
+    try:
+        said = await asyncio.to_thread(_add, stack_settings, new)
+    finally:
+        flowing.cancel()
+    assert f"lists {new}" in said
+    for rid in sent:
+        await kz_box.expect(event(rid, "request_accepted"), timeout=20)
+    assert len(sent) >= 3
+
+    async with connected(stack_settings, new) as (agency, box):
+        rid = new_request_id(new)
+        await agency.publish(message("request", request_id=rid, sender=new, recipient=RU,
+                                     body=request_body()))
+        await box.expect(event(rid, "request_accepted"), timeout=20)
+        await _executed(agency, box, ru, ru_box, new, rid)
+
+
+async def test_a_removed_authority_gets_no_new_request_and_its_running_one_ends(
+        authorities, stack_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    kz, kz_box = await authorities(KZ)
+    ru, ru_box = await authorities(RU)
+    gone = _new_id()
+    _add(stack_settings, gone)
+    async with connected(stack_settings, gone) as (agency, box):
+        running = new_request_id(gone)
+        await agency.publish(message("request", request_id=running, sender=gone,
+                                     recipient=RU, body=request_body()))
+        await box.expect(event(running, "request_accepted"), timeout=20)
+
+        removed = cli(stack_settings, "authority", "remove", "--treaty", "sco-2010", "--id",
+                      gone, "--reason", "the party's note verbale of 2026-05-01")
+        assert removed.returncode == 0, removed.stderr
+        assert "leaves" in removed.stdout and "1 running request(s)" in removed.stdout
+
+        # A new request to it, and one from it: refused, said why, dead-lettered.
+        to_it = message("request", request_id=new_request_id(), sender=KZ, recipient=gone,
+                        body=request_body())
+        await kz.publish(to_it)
+        error = await kz_box.expect(error_about(to_it.message_id))
+        assert error.body.problem == "authority_removed"
+        assert f"recipient {gone} is no longer a competent authority" in error.body.reasons[0]
+        kept = await dead_letter(stack_settings, to_it.message_id)
+        assert kept.headers[c.HEADER_PROBLEM] == "authority_removed"
+        from_it = message("request", request_id=new_request_id(gone), sender=gone,
+                          recipient=RU, body=request_body())
+        await agency.publish(from_it)
+        assert (await box.expect(error_about(from_it.message_id))).body.problem == \
+            "authority_removed"
+        await dead_letter(stack_settings, from_it.message_id)
+
+        # Its running request goes on to its end (art. 13.3 by analogy).
+        await _executed(agency, box, ru, ru_box, gone, running)
+
+    async def retired() -> str:
+        for _ in range(20):  # visibility follows the workflow's last task
+            done = cli(stack_settings, "authority", "retire", "--id", gone)
+            if done.returncode == 0:
+                return done.stdout
+            await asyncio.sleep(0.5)
+        raise AssertionError(done.stdout + done.stderr)
+
+    assert "retired" in await retired()
+    password = read_passwords(stack_settings.secrets_dir)[gone]
+    import aio_pika
+
+    async with await aio_pika.connect(stack_settings.amqp_url(gone, password)) as connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(c.EXCHANGE_HUB, ensure=False)
+        with pytest.raises(Exception, match="ACCESS_REFUSED|access"):  # reads only now
+            await exchange.publish(aio_pika.Message(b"{}", user_id=gone), routing_key=gone)
