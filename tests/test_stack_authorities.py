@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from temporalio.client import Client
 
 from tests.conftest import KZ, REPORT, RU, Mailbox, cli, dead_letter, error_about, event
 from tests.factories import message, new_request_id, request_body
@@ -46,10 +47,12 @@ def _add(settings: Settings, authority: str) -> str:
 
 async def _executed(requester: AgencyClient, requester_box: Mailbox, ru: AgencyClient,
                     ru_box: Mailbox, sender: str, rid: str) -> None:
-    """RU-MIA receives and executes ``rid``; the requester is told."""
+    """RU-MIA receives (or is deemed to have received, 5 treaty days after delivery)
+    and executes ``rid``; the requester is told."""
     await ru_box.expect(event(rid, "request_delivered"))
     await ru.publish(message("receipt", request_id=rid, sender=RU, recipient=sender, body={}))
-    await requester_box.expect(event(rid, "received"))
+    await requester_box.expect(lambda m: event(rid, "received")(m) or event(
+        rid, "receipt_deemed")(m), timeout=20)
     await ru.publish(message("execution_report", request_id=rid, sender=RU, recipient=sender,
                              body=REPORT))
     executed = await requester_box.expect(event(rid, "executed"), timeout=20)
@@ -91,7 +94,7 @@ async def test_an_authority_added_live_sends_a_request_that_reaches_executed(
 
 
 async def test_a_removed_authority_gets_no_new_request_and_its_running_one_ends(
-        authorities, stack_settings: Settings) -> None:  # type: ignore[no-untyped-def]
+        authorities, stack_settings: Settings, stack_client: Client) -> None:  # type: ignore[no-untyped-def]
     kz, kz_box = await authorities(KZ)
     ru, ru_box = await authorities(RU)
     gone = _new_id()
@@ -125,6 +128,13 @@ async def test_a_removed_authority_gets_no_new_request_and_its_running_one_ends(
 
         # Its running request goes on to its end (art. 13.3 by analogy).
         await _executed(agency, box, ru, ru_box, gone, running)
+
+    # Executed, the request runs on through its art. 7 consent phase (90 treaty days):
+    # the authority is not retired while it does.
+    early = cli(stack_settings, "authority", "retire", "--id", gone)
+    assert early.returncode == 1 and "1 running request(s)" in early.stdout
+    await stack_client.get_workflow_handle(c.workflow_id("sco-2010", running)).terminate(
+        "the consent phase is over (shortened for the test)")
 
     async def retired() -> str:
         for _ in range(20):  # visibility follows the workflow's last task

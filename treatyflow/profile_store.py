@@ -74,6 +74,9 @@ class ProfileStore:
             return cached[1]
         found = self.versions(treaty_id)
         ref = found[-1] if found else self.publish(treaty_id, profile_text(treaty_id))
+        # Held for ``profile``: a version another process published (``treatyflow
+        # authority``) is read here, once, even where no loader is installed.
+        published.hold_text(ref.digest, self._read_checked(ref).decode())
         self._current[treaty_id] = (self._stamp(treaty_id), ref)
         return ref
 
