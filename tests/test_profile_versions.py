@@ -147,7 +147,8 @@ async def test_a_running_request_keeps_its_version_and_new_ones_take_the_next(
     assert new.deadline - new.received_at == timedelta(days=45)
     with pytest.raises(Refusal) as refused:
         await _opened(client, KZ, UZ, store, task_queue)
-    assert refused.value.problem == "invalid_request" and UZ in str(refused.value.reasons)
+    # An authority an earlier version listed (art. 2.2: the list was amended).
+    assert refused.value.problem == "authority_removed" and UZ in str(refused.value.reasons)
 
     # Both told of each receipt (no delivery left in flight for the next test's clock).
     await eventually(lambda: skipping[1].events(KZ).count("received") == 2)
