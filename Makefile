@@ -7,6 +7,9 @@ export TREATYFLOW_STATE_DIR ?= $(CURDIR)/.state
 # The local stack runs on a declared demo clock: one treaty day = 1 s (30 days = 30 s).
 # Real time: make up TREATYFLOW_SECONDS_PER_DAY=86400
 export TREATYFLOW_SECONDS_PER_DAY ?= 1
+# How many gateways and workers `make up` runs (docs/operators/scale-out.md).
+GATEWAYS ?= 1
+WORKERS ?= 1
 
 .PHONY: agency-dist help setup system demo test test-unit up down status lint clean ui-check bench security-check chaos history report
 
@@ -14,7 +17,7 @@ help:
 	@echo "make demo   - set up, start the local stack, run the scenario demo"
 	@echo "make test   - set up and run the test suite"
 	@echo "make test-unit - the fast part: no stack, no dev server (under 3 minutes)"
-	@echo "make up / make down / make status - the local stack for longer use"
+	@echo "make up / make down / make status - the local stack for longer use (make up GATEWAYS=2 WORKERS=2: replicas)"
 	@echo "make lint   - ruff and mypy"
 	@echo "make agency-dist - build the treatyflow-agency wheel (the agency client alone) into dist/"
 	@echo "make contract - regenerate the wire contract in docs/contract (schemas, AsyncAPI, vectors)"
@@ -56,13 +59,13 @@ test-unit: setup
 	$(BIN)/pytest -m "not stack and not dist"
 
 up: setup
-	$(BIN)/python -m treatyflow.local.stack up
+	$(BIN)/python -m treatyflow.local.stack up --gateways $(GATEWAYS) --workers $(WORKERS)
 
 down:
 	@if [ -x $(BIN)/python ]; then $(BIN)/python -m treatyflow.local.stack down; fi
 
 status: setup
-	$(BIN)/python -m treatyflow.local.stack status
+	$(BIN)/python -m treatyflow.local.stack status --gateways $(GATEWAYS) --workers $(WORKERS)
 
 # The Temporal UI in headless Chromium (Debian's), filtered on the Overdue attribute.
 ui-check: setup

@@ -90,6 +90,18 @@ HEADER_REPLAY_REASON: Final = "x-treatyflow-replay-reason"
 # An exclusive queue: whoever declares it alone reads hub.dead-letter (a read takes every
 # message and gives each back; two readers at once would each see part of the queue).
 QUEUE_DEAD_LETTER_LOCK: Final = "hub.dead-letter.lock"
+# Several gateways side by side (docs/operators/scale-out.md). Each is an exclusive queue
+# (RabbitMQ refuses a second declaration and drops it with the connection that declared
+# it), the hub's user may declare these alone: the lease of the one gateway that leads
+# (the record's receipts and checkpoints, replays, the old inbound queue), each gateway's
+# slot (which lanes it serves first), and one lock per request while a gateway submits one
+# of its messages and records it.
+QUEUE_GATEWAY_LEAD: Final = "hub.gateway.lead"
+QUEUE_GATEWAY_SLOT: Final = "hub.gateway.slot"
+QUEUE_REQUEST_LOCK: Final = "hub.order"
+# A gateway consumes the lanes of its slot at once and stands by on the others after this
+# many seconds (a standby takes a lane over the moment its active consumer is gone).
+STANDBY_DELAY_S: Final = 5.0
 # The hub's own sender id in envelopes.
 HUB_SENDER = "HUB"
 # The owner of the operators' signing key: every operator action (extend a deadline,
@@ -165,3 +177,16 @@ def inbound_queue(authority_id: str) -> str:
 def inbox_queue(authority_id: str) -> str:
     """The inbox queue of one authority: only that authority may read it."""
     return f"authority.{authority_id}.inbox"
+
+
+def gateway_slot(slot: int) -> str:
+    """The exclusive queue a gateway holds while it serves slot ``slot`` (0-based)."""
+    return f"{QUEUE_GATEWAY_SLOT}.{slot}"
+
+
+def request_lock(workflow: str) -> str:
+    """The exclusive queue held while a gateway applies a message of ``workflow``: its
+    SHA-256, since a request id may hold what a queue name may not."""
+    import hashlib
+
+    return f"{QUEUE_REQUEST_LOCK}.{hashlib.sha256(workflow.encode()).hexdigest()[:40]}"

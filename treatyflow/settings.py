@@ -89,6 +89,12 @@ class Settings:
     # next task comes: a storm of more deadlines than this falling due together replays
     # most of them (docs/operators/benchmarks.md).
     worker_cached_workflows: int = 1000
+    # How many gateways and workers run side by side (docs/operators/scale-out.md): the
+    # local stack starts that many; a gateway spreads the senders' lanes by it.
+    gateways: int = 1
+    workers: int = 1
+    # This process's name among its replicas (``gateway-2``); empty: the service's name.
+    instance: str = ""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -131,6 +137,9 @@ class Settings:
                                              base.statistics_seconds)),
             worker_cached_workflows=int(env.get("TREATYFLOW_WORKER_CACHED_WORKFLOWS",
                                                 base.worker_cached_workflows)),
+            gateways=int(env.get("TREATYFLOW_GATEWAYS", base.gateways)),
+            workers=int(env.get("TREATYFLOW_WORKERS", base.workers)),
+            instance=env.get("TREATYFLOW_INSTANCE", base.instance),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -164,6 +173,9 @@ class Settings:
             "TREATYFLOW_RECORD_CHECKPOINT_SECONDS": repr(self.record_checkpoint_seconds),
             "TREATYFLOW_RECORD_RECEIPT_SECONDS": repr(self.record_receipt_seconds),
             "TREATYFLOW_STATISTICS_SECONDS": repr(self.statistics_seconds),
+            "TREATYFLOW_GATEWAYS": str(self.gateways),
+            "TREATYFLOW_WORKERS": str(self.workers),
+            "TREATYFLOW_INSTANCE": self.instance,
         }
 
     def with_(self, **changes: object) -> Settings:

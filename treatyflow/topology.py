@@ -149,8 +149,13 @@ def definitions(passwords: dict[str, str], authorities: Iterable[str] | None = N
     its own id as routing key (into its own lane), and read only its own inbox; only the
     hub writes to the delivery exchange and reads the lanes. ``authorities``: every one
     the hub knows (default: the profile files'); ``retired``: those that read only."""
-    # The hub alone publishes replays; it may create one queue only: the dead-letter
-    # readers' lock (an exclusive queue, gone with the connection that holds it).
+    # The hub alone publishes replays. The exclusive queues it may declare (each gone with
+    # the connection that holds it): the dead-letter readers' lock, and those of several
+    # gateways (the lead's lease, each one's slot, a lock per request).
+    hub_configures = "|".join([re.escape(c.QUEUE_DEAD_LETTER_LOCK),
+                               re.escape(c.QUEUE_GATEWAY_LEAD),
+                               f"{re.escape(c.QUEUE_GATEWAY_SLOT)}\\.[0-9]+",
+                               f"{re.escape(c.QUEUE_REQUEST_LOCK)}\\.[0-9a-f]+"])
     hub_reads = "|".join([*(re.escape(q) for q in (c.QUEUE_INBOUND, c.QUEUE_DEAD_LETTER,
                                                     c.QUEUE_REPLAY)),
                           f"{re.escape(c.QUEUE_INBOUND)}\\..+"])
@@ -187,7 +192,7 @@ def definitions(passwords: dict[str, str], authorities: Iterable[str] | None = N
         "vhosts": [{"name": c.VHOST}],
         "permissions": [
             {"user": c.HUB_USER, "vhost": c.VHOST,
-             "configure": f"^{re.escape(c.QUEUE_DEAD_LETTER_LOCK)}$",
+             "configure": f"^({hub_configures})$",
              "write": f"^({hub_writes})$", "read": f"^({hub_reads})$"},
             *each("permissions")],
         "topic_permissions": each("topic_permissions"),

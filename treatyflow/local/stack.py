@@ -39,6 +39,13 @@ from treatyflow.codec import (
 )
 from treatyflow.codec import load_or_create_keys as load_or_create_payload_keys
 from treatyflow.keys import load_or_create_keys
+from treatyflow.local.replicas import (
+    REPLICATED,
+    instance_settings,
+    rank_of,
+    replica_names,
+    service_of,
+)
 from treatyflow.process import finish
 from treatyflow.schemas import treaty
 from treatyflow.settings import Settings
@@ -397,6 +404,23 @@ async def _await_temporal(settings: Settings, paths: Paths, timeout: float = 60)
 # --- our processes ----------------------------------------------------------------
 
 
+def instances(settings: Settings) -> list[str]:
+    """Every process the stack runs besides the servers, in start order."""
+    return [CODEC, *replica_names("worker", max(1, settings.workers)),
+            *replica_names("gateway", max(1, settings.gateways))]
+
+
+def found_instances(settings: Settings) -> list[str]:
+    """Those of ``instances`` and any other replica with a pid file (started by an ``up``
+    asking for more): what ``down`` and ``status`` look at."""
+    wanted = instances(settings)
+    run = Paths(settings.state_dir).run
+    extra = sorted((path.stem for service in REPLICATED for path in run.glob(f"{service}-*.pid")
+                    if service_of(path.stem) == service and path.stem not in wanted),
+                   key=lambda name: (service_of(name), rank_of(name)))
+    return [*wanted, *extra]
+
+
 def listening_ports(settings: Settings, name: str) -> list[tuple[int, str, str]]:
     """The ports one of our processes listens on: (port, what, variable that moves it);
     a port of 0 is not listened on."""
@@ -416,10 +440,12 @@ def start_process(settings: Settings, paths: Paths, name: str, timeout: float = 
     if _alive(paths.pid(name)):
         _say(f"{name} already running")
         return
-    for port, what, variable in listening_ports(settings, name):
+    own = instance_settings(settings, name)
+    for port, what, variable in listening_ports(own, service_of(name)):
         _check_port(port, what, variable)
     paths.ready(name).unlink(missing_ok=True)
-    _spawn(name, [sys.executable, "-m", f"treatyflow.workers.{name}"], paths, settings.to_env())
+    _spawn(name, [sys.executable, "-m", f"treatyflow.workers.{service_of(name)}"], paths,
+           own.to_env())
     deadline = time.monotonic() + timeout
     while not paths.ready(name).exists():
         if not _alive(paths.pid(name)) or time.monotonic() > deadline:
@@ -436,15 +462,16 @@ def ensure_clock(settings: Settings) -> None:
     """Restart the gateway if it runs on another clock scale than ``settings`` declares
     (the scale is stamped into each new request's workflow input)."""
     paths = Paths(settings.state_dir)
-    try:
-        running = float(paths.ready("gateway").read_text() or "nan")
-    except (FileNotFoundError, ValueError):
-        return
-    if running != settings.seconds_per_day:
-        _say(f"gateway runs at {running:g} s per treaty day; restarting it at "
-             f"{settings.seconds_per_day:g}")
-        stop_pid(paths.pid("gateway"))
-        start_process(settings, paths, "gateway")
+    for name in replica_names("gateway", max(1, settings.gateways)):
+        try:
+            running = float(paths.ready(name).read_text() or "nan")
+        except (FileNotFoundError, ValueError):
+            continue
+        if running != settings.seconds_per_day:
+            _say(f"{name} runs at {running:g} s per treaty day; restarting it at "
+                 f"{settings.seconds_per_day:g}")
+            stop_pid(paths.pid(name))
+            start_process(settings, paths, name)
 
 
 def up(settings: Settings) -> None:
@@ -474,13 +501,19 @@ def _up(settings: Settings) -> None:
     start_rabbitmq(settings, paths)
     start_process(settings, paths, CODEC)  # before the UI that points at it
     start_temporal(settings, paths)
-    for name in PROCESSES:
+    wanted = instances(settings)
+    for name in found_instances(settings):
+        if name not in wanted:  # an earlier `up` asked for more replicas than this one
+            _say(f"stopping {name} (GATEWAYS={settings.gateways} WORKERS={settings.workers})")
+            stop_pid(paths.pid(name))
+            paths.ready(name).unlink(missing_ok=True)
+    for name in wanted:
         if name != CODEC:
             start_process(settings, paths, name)
     ensure_clock(settings)
-    scrape = ", ".join(f"http://{settings.metrics_host}:{port}/metrics"
-                       for name in ("gateway", "worker")
-                       for port, _, _ in listening_ports(settings, name))
+    scrape = ", ".join(f"http://{settings.metrics_host}:{port}/metrics" for name in wanted
+                       if name != CODEC for port, _, _ in listening_ports(
+                           instance_settings(settings, name), service_of(name)))
     _say(f"up. Temporal UI: {settings.temporal_ui_url} (sign in with the secret in "
          f"{settings.secrets_dir / CODEC_TOKEN_FILE})  state: {settings.state_dir}")
     if scrape:
@@ -489,7 +522,7 @@ def _up(settings: Settings) -> None:
 
 def is_up(settings: Settings) -> bool:
     paths = Paths(settings.state_dir)
-    return all(_alive(paths.pid(n)) for n in ("rabbitmq", "temporal", *PROCESSES))
+    return all(_alive(paths.pid(n)) for n in ("rabbitmq", "temporal", *instances(settings)))
 
 
 def stop_pid(pid_file: Path, grace: float = 15) -> None:
@@ -529,7 +562,7 @@ def _stop_epmd(settings: Settings) -> None:
 def down(settings: Settings) -> None:
     """Stop everything this state folder started; data stays for the next `up`."""
     paths = Paths(settings.state_dir)
-    for name in reversed(PROCESSES):
+    for name in reversed(found_instances(settings)):
         stop_pid(paths.pid(name))
         paths.ready(name).unlink(missing_ok=True)
     stop_pid(paths.pid("temporal"))
@@ -545,15 +578,34 @@ def down(settings: Settings) -> None:
 
 def status(settings: Settings) -> dict[str, bool]:
     paths = Paths(settings.state_dir)
-    return {n: _alive(paths.pid(n)) is not None for n in ("rabbitmq", "temporal", *PROCESSES)}
+    return {n: _alive(paths.pid(n)) is not None
+            for n in ("rabbitmq", "temporal", *found_instances(settings))}
+
+
+def _describe(settings: Settings, name: str, alive: bool) -> str:
+    """One line of ``status``: the process, whether it runs, its pid and metrics."""
+    line = f"{name:10} {'running' if alive else 'stopped'}"
+    pid = _alive(Paths(settings.state_dir).pid(name))
+    if pid is not None:
+        line += f"  pid {pid}"
+    ports = listening_ports(instance_settings(settings, name), service_of(name)) \
+        if name not in ("rabbitmq", "temporal") else []
+    if alive and ports:
+        line += "  metrics " + ", ".join(f":{port}" for port, _, _ in ports)
+    return line
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="treatyflow-stack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start the local stack (idempotent)")
+    u = sub.add_parser("up", help="start the local stack (idempotent)")
+    s = sub.add_parser("status", help="which components run")
+    for command in (u, s):
+        command.add_argument("--gateways", type=int, default=None,
+                             help="how many gateways (TREATYFLOW_GATEWAYS, default 1)")
+        command.add_argument("--workers", type=int, default=None,
+                             help="how many workers (TREATYFLOW_WORKERS, default 1)")
     sub.add_parser("down", help="stop the local stack")
-    sub.add_parser("status", help="which components run")
     d = sub.add_parser("definitions", help="write the RabbitMQ definitions file")
     d.add_argument("--out", type=Path, required=True)
     k = sub.add_parser("keys", help="generate the payload keys if missing; list their ids")
@@ -561,6 +613,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="add a new current key (old ones still decrypt); restart the stack")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
+    for count in ("gateways", "workers"):
+        if getattr(args, count, None) is not None:
+            if getattr(args, count) < 1:
+                parser.error(f"--{count} must be 1 or more")
+            settings = settings.with_(**{count: getattr(args, count)})
     try:
         if args.command == "up":
             up(settings)
@@ -568,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
             down(settings)
         elif args.command == "status":
             for name, alive in status(settings).items():
-                print(f"{name:10} {'running' if alive else 'stopped'}")
+                print(_describe(settings, name, alive))
         elif args.command == "definitions":
             print(write_definitions(settings, args.out))
         elif args.command == "keys":

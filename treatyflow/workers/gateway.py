@@ -27,10 +27,10 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 from pydantic import ValidationError
 from temporalio.client import Client
 
@@ -72,6 +72,15 @@ from treatyflow.workers import dead_letter_queue as dlq
 from treatyflow.workers.announce import Announcer, Herald
 from treatyflow.workers.desk import Desk
 from treatyflow.workers.receipts import Receipts
+from treatyflow.workers.replicas import (
+    Lane,
+    Lease,
+    RequestLocks,
+    claim_slot,
+    hand_back,
+    preferred,
+    slot_of,
+)
 from treatyflow.workers.screen import (
     Outbox,
     TokenBuckets,
@@ -233,9 +242,11 @@ class Gateway:
         recorder: Recorder | None = None,
         desk: Desk | None = None,
         profiles: ProfileStore | None = None,
+        locks: RequestLocks | None = None,
     ) -> None:
         self._client = client
         self._profiles = profiles  # the published profile versions new requests start under
+        self._locks = locks  # the requests' locks across gateways (None: this one alone)
         self._desk = desk  # what is addressed to the hub itself (workers/desk.py)
         self._recorder = recorder  # the hub's record: what was accepted, what refused
         self._directory = directory  # the signed key directory the workflows verify with
@@ -261,6 +272,12 @@ class Gateway:
         Deliveries run concurrently, but those of one request go to Temporal in the order
         the broker delivered them (a receipt before the report that follows it)."""
         await self._handle(incoming)
+
+    def _request_lock(self, wf_id: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Held after this gateway's own (FIFO, in delivery order) lock: no other gateway
+        applies a message of the same request meanwhile (the other party's lane may be
+        served by another gateway)."""
+        return contextlib.nullcontext() if self._locks is None else self._locks.hold(wf_id)
 
     def screen(self, incoming: AbstractIncomingMessage, *, replayed: bool = False) -> None:
         """The checks before any other: the size of the AMQP properties, the sender's
@@ -298,7 +315,7 @@ class Gateway:
                            message_id=message.message_id)
             digest = signed.digest
             with metrics.SUBMIT_SECONDS.time():
-                async with self._order.hold(wf_id):
+                async with self._order.hold(wf_id), self._request_lock(wf_id):
                     accepted = await self._submit(message, signed, log, received_at)
                     if accepted is not None and accepted.digest not in (None, digest):
                         # Temporal answered an earlier update with this id: not this one.
@@ -475,11 +492,14 @@ class Gateway:
         await settle(incoming, self._log)
 
 
-async def follow_lanes(channel: AbstractChannel, registry: AuthorityRegistry, known: set[str],
-                       consuming: list[tuple[AbstractQueue, str]], gateway: Gateway,
-                       receipts: list[Receipts], every: float = c.LANE_FOLLOW_SECONDS) -> None:
+async def follow_lanes(connection: AbstractConnection, registry: AuthorityRegistry,
+                       known: set[str], lanes: dict[str, Lane], gateway: Gateway,
+                       receipts: list[Receipts], slot: int, count: int,
+                       every: float = c.LANE_FOLLOW_SECONDS) -> None:
     """Consume the lane of each authority added while the gateway runs (``treatyflow
-    authority add`` declares it before it publishes the profile version naming it)."""
+    authority add`` declares it before it publishes the profile version naming it): at
+    once where this gateway's slot serves it first, else as a standby after
+    ``STANDBY_DELAY_S``."""
     log = logs.get("treatyflow.gateway")
     while True:
         await asyncio.sleep(every)
@@ -489,9 +509,12 @@ async def follow_lanes(channel: AbstractChannel, registry: AuthorityRegistry, kn
             log.exception("could not read the authorities added live; will retry")
             continue
         for authority in sorted(new):
+            name = c.inbound_queue(authority)
+            lane = lanes.setdefault(name, Lane(name, gateway.handle))
             try:
-                queue = await channel.get_queue(c.inbound_queue(authority), ensure=False)
-                consuming.append((queue, await queue.consume(gateway.handle)))
+                if slot_of(name, count) != slot % count:
+                    await asyncio.sleep(c.STANDBY_DELAY_S)
+                await lane.consume(connection)
             except Exception:  # noqa: BLE001 - the connection's next session consumes it
                 log.exception("could not consume a new lane; will retry", authority=authority)
                 continue
@@ -499,7 +522,7 @@ async def follow_lanes(channel: AbstractChannel, registry: AuthorityRegistry, kn
             gateway.learn(authority)
             for each in receipts:
                 each.learn(authority)
-            log.info("lane added", authority=authority, lane=queue.name)
+            log.info("lane added", authority=authority, lane=name)
 
 
 async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_QUEUE) -> None:
@@ -524,77 +547,114 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_
     # An edited profile file, with the amendments made live applied: its next version.
     for ref in profiles.sync(known_treaties(), added.effective_text):
         log.info("treaty profile", treaty=ref.treaty, version=ref.version, digest=ref.digest)
+    # Several gateways: a request's messages are applied under its lock across all.
+    locks = RequestLocks(url) if settings.gateways > 1 else None
     gateway = Gateway(client, outbox, keys=registry, signing_key=hub_key,
                       directory=SignedDirectory(settings.secrets_dir, registry),
                       time_scale=settings.time_scale, task_queue=task_queue, max_age=max_age,
                       buckets=TokenBuckets(settings.sender_rate, settings.sender_burst),
                       recorder=recorder, desk=Desk(record, recorder, outbox, hub_key),
-                      profiles=profiles)
-    consuming: list[tuple[AbstractQueue, str]] = []
-    following: list[asyncio.Task[None]] = []  # the new lanes' follower, per connection
-    receipts_of: list[Receipts] = []
+                      profiles=profiles, locks=locks)
+    receipts_of: list[Receipts] = []  # the lead's, told of the authorities added live
     announcer = Announcer(settings.secrets_dir, registry)
     publishing: list[AbstractChannel] = []  # the key directory's channel, per connection
+    lanes: dict[str, Lane] = {}
+    count = max(1, settings.gateways)
+    instance = settings.instance or "gateway"
+    background: list[asyncio.Task[None]] = []  # the standbys and the follower, per connection
 
     async def session(connection: AbstractConnection) -> None:
         """Channels and consumers, set up anew on each connection (amqp.py says why).
 
-        Every lane has its own consumer, each with its own prefetch (RabbitMQ counts it
-        per consumer): a sender's flood fills its own lane and its own share of the
-        gateway, while the others' messages are delivered beside it."""
+        Every lane has its own consumer on a channel of its own, each with its own
+        prefetch (RabbitMQ counts it per consumer): a sender's flood fills its own lane
+        and its own share of the gateway, while the others' messages are delivered
+        beside it. The lanes of this gateway's slot first; the others' after
+        ``STANDBY_DELAY_S``, where it stands by (replicas.py)."""
+        nonlocal locks
+        for task in background:  # the last connection's
+            task.cancel()
+        background.clear()
         publish = await connection.channel(publisher_confirms=True, on_return_raises=True)
         publishing[:] = [publish]
-        consume = await connection.channel()
-        await consume.set_qos(prefetch_count=c.LANE_PREFETCH)
         try:
             await announcer.announce(publish, again=True)
         except Exception as err:  # noqa: BLE001 - its watcher tries again; consume anyway
             log.warning("could not send the key directory; will retry", error=repr(err))
-        lanes = [c.inbound_queue(a) for a in sorted(added.known())] + [c.QUEUE_INBOUND]
-        consuming.clear()
-        for name in lanes:
-            queue = await consume.get_queue(name, ensure=False)
-            consuming.append((queue, await queue.consume(gateway.handle)))
-        for task in following:  # the last connection's, on a closed channel
-            task.cancel()
-        following[:] = [asyncio.create_task(follow_lanes(
-            consume, added, set(added.known()), consuming, gateway, receipts_of))]
-        consuming.extend(await dlq.consume_replays(connection, gateway.handle_replay))
-        log.info("gateway consuming", lanes=len(lanes), time_scale=settings.time_scale,
+        slot = await claim_slot(connection, count)
+        if slot > 0 and gateway._locks is None:  # more gateways than declared: lock too
+            gateway._locks = locks = RequestLocks(url)
+        known = set(added.known())
+        for name in (c.inbound_queue(a) for a in sorted(known)):
+            lanes.setdefault(name, Lane(name, gateway.handle))
+        mine = [lanes[name] for name in preferred(list(lanes), slot, count)]
+        for lane in mine:
+            await lane.consume(connection)
+        others = [lane for lane in lanes.values() if lane not in mine]
+        log.info("gateway consuming", instance=instance, slot=slot, lanes=len(mine),
+                 standby_lanes=len(others), time_scale=settings.time_scale,
                  metrics=f"{settings.metrics_host}:{settings.gateway_metrics_port}",
                  keys=len(registry.ring.keys), hub_key=hub_key().key_id,
                  sender_rate=settings.sender_rate, sender_burst=settings.sender_burst)
         (settings.state_dir / "run").mkdir(parents=True, exist_ok=True)
-        (settings.state_dir / "run" / "gateway.ready").write_text(repr(settings.seconds_per_day))
+        (settings.state_dir / "run" / f"{instance}.ready").write_text(
+            repr(settings.seconds_per_day))
+        background.append(asyncio.create_task(follow_lanes(
+            connection, added, known, lanes, gateway, receipts_of, slot, count)))
+        if others:
+            background.append(asyncio.create_task(standby(connection, others, slot)))
+
+    async def standby(connection: AbstractConnection, others: list[Lane], slot: int) -> None:
+        try:
+            await asyncio.sleep(c.STANDBY_DELAY_S)
+            for lane in others:
+                await lane.consume(connection)
+            await hand_back(connection, lanes, count, slot)
+        except Exception as err:  # noqa: BLE001 - the connection lost: the next session
+            log.warning("standby lanes given up with their connection", error=repr(err))
+
+    async def duties(connection: AbstractConnection) -> list[Any]:
+        """The lead's: the old inbound queue and the replays consumed on its lease's
+        connection, the record's checkpoints and receipts, the dead-letter gauges."""
+        inbound = Lane(c.QUEUE_INBOUND, gateway.handle)
+        await inbound.consume(connection)
+        await dlq.consume_replays(connection, gateway.handle_replay)
+        return [dlq.watch(url, stop), checkpoint_every(  # signed tree heads, RFC 9162,
+            Herald(record, hub_key, outbox), settings.record_checkpoint_seconds),  # to all
+            receipts() if settings.record_receipt_seconds > 0 else stop.wait()]  # 0: none
+
+    async def receipts() -> None:
+        out = Outbox(url, "treatyflow-gateway-receipts")  # one batch, one checkpoint
+        receipts_of[:] = [Receipts(record, out, hub_key, added.known())]
+        try:
+            await receipts_of[0].run(settings.record_receipt_seconds)
+        finally:
+            with contextlib.suppress(Exception):
+                await out.close()
 
     async def stopping() -> None:
         gateway.stopping.set()
-        for task in following:
+        for task in background:
             task.cancel()
-        for queue, tag in consuming:
-            await queue.cancel(tag)
+        for lane in lanes.values():
+            await lane.cancel()
 
-    dead_letters = asyncio.create_task(dlq.watch(url, stop))
+    lease = asyncio.create_task(Lease(url, duties).run(stop))
     fill = asyncio.create_task(watch_dead_letter_fill(outbox, stop))
-    checkpoints = asyncio.create_task(checkpoint_every(  # signed tree heads, RFC 9162,
-        Herald(record, hub_key, outbox), settings.record_checkpoint_seconds))  # to every inbox
     watcher = asyncio.create_task(announcer.watch(
         lambda: publishing[0] if publishing else None, stop))
-    receipts_out = Outbox(url, "treatyflow-gateway-receipts")  # one batch, one checkpoint
-    receipts_of.append(Receipts(record, receipts_out, hub_key, added.known()))
-    receipts = asyncio.create_task(receipts_of[0].run(settings.record_receipt_seconds)
-                                   if settings.record_receipt_seconds > 0
-                                   else stop.wait())  # 0: no receipts
     gauges = _statistics_gauges(settings)  # cases waiting, requests open by age band
     async with metrics.watching(client):
         await amqp.stay_connected(url, "treatyflow-gateway", session, stop, stopping)
-    for task in (watcher, dead_letters, fill, checkpoints, receipts, *following):
+    for task in (watcher, fill, *background):
         task.cancel()
     if gauges is not None:
         await asyncio.to_thread(gauges.stop)
-    for box in (outbox, receipts_out):
-        with contextlib.suppress(Exception):
-            await box.close()
+    await lease
+    with contextlib.suppress(Exception):
+        await outbox.close()
+    if locks is not None:
+        await locks.close()
     await record.close()
     log.info("gateway stopped")
 

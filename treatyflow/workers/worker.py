@@ -72,7 +72,7 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = TASK_QU
                  metrics=f"{settings.metrics_host}:{settings.worker_metrics_port}",
                  sdk_metrics=f"{settings.metrics_host}:{settings.sdk_metrics_port}")
         (settings.state_dir / "run").mkdir(parents=True, exist_ok=True)
-        (settings.state_dir / "run" / "worker.ready").touch()
+        (settings.state_dir / "run" / f"{settings.instance or 'worker'}.ready").touch()
         await stop.wait()
         log.info("worker stopping")
     await broker
