@@ -141,6 +141,19 @@ def consumers(settings: Settings) -> dict[str, int]:
     return out
 
 
+def active_consumers(settings: Settings) -> dict[str, int]:
+    """Active consumers per queue: on a lane (single active consumer) the one applying
+    it, its standbys not counted."""
+    done = stack.rabbitmqctl(settings, "-q", "list_consumers", "-p", c.VHOST, "queue_name",
+                             "active", "--no-table-headers", timeout=30)
+    out: dict[str, int] = {}
+    for line in done.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1] == "true":
+            out[parts[0]] = out.get(parts[0], 0) + 1
+    return out
+
+
 async def await_consumers(settings: Settings, queues: set[str], timeout: float = 30) -> float:
     """Seconds until every one of ``queues`` has a consumer again; raises ``ProbeFailed``
     naming the queues still without one after ``timeout``."""
