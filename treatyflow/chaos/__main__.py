@@ -1,7 +1,7 @@
 """``make chaos``: requests through a fresh local stack while faults are injected, then a
 check from both sides that nothing was lost, applied twice or left stuck.
 
-    python -m treatyflow.chaos [--requests N] [--rate R] [--seed S]
+    python -m treatyflow.chaos [--requests N] [--rate R] [--seed S] [--gateways N] [--workers M]
 
 Simulated authorities (acking each notice only once handled) run scenarios with known
 final states: requests for assistance (SCO 2010) and, about one in twenty, transfers of
@@ -10,7 +10,10 @@ a bounded injector kills the worker, the gateway, both at once while one of them
 writing to the hub's record, RabbitMQ (kill -9 and a graceful restart, then waits for
 every consumer) and the Temporal dev server (restarted on its SQLite file while deadline
 timers are pending), crashes an authority holding an unacked notice, republishes
-messages, and runs the poison and unroutable probes. At the end each workflow's state and
+messages, and runs the poison and unroutable probes. With ``--gateways 2 --workers 2`` the
+stack runs replicas (docs/operators/scale-out.md): each kill takes one of them, and a killed
+gateway's lanes must have an active consumer again (a standby's) within seconds, before it
+is restarted. At the end each workflow's state and
 history are compared with what each authority recorded (for a transfer also: every
 message it put on the diplomatic channel reached its recipient, and the requester was
 told the final state), and the record is checked: one entry for every message a workflow
@@ -49,9 +52,11 @@ from treatyflow.chaos import record as chaos_record
 from treatyflow.hub import request_state, state_of, transfer_state
 from treatyflow.keys import RegistryFile
 from treatyflow.local import stack
+from treatyflow.local.replicas import replica_names
 from treatyflow.process import finish
 from treatyflow.record import record_time
 from treatyflow.schemas.messages import NoticeMessage
+from treatyflow.schemas.treaty import all_authorities
 from treatyflow.settings import Settings
 from treatyflow.simulation.assistance import (
     TREATY,
@@ -87,6 +92,10 @@ FAULT_PLAN = ("kill_worker", "kill_gateway", "kill_rabbitmq", "crash_authority",
               "temporal_outage_over_deadline", "kill_record_writers")
 # How often the chaos stack's gateway signs a checkpoint of the record: many in one run.
 CHECKPOINT_SECONDS = 5.0
+# At least this many faults, one gateway kill and one worker kill among them, or it fails.
+MIN_FAULTS = 12
+# A killed gateway's lanes must have an active consumer (a standby) again within this.
+TAKEOVER_S = 15.0
 
 
 def out_of_order() -> Behaviour:
@@ -201,14 +210,34 @@ class Injector:
         await asyncio.sleep(pause)
         await faults.restore(self.settings)
 
+    def _one_of(self, service: str) -> str:
+        count = self.settings.gateways if service == "gateway" else self.settings.workers
+        return self.rng.choice(replica_names(service, max(1, count)))
+
     async def kill_worker(self) -> None:
-        await self._kill_and_restore("worker", self.rng.uniform(0, 2))
+        name = self._one_of("worker")
+        self.notes["killed"].append(name)
+        await self._kill_and_restore(name, self.rng.uniform(0, 2))
 
     async def kill_gateway(self) -> None:
-        await self._kill_and_restore("gateway", self.rng.uniform(0, 2))
+        name = self._one_of("gateway")
+        self.notes["killed"].append(name)
+        if self.settings.gateways < 2:
+            await self._kill_and_restore(name, self.rng.uniform(0, 2))
+            return
+        # Its lanes go to a standby at once: every lane applied again before the restart.
+        lanes = {c.inbound_queue(a) for a in all_authorities()}
+        if faults.kill(self.settings, name) is None:
+            raise RuntimeError(f"{name} was not running")
+        took = await faults.await_active(self.settings, lanes, TAKEOVER_S)
+        self.notes["lanes_taken_over_s"].append(round(took, 1))
+        await asyncio.sleep(self.rng.uniform(0, 2))
+        await faults.restore(self.settings)
 
     async def kill_record_writers(self) -> None:
-        waited = await asyncio.to_thread(faults.kill_mid_write, self.settings)
+        writers = (*replica_names("gateway", max(1, self.settings.gateways)),
+                   *replica_names("worker", max(1, self.settings.workers)))
+        waited = await asyncio.to_thread(faults.kill_mid_write, self.settings, writers)
         self.notes["killed_mid_write_after_s"].append(round(waited, 2))
         await faults.restore(self.settings)
 
@@ -267,7 +296,7 @@ def say(text: str) -> None:
     print(f"[chaos] {text}", flush=True)
 
 
-def chaos_settings(base: Settings) -> Settings:
+def chaos_settings(base: Settings, gateways: int = 1, workers: int = 1) -> Settings:
     state = base.state_dir / "chaos"
     if state.exists():
         stack.down(base.with_(state_dir=state))
@@ -276,7 +305,8 @@ def chaos_settings(base: Settings) -> Settings:
     return stack.on_free_ports(base.with_(state_dir=state, log_level="warning",
                                           seconds_per_day=c.CHAOS_SECONDS_PER_DAY,
                                           record_url="",
-                                          record_checkpoint_seconds=CHECKPOINT_SECONDS))
+                                          record_checkpoint_seconds=CHECKPOINT_SECONDS,
+                                          gateways=gateways, workers=workers))
 
 
 def satisfied(state: RequestState, expect: Expectation) -> bool:
@@ -445,14 +475,15 @@ async def owed_entries(client: Client, sim: ChaosSimulation) -> list[chaos_recor
 
 
 async def run(args: argparse.Namespace) -> int:
-    settings = chaos_settings(Settings.from_env())
+    settings = chaos_settings(Settings.from_env(), args.gateways, args.workers)
     # The authorities' reconnect warnings go to a file; the terminal gets the story.
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
     logs.configure("critical", file=settings.logs_dir / "chaos.log", file_level="warning")
     rng = random.Random(args.seed)
     since = record_time(datetime.now(UTC))
     say(f"fresh stack under {settings.state_dir} (seed {args.seed}, "
-        f"{settings.seconds_per_day:g} s per treaty day)")
+        f"{settings.seconds_per_day:g} s per treaty day, {settings.gateways} gateway(s), "
+        f"{settings.workers} worker(s))")
     await asyncio.to_thread(stack.up, settings)
     client = await connect(settings)
     sim = ChaosSimulation(settings)
@@ -500,6 +531,7 @@ async def run(args: argparse.Namespace) -> int:
     found = await chaos_record.check(settings, owed, RegistryFile(settings.secrets_dir), since)
     dlq = await dead_letters(settings)
     figures = {
+        "gateways": settings.gateways, "workers": settings.workers,
         "faults": dict(injector.done), "failed_faults": injector.failed,
         **{k: v for k, v in injector.notes.items() if k != "republished"},
         "republished": len(injector.notes["republished"]),
@@ -529,7 +561,9 @@ async def run(args: argparse.Namespace) -> int:
           flush=True)
     ok = (lost == dup == stuck == record_lost == record_dup == 0 and found.verified
           and not injector.failed
-          and len(expected) >= args.requests and faults_done >= (10 if args.faults else 0))
+          and len(expected) >= args.requests
+          and (not args.faults or (faults_done >= MIN_FAULTS and injector.done["kill_gateway"]
+                                   and injector.done["kill_worker"])))
     return 0 if ok else 1
 
 
@@ -543,6 +577,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds the requests get to reach their final state")
     parser.add_argument("--no-faults", dest="faults", action="store_false")
     parser.add_argument("--keep", action="store_true", help="leave the stack running")
+    parser.add_argument("--gateways", type=int, default=1, help="gateways side by side")
+    parser.add_argument("--workers", type=int, default=1, help="workers side by side")
     args = parser.parse_args(argv)
     return asyncio.run(run(args))
 

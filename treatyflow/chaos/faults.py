@@ -74,8 +74,8 @@ def kill(settings: Settings, name: str, timeout: float = 15) -> int | None:
 
 def kill_mid_write(settings: Settings, names: tuple[str, ...] = ("gateway", "worker"),
                    timeout: float = 30) -> float:
-    """``kill -9`` the record's writers (SQLite runs in their processes: the gateway
-    writes what it accepts and refuses, the worker what it delivers) the moment one of
+    """``kill -9`` the record's writers (SQLite runs in their processes: the gateways
+    write what they accept and refuse, the workers what they deliver) the moment one of
     them holds the record's write lock, so a transaction dies half done; the seconds
     waited for a write. Raises ``ProbeFailed`` if none began within ``timeout``."""
     database = make_url(settings.record_database_url).database
@@ -152,6 +152,21 @@ def active_consumers(settings: Settings) -> dict[str, int]:
         if len(parts) == 2 and parts[1] == "true":
             out[parts[0]] = out.get(parts[0], 0) + 1
     return out
+
+
+async def await_active(settings: Settings, queues: set[str], timeout: float) -> float:
+    """Seconds until every one of ``queues`` has an active consumer (after a gateway's
+    kill: a standby's); raises ``ProbeFailed`` naming those without one after ``timeout``."""
+    started = time.monotonic()
+    missing = set(queues)
+    while time.monotonic() - started < timeout:
+        active = await asyncio.to_thread(active_consumers, settings)
+        missing = {q for q in queues if not active.get(q)}
+        if not missing:
+            return time.monotonic() - started
+        await asyncio.sleep(0.2)
+    raise ProbeFailed(f"no active consumer {timeout:.0f} s after the gateway's kill on "
+                      f"{sorted(missing)}")
 
 
 async def await_consumers(settings: Settings, queues: set[str], timeout: float = 30) -> float:
