@@ -99,11 +99,13 @@ def environment(service: dict[str, Any]) -> dict[str, str]:
     return {key: value for key, _, value in pairs}
 
 
-def interpolate(value: str) -> str:
-    """What compose substitutes when the variable is unset: its default, or a stand-in
-    for a required (``:?``) variable."""
+def interpolate(value: str, given: dict[str, str] | None = None) -> str:
+    """What compose substitutes: a ``given`` variable's value, else its default, or a
+    stand-in for a required (``:?``) variable."""
     def substitute(m: re.Match[str]) -> str:
-        op, default = m.group(2), m.group(3)
+        name, op, default = m.group(1), m.group(2), m.group(3)
+        if given and name in given:
+            return given[name]
         return default if op in ("-", ":-") else "set-by-user"
     return INTERPOLATION.sub(substitute, value)
 
@@ -136,11 +138,18 @@ def container_ports(service: dict[str, Any]) -> set[int]:
 
 
 def published_ports(service: dict[str, Any]) -> dict[int, tuple[str, int]]:
-    """Container port -> (host address, host port) of every published short-syntax port."""
+    """Container port -> (host address, first host port) of every published short-syntax
+    port (a range gives each replica its own)."""
+    return {target: (host, ports[0]) for target, (host, ports) in host_ranges(service).items()}
+
+
+def host_ranges(service: dict[str, Any]) -> dict[int, tuple[str, range]]:
+    """Container port -> (host address, host ports) of every published short-syntax port."""
     found = {}
     for port in service.get("ports") or []:
         host, host_port, target = interpolate(str(port)).split("/")[0].rsplit(":", 2)
-        found[int(target)] = (host, int(host_port))
+        first, _, last = host_port.partition("-")
+        found[int(target)] = (host, range(int(first), int(last or first) + 1))
     return found
 
 
@@ -507,3 +516,25 @@ def test_closed_requests_outlive_the_sent_at_window_under_compose(
     found = re.findall(r"namespace update --namespace default --retention (\d+)h", script)
     assert found, "the admin job does not set the namespace retention"
     assert timedelta(hours=int(found[0])) == RETENTION > MAX_AGE
+
+
+@pytest.mark.parametrize(("name", "variable"), [("gateway", "GATEWAYS"), ("worker", "WORKERS")])
+def test_gateways_and_workers_scale_each_replica_on_a_host_port_of_its_own(
+    services: dict[str, dict[str, Any]], name: str, variable: str,
+) -> None:
+    """``GATEWAYS=2 WORKERS=2 docker compose up``: the replicas, the count every gateway
+    spreads the lanes by, and a host port for each replica's metrics, no two services'
+    ranges overlapping."""
+    service = services[name]
+    replicas = str(service["deploy"]["replicas"])
+    assert replicas == f"${{{variable}:-1}}"
+    count = {"GATEWAYS": "gateways", "WORKERS": "workers"}[variable]
+    env = environment(service)
+    assert env[f"TREATYFLOW_{variable}"] == replicas
+    for n in (1, 3):
+        assert getattr(Settings.from_env({k: interpolate(v, {variable: str(n)})
+                                          for k, v in env.items()}), count) == n
+    assert all(len(ports) >= 10 for _, ports in host_ranges(service).values())
+    taken = [port for s in services.values() for _, ports in host_ranges(s).values()
+             for port in ports]
+    assert len(taken) == len(set(taken)), "two services' host ports overlap"

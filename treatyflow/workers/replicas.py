@@ -264,10 +264,11 @@ class Lease:
         self._url = url
         self._duties = duties
         self._tasks: list[asyncio.Task[Any]] = []
+        self._stopping = False
         self.leading = asyncio.Event()
 
     def _resign(self, *_: object) -> None:
-        if self.leading.is_set():
+        if self.leading.is_set() and not self._stopping:
             _log.warning("gateway no longer leads (its lease's connection is gone)")
         self.leading.clear()
         for task in self._tasks:
@@ -288,6 +289,7 @@ class Lease:
                       lease=c.QUEUE_GATEWAY_LEAD)
 
         async def resign() -> None:
+            self._stopping = True
             self._resign()
 
         try:
