@@ -71,3 +71,15 @@ def test_the_hub_may_declare_the_gateways_exclusive_queues_and_nothing_else(
     # A request id may hold what a queue name may not: the lock is named by its digest.
     assert c.request_lock("a" * 300) != c.request_lock("a" * 301)
     assert len(c.request_lock("a" * 300)) < 64
+
+
+def test_the_operators_page_shows_the_lanes_each_of_two_gateways_serves_first() -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "operators" / "scale-out.md"
+            ).read_text()
+    lanes = [c.inbound_queue(a) for a in sorted(all_authorities())]
+    for slot, row in enumerate(("| the first | 0 |", "| the second | 1 |")):
+        line = next(line for line in page.splitlines() if line.startswith(row))
+        shown = line.split(" lanes: ")[1].rstrip(" |").split(", ")
+        served = preferred(lanes, slot, 2)
+        assert [c.inbound_queue(a) for a in shown] == served
+        assert f"| {len(served)} lanes:" in line
