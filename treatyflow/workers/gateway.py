@@ -1,6 +1,7 @@
 """The gateway: takes authorities' messages off their lanes (``hub.inbound.<id>``, one
 per sender, served side by side) and hands each to its request's workflow; acks only after
-Temporal accepted it.
+Temporal accepted it. Several run side by side (replicas.py): each lane applied by one at
+a time, each request under its lock, one of them leading.
 
 Before anything else a delivery is screened: AMQP properties (headers included) past
 ``MAX_HEADER_BYTES`` are refused ``oversize``, a sender past its share (a token bucket per
@@ -268,7 +269,6 @@ class Gateway:
 
     async def handle(self, incoming: AbstractIncomingMessage) -> None:
         """Process one delivery: ack on success or refusal, requeue on our own failure.
-
         Deliveries run concurrently, but those of one request go to Temporal in the order
         the broker delivered them (a receipt before the report that follows it)."""
         await self._handle(incoming)
