@@ -57,6 +57,10 @@ QUEUE_LIMITS: dict[str, tuple[str, int, int]] = {
                                c.DEAD_LETTER_MAX_MESSAGES, c.DEAD_LETTER_MAX_BYTES),
     "treatyflow-replay": (f"^{re.escape(c.QUEUE_REPLAY)}$", c.REPLAY_MAX_MESSAGES,
                           c.REPLAY_MAX_BYTES),
+    # The gateways' exclusive queues (the lead's lease, slots, request locks) hold nothing.
+    "treatyflow-gateway-locks": (
+        f"^({re.escape(c.QUEUE_GATEWAY_LEAD)}|{re.escape(c.QUEUE_GATEWAY_SLOT)}\\.[0-9]+|"
+        f"{re.escape(c.QUEUE_REQUEST_LOCK)}\\.[0-9a-f]+)$", 0, 0),
 }
 
 
