@@ -127,8 +127,9 @@ def test_prometheus_scrapes_every_metrics_port_of_the_hub(
     from treatyflow.local.stack import listening_ports
 
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
-    targets = {t for job in config["scrape_configs"] for sc in job["static_configs"]
-               for t in sc["targets"]}
+    # Every replica of a service: the names the compose network's DNS resolves.
+    targets = {f"{name}:{sd['port']}" for job in config["scrape_configs"]
+               for sd in job["dns_sd_configs"] for name in sd["names"] if sd["type"] == "A"}
     wanted = set()
     for name in ("gateway", "worker"):
         settings = Settings.from_env(

@@ -26,7 +26,7 @@ import contextlib
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +74,7 @@ from treatyflow.workers.announce import Announcer, Herald
 from treatyflow.workers.desk import Desk
 from treatyflow.workers.receipts import Receipts
 from treatyflow.workers.replicas import (
+    KeyedLock,
     Lane,
     Lease,
     RequestLocks,
@@ -199,30 +200,6 @@ def _refuse_repeated_members(payload: bytes) -> None:
         raise Refusal("malformed", [str(err)]) from err
     except (ValueError, RecursionError):
         return  # not JSON, or nested too deep: parse_inbound names it
-
-
-class KeyedLock:
-    """One FIFO lock per key, forgotten when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-    def __len__(self) -> int:
-        return len(self._locks)
 
 
 class Gateway:

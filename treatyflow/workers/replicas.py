@@ -99,6 +99,31 @@ def preferred(lanes: Iterable[str], slot: int, count: int) -> list[str]:
     return [lane for lane in lanes if slot_of(lane, count) == slot % max(1, count)]
 
 
+class KeyedLock:
+    """One FIFO lock per key, forgotten when nobody holds or waits for it: one gateway's
+    messages of a request, in the order delivered (taken before the request's lock)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
 class Lane:
     """One sender's lane on a channel of its own: closing that channel gives back what it
     held, in order, to the next consumer (RabbitMQ's single active consumer)."""
