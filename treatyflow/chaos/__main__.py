@@ -211,8 +211,13 @@ class Injector:
         await faults.restore(self.settings)
 
     def _one_of(self, service: str) -> str:
+        """The replicas in turn from a random one: two kills of two gateways take both,
+        the lead among them."""
         count = self.settings.gateways if service == "gateway" else self.settings.workers
-        return self.rng.choice(replica_names(service, max(1, count)))
+        names = replica_names(service, max(1, count))
+        first = self.notes.setdefault(f"first_{service}", self.rng.randrange(len(names)))
+        turn = sum(1 for name in self.notes["killed"] if name.startswith(service))
+        return names[(first + turn) % len(names)]
 
     async def kill_worker(self) -> None:
         name = self._one_of("worker")
@@ -225,8 +230,10 @@ class Injector:
         if self.settings.gateways < 2:
             await self._kill_and_restore(name, self.rng.uniform(0, 2))
             return
-        # Its lanes go to a standby at once: every lane applied again before the restart.
-        lanes = {c.inbound_queue(a) for a in all_authorities()}
+        # Its lanes go to a standby at once, and the lead's queues (replays, the old
+        # inbound queue) to the next lead: every one consumed again before the restart.
+        lanes = {c.inbound_queue(a) for a in all_authorities()} | {c.QUEUE_REPLAY,
+                                                                   c.QUEUE_INBOUND}
         if faults.kill(self.settings, name) is None:
             raise RuntimeError(f"{name} was not running")
         took = await faults.await_active(self.settings, lanes, TAKEOVER_S)
@@ -533,7 +540,8 @@ async def run(args: argparse.Namespace) -> int:
     figures = {
         "gateways": settings.gateways, "workers": settings.workers,
         "faults": dict(injector.done), "failed_faults": injector.failed,
-        **{k: v for k, v in injector.notes.items() if k != "republished"},
+        **{k: v for k, v in injector.notes.items()
+           if k != "republished" and not k.startswith("first_")},
         "republished": len(injector.notes["republished"]),
         "authority_crashes": sim.crashes, "redelivered_to_authorities": sim.redelivered,
         "dropped_by_clients": sim.dropped + sim.dropped_now,
