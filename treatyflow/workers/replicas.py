@@ -162,8 +162,10 @@ class Lane:
                 self._idle.set()
 
     async def cancel(self) -> None:
+        """Stop taking deliveries (stopping); a channel already gone has none to stop."""
         if self._queue is not None and self._tag is not None:
-            await self._queue.cancel(self._tag)
+            with contextlib.suppress(Exception):
+                await self._queue.cancel(self._tag)
 
     async def hand_over(self, connection: AbstractConnection) -> None:
         """Give the lane to the gateway standing by on it: finish what is being applied,
