@@ -680,10 +680,10 @@ async def executed(opened: Opened, stack_settings: Settings) -> Opened:
     await opened.kz_box.expect(event(opened.rid, "executed"))
 
     async def delivered() -> bool:
-        found = await recorded(stack_settings, opened.rid)
-        return sum(kind == "delivered" for kind, _ in found) >= 3
+        found = [kind for kind, _ in await recorded(stack_settings, opened.rid)]
+        return found.count("delivered") >= 3 and "execution_report" in found
 
-    await eventually(delivered, timeout=20, what="the notices in the record")
+    await eventually(delivered, timeout=20, what="the report and its notices in the record")
     return opened
 
 

@@ -112,7 +112,7 @@ async def floor_worker(settings: Settings, task_queue: str) -> AsyncIterator[Non
     ready = paths.run / f"floor-{task_queue}.ready"
     ready.unlink(missing_ok=True)
     name = f"floor-{task_queue}"
-    stack._spawn(name, [sys.executable, "-m", "treatyflow.bench.floor",
+    stack.spawn(name, [sys.executable, "-m", "treatyflow.bench.floor",
                         "--task-queue", task_queue], paths, settings.to_env())
     try:
         deadline = time.monotonic() + 60

@@ -18,13 +18,9 @@ import asyncio
 import json
 import os
 import shutil
-import signal
-import socket
-import stat
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -39,6 +35,19 @@ from treatyflow.codec import (
 )
 from treatyflow.codec import load_or_create_keys as load_or_create_payload_keys
 from treatyflow.keys import load_or_create_keys
+
+# The processes' basics, also reached as ``stack.<name>`` by the bench, chaos and tests.
+from treatyflow.local.processes import PORT_FIELDS as PORT_FIELDS
+from treatyflow.local.processes import UMASK as UMASK
+from treatyflow.local.processes import Paths as Paths
+from treatyflow.local.processes import StackError as StackError
+from treatyflow.local.processes import alive as _alive
+from treatyflow.local.processes import check_port, spawn, tail
+from treatyflow.local.processes import free_port as free_port
+from treatyflow.local.processes import make_private as make_private
+from treatyflow.local.processes import on_free_ports as on_free_ports
+from treatyflow.local.processes import port_free as port_free
+from treatyflow.local.processes import stop_pid as stop_pid
 from treatyflow.local.replicas import (
     REPLICATED,
     instance_settings,
@@ -51,144 +60,17 @@ from treatyflow.schemas import treaty
 from treatyflow.settings import Settings
 from treatyflow.topology import definitions, load_or_create_passwords
 
+
+def _say(text: str) -> None:
+    print(f"[stack] {text}", flush=True)
+
+
 RABBITMQ_BIN = Path(os.environ.get("TREATYFLOW_RABBITMQ_BIN", "/usr/lib/rabbitmq/bin"))
 # The codec endpoint needs only the keys; the worker and the gateway need Temporal.
 CODEC = "codec"
 # How long Temporal keeps closed requests: longer than the gateway accepts a sent_at.
 RETENTION = timedelta(seconds=c.MAX_SENT_AT_AGE_SECONDS) + timedelta(days=1)
 PROCESSES = (CODEC, "worker", "gateway")
-
-
-class StackError(RuntimeError):
-    """A component could not start; the message names it and says where to look."""
-
-
-@dataclass(frozen=True)
-class Paths:
-    root: Path
-
-    @property
-    def run(self) -> Path:
-        return self.root / "run"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def rabbit(self) -> Path:
-        return self.root / "rabbitmq"
-
-    @property
-    def temporal_db(self) -> Path:
-        return self.root / "temporal" / "temporal.db"
-
-    def pid(self, name: str) -> Path:
-        return self.run / f"{name}.pid"
-
-    def ready(self, name: str) -> Path:
-        return self.run / f"{name}.ready"
-
-
-def _say(text: str) -> None:
-    print(f"[stack] {text}", flush=True)
-
-
-def port_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-PORT_FIELDS = ("temporal_port", "temporal_ui_port", "amqp_port", "amqp_dist_port",
-               "amqp_epmd_port", "codec_port", "gateway_metrics_port", "worker_metrics_port",
-               "sdk_metrics_port")
-# Files the stack's servers create (databases, logs, Mnesia) are the stack user's alone.
-UMASK = 0o077
-
-
-def on_free_ports(settings: Settings) -> Settings:
-    """``settings`` with every port the stack listens on moved to a free one (a second
-    stack beside the first: tests, the benchmark)."""
-    return settings.with_(**{name: free_port() for name in PORT_FIELDS})
-
-
-def _alive(pid_file: Path) -> int | None:
-    """The pid in ``pid_file`` if that process runs (an exited child is reaped, not alive)."""
-    try:
-        pid = int(pid_file.read_text().strip())
-        os.kill(pid, 0)
-    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
-        return None
-    try:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return None  # our own child, just exited
-    except ChildProcessError:
-        pass  # started by another `up`: not ours to reap
-    try:
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return None
-    except (FileNotFoundError, IndexError):
-        return None
-    return pid
-
-
-def _tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return f"(no log at {path})"
-
-
-def make_private(root: Path) -> None:
-    """The state folder and everything under it: no group or other access (a state
-    folder from before this rule, or files a server made with a looser umask)."""
-    root.mkdir(parents=True, exist_ok=True)
-    root.chmod(0o700)
-    for folder, dirs, files in os.walk(root):
-        for name in (*dirs, *files):
-            path = Path(folder) / name
-            try:
-                mode = path.lstat().st_mode
-                if not stat.S_ISLNK(mode) and mode & 0o077:
-                    path.chmod(stat.S_IMODE(mode) & ~0o077)
-            except FileNotFoundError:
-                continue  # a server removed it meanwhile
-
-
-def _spawn(
-    name: str, argv: list[str], paths: Paths, env: dict[str, str],
-    pass_fds: tuple[int, ...] = (),
-) -> subprocess.Popen[bytes]:
-    paths.logs.mkdir(parents=True, exist_ok=True)
-    paths.run.mkdir(parents=True, exist_ok=True)
-    fd = os.open(paths.logs / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    with os.fdopen(fd, "ab") as log:
-        proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, **env}, start_new_session=True, umask=UMASK,
-            pass_fds=pass_fds,
-        )
-    paths.pid(name).write_text(str(proc.pid))
-    return proc
-
-
-def _check_port(port: int, what: str, variable: str) -> None:
-    if not port_free(port):
-        raise StackError(
-            f"port {port} ({what}) is already in use by another process; stop it or set "
-            f"{variable} to a free port"
-        )
 
 
 # --- RabbitMQ -------------------------------------------------------------------
@@ -269,8 +151,8 @@ def start_rabbitmq(settings: Settings, paths: Paths) -> None:
             f"RabbitMQ is not installed ({RABBITMQ_BIN}/rabbitmq-server missing): "
             "`apt-get install rabbitmq-server` (make setup does it)"
         )
-    _check_port(settings.amqp_port, "RabbitMQ AMQP", "TREATYFLOW_AMQP_PORT")
-    _check_port(settings.amqp_dist_port, "RabbitMQ distribution", "TREATYFLOW_AMQP_DIST_PORT")
+    check_port(settings.amqp_port, "RabbitMQ AMQP", "TREATYFLOW_AMQP_PORT")
+    check_port(settings.amqp_dist_port, "RabbitMQ distribution", "TREATYFLOW_AMQP_DIST_PORT")
     base = paths.rabbit
     base.mkdir(parents=True, exist_ok=True)
     defs = write_definitions(settings, base / "definitions.json")
@@ -288,14 +170,14 @@ def start_rabbitmq(settings: Settings, paths: Paths) -> None:
     (base / "rabbitmq-env.conf").write_text("")
     (base / "enabled_plugins").write_text("[].\n")
     _say(f"starting RabbitMQ node {rabbit_node(settings)} on port {settings.amqp_port}")
-    _spawn("rabbitmq", [str(RABBITMQ_BIN / "rabbitmq-server")], paths,
+    spawn("rabbitmq", [str(RABBITMQ_BIN / "rabbitmq-server")], paths,
            _rabbit_env(settings, paths))
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if not _alive(paths.pid("rabbitmq")):
             raise StackError(
                 f"RabbitMQ failed to start; log {paths.logs / 'rabbitmq.log'}:\n"
-                + _tail(paths.logs / "rabbitmq.log")
+                + tail(paths.logs / "rabbitmq.log")
             )
         done = rabbitmqctl(settings, "await_startup", "--timeout", "5", timeout=30)
         if done.returncode == 0:
@@ -327,8 +209,8 @@ def start_temporal(settings: Settings, paths: Paths) -> None:
     if _alive(paths.pid("temporal")) and not port_free(settings.temporal_port):
         _say(f"Temporal already running on port {settings.temporal_port}")
         return
-    _check_port(settings.temporal_port, "Temporal frontend", "TREATYFLOW_TEMPORAL_PORT")
-    _check_port(settings.temporal_ui_port, "Temporal Web UI", "TREATYFLOW_TEMPORAL_UI_PORT")
+    check_port(settings.temporal_port, "Temporal frontend", "TREATYFLOW_TEMPORAL_PORT")
+    check_port(settings.temporal_ui_port, "Temporal Web UI", "TREATYFLOW_TEMPORAL_UI_PORT")
     paths.temporal_db.parent.mkdir(parents=True, exist_ok=True)
     from treatyflow.workers.gate import bound, private_network
 
@@ -367,7 +249,7 @@ def start_temporal(settings: Settings, paths: Paths) -> None:
                 "--grpc-fd", str(grpc.fileno()), "--ui-fd", str(ui.fileno()),
                 "--inner-grpc", str(inner_grpc), "--inner-ui", str(inner_ui),
                 *(["--private"] if private else []), "--", *argv]
-        _spawn("temporal", gate, paths, settings.to_env(),
+        spawn("temporal", gate, paths, settings.to_env(),
                pass_fds=(grpc.fileno(), ui.fileno()))
     finally:
         grpc.close()  # the gate holds them now
@@ -385,7 +267,7 @@ async def _await_temporal(settings: Settings, paths: Paths, timeout: float = 60)
         if not _alive(paths.pid("temporal")):
             raise StackError(
                 f"Temporal failed to start; log {paths.logs / 'temporal.log'}:\n"
-                + _tail(paths.logs / "temporal.log")
+                + tail(paths.logs / "temporal.log")
             )
         try:
             client = await connect(settings)
@@ -442,9 +324,9 @@ def start_process(settings: Settings, paths: Paths, name: str, timeout: float = 
         return
     own = instance_settings(settings, name)
     for port, what, variable in listening_ports(own, service_of(name)):
-        _check_port(port, what, variable)
+        check_port(port, what, variable)
     paths.ready(name).unlink(missing_ok=True)
-    _spawn(name, [sys.executable, "-m", f"treatyflow.workers.{service_of(name)}"], paths,
+    spawn(name, [sys.executable, "-m", f"treatyflow.workers.{service_of(name)}"], paths,
            own.to_env())
     deadline = time.monotonic() + timeout
     while not paths.ready(name).exists():
@@ -452,7 +334,7 @@ def start_process(settings: Settings, paths: Paths, name: str, timeout: float = 
             stop_pid(paths.pid(name))  # a half-started process must not pass for running
             raise StackError(
                 f"{name} failed to start; log {paths.logs / (name + '.log')}:\n"
-                + _tail(paths.logs / f"{name}.log")
+                + tail(paths.logs / f"{name}.log")
             )
         time.sleep(0.2)
     _say(f"{name} ready (log {paths.logs / (name + '.log')})")
@@ -523,26 +405,6 @@ def _up(settings: Settings) -> None:
 def is_up(settings: Settings) -> bool:
     paths = Paths(settings.state_dir)
     return all(_alive(paths.pid(n)) for n in ("rabbitmq", "temporal", *instances(settings)))
-
-
-def stop_pid(pid_file: Path, grace: float = 15) -> None:
-    pid = _alive(pid_file)
-    if pid is None:
-        pid_file.unlink(missing_ok=True)
-        return
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and _alive(pid_file):
-        time.sleep(0.1)
-    if _alive(pid_file):
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    pid_file.unlink(missing_ok=True)
 
 
 SHARED_EPMD_PORT = 4369  # epmd's standard port: the host's, never stopped by a stack

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -54,10 +53,8 @@ from treatyflow.profile_store import ProfileStore
 from treatyflow.record import Record, checkpoint_every
 from treatyflow.record.writers import Recorder
 from treatyflow.schemas.messages import (
-    MIGRATION_NOTE,
     REQUESTED_KINDS,
     REQUESTER_KINDS,
-    SCHEMA_VERSION,
     TRANSFER_KINDS,
     ErrorBody,
     ErrorMessage,
@@ -72,6 +69,15 @@ from treatyflow.topology import read_passwords
 from treatyflow.workers import dead_letter_queue as dlq
 from treatyflow.workers.announce import Announcer, Herald
 from treatyflow.workers.desk import Desk
+from treatyflow.workers.intake import MAX_AGE as MAX_AGE
+from treatyflow.workers.intake import check_sent_at as check_sent_at
+from treatyflow.workers.intake import describe as describe
+from treatyflow.workers.intake import past_limits as past_limits
+from treatyflow.workers.intake import (
+    refuse_old_version,
+    refuse_repeated_members,
+    replay_window,
+)
 from treatyflow.workers.receipts import Receipts
 from treatyflow.workers.replicas import (
     KeyedLock,
@@ -100,106 +106,12 @@ if TYPE_CHECKING:  # imported when the gauges start: numpy, scipy, lifelines
     from treatyflow.statistics.gauges import GaugeWatcher
 
 _ERROR_IDS = uuid.UUID("0b8f6a52-3d0e-4f43-8f7c-9f3a7e0c2d11")
-MAX_REASONS = 20
 KINDS = REQUESTER_KINDS | REQUESTED_KINDS | TRANSFER_KINDS
-
-
-def describe(error: ValidationError) -> list[str]:
-    """Pydantic's errors as sentences naming the field: 'body.reason: String should…'."""
-    out = []
-    for item in error.errors(include_url=False)[:MAX_REASONS]:
-        where = ".".join(str(p) for p in item["loc"]) or "message"
-        out.append(f"{where}: {item['msg']}")
-    return out
-
-
-# Pydantic's errors for a text or a list longer than its limit (schemas.limits).
-TOO_LONG = frozenset({"string_too_long", "too_long"})
-
-
-def past_limits(error: ValidationError) -> bool:
-    """The message is refused only for texts or lists past their limits (``limit_reached``,
-    not ``malformed``: the same content within the limits would be accepted)."""
-    return all(item["type"] in TOO_LONG for item in error.errors(include_url=False))
 
 
 def _label(kind: str | None) -> str:
     """A metric label from the AMQP ``type`` property: a known kind, else 'other'."""
     return kind if kind in KINDS else "other"
-
-
-MAX_AGE = timedelta(seconds=c.MAX_SENT_AT_AGE_SECONDS)
-
-
-def check_sent_at(sent_at: datetime, now: datetime, age: timedelta = MAX_AGE) -> None:
-    """Refuse a ``sent_at`` the hub's clock makes implausible: from the future beyond clock
-    skew, or older than ``age`` (a message that waited longer in a queue, or a replay)."""
-    ahead = timedelta(seconds=c.MAX_SENT_AT_AHEAD_SECONDS)
-    if sent_at > now + ahead:
-        raise Refusal("implausible_time", [
-            f"sent_at {sent_at.isoformat()} is more than {ahead} ahead of the hub's clock "
-            f"({now.isoformat()}); check the sending system's clock and time zone"])
-    if sent_at < now - age:
-        raise Refusal("implausible_time", [
-            f"sent_at {sent_at.isoformat()} is more than {age} before the hub's "
-            f"clock ({now.isoformat()}); a new message needs the time it is sent"])
-
-
-def replay_window(retention: timedelta | None) -> timedelta:
-    """How old a ``sent_at`` may be. Temporal forgets a closed request after the
-    namespace's retention: a signed message replayed later than that would find no
-    workflow and could open the request again, so the window ends well before."""
-    if retention is None or retention <= timedelta(0):
-        return MAX_AGE
-    return max(min(MAX_AGE, retention - timedelta(hours=1)), timedelta(minutes=10))
-
-
-def _refuse_old_version(body: bytes) -> None:
-    """A version-1 envelope (plain JSON with a ``signature`` member, or any envelope naming
-    another ``schema_version``) is refused with the version and the migration note."""
-    if not body.lstrip().startswith(b"{"):
-        return
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):  # security check: nested too deep raised here
-        return
-    if not isinstance(data, dict):
-        return
-    if "payload" in data and "schema_version" not in data:
-        return  # security check: a JWS in JSON serialization, not an envelope (verify says)
-    version = data.get("schema_version")
-    if version is not None and version != SCHEMA_VERSION:
-        raise Refusal("unsupported_version", [
-            f"schema_version {version!r} is not accepted; this hub speaks schema_version "
-            f"{SCHEMA_VERSION!r}", MIGRATION_NOTE])
-    if "signature" in data:
-        raise Refusal("unsupported_version", [
-            "a 'signature' member inside the envelope is the version-1 form", MIGRATION_NOTE])
-
-
-class _Repeated(ValueError):
-    pass
-
-
-def _refuse_repeated_members(payload: bytes) -> None:
-    """Security check: a payload naming one member twice (``"facts"`` twice in ``body``)
-    is ``malformed``. Pydantic keeps the last value silently; a system that keeps the first
-    would read another message out of the same signed bytes."""
-
-    def pairs(items: list[tuple[str, object]]) -> dict[str, object]:
-        names = [name for name, _ in items]
-        if len(set(names)) != len(names):
-            twice = next(n for n in names if names.count(n) > 1)
-            raise _Repeated(f"the envelope names the member {twice!r} twice; each member "
-                            "once, so that every reader finds the same value")
-        return dict(items)
-
-    try:
-        json.loads(payload, object_pairs_hook=pairs)
-    except _Repeated as err:
-        raise Refusal("malformed", [str(err)]) from err
-    except (ValueError, RecursionError):
-        return  # not JSON, or nested too deep: parse_inbound names it
 
 
 class Gateway:
@@ -366,7 +278,7 @@ class Gateway:
             raise Refusal("wrong_content_type", [
                 f"content type {incoming.content_type!r}; publish the JWS with content type "
                 f"{c.CONTENT_TYPE_JWS}"])
-        _refuse_old_version(body)
+        refuse_old_version(body)
         if not incoming.user_id:
             raise Refusal("unauthenticated", ["the AMQP user_id property is missing; publish "
                                               "with user_id set to your authority id"])
@@ -374,8 +286,8 @@ class Gateway:
             signed = verify(body, self._keys, signer=incoming.user_id, limit=c.MAX_BODY_BYTES)
         except SignatureError as err:
             raise Refusal(err.problem, [str(err)]) from err
-        _refuse_old_version(signed.payload)
-        _refuse_repeated_members(signed.payload)
+        refuse_old_version(signed.payload)
+        refuse_repeated_members(signed.payload)
         try:
             message: InboundMessage | ToHub = (
                 self._desk.parse(signed.payload)
