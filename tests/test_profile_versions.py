@@ -209,3 +209,21 @@ def test_an_edited_profile_file_is_the_next_version_when_the_gateway_starts(
         assert (len(first.authorities), len(second.authorities)) == (31, 30)
     finally:
         use_folder(None)
+
+
+def test_the_in_memory_stores_versions_stay_readable_under_another_stores_loader(
+        tmp_path: Path) -> None:
+    """A process that ran a worker on a stack's folder (its loader installed) and then
+    runs workflows on the hub's in-memory store: once the cache lets a version go, it is
+    read again from the in-memory store, not refused as unpublished (the workflow task
+    would otherwise fail for ever)."""
+    from treatyflow.profile_store import in_memory
+
+    ref = in_memory().current("sco-2010")
+    before = published.loader()
+    published.install_loader(ProfileStore(tmp_path / "other").read)
+    try:
+        published.forget()  # evicted, as a long run of many digests does
+        assert published.profile(ref, TreatyProfile).id == "sco-2010"
+    finally:
+        published.install_loader(before)

@@ -230,4 +230,7 @@ def in_memory() -> ProfileStore:
         _in_memory = ProfileStore(None)
         if published.loader() is None:
             published.install_loader(_in_memory.read)
+        # Whatever loader a worker installs later, what this store holds stays readable
+        # once the cache has let it go.
+        published.install_fallback(_in_memory.read)
     return _in_memory

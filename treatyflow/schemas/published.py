@@ -80,6 +80,9 @@ class _Held:
         self._lock = threading.Lock()
         self._items: OrderedDict[tuple[str, Any], Any] = OrderedDict()
         self.loader: Loader | None = None
+        # Read after ``loader``: the process's in-memory store, whose texts would else be
+        # lost once evicted here while another store's loader is installed.
+        self.fallback: Loader | None = None
 
     def get(self, key: tuple[str, Any]) -> Any:
         with self._lock:
@@ -113,6 +116,12 @@ def loader() -> Loader | None:
     return _held.loader
 
 
+def install_fallback(loader: Loader | None) -> None:
+    """Read what neither this cache nor the installed loader holds through ``loader``
+    (the process's in-memory store: ``profile_store.in_memory``)."""
+    _held.fallback = loader
+
+
 def forget() -> None:
     """Drop everything held (tests: a fresh worker process)."""
     _held.clear()
@@ -132,6 +141,8 @@ def text(name: str, digest: str, loader: Loader | None = None) -> str:
         return str(held)
     loader = loader or _held.loader
     data = loader(name) if loader is not None else None
+    if data is None and _held.fallback is not None:
+        data = _held.fallback(name)
     if data is None:
         raise NotPublished(f"{name} is not published here (yet)")
     if digest_of(data) != digest:
