@@ -22,15 +22,8 @@ from typing import Any
 
 from treatyflow.record import Record
 from treatyflow.settings import SECONDS_PER_DAY
-from treatyflow.statistics import (
-    CaseView,
-    Figures,
-    case_of,
-    figures_of,
-    fit_forecasts,
-    read_facts,
-)
-from treatyflow.statistics.cases import case_key
+from treatyflow.statistics import CaseView, Figures, read_facts
+from treatyflow.statistics.cases import case_key, case_of
 from treatyflow.statistics.charts import (
     DASH,
     bar_chart,
@@ -205,6 +198,8 @@ async def build(record: Record, *, treaty: str | None = None, state: str | None 
     all as of one instant (``now``, default: now)."""
     now = now or datetime.now(UTC)
     facts = await read_facts(record, seconds_per_day=seconds_per_day, now=now)
+    from treatyflow.statistics.tables import figures_of  # numpy, lifelines: when needed
+
     figures = figures_of(facts, treaty=treaty, state=state, since=since, now=now,
                          seconds_per_day=seconds_per_day, longest=longest)
     return figures, views_of(facts, figures, now)
@@ -214,6 +209,8 @@ def views_of(facts: Sequence[Any], figures: Figures, now: datetime) -> dict[str,
     """The view of each case in ``figures.waiting_longest``."""
     if not figures.waiting_longest:
         return {}
+    from treatyflow.statistics.survival import fit_forecasts
+
     model = fit_forecasts(facts, now=now)
     return {case_key(s.requesting_state, s.case_no):
             case_of(facts, s.case_no, model, state=s.requesting_state, now=now)
