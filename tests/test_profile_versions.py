@@ -51,11 +51,13 @@ def amended(**deadlines: int) -> str:
 def fresh_worker() -> Iterator[None]:
     """The process's profile cache and loader as a new worker process has them; put back
     afterwards for the tests after this one."""
-    loader = published.loader()
+    loader, fallback = published.loader(), published.fallback()
     published.forget()
+    published.install_fallback(None)  # a new process holds no in-memory store either
     yield
     published.forget()
     published.install_loader(loader)
+    published.install_fallback(fallback)
 
 
 def test_a_version_is_published_once_per_content_and_kept_owner_only(tmp_path: Path) -> None:

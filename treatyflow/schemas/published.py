@@ -116,6 +116,10 @@ def loader() -> Loader | None:
     return _held.loader
 
 
+def fallback() -> Loader | None:
+    return _held.fallback
+
+
 def install_fallback(loader: Loader | None) -> None:
     """Read what neither this cache nor the installed loader holds through ``loader``
     (the process's in-memory store: ``profile_store.in_memory``)."""
