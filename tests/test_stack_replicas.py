@@ -171,7 +171,9 @@ async def test_a_killed_gateways_lanes_and_lead_are_taken_over_then_handed_back(
     # Both parties' messages applied meanwhile, by the gateway left.
     during = await lifecycle(parties, requester, requested)
     assert set(applied_by(replicas, set(during[1:])).values()) == {"gateway-2"}
-    assert '"gateway leads' in (replicas.logs_dir / "gateway-2.log").read_text()
+    await eventually(lambda: '"gateway leads' in (replicas.logs_dir / "gateway-2.log")
+                     .read_text() or None, timeout=TAKEOVER_S, interval=0.2,
+                     what="the gateway left taking the lead")
     async with await Record.open(replicas.record_database_url, load_keys(replicas)) as record:
         size = (await record.tree()).size
         await eventually(lambda: _receipts_at(record, size), timeout=TAKEOVER_S + 10,
