@@ -153,18 +153,26 @@ def rotate(
         if owner not in owners() and not ring.of(owner):  # or one added live: it has a slot
             raise KeyStoreError(f"{owner!r} is neither an authority of a carried treaty "
                                 "nor the hub")
-        key_id = _next_key_id(ring, owner, at)
-        if public_key is None:
-            key = SigningKey.generate(key_id)
-            _write_private(secrets_dir, owner, key)
-            public_key = key.public_key
-        new = PublicKey(key_id=key_id, owner=owner, public_key=public_key, valid_from=at)
-        if any(k.public_key == new.public_key for k in ring.keys):
-            raise KeyStoreError("that public key is already registered")
+        new = _mint(secrets_dir, ring, owner, at, public_key)
         keys = [k.model_copy(update={"retired_at": at}) if k.owner == owner and k.current
                 else k for k in ring.keys]
         _write_registry(secrets_dir, KeyRing(keys=[*keys, new]))
         return new
+
+
+def _mint(secrets_dir: Path, ring: KeyRing, owner: str, at: datetime,
+          public_key: str | None) -> PublicKey:
+    """``owner``'s next key: generated here (its private part written owner-only) or its
+    own public key, refused if any owner already registered it."""
+    key_id = _next_key_id(ring, owner, at)
+    if public_key is None:
+        key = SigningKey.generate(key_id)
+        _write_private(secrets_dir, owner, key)
+        public_key = key.public_key
+    new = PublicKey(key_id=key_id, owner=owner, public_key=public_key, valid_from=at)
+    if any(k.public_key == new.public_key for k in ring.keys):
+        raise KeyStoreError("that public key is already registered")
+    return new
 
 
 def add_owner(secrets_dir: Path, owner: str, *, public_key: str | None = None,
@@ -177,14 +185,7 @@ def add_owner(secrets_dir: Path, owner: str, *, public_key: str | None = None,
         ring = _load(secrets_dir)
         if current := [k for k in ring.of(owner) if k.current]:
             return current[-1]
-        key_id = _next_key_id(ring, owner, at)
-        if public_key is None:
-            key = SigningKey.generate(key_id)
-            _write_private(secrets_dir, owner, key)
-            public_key = key.public_key
-        new = PublicKey(key_id=key_id, owner=owner, public_key=public_key, valid_from=at)
-        if any(k.public_key == new.public_key for k in ring.keys):
-            raise KeyStoreError("that public key is already registered")
+        new = _mint(secrets_dir, ring, owner, at, public_key)
         _write_registry(secrets_dir, KeyRing(keys=[*ring.keys, new]))
         return new
 
