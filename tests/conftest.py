@@ -215,7 +215,7 @@ async def skipping(time_env: WorkflowEnvironment, task_queue: str) -> AsyncItera
         task_queue=task_queue,
         workflows=WORKFLOWS,
         activities=[outbox.deliver],
-        workflow_runner=workflow_runner(),
+        workflow_runner=workflow_runner(strict=True),
     ):
         yield time_env.client, outbox
         # Left running, a test's timers would fire with no worker on its task queue and

@@ -65,7 +65,7 @@ async def publisher(time_env: WorkflowEnvironment, task_queue: str
     published = Publisher()
     async with Worker(time_env.client, task_queue=task_queue,
                       workflows=[AmendmentOfAuthorities], activities=[published.apply],
-                      workflow_runner=workflow_runner()):
+                      workflow_runner=workflow_runner(strict=True)):
         yield time_env.client, published, task_queue
 
 

@@ -38,7 +38,7 @@ class Channel:
         return self.exchange
 
 
-def _delivery(keys: KeyRing = TEST_KEYS.ring) -> tuple[Delivery, Exchange]:
+def _delivery(keys: Any = TEST_KEYS.ring) -> tuple[Delivery, Exchange]:
     channel = Channel()
     hub = TEST_KEYS.private[c.HUB_SENDER]
     return Delivery(channel, lambda: hub, keys), channel.exchange  # type: ignore[arg-type]
@@ -106,3 +106,33 @@ async def test_a_key_revoked_later_still_vouches_for_what_it_signed_before() -> 
     with pytest.raises(ApplicationError):
         await _deliver(delivery, Deliver(message=_notice(rid), opening=opening))
     assert exchange.published == []
+
+
+class Registry:
+    """A key source whose ring an operator replaces while the worker runs."""
+
+    def __init__(self, ring: KeyRing) -> None:
+        self.ring = ring
+
+    def lookup(self, key_id: str) -> Any:
+        return self.ring.lookup(key_id)
+
+
+async def test_a_revocation_reaches_a_request_already_vouched_for() -> None:
+    rid = new_request_id()
+    opening = TEST_KEYS.sign(message("request", request_id=rid, sender=KZ, recipient=RU))
+    registry = Registry(TEST_KEYS.ring)
+    delivery, exchange = _delivery(registry)  # type: ignore[arg-type]
+    await _deliver(delivery, Deliver(message=_notice(rid), opening=opening))
+    await _deliver(delivery, Deliver(message=_notice(rid), opening=opening))
+    assert len(exchange.published) == 2
+
+    # The requesting authority's key revoked as compromised before it signed the request:
+    # the next notice of that request is not signed, though its opening verified before.
+    registry.ring = KeyRing(keys=[
+        k.model_copy(update={"revoked_at": datetime(2020, 1, 1, tzinfo=UTC)})
+        if k.owner == KZ else k for k in TEST_KEYS.ring.keys])
+    with pytest.raises(ApplicationError) as refused:
+        await _deliver(delivery, Deliver(message=_notice(rid), opening=opening))
+    assert refused.value.type == UNVOUCHED
+    assert len(exchange.published) == 2

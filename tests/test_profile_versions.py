@@ -178,7 +178,7 @@ async def test_a_history_by_reference_replays_from_the_store_alone(
     await handle.result()
     history = await handle.fetch_history()
     replayer = Replayer(workflows=[RequestForAssistance], data_converter=data_converter(
-        payload_keys), workflow_runner=workflow_runner())
+        payload_keys), workflow_runner=workflow_runner(strict=True))
 
     # A new worker process that holds nothing reads the version and directory from the
     # store's folder, and replays.

@@ -38,7 +38,7 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 def replayer(keys: PayloadKeys) -> Replayer:
     return Replayer(workflows=[RequestForAssistance, TransferOfConvictedPerson,
                                TransitOfConvictedPerson], data_converter=data_converter(keys),
-                    workflow_runner=workflow_runner())
+                    workflow_runner=workflow_runner(strict=True))
 
 
 def test_histories_cover_every_demo_outcome() -> None:

@@ -169,9 +169,9 @@ async def test_the_hub_signs_nothing_for_a_request_no_registered_key_opened(
 
     genuine = new_request_id()
     request = message("request", request_id=genuine, sender=KZ, recipient=RU)
-    await hub.submit(stack_client, request,
-                     jws=sign(request, keys.signing_key(stack_settings.secrets_dir, KZ)),
-                     directory=keys.SignedDirectory(stack_settings.secrets_dir))
+    await submit(stack_client, request,
+                 jws=sign(request, keys.signing_key(stack_settings.secrets_dir, KZ)),
+                 directory=keys.SignedDirectory(stack_settings.secrets_dir))
     await ru_box.expect(lambda m: m.request_id == genuine
                         and getattr(m.body, "event", None) == "request_delivered")
     await ru_box.settle(2.0)

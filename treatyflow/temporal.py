@@ -65,7 +65,7 @@ async def register_search_attributes(client: Client) -> None:
 # lifecycle rules, the models and the names. Left to the sandbox, each new request would
 # re-import them and rebuild every pydantic schema (measured: a third of the worker's CPU
 # in `make bench`). The shell every workflow class is built on is shared too (re-importing
-# it was 6 % of the worker's samples); the workflow classes themselves stay sandboxed.
+# it was 6 % of the worker's samples).
 # What is shared is never checked by the sandbox at run time, so lint bans clocks,
 # randomness and environment reads in all of workflows/ and schemas/.
 SHARED_WITH_WORKFLOWS = (
@@ -84,12 +84,26 @@ SHARED_WITH_WORKFLOWS = (
     "treatyflow.workflows.transfer",
     "treatyflow.workflows.transfer_contract",
 )
+# The workflow classes' own modules, shared by the hub's worker as well: the sandbox
+# imports a workflow's module afresh for every run it creates, and building the class
+# again (``workflow.defn`` inspecting every handler) was a fifth of the worker's CPU in a
+# deadline storm, where evicted runs are created again at each task (BENCHMARKS.md). They
+# hold no module state. The replayer of recorded histories and the tests' workers run
+# them ``strict``ly, re-imported inside the sandbox, so that its run-time restrictions
+# still check every workflow's own code on every path the tests take.
+WORKFLOW_MODULES = (
+    "treatyflow.workflows.request",
+    "treatyflow.workflows.transfer_workflow",
+    "treatyflow.workflows.amendment_workflow",
+)
 
 
-def workflow_runner(*shared: str) -> SandboxedWorkflowRunner:
-    """The sandbox every treatyflow worker and replayer runs workflows in."""
+def workflow_runner(*shared: str, strict: bool = False) -> SandboxedWorkflowRunner:
+    """The sandbox every treatyflow worker and replayer runs workflows in; ``strict``
+    keeps the workflow classes' modules inside it (``WORKFLOW_MODULES``)."""
+    modules = (*SHARED_WITH_WORKFLOWS, *(() if strict else WORKFLOW_MODULES), *shared)
     return SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default
-                                   .with_passthrough_modules(*SHARED_WITH_WORKFLOWS, *shared))
+                                   .with_passthrough_modules(*modules))
 
 
 async def namespace_retention(client: Client) -> timedelta | None:

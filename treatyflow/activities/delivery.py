@@ -10,6 +10,7 @@ same). The originals a notice passes on are inside its payload, unchanged.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import NoReturn
@@ -24,6 +25,7 @@ from treatyflow import metrics
 from treatyflow.agency.signing import (
     KeyRing,
     KeySource,
+    PublicKey,
     SignatureError,
     SigningKey,
     UnknownKey,
@@ -41,6 +43,8 @@ UNROUTABLE = "Unroutable"
 # original it passes on does not verify (a workflow someone started or fed past the
 # gateway).
 UNVOUCHED = "Unvouched"
+# Tokens a worker keeps as vouched for (a few hundred bytes each): the requests in flight.
+VOUCHED_HELD = 4096
 
 
 class Deliver(BaseModel):
@@ -71,6 +75,11 @@ class Delivery:
         self._key = signing_key  # the hub's current key (keys.CurrentKey)
         self._keys = keys  # the registry (keys.RegistryFile), read as it is now
         self._recorder = recorder  # the hub's record: each notice once it is in an inbox
+        # Tokens already vouched for, with the registry's key that verified each: a
+        # request's opening message vouches for each of its notices, and an original for
+        # every notice passing it on. A hit counts only while the registry still holds
+        # that key unchanged (a revocation since verifies the token again).
+        self._vouched: OrderedDict[str, tuple[PublicKey, dict[str, object]]] = OrderedDict()
 
     @activity.defn(name="deliver")
     async def deliver(self, request: Deliver) -> Delivered:
@@ -120,6 +129,11 @@ class Delivery:
     def _verified(self, message: NoticeMessage, token: str, what: str) -> dict[str, object]:
         """The payload of ``token`` if a registered key of its sender signed it; a key
         revoked since still vouches for what was signed before the revocation."""
+        held = self._vouched.get(token)
+        if held is not None and self._keys.lookup(held[0].key_id) == held[0]:
+            self._vouched.move_to_end(token)
+            return held[1]
+        key = None
         try:
             try:
                 checked = verify(token, self._keys)
@@ -136,6 +150,9 @@ class Delivery:
             self._unvouched(message, f"{what} does not verify: {err}")
         if not isinstance(payload, dict) or payload.get("sender") != checked.key.owner:
             self._unvouched(message, f"{what} is not signed by a key of its sender")
+        self._vouched[token] = (key or checked.key, payload)
+        if len(self._vouched) > VOUCHED_HELD:
+            self._vouched.popitem(last=False)
         return payload
 
     @staticmethod

@@ -20,6 +20,7 @@ without the hub.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import re
@@ -184,7 +185,13 @@ class PublicKey(BaseModel):
                    revoked_at=jwk.get("revoked_at"))
 
     def _okp(self) -> OKPKey:
-        return OKPKey.import_key({"kty": "OKP", "crv": "Ed25519", "x": self.public_key})
+        return _okp_key(self.public_key)
+
+
+@functools.lru_cache(maxsize=8192)
+def _okp_key(x: str) -> OKPKey:
+    """The JWK of a raw public key, imported once (a pure function of its bytes)."""
+    return OKPKey.import_key({"kty": "OKP", "crv": "Ed25519", "x": x})
 
 
 class KeyRing(BaseModel):
@@ -194,7 +201,16 @@ class KeyRing(BaseModel):
     keys: list[PublicKey] = Field(default_factory=list)
 
     def lookup(self, key_id: str) -> PublicKey | None:
-        return next((k for k in self.keys if k.key_id == key_id), None)
+        return self._by_id.get(key_id)
+
+    @functools.cached_property
+    def _by_id(self) -> dict[str, PublicKey]:
+        """The first key of each id (a ring is frozen: built once, on the first lookup;
+        a directory of SIENA's size is thousands of keys)."""
+        index: dict[str, PublicKey] = {}
+        for key in self.keys:
+            index.setdefault(key.key_id, key)
+        return index
 
     def of(self, owner: str) -> list[PublicKey]:
         return [k for k in self.keys if k.owner == owner]

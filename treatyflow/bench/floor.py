@@ -85,13 +85,15 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str) -> None:
         HUB_USER, read_passwords(settings.secrets_dir)[HUB_USER]))
     channel = await broker.channel(publisher_confirms=True, on_return_raises=True)
     notices = floor_storm.FloorNotices(channel, signing_key(settings.secrets_dir, HUB_SENDER))
-    # The same sandbox settings as treatyflow's worker: the models are shared with the
-    # sandbox, the workflow modules are re-imported for each run.
+    # The same sandbox settings as treatyflow's worker: the models and the workflow
+    # modules are shared with the sandbox, not re-imported for each run.
     async with broker, Worker(
             client, task_queue=task_queue,
             workflows=[floor.FloorLifecycle, floor_storm.FloorStorm],
             activities=[floor.notify, notices.notify],
-            workflow_runner=workflow_runner("treatyflow.bench.floor_contract"),
+            workflow_runner=workflow_runner("treatyflow.bench.floor_contract",
+                                            "treatyflow.bench.floor",
+                                            "treatyflow.bench.floor_storm"),
             max_cached_workflows=settings.worker_cached_workflows):
         ready = settings.state_dir / "run" / f"floor-{task_queue}.ready"
         ready.parent.mkdir(parents=True, exist_ok=True)
