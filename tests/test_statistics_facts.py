@@ -117,3 +117,25 @@ def test_another_states_request_never_joins_a_domestic_case() -> None:
     longest = waiting_longest_of(facts, model, 5, now=now)
     assert [(c.requesting_state, c.case_no, c.requests) for c in longest] == [
         ("RU", "KZ-77", 1), ("KZ", "KZ-77", 2)]
+
+
+async def test_a_follower_folds_in_what_the_record_gained_as_a_whole_read_would(
+        tmp_path: object) -> None:
+    """The gateway's gauges follow the record: read after each step, a follower holds the
+    facts a read of the whole record gives, having read each entry once."""
+    from treatyflow.statistics.facts import FactsFollower
+
+    async with await Record.open(f"sqlite+aiosqlite:///{tmp_path}/f.sqlite3",
+                                 RECORD_KEYS) as record:
+        recorder, follower = Recorder(record), FactsFollower(1.0)
+        await _send(recorder, 0, "request", "KZ-GPO", day(0), request_body())
+        [opened] = await follower.read(record)
+        assert opened.outcome == "open" and opened.received_at is None
+        await _send(recorder, 1, "receipt", "RU-MIA", day(2), {})
+        await _send(recorder, 2, "execution_report", "RU-MIA", day(9),
+                    {"extent": "full", "summary": "Done.", "confidentiality": "restricted"})
+        [followed] = await follower.read(record)
+        [whole] = await read_facts(record, seconds_per_day=1.0)
+        read = follower.read_up_to
+    assert followed == whole and followed.outcome == "executed_full"
+    assert read == 3  # each entry folded in once

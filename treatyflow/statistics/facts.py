@@ -306,6 +306,25 @@ def facts_of(entries: Iterable[Entry], seconds_per_day: float = SECONDS_PER_DAY
     return reader.done()
 
 
+class FactsFollower:
+    """The facts of a growing record, kept up to date: each ``read`` folds in only the
+    entries appended since the one before (the log is append-only), so a reader that
+    runs every few seconds, the gateway's gauges, costs what the record gained, not what
+    it holds."""
+
+    def __init__(self, seconds_per_day: float = SECONDS_PER_DAY) -> None:
+        self._reader = _Reader(seconds_per_day)
+        self.read_up_to = 0  # the entries folded in so far
+
+    async def read(self, record: Record) -> list[Fact]:
+        """Every request for assistance in ``record`` as of now, one fact each."""
+        while batch := await record.since(self.read_up_to, SLICE):
+            for entry in batch:
+                self._reader.take(entry)
+            self.read_up_to += len(batch)
+        return self._reader.done()
+
+
 async def read_facts(record: Record, *, seconds_per_day: float = SECONDS_PER_DAY,
                      now: datetime | None = None) -> list[Fact]:
     """Every request for assistance in ``record``, one fact each, read a slice at a time.

@@ -1,11 +1,12 @@
 """The gateway's gauges from the record: domestic cases waiting, and requests open by age
 band (treatyflow.metrics.CASES_WAITING, REQUESTS_OPEN_BY_AGE).
 
-Counted from the record's facts (``read_facts``), the bands those of ``treatyflow stats``
-(``ages.open_by_age``: days since sending). The record is read again every
-``interval`` seconds, or less often so that reading takes at most ``max_share`` of the
-time (it grows with the record), in a thread of its own with its own connection to the
-record: folding the entries into facts never holds up the gateway's event loop.
+Counted from the record's facts, the bands those of ``treatyflow stats``
+(``ages.open_by_age``: days since sending). The facts follow the record
+(``FactsFollower``): every ``interval`` seconds the entries appended since the last round
+are folded in, or less often so that a round takes at most ``max_share`` of the time, in
+a thread of its own with its own connection to the record: folding entries into facts
+never holds up the gateway's event loop.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from treatyflow.codec import PayloadKeys
 from treatyflow.record import Record
 from treatyflow.settings import SECONDS_PER_DAY
 from treatyflow.statistics.ages import open_by_age
-from treatyflow.statistics.facts import Fact, read_facts
+from treatyflow.statistics.facts import Fact, FactsFollower, read_facts
 
 _log = logs.get("treatyflow.statistics")
 
@@ -72,11 +73,17 @@ def _replace(gauge: Gauge, series: dict[tuple[str, ...], int]) -> None:
 
 
 async def refresh(record: Record, seconds_per_day: float = SECONDS_PER_DAY,
-                  now: datetime | None = None) -> GaugeValues:
-    """Read the record once and publish the gauges; their values."""
-    now = now or datetime.now(UTC)
-    values = values_of(await read_facts(record, seconds_per_day=seconds_per_day, now=now),
-                       now)
+                  now: datetime | None = None, follower: FactsFollower | None = None,
+                  ) -> GaugeValues:
+    """Publish the gauges of the record as of ``now``, read whole, or as ``follower``
+    holds it once it folded in what was appended since its last read; their values."""
+    if follower is not None:
+        facts = await follower.read(record)
+        now = now or datetime.now(UTC)
+    else:
+        now = now or datetime.now(UTC)
+        facts = await read_facts(record, seconds_per_day=seconds_per_day, now=now)
+    values = values_of(facts, now)
     publish(values)
     return values
 
@@ -105,12 +112,13 @@ class GaugeWatcher:
 
     async def _watch(self) -> None:
         record: Record | None = None
+        follower = FactsFollower(self.seconds_per_day)
         try:
             while not self._stop.is_set():
                 started = time.monotonic()
                 try:
                     record = record or await Record.open(self._url, self._keys)
-                    await refresh(record, self.seconds_per_day)
+                    await refresh(record, self.seconds_per_day, follower=follower)
                     self.rounds += 1
                 except Exception as err:  # noqa: BLE001 - keep the last figures, try again
                     _log.warning("could not compute the statistics gauges", error=str(err))
