@@ -163,3 +163,36 @@ def test_a_public_key_is_taken_raw_or_as_a_public_jwk_never_a_private_one() -> N
     assert _public_key(json.dumps({"kty": "OKP", "crv": "Ed25519", "x": raw})) == raw
     with pytest.raises(CliError, match="no d"):
         _public_key(json.dumps({"kty": "OKP", "crv": "Ed25519", "x": raw, "d": raw}))
+
+
+def test_the_broker_is_the_management_api_where_the_settings_name_it(tmp_path: Path) -> None:
+    from treatyflow.authorities import HttpBroker, LocalBroker, broker_for
+
+    local = Settings(state_dir=tmp_path)
+    assert isinstance(broker_for(local), LocalBroker)
+    compose = Settings.from_env({"TREATYFLOW_STATE_DIR": str(tmp_path),
+                                 "TREATYFLOW_BROKER_MANAGEMENT_URL": "http://rabbitmq:15672"})
+    assert isinstance(broker_for(compose), HttpBroker)
+    with pytest.raises(AuthorityError, match="broker-admin-password is missing"):
+        broker_for(compose).import_definitions({})
+
+
+def test_the_broker_admin_may_import_definitions_and_nothing_else(tmp_path: Path) -> None:
+    """Tagged administrator (the management API's import needs it), no vhost permission,
+    its generated password kept owner-only; declared only where the API is served."""
+    from treatyflow.local.stack import write_definitions
+
+    settings = Settings(state_dir=tmp_path)
+    password = topology.load_or_create_admin_password(settings.secrets_dir)
+    assert len(password) >= 32 and topology.read_admin_password(settings.secrets_dir) == password
+    path = settings.secrets_dir / topology.ADMIN_SECRET_FILE
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert topology.load_or_create_admin_password(settings.secrets_dir) == password  # kept
+    compose = json.loads(write_definitions(settings, tmp_path / "compose.json").read_text())
+    (admin,) = [u for u in compose["users"] if u["name"] == c.BROKER_ADMIN_USER]
+    assert admin["tags"] == ["administrator"]
+    assert all(p["user"] != c.BROKER_ADMIN_USER for p in compose["permissions"])
+    assert all(p["user"] != c.BROKER_ADMIN_USER for p in compose["topic_permissions"])
+    local = json.loads(write_definitions(settings, tmp_path / "local.json",
+                                         admin=False).read_text())
+    assert c.BROKER_ADMIN_USER not in {u["name"] for u in local["users"]}
