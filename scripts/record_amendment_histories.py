@@ -6,15 +6,17 @@ Drives the art. 2.2 amendment procedure (``AmendmentOfAuthorities``) on Temporal
 time-skipping test server with a worker whose ``apply_amendment`` only answers: one
 amendment communicated and in effect on its date, one withdrawn. Writes their histories
 into tests/histories/ (``amendment-*.json``, the name ending in SUFFIX if one is given),
-payloads decrypted like scripts/record_histories.py does. The actions are signed with a
-generated operators' key when this code signs them (``treatyflow.cli.authority``).
+payloads decrypted like scripts/record_histories.py does. The opening and the actions are
+signed with a generated operators' key, the key directory along, as
+``treatyflow authority`` sends them (the ``-v2`` histories; the first ones were recorded
+before amendments were signed or published on the publisher's queue).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from treatyflow import constants as c  # noqa: E402
+from treatyflow.agency import KeyRing, PublicKey, SigningKey  # noqa: E402
+from treatyflow.agency.signing import sign_directory  # noqa: E402
 from treatyflow.codec import EncryptionCodec, decrypted_history, generate_keys  # noqa: E402
+from treatyflow.hub import Signed, signed_by_operators  # noqa: E402
 from treatyflow.schemas.amendment import (  # noqa: E402
     AmendmentInput,
     ApplyChange,
@@ -60,10 +65,21 @@ async def apply(request: ApplyChange) -> ProfileRef:
     return ProfileRef(treaty=request.change.treaty, version=2, digest="ab" * 32)
 
 
-def _queues() -> list[str]:
-    """The workflow's queue, and the publisher's where this code has one."""
-    publisher = getattr(c, "publisher_queue", None)
-    return [TASK_QUEUE, *([publisher(TASK_QUEUE)] if publisher else [])]
+class Operators:
+    """A generated operators' key, and a hub key's directory listing it."""
+
+    def __init__(self) -> None:
+        now = datetime.now(UTC)
+        self.key = SigningKey.generate(f"{c.OPERATOR_SIGNER}-record-1")
+        hub = SigningKey.generate(f"{c.HUB_SENDER}-record-1")
+        ring = KeyRing(keys=[PublicKey(key_id=k.key_id, owner=owner, public_key=k.public_key,
+                                       valid_from=now)
+                             for owner, k in ((c.OPERATOR_SIGNER, self.key),
+                                              (c.HUB_SENDER, hub))])
+        self.directory = (sign_directory(ring, [hub], now), now)
+
+    def __call__(self, action: Signed) -> Signed:
+        return signed_by_operators(action, self.key, lambda: self.directory)
 
 
 async def main() -> None:
@@ -73,29 +89,20 @@ async def main() -> None:
         test_server_existing_path=str(Path(sys.executable).parent / "temporal-test-server"))
     try:
         await register_search_attributes(env.client)
-        workers = [Worker(env.client, task_queue=q, activities=[apply],
-                          workflows=[AmendmentOfAuthorities] if q == TASK_QUEUE else [],
-                          workflow_runner=workflow_runner()) for q in _queues()]
-        for worker in workers:
-            await worker.__aenter__()
-        try:
+        async with Worker(env.client, task_queue=TASK_QUEUE,
+                          workflows=[AmendmentOfAuthorities],
+                          workflow_runner=workflow_runner()), \
+                Worker(env.client, task_queue=c.publisher_queue(TASK_QUEUE),
+                       activities=[apply]):
             await _record(env, keys, sys.argv[1] if len(sys.argv) > 1 else "")
-        finally:
-            for worker in workers:
-                await worker.__aexit__(None, None, None)
     finally:
         await env.shutdown()
-
-
-def _signed(action: Any) -> Any:
-    """The action signed with the operators' key where this code signs amendments."""
-    signer = getattr(_record, "signer", None)
-    return signer(action) if signer else action
 
 
 async def _record(env: WorkflowEnvironment, keys: Any, suffix: str) -> None:
     client: Client = env.client
     codec = EncryptionCodec(keys)
+    signed = Operators()
     for name, withdrawn in (("amendment-in-effect", False), ("amendment-withdrawn", True)):
         amendment_id = f"KZ-AMD-{'WITHDRAWN' if withdrawn else 'INEFFECT'}{suffix.upper()}"
         notification = Notification(
@@ -103,13 +110,13 @@ async def _record(env: WorkflowEnvironment, keys: Any, suffix: str) -> None:
             received_on=RECEIVED, effective_on=RECEIVED + timedelta(days=10))
         handle = await client.start_workflow(
             AmendmentOfAuthorities.run,
-            _signed(AmendmentInput(notification=notification, recorded_on=RECEIVED)),
+            signed(AmendmentInput(notification=notification, recorded_on=RECEIVED)),
             id=c.workflow_id("sco-2010", amendment_id), task_queue=TASK_QUEUE)
         await env.sleep(timedelta(days=2))
-        await handle.execute_update(AmendmentOfAuthorities.communicate, _signed(
+        await handle.execute_update(AmendmentOfAuthorities.communicate, signed(
             Communication(operator="A. Operator", note="note verbale to every party")))
         if withdrawn:
-            await handle.execute_update(AmendmentOfAuthorities.withdraw, _signed(
+            await handle.execute_update(AmendmentOfAuthorities.withdraw, signed(
                 Withdrawal(operator="A. Operator", reason="the party withdrew its note")))
         state = await handle.result()
         print(name, state.status.value)

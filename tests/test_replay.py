@@ -57,6 +57,8 @@ def test_histories_cover_every_demo_outcome() -> None:
     # SCO 2010 art. 2.2 (scripts/record_amendment_histories.py): amendments whose actions
     # were unsigned and whose change was published on the workflow's own task queue.
     assert {"amendment-in-effect", "amendment-withdrawn"} <= names
+    # And signed by the operators' key (art. 14), published on the publisher's queue.
+    assert {"amendment-in-effect-v2", "amendment-withdrawn-v2"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
