@@ -6,6 +6,9 @@ An addition *provisions* the authority (its broker user with a generated passwor
 inbox and lane with their bindings and permissions, as ``make up`` declares them, and
 its key slot) and then *publishes* the treaty's next profile version listing it: from
 then on the gateway consumes its lane and new requests may name it. Nothing restarts.
+The broker part goes through the local node's ``rabbitmqctl`` (``LocalBroker``), or
+through RabbitMQ's management API where the settings name it (``HttpBroker``:
+docker-compose's ``cli`` service).
 
 A removal publishes a version without it: new requests to or from it are refused
 ``authority_removed``; requests already running go on to their end under the version
