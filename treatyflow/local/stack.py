@@ -161,6 +161,9 @@ def start_rabbitmq(settings: Settings, paths: Paths) -> None:
         )
     check_port(settings.amqp_port, "RabbitMQ AMQP", "TREATYFLOW_AMQP_PORT")
     check_port(settings.amqp_dist_port, "RabbitMQ distribution", "TREATYFLOW_AMQP_DIST_PORT")
+    if settings.amqp_management_port:
+        check_port(settings.amqp_management_port, "RabbitMQ management API",
+                   "TREATYFLOW_AMQP_MANAGEMENT_PORT")
     base = paths.rabbit
     base.mkdir(parents=True, exist_ok=True)
     management = settings.amqp_management_port
