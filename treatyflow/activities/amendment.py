@@ -1,5 +1,7 @@
 """The amendment procedure's one activity: its change published as the treaty's next
-profile version on the date it takes effect (``treatyflow.authorities``)."""
+profile version on the date it takes effect (SCO 2010 art. 2.2; ``treatyflow.authorities``).
+It writes ``published/``, so the publisher runs it (the gateway, ``workers.publisher``, on
+``constants.publisher_queue``); a worker only a change scheduled on its queue before."""
 
 from __future__ import annotations
 
