@@ -170,7 +170,8 @@ async def test_not_communicated_within_seven_days_is_overdue_and_still_takes_eff
 async def test_communicated_in_time_takes_effect_on_its_date(
         time_env: WorkflowEnvironment, publisher: tuple[Client, Publisher, str]) -> None:
     client, published, queue = publisher
-    handle = await _notify(client, queue, effective_in=10)
+    opening = signed(_opening(effective_in=10))
+    handle = await _notify(client, queue, opening=opening)
     start = await _started(handle)
     await time_env.sleep(timedelta(days=2))
     await handle.execute_update(AmendmentOfAuthorities.communicate, OPERATOR)
@@ -188,6 +189,7 @@ async def test_communicated_in_time_takes_effect_on_its_date(
     (when, call), = published.calls
     assert when >= start + timedelta(days=10) and call.by == handle.id
     assert published.queues == [c.publisher_queue(queue)]  # the gateway's, not the worker's
+    assert call.signed == opening.signed  # for the gateway to check against its registry
     assert done.in_effect_at is not None and done.in_effect_at >= start + timedelta(days=10)
     with pytest.raises(RPCError):  # in effect and ended: nothing more to communicate
         await handle.execute_update(AmendmentOfAuthorities.communicate, OPERATOR)

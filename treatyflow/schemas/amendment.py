@@ -160,10 +160,13 @@ class AmendmentInput(OperatorsSigned):
 
 
 class ApplyChange(BaseModel):
-    """The activity's input: the change to publish, and who makes it (the workflow)."""
+    """The activity's input: the change to publish, who makes it (the workflow), and the
+    opening's JWS, which the publisher verifies against the hub's own key registry before
+    it publishes (none: an amendment opened before openings were signed)."""
 
     change: AuthorityChange
     by: str
+    signed: str | None = None
 
 
 class Communication(OperatorsSigned):

@@ -66,7 +66,8 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = TASK_QU
         # An amendment's change is published by the gateway (workers.publisher); this one
         # serves only a change scheduled here before that, still retrying (a worker that
         # may write published/, as the local stack's).
-        activities=[delivery.deliver, Amendments(Onboarding(settings)).apply],
+        activities=[delivery.deliver, Amendments(Onboarding(settings),
+                                                 RegistryFile(settings.secrets_dir)).apply],
         workflow_runner=workflow_runner(),
         max_cached_workflows=settings.worker_cached_workflows,
     ):

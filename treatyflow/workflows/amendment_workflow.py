@@ -115,8 +115,9 @@ class AmendmentOfAuthorities(SignatureChecks):
                  if workflow.patched(PUBLISHED_BY_GATEWAY) else None)
         try:
             ref = await workflow.execute_activity_method(
-                Amendments.apply, ApplyChange(change=given.notification.change,
-                                              by=workflow.info().workflow_id),
+                Amendments.apply, ApplyChange(
+                    change=given.notification.change, by=workflow.info().workflow_id,
+                    signed=given.signed if self._signing else None),
                 task_queue=queue, start_to_close_timeout=APPLY_TIMEOUT,
                 retry_policy=APPLY_RETRY)
         except ActivityError as err:
