@@ -1,6 +1,7 @@
 """The art. 2.2 amendment procedure on the time-skipping server: the depositary's 7 days
-(a timer, ``Overdue`` past it), the date it takes effect, withdrawal, and a change the
-list no longer allows on its date."""
+(a timer, ``Overdue`` past it), the date it takes effect (published on the publisher's
+queue), withdrawal, a change the list no longer allows on its date, and the operators'
+signatures on the opening and every action (art. 14: the depositary's part is theirs)."""
 
 from __future__ import annotations
 
@@ -8,20 +9,28 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 import pytest_asyncio
 from temporalio import activity
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from tests.conftest import TEST_KEYS
 from treatyflow import constants as c
 from treatyflow.activities.amendment import NOT_APPLICABLE
+from treatyflow.hub import signed_by_operators
 from treatyflow.schemas.amendment import (
     AmendmentInput,
     AmendmentState,
@@ -35,7 +44,7 @@ from treatyflow.schemas.amendment import (
 )
 from treatyflow.schemas.published import ProfileRef
 from treatyflow.temporal import workflow_runner
-from treatyflow.workflows.amendment_workflow import AmendmentOfAuthorities
+from treatyflow.workflows.amendment_workflow import OPENING_REFUSED, AmendmentOfAuthorities
 
 RECEIVED = date(2026, 3, 2)
 ADDED = NewAuthority(id="KZ-AFM", state="KZ", name="Financial Monitoring Agency",
@@ -49,11 +58,13 @@ class Publisher:
 
     def __init__(self) -> None:
         self.calls: list[tuple[datetime, ApplyChange]] = []
+        self.queues: list[str] = []
         self.refuse: str | None = None
 
     @activity.defn(name="apply_amendment")
     async def apply(self, request: ApplyChange) -> ProfileRef:
         self.calls.append((activity.info().current_attempt_scheduled_time, request))
+        self.queues.append(activity.info().task_queue)
         if self.refuse:
             raise ApplicationError(self.refuse, type=NOT_APPLICABLE, non_retryable=True)
         return ProfileRef(treaty=request.change.treaty, version=2, digest="ab" * 32)
@@ -63,23 +74,37 @@ class Publisher:
 async def publisher(time_env: WorkflowEnvironment, task_queue: str
                     ) -> AsyncIterator[tuple[Client, Publisher, str]]:
     published = Publisher()
+    # The workflows' worker, and the publisher's (the gateway's, workers.publisher).
     async with Worker(time_env.client, task_queue=task_queue,
-                      workflows=[AmendmentOfAuthorities], activities=[published.apply],
-                      workflow_runner=workflow_runner(strict=True)):
+                      workflows=[AmendmentOfAuthorities],
+                      workflow_runner=workflow_runner(strict=True)), \
+            Worker(time_env.client, task_queue=c.publisher_queue(task_queue),
+                   activities=[published.apply]):
         yield time_env.client, published, task_queue
 
 
-async def _notify(client: Client, task_queue: str, *, effective_in: int = 10,
-                  changed_before: int = 5, change: AuthorityChange = CHANGE
-                  ) -> WorkflowHandle[AmendmentOfAuthorities, AmendmentState]:
+def signed(action: Any) -> Any:
+    """``action`` as ``treatyflow authority`` sends it: signed by the operators' key, the
+    hub's key directory along."""
+    return signed_by_operators(action, TEST_KEYS.private[c.OPERATOR_SIGNER], TEST_KEYS)
+
+
+def _opening(*, effective_in: int = 10, changed_before: int = 5,
+             change: AuthorityChange = CHANGE) -> AmendmentInput:
     notification = Notification(
         amendment_id=f"KZ-AMD-{uuid.uuid4().hex[:10].upper()}", change=change,
         changed_on=RECEIVED - timedelta(days=changed_before), received_on=RECEIVED,
         effective_on=RECEIVED + timedelta(days=effective_in))
+    return AmendmentInput(notification=notification, recorded_on=RECEIVED)
+
+
+async def _notify(client: Client, task_queue: str, *, opening: AmendmentInput | None = None,
+                  **given: Any) -> WorkflowHandle[AmendmentOfAuthorities, AmendmentState]:
+    """Start an amendment, its opening signed unless ``opening`` is given as it is."""
+    opening = opening or signed(_opening(**given))
     return await client.start_workflow(
-        AmendmentOfAuthorities.run,
-        AmendmentInput(notification=notification, recorded_on=RECEIVED),
-        id=c.workflow_id("sco-2010", notification.amendment_id), task_queue=task_queue)
+        AmendmentOfAuthorities.run, opening,
+        id=c.workflow_id("sco-2010", opening.notification.amendment_id), task_queue=task_queue)
 
 
 async def _attributes(handle: WorkflowHandle[AmendmentOfAuthorities, AmendmentState]
@@ -110,7 +135,7 @@ async def _started(handle: WorkflowHandle[AmendmentOfAuthorities, AmendmentState
     return raw.start_time.ToDatetime(tzinfo=UTC)
 
 
-OPERATOR = Communication(operator="A. Operator", note="note verbale to every party")
+OPERATOR = signed(Communication(operator="A. Operator", note="note verbale to every party"))
 
 
 async def test_not_communicated_within_seven_days_is_overdue_and_still_takes_effect(
@@ -145,7 +170,8 @@ async def test_not_communicated_within_seven_days_is_overdue_and_still_takes_eff
 async def test_communicated_in_time_takes_effect_on_its_date(
         time_env: WorkflowEnvironment, publisher: tuple[Client, Publisher, str]) -> None:
     client, published, queue = publisher
-    handle = await _notify(client, queue, effective_in=10)
+    opening = signed(_opening(effective_in=10))
+    handle = await _notify(client, queue, opening=opening)
     start = await _started(handle)
     await time_env.sleep(timedelta(days=2))
     await handle.execute_update(AmendmentOfAuthorities.communicate, OPERATOR)
@@ -162,6 +188,8 @@ async def test_communicated_in_time_takes_effect_on_its_date(
     assert done.status is AmendmentStatus.IN_EFFECT
     (when, call), = published.calls
     assert when >= start + timedelta(days=10) and call.by == handle.id
+    assert published.queues == [c.publisher_queue(queue)]  # the gateway's, not the worker's
+    assert call.signed == opening.signed  # for the gateway to check against its registry
     assert done.in_effect_at is not None and done.in_effect_at >= start + timedelta(days=10)
     with pytest.raises(RPCError):  # in effect and ended: nothing more to communicate
         await handle.execute_update(AmendmentOfAuthorities.communicate, OPERATOR)
@@ -183,8 +211,8 @@ async def test_a_withdrawn_amendment_never_changes_the_list(
     client, published, queue = publisher
     handle = await _notify(client, queue, effective_in=3)
     await handle.execute_update(AmendmentOfAuthorities.communicate, OPERATOR)
-    await handle.execute_update(AmendmentOfAuthorities.withdraw,
-                                Withdrawal(operator="A. Operator", reason="the party withdrew"))
+    await handle.execute_update(AmendmentOfAuthorities.withdraw, signed(
+        Withdrawal(operator="A. Operator", reason="the party withdrew")))
     done = await handle.result()
     assert done.status is AmendmentStatus.WITHDRAWN and published.calls == []
 
@@ -199,3 +227,42 @@ async def test_a_change_the_list_no_longer_allows_ends_not_applied(
     assert done.status is AmendmentStatus.NOT_APPLIED
     assert done.withdrawn_reason == published.refuse and done.profile is None
     assert len(published.calls) == 1  # a business refusal is not retried
+
+
+async def test_an_action_not_signed_by_the_operators_key_is_refused_and_changes_nothing(
+        publisher: tuple[Client, Publisher, str]) -> None:
+    client, published, queue = publisher
+    handle = await _notify(client, queue, effective_in=0)
+    unsigned = Communication(operator="A. Operator", note="note verbale")
+    forged = OPERATOR.model_copy(update={"note": "another note"})  # not what was signed
+    stranger = signed_by_operators(unsigned, TEST_KEYS.private["KZ-GPO"], TEST_KEYS)
+    for action, why in ((unsigned, "must be signed with the operators' key (OPERATOR)"),
+                        (forged, "is not the action its JWS signs"),
+                        (stranger, "is not a key of OPERATOR")):
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update(AmendmentOfAuthorities.communicate, action)
+        assert why in str(refused.value.cause), refused.value.cause
+    withdrawal = Withdrawal(operator="A. Operator", reason="the party withdrew")
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(AmendmentOfAuthorities.withdraw, withdrawal)
+    assert "withdrawal must be signed" in str(refused.value.cause)
+    state = await handle.query(AmendmentOfAuthorities.status)
+    assert state.status is AmendmentStatus.NOTIFIED and published.calls == []
+    await handle.execute_update(AmendmentOfAuthorities.communicate, OPERATOR)  # signed: done
+    assert (await handle.result()).status is AmendmentStatus.IN_EFFECT
+
+
+async def test_an_opening_not_signed_by_the_operators_key_is_refused_at_the_start(
+        publisher: tuple[Client, Publisher, str]) -> None:
+    client, published, queue = publisher
+    unsigned = _opening(effective_in=0)
+    tampered = signed(_opening(effective_in=30)).model_copy(update={"time_scale": 0.001})
+    for opening, why in ((unsigned, "must be signed with the operators' key"),
+                         (tampered, "is not the action its JWS signs")):
+        handle = await _notify(client, queue, opening=opening)
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+        cause = failed.value.cause
+        assert isinstance(cause, ApplicationError) and cause.type == OPENING_REFUSED
+        assert "amendment's opening" in cause.message and why in cause.message, cause.message
+    assert published.calls == []

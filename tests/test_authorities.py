@@ -163,3 +163,82 @@ def test_a_public_key_is_taken_raw_or_as_a_public_jwk_never_a_private_one() -> N
     assert _public_key(json.dumps({"kty": "OKP", "crv": "Ed25519", "x": raw})) == raw
     with pytest.raises(CliError, match="no d"):
         _public_key(json.dumps({"kty": "OKP", "crv": "Ed25519", "x": raw, "d": raw}))
+
+
+def test_the_broker_is_the_management_api_where_the_settings_name_it(tmp_path: Path) -> None:
+    from treatyflow.authorities import HttpBroker, LocalBroker, broker_for
+
+    local = Settings(state_dir=tmp_path)
+    assert isinstance(broker_for(local), LocalBroker)
+    compose = Settings.from_env({"TREATYFLOW_STATE_DIR": str(tmp_path),
+                                 "TREATYFLOW_BROKER_MANAGEMENT_URL": "http://rabbitmq:15672"})
+    assert isinstance(broker_for(compose), HttpBroker)
+    with pytest.raises(AuthorityError, match="broker-admin-password is missing"):
+        broker_for(compose).import_definitions({})
+
+
+def test_the_broker_admin_may_import_definitions_and_nothing_else(tmp_path: Path) -> None:
+    """Tagged administrator (the management API's import needs it), no vhost permission,
+    its generated password kept owner-only; declared only where the API is served."""
+    from treatyflow.local.stack import write_definitions
+
+    settings = Settings(state_dir=tmp_path)
+    password = topology.load_or_create_admin_password(settings.secrets_dir)
+    assert len(password) >= 32 and topology.read_admin_password(settings.secrets_dir) == password
+    path = settings.secrets_dir / topology.ADMIN_SECRET_FILE
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert topology.load_or_create_admin_password(settings.secrets_dir) == password  # kept
+    compose = json.loads(write_definitions(settings, tmp_path / "compose.json").read_text())
+    (admin,) = [u for u in compose["users"] if u["name"] == c.BROKER_ADMIN_USER]
+    assert admin["tags"] == ["administrator"]
+    assert all(p["user"] != c.BROKER_ADMIN_USER for p in compose["permissions"])
+    assert all(p["user"] != c.BROKER_ADMIN_USER for p in compose["topic_permissions"])
+    local = json.loads(write_definitions(settings, tmp_path / "local.json",
+                                         admin=False).read_text())
+    assert c.BROKER_ADMIN_USER not in {u["name"] for u in local["users"]}
+
+
+def _opening(change: AuthorityChange) -> Any:
+    from datetime import date
+
+    from treatyflow.schemas.amendment import AmendmentInput, Notification
+
+    day = date(2026, 5, 4)
+    return AmendmentInput(notification=Notification(
+        amendment_id="KZ-AMD-0123456789", change=change, changed_on=day, received_on=day,
+        effective_on=day), recorded_on=day)
+
+
+def test_the_publisher_publishes_only_what_the_registered_operators_key_opened(
+        onboard: tuple[Onboarding, Broker]) -> None:
+    """The workflow verified the opening with the directory it was started with; the
+    gateway's activity checks it again against the hub's own registry (art. 14)."""
+    import asyncio
+
+    from temporalio.exceptions import ApplicationError
+    from temporalio.testing import ActivityEnvironment
+
+    from treatyflow.activities.amendment import NOT_APPLICABLE, Amendments
+    from treatyflow.agency import SigningKey
+    from treatyflow.hub import sign_action
+    from treatyflow.schemas.amendment import ApplyChange
+
+    onboarding, _ = onboard
+    secrets = onboarding._settings.secrets_dir
+    publisher = Amendments(onboarding, keys.RegistryFile(secrets))
+    operators = keys.signing_key(secrets, c.OPERATOR_SIGNER)
+    stranger = SigningKey.generate(f"{c.OPERATOR_SIGNER}-forged-1")  # not registered
+
+    def apply(change: AuthorityChange, signed: str | None) -> Any:
+        return asyncio.run(ActivityEnvironment().run(
+            publisher.apply, ApplyChange(change=change, by="sco-2010.KZ-AMD-1", signed=signed)))
+
+    before = onboarding.store.current("sco-2010").version
+    for signed, why in ((sign_action(_opening(ADD), stranger).signed, "not registered"),
+                        (sign_action(_opening(REMOVE), operators).signed, "not the one")):
+        with pytest.raises(ApplicationError) as refused:
+            apply(ADD, signed)
+        assert refused.value.type == NOT_APPLICABLE and why in refused.value.message
+    assert onboarding.store.current("sco-2010").version == before  # nothing published
+    ref = apply(ADD, sign_action(_opening(ADD), operators).signed)
+    assert ref.version == before + 1 and NEW in onboarding.registry.known()

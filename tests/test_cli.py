@@ -46,7 +46,13 @@ def test_a_second_stack_moves_every_port_the_stack_listens_on() -> None:
     settings and not moved would collide with it."""
     from dataclasses import fields
 
+    from treatyflow.local.processes import OPTIONAL_PORTS
+
     ports = {f.name for f in fields(Settings) if f.name.endswith("_port")}
     assert ports == set(stack.PORT_FIELDS)
     moved = stack.on_free_ports(Settings())
-    assert all(getattr(moved, name) != getattr(Settings(), name) for name in ports)
+    assert all(getattr(moved, name) != getattr(Settings(), name)
+               for name in ports - set(OPTIONAL_PORTS))
+    assert all(getattr(moved, name) == 0 for name in OPTIONAL_PORTS)  # off stays off
+    on = Settings(**{name: 15672 for name in OPTIONAL_PORTS})  # type: ignore[arg-type]
+    assert all(getattr(stack.on_free_ports(on), name) != 15672 for name in OPTIONAL_PORTS)

@@ -538,3 +538,66 @@ def test_gateways_and_workers_scale_each_replica_on_a_host_port_of_its_own(
     taken = [port for s in services.values() for _, ports in host_ranges(s).values()
              for port in ports]
     assert len(taken) == len(set(taken)), "two services' host ports overlap"
+
+
+# --- the operators' command line: `authority` under compose (SCO 2010 art. 2.2) ---------
+
+CLI_SERVICE = "cli"
+MANAGEMENT_PORT = 15672  # the rabbitmq:*-management image's HTTP API
+
+
+def test_the_cli_service_runs_the_package_command_on_demand_only(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    import tomllib
+
+    cli = services[CLI_SERVICE]
+    assert cli.get("profiles"), "`up` must not start the operators' CLI"
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert command_words(cli, "entrypoint") == ["treatyflow"] and "treatyflow" in scripts
+    assert not cli.get("ports")
+    env = environment(cli)
+    assert REQUIRED_ENV <= set(env)
+    assert env["TREATYFLOW_SECONDS_PER_DAY"] == environment(
+        services["gateway"])["TREATYFLOW_SECONDS_PER_DAY"], "an amendment's days would differ"
+
+
+def test_the_cli_reaches_the_brokers_management_api_on_the_compose_network_only(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    from urllib.parse import urlsplit
+
+    from treatyflow.authorities import HttpBroker, broker_for
+
+    settings = Settings.from_env(
+        {k: interpolate(v) for k, v in environment(services[CLI_SERVICE]).items()})
+    url = urlsplit(settings.broker_management_url)
+    assert url.hostname == RABBITMQ_SERVICE and url.port == MANAGEMENT_PORT
+    assert str(services[RABBITMQ_SERVICE]["image"]).endswith("-management")
+    assert MANAGEMENT_PORT not in published_ports(services[RABBITMQ_SERVICE])
+    assert isinstance(broker_for(settings), HttpBroker)
+    for name, service in services.items():  # nobody else logs in as the broker admin
+        if name != CLI_SERVICE:
+            assert "TREATYFLOW_BROKER_MANAGEMENT_URL" not in environment(service), name
+
+
+def test_only_the_gateway_and_the_cli_write_the_published_folder(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """The gateway publishes profile versions (an amendment's too, on its publisher
+    queue), the operators' CLI a direct change; the worker only reads them. The CLI also
+    writes the secrets (a new authority's password and key); the services only read."""
+    writable: dict[str, set[str]] = {}
+    for name, service in services.items():
+        env = environment(service)
+        if "TREATYFLOW_STATE_DIR" not in env:
+            continue
+        settings = Settings(state_dir=Path(env["TREATYFLOW_STATE_DIR"]))
+        for _, target, read_only in mounts(service):
+            if not read_only:
+                writable.setdefault(target, set()).add(name)
+        assert str(settings.published_dir) in {t for _, t, _ in mounts(service)} or \
+            name not in ("worker", "gateway", CLI_SERVICE), f"{name} has no published/"
+    state = Settings(state_dir=Path(environment(services["gateway"])["TREATYFLOW_STATE_DIR"]))
+    assert writable[str(state.published_dir)] == {"gateway", CLI_SERVICE}
+    assert writable[str(state.secrets_dir)] == {CLI_SERVICE}

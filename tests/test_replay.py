@@ -1,6 +1,6 @@
-"""Recorded histories (the demo's, and a transfer's with its transit) replay against
-today's workflow code: a change that breaks determinism for requests already in flight
-fails here.
+"""Recorded histories (the demo's, a transfer's with its transit, amendments') replay
+against today's workflow code: a change that breaks determinism for requests already in
+flight fails here.
 
 The recorded histories predate payload encryption: their payloads are plain JSON. They
 replay through the production converter, whose codec passes through payloads that are
@@ -24,6 +24,7 @@ from tests.factories import message, new_request_id, request_body
 from treatyflow.codec import EncryptionCodec, PayloadKeys, decrypted_history, generate_keys
 from treatyflow.constants import workflow_id
 from treatyflow.temporal import data_converter, workflow_runner
+from treatyflow.workflows.amendment_workflow import AmendmentOfAuthorities
 from treatyflow.workflows.request import RequestForAssistance
 from treatyflow.workflows.transfer_workflow import (
     TransferOfConvictedPerson,
@@ -37,7 +38,8 @@ HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 def replayer(keys: PayloadKeys) -> Replayer:
     return Replayer(workflows=[RequestForAssistance, TransferOfConvictedPerson,
-                               TransitOfConvictedPerson], data_converter=data_converter(keys),
+                               TransitOfConvictedPerson, AmendmentOfAuthorities],
+                    data_converter=data_converter(keys),
                     workflow_runner=workflow_runner(strict=True))
 
 
@@ -52,6 +54,11 @@ def test_histories_cover_every_demo_outcome() -> None:
     # KZ–UAE 2018 (scripts/record_transfer_histories.py): a transfer granted, handed over
     # on a route needing a transit permit (art. 16) and served; and that transit.
     assert {"transfer-transferred-via-transit", "transfer-transit-granted"} <= names
+    # SCO 2010 art. 2.2 (scripts/record_amendment_histories.py): amendments whose actions
+    # were unsigned and whose change was published on the workflow's own task queue.
+    assert {"amendment-in-effect", "amendment-withdrawn"} <= names
+    # And signed by the operators' key (art. 14), published on the publisher's queue.
+    assert {"amendment-in-effect-v2", "amendment-withdrawn-v2"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

@@ -153,3 +153,50 @@ async def test_a_removed_authority_gets_no_new_request_and_its_running_one_ends(
         exchange = await channel.get_exchange(c.EXCHANGE_HUB, ensure=False)
         with pytest.raises(Exception, match="ACCESS_REFUSED|access"):  # reads only now
             await exchange.publish(aio_pika.Message(b"{}", user_id=gone), routing_key=gone)
+
+
+async def test_an_amendment_communicated_by_the_operators_takes_effect_through_the_gateway(
+        stack_settings: Settings, stack_client: Client) -> None:
+    """Art. 2.2 end to end: notified with ``--received-on``, communicated (both signed
+    with the operators' key by the CLI), in effect on its date: the version is published
+    by the gateway on its publisher queue. An unsigned action is refused."""
+    import re
+    from datetime import date
+
+    from temporalio.client import WorkflowUpdateFailedError
+
+    from treatyflow.schemas.amendment import AmendmentStatus, Communication
+    from treatyflow.workflows.amendment_workflow import AmendmentOfAuthorities
+
+    new = _new_id()
+    today = date.today().isoformat()
+    notified = cli(stack_settings, "authority", "add", "--treaty", "sco-2010", "--party",
+                   "KZ", "--id", new, "--name", "Agency for Financial Monitoring",
+                   "--received-on", today, "--effective-on", today)
+    assert notified.returncode == 0, notified.stderr
+    amendment = re.search(r"amendment (KZ-AMD-[A-Z0-9]+) notified", notified.stdout)
+    assert amendment is not None, notified.stdout
+    handle = stack_client.get_workflow_handle_for(
+        AmendmentOfAuthorities.run, c.workflow_id("sco-2010", amendment[1]))
+
+    with pytest.raises(WorkflowUpdateFailedError) as refused:  # whoever reaches Temporal
+        await handle.execute_update(AmendmentOfAuthorities.communicate,
+                                    Communication(operator="Not An Operator"))
+    assert "must be signed with the operators' key" in str(refused.value.cause)
+
+    told = cli(stack_settings, "authority", "communicated", amendment[1], "--treaty",
+               "sco-2010", "--operator", "A. Operator", "--note", "note verbale")
+    assert told.returncode == 0, told.stderr
+    done = await asyncio.wait_for(handle.result(), timeout=60)
+    assert done.status is AmendmentStatus.IN_EFFECT and done.profile is not None
+    listed = cli(stack_settings, "authority", "show", amendment[1], "--treaty", "sco-2010")
+    assert "amendment_in_effect" in listed.stdout
+    history = await handle.fetch_history()
+    (scheduled,) = [e.activity_task_scheduled_event_attributes for e in history.events
+                    if e.HasField("activity_task_scheduled_event_attributes")]
+    assert scheduled.task_queue.name == c.publisher_queue(c.TASK_QUEUE)
+    async with connected(stack_settings, new) as (agency, box):  # listed: it may send
+        rid = new_request_id(new)
+        await agency.publish(message("request", request_id=rid, sender=new, recipient=RU,
+                                     body=request_body()))
+        await box.expect(event(rid, "request_accepted"), timeout=20)

@@ -6,6 +6,9 @@ An addition *provisions* the authority (its broker user with a generated passwor
 inbox and lane with their bindings and permissions, as ``make up`` declares them, and
 its key slot) and then *publishes* the treaty's next profile version listing it: from
 then on the gateway consumes its lane and new requests may name it. Nothing restarts.
+The broker part goes through the local node's ``rabbitmqctl`` (``LocalBroker``), or
+through RabbitMQ's management API where the settings name it (``HttpBroker``:
+docker-compose's ``cli`` service).
 
 A removal publishes a version without it: new requests to or from it are refused
 ``authority_removed``; requests already running go on to their end under the version
@@ -29,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from treatyflow import constants as c
 from treatyflow import keys, topology
 from treatyflow.profile_store import ProfileStore, PublishError
 from treatyflow.schemas import published
@@ -73,6 +77,59 @@ class LocalBroker:
         if done.returncode != 0:
             raise AuthorityError("the broker did not take the authority's definitions "
                                  f"(is the stack up?): {(done.stderr or done.stdout).strip()}")
+
+
+class HttpBroker:
+    """A broker reached through RabbitMQ's management HTTP API (docker-compose, where no
+    local node answers ``rabbitmqctl``): ``POST /api/definitions`` as the broker admin,
+    which merges the part into what the broker holds (objects it names are set, others
+    stay). The admin's password is the generated one in the secrets folder."""
+
+    TIMEOUT_S = 30.0
+
+    def __init__(self, settings: Settings) -> None:
+        self._url = settings.broker_management_url.rstrip("/") + c.DEFINITIONS_API_PATH
+        self._secrets = settings.secrets_dir
+
+    def import_definitions(self, definitions: dict[str, Any]) -> None:
+        import base64
+        import urllib.error
+        import urllib.request
+
+        try:
+            password = topology.read_admin_password(self._secrets)
+        except FileNotFoundError as err:
+            raise AuthorityError(f"the broker admin's password {err.filename} is missing: "
+                                 "generate the broker definitions again (deploy/README.md, "
+                                 "step 1) and restart the broker") from None
+        token = base64.b64encode(f"{c.BROKER_ADMIN_USER}:{password}".encode()).decode()
+        request = urllib.request.Request(
+            self._url, data=json.dumps(definitions).encode(), method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Basic {token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.TIMEOUT_S):  # noqa: S310
+                return
+        except urllib.error.HTTPError as err:
+            said = err.read(500).decode(errors="replace").strip()
+            if err.code == 401:
+                raise AuthorityError(
+                    f"the broker's management API at {self._url} refused "
+                    f"{c.BROKER_ADMIN_USER} (401 Unauthorized: {said}): the broker was not given "
+                    "definitions with that user and password (generate them again, "
+                    "deploy/README.md step 1, and restart the broker)") from None
+            raise AuthorityError(f"the broker's management API at {self._url} did not take "
+                                 f"the authority's definitions: HTTP {err.code} {said}"
+                                 ) from None
+        except (urllib.error.URLError, OSError) as err:
+            why = getattr(err, "reason", err)
+            raise AuthorityError(f"the broker's management API at {self._url} is "
+                                 f"unreachable ({why}): is the broker up, with its "
+                                 "management plugin?") from None
+
+
+def broker_for(settings: Settings) -> Broker:
+    """The management API where the settings name it, else the local node."""
+    return HttpBroker(settings) if settings.broker_management_url else LocalBroker(settings)
 
 
 class AuthorityRegistry:
@@ -149,7 +206,7 @@ class Onboarding:
     def __init__(self, settings: Settings, broker: Broker | None = None,
                  store: ProfileStore | None = None) -> None:
         self._settings = settings
-        self._broker = broker or LocalBroker(settings)
+        self._broker = broker or broker_for(settings)
         self.store = store or ProfileStore(settings.published_dir)
         self.registry = AuthorityRegistry(settings.published_dir)
         if published.loader() is None:  # a command's process: the versions the gateway wrote

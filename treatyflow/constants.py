@@ -20,6 +20,13 @@ def workflow_id(treaty_id: str, request_id: str) -> str:
     return f"{treaty_id}{WORKFLOW_ID_SEPARATOR}{request_id}"
 
 
+def publisher_queue(task_queue: str) -> str:
+    """The task queue of the activities only the publisher (the gateway, which owns the
+    ``published/`` folder) runs, beside the workflows' ``task_queue``: an amendment's
+    profile version (SCO 2010 art. 2.2) is published there, never by a worker."""
+    return f"{task_queue}.publisher"
+
+
 # Custom search attributes (codes only, never names or facts of a case).
 SA_TREATY = "TreatyId"
 SA_STATUS = "RequestStatus"
@@ -48,6 +55,13 @@ SEARCH_ATTRIBUTE_TYPES: dict[str, str] = {
 # --- RabbitMQ -----------------------------------------------------------------
 VHOST = "treatyflow"
 HUB_USER = "treatyflow-hub"
+# The broker user ``treatyflow authority add`` imports an authority's definitions as,
+# through the management HTTP API (docker-compose: no local node for rabbitmqctl). Tagged
+# administrator, which importing definitions needs, with no vhost permission: it never
+# opens an AMQP channel. Its password is generated into the secrets folder.
+BROKER_ADMIN_USER = "treatyflow-broker-admin"
+# The management API's import of definitions: merged into what the broker holds.
+DEFINITIONS_API_PATH = "/api/definitions"
 # Authorities publish here only (a topic exchange), routing key = their own authority id:
 # the broker's topic permissions let each write its own key alone, which routes into its
 # own lane ``inbound_queue(id)``. The gateway serves the lanes in turn (one sender's flood

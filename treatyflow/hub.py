@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import (
@@ -49,7 +50,12 @@ from treatyflow.workflows.transfer_workflow import (
     TransferOfConvictedPerson,
 )
 
-__all__ = ["Refusal", "is_transient", "operate", "request_state", "sign_action", "state_of",
+# A model the operators sign: it has ``signed`` and ``directory`` (OperatorAction, and the
+# amendment's opening and actions, schemas.amendment.OperatorsSigned).
+Signed = TypeVar("Signed", bound=BaseModel)
+
+__all__ = ["Refusal", "is_transient", "operate", "request_state", "sign_action",
+           "signed_by_operators", "state_of",
            "submit", "transfer_state"]
 
 TRANSIENT = frozenset(
@@ -261,10 +267,19 @@ async def _closed_status(client: Client, wf_id: str, asker: str | None) -> str |
             return "closed"
 
 
-def sign_action(action: OperatorAction, key: SigningKey) -> OperatorAction:
-    """The action with its JWS by the operators' key (the workflow acts on nothing else)."""
+def sign_action(action: Signed, key: SigningKey) -> Signed:
+    """The action (an operator's on a request, the depositary's on an amendment) with its
+    JWS by the operators' key over it without ``signed`` and ``directory`` (the workflow
+    acts on nothing else)."""
     unsigned = action.model_copy(update={"signed": None, "directory": None})
     return action.model_copy(update={"signed": sign(unsigned, key)})
+
+
+def signed_by_operators(action: Signed, key: SigningKey,
+                        directory: Callable[[], tuple[str, datetime]]) -> Signed:
+    """``sign_action``, with the hub's key directory sent along (what the workflow
+    verifies with: an amendment's opening carries the one it keeps)."""
+    return sign_action(action, key).model_copy(update={"directory": directory()[0]})
 
 
 async def operate(

@@ -95,6 +95,13 @@ class Settings:
     workers: int = 1
     # This process's name among its replicas (``gateway-2``); empty: the service's name.
     instance: str = ""
+    # RabbitMQ's management HTTP API (``http://rabbitmq:15672`` under docker-compose):
+    # ``treatyflow authority`` imports an authority's definitions through it, as the
+    # broker's admin user; empty: through the local node's ``rabbitmqctl``.
+    broker_management_url: str = ""
+    # The local stack's RabbitMQ serves that API on this loopback port, with the admin
+    # user declared; 0: the management plugin stays off (the default).
+    amqp_management_port: int = 0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -140,6 +147,10 @@ class Settings:
             gateways=int(env.get("TREATYFLOW_GATEWAYS", base.gateways)),
             workers=int(env.get("TREATYFLOW_WORKERS", base.workers)),
             instance=env.get("TREATYFLOW_INSTANCE", base.instance),
+            broker_management_url=env.get("TREATYFLOW_BROKER_MANAGEMENT_URL",
+                                          base.broker_management_url),
+            amqp_management_port=int(env.get("TREATYFLOW_AMQP_MANAGEMENT_PORT",
+                                             base.amqp_management_port)),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -176,6 +187,8 @@ class Settings:
             "TREATYFLOW_GATEWAYS": str(self.gateways),
             "TREATYFLOW_WORKERS": str(self.workers),
             "TREATYFLOW_INSTANCE": self.instance,
+            "TREATYFLOW_BROKER_MANAGEMENT_URL": self.broker_management_url,
+            "TREATYFLOW_AMQP_MANAGEMENT_PORT": str(self.amqp_management_port),
         }
 
     def with_(self, **changes: object) -> Settings:

@@ -20,6 +20,9 @@ from treatyflow import constants as c
 from treatyflow.schemas.treaty import all_authorities
 
 SECRETS_FILE = "amqp-passwords.json"
+# The broker admin's password (``c.BROKER_ADMIN_USER``), a file of its own: the one in
+# SECRETS_FILE are the AMQP users'.
+ADMIN_SECRET_FILE = "broker-admin-password"
 
 
 def _quorum(dead_letter: bool = True, limit: int | None = c.DELIVERY_LIMIT,
@@ -104,9 +107,34 @@ def read_passwords(secrets_dir: Path) -> dict[str, str]:
     return json.loads((secrets_dir / SECRETS_FILE).read_text())  # type: ignore[no-any-return]
 
 
-def _user(name: str, password: str) -> dict[str, Any]:
+def load_or_create_admin_password(secrets_dir: Path) -> str:
+    """The broker admin's generated password, owner-only; kept once made."""
+    secrets_dir.mkdir(parents=True, exist_ok=True)
+    secrets_dir.chmod(0o700)
+    path = secrets_dir / ADMIN_SECRET_FILE
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        tmp.unlink(missing_ok=True)
+        tmp.touch(mode=0o600)
+        tmp.write_text(secrets.token_urlsafe(24))
+        tmp.replace(path)
+    return path.read_text().strip()
+
+
+def read_admin_password(secrets_dir: Path) -> str:
+    """The broker admin's password; raises FileNotFoundError if none was generated."""
+    return (secrets_dir / ADMIN_SECRET_FILE).read_text().strip()
+
+
+def _user(name: str, password: str, tags: list[str] | None = None) -> dict[str, Any]:
     return {"name": name, "password_hash": password_hash(password),
-            "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": []}
+            "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": tags or []}
+
+
+def admin_definitions(password: str) -> dict[str, list[dict[str, Any]]]:
+    """The broker admin: tagged ``administrator``, which the management API asks of an
+    import of definitions, and no permission on any vhost (it never opens a channel)."""
+    return {"users": [_user(c.BROKER_ADMIN_USER, password, ["administrator"])]}
 
 
 _QUEUE = {"vhost": c.VHOST, "durable": True, "auto_delete": False}
@@ -148,11 +176,13 @@ def authority_definitions(authority: str, password: str, *, retired: bool = Fals
 
 
 def definitions(passwords: dict[str, str], authorities: Iterable[str] | None = None,
-                retired: Collection[str] = ()) -> dict[str, Any]:
+                retired: Collection[str] = (), admin_password: str | None = None
+                ) -> dict[str, Any]:
     """The broker definitions: each authority may publish only to the hub exchange, under
     its own id as routing key (into its own lane), and read only its own inbox; only the
     hub writes to the delivery exchange and reads the lanes. ``authorities``: every one
-    the hub knows (default: the profile files'); ``retired``: those that read only."""
+    the hub knows (default: the profile files'); ``retired``: those that read only;
+    ``admin_password``: the broker admin's, for a broker with the management API."""
     # The hub alone publishes replays. The exclusive queues it may declare (each gone with
     # the connection that holds it): the dead-letter readers' lock, and those of several
     # gateways (the lead's lease, each one's slot, a lock per request).
@@ -192,7 +222,9 @@ def definitions(passwords: dict[str, str], authorities: Iterable[str] | None = N
          **_BINDING},
     ]
     return {
-        "users": [_user(c.HUB_USER, passwords[c.HUB_USER]), *each("users")],
+        "users": [_user(c.HUB_USER, passwords[c.HUB_USER]), *each("users"),
+                  *([] if admin_password is None else
+                    admin_definitions(admin_password)["users"])],
         "vhosts": [{"name": c.VHOST}],
         "permissions": [
             {"user": c.HUB_USER, "vhost": c.VHOST,

@@ -23,10 +23,13 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
+from treatyflow import constants as c
 from treatyflow import procedures
 from treatyflow.authorities import AuthorityError, Onboarding, onboarding
 from treatyflow.cli.common import REFUSED, CliError, settings, temporal
 from treatyflow.constants import TASK_QUEUE, workflow_id
+from treatyflow.hub import Signed, signed_by_operators
+from treatyflow.keys import KeyStoreError, SignedDirectory, signing_key
 from treatyflow.schemas.amendment import (
     AmendmentInput,
     AmendmentState,
@@ -182,8 +185,9 @@ async def _notify(settings: Settings, change: AuthorityChange, received_on: date
             effective_on=(effective_on or received_on).date())
     except ValidationError as err:
         raise CliError("; ".join(describe(err))) from None
-    given = AmendmentInput(notification=notification, recorded_on=datetime.now(UTC).date(),
-                           time_scale=settings.time_scale)
+    given = _signed(settings, AmendmentInput(
+        notification=notification, recorded_on=datetime.now(UTC).date(),
+        time_scale=settings.time_scale))
     client = await temporal(settings)
     first = search_attributes(AmendmentState(
         notification=notification, deadline=datetime.now(UTC), effective_at=datetime.now(UTC)))
@@ -241,7 +245,7 @@ async def _update(settings: Settings, treaty: str, amendment_id: str, name: str,
     update = (AmendmentOfAuthorities.communicate if name == "communicate"
               else AmendmentOfAuthorities.withdraw)
     try:
-        return await handle.execute_update(update, action)  # type: ignore[arg-type]
+        return await handle.execute_update(update, _signed(settings, action))  # type: ignore[arg-type]
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         why = cause.message if isinstance(cause, ApplicationError) else str(err)
@@ -249,6 +253,17 @@ async def _update(settings: Settings, treaty: str, amendment_id: str, name: str,
     except RPCError as err:
         raise CliError(f"no open amendment {amendment_id} under {treaty}: {err.message}"
                        ) from None
+
+
+def _signed(settings: Settings, action: Signed) -> Signed:
+    """``action`` signed with the operators' key (the secrets folder), the hub's key
+    directory along: the amendment's workflow acts on nothing else (art. 14: the
+    depositary's part is the operators')."""
+    try:
+        key = signing_key(settings.secrets_dir, c.OPERATOR_SIGNER)
+        return signed_by_operators(action, key, SignedDirectory(settings.secrets_dir))
+    except (KeyStoreError, FileNotFoundError) as err:
+        raise CliError(f"cannot sign with the operators' key: {err}") from None
 
 
 def _public_key(given: str) -> str:

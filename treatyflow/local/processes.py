@@ -65,7 +65,9 @@ def free_port() -> int:
 
 PORT_FIELDS = ("temporal_port", "temporal_ui_port", "amqp_port", "amqp_dist_port",
                "amqp_epmd_port", "codec_port", "gateway_metrics_port", "worker_metrics_port",
-               "sdk_metrics_port")
+               "sdk_metrics_port", "amqp_management_port")
+# Ports that are off at 0 (the default): moved only where they are on.
+OPTIONAL_PORTS = ("amqp_management_port",)
 # Files the stack's servers create (databases, logs, Mnesia) are the stack user's alone.
 UMASK = 0o077
 
@@ -73,7 +75,8 @@ UMASK = 0o077
 def on_free_ports(settings: Settings) -> Settings:
     """``settings`` with every port the stack listens on moved to a free one (a second
     stack beside the first: tests, the benchmark)."""
-    return settings.with_(**{name: free_port() for name in PORT_FIELDS})
+    return settings.with_(**{name: free_port() for name in PORT_FIELDS
+                             if name not in OPTIONAL_PORTS or getattr(settings, name)})
 
 
 def alive(pid_file: Path) -> int | None:

@@ -58,7 +58,11 @@ from treatyflow.local.replicas import (
 from treatyflow.process import finish
 from treatyflow.schemas import treaty
 from treatyflow.settings import Settings
-from treatyflow.topology import definitions, load_or_create_passwords
+from treatyflow.topology import (
+    definitions,
+    load_or_create_admin_password,
+    load_or_create_passwords,
+)
 
 
 def _say(text: str) -> None:
@@ -118,17 +122,21 @@ def rabbitmqctl(
     )
 
 
-def write_definitions(settings: Settings, out: Path) -> Path:
+def write_definitions(settings: Settings, out: Path, *, admin: bool = True) -> Path:
     """The broker definitions file; the broker passwords and the signing keys they go
-    with are generated on first use (docker-compose mounts both, deploy/README.md)."""
+    with are generated on first use (docker-compose mounts both, deploy/README.md).
+    ``admin``: with the broker admin ``treatyflow authority`` imports definitions as
+    through the management API (docker-compose's broker has it; the local one only with
+    ``amqp_management_port``)."""
     added = AuthorityRegistry(settings.published_dir)  # with those added or retired live
     passwords = load_or_create_passwords(settings.secrets_dir, added.known())
     load_or_create_keys(settings.secrets_dir)
     load_or_create_secrets(settings)
+    admin_password = load_or_create_admin_password(settings.secrets_dir) if admin else None
     out.parent.mkdir(parents=True, exist_ok=True)
     out.touch(mode=0o600)
-    out.write_text(json.dumps(definitions(passwords, added.known(), added.retired()),
-                              indent=2))
+    out.write_text(json.dumps(definitions(passwords, added.known(), added.retired(),
+                                          admin_password), indent=2))
     return out
 
 
@@ -153,9 +161,13 @@ def start_rabbitmq(settings: Settings, paths: Paths) -> None:
         )
     check_port(settings.amqp_port, "RabbitMQ AMQP", "TREATYFLOW_AMQP_PORT")
     check_port(settings.amqp_dist_port, "RabbitMQ distribution", "TREATYFLOW_AMQP_DIST_PORT")
+    if settings.amqp_management_port:
+        check_port(settings.amqp_management_port, "RabbitMQ management API",
+                   "TREATYFLOW_AMQP_MANAGEMENT_PORT")
     base = paths.rabbit
     base.mkdir(parents=True, exist_ok=True)
-    defs = write_definitions(settings, base / "definitions.json")
+    management = settings.amqp_management_port
+    defs = write_definitions(settings, base / "definitions.json", admin=bool(management))
     (base / "rabbitmq.conf").write_text(
         f"listeners.tcp.default = 127.0.0.1:{settings.amqp_port}\n"
         f"load_definitions = {defs}\n"
@@ -166,9 +178,12 @@ def start_rabbitmq(settings: Settings, paths: Paths) -> None:
         # Authority users only: no default guest account (docs/design.md, Security).
         "default_user = treatyflow-bootstrap-disabled\n"
         f"default_pass = {os.urandom(16).hex()}\n"
+        # The management HTTP API, on loopback, only when asked (`authority` through it).
+        + (f"management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {management}\n"
+           if management else "")
     )
     (base / "rabbitmq-env.conf").write_text("")
-    (base / "enabled_plugins").write_text("[].\n")
+    (base / "enabled_plugins").write_text("[rabbitmq_management].\n" if management else "[].\n")
     _say(f"starting RabbitMQ node {rabbit_node(settings)} on port {settings.amqp_port}")
     spawn("rabbitmq", [str(RABBITMQ_BIN / "rabbitmq-server")], paths,
            _rabbit_env(settings, paths))

@@ -134,9 +134,24 @@ class Notification(BaseModel):
         return self
 
 
-class AmendmentInput(BaseModel):
-    """The amendment workflow's input. ``time_scale``: seconds of workflow time per second
-    of treaty time (1.0 in deployments; the demo stack runs a treaty day in a second)."""
+class OperatorsSigned(BaseModel):
+    """What the depositary's part (art. 14: the hub's operators) does on an amendment is
+    signed with the operators' key, like their actions on requests: the workflow acts on
+    nothing else, whoever reaches Temporal (``workflows.signatures``)."""
+
+    signed: str | None = Field(
+        None, max_length=16_384, description="This model as the operators' key signed it: "
+        "a JWS (compact) whose payload is its JSON without ``signed`` and ``directory``.")
+    directory: str | None = Field(
+        None, description="The hub's signed key directory, sent along: the opening's is "
+        "the one the amendment verifies with; an action's a newer one it vouches for (a "
+        "rotated operators' key). Not part of what is signed.")
+
+
+class AmendmentInput(OperatorsSigned):
+    """The amendment workflow's input: the opening, signed. ``time_scale``: seconds of
+    workflow time per second of treaty time (1.0 in deployments; the demo stack runs a
+    treaty day in a second)."""
 
     notification: Notification
     recorded_on: date = Field(description="The treaty date the workflow starts on (the "
@@ -145,13 +160,16 @@ class AmendmentInput(BaseModel):
 
 
 class ApplyChange(BaseModel):
-    """The activity's input: the change to publish, and who makes it (the workflow)."""
+    """The activity's input: the change to publish, who makes it (the workflow), and the
+    opening's JWS, which the publisher verifies against the hub's own key registry before
+    it publishes (none: an amendment opened before openings were signed)."""
 
     change: AuthorityChange
     by: str
+    signed: str | None = None
 
 
-class Communication(BaseModel):
+class Communication(OperatorsSigned):
     """The depositary's communication of the amendment to the parties (art. 2.2)."""
 
     model_config = ConfigDict(frozen=True)
@@ -160,7 +178,7 @@ class Communication(BaseModel):
     note: str = Field("", max_length=500)
 
 
-class Withdrawal(BaseModel):
+class Withdrawal(OperatorsSigned):
     """The party withdrew its notification before it took effect."""
 
     model_config = ConfigDict(frozen=True)

@@ -17,6 +17,9 @@ A message that cannot be applied is copied to the dead-letter queue with its rea
 the sender gets an ``error`` naming every problem, and only then is it acked. A message
 that makes the gateway fail unexpectedly is requeued, and after the delivery limit the
 broker dead-letters it: nothing is silently dropped, nothing loops forever.
+
+It publishes the treaty profile versions and key directories (``published/``), so it also
+runs the activity that publishes an amendment's version (``workers.publisher``).
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ from treatyflow.workers.intake import (
     refuse_repeated_members,
     replay_window,
 )
+from treatyflow.workers.publisher import publisher
 from treatyflow.workers.receipts import Receipts
 from treatyflow.workers.replicas import (
     KeyedLock,
@@ -533,7 +537,8 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_
     watcher = asyncio.create_task(announcer.watch(
         lambda: publishing[0] if publishing else None, stop))
     gauges = _statistics_gauges(settings)  # cases waiting, requests open by age band
-    async with metrics.watching(client):
+    # The amendments' profile versions are published here, by the owner of published/.
+    async with metrics.watching(client), publisher(client, settings, task_queue):
         await amqp.stay_connected(url, "treatyflow-gateway", session, stop, stopping)
     for task in (watcher, fill, *background):
         task.cancel()

@@ -1,5 +1,5 @@
-"""The Temporal worker: hosts the workflows of every procedure, the delivery activity and
-the amendments' publishing."""
+"""The Temporal worker: hosts the workflows of every procedure and the delivery activity
+(an amendment's change is published by the gateway, ``workers.publisher``)."""
 
 from __future__ import annotations
 
@@ -63,8 +63,11 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = TASK_QU
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        # An amendment's activity publishes a profile version into the gateway's store.
-        activities=[delivery.deliver, Amendments(Onboarding(settings)).apply],
+        # An amendment's change is published by the gateway (workers.publisher); this one
+        # serves only a change scheduled here before that, still retrying (a worker that
+        # may write published/, as the local stack's).
+        activities=[delivery.deliver, Amendments(Onboarding(settings),
+                                                 RegistryFile(settings.secrets_dir)).apply],
         workflow_runner=workflow_runner(),
         max_cached_workflows=settings.worker_cached_workflows,
     ):

@@ -9,7 +9,7 @@ from datetime import datetime
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import ValidationError
+    from pydantic import BaseModel, ValidationError
 
     from treatyflow import constants as c
     from treatyflow.agency.signing import (
@@ -134,17 +134,25 @@ class SignatureChecks:
 
     def _check_operator_signed(self, action: OperatorAction) -> None:
         """Refuse an operator action unless the operators' key signed exactly it."""
-        held = self._keys_with(action.directory)
-        if action.signed is None or held is None:
-            refused(["an operator action must be signed with the operators' key "
+        self._check_operators_signed(action, "an operator action", "the operator action")
+
+    def _check_operators_signed(self, action: BaseModel, what: str, this: str) -> None:
+        """Refuse ``action`` (with ``signed`` and ``directory``: an operator action, an
+        amendment's opening or action) unless the operators' key signed exactly it, its
+        JWS verified with the held directory or a newer one sent along. ``what`` and
+        ``this`` name it in the refusal."""
+        signed_by = getattr(action, "signed", None)
+        held = self._keys_with(getattr(action, "directory", None))
+        if signed_by is None or held is None:
+            refused([f"{what} must be signed with the operators' key "
                     f"({c.OPERATOR_SIGNER})"], f"{REFUSED_AS}unsigned")
         try:
-            checked = verify(action.signed, held[0], signer=c.OPERATOR_SIGNER)
-            signed = OperatorAction.model_validate_json(checked.payload, strict=True)
+            checked = verify(signed_by, held[0], signer=c.OPERATOR_SIGNER)
+            signed = type(action).model_validate_json(checked.payload, strict=True)
         except SignatureError as err:
             refused([str(err)], f"{REFUSED_AS}{err.problem}")
         except ValidationError:
             signed = None
         if signed != action.model_copy(update={"signed": None, "directory": None}):
-            refused(["the operator action is not the action its JWS signs"],
+            refused([f"{this} is not the action its JWS signs"],
                    f"{REFUSED_AS}bad_signature")
