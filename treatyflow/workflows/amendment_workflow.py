@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
         Withdrawal,
     )
     from treatyflow.workflows import amendment as rules
-    from treatyflow.workflows.shell import SEARCH_KEYS
+    from treatyflow.workflows.shell import upsert_changed
 
 from treatyflow.workflows.refusals import REFUSED_AS, refused
 from treatyflow.workflows.signatures import SignatureChecks
@@ -145,15 +145,7 @@ class AmendmentOfAuthorities(SignatureChecks):
         return self._state
 
     def _upsert(self) -> None:
-        updates = []
-        for name, value in rules.search_attributes(self._now).items():
-            if self._search.get(name, ...) == value:
-                continue
-            self._search[name] = value
-            key = SEARCH_KEYS[name]
-            updates.append(key.value_unset() if value is None else key.value_set(value))
-        if updates:
-            workflow.upsert_search_attributes(updates)
+        upsert_changed(self._search, rules.search_attributes(self._now))
 
     @workflow.query
     def status(self) -> AmendmentState:

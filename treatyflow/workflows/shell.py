@@ -61,6 +61,7 @@ __all__ = [
     "CONSENT_REQUIRED", "DIRECTORY_OUTDATED", "NOT_ALLOWED", "REFUSED_AS", "Lifecycle",
     "LifecycleState",
     "Shell", "arrival", "refuse", "refused", "typed", "unknown_request_reason",
+    "upsert_changed",
 ]
 
 DELIVERY_RETRY = RetryPolicy(
@@ -94,6 +95,21 @@ SEARCH_KEYS: dict[str, SearchAttributeKey[Any]] = {
     c.SA_DEADLINE: SA_DEADLINE, c.SA_OVERDUE: SA_OVERDUE, c.SA_URGENT: SA_URGENT,
     c.SA_DOMESTIC_CASE: SA_DOMESTIC_CASE,
 }
+
+
+def upsert_changed(held: dict[str, object], wanted: dict[str, object]) -> None:
+    """Upsert those of ``wanted`` (by name, ``SEARCH_KEYS``) that differ from ``held``,
+    the attributes as Temporal holds them, and note them there: each upsert is a
+    visibility write."""
+    updates = []
+    for name, value in wanted.items():
+        if held.get(name, ...) == value:
+            continue
+        held[name] = value
+        key = SEARCH_KEYS[name]
+        updates.append(key.value_unset() if value is None else key.value_set(value))
+    if updates:
+        workflow.upsert_search_attributes(updates)
 
 
 def typed(wanted: dict[str, object]) -> TypedSearchAttributes:
@@ -488,15 +504,7 @@ class Shell(SignatureChecks, Generic[S, A]):
 
     def _upsert(self, wanted: dict[str, object]) -> None:
         """Upsert the search attributes that changed since the last upsert."""
-        updates = []
-        for name, value in wanted.items():
-            if self._search.get(name, ...) == value:
-                continue
-            self._search[name] = value
-            key = SEARCH_KEYS[name]
-            updates.append(key.value_unset() if value is None else key.value_set(value))
-        if updates:
-            workflow.upsert_search_attributes(updates)
+        upsert_changed(self._search, wanted)
 
     async def _deliver_outbox(self) -> None:
         while self._outbox:
