@@ -77,12 +77,9 @@ async def refresh(record: Record, seconds_per_day: float = SECONDS_PER_DAY,
                   ) -> GaugeValues:
     """Publish the gauges of the record as of ``now``, read whole, or as ``follower``
     holds it once it folded in what was appended since its last read; their values."""
-    if follower is not None:
-        facts = await follower.read(record)
-        now = now or datetime.now(UTC)
-    else:
-        now = now or datetime.now(UTC)
-        facts = await read_facts(record, seconds_per_day=seconds_per_day, now=now)
+    now = now or datetime.now(UTC)
+    facts = (await follower.read(record) if follower is not None else
+             await read_facts(record, seconds_per_day=seconds_per_day, now=now))
     values = values_of(facts, now)
     publish(values)
     return values
