@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -20,9 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import KZ, REPORT, RU, open_request, status
+from tests.conftest import KZ, REPORT, RU, TEST_KEYS, open_request, status
+from treatyflow import codec, keys, tls, topology
 from treatyflow import constants as c
-from treatyflow import tls
+from treatyflow.agency.checkpoints import sign_checkpoint
+from treatyflow.agency.merkle import MerkleTree
+from treatyflow.agency.witness import Witness
 from treatyflow.codec import CODEC_TOKEN_FILE, KEYS_FILE, load_codec_token
 from treatyflow.local import stack
 from treatyflow.settings import Settings
@@ -67,6 +71,46 @@ def test_a_loose_state_folder_is_made_owner_only(tmp_path: Path) -> None:
     assert [p for p in (root, *root.rglob("*")) if p.stat().st_mode & 0o077] == []
     assert stat.S_IMODE((root / "temporal").stat().st_mode) == 0o700
     assert stat.S_IMODE((root / "rabbitmq.conf").stat().st_mode) == 0o600
+
+
+def test_secrets_are_written_through_no_file_planted_beside_them(tmp_path: Path) -> None:
+    """Someone who can write a folder the hub keeps secrets in (or an agency its witness
+    file) plants links at the names a writer might use for its temporary file: every
+    writer still writes its own file, 0600, and nothing through the links."""
+    settings = Settings.from_env().with_(state_dir=tmp_path / "state")
+    secrets = settings.secrets_dir
+    secrets.mkdir(parents=True)
+    victim = tmp_path / "victim"
+    victim.write_text("untouched")
+    targets = [keys.registry_path(secrets), secrets / topology.SECRETS_FILE,
+               secrets / topology.ADMIN_SECRET_FILE, secrets / KEYS_FILE,
+               secrets / CODEC_TOKEN_FILE, tmp_path / "witness.json"]
+    for target in targets:  # the names writers used before, and likely others
+        for name in (f"{target.name}.tmp", f"{target.stem}.tmp",
+                     f".{target.name}.{os.getpid()}.tmp", f".{target.name}.tmp"):
+            with contextlib.suppress(FileExistsError):
+                (target.parent / name).symlink_to(victim)
+    keys.load_or_create_keys(secrets, who=[KZ])
+    keys.rotate(secrets, KZ)
+    topology.load_or_create_passwords(secrets, [KZ, RU])
+    topology.load_or_create_passwords(secrets, [KZ, RU, "KG-MIA"])  # rewritten
+    topology.load_or_create_admin_password(secrets)
+    codec.load_or_create_keys(settings)
+    codec.rotate_keys(settings)
+    codec.load_or_create_codec_token(settings)
+    witness = Witness(tmp_path / "witness.json")
+    log = MerkleTree([hashlib.sha256(b"entry").digest()])
+    witness.seen(sign_checkpoint(log.size, log.root(), TEST_KEYS.private[c.HUB_SENDER]),
+                 TEST_KEYS.ring)
+    assert victim.read_text() == "untouched"
+    for target in targets:
+        assert not target.is_symlink() and target.is_file(), target
+        assert stat.S_IMODE(target.stat().st_mode) == 0o600, target
+    assert json.loads(witness.path.read_text())["checkpoint"]  # type: ignore[union-attr]
+    assert len(codec.load_keys(settings).keys) == 2
+    # no temporary file of a writer is left behind
+    assert [p.name for p in (secrets, tmp_path) for p in p.iterdir()
+            if p.name.endswith(".tmp") and not p.is_symlink()] == []
 
 
 def _handshake(server: ssl.SSLContext, client: ssl.SSLContext) -> str:

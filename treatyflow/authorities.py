@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 from treatyflow import constants as c
 from treatyflow import keys, topology
+from treatyflow.agency.files import replace_private
 from treatyflow.profile_store import ProfileStore, PublishError
 from treatyflow.schemas import published
 from treatyflow.schemas.amendment import AppliedChange, AuthorityBook, AuthorityChange
@@ -182,13 +183,7 @@ class AuthorityRegistry:
 
     def write(self, book: AuthorityBook) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._path.with_name(f".{BOOK_FILE}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(book.model_dump_json(indent=2) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        tmp.replace(self._path)  # a reader sees the old book or the new one
+        replace_private(self._path, book.model_dump_json(indent=2) + "\n")
 
 
 def apply(listed: list[dict[str, Any]], change: AuthorityChange) -> list[dict[str, Any]]:

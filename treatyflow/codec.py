@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import os
 import re
@@ -35,6 +34,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.client import WorkflowHistory
 from temporalio.converter import PayloadCodec
 
+from treatyflow.agency.files import create_private, replace_private
 from treatyflow.keys import secrets_lock
 from treatyflow.settings import Settings
 
@@ -137,15 +137,7 @@ def _first_error(err: ValidationError) -> str:
 
 def _write_new(path: Path, keys: PayloadKeys) -> None:
     """Write ``path`` (mode 0600) only if it does not exist: a concurrent creator wins."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(keys.model_dump_json(indent=2))
-    try:
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
-    finally:
-        tmp.unlink()
+    create_private(path, keys.model_dump_json(indent=2))
 
 
 def load_keys(settings: Settings) -> PayloadKeys:
@@ -187,11 +179,7 @@ def rotate_keys(settings: Settings) -> PayloadKeys:
     path = settings.secrets_dir / KEYS_FILE
     with secrets_lock(settings.secrets_dir):  # two rotations at once must not lose a key
         keys = load_or_create_keys(settings).rotated()
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(keys.model_dump_json(indent=2))
-        tmp.replace(path)
+        replace_private(path, keys.model_dump_json(indent=2))
     return keys
 
 
@@ -205,15 +193,7 @@ def load_or_create_codec_token(settings: Settings) -> str:
         try:
             settings.secrets_dir.mkdir(parents=True, exist_ok=True)
             settings.secrets_dir.chmod(0o700)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as out:
-                out.write(secrets.token_urlsafe(32))
-            try:
-                with contextlib.suppress(FileExistsError):
-                    os.link(tmp, path)
-            finally:
-                tmp.unlink()
+            create_private(path, secrets.token_urlsafe(32))
         except OSError as err:
             raise PayloadKeyError(f"cannot create {path}: {err}") from None
     return load_codec_token(settings)

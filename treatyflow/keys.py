@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from treatyflow.agency.files import replace_private
 from treatyflow.agency.signing import KeyRing, PublicKey, SigningKey, sign_directory
 from treatyflow.constants import HUB_SENDER, KEY_REGISTRY_FILE, OPERATOR_SIGNER, SIGNING_KEYS_DIR
 from treatyflow.schemas.treaty import all_authorities
@@ -85,12 +86,9 @@ def _owned_like_folder(path: Path, secrets_dir: Path) -> None:
 
 def _write_registry(secrets_dir: Path, ring: KeyRing) -> None:
     path = registry_path(secrets_dir)
-    tmp = path.with_suffix(".tmp")
-    tmp.unlink(missing_ok=True)
-    tmp.touch(mode=0o600)
-    tmp.write_text(ring.model_dump_json(indent=2) + "\n")
-    _owned_like_folder(tmp, secrets_dir)
-    tmp.replace(path)  # atomic: a reader sees the old file or the new one
+    folder = secrets_dir.stat()
+    replace_private(path, ring.model_dump_json(indent=2) + "\n",  # owned as below
+                    (folder.st_uid, folder.st_gid) if os.geteuid() == 0 else None)
 
 
 def _write_private(secrets_dir: Path, owner: str, key: SigningKey) -> Path:

@@ -28,6 +28,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
+from treatyflow.agency.files import create_private
 from treatyflow.schemas import published
 from treatyflow.schemas.published import ProfileRef, canonical, digest_of, directory_name
 from treatyflow.schemas.treaty import ProfileHeader, profile_text
@@ -185,18 +186,7 @@ class ProfileStore:
         path = self._folder / name
         for folder in reversed(path.relative_to(self._folder).parents):
             _private(self._folder / folder)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        try:
-            os.link(tmp, path)  # fails if it exists: a version is never overwritten
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
+        create_private(path, data)  # a version is never overwritten
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:

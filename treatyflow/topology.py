@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from treatyflow import constants as c
+from treatyflow.agency.files import create_private, replace_private
 from treatyflow.schemas.treaty import all_authorities
 
 SECRETS_FILE = "amqp-passwords.json"
@@ -94,11 +95,7 @@ def load_or_create_passwords(secrets_dir: Path, authorities: Iterable[str] | Non
     missing = [u for u in users if u not in known]
     if missing or not path.exists():
         known |= {u: secrets.token_urlsafe(24) for u in missing}
-        tmp = path.with_suffix(".tmp")
-        tmp.unlink(missing_ok=True)
-        tmp.touch(mode=0o600)
-        tmp.write_text(json.dumps(known, indent=2))
-        tmp.replace(path)
+        replace_private(path, json.dumps(known, indent=2))
     return known
 
 
@@ -113,11 +110,7 @@ def load_or_create_admin_password(secrets_dir: Path) -> str:
     secrets_dir.chmod(0o700)
     path = secrets_dir / ADMIN_SECRET_FILE
     if not path.exists():
-        tmp = path.with_suffix(".tmp")
-        tmp.unlink(missing_ok=True)
-        tmp.touch(mode=0o600)
-        tmp.write_text(secrets.token_urlsafe(24))
-        tmp.replace(path)
+        create_private(path, secrets.token_urlsafe(24))
     return path.read_text().strip()
 
 

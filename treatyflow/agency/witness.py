@@ -14,7 +14,6 @@ makes the witness ask for the right one. A failed check is reported loudly (an e
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -25,6 +24,7 @@ from pydantic import ValidationError
 
 from treatyflow.agency.checkpoints import Checkpoint, SignedCheckpoint, read_checkpoint
 from treatyflow.agency.entries import parse_time, record_time
+from treatyflow.agency.files import replace_private
 from treatyflow.agency.merkle import ProofError, verify_consistency
 from treatyflow.agency.signing import KeySource, SignatureError, verify
 from treatyflow.constants import HUB_SENDER
@@ -69,14 +69,7 @@ class Fork:
 
 def _write_private(path: Path, data: dict[str, object]) -> None:
     """``data`` as JSON, owner-only (0600), replacing the file at once."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(data, out, indent=2)
-        out.flush()
-        os.fsync(out.fileno())
-    os.chmod(tmp, 0o600)
-    tmp.replace(path)
+    replace_private(path, json.dumps(data, indent=2))
 
 
 class Witness:
