@@ -23,9 +23,12 @@ import pytest
 from temporalio.client import Client
 
 from tests.factories import new_request_id, request_body
+from treatyflow.agency.entries import RETRIEVED
 from treatyflow.agency.signing import KeyRing, PublicKey, SigningKey, b64url, sign, sign_directory
+from treatyflow.codec import load_keys
 from treatyflow.hub import request_state
 from treatyflow.keys import private_key_path, read_registry
+from treatyflow.record import Record
 from treatyflow.settings import Settings
 from treatyflow.topology import read_passwords
 
@@ -154,6 +157,15 @@ async def test_node_agencies_carry_a_request_to_executed(
     assert reported["actor"] == KZ and reported["about"][0]["digest"] == report_sent["digest"]
     assert _one(req, "done")["bad_receipts"] == 0 == _one(ru, "done")["bad_receipts"]
 
+    # Each side acknowledged the notices it handled in a retrieval of its own signing (the
+    # request_delivered and executed among them): the hub's record holds each as retrieved
+    # by its recipient.
+    acknowledged = {who: [n for n in _one(lines, "done")["retrieved"] if n["request_id"] == rid]
+                    for who, lines in ((KZ, req), (RU, ru))}
+    assert all(acknowledged.values()), report
+    retrieved = await _retrieved(stack_settings, rid, sum(map(len, acknowledged.values())))
+    assert sorted(retrieved) == sorted(who for who, ids in acknowledged.items() for _ in ids)
+
     # The tampered message: bad_signature naming the kid and the SHA-256 of its signing input.
     tampered = _one(req, "sent", tampered=True)
     bad = _one(req, "error_checked", expected="bad_signature")
@@ -168,6 +180,21 @@ async def test_node_agencies_carry_a_request_to_executed(
     malformed = _one(req, "error_checked", expected="malformed")
     assert malformed["refused_message_id"] == wrong["message_id"]
     assert any("body.urgent" in r for r in malformed["reasons"])
+
+
+async def _retrieved(settings: Settings, request_id: str, least: int) -> list[str]:
+    """Who the record says retrieved the request's notices (its gateway writes a retrieval
+    a moment after the broker confirmed it), once ``least`` are there or after 15 s."""
+    actors: list[str] = []
+    for _ in range(30):
+        async with await Record.open(settings.record_database_url,
+                                     load_keys(settings)) as record:
+            actors = [e.actor for e in await record.entries(request_id)
+                      if e.kind == RETRIEVED]
+        if len(actors) >= least:
+            break
+        await asyncio.sleep(0.5)
+    return actors
 
 
 @pytest.mark.skipif(not VECTORS.is_dir(), reason="docs/contract/vectors not published yet")

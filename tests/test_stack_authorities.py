@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from temporalio.client import Client
@@ -15,11 +17,19 @@ from tests.conftest import KZ, REPORT, RU, Mailbox, cli, dead_letter, error_abou
 from tests.factories import message, new_request_id, request_body
 from treatyflow import constants as c
 from treatyflow.agency import AgencyClient
+from treatyflow.agency.entries import Entry
+from treatyflow.codec import load_keys
 from treatyflow.keys import RegistryFile, signing_key
+from treatyflow.record import Record, views
 from treatyflow.settings import Settings
 from treatyflow.topology import read_passwords
 
 pytestmark = pytest.mark.stack
+
+
+async def _record_entries(settings: Settings, request_id: str) -> list[Entry]:
+    async with await Record.open(settings.record_database_url, load_keys(settings)) as record:
+        return await record.entries(request_id)
 
 
 def _new_id() -> str:
@@ -156,7 +166,7 @@ async def test_a_removed_authority_gets_no_new_request_and_its_running_one_ends(
 
 
 async def test_an_amendment_communicated_by_the_operators_takes_effect_through_the_gateway(
-        stack_settings: Settings, stack_client: Client) -> None:
+        stack_settings: Settings, stack_client: Client, tmp_path: Path) -> None:
     """Art. 2.2 end to end: notified with ``--received-on``, communicated (both signed
     with the operators' key by the CLI), in effect on its date: the version is published
     by the gateway on its publisher queue. An unsigned action is refused."""
@@ -191,6 +201,22 @@ async def test_an_amendment_communicated_by_the_operators_takes_effect_through_t
     assert done.status is AmendmentStatus.IN_EFFECT and done.profile is not None
     listed = cli(stack_settings, "authority", "show", amendment[1], "--treaty", "sco-2010")
     assert "amendment_in_effect" in listed.stdout
+    # The depositary's two actions are in the hub's record, as the operators signed them,
+    # and export as evidence that verifies offline.
+    bundle = tmp_path / "amendment.json"
+    exported = cli(stack_settings, "evidence", "export", amendment[1], "--treaty", "sco-2010",
+                   "-o", str(bundle))
+    assert exported.returncode == 0, exported.stderr
+    entries = json.loads(bundle.read_text())["entries"]
+    assert [(e["kind"], e["actor"], e["procedure"]) for e in entries] == [
+        ("operator", c.OPERATOR_SIGNER, "amendment")] * 2
+    checked = cli(stack_settings, "evidence", "verify", str(bundle))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    lines = [views.says(e) for e in await _record_entries(stack_settings, amendment[1])]
+    assert lines == [
+        f"amendment {amendment[1]} notified: add {new} under sco-2010, received {today}, in "
+        f"effect on {today}",
+        "amendment communicated to the parties by A. Operator: note verbale"]
     history = await handle.fetch_history()
     (scheduled,) = [e.activity_task_scheduled_event_attributes for e in history.events
                     if e.HasField("activity_task_scheduled_event_attributes")]

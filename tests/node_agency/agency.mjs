@@ -433,6 +433,7 @@ export class Agency {
     this.sentDigests = new Map(); // message id -> SHA-256 of the payload we signed
     this.unverified = []; // deliveries that failed verification
     this.seen = new Set();
+    this.retrieved = []; // notices acknowledged to the hub: message and request ids
     this.witness = new Witness(); // the hub's record, checkpoint after checkpoint
     this._waiters = [];
     this._chain = Promise.resolve();
@@ -520,12 +521,32 @@ export class Agency {
           this.seen.add(read.message.message_id);
           this.received.push(read);
           this._wake();
+          if (read.message.kind === 'notice') await this._acknowledge(read.message, delivery.content);
         }
       }
       this.consumer.ack(delivery);
     } catch (err) {
       this.say('handler_failed', { reason: String(err) });
       this.consumer.nack(delivery, false, true);
+    }
+  }
+
+  /**
+   * A notice handled: acknowledged to the hub in a `retrieval` (docs/reference/evidence.md),
+   * which records it as retrieved, before its delivery is acked. A retrieval not confirmed
+   * is said, and the notice acked all the same: it was handled.
+   */
+  async _acknowledge(notice, token) {
+    const retrieval = {
+      schema_version: SCHEMA_VERSION, message_id: `rt-${newMessageId()}`, kind: 'retrieval',
+      sender: this.authority, recipient: HUB, sent_at: new Date().toISOString(),
+      body: { notices: [{ notice_message_id: notice.message_id, request_id: notice.request_id, treaty_id: notice.treaty_id, digest: payloadDigest(asText(token)) }] },
+    };
+    try {
+      await this.send(retrieval);
+      this.retrieved.push({ message_id: notice.message_id, request_id: notice.request_id });
+    } catch (err) {
+      this.say('retrieval_not_sent', { notice_message_id: notice.message_id, reason: String(err) });
     }
   }
 

@@ -50,7 +50,7 @@ export function runSide(check) {
       await check({ agency, config, fail });
       await checkReceipts(agency, config, fail);
     } finally {
-      agency.say('done', { ok: failures.length === 0, failures, unverified: agency.unverified.length, receipts: agency.receipts.length, bad_receipts: agency.badReceipts.length, directory_issued_at: agency.directory.issuedAt });
+      agency.say('done', { ok: failures.length === 0, failures, unverified: agency.unverified.length, receipts: agency.receipts.length, bad_receipts: agency.badReceipts.length, retrieved: agency.retrieved, directory_issued_at: agency.directory.issuedAt });
       await agency.close();
     }
     return failures.length === 0 ? 0 : 1;

@@ -27,9 +27,12 @@ from treatyflow import constants as c
 from treatyflow import procedures
 from treatyflow.authorities import AuthorityError, Onboarding, onboarding
 from treatyflow.cli.common import REFUSED, CliError, settings, temporal
+from treatyflow.codec import load_keys
 from treatyflow.constants import TASK_QUEUE, workflow_id
 from treatyflow.hub import Signed, signed_by_operators
 from treatyflow.keys import KeyStoreError, SignedDirectory, signing_key
+from treatyflow.record import Record
+from treatyflow.record.writers import Recorder
 from treatyflow.schemas.amendment import (
     AmendmentInput,
     AmendmentState,
@@ -197,6 +200,8 @@ async def _notify(settings: Settings, change: AuthorityChange, received_on: date
         task_queue=TASK_QUEUE, search_attributes=typed(first),
         static_summary=f"{change.treaty} amendment {amendment_id}: {change.change} "
         f"{change.authority_id}")
+    assert given.signed is not None
+    await _record(settings, change.treaty, amendment_id, given.signed)
     print(f"amendment {amendment_id} notified ({change.change} {change.authority_id} under "
           f"{change.treaty}); the depositary communicates it within 7 days "
           f"(`treatyflow authority communicated {amendment_id} --treaty {change.treaty}`), "
@@ -244,8 +249,9 @@ async def _update(settings: Settings, treaty: str, amendment_id: str, name: str,
                                             workflow_id(treaty, amendment_id))
     update = (AmendmentOfAuthorities.communicate if name == "communicate"
               else AmendmentOfAuthorities.withdraw)
+    signed = _signed(settings, action)
     try:
-        return await handle.execute_update(update, _signed(settings, action))  # type: ignore[arg-type]
+        state: AmendmentState = await handle.execute_update(update, signed)  # type: ignore[arg-type]
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         why = cause.message if isinstance(cause, ApplicationError) else str(err)
@@ -253,6 +259,20 @@ async def _update(settings: Settings, treaty: str, amendment_id: str, name: str,
     except RPCError as err:
         raise CliError(f"no open amendment {amendment_id} under {treaty}: {err.message}"
                        ) from None
+    assert signed.signed is not None
+    await _record(settings, treaty, amendment_id, signed.signed)
+    return state
+
+
+async def _record(settings: Settings, treaty: str, amendment_id: str, signed: str) -> None:
+    """The depositary's action, as the operators signed it, in the hub's record: an entry
+    of the amendment (its id as the request's), exportable as evidence like any other."""
+    record = await Record.open(settings.record_database_url, load_keys(settings))
+    try:
+        await Recorder(record).operated(treaty, amendment_id, signed,
+                                        procedure=procedures.AMENDMENT.name)
+    finally:
+        await record.close()
 
 
 def _signed(settings: Settings, action: Signed) -> Signed:

@@ -121,6 +121,8 @@ def says(entry: Entry) -> str:
         return _cut(f"refused {body.get('refused_message_id') or 'a message'} of "
                     f"{payload.get('recipient')}: {body.get('problem')}"
                     + (f" ({reasons})" if reasons else ""))
+    if entry.kind == OPERATOR and "action" not in payload:
+        return _amendment_says(payload)
     if entry.kind == OPERATOR:
         extra = "".join(f", {k} {payload[k]}" for k in ("days", "party", "deadline")
                         if payload.get(k) is not None)
@@ -131,6 +133,23 @@ def says(entry: Entry) -> str:
     reply = f", in reply to {payload['in_reply_to']}" if payload.get("in_reply_to") else ""
     return (f"{payload.get('kind', entry.kind)} {payload.get('message_id')} from "
             f"{payload.get('sender')} to {payload.get('recipient')}{reply}")
+
+
+def _amendment_says(payload: dict[str, Any]) -> str:
+    """The depositary's action on an amendment (art. 2.2), as the operators signed it:
+    the notification it opened with, its communication or its withdrawal."""
+    notified = payload.get("notification")
+    if isinstance(notified, dict):
+        change = notified.get("change")
+        change = change if isinstance(change, dict) else {}
+        return _cut(f"amendment {notified.get('amendment_id')} notified: "
+                    f"{change.get('change')} {change.get('authority_id')} under "
+                    f"{change.get('treaty')}, received {notified.get('received_on')}, in "
+                    f"effect on {notified.get('effective_on')}")
+    if "note" in payload:
+        return _cut(f"amendment communicated to the parties by {payload.get('operator')}"
+                    + (f": {payload['note']}" if payload.get("note") else ""))
+    return _cut(f"amendment withdrawn by {payload.get('operator')}: {payload.get('reason')}")
 
 
 def _cut(text: str) -> str:

@@ -118,11 +118,14 @@ class Recorder:
             treaty=delivered.treaty, actor=retrieval.sender, kind=RETRIEVED,
             time=record_time(datetime.now(UTC)), jws=jws), again_is_fine=True)
 
-    async def operated(self, treaty_id: str, request_id: str, signed: str) -> Entry | None:
-        """An operator's action, as the operators' key signed it (name and reason in it)."""
+    async def operated(self, treaty_id: str, request_id: str, signed: str,
+                       procedure: str | None = None) -> Entry | None:
+        """An operator's action, as the operators' key signed it (name and reason in it):
+        on a request, or (``procedure`` "amendment", ``request_id`` the amendment's id) the
+        depositary's on an amendment of a list of authorities (art. 2.2)."""
         return await self._write(NewEntry(
             entry_id=make_id(treaty_id, request_id, OPERATOR, signed),
-            request_id=request_id, procedure=_procedure(OPERATOR, treaty_id),
+            request_id=request_id, procedure=procedure or _procedure(OPERATOR, treaty_id),
             treaty=treaty_id, actor=OPERATOR_SIGNER, kind=OPERATOR,
             time=record_time(datetime.now(UTC)), jws=signed))
 
