@@ -89,6 +89,11 @@ class Settings:
     # next task comes: a storm of more deadlines than this falling due together replays
     # most of them (docs/operators/benchmarks.md).
     worker_cached_workflows: int = 1000
+    # How long a cached workflow's next task waits for the worker holding it (Temporal's
+    # sticky queue schedule-to-start timeout, the SDK's 10 s) before the server hands it,
+    # with its whole history, to any worker: a worker that died is replaced after this
+    # long. Longer spares a backlogged worker those hand-overs (BENCHMARKS.md).
+    worker_sticky_seconds: float = 10.0
     # How many gateways and workers run side by side (docs/operators/scale-out.md): the
     # local stack starts that many; a gateway spreads the senders' lanes by it.
     gateways: int = 1
@@ -144,6 +149,8 @@ class Settings:
                                              base.statistics_seconds)),
             worker_cached_workflows=int(env.get("TREATYFLOW_WORKER_CACHED_WORKFLOWS",
                                                 base.worker_cached_workflows)),
+            worker_sticky_seconds=float(env.get("TREATYFLOW_WORKER_STICKY_SECONDS",
+                                                base.worker_sticky_seconds)),
             gateways=int(env.get("TREATYFLOW_GATEWAYS", base.gateways)),
             workers=int(env.get("TREATYFLOW_WORKERS", base.workers)),
             instance=env.get("TREATYFLOW_INSTANCE", base.instance),
@@ -181,6 +188,7 @@ class Settings:
             "TREATYFLOW_SENDER_BURST": str(self.sender_burst),
             "TREATYFLOW_RECORD_URL": self.record_url,
             "TREATYFLOW_WORKER_CACHED_WORKFLOWS": str(self.worker_cached_workflows),
+            "TREATYFLOW_WORKER_STICKY_SECONDS": repr(self.worker_sticky_seconds),
             "TREATYFLOW_RECORD_CHECKPOINT_SECONDS": repr(self.record_checkpoint_seconds),
             "TREATYFLOW_RECORD_RECEIPT_SECONDS": repr(self.record_receipt_seconds),
             "TREATYFLOW_STATISTICS_SECONDS": repr(self.statistics_seconds),

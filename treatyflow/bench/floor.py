@@ -94,7 +94,8 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str) -> None:
             workflow_runner=workflow_runner("treatyflow.bench.floor_contract",
                                             "treatyflow.bench.floor",
                                             "treatyflow.bench.floor_storm"),
-            max_cached_workflows=settings.worker_cached_workflows):
+            max_cached_workflows=settings.worker_cached_workflows,
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.worker_sticky_seconds)):
         ready = settings.state_dir / "run" / f"floor-{task_queue}.ready"
         ready.parent.mkdir(parents=True, exist_ok=True)
         ready.touch()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from aio_pika.abc import AbstractConnection
 from temporalio.worker import Worker
@@ -70,6 +71,7 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = TASK_QU
                                                  RegistryFile(settings.secrets_dir)).apply],
         workflow_runner=workflow_runner(),
         max_cached_workflows=settings.worker_cached_workflows,
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=settings.worker_sticky_seconds),
     ):
         log.info("worker ready", task_queue=task_queue, hub_key=hub_key().key_id,
                  metrics=f"{settings.metrics_host}:{settings.worker_metrics_port}",
