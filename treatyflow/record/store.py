@@ -106,6 +106,20 @@ def _upgrade(connection: Connection) -> None:
     command.upgrade(config, "head")
 
 
+def _leaf_hashes(rows: list[Any], start: int, stop: int) -> list[bytes]:
+    """The leaf hashes of the rows at ``start`` to ``stop - 1``, each recomputed from its
+    stored fields; a gap or a short log raises."""
+    hashes = []
+    for at, row in enumerate(rows, start):
+        if row.log_index != at:
+            raise RecordCorrupt(f"the log has no entry at index {at} (next is "
+                                f"{row.log_index})")
+        hashes.append(leaf_hash(_entry(row).leaf()))
+    if len(hashes) != stop - start:
+        raise RecordError(f"the log holds {start + len(hashes)} entries, not {stop}")
+    return hashes
+
+
 def _entry(row: Any) -> Entry:
     return Entry(index=row.log_index, entry_id=row.entry_id, request_id=row.request_id,
                  procedure=row.procedure, treaty=row.treaty, actor=row.actor, kind=row.kind,
@@ -306,21 +320,11 @@ class Record:
         from their stored fields (what extends a tree kept in memory)."""
         query = (select(*_FIELDS).where(EntryRow.log_index >= start, EntryRow.log_index < stop)
                  .order_by(EntryRow.log_index))
-        rows: list[Any]
-        if self._appends is not None:
-            rows = await asyncio.to_thread(self._rows_sync, query)
-        else:
-            async with self._engine.connect() as connection:
-                rows = list(await connection.execute(query))
-        hashes = []
-        for at, row in enumerate(rows, start):
-            if row.log_index != at:
-                raise RecordCorrupt(f"the log has no entry at index {at} (next is "
-                                    f"{row.log_index})")
-            hashes.append(leaf_hash(_entry(row).leaf()))
-        if len(hashes) != stop - start:
-            raise RecordError(f"the log holds {start + len(hashes)} entries, not {stop}")
-        return hashes
+        if self._appends is not None:  # read and hashed in a thread, off the event loop
+            return await asyncio.to_thread(
+                lambda: _leaf_hashes(self._rows_sync(query), start, stop))
+        async with self._engine.connect() as connection:
+            return _leaf_hashes(list(await connection.execute(query)), start, stop)
 
     def _rows_sync(self, query: Any) -> list[Any]:
         assert self._appends is not None

@@ -23,6 +23,7 @@ from treatyflow.agency.signing import KeyRing, SigningKey, sign
 from treatyflow.agency.wire import to_amqp
 from treatyflow.keys import RegistryFile, issued_at, signed_directory
 from treatyflow.record import Record
+from treatyflow.record.tree import LogTree
 from treatyflow.schemas.record import ConsistencyBody, RecordCheckpointMessage
 from treatyflow.workers.screen import Outbox, full
 
@@ -94,8 +95,9 @@ class Herald:
     A failed send is tried again with the next checkpoint, its proof from the same one."""
 
     def __init__(self, record: Record, signing_key: Callable[[], SigningKey],
-                 outbox: Outbox) -> None:
+                 outbox: Outbox, tree: LogTree | None = None) -> None:
         self._record = record
+        self._tree = tree or LogTree(record)  # the log's tree, held (record/tree.py)
         self._signing_key = signing_key
         self._outbox = outbox
         self._sent: Checkpoint | None = None
@@ -107,7 +109,7 @@ class Herald:
             latest = await self._record.latest_checkpoint()
             self._sent = None if latest is None else latest.checkpoint
             self._started = True
-        tree = await self._record.tree()
+        tree = await self._tree.now()
         signed = await self._record.checkpoint(self._signing_key(), tree)
         made, sent = signed.checkpoint, self._sent
         if made.tree_size == 0 and sent is None:
@@ -117,8 +119,10 @@ class Herald:
             return signed  # nothing new for the witnesses
         # From the one sent last; from 0 (no proof) if the log is now shorter than it: a
         # witness holding it sees the log shrink.
-        first = sent.tree_size if sent is not None and sent.tree_size <= tree.size else 0
-        proof = tree.consistency_proof(first)
+        # To the size signed: the tree held may have grown since (a proof asked for).
+        size = made.tree_size
+        first = sent.tree_size if sent is not None and sent.tree_size <= size else 0
+        proof = tree.consistency_proof(first, size)
         try:
             await self.send(signed, first, [h.hex() for h in proof])
         except Exception as err:  # noqa: BLE001 - the broker away: sent with the next one

@@ -26,11 +26,11 @@ from typing import Any
 from treatyflow import constants as c
 from treatyflow import logs
 from treatyflow.agency.entries import DEADLINE, DELIVERED, Entry, entry_id
-from treatyflow.agency.merkle import MerkleTree
 from treatyflow.agency.signing import SigningKey, Verified, sign
 from treatyflow.agency.wire import to_amqp
 from treatyflow.hub import Refusal
 from treatyflow.record import Record
+from treatyflow.record.tree import LogTree
 from treatyflow.record.writers import Recorder
 from treatyflow.schemas.record import (
     HUB_KINDS,
@@ -71,17 +71,16 @@ class Desk:
     """Answers what is addressed to the hub itself, one counter per kind."""
 
     def __init__(self, record: Record, recorder: Recorder, outbox: Outbox,
-                 signing_key: Callable[[], SigningKey]) -> None:
+                 signing_key: Callable[[], SigningKey], tree: LogTree | None = None) -> None:
         self._record = record
         self._recorder = recorder
         self._outbox = outbox
         self._signing_key = signing_key
         self._log = logs.get("treatyflow.gateway")
-        # The log's tree, kept and extended by the leaves appended since: a proof costs
-        # O(log n) hashes, not a rebuild from every row (which a sender could ask for at
-        # its full rate); one extension at a time.
-        self._tree = MerkleTree([])
-        self._growing = asyncio.Lock()
+        # The log's tree, held and extended by the leaves appended since (the gateway's,
+        # shared with its checkpoints): a proof costs O(log n) hashes, not a rebuild from
+        # every row (which a sender could ask for at its full rate).
+        self._tree = tree or LogTree(record)
         self.counters: dict[str, Counter] = {
             "consistency_request": self._consistency,
             "retrieval": self._retrieval,
@@ -114,7 +113,7 @@ class Desk:
             raise Refusal("out_of_range", [
                 f"from_tree_size {first} is past the {size} entries of the checkpoint asked "
                 f"for; a proof goes from the size you hold to a newer one"])
-        proof = (await self._tree_of(size)).consistency_proof(first, size)
+        proof = (await self._tree.of(size)).consistency_proof(first, size)
         reply = ConsistencyProofMessage(
             kind="consistency_proof", sender="HUB", recipient=message.sender,
             message_id=str(uuid.uuid5(_PROOF_IDS, f"{message.sender}|{message.message_id}")),
@@ -135,13 +134,6 @@ class Desk:
             return
         self._log.info("consistency proof sent", recipient=message.sender,
                        from_tree_size=first, tree_size=size)
-
-    async def _tree_of(self, size: int) -> MerkleTree:
-        """The log's tree of at least ``size`` leaves."""
-        async with self._growing:
-            if self._tree.size < size:
-                self._tree.extend(await self._record.leaves_between(self._tree.size, size))
-        return self._tree
 
     # --- retrieval --------------------------------------------------------------------
 

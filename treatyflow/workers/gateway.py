@@ -54,6 +54,7 @@ from treatyflow.hub import Refusal, is_transient, submit
 from treatyflow.keys import CurrentKey, RegistryFile, SignedDirectory
 from treatyflow.profile_store import ProfileStore
 from treatyflow.record import Record, checkpoint_every
+from treatyflow.record.tree import LogTree
 from treatyflow.record.writers import Recorder
 from treatyflow.schemas.messages import (
     REQUESTED_KINDS,
@@ -435,6 +436,7 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_
     outbox = Outbox(url)
     record = await Record.open(settings.record_database_url, load_keys(settings))
     recorder = Recorder(record)
+    tree = LogTree(record)  # the log's Merkle tree, held: checkpoints and proofs (record/tree.py)
     profiles = ProfileStore(settings.published_dir)
     added = AuthorityRegistry(settings.published_dir)  # authorities added or removed live
     # An edited profile file, with the amendments made live applied: its next version.
@@ -446,7 +448,7 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_
                       directory=SignedDirectory(settings.secrets_dir, registry),
                       time_scale=settings.time_scale, task_queue=task_queue, max_age=max_age,
                       buckets=TokenBuckets(settings.sender_rate, settings.sender_burst),
-                      recorder=recorder, desk=Desk(record, recorder, outbox, hub_key),
+                      recorder=recorder, desk=Desk(record, recorder, outbox, hub_key, tree),
                       profiles=profiles, locks=locks)
     receipts_of: list[Receipts] = []  # the lead's, told of the authorities added live
     announcer = Announcer(settings.secrets_dir, registry)
@@ -513,7 +515,7 @@ async def run(settings: Settings, stop: asyncio.Event, task_queue: str = c.TASK_
         await inbound.consume(connection)
         await dlq.consume_replays(connection, gateway.handle_replay)
         return [dlq.watch(url, stop), checkpoint_every(  # signed tree heads, RFC 9162,
-            Herald(record, hub_key, outbox), settings.record_checkpoint_seconds),  # to all
+            Herald(record, hub_key, outbox, tree), settings.record_checkpoint_seconds),
             receipts() if settings.record_receipt_seconds > 0 else stop.wait()]  # 0: none
 
     async def receipts() -> None:
