@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -108,7 +109,7 @@ async def test_a_removed_authority_gets_no_new_request_and_its_running_one_ends(
     kz, kz_box = await authorities(KZ)
     ru, ru_box = await authorities(RU)
     gone = _new_id()
-    _add(stack_settings, gone)
+    added = _add(stack_settings, gone)
     async with connected(stack_settings, gone) as (agency, box):
         running = new_request_id(gone)
         await agency.publish(message("request", request_id=running, sender=gone,
@@ -116,9 +117,21 @@ async def test_a_removed_authority_gets_no_new_request_and_its_running_one_ends(
         await box.expect(event(running, "request_accepted"), timeout=20)
 
         removed = cli(stack_settings, "authority", "remove", "--treaty", "sco-2010", "--id",
-                      gone, "--reason", "the party's note verbale of 2026-05-01")
+                      gone, "--reason", "the party's note verbale of 2026-05-01",
+                      "--operator", "A. Operator")
         assert removed.returncode == 0, removed.stderr
         assert "leaves" in removed.stdout and "1 running request(s)" in removed.stdout
+        # Both changes, made at once, are in the hub's record, signed by the operators.
+        for said, line in ((added, f"list changed by root: add {gone} under sco-2010, "),
+                           (removed.stdout, "list changed by A. Operator: remove "
+                            f"{gone} under sco-2010, profile version ")):
+            change_id = re.search(r"in the hub's record as (KZ-LST-[A-Z0-9]+)", said)
+            assert change_id is not None, said
+            (entry,) = await _record_entries(stack_settings, change_id[1])
+            assert (entry.kind, entry.actor, entry.procedure) == (
+                "operator", c.OPERATOR_SIGNER, "amendment")
+            assert views.says(entry).startswith(line), views.says(entry)
+        assert views.says(entry).endswith("(the party's note verbale of 2026-05-01)")
 
         # A new request to it, and one from it: refused, said why, dead-lettered.
         to_it = message("request", request_id=new_request_id(), sender=KZ, recipient=gone,
@@ -170,7 +183,6 @@ async def test_an_amendment_communicated_by_the_operators_takes_effect_through_t
     """Art. 2.2 end to end: notified with ``--received-on``, communicated (both signed
     with the operators' key by the CLI), in effect on its date: the version is published
     by the gateway on its publisher queue. An unsigned action is refused."""
-    import re
     from datetime import date
 
     from temporalio.client import WorkflowUpdateFailedError

@@ -26,10 +26,10 @@ from temporalio.service import RPCError
 from treatyflow import constants as c
 from treatyflow import procedures
 from treatyflow.authorities import AuthorityError, Onboarding, onboarding
-from treatyflow.cli.common import REFUSED, CliError, settings, temporal
+from treatyflow.cli.common import REFUSED, CliError, login_name, settings, temporal
 from treatyflow.codec import load_keys
 from treatyflow.constants import TASK_QUEUE, workflow_id
-from treatyflow.hub import Signed, signed_by_operators
+from treatyflow.hub import Signed, sign_action, signed_by_operators
 from treatyflow.keys import KeyStoreError, SignedDirectory, signing_key
 from treatyflow.record import Record
 from treatyflow.record.writers import Recorder
@@ -38,10 +38,12 @@ from treatyflow.schemas.amendment import (
     AmendmentState,
     AuthorityChange,
     Communication,
+    ListChanged,
     NewAuthority,
     Notification,
     Withdrawal,
 )
+from treatyflow.schemas.published import ProfileRef
 from treatyflow.settings import Settings
 from treatyflow.workers.gateway import describe
 from treatyflow.workflows.amendment import search_attributes
@@ -67,6 +69,9 @@ AmendmentId = Annotated[str, typer.Argument(metavar="AMENDMENT_ID", show_default
                                             help="as `authority add|remove` printed it")]
 Operator = Annotated[str, typer.Option(help="your name, for the amendment's record",
                                        show_default=False)]
+ByOperator = Annotated[str | None, typer.Option(
+    "--operator", help="your name, for the hub's record of a change made at once (default: "
+    "your login)", show_default=False)]
 
 
 def _change(**fields: Any) -> AuthorityChange:
@@ -92,7 +97,7 @@ def add(
         "public JWK); without it a key pair is generated in the state folder",
         show_default=False)] = None,
     received_on: ReceivedOn = None, changed_on: ChangedOn = None,
-    effective_on: EffectiveOn = None,
+    effective_on: EffectiveOn = None, operator: ByOperator = None,
 ) -> None:
     """Add a competent authority: its broker user, inbox, lane, permissions and key, then
     a new profile version naming it (now, or on the amendment's date). No restart."""
@@ -112,9 +117,11 @@ def add(
         print(f"{authority_id}: broker user, inbox, lane and permissions declared; "
               f"signing key {key_id} registered")
         if received_on is None:
-            ref = onboard.publish(change, by="operator")
+            by = _operator(operator)
+            ref = onboard.publish(change, by=by)
             print(f"{treaty}: profile version {ref.version} (sha256 {ref.digest[:16]}…) is "
                   f"current and lists {authority_id}; new requests may name it")
+            asyncio.run(_record_at_once(settings(), change, by, ref))
             return
     asyncio.run(_notify(settings(), change, received_on, changed_on, effective_on))
 
@@ -125,7 +132,7 @@ def remove(
     reason: Annotated[str, typer.Option(help="why (the party's notification)",
                                         show_default=False)],
     received_on: ReceivedOn = None, changed_on: ChangedOn = None,
-    effective_on: EffectiveOn = None,
+    effective_on: EffectiveOn = None, operator: ByOperator = None,
 ) -> None:
     """Remove a competent authority: a new profile version without it (now, or on the
     amendment's date); its running requests go on to their end (art. 13.3)."""
@@ -136,10 +143,12 @@ def remove(
         asyncio.run(_notify(settings(), change, received_on, changed_on, effective_on))
         return
     with _onboarding() as onboard:
-        ref = onboard.publish(change, by="operator")
+        by = _operator(operator)
+        ref = onboard.publish(change, by=by)
         print(f"{treaty}: profile version {ref.version} (sha256 {ref.digest[:16]}…) is current "
               f"and leaves {authority_id} out; new requests to or from it are refused "
               "authority_removed")
+        asyncio.run(_record_at_once(settings(), change, by, ref))
         asyncio.run(_retire_if_idle(settings(), onboard, authority_id))
 
 
@@ -262,6 +271,32 @@ async def _update(settings: Settings, treaty: str, amendment_id: str, name: str,
     assert signed.signed is not None
     await _record(settings, treaty, amendment_id, signed.signed)
     return state
+
+
+def _operator(given: str | None) -> str:
+    """Who makes a change at once: ``--operator``, else the login."""
+    name = given if given is not None else login_name()
+    if not name.strip():
+        raise CliError("name yourself with --operator: the change goes into the hub's record")
+    return name
+
+
+async def _record_at_once(settings: Settings, change: AuthorityChange, by: str,
+                          ref: ProfileRef) -> None:
+    """A change made at once, signed with the operators' key, in the hub's record as an
+    operator entry of its own id (``<party>-LST-…``), exportable as evidence."""
+    try:
+        key = signing_key(settings.secrets_dir, c.OPERATOR_SIGNER)
+        made = sign_action(ListChanged(operator=by, change=change, version=ref.version,
+                                       digest=ref.digest), key)
+    except (KeyStoreError, FileNotFoundError, ValidationError) as err:
+        raise CliError(f"published, but not recorded: cannot sign with the operators' key: "
+                       f"{err}") from None
+    change_id = f"{change.party}-LST-{uuid.uuid4().hex[:10].upper()}"
+    assert made.signed is not None
+    await _record(settings, change.treaty, change_id, made.signed)
+    print(f"recorded in the hub's record as {change_id} (`treatyflow evidence export "
+          f"{change_id} --treaty {change.treaty}`)")
 
 
 async def _record(settings: Settings, treaty: str, amendment_id: str, signed: str) -> None:

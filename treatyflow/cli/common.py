@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 from functools import cache
 from pathlib import Path
@@ -57,3 +58,11 @@ def write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as out:
         os.fchmod(fd, 0o600)
         out.write(text)
+
+
+def login_name() -> str:
+    """The login running the command (LOGNAME, USER, … or the password entry), or ''."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""

@@ -9,7 +9,6 @@ message from that sender. Every replay and purge is one JSON line in the audit r
 from __future__ import annotations
 
 import asyncio
-import getpass
 import hashlib
 import json
 import logging
@@ -21,7 +20,7 @@ import typer
 
 from treatyflow import constants as c
 from treatyflow import logs, procedures
-from treatyflow.cli.common import REFUSED, CliError, settings
+from treatyflow.cli.common import REFUSED, CliError, login_name, settings
 from treatyflow.cli.dead_letter_records import (
     Filter,
     full_record,
@@ -241,18 +240,11 @@ def _changing(action: str, chosen: Filter, every: bool, operator: str | None,
     if chosen.empty and not every:
         raise CliError(f"{action} needs a message id or a filter (--problem, --sender, "
                        "--since, --until), or --all for every message")
-    operator = operator if operator is not None else _default_operator()
+    operator = operator if operator is not None else login_name()
     if not operator or len(reason.strip()) < MIN_REASON:
         raise CliError(f"{action} needs --operator and a --reason of at least {MIN_REASON} "
                        "characters (it goes into the audit record)")
     return operator
-
-
-def _default_operator() -> str:
-    try:
-        return getpass.getuser()  # LOGNAME, USER, ... or the login's entry
-    except (KeyError, OSError):
-        return ""
 
 
 # --- the commands -----------------------------------------------------------------------

@@ -136,8 +136,15 @@ def says(entry: Entry) -> str:
 
 
 def _amendment_says(payload: dict[str, Any]) -> str:
-    """The depositary's action on an amendment (art. 2.2), as the operators signed it:
-    the notification it opened with, its communication or its withdrawal."""
+    """The depositary's action on a list of authorities (art. 2.2), as the operators
+    signed it: a change made at once, or an amendment's notification, communication or
+    withdrawal."""
+    listed = payload.get("change")
+    if isinstance(listed, dict):  # changed at once, no amendment procedure
+        return _cut(f"list changed by {payload.get('operator')}: {listed.get('change')} "
+                    f"{listed.get('authority_id')} under {listed.get('treaty')}, profile "
+                    f"version {payload.get('version')}"
+                    + (f" ({listed['reason']})" if listed.get("reason") else ""))
     notified = payload.get("notification")
     if isinstance(notified, dict):
         change = notified.get("change")

@@ -187,6 +187,19 @@ class Withdrawal(OperatorsSigned):
     reason: str = Field(min_length=1, max_length=500)
 
 
+class ListChanged(OperatorsSigned):
+    """A list of competent authorities changed at once by the operators (no amendment
+    procedure: ``treatyflow authority add|remove`` without ``--received-on``), as the
+    hub's record keeps it: who, what, and the profile version that made it current."""
+
+    model_config = ConfigDict(frozen=True)
+
+    operator: str = Field(min_length=1, max_length=100)
+    change: AuthorityChange
+    version: int = Field(ge=1, description="The profile version published with it.")
+    digest: str = Field(pattern=r"^[0-9a-f]{64}$", description="That version's SHA-256.")
+
+
 class AmendmentState(BaseModel):
     """One amendment as it stands: what ``treatyflow authority amendment`` shows."""
 
