@@ -77,3 +77,15 @@ async def test_a_rewritten_row_is_found_by_its_slice_and_the_tree_follows_the_ro
     seen = [(await tree.now()).root() for _ in range(3)]  # slices [0,3), [3,6), [6,8)
     assert seen == [before, before, rows_root]
     assert (await tree.now()).root() == rows_root  # and it stays with the rows
+
+
+async def test_rows_gone_from_the_end_make_the_tree_shrink_as_the_rows_did(
+    record: Record, tmp_path: Path
+) -> None:
+    tree = LogTree(record, audit_slice=3)
+    await record.append([record_entry("R-1", n) for n in range(6)])
+    await tree.now()
+    with sqlite3.connect(tmp_path / "record.sqlite3") as db:  # the last two rows deleted
+        db.execute("DELETE FROM record_entries WHERE log_index >= 4")
+    shrunk = await tree.now()
+    assert shrunk.size == 4 and shrunk.root() == (await record.tree()).root()

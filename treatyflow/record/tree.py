@@ -21,7 +21,7 @@ import asyncio
 
 from treatyflow import logs
 from treatyflow.agency.merkle import MerkleTree
-from treatyflow.record.store import Record
+from treatyflow.record.store import Record, RecordError
 
 AUDIT_SLICE = 20_000  # rows recomputed at each checkpoint (about 0.4 s of CPU, in a thread)
 
@@ -49,7 +49,7 @@ class LogTree:
         """The tree of the whole log as the rows hold it now, after one audit slice."""
         size = await self._record.size()
         async with self._lock:
-            await self._audit()
+            await self._audit(size)
             await self._extend(size)
             return self._tree
 
@@ -57,21 +57,25 @@ class LogTree:
         if self._tree.size < size:
             self._tree.extend(await self._record.leaves_between(self._tree.size, size))
 
-    async def _audit(self) -> None:
+    async def _audit(self, size: int) -> None:
         held = self._tree.size
         if held == 0:
             return
         start = self._audit_at if self._audit_at < held else 0
         stop = min(held, start + self._slice)
-        rows = await self._record.leaves_between(start, stop)
+        try:
+            rows = await self._record.leaves_between(start, stop) if size >= held else []
+        except RecordError:  # rows gone since (a gap raises again below, as it should)
+            rows = []
         changed = next((i for i, leaf in enumerate(rows, start)
                         if leaf != self._tree.leaf(i)), None)
-        if changed is None:
+        if len(rows) == stop - start and changed is None:
             self._audit_at = stop
             return
-        _log.error("record_row_changed", index=changed, tree_size=held,
-                   why="a row of the record no longer hashes to the leaf appended; the "
-                   "tree is rebuilt from the rows, and the next checkpoint signs them as "
-                   "they are: every party's witness will report the fork")
-        self._tree = MerkleTree(await self._record.leaves_between(0, held))
+        _log.error("record_row_changed", index=changed, tree_size=held, rows=size,
+                   why="the record's rows no longer hash to the leaves appended (a row "
+                   "changed, or rows are gone); the tree is rebuilt from the rows, and the "
+                   "next checkpoint signs them as they are: every party's witness will "
+                   "report the fork")
+        self._tree = await self._record.tree()  # every row, as they are now
         self._audit_at = 0
