@@ -519,9 +519,9 @@ export class Agency {
           this.say('duplicate', { message_id: read.message.message_id });
         } else {
           this.seen.add(read.message.message_id);
+          if (read.message.kind === 'notice') await this._acknowledge(read.message, delivery.content);
           this.received.push(read);
           this._wake();
-          if (read.message.kind === 'notice') await this._acknowledge(read.message, delivery.content);
         }
       }
       this.consumer.ack(delivery);
@@ -532,9 +532,9 @@ export class Agency {
   }
 
   /**
-   * A notice handled: acknowledged to the hub in a `retrieval` (docs/reference/evidence.md),
-   * which records it as retrieved, before its delivery is acked. A retrieval not confirmed
-   * is said, and the notice acked all the same: it was handled.
+   * A notice verified: acknowledged to the hub in a `retrieval` (docs/reference/evidence.md),
+   * which records it as retrieved, before the scripts see it and its delivery is acked. A
+   * retrieval not confirmed is said, and the notice acked all the same.
    */
   async _acknowledge(notice, token) {
     const retrieval = {
