@@ -90,6 +90,10 @@ def test_secrets_are_written_through_no_file_planted_beside_them(tmp_path: Path)
                      f".{target.name}.{os.getpid()}.tmp", f".{target.name}.tmp"):
             with contextlib.suppress(FileExistsError):
                 (target.parent / name).symlink_to(victim)
+    files = tls.TlsFiles(settings.tls_dir)  # a link at a key's own name, too
+    files.server_key.parent.mkdir(parents=True)
+    files.server_key.symlink_to(victim)
+    targets += [files.server_key, files.ca_key, tmp_path / "definitions.json"]
     keys.load_or_create_keys(secrets, who=[KZ])
     keys.rotate(secrets, KZ)
     topology.load_or_create_passwords(secrets, [KZ, RU])
@@ -98,6 +102,8 @@ def test_secrets_are_written_through_no_file_planted_beside_them(tmp_path: Path)
     codec.load_or_create_keys(settings)
     codec.rotate_keys(settings)
     codec.load_or_create_codec_token(settings)
+    tls.load_or_create(settings.tls_dir)
+    stack.write_definitions(settings, tmp_path / "definitions.json")
     witness = Witness(tmp_path / "witness.json")
     log = MerkleTree([hashlib.sha256(b"entry").digest()])
     witness.seen(sign_checkpoint(log.size, log.root(), TEST_KEYS.private[c.HUB_SENDER]),

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import pwd
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -122,7 +124,8 @@ async def test_a_removed_authority_gets_no_new_request_and_its_running_one_ends(
         assert removed.returncode == 0, removed.stderr
         assert "leaves" in removed.stdout and "1 running request(s)" in removed.stdout
         # Both changes, made at once, are in the hub's record, signed by the operators.
-        for said, line in ((added, f"list changed by root: add {gone} under sco-2010, "),
+        login = pwd.getpwuid(os.getuid()).pw_name  # `cli` passes no LOGNAME or USER
+        for said, line in ((added, f"list changed by {login}: add {gone} under sco-2010, "),
                            (removed.stdout, "list changed by A. Operator: remove "
                             f"{gone} under sco-2010, profile version ")):
             change_id = re.search(r"in the hub's record as (KZ-LST-[A-Z0-9]+)", said)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from treatyflow.agency.files import replace_private
 from treatyflow.keys import secrets_lock
 from treatyflow.settings import Within
 
@@ -53,10 +53,7 @@ class TlsFiles:
 
 
 def _write(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    path.chmod(0o600)
+    replace_private(path, data)  # a new 0600 file moved into place, never through a link
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:

@@ -20,9 +20,9 @@ def _temporary(path: Path, data: bytes, owner: tuple[int, int] | None = None) ->
     user and group id to give it first (a root writer's file for the stack's user)."""
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        if owner is not None:
-            os.fchown(fd, *owner)
-        with os.fdopen(fd, "wb") as out:
+        with os.fdopen(fd, "wb") as out:  # closes fd, whatever happens below
+            if owner is not None:
+                os.fchown(out.fileno(), *owner)
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
@@ -31,6 +31,16 @@ def _temporary(path: Path, data: bytes, owner: tuple[int, int] | None = None) ->
             os.unlink(name)
         raise
     return Path(name)
+
+
+def _sync_folder(path: Path) -> None:
+    """Make the new name durable too (the folder's entry), where the system allows it."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _bytes(data: str | bytes) -> bytes:
@@ -47,6 +57,7 @@ def replace_private(path: Path, data: str | bytes,
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _sync_folder(path)
 
 
 def create_private(path: Path, data: str | bytes) -> bool:
@@ -59,4 +70,5 @@ def create_private(path: Path, data: str | bytes) -> bool:
         return False
     finally:
         tmp.unlink(missing_ok=True)
+    _sync_folder(path)
     return True

@@ -69,6 +69,7 @@ AmendmentId = Annotated[str, typer.Argument(metavar="AMENDMENT_ID", show_default
                                             help="as `authority add|remove` printed it")]
 Operator = Annotated[str, typer.Option(help="your name, for the amendment's record",
                                        show_default=False)]
+OPERATOR_NAME_MAX = 100  # as the record's entry takes it (schemas.amendment.ListChanged)
 ByOperator = Annotated[str | None, typer.Option(
     "--operator", help="your name, for the hub's record of a change made at once (default: "
     "your login)", show_default=False)]
@@ -111,13 +112,13 @@ def add(
     change = _change(treaty=treaty, change="add", authority_id=authority_id,
                      authority=authority)
     key = _public_key(public_key) if public_key else None
+    by = _operator(operator) if received_on is None else ""  # before anything is done
     with _onboarding() as onboard:
         onboard.check(change)
         key_id = onboard.provision(change, key)
         print(f"{authority_id}: broker user, inbox, lane and permissions declared; "
               f"signing key {key_id} registered")
         if received_on is None:
-            by = _operator(operator)
             ref = onboard.publish(change, by=by)
             print(f"{treaty}: profile version {ref.version} (sha256 {ref.digest[:16]}…) is "
                   f"current and lists {authority_id}; new requests may name it")
@@ -142,14 +143,16 @@ def remove(
             onboard.check(change)
         asyncio.run(_notify(settings(), change, received_on, changed_on, effective_on))
         return
+    by = _operator(operator)
     with _onboarding() as onboard:
-        by = _operator(operator)
         ref = onboard.publish(change, by=by)
         print(f"{treaty}: profile version {ref.version} (sha256 {ref.digest[:16]}…) is current "
               f"and leaves {authority_id} out; new requests to or from it are refused "
               "authority_removed")
-        asyncio.run(_record_at_once(settings(), change, by, ref))
-        asyncio.run(_retire_if_idle(settings(), onboard, authority_id))
+        try:
+            asyncio.run(_record_at_once(settings(), change, by, ref))
+        finally:  # retired if idle, whether or not the record took the change
+            asyncio.run(_retire_if_idle(settings(), onboard, authority_id))
 
 
 @app.command()
@@ -209,12 +212,13 @@ async def _notify(settings: Settings, change: AuthorityChange, received_on: date
         task_queue=TASK_QUEUE, search_attributes=typed(first),
         static_summary=f"{change.treaty} amendment {amendment_id}: {change.change} "
         f"{change.authority_id}")
-    assert given.signed is not None
-    await _record(settings, change.treaty, amendment_id, given.signed)
     print(f"amendment {amendment_id} notified ({change.change} {change.authority_id} under "
           f"{change.treaty}); the depositary communicates it within 7 days "
           f"(`treatyflow authority communicated {amendment_id} --treaty {change.treaty}`), "
           f"in effect on {notification.effective_on}")
+    assert given.signed is not None
+    await _record(settings, change.treaty, amendment_id, given.signed,
+                  f"amendment {amendment_id} notified")
 
 
 @app.command()
@@ -269,15 +273,17 @@ async def _update(settings: Settings, treaty: str, amendment_id: str, name: str,
         raise CliError(f"no open amendment {amendment_id} under {treaty}: {err.message}"
                        ) from None
     assert signed.signed is not None
-    await _record(settings, treaty, amendment_id, signed.signed)
+    await _record(settings, treaty, amendment_id, signed.signed,
+                  f"amendment {amendment_id}: {name} applied")
     return state
 
 
 def _operator(given: str | None) -> str:
     """Who makes a change at once: ``--operator``, else the login."""
-    name = given if given is not None else login_name()
-    if not name.strip():
-        raise CliError("name yourself with --operator: the change goes into the hub's record")
+    name = (given if given is not None else login_name()).strip()
+    if not name or len(name) > OPERATOR_NAME_MAX:
+        raise CliError(f"name yourself with --operator (1 to {OPERATOR_NAME_MAX} "
+                       "characters): the change goes into the hub's record")
     return name
 
 
@@ -289,25 +295,32 @@ async def _record_at_once(settings: Settings, change: AuthorityChange, by: str,
         key = signing_key(settings.secrets_dir, c.OPERATOR_SIGNER)
         made = sign_action(ListChanged(operator=by, change=change, version=ref.version,
                                        digest=ref.digest), key)
-    except (KeyStoreError, FileNotFoundError, ValidationError) as err:
-        raise CliError(f"published, but not recorded: cannot sign with the operators' key: "
-                       f"{err}") from None
+    except (KeyStoreError, FileNotFoundError) as err:
+        raise CliError(f"profile version {ref.version} published, but not written to the "
+                       f"hub's record: cannot sign with the operators' key: {err}") from None
     change_id = f"{change.party}-LST-{uuid.uuid4().hex[:10].upper()}"
     assert made.signed is not None
-    await _record(settings, change.treaty, change_id, made.signed)
+    await _record(settings, change.treaty, change_id, made.signed,
+                  f"profile version {ref.version} published")
     print(f"recorded in the hub's record as {change_id} (`treatyflow evidence export "
           f"{change_id} --treaty {change.treaty}`)")
 
 
-async def _record(settings: Settings, treaty: str, amendment_id: str, signed: str) -> None:
+async def _record(settings: Settings, treaty: str, amendment_id: str, signed: str,
+                  done: str) -> None:
     """The depositary's action, as the operators signed it, in the hub's record: an entry
-    of the amendment (its id as the request's), exportable as evidence like any other."""
-    record = await Record.open(settings.record_database_url, load_keys(settings))
+    of the amendment (its id as the request's), exportable as evidence like any other.
+    ``done``: what was done already, said if the record cannot be written."""
     try:
-        await Recorder(record).operated(treaty, amendment_id, signed,
-                                        procedure=procedures.AMENDMENT.name)
-    finally:
-        await record.close()
+        record = await Record.open(settings.record_database_url, load_keys(settings))
+        try:
+            await Recorder(record).operated(treaty, amendment_id, signed,
+                                            procedure=procedures.AMENDMENT.name)
+        finally:
+            await record.close()
+    except Exception as err:  # noqa: BLE001 - the database or the payload keys: say so
+        raise CliError(f"{done}, but not written to the hub's record "
+                       f"({settings.record_database_url.split('://')[0]}): {err}") from None
 
 
 def _signed(settings: Settings, action: Signed) -> Signed:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from treatyflow import constants as c
 from treatyflow import tls
+from treatyflow.agency.files import replace_private
 from treatyflow.authorities import AuthorityRegistry
 from treatyflow.codec import (
     CODEC_TOKEN_FILE,
@@ -134,9 +135,8 @@ def write_definitions(settings: Settings, out: Path, *, admin: bool = True) -> P
     load_or_create_secrets(settings)
     admin_password = load_or_create_admin_password(settings.secrets_dir) if admin else None
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.touch(mode=0o600)
-    out.write_text(json.dumps(definitions(passwords, added.known(), added.retired(),
-                                          admin_password), indent=2))
+    replace_private(out, json.dumps(definitions(passwords, added.known(), added.retired(),
+                                                admin_password), indent=2))
     return out
 
 
@@ -168,7 +168,8 @@ def start_rabbitmq(settings: Settings, paths: Paths) -> None:
     base.mkdir(parents=True, exist_ok=True)
     management = settings.amqp_management_port
     defs = write_definitions(settings, base / "definitions.json", admin=bool(management))
-    (base / "rabbitmq.conf").write_text(
+    replace_private(
+        base / "rabbitmq.conf",
         f"listeners.tcp.default = 127.0.0.1:{settings.amqp_port}\n"
         f"load_definitions = {defs}\n"
         "log.console = false\n"

@@ -324,7 +324,8 @@ class Record:
             return await asyncio.to_thread(
                 lambda: _leaf_hashes(self._rows_sync(query), start, stop))
         async with self._engine.connect() as connection:
-            return _leaf_hashes(list(await connection.execute(query)), start, stop)
+            rows = list(await connection.execute(query))
+        return await asyncio.to_thread(_leaf_hashes, rows, start, stop)
 
     def _rows_sync(self, query: Any) -> list[Any]:
         assert self._appends is not None

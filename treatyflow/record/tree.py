@@ -9,10 +9,11 @@ and every party's messages would wait behind it. Held, a checkpoint costs the ne
 
 What the rows say still decides the root: each checkpoint also recomputes one slice of
 the rows already in the tree (``AUDIT_SLICE``, in turn from the first, back to the first
-after the last), and a row found changed since it was appended (someone rewrote the
-database) makes the tree rebuilt from the rows. The next checkpoint then signs the log as
-the rows now hold it, and every party's witness, holding the one before, reports the
-fork. A whole log of N entries is checked every N / ``AUDIT_SLICE`` checkpoints.
+after the last) and the last row held (a log cut short and grown again since holds
+another entry there), and a row found changed since it was appended (someone rewrote the
+database), or rows gone, make the tree rebuilt from the rows. The next checkpoint then
+signs the log as the rows now hold it, and every party's witness, holding the one before,
+reports the fork. A whole log of N entries is checked every N / ``AUDIT_SLICE`` checkpoints.
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ class LogTree:
 
     async def now(self) -> MerkleTree:
         """The tree of the whole log as the rows hold it now, after one audit slice."""
-        size = await self._record.size()
-        async with self._lock:
+        async with self._lock:  # the size read under it: a proof may extend the tree
+            size = await self._record.size()
             await self._audit(size)
             await self._extend(size)
             return self._tree
@@ -58,18 +59,27 @@ class LogTree:
             self._tree.extend(await self._record.leaves_between(self._tree.size, size))
 
     async def _audit(self, size: int) -> None:
+        """One slice of the rows held, and the last one held: a log cut short and grown
+        again since changes that row (its index holds another entry now)."""
         held = self._tree.size
         if held == 0:
             return
         start = self._audit_at if self._audit_at < held else 0
         stop = min(held, start + self._slice)
-        try:
-            rows = await self._record.leaves_between(start, stop) if size >= held else []
-        except RecordError:  # rows gone since (a gap raises again below, as it should)
-            rows = []
-        changed = next((i for i, leaf in enumerate(rows, start)
-                        if leaf != self._tree.leaf(i)), None)
-        if len(rows) == stop - start and changed is None:
+        ranges = [(start, stop)] + ([(held - 1, held)] if stop < held else [])
+        changed: int | None = None
+        whole = size >= held
+        for first, last in ranges if whole else []:
+            try:
+                rows = await self._record.leaves_between(first, last)
+            except RecordError:  # rows gone since (a gap raises again below, as it should)
+                whole = False
+                break
+            changed = next((i for i, leaf in enumerate(rows, first)
+                            if leaf != self._tree.leaf(i)), None)
+            if changed is not None:
+                break
+        if whole and changed is None:
             self._audit_at = stop
             return
         _log.error("record_row_changed", index=changed, tree_size=held, rows=size,
@@ -77,5 +87,5 @@ class LogTree:
                    "changed, or rows are gone); the tree is rebuilt from the rows, and the "
                    "next checkpoint signs them as they are: every party's witness will "
                    "report the fork")
-        self._tree = await self._record.tree()  # every row, as they are now
+        self._tree = MerkleTree(await self._record.leaves_between(0, size))  # every row
         self._audit_at = 0
