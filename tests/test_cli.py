@@ -35,6 +35,20 @@ def test_missing_payload_keys_are_named(tmp_path) -> None:  # type: ignore[no-un
     assert "no payload keys" in done.stderr and "TREATYFLOW_PAYLOAD_KEYS" in done.stderr
 
 
+@pytest.mark.parametrize("name", ["", "x" * 101, "A.\u202eOperator", "\u3164"])
+def test_an_authority_change_made_at_once_names_a_visible_operator_before_anything(
+    tmp_path, name: str  # type: ignore[no-untyped-def]
+) -> None:
+    """The operator goes into the hub's record: a name it cannot take is refused before
+    any user, inbox, key or version is made."""
+    settings = Settings(state_dir=tmp_path / "state", temporal_port=stack.free_port())
+    done = _cli(settings, ["authority", "add", "--treaty", "sco-2010", "--party", "KZ",
+                           "--id", "KZ-AFM", "--name", "Agency", "--operator", name])
+    assert done.returncode == 2, done.stdout + done.stderr  # the CLI's usage errors
+    assert "--operator" in done.stderr and done.stdout == ""
+    assert not (tmp_path / "state").exists() or not any((tmp_path / "state").rglob("*.json"))
+
+
 def _cli(settings: Settings, command: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "treatyflow.cli", *command],
                           env=settings.to_env(), capture_output=True, text=True, timeout=60,

@@ -43,6 +43,7 @@ from treatyflow.schemas.amendment import (
     Notification,
     Withdrawal,
 )
+from treatyflow.schemas.envelope import text_problem
 from treatyflow.schemas.published import ProfileRef
 from treatyflow.settings import Settings
 from treatyflow.workers.gateway import describe
@@ -284,6 +285,8 @@ def _operator(given: str | None) -> str:
     if not name or len(name) > OPERATOR_NAME_MAX:
         raise CliError(f"name yourself with --operator (1 to {OPERATOR_NAME_MAX} "
                        "characters): the change goes into the hub's record")
+    if problem := text_problem(name, multiline=False):  # as an action's on a request
+        raise CliError(f"--operator: {problem}")
     return name
 
 
