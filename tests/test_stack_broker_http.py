@@ -2,7 +2,7 @@
 broker docker-compose gives it (no local node for ``rabbitmqctl``; SCO 2010 art. 2.2).
 A real RabbitMQ with the management plugin on loopback (``amqp_management_port``), the
 broker admin declared in its definitions; no Temporal needed: a direct addition
-provisions and publishes without the workflows."""
+provisions, publishes and writes its entry to the hub's record without the workflows."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import aio_pika
 import pytest
 
 from tests.conftest import cli
+from treatyflow import codec, topology
 from treatyflow import constants as c
-from treatyflow import topology
 from treatyflow.authorities import AuthorityError, AuthorityRegistry, HttpBroker
 from treatyflow.local import stack
 from treatyflow.profile_store import ProfileStore
@@ -41,6 +41,7 @@ def managed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
         pytest.fail(f"RabbitMQ did not start: {err}")
     ProfileStore(settings.published_dir).sync(
         known_treaties(), AuthorityRegistry(settings.published_dir).effective_text)
+    codec.load_or_create_keys(settings)  # the record's payload keys, as the stack's
     try:
         yield settings
     finally:
