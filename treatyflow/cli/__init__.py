@@ -8,6 +8,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
+from treatyflow import logs
 from treatyflow.cli import (
     authority,
     dead_letters,
@@ -63,5 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
-    """The ``treatyflow`` console script (and ``python -m treatyflow.cli``)."""
+    """The ``treatyflow`` console script (and ``python -m treatyflow.cli``): what the
+    libraries log below a warning (a record's append, say) is not the command's output."""
+    logs.configure("warning")
     finish(main())
