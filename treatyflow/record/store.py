@@ -300,20 +300,8 @@ class Record:
     async def tree(self, size: int | None = None) -> MerkleTree:
         """The Merkle tree of the first ``size`` entries (all by default), each leaf
         recomputed from the entry's stored fields: an altered row changes the root."""
-        query = select(*_FIELDS).order_by(EntryRow.log_index)
-        if size is not None:
-            query = query.where(EntryRow.log_index < size)
-        async with self._engine.connect() as connection:
-            rows = (await connection.execute(query)).all()
-        hashes = []
-        for at, row in enumerate(rows):
-            if row.log_index != at:
-                raise RecordCorrupt(f"the log has no entry at index {at} (next is "
-                                    f"{row.log_index})")
-            hashes.append(leaf_hash(_entry(row).leaf()))
-        if size is not None and len(hashes) < size:
-            raise RecordError(f"the log holds {len(hashes)} entries, not {size}")
-        return MerkleTree(hashes)
+        return MerkleTree(await self.leaves_between(0, await self.size() if size is None
+                                                   else size))
 
     async def leaves_between(self, start: int, stop: int) -> list[bytes]:
         """The RFC 9162 leaf hashes of the entries at ``start`` to ``stop - 1``, recomputed
