@@ -68,20 +68,19 @@ class LogTree:
         stop = min(held, start + self._slice)
         ranges = [(start, stop)] + ([(held - 1, held)] if stop < held else [])
         changed: int | None = None
-        whole = size >= held
-        for first, last in ranges if whole else []:
-            try:
-                rows = await self._record.leaves_between(first, last)
-            except RecordError:  # rows gone since (a gap raises again below, as it should)
-                whole = False
-                break
-            changed = next((i for i, leaf in enumerate(rows, first)
-                            if leaf != self._tree.leaf(i)), None)
-            if changed is not None:
-                break
-        if whole and changed is None:
-            self._audit_at = stop
-            return
+        if size >= held:  # else rows are gone
+            for first, last in ranges:
+                try:
+                    rows = await self._record.leaves_between(first, last)
+                except RecordError:  # rows gone (a gap raises again below, as it should)
+                    break
+                changed = next((i for i, leaf in enumerate(rows, first)
+                                if leaf != self._tree.leaf(i)), None)
+                if changed is not None:
+                    break
+            else:
+                self._audit_at = stop
+                return
         _log.error("record_row_changed", index=changed, tree_size=held, rows=size,
                    why="the record's rows no longer hash to the leaves appended (a row "
                    "changed, or rows are gone); the tree is rebuilt from the rows, and the "
