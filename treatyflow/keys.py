@@ -76,19 +76,25 @@ def secrets_lock(secrets_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def _folder_owner(secrets_dir: Path) -> tuple[int, int] | None:
+    """The secrets folder's owner, for what a root writer (``sudo treatyflow keys …``)
+    makes in it: it must not leave a file the stack's own user cannot read. None when
+    not root (a file is then its writer's, the folder's own user)."""
+    if os.geteuid() != 0:
+        return None
+    folder = secrets_dir.stat()
+    return folder.st_uid, folder.st_gid
+
+
 def _owned_like_folder(path: Path, secrets_dir: Path) -> None:
-    """Give ``path`` the secrets folder's owner: run as root (``sudo treatyflow keys …``),
-    a writer must not leave a file the stack's own user cannot read."""
-    if os.geteuid() == 0:
-        folder = secrets_dir.stat()
-        os.chown(path, folder.st_uid, folder.st_gid)
+    """Give ``path`` the secrets folder's owner (``_folder_owner``)."""
+    if (owner := _folder_owner(secrets_dir)) is not None:
+        os.chown(path, *owner)
 
 
 def _write_registry(secrets_dir: Path, ring: KeyRing) -> None:
-    path = registry_path(secrets_dir)
-    folder = secrets_dir.stat()
-    replace_private(path, ring.model_dump_json(indent=2) + "\n",  # owned as below
-                    (folder.st_uid, folder.st_gid) if os.geteuid() == 0 else None)
+    replace_private(registry_path(secrets_dir), ring.model_dump_json(indent=2) + "\n",
+                    _folder_owner(secrets_dir))
 
 
 def _write_private(secrets_dir: Path, owner: str, key: SigningKey) -> Path:
