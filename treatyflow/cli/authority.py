@@ -34,6 +34,7 @@ from treatyflow.keys import KeyStoreError, SignedDirectory, signing_key
 from treatyflow.record import Record
 from treatyflow.record.writers import Recorder
 from treatyflow.schemas.amendment import (
+    OPERATOR_NAME_MAX,
     AmendmentInput,
     AmendmentState,
     AuthorityChange,
@@ -70,7 +71,6 @@ AmendmentId = Annotated[str, typer.Argument(metavar="AMENDMENT_ID", show_default
                                             help="as `authority add|remove` printed it")]
 Operator = Annotated[str, typer.Option(help="your name, for the amendment's record",
                                        show_default=False)]
-OPERATOR_NAME_MAX = 100  # as the record's entry takes it (schemas.amendment.ListChanged)
 ByOperator = Annotated[str | None, typer.Option(
     "--operator", help="your name, for the hub's record of a change made at once (default: "
     "your login)", show_default=False)]
@@ -309,15 +309,16 @@ async def _record_at_once(settings: Settings, change: AuthorityChange, by: str,
           f"{change_id} --treaty {change.treaty}`)")
 
 
-async def _record(settings: Settings, treaty: str, amendment_id: str, signed: str,
+async def _record(settings: Settings, treaty: str, list_id: str, signed: str,
                   done: str) -> None:
     """The depositary's action, as the operators signed it, in the hub's record: an entry
-    of the amendment (its id as the request's), exportable as evidence like any other.
+    of the amendment or the change made at once (``list_id`` as the request's id),
+    exportable as evidence like any other.
     ``done``: what was done already, said if the record cannot be written."""
     try:
         record = await Record.open(settings.record_database_url, load_keys(settings))
         try:
-            await Recorder(record).operated(treaty, amendment_id, signed,
+            await Recorder(record).operated(treaty, list_id, signed,
                                             procedure=procedures.AMENDMENT.name)
         finally:
             await record.close()

@@ -26,6 +26,9 @@ NOTIFY_WITHIN_DAYS = 30  # art. 2.2: the party notifies the depositary within 30
 COMMUNICATE_WITHIN_DAYS = 7  # art. 2.2: the depositary communicates it within 7 days
 
 
+# The longest operator's name an amendment's action or a list change records.
+OPERATOR_NAME_MAX = 100
+
 class NewAuthority(BaseModel):
     """An authority as a profile lists it; ``role`` only for a treaty whose profile has
     roles (KZ–UAE 2018: ``central_authority`` or ``diplomatic_relay``)."""
@@ -174,7 +177,7 @@ class Communication(OperatorsSigned):
 
     model_config = ConfigDict(frozen=True)
 
-    operator: str = Field(min_length=1, max_length=100)
+    operator: str = Field(min_length=1, max_length=OPERATOR_NAME_MAX)
     note: str = Field("", max_length=500)
 
 
@@ -183,7 +186,7 @@ class Withdrawal(OperatorsSigned):
 
     model_config = ConfigDict(frozen=True)
 
-    operator: str = Field(min_length=1, max_length=100)
+    operator: str = Field(min_length=1, max_length=OPERATOR_NAME_MAX)
     reason: str = Field(min_length=1, max_length=500)
 
 
@@ -194,7 +197,7 @@ class ListChanged(OperatorsSigned):
 
     model_config = ConfigDict(frozen=True)
 
-    operator: str = Field(min_length=1, max_length=100)
+    operator: str = Field(min_length=1, max_length=OPERATOR_NAME_MAX)
     change: AuthorityChange
     version: int = Field(ge=1, description="The profile version published with it.")
     digest: str = Field(pattern=r"^[0-9a-f]{64}$", description="That version's SHA-256.")
