@@ -39,6 +39,7 @@ from treatyflow import constants as c
 from treatyflow import hub
 from treatyflow.activities.delivery import Deliver, Delivered
 from treatyflow.agency import AgencyClient, Inbox, KeyRing, PublicKey, SigningKey, Unverified
+from treatyflow.agency.entries import Entry
 from treatyflow.agency.signing import sign, sign_directory
 from treatyflow.codec import PayloadKeys, generate_keys, load_keys
 from treatyflow.hub import request_state, transfer_state
@@ -663,10 +664,15 @@ async def opened(kz_ru: Parties) -> Opened:
     return Opened(*kz_ru, await open_request(kz_ru.kz, kz_ru.kz_box, kz_ru.ru_box))
 
 
+async def record_entries(settings: Settings, request_id: str) -> list[Entry]:
+    """The request's entries in the stack's record, in log order."""
+    async with await Record.open(settings.record_database_url, load_keys(settings)) as record:
+        return await record.entries(request_id)
+
+
 async def recorded(settings: Settings, request_id: str) -> list[tuple[str, str]]:
     """(kind, actor) of each of the request's entries in the stack's record, in log order."""
-    async with await Record.open(settings.record_database_url, load_keys(settings)) as record:
-        return [(e.kind, e.actor) for e in await record.entries(request_id)]
+    return [(e.kind, e.actor) for e in await record_entries(settings, request_id)]
 
 
 @pytest_asyncio.fixture

@@ -22,13 +22,12 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
+from tests.conftest import record_entries
 from tests.factories import new_request_id, request_body
 from treatyflow.agency.entries import RETRIEVED, Entry, entry_id
 from treatyflow.agency.signing import KeyRing, PublicKey, SigningKey, b64url, sign, sign_directory
-from treatyflow.codec import load_keys
 from treatyflow.hub import request_state
 from treatyflow.keys import private_key_path, read_registry
-from treatyflow.record import Record
 from treatyflow.settings import Settings
 from treatyflow.topology import read_passwords
 
@@ -189,9 +188,8 @@ async def _retrieved(settings: Settings, request_id: str, wanted: set[str]) -> l
     (its gateway writes a retrieval a moment after the broker confirmed it), or after 15 s."""
     found: list[Entry] = []
     for _ in range(30):
-        async with await Record.open(settings.record_database_url,
-                                     load_keys(settings)) as record:
-            found = [e for e in await record.entries(request_id) if e.kind == RETRIEVED]
+        found = [e for e in await record_entries(settings, request_id)
+                 if e.kind == RETRIEVED]
         if wanted <= {e.entry_id for e in found}:
             break
         await asyncio.sleep(0.5)

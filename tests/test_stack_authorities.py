@@ -16,23 +16,26 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 
-from tests.conftest import KZ, REPORT, RU, Mailbox, cli, dead_letter, error_about, event
+from tests.conftest import (
+    KZ,
+    REPORT,
+    RU,
+    Mailbox,
+    cli,
+    dead_letter,
+    error_about,
+    event,
+    record_entries,
+)
 from tests.factories import message, new_request_id, request_body
 from treatyflow import constants as c
 from treatyflow.agency import AgencyClient
-from treatyflow.agency.entries import Entry
-from treatyflow.codec import load_keys
 from treatyflow.keys import RegistryFile, signing_key
-from treatyflow.record import Record, views
+from treatyflow.record import views
 from treatyflow.settings import Settings
 from treatyflow.topology import read_passwords
 
 pytestmark = pytest.mark.stack
-
-
-async def _record_entries(settings: Settings, request_id: str) -> list[Entry]:
-    async with await Record.open(settings.record_database_url, load_keys(settings)) as record:
-        return await record.entries(request_id)
 
 
 def _new_id() -> str:
@@ -130,7 +133,7 @@ async def test_a_removed_authority_gets_no_new_request_and_its_running_one_ends(
                             f"{gone} under sco-2010, profile version ")):
             change_id = re.search(r"in the hub's record as (KZ-LST-[A-Z0-9]+)", said)
             assert change_id is not None, said
-            (entry,) = await _record_entries(stack_settings, change_id[1])
+            (entry,) = await record_entries(stack_settings, change_id[1])
             assert (entry.kind, entry.actor, entry.procedure) == (
                 "operator", c.OPERATOR_SIGNER, "amendment")
             assert views.says(entry).startswith(line), views.says(entry)
@@ -227,7 +230,7 @@ async def test_an_amendment_communicated_by_the_operators_takes_effect_through_t
         ("operator", c.OPERATOR_SIGNER, "amendment")] * 2
     checked = cli(stack_settings, "evidence", "verify", str(bundle))
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    lines = [views.says(e) for e in await _record_entries(stack_settings, amendment[1])]
+    lines = [views.says(e) for e in await record_entries(stack_settings, amendment[1])]
     assert lines == [
         f"amendment {amendment[1]} notified: add {new} under sco-2010, received {today}, in "
         f"effect on {today}",
